@@ -1,0 +1,251 @@
+// Package consumer holds the contract between the pipeline and the broker
+// drivers: what a received message looks like (Delivery), how its fate is
+// expressed (Outcome), and the two small interfaces every driver implements
+// (Consumer and Publisher).
+//
+// Drivers live in sub-packages (memjobs, amqpjobs, kafkajobs, sqsjobs) and
+// import this package, never the reverse. The conformance suite in
+// consumertest pins the behaviour every driver must show.
+package consumer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Sentinel errors shared by every driver.
+var (
+	// ErrClosed is returned by Receive, Publish and Settle once the
+	// consumer has been closed.
+	ErrClosed = errors.New("consumer: closed")
+	// ErrAlreadySettled is returned by Delivery.Settle on every call after
+	// the first one.
+	ErrAlreadySettled = errors.New("consumer: delivery already settled")
+	// ErrStaleDelivery is returned by Settle when the delivery came from a
+	// broker connection or channel that has since died; the broker
+	// redelivers such a message by itself, so nothing is lost.
+	ErrStaleDelivery = errors.New("consumer: delivery belongs to a dead connection")
+	// ErrUnknownPipeline is returned when a job names a pipeline that does
+	// not exist.
+	ErrUnknownPipeline = errors.New("consumer: unknown pipeline")
+)
+
+// Action is what should happen to a delivery once a worker is done with it.
+type Action uint8
+
+const (
+	// Ack removes the message from the broker: the job is done.
+	Ack Action = iota + 1
+	// Retry puts the message back on the broker after Outcome.Delay. With a
+	// zero delay and no header change the driver keeps the original
+	// position where the broker allows it.
+	Retry
+	// Requeue puts the message back after Outcome.Delay with
+	// Outcome.Headers merged into its headers.
+	Requeue
+	// Dead moves the message to the dead-letter target of the pipeline (or
+	// discards it when there is none).
+	Dead
+	// Release hands the message back to the broker without spending an
+	// attempt: the job never really ran (shutdown, no free worker).
+	Release
+)
+
+// String returns the lower-case name used in logs and metrics.
+func (a Action) String() string {
+	switch a {
+	case Ack:
+		return "ack"
+	case Retry:
+		return "retry"
+	case Requeue:
+		return "requeue"
+	case Dead:
+		return "dead"
+	case Release:
+		return "release"
+	default:
+		return fmt.Sprintf("action(%d)", uint8(a))
+	}
+}
+
+// Outcome is the fate of one delivery, decided once by the pipeline.
+type Outcome struct {
+	Action Action
+	// Delay before the message is visible again (Retry, Requeue, Release).
+	Delay time.Duration
+	// Headers to merge into the message headers (Requeue; Retry may carry
+	// the attempt header). Keys replace existing keys.
+	Headers map[string][]string
+	// Reason is a human-readable cause, kept with dead-lettered messages.
+	Reason string
+}
+
+// SettleFunc is supplied by a driver to carry out an Outcome on its broker.
+type SettleFunc func(ctx context.Context, o Outcome) error
+
+// Delivery is one message received from a broker, wrapped for the pipeline.
+//
+// The exported fields are set by the driver before the delivery is handed
+// out and are read-only afterwards. Settle may be called from any goroutine;
+// only the first call reaches the broker.
+type Delivery struct {
+	ID       string              // job id (rr_id), or a generated/broker id
+	Job      string              // job name (rr_job), usually a PHP class
+	Pipeline string              // pipeline name
+	Driver   string              // "memory", "amqp", "kafka", "sqs"
+	Queue    string              // queue or topic name as configured
+	Headers  map[string][]string // user headers
+	Body     []byte              // payload, unchanged from the producer
+	Attempt  int                 // 1 on the first delivery
+	Key      string              // ordering key (Kafka key, SQS group, memory lane)
+	Priority int64
+
+	// Kafka-only position of the record; Topic is empty for other drivers.
+	Topic     string
+	Partition int32
+	Offset    int64
+
+	mu      sync.Mutex
+	settled bool
+	settle  SettleFunc
+}
+
+// NewDelivery returns a delivery whose Settle calls fn at most once.
+func NewDelivery(fn SettleFunc) *Delivery {
+	return &Delivery{settle: fn}
+}
+
+// SetSettle replaces the settle function; drivers that build a Delivery
+// literal use it before handing the delivery out.
+func (d *Delivery) SetSettle(fn SettleFunc) { d.settle = fn }
+
+// Settle carries out o on the broker. It runs the driver's settle function
+// at most once: later calls return ErrAlreadySettled without touching the
+// broker. When the driver fails, the delivery still counts as settled (the
+// broker redelivers an unsettled message by itself) and the error is
+// returned.
+func (d *Delivery) Settle(ctx context.Context, o Outcome) error {
+	d.mu.Lock()
+	if d.settled {
+		d.mu.Unlock()
+		return ErrAlreadySettled
+	}
+	d.settled = true
+	fn := d.settle
+	d.mu.Unlock()
+	if fn == nil {
+		return nil
+	}
+	return fn(ctx, o)
+}
+
+// Settled reports whether Settle has been called.
+func (d *Delivery) Settled() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.settled
+}
+
+// Job is a job to publish (the producer side: jobs.Push, the CLI, retries
+// that republish a copy).
+type Job struct {
+	ID       string
+	Name     string // job name
+	Pipeline string
+	Payload  []byte
+	Headers  map[string][]string
+	Delay    time.Duration
+	Priority int64
+	Key      string // ordering key: Kafka record key, SQS group id, memory lane
+	AutoAck  bool
+}
+
+// Consumer receives deliveries from one pipeline's broker.
+type Consumer interface {
+	// Receive blocks until a message is available or ctx is done. It
+	// returns ErrClosed after Close. The caller must hold a free
+	// concurrency slot: drivers never fetch more than they are asked for
+	// plus their configured prefetch.
+	Receive(ctx context.Context) (*Delivery, error)
+	// Close stops consuming. Messages that were received but never handed
+	// out are returned to the broker. Deliveries already handed out can
+	// still be settled until ctx is done. Close is idempotent.
+	Close(ctx context.Context) error
+}
+
+// Publisher puts jobs on a broker.
+type Publisher interface {
+	// Publish sends every job and returns only after the broker confirmed
+	// all of them. On failure no job after the first failed one is
+	// reported as published; a *BatchError tells which failed.
+	Publish(ctx context.Context, jobs []Job) error
+}
+
+// Stat is the state of one pipeline, as reported by jobs.Stat.
+type Stat struct {
+	Pipeline string
+	Driver   string
+	Queue    string
+	Priority int64
+	Ready    int64 // waiting on the broker (or local queue), -1 when unknown
+	Active   int64 // received and not yet settled
+	Delayed  int64 // waiting for a delay to pass, -1 when unknown
+	Reserved int64
+	// Counters since start, kept by the pipeline.
+	Acked    uint64
+	Retried  uint64
+	Requeued uint64
+	Dead     uint64
+	// Consuming is false while the pipeline is paused or its broker is
+	// unreachable; Error then says why.
+	Consuming bool
+	Error     string
+}
+
+// BatchError reports which jobs of a batch failed to publish.
+type BatchError struct {
+	Failed map[int]error // index into the batch -> cause
+}
+
+func (e *BatchError) Error() string {
+	for i, err := range e.Failed {
+		return fmt.Sprintf("consumer: %d of the batch failed to publish (job %d: %v)", len(e.Failed), i, err)
+	}
+	return "consumer: batch failed"
+}
+
+// Unwrap returns the causes so errors.Is finds sentinels inside.
+func (e *BatchError) Unwrap() []error {
+	out := make([]error, 0, len(e.Failed))
+	for _, err := range e.Failed {
+		out = append(out, err)
+	}
+	return out
+}
+
+// Optional interfaces a driver may implement; the pipeline detects them with
+// a type assertion.
+
+// Pauser stops and restarts delivery at the broker (for example cancels the
+// AMQP consumer so prefetched messages go back). Without it the pipeline
+// pauses by not calling Receive.
+type Pauser interface {
+	Pause(ctx context.Context) error
+	Resume(ctx context.Context) error
+}
+
+// Stater reports broker-side numbers (Ready, Delayed, Queue) for jobs.Stat.
+// The pipeline fills in Active and the counters itself.
+type Stater interface {
+	Stat(ctx context.Context) (Stat, error)
+}
+
+// Checker reports whether the driver is connected and consuming; /ready and
+// jobs.Stat use it. A nil error means healthy.
+type Checker interface {
+	Check() error
+}

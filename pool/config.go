@@ -1,0 +1,43 @@
+package pool
+
+import "time"
+
+// Config describes one pool of worker processes. The yaml tags are the
+// RoadRunner key names under jobs.pool in .rr.yaml.
+type Config struct {
+	// Command starts one worker. In YAML a string is split on whitespace;
+	// a list is taken as is. Overrides server.command when set.
+	Command []string `yaml:"command"`
+	// Env is added to the environment of every worker, keys upper-cased.
+	Env map[string]string `yaml:"-"`
+	// NumWorkers is the number of processes (default: number of CPUs).
+	NumWorkers int `yaml:"num_workers"`
+	// MaxJobs recycles a worker after this many jobs; 0 = never.
+	MaxJobs uint64 `yaml:"max_jobs"`
+	// AllocateTimeout bounds the wait for a free worker in Exec and the pid
+	// handshake of a new worker (default 60s).
+	AllocateTimeout time.Duration `yaml:"allocate_timeout"`
+	// DestroyTimeout bounds the graceful stop of a worker before SIGKILL
+	// (default 60s).
+	DestroyTimeout time.Duration `yaml:"destroy_timeout"`
+	// ResetTimeout bounds a rolling reset of the whole pool (default 60s).
+	ResetTimeout time.Duration `yaml:"reset_timeout"`
+	// Supervisor holds the limits checked on every tick.
+	Supervisor Supervisor `yaml:"supervisor"`
+}
+
+// Supervisor holds the per-worker limits. Zero means no limit.
+type Supervisor struct {
+	// WatchTick is how often limits are checked (default 5s; 1s minimum
+	// is not enforced so tests can tick faster).
+	WatchTick time.Duration `yaml:"watch_tick"`
+	// TTL is the maximum lifetime of a worker.
+	TTL time.Duration `yaml:"ttl"`
+	// IdleTTL retires a worker idle for longer than this.
+	IdleTTL time.Duration `yaml:"idle_ttl"`
+	// ExecTTL is the maximum duration of one job; past it the worker is
+	// killed and the job fails with ErrExecTimeout.
+	ExecTTL time.Duration `yaml:"exec_ttl"`
+	// MaxWorkerMemory is the RSS limit in megabytes.
+	MaxWorkerMemory uint64 `yaml:"max_worker_memory"`
+}
