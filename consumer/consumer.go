@@ -249,3 +249,14 @@ type Stater interface {
 type Checker interface {
 	Check() error
 }
+
+// FieldError is a configuration problem at Key, a dotted YAML path relative
+// to the section being validated (for example "prefetch" or
+// "consumer_options.topics"). Driver Config.Validate methods return these
+// (joined with errors.Join); the config package prefixes the full path.
+type FieldError struct {
+	Key    string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Reason }
