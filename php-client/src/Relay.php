@@ -1,0 +1,154 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Pipevisor;
+
+/**
+ * A bidirectional frame stream to the supervisor: STDIN/STDOUT pipes (the
+ * default), or a socket the worker dials (tcp://host:port, unix:///path).
+ *
+ * Reading a frame costs one read of the 12-byte header and one read of the
+ * options and payload (PHP's stream buffer usually serves both from a single
+ * read(2)); writing one costs one fwrite(). The relay is not safe for use by
+ * two parties at once; a worker process owns exactly one.
+ */
+final class Relay
+{
+    /** @var resource */
+    private $in;
+    /** @var resource */
+    private $out;
+
+    /**
+     * @param resource $in stream frames are read from
+     * @param resource $out stream frames are written to (may be the same as $in)
+     */
+    public function __construct($in, $out)
+    {
+        if (!\is_resource($in) || !\is_resource($out)) {
+            throw new \InvalidArgumentException('relay: $in and $out must be open streams');
+        }
+        $this->in = $in;
+        $this->out = $out;
+    }
+
+    /**
+     * Opens the relay named by an address as found in RR_RELAY: "pipes" (or
+     * an empty string) for STDIN/STDOUT, "tcp://host:port" or "unix:///path"
+     * for a socket the supervisor listens on.
+     *
+     * @throws RelayException when the address is unknown or the socket cannot be opened
+     */
+    public static function create(string $address): self
+    {
+        if ($address === '' || $address === 'pipes' || $address === 'pipe') {
+            $in = \defined('STDIN') ? \STDIN : fopen('php://stdin', 'rb');
+            $out = \defined('STDOUT') ? \STDOUT : fopen('php://stdout', 'wb');
+            if ($in === false || $out === false) {
+                throw new RelayException('relay: cannot open STDIN/STDOUT');
+            }
+
+            return new self($in, $out);
+        }
+        if (!str_starts_with($address, 'tcp://') && !str_starts_with($address, 'unix://')) {
+            throw new RelayException(sprintf('relay: unknown relay address "%s" (want pipes, tcp://host:port or unix:///path)', $address));
+        }
+        $errno = 0;
+        $errstr = '';
+        $sock = @stream_socket_client($address, $errno, $errstr, 10.0);
+        if ($sock === false) {
+            throw new RelayException(sprintf('relay: connect %s: %s (%d)', $address, $errstr, $errno));
+        }
+        // A worker may idle for a long time between jobs: no read timeout.
+        stream_set_timeout($sock, 365 * 86400);
+
+        return new self($sock, $sock);
+    }
+
+    /**
+     * Reads the next frame. Blocks until one arrives.
+     *
+     * @return null|Frame null when the stream ended cleanly before a frame
+     *         started (the supervisor closed it or went away)
+     * @throws FrameException when the bytes are not a valid frame
+     * @throws RelayException when the stream ends in the middle of a frame
+     */
+    public function receive(): ?Frame
+    {
+        $header = $this->read(Frame::HEADER_SIZE, true);
+        if ($header === null) {
+            return null;
+        }
+        $parsed = Frame::parseHeader($header);
+        $rest = $parsed[1] + $parsed[2];
+
+        return Frame::fromParts($parsed, $rest > 0 ? $this->read($rest, false) : '');
+    }
+
+    /**
+     * Writes encoded frame bytes (see Frame::encode()) with one fwrite() in
+     * the common case; a short write is completed.
+     *
+     * @throws RelayException when the stream is closed or the write fails
+     */
+    public function send(string $bytes): void
+    {
+        $n = @fwrite($this->out, $bytes);
+        if ($n === \strlen($bytes)) {
+            return;
+        }
+        $done = $n === false ? 0 : $n;
+        while ($done < \strlen($bytes)) {
+            $n = @fwrite($this->out, substr($bytes, $done));
+            if ($n === false || $n === 0) {
+                throw new RelayException(sprintf('relay: write failed after %d of %d bytes', $done, \strlen($bytes)));
+            }
+            $done += $n;
+        }
+    }
+
+    /** Closes both streams. Safe to call more than once. */
+    public function close(): void
+    {
+        if (\is_resource($this->in)) {
+            fclose($this->in);
+        }
+        if ($this->out !== $this->in && \is_resource($this->out)) {
+            fclose($this->out);
+        }
+    }
+
+    /**
+     * Reads exactly $n bytes.
+     *
+     * @return null|string null only when $atBoundary and nothing was read before the end of stream
+     */
+    private function read(int $n, bool $atBoundary): ?string
+    {
+        $buf = @fread($this->in, $n);
+        if ($buf !== false && \strlen($buf) === $n) {
+            return $buf;
+        }
+        $buf = $buf === false ? '' : $buf;
+        while (\strlen($buf) < $n) {
+            $chunk = @fread($this->in, $n - \strlen($buf));
+            if ($chunk !== false && $chunk !== '') {
+                $buf .= $chunk;
+                continue;
+            }
+            // Nothing read: end of stream or a read error ends the frame;
+            // otherwise a signal interrupted the read and it is retried.
+            if ($chunk === false || !\is_resource($this->in) || feof($this->in)) {
+                break;
+            }
+        }
+        if (\strlen($buf) === $n) {
+            return $buf;
+        }
+        if ($atBoundary && $buf === '') {
+            return null;
+        }
+        throw new RelayException(sprintf('relay: stream ended after %d of %d bytes of a frame', \strlen($buf), $n));
+    }
+}
