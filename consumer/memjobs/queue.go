@@ -1,0 +1,614 @@
+// Package memjobs is the in-memory broker driver, the embedded default of
+// Pipevisor: a pipeline with driver "memory" keeps its jobs in the
+// supervisor's own memory. Nothing persists across a restart.
+//
+// A Queue orders ready jobs by priority (lower number first; a job with
+// priority 0 inherits the pipeline priority) and, within a priority, by
+// publish order. Retry(0) and Release put a job back at its original
+// position, ahead of every job published after it. Delayed jobs wait in a
+// single heap; no goroutine is started per job, and the Queue owns no
+// background goroutine at all: a blocked Receive sleeps until the earliest
+// delay is due.
+//
+// Jobs with the same non-empty Key form a lane: they are handed out one at
+// a time in publish order. While a keyed job is handed out, waiting for a
+// retry delay or sitting in the ready heap, its later siblings wait behind
+// it; the next one becomes ready only once it is acked, dead-lettered or
+// auto-acked.
+package memjobs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/pipevisor/pipevisor/consumer"
+)
+
+// Driver is the driver name reported in deliveries and stats.
+const Driver = "memory"
+
+// DeadListCap is how many dead jobs a Queue keeps; older ones are dropped
+// first.
+const DeadListCap = 10000
+
+// DeadJob is a job that was settled with consumer.Dead.
+type DeadJob struct {
+	// Job is the job as it was last delivered: ID, Name, Pipeline,
+	// Payload, Headers (with requeue headers merged), Priority and Key.
+	Job      consumer.Job
+	Reason   string    // Outcome.Reason
+	Attempts int       // attempt number of the delivery that was dead-lettered
+	At       time.Time // when it was dead-lettered
+}
+
+// Compile-time checks of the interfaces a Queue implements.
+var (
+	_ consumer.Consumer  = (*Queue)(nil)
+	_ consumer.Publisher = (*Queue)(nil)
+	_ consumer.Stater    = (*Queue)(nil)
+	_ consumer.Pauser    = (*Queue)(nil)
+	_ consumer.Checker   = (*Queue)(nil)
+)
+
+type itemState uint8
+
+const (
+	stateReady   itemState = iota + 1 // in the ready heap
+	stateDelayed                      // in the delay heap
+	statePending                      // behind the head of its lane
+	stateActive                       // handed out, not settled
+	stateDone                         // acked, dead or auto-acked
+)
+
+// item is one queued job. Items of one Publish call share one allocation.
+type item struct {
+	q       *Queue
+	id      string
+	name    string
+	key     string
+	payload []byte
+	headers map[string][]string
+	prio    int64
+	seq     uint64 // position: publish order, kept across Retry(0)/Release
+	due     int64  // publish delay deadline while pending in a lane, ns since Queue start
+	attempt int
+	autoAck bool
+	state   itemState
+	lane    *lane
+	settle  consumer.SettleFunc
+}
+
+// lane holds the jobs of one key: head is the one job of the key that may
+// be ready, delayed or handed out; pending wait behind it in publish order.
+type lane struct {
+	key     string
+	head    *item
+	pending []*item
+	off     int // index of the first pending item
+}
+
+type queueState uint8
+
+const (
+	open    queueState = iota
+	closing            // Close is waiting for handed-out deliveries
+	closed
+)
+
+// Queue is an in-memory pipeline. It implements consumer.Consumer,
+// consumer.Publisher, consumer.Stater, consumer.Pauser and
+// consumer.Checker. All methods are safe for concurrent use.
+type Queue struct {
+	name  string
+	cfg   Config
+	log   *slog.Logger
+	start time.Time // origin of the monotonic due times
+
+	sig  chan struct{} // capacity 1: wakes one blocked Receive
+	done chan struct{} // closed when Close starts
+
+	mu       sync.Mutex
+	ready    itemHeap // by (priority, seq)
+	delayed  itemHeap // by (due, seq)
+	lanes    map[string]*lane
+	pendingN int // items waiting behind lane heads
+	seq      uint64
+	active   int // handed out and not settled (auto-acked jobs excluded)
+	waiters  int // Receive calls blocked
+	paused   bool
+	st       queueState
+	idle     chan struct{} // closed when active drops to 0 while closing
+	dead     []DeadJob
+}
+
+// New returns an open, empty queue for the pipeline name. Zero fields of
+// cfg take their defaults; New does not validate cfg (call cfg.Validate
+// first). A nil log discards log output.
+func New(name string, cfg Config, log *slog.Logger) *Queue {
+	cfg.Defaults()
+	if cfg.Prefetch < 0 {
+		cfg.Prefetch = DefaultPrefetch
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Queue{
+		name:  name,
+		cfg:   cfg,
+		log:   log.With("pipeline", name, "driver", Driver),
+		start: time.Now(),
+		sig:   make(chan struct{}, 1),
+		done:  make(chan struct{}),
+		lanes: make(map[string]*lane),
+	}
+}
+
+// Name returns the pipeline name given to New.
+func (q *Queue) Name() string { return q.name }
+
+func (q *Queue) now() int64 { return int64(time.Since(q.start)) }
+
+// Publish queues every job under one lock and returns once all of them are
+// queued; it fails only when the queue is closed (consumer.ErrClosed) or
+// ctx is already done, and then queues none. A job without an ID gets a
+// random UUID; a job with priority 0 gets the pipeline priority; a job with
+// a Delay becomes ready once the delay has passed. Publish keeps references
+// to each job's Payload and Headers: callers must not modify them later.
+func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memjobs: publish to %q: %w", q.name, err)
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	slab := make([]item, len(jobs))
+	hasDelay := false
+	for i := range jobs {
+		j := &jobs[i]
+		it := &slab[i]
+		it.q = q
+		it.id = j.ID
+		if it.id == "" {
+			it.id = uuid.NewString()
+		}
+		it.name = j.Name
+		it.key = j.Key
+		it.payload = j.Payload
+		it.headers = j.Headers
+		it.prio = j.Priority
+		if it.prio == 0 {
+			it.prio = q.cfg.Priority
+		}
+		it.attempt = 1
+		it.autoAck = j.AutoAck
+		if !it.autoAck {
+			it.settle = it.settleFunc
+		}
+		if j.Delay > 0 {
+			hasDelay = true
+		}
+	}
+
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.st != open {
+		return fmt.Errorf("memjobs: publish to %q: %w", q.name, consumer.ErrClosed)
+	}
+	var now int64
+	if hasDelay {
+		now = q.now()
+	}
+	for i := range slab {
+		it := &slab[i]
+		q.seq++
+		it.seq = q.seq
+		var due int64
+		if d := jobs[i].Delay; d > 0 {
+			due = now + int64(d)
+		}
+		if it.key != "" {
+			if l := q.lanes[it.key]; l != nil {
+				it.lane = l
+				it.due = due
+				it.state = statePending
+				l.pending = append(l.pending, it)
+				q.pendingN++
+				continue
+			}
+			l := &lane{key: it.key, head: it}
+			it.lane = l
+			q.lanes[it.key] = l
+		}
+		q.schedule(it, due, now)
+	}
+	q.kick()
+	return nil
+}
+
+// schedule puts it in the delay heap when due is after now, else in the
+// ready heap at its own position (it.seq). Caller holds q.mu.
+func (q *Queue) schedule(it *item, due, now int64) {
+	if due > now {
+		it.state = stateDelayed
+		q.delayed.push(entry{k1: due, k2: it.seq, it: it})
+		return
+	}
+	it.state = stateReady
+	q.ready.push(entry{k1: it.prio, k2: it.seq, it: it})
+}
+
+// promoteDue moves every delayed item whose time has come to the ready
+// heap, behind the jobs already ready. Caller holds q.mu.
+func (q *Queue) promoteDue(now int64) {
+	for q.delayed.len() > 0 && q.delayed.top().k1 <= now {
+		it := q.delayed.pop().it
+		q.seq++
+		it.seq = q.seq
+		it.state = stateReady
+		q.ready.push(entry{k1: it.prio, k2: it.seq, it: it})
+	}
+}
+
+// kick wakes one blocked Receive, if any. Caller holds q.mu.
+func (q *Queue) kick() {
+	if q.waiters > 0 {
+		select {
+		case q.sig <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// take pops the most urgent ready job, or returns nil when none may be
+// handed out (empty, paused, or prefetch jobs unsettled). Caller holds q.mu.
+func (q *Queue) take() *item {
+	if q.paused || q.active >= q.cfg.Prefetch {
+		return nil
+	}
+	if q.delayed.len() > 0 {
+		q.promoteDue(q.now())
+	}
+	if q.ready.len() == 0 {
+		return nil
+	}
+	it := q.ready.pop().it
+	if it.autoAck {
+		q.finish(it)
+	} else {
+		it.state = stateActive
+		q.active++
+	}
+	return it
+}
+
+// Receive hands out the most urgent ready job. It blocks, without polling,
+// until a job is ready and fewer than prefetch deliveries are unsettled,
+// or until ctx is done (it then returns ctx.Err()), or the queue is closed
+// (consumer.ErrClosed). Auto-ack jobs are settled on receipt: their
+// delivery's Settle does nothing.
+func (q *Queue) Receive(ctx context.Context) (*consumer.Delivery, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	q.mu.Lock()
+	for {
+		if q.st != open {
+			q.mu.Unlock()
+			return nil, fmt.Errorf("memjobs: receive from %q: %w", q.name, consumer.ErrClosed)
+		}
+		if it := q.take(); it != nil {
+			if q.ready.len() > 0 {
+				q.kick() // pass the baton to the next blocked Receive
+			}
+			q.mu.Unlock()
+			return q.deliver(it), nil
+		}
+		var timer *time.Timer
+		var fire <-chan time.Time
+		if !q.paused && q.active < q.cfg.Prefetch && q.delayed.len() > 0 {
+			timer = time.NewTimer(time.Duration(q.delayed.top().k1 - q.now()))
+			fire = timer.C
+		}
+		q.waiters++
+		q.mu.Unlock()
+		select {
+		case <-q.sig:
+		case <-fire:
+		case <-q.done:
+		case <-ctx.Done():
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		q.mu.Lock()
+		q.waiters--
+		if err := ctx.Err(); err != nil {
+			// We may have taken the wake-up meant for someone else.
+			q.kick()
+			q.mu.Unlock()
+			return nil, err
+		}
+	}
+}
+
+// deliver wraps an item taken by Receive. It runs without q.mu: the item
+// is owned by this hand-out until its delivery is settled.
+func (q *Queue) deliver(it *item) *consumer.Delivery {
+	d := &consumer.Delivery{
+		ID:       it.id,
+		Job:      it.name,
+		Pipeline: q.name,
+		Driver:   Driver,
+		Queue:    q.name,
+		Headers:  it.headers,
+		Body:     it.payload,
+		Attempt:  it.attempt,
+		Key:      it.key,
+		Priority: it.prio,
+	}
+	if it.settle != nil {
+		d.SetSettle(it.settle)
+	}
+	return d
+}
+
+// settleFunc carries out an outcome for the item's current delivery; the
+// Delivery guarantees it runs at most once per hand-out.
+func (it *item) settleFunc(_ context.Context, o consumer.Outcome) error {
+	q := it.q
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.st == closed {
+		return fmt.Errorf("memjobs: settle on %q: %w", q.name, consumer.ErrClosed)
+	}
+	if it.state != stateActive {
+		return fmt.Errorf("memjobs: settle job %q: %w", it.id, ErrNotActive)
+	}
+	q.active--
+	var err error
+	switch o.Action {
+	case consumer.Ack:
+		q.finish(it)
+		it.payload, it.headers = nil, nil
+	case consumer.Dead:
+		q.addDead(it, o.Reason)
+		q.finish(it)
+		it.payload, it.headers = nil, nil
+	case consumer.Retry, consumer.Requeue:
+		it.attempt++
+		it.headers = mergeHeaders(it.headers, o.Headers)
+		q.requeue(it, o.Delay)
+	case consumer.Release:
+		q.requeue(it, o.Delay)
+	default:
+		q.requeue(it, 0)
+		err = fmt.Errorf("memjobs: settle job %q: %w: %v", it.id, ErrUnknownAction, o.Action)
+	}
+	if q.st == closing && q.active == 0 && q.idle != nil {
+		close(q.idle)
+		q.idle = nil
+	}
+	q.kick()
+	return err
+}
+
+// requeue puts a settled item back: after delay, or at once at its
+// original position. Its lane, if any, stays blocked. Caller holds q.mu.
+func (q *Queue) requeue(it *item, delay time.Duration) {
+	if delay > 0 {
+		it.state = stateDelayed
+		q.delayed.push(entry{k1: q.now() + int64(delay), k2: it.seq, it: it})
+		return
+	}
+	it.state = stateReady
+	q.ready.push(entry{k1: it.prio, k2: it.seq, it: it})
+}
+
+// finish marks it done and lets the next job of its lane go. Caller holds
+// q.mu.
+func (q *Queue) finish(it *item) {
+	it.state = stateDone
+	l := it.lane
+	if l == nil {
+		return
+	}
+	it.lane = nil
+	if l.off == len(l.pending) {
+		delete(q.lanes, l.key)
+		return
+	}
+	next := l.pending[l.off]
+	l.pending[l.off] = nil
+	l.off++
+	q.pendingN--
+	switch {
+	case l.off == len(l.pending):
+		l.pending = l.pending[:0]
+		l.off = 0
+	case l.off >= 64 && 2*l.off >= len(l.pending):
+		n := copy(l.pending, l.pending[l.off:])
+		clear(l.pending[n:])
+		l.pending = l.pending[:n]
+		l.off = 0
+	}
+	l.head = next
+	var now int64
+	if next.due > 0 {
+		now = q.now()
+	}
+	q.schedule(next, next.due, now)
+	next.due = 0
+}
+
+// addDead records it in the dead list. Caller holds q.mu.
+func (q *Queue) addDead(it *item, reason string) {
+	if len(q.dead) >= 2*DeadListCap {
+		n := copy(q.dead, q.dead[len(q.dead)-DeadListCap+1:])
+		clear(q.dead[n:])
+		q.dead = q.dead[:n]
+		q.log.Warn("dead list full, dropped the oldest dead jobs", "kept", DeadListCap)
+	}
+	q.dead = append(q.dead, DeadJob{
+		Job: consumer.Job{
+			ID:       it.id,
+			Name:     it.name,
+			Pipeline: q.name,
+			Payload:  it.payload,
+			Headers:  it.headers,
+			Priority: it.prio,
+			Key:      it.key,
+		},
+		Reason:   reason,
+		Attempts: it.attempt,
+		At:       time.Now(),
+	})
+}
+
+// mergeHeaders returns old with add's keys replacing its own. old is not
+// modified: the result is a new map whenever add is not empty.
+func mergeHeaders(old, add map[string][]string) map[string][]string {
+	if len(add) == 0 {
+		return old
+	}
+	m := make(map[string][]string, len(old)+len(add))
+	for k, v := range old {
+		m[k] = v
+	}
+	for k, v := range add {
+		m[k] = slices.Clone(v)
+	}
+	return m
+}
+
+// Dead returns a copy of the dead list, oldest first, at most DeadListCap
+// jobs. It works on a closed queue too.
+func (q *Queue) Dead() []DeadJob {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	s := q.dead
+	if len(s) > DeadListCap {
+		s = s[len(s)-DeadListCap:]
+	}
+	return slices.Clone(s)
+}
+
+// PurgeDead empties the dead list and returns how many jobs it held (at
+// most DeadListCap).
+func (q *Queue) PurgeDead() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := min(len(q.dead), DeadListCap)
+	q.dead = nil
+	return n
+}
+
+// Stat reports the queue's numbers: Ready counts jobs waiting to be
+// handed out (including keyed jobs waiting behind their lane), Delayed the
+// jobs waiting for a delay, Active the deliveries handed out and not
+// settled. Consuming is false while paused or closed. It never fails.
+func (q *Queue) Stat(_ context.Context) (consumer.Stat, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.delayed.len() > 0 {
+		q.promoteDue(q.now())
+	}
+	return consumer.Stat{
+		Pipeline:  q.name,
+		Driver:    Driver,
+		Queue:     q.name,
+		Priority:  q.cfg.Priority,
+		Ready:     int64(q.ready.len() + q.pendingN),
+		Delayed:   int64(q.delayed.len()),
+		Active:    int64(q.active),
+		Consuming: q.st == open && !q.paused,
+	}, nil
+}
+
+// Pause stops Receive from handing out jobs until Resume; blocked Receive
+// calls keep waiting. Publish and Settle keep working. It is idempotent
+// and returns consumer.ErrClosed on a closed queue.
+func (q *Queue) Pause(_ context.Context) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.st != open {
+		return fmt.Errorf("memjobs: pause %q: %w", q.name, consumer.ErrClosed)
+	}
+	q.paused = true
+	return nil
+}
+
+// Resume undoes Pause. It is idempotent and returns consumer.ErrClosed on
+// a closed queue.
+func (q *Queue) Resume(_ context.Context) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.st != open {
+		return fmt.Errorf("memjobs: resume %q: %w", q.name, consumer.ErrClosed)
+	}
+	q.paused = false
+	q.kick()
+	return nil
+}
+
+// Check returns nil while the queue is open and consumer.ErrClosed after
+// Close.
+func (q *Queue) Check() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.st != open {
+		return fmt.Errorf("memjobs: %q: %w", q.name, consumer.ErrClosed)
+	}
+	return nil
+}
+
+// Close stops the queue: Receive and Publish return consumer.ErrClosed at
+// once, blocked Receive calls included. Deliveries already handed out can
+// still be settled while Close waits for them, until ctx is done; after
+// Close returns, Settle returns consumer.ErrClosed. Close returns nil when
+// every delivery was settled, else an error wrapping ctx.Err(). Queued
+// jobs stay in the queue (Stat and Dead keep working) and are dropped with
+// it. Close is idempotent.
+func (q *Queue) Close(ctx context.Context) error {
+	q.mu.Lock()
+	switch q.st {
+	case closed:
+		q.mu.Unlock()
+		return nil
+	case open:
+		q.st = closing
+		close(q.done)
+	}
+	if q.active == 0 {
+		q.st = closed
+		q.mu.Unlock()
+		return nil
+	}
+	if q.idle == nil {
+		q.idle = make(chan struct{})
+	}
+	idle := q.idle
+	q.mu.Unlock()
+
+	select {
+	case <-idle:
+		q.mu.Lock()
+		q.st = closed
+		q.mu.Unlock()
+		return nil
+	case <-ctx.Done():
+		q.mu.Lock()
+		n := q.active
+		q.st = closed
+		q.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		return fmt.Errorf("memjobs: close %q with %d deliveries unsettled: %w", q.name, n, ctx.Err())
+	}
+}
