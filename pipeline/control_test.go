@@ -1,0 +1,249 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/frame"
+)
+
+// pausingConsumer adds consumer.Pauser, Stater and Checker to fakeConsumer.
+type pausingConsumer struct {
+	*fakeConsumer
+	pauses, resumes atomic.Int32
+	checkErr        atomic.Pointer[error]
+}
+
+func (c *pausingConsumer) Pause(context.Context) error  { c.pauses.Add(1); return nil }
+func (c *pausingConsumer) Resume(context.Context) error { c.resumes.Add(1); return nil }
+
+func (c *pausingConsumer) Stat(context.Context) (consumer.Stat, error) {
+	return consumer.Stat{Driver: "memory", Queue: "q", Ready: int64(len(c.queue)), Delayed: 5, Reserved: 1}, nil
+}
+
+func (c *pausingConsumer) Check() error {
+	if p := c.checkErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func TestPauseResume(t *testing.T) {
+	for _, withPauser := range []bool{false, true} {
+		name := "gate only"
+		if withPauser {
+			name = "driver pauser"
+		}
+		t.Run(name, func(t *testing.T) {
+			fc := newFakeConsumer(16)
+			pc := &pausingConsumer{fakeConsumer: fc}
+			var c consumer.Consumer = fc
+			if withPauser {
+				c = pc
+			}
+			p := New(Config{Name: "p", Concurrency: 2}, c, execFunc(ackExec), nil)
+			start(t, p)
+			fc.push("before", 1, nil)
+			fc.next(t)
+
+			ctx := context.Background()
+			if err := p.Pause(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Pause(ctx); err != nil {
+				t.Fatalf("second Pause = %v", err)
+			}
+			for range 3 {
+				fc.push("during", 1, nil)
+			}
+			// Paused: the jobs stay on the broker.
+			select {
+			case s := <-fc.settles:
+				t.Fatalf("job %+v processed while paused", s)
+			case <-time.After(30 * time.Millisecond):
+			}
+			if len(fc.queue) != 3 {
+				t.Errorf("%d jobs on the broker while paused, want 3", len(fc.queue))
+			}
+			st := p.Stat(ctx)
+			if st.Consuming || st.Error == "" || !p.Paused() {
+				t.Errorf("Stat while paused = %+v, want not consuming with a reason", st)
+			}
+			if err := p.Resume(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for range 3 {
+				if s := fc.next(t); s.Outcome.Action != consumer.Ack {
+					t.Errorf("after resume: %+v", s)
+				}
+			}
+			if p.Paused() || p.Check() != nil {
+				t.Errorf("after Resume: paused %v, check %v", p.Paused(), p.Check())
+			}
+			if withPauser && (pc.pauses.Load() != 1 || pc.resumes.Load() != 1) {
+				t.Errorf("driver paused %d times, resumed %d times, want 1 and 1", pc.pauses.Load(), pc.resumes.Load())
+			}
+		})
+	}
+}
+
+func TestPauseBeforeRun(t *testing.T) {
+	fc := newFakeConsumer(4)
+	fc.push("j", 1, nil)
+	p := New(Config{Name: "p"}, fc, execFunc(ackExec), nil)
+	if err := p.Pause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	start(t, p)
+	select {
+	case s := <-fc.settles:
+		t.Fatalf("job %+v processed while paused", s)
+	case <-time.After(30 * time.Millisecond):
+	}
+	if err := p.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s := fc.next(t); s.Outcome.Action != consumer.Ack {
+		t.Errorf("after resume: %+v", s)
+	}
+}
+
+func TestStopWhilePaused(t *testing.T) {
+	fc := newFakeConsumer(4)
+	p := New(Config{Name: "p", Concurrency: 3}, fc, execFunc(ackExec), nil)
+	r := start(t, p)
+	waitFor(t, "running", func() bool { return p.Check() == nil })
+	if err := p.Pause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.wait(t); err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	if err := p.Resume(context.Background()); !errors.Is(err, ErrStopped) {
+		t.Errorf("Resume after Stop = %v, want ErrStopped", err)
+	}
+}
+
+func TestConsumerClosedUnderRun(t *testing.T) {
+	fc := newFakeConsumer(1)
+	p := New(Config{Name: "p", Concurrency: 2}, fc, execFunc(ackExec), nil)
+	r := start(t, p)
+	_ = fc.Close(context.Background())
+	if err := r.wait(t); !errors.Is(err, consumer.ErrClosed) {
+		t.Errorf("Run = %v, want consumer.ErrClosed", err)
+	}
+	if err := p.Check(); !errors.Is(err, consumer.ErrClosed) {
+		t.Errorf("Check = %v, want consumer.ErrClosed", err)
+	}
+}
+
+// flakyConsumer fails Receive until healed.
+type flakyConsumer struct {
+	*fakeConsumer
+	broken atomic.Bool
+}
+
+var errBrokerDown = errors.New("broker down")
+
+func (f *flakyConsumer) Receive(ctx context.Context) (*consumer.Delivery, error) {
+	if f.broken.Load() {
+		return nil, errBrokerDown
+	}
+	return f.fakeConsumer.Receive(ctx)
+}
+
+func TestReceiveErrorsAreRetried(t *testing.T) {
+	fc := &flakyConsumer{fakeConsumer: newFakeConsumer(4)}
+	fc.broken.Store(true)
+	p := New(Config{Name: "p"}, fc, execFunc(ackExec), nil)
+	start(t, p)
+	waitFor(t, "receive error in Stat", func() bool {
+		st := p.Stat(context.Background())
+		return !st.Consuming && strings.Contains(st.Error, "broker down")
+	})
+	if err := p.Check(); !errors.Is(err, errBrokerDown) {
+		t.Errorf("Check = %v, want the receive error", err)
+	}
+	fc.broken.Store(false)
+	fc.push("j", 1, nil)
+	if s := fc.next(t); s.Outcome.Action != consumer.Ack {
+		t.Errorf("after recovery: %+v", s)
+	}
+	waitFor(t, "healthy again", func() bool { return p.Check() == nil })
+}
+
+func TestStatMergesDriver(t *testing.T) {
+	fc := newFakeConsumer(4)
+	pc := &pausingConsumer{fakeConsumer: fc}
+	p := New(Config{Name: "p", Driver: "ignored", Priority: 7}, pc, execFunc(ackExec), nil)
+	if st := p.Stat(context.Background()); st.Consuming || st.Error == "" {
+		t.Errorf("Stat before Run = %+v, want not consuming", st)
+	}
+	start(t, p)
+	fc.push("a", 1, nil)
+	fc.next(t)
+	fc.push("b", 1, nil)
+	fc.push("c", 1, nil)
+	waitFor(t, "acked counter", func() bool { return p.Stat(context.Background()).Acked >= 1 })
+	st := p.Stat(context.Background())
+	if st.Pipeline != "p" || st.Driver != "memory" || st.Queue != "q" || st.Priority != 7 ||
+		st.Delayed != 5 || st.Reserved != 1 || st.Ready < 0 || !st.Consuming || st.Error != "" {
+		t.Errorf("Stat = %+v", st)
+	}
+	down := errors.New("connection lost")
+	pc.checkErr.Store(&down)
+	if st := p.Stat(context.Background()); st.Consuming || !strings.Contains(st.Error, "connection lost") {
+		t.Errorf("Stat with an unhealthy driver = %+v", st)
+	}
+}
+
+type recordingObserver struct {
+	mu   sync.Mutex
+	seen []consumer.Action
+}
+
+func (o *recordingObserver) Observe(pipeline string, a consumer.Action, took time.Duration) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if pipeline == "p" && took >= 0 {
+		o.seen = append(o.seen, a)
+	}
+}
+
+func TestObserverSeesEveryFate(t *testing.T) {
+	fc := newFakeConsumer(4)
+	fc.push("j", 1, nil)
+	obs := &recordingObserver{}
+	ex := execFunc(func(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
+		if jobContext(t, pl).Headers[AttemptHeader][0] == "1" {
+			return replyBody(t, frame.Reply{Type: frame.ReplyRequeue}), nil
+		}
+		return frame.Payload{}, nil
+	})
+	p := New(Config{Name: "p", Observer: obs}, fc, ex, nil)
+	start(t, p)
+	fc.next(t)
+	fc.next(t)
+	waitFor(t, "two observations", func() bool {
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		return len(obs.seen) == 2
+	})
+	obs.mu.Lock()
+	defer obs.mu.Unlock()
+	if obs.seen[0] != consumer.Requeue || obs.seen[1] != consumer.Ack {
+		t.Errorf("observed %v, want [requeue ack]", obs.seen)
+	}
+	if st := p.Stat(context.Background()); st.Requeued != 1 || st.Acked != 1 {
+		t.Errorf("Stat = %+v", st)
+	}
+}

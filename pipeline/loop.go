@@ -1,0 +1,227 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/frame"
+)
+
+// AttemptHeader carries the delivery number of a job to the worker ("1" on
+// the first delivery).
+const AttemptHeader = "x-attempt"
+
+// Bounds of the wait between failed Receive calls.
+const (
+	minReceiveBackoff = 50 * time.Millisecond
+	maxReceiveBackoff = 5 * time.Second
+)
+
+// loop is one concurrency slot: acquire -> Receive -> exec -> settle, until
+// the pipeline stops. workCtx is cancelled (cause ErrShutdown) when running
+// jobs must be interrupted.
+func (p *Pipeline) loop(workCtx context.Context) {
+	wait := minReceiveBackoff
+	for {
+		rctx, ok := p.acquire(workCtx)
+		if !ok {
+			return
+		}
+		d, err := p.c.Receive(rctx)
+		if err != nil {
+			if rctx.Err() != nil {
+				continue // paused or stopping: acquire decides
+			}
+			if errors.Is(err, consumer.ErrClosed) {
+				p.consumerClosed(err)
+				return
+			}
+			p.setRecvErr(err)
+			p.log.WarnContext(rctx, "receive failed", "err", err, "retry_in", wait)
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-rctx.Done():
+				t.Stop()
+			}
+			wait = min(2*wait, maxReceiveBackoff)
+			continue
+		}
+		if wait != minReceiveBackoff {
+			wait = minReceiveBackoff
+			p.setRecvErr(nil)
+		}
+		if d == nil {
+			continue
+		}
+		p.handle(workCtx, d)
+	}
+}
+
+// acquire waits while the pipeline is paused and returns the context for
+// the next Receive, cancelled by Pause or Stop. ok is false once the
+// pipeline stops.
+func (p *Pipeline) acquire(workCtx context.Context) (ctx context.Context, ok bool) {
+	for {
+		p.mu.Lock()
+		if p.state == stateStopped || workCtx.Err() != nil {
+			p.mu.Unlock()
+			return nil, false
+		}
+		if !p.paused {
+			if p.recvCtx == nil {
+				p.recvCtx, p.recvCancel = context.WithCancelCause(workCtx)
+			}
+			ctx = p.recvCtx
+			p.mu.Unlock()
+			return ctx, true
+		}
+		wake := p.wake
+		p.mu.Unlock()
+		select {
+		case <-wake:
+		case <-workCtx.Done():
+			return nil, false
+		}
+	}
+}
+
+func (p *Pipeline) stopping() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.state == stateStopped
+}
+
+func (p *Pipeline) setRecvErr(err error) {
+	p.mu.Lock()
+	p.recvErr = err
+	p.mu.Unlock()
+}
+
+func (p *Pipeline) consumerClosed(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.state != stateStopped && p.closedErr == nil {
+		p.closedErr = err
+	}
+}
+
+// handle runs one delivery to its settlement. It never returns before the
+// delivery is settled (or Settle failed).
+func (p *Pipeline) handle(workCtx context.Context, d *consumer.Delivery) {
+	start := time.Now()
+	p.active.Add(1)
+	defer p.active.Add(-1)
+
+	var (
+		reply frame.Reply
+		err   error
+	)
+	if p.stopping() {
+		// Received while Stop was interrupting Receive: do not start it.
+		err = fmt.Errorf("%w: received during shutdown", ErrShutdown)
+	} else {
+		reply, err = p.exec(workCtx, d)
+	}
+	o := outcomeFor(reply, err, d.Attempt, p.cfg.Retry, p.cfg.Rand)
+
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(workCtx), p.cfg.SettleTimeout)
+	serr := d.Settle(sctx, o)
+	cancel()
+	took := time.Since(start)
+
+	if serr == nil {
+		switch o.Action {
+		case consumer.Ack:
+			p.acked.Add(1)
+		case consumer.Retry:
+			p.retried.Add(1)
+		case consumer.Requeue:
+			p.requeued.Add(1)
+		case consumer.Dead:
+			p.dead.Add(1)
+		}
+	}
+	if p.cfg.Observer != nil {
+		p.cfg.Observer.Observe(p.cfg.Name, o.Action, took)
+	}
+	p.logFate(sctx, d, o, err, serr, took)
+}
+
+// exec runs d on the executor and parses the reply. An error caused by the
+// shutdown of running jobs wraps ErrShutdown.
+func (p *Pipeline) exec(ctx context.Context, d *consumer.Delivery) (frame.Reply, error) {
+	pl, err := payload(d)
+	if err != nil {
+		return frame.Reply{}, err
+	}
+	out, err := p.ex.Exec(ctx, pl)
+	if err != nil {
+		if ctx.Err() != nil && !errors.Is(err, ErrShutdown) && errors.Is(context.Cause(ctx), ErrShutdown) {
+			err = fmt.Errorf("%w: %w", ErrShutdown, err)
+		}
+		return frame.Reply{}, err
+	}
+	return frame.ParseReply(out.Body)
+}
+
+// payload builds the job frame for d: the context JSON (with the attempt in
+// the x-attempt header, on a copy of the headers) and the body unchanged.
+func payload(d *consumer.Delivery) (frame.Payload, error) {
+	h := cloneHeaders(d.Headers, 1)
+	h[AttemptHeader] = []string{strconv.Itoa(d.Attempt)}
+	jc := frame.JobContext{
+		ID:       d.ID,
+		Job:      d.Job,
+		Driver:   d.Driver,
+		Queue:    d.Queue,
+		Headers:  h,
+		Pipeline: d.Pipeline,
+	}
+	if d.Topic != "" {
+		jc.Topic = d.Topic
+		jc.Partition = &d.Partition
+		jc.Offset = &d.Offset
+	}
+	b, err := json.Marshal(&jc)
+	if err != nil {
+		return frame.Payload{}, fmt.Errorf("pipeline: job %s: encode context: %w", d.ID, err)
+	}
+	return frame.Payload{Context: b, Body: d.Body}, nil
+}
+
+// logFate writes the one log line of a job: debug for the expected fates,
+// warn for failures.
+func (p *Pipeline) logFate(ctx context.Context, d *consumer.Delivery, o consumer.Outcome, err, serr error, took time.Duration) {
+	lvl := slog.LevelDebug
+	if serr != nil || o.Action == consumer.Dead || (err != nil && o.Action == consumer.Retry) ||
+		(o.Action == consumer.Release && !errors.Is(err, ErrShutdown)) {
+		lvl = slog.LevelWarn
+	}
+	if !p.log.Enabled(ctx, lvl) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("id", d.ID),
+		slog.String("job", d.Job),
+		slog.Int("attempt", d.Attempt),
+		slog.String("outcome", o.Action.String()),
+		slog.Duration("took", took),
+	}
+	if o.Delay > 0 {
+		attrs = append(attrs, slog.Duration("delay", o.Delay))
+	}
+	if o.Reason != "" {
+		attrs = append(attrs, slog.String("reason", o.Reason))
+	}
+	if serr != nil {
+		attrs = append(attrs, slog.String("settle_error", serr.Error()))
+	}
+	p.log.LogAttrs(ctx, lvl, "job settled", attrs...)
+}

@@ -1,0 +1,201 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/frame"
+)
+
+func TestOutcomeFor(t *testing.T) {
+	policy := RetryPolicy{
+		MaxAttempts: 3,
+		Backoff:     Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 2, Jitter: 0.1},
+	}
+	reply := func(typ frame.ReplyType, d frame.ReplyData) frame.Reply { return frame.Reply{Type: typ, Data: d} }
+	badReply := func() error {
+		_, err := frame.ParseReply([]byte("oops"))
+		return err
+	}()
+	shutdownCtx, cancel := context.WithCancelCause(context.Background())
+	cancel(ErrShutdown)
+	hdr := map[string][]string{"k": {"v"}}
+
+	tests := []struct {
+		name    string
+		reply   frame.Reply
+		err     error
+		attempt int
+		want    consumer.Outcome
+		reason  string // substring of Reason when want.Reason is empty
+	}{
+		{name: "ack", reply: reply(frame.ReplyAck, frame.ReplyData{}), attempt: 1,
+			want: consumer.Outcome{Action: consumer.Ack}},
+		{name: "legacy no error", reply: reply(frame.ReplyNoError, frame.ReplyData{}), attempt: 1,
+			want: consumer.Outcome{Action: consumer.Ack}},
+		{name: "ack at last attempt", reply: reply(frame.ReplyAck, frame.ReplyData{}), attempt: 3,
+			want: consumer.Outcome{Action: consumer.Ack}},
+		{name: "nack no requeue", reply: reply(frame.ReplyNack, frame.ReplyData{Message: "bad input"}), attempt: 1,
+			want: consumer.Outcome{Action: consumer.Dead, Reason: "bad input"}},
+		{name: "nack no requeue no message", reply: reply(frame.ReplyNack, frame.ReplyData{}), attempt: 1,
+			want: consumer.Outcome{Action: consumer.Dead, Reason: "nacked by the worker"}},
+		{name: "nack requeue with delay", reply: reply(frame.ReplyNack, frame.ReplyData{Message: "later", Requeue: true, DelaySeconds: 7}), attempt: 1,
+			want: consumer.Outcome{Action: consumer.Retry, Delay: 7 * time.Second, Reason: "later"}},
+		{name: "nack requeue no delay", reply: reply(frame.ReplyNack, frame.ReplyData{Requeue: true}), attempt: 2,
+			want: consumer.Outcome{Action: consumer.Retry, Reason: "nacked by the worker"}},
+		{name: "nack requeue headers ignored", reply: reply(frame.ReplyNack, frame.ReplyData{Requeue: true, Headers: hdr}), attempt: 1,
+			want: consumer.Outcome{Action: consumer.Retry, Reason: "nacked by the worker"}},
+		{name: "nack requeue at max attempts", reply: reply(frame.ReplyNack, frame.ReplyData{Message: "still failing", Requeue: true, DelaySeconds: 1}), attempt: 3,
+			want: consumer.Outcome{Action: consumer.Dead}, reason: "still failing"},
+		{name: "nack requeue past max attempts", reply: reply(frame.ReplyNack, frame.ReplyData{Requeue: true}), attempt: 9,
+			want: consumer.Outcome{Action: consumer.Dead}, reason: "attempt 9 of 3"},
+		{name: "requeue with delay and headers", reply: reply(frame.ReplyRequeue, frame.ReplyData{Message: "again", DelaySeconds: 3, Headers: hdr}), attempt: 1,
+			want: consumer.Outcome{Action: consumer.Requeue, Delay: 3 * time.Second, Headers: hdr, Reason: "again"}},
+		{name: "requeue no headers", reply: reply(frame.ReplyRequeue, frame.ReplyData{}), attempt: 2,
+			want: consumer.Outcome{Action: consumer.Requeue, Reason: "requeued by the worker"}},
+		{name: "requeue at max attempts", reply: reply(frame.ReplyRequeue, frame.ReplyData{Message: "again", Headers: hdr}), attempt: 3,
+			want: consumer.Outcome{Action: consumer.Dead}, reason: "again"},
+		{name: "legacy error requeue", reply: reply(frame.ReplyError, frame.ReplyData{Message: "boom", Requeue: true, DelaySeconds: 2}), attempt: 1,
+			want: consumer.Outcome{Action: consumer.Retry, Delay: 2 * time.Second, Reason: "boom"}},
+		{name: "legacy error no requeue is dead, not ack", reply: reply(frame.ReplyError, frame.ReplyData{Message: "boom"}), attempt: 1,
+			want: consumer.Outcome{Action: consumer.Dead, Reason: "boom"}},
+		{name: "legacy error requeue at max attempts", reply: reply(frame.ReplyError, frame.ReplyData{Message: "boom", Requeue: true}), attempt: 3,
+			want: consumer.Outcome{Action: consumer.Dead}, reason: "boom"},
+		{name: "negative delay clamps to zero", reply: reply(frame.ReplyNack, frame.ReplyData{Requeue: true, DelaySeconds: -5}), attempt: 1,
+			want: consumer.Outcome{Action: consumer.Retry, Reason: "nacked by the worker"}},
+		{name: "unknown reply type retries", reply: reply(frame.ReplyType(9), frame.ReplyData{}), attempt: 1,
+			want: consumer.Outcome{Action: consumer.Retry, Delay: time.Second}, reason: "unknown reply type 9"},
+		{name: "job error first attempt", err: jobErr("Exception: db down"), attempt: 1,
+			want: consumer.Outcome{Action: consumer.Retry, Delay: time.Second}, reason: "db down"},
+		{name: "job error second attempt backs off", err: jobErr("db down"), attempt: 2,
+			want: consumer.Outcome{Action: consumer.Retry, Delay: 2 * time.Second}, reason: "db down"},
+		{name: "job error at max attempts", err: jobErr("db down"), attempt: 3,
+			want: consumer.Outcome{Action: consumer.Dead}, reason: "db down"},
+		{name: "exec timeout", err: execTimeoutErr(), attempt: 1,
+			want: consumer.Outcome{Action: consumer.Retry, Delay: time.Second}, reason: execTimeoutErr().Error()},
+		{name: "exec timeout at max attempts", err: execTimeoutErr(), attempt: 3,
+			want: consumer.Outcome{Action: consumer.Dead}, reason: execTimeoutErr().Error()},
+		{name: "worker crashed", err: crashErr(), attempt: 2,
+			want: consumer.Outcome{Action: consumer.Retry, Delay: 2 * time.Second}, reason: crashErr().Error()},
+		{name: "worker crashed at max attempts", err: crashErr(), attempt: 3,
+			want: consumer.Outcome{Action: consumer.Dead}, reason: crashErr().Error()},
+		{name: "bad reply", err: badReply, attempt: 1,
+			want: consumer.Outcome{Action: consumer.Retry, Delay: time.Second}, reason: frame.ErrBadReply.Error()},
+		{name: "bad reply at max attempts", err: badReply, attempt: 3,
+			want: consumer.Outcome{Action: consumer.Dead}, reason: frame.ErrBadReply.Error()},
+		{name: "unknown error retries", err: errors.New("something odd"), attempt: 1,
+			want: consumer.Outcome{Action: consumer.Retry, Delay: time.Second}, reason: "something odd"},
+		{name: "no worker releases, no attempt", err: noWorkerErr(), attempt: 3,
+			want: consumer.Outcome{Action: consumer.Release, Delay: NoWorkerDelay}, reason: noWorkerErr().Error()},
+		{name: "pool closed releases", err: poolClosedErr(), attempt: 3,
+			want: consumer.Outcome{Action: consumer.Release, Delay: NoWorkerDelay}, reason: poolClosedErr().Error()},
+		{name: "shutdown releases, no attempt", err: fmt.Errorf("%w: %w", ErrShutdown, crashErr()), attempt: 3,
+			want: consumer.Outcome{Action: consumer.Release}, reason: ErrShutdown.Error()},
+		{name: "shutdown cause from context", err: context.Cause(shutdownCtx), attempt: 1,
+			want: consumer.Outcome{Action: consumer.Release}, reason: ErrShutdown.Error()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := outcomeFor(tt.reply, tt.err, tt.attempt, policy, fixedRand)
+			reason := got.Reason
+			if tt.want.Reason == "" {
+				if !strings.Contains(got.Reason, tt.reason) {
+					t.Errorf("Reason = %q, want it to contain %q", got.Reason, tt.reason)
+				}
+				got.Reason = ""
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("outcomeFor = %+v (reason %q), want %+v", got, reason, tt.want)
+			}
+		})
+	}
+}
+
+func TestOutcomeForCopiesRequeueHeaders(t *testing.T) {
+	h := map[string][]string{"k": {"v"}}
+	o := outcomeFor(frame.Reply{Type: frame.ReplyRequeue, Data: frame.ReplyData{Headers: h}}, nil, 1, Defaults(), fixedRand)
+	o.Headers["other"] = []string{"x"}
+	if len(h) != 1 {
+		t.Fatalf("outcome headers alias the reply headers: %v", h)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	p := RetryPolicy{Backoff: Backoff{Initial: 100 * time.Millisecond, Max: time.Second, Multiplier: 3}}.WithDefaults()
+	for attempt, want := range map[int]time.Duration{
+		0: 100 * time.Millisecond, 1: 100 * time.Millisecond, 2: 300 * time.Millisecond,
+		3: 900 * time.Millisecond, 4: time.Second, 60: time.Second, 5000: time.Second,
+	} {
+		if got := p.backoff(attempt, fixedRand); got != want {
+			t.Errorf("backoff(%d) = %v, want %v", attempt, got, want)
+		}
+	}
+
+	p.Backoff.Jitter = 0.1
+	low := p.backoff(2, func() float64 { return 0 })
+	high := p.backoff(2, func() float64 { return 0.999999 })
+	if low != 270*time.Millisecond {
+		t.Errorf("backoff with rnd 0 = %v, want 270ms", low)
+	}
+	if high < 329*time.Millisecond || high > 330*time.Millisecond {
+		t.Errorf("backoff with rnd ~1 = %v, want just under 330ms", high)
+	}
+}
+
+func TestDefaultsAndWithDefaults(t *testing.T) {
+	want := RetryPolicy{MaxAttempts: 3, Backoff: Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 2, Jitter: 0.1}}
+	if got := Defaults(); got != want {
+		t.Errorf("Defaults() = %+v, want %+v", got, want)
+	}
+	if err := Defaults().Validate(); err != nil {
+		t.Errorf("Defaults().Validate() = %v", err)
+	}
+	got := RetryPolicy{}.WithDefaults()
+	want.Backoff.Jitter = 0
+	if got != want {
+		t.Errorf("zero.WithDefaults() = %+v, want %+v", got, want)
+	}
+	if got := (RetryPolicy{Backoff: Backoff{Initial: 2 * time.Minute}}).WithDefaults(); got.Backoff.Max != 2*time.Minute {
+		t.Errorf("Max below a large Initial: %v", got.Backoff.Max)
+	}
+}
+
+func TestRetryPolicyValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		p    RetryPolicy
+		keys []string
+	}{
+		{name: "zero is valid", p: RetryPolicy{}},
+		{name: "negative attempts", p: RetryPolicy{MaxAttempts: -1}, keys: []string{"max_attempts"}},
+		{name: "negative durations", p: RetryPolicy{Backoff: Backoff{Initial: -1, Max: -1}}, keys: []string{"backoff.initial", "backoff.max"}},
+		{name: "max below initial", p: RetryPolicy{Backoff: Backoff{Initial: time.Minute, Max: time.Second}}, keys: []string{"backoff.max"}},
+		{name: "multiplier below 1", p: RetryPolicy{Backoff: Backoff{Multiplier: 0.5}}, keys: []string{"backoff.multiplier"}},
+		{name: "jitter above 1", p: RetryPolicy{Backoff: Backoff{Jitter: 1.5}}, keys: []string{"backoff.jitter"}},
+		{name: "jitter negative", p: RetryPolicy{Backoff: Backoff{Jitter: -0.1}}, keys: []string{"backoff.jitter"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.p.Validate()
+			var keys []string
+			if err != nil {
+				for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+					var fe *consumer.FieldError
+					if !errors.As(e, &fe) {
+						t.Fatalf("error %v is not a *consumer.FieldError", e)
+					}
+					keys = append(keys, fe.Key)
+				}
+			}
+			if !reflect.DeepEqual(keys, tt.keys) {
+				t.Errorf("Validate() keys = %v, want %v (err %v)", keys, tt.keys, err)
+			}
+		})
+	}
+}
