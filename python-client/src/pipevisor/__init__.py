@@ -12,6 +12,8 @@ Standard library only; Python 3.9 or newer.
 
 from .consumer import Consumer
 from .errors import FrameError, PipevisorError, ProtocolError, RPCError
+from .jobs import Jobs, PipelineStat, PushJob
+from .rpc import RPC
 from .task import ACK, NACK, REQUEUE, Task
 
 __all__ = [
@@ -20,6 +22,10 @@ __all__ = [
     "REQUEUE",
     "Consumer",
     "FrameError",
+    "Jobs",
+    "PipelineStat",
+    "PushJob",
+    "RPC",
     "PipevisorError",
     "ProtocolError",
     "RPCError",
