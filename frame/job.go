@@ -1,6 +1,7 @@
 package frame
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 )
@@ -63,11 +64,18 @@ func ParseReply(body []byte) (Reply, error) {
 		return Reply{Type: ReplyAck}, nil
 	}
 	var r struct {
-		Type *ReplyType `json:"type"`
-		Data ReplyData  `json:"data"`
+		Type *ReplyType      `json:"type"`
+		Data json.RawMessage `json:"data"`
 	}
 	if err := json.Unmarshal(body, &r); err != nil {
 		return Reply{}, fmt.Errorf("%w: %v (reply started with %q)", ErrBadReply, err, head(body, 64))
+	}
+	var data ReplyData
+	// PHP's json_encode turns an empty data array into [], not {}.
+	if d := bytes.TrimSpace(r.Data); len(d) > 0 && !bytes.Equal(d, []byte("[]")) && !bytes.Equal(d, []byte("null")) {
+		if err := json.Unmarshal(d, &data); err != nil {
+			return Reply{}, fmt.Errorf("%w: data: %v (reply started with %q)", ErrBadReply, err, head(body, 64))
+		}
 	}
 	if r.Type == nil {
 		return Reply{}, fmt.Errorf("%w: no \"type\" field (reply started with %q)", ErrBadReply, head(body, 64))
@@ -75,7 +83,7 @@ func ParseReply(body []byte) (Reply, error) {
 	if *r.Type < ReplyNoError || *r.Type > ReplyRequeue {
 		return Reply{}, fmt.Errorf("%w: unknown type %d", ErrBadReply, *r.Type)
 	}
-	return Reply{Type: *r.Type, Data: r.Data}, nil
+	return Reply{Type: *r.Type, Data: data}, nil
 }
 
 func head(b []byte, n int) []byte {

@@ -1,0 +1,61 @@
+package frame
+
+import (
+	"errors"
+	"testing"
+)
+
+func TestParseReplyGoldenBodies(t *testing.T) {
+	want := map[string]Reply{
+		"reply_ack":                   {Type: ReplyAck},
+		"reply_nack":                  {Type: ReplyNack, Data: ReplyData{Message: "invalid payload: missing user_id"}},
+		"reply_nack_requeue":          {Type: ReplyNack, Data: ReplyData{Message: "database is busy", Requeue: true, DelaySeconds: 5}},
+		"reply_requeue":               {Type: ReplyRequeue, Data: ReplyData{Message: "rate limited", DelaySeconds: 30}},
+		"reply_legacy_complete":       {Type: ReplyNoError},
+		"reply_legacy_fail":           {Type: ReplyError, Data: ReplyData{Message: "mailer down", Requeue: true, DelaySeconds: 10}},
+		"reply_legacy_fail_norequeue": {Type: ReplyError, Data: ReplyData{Message: "bad template"}},
+		"reply_empty":                 {Type: ReplyAck},
+	}
+	for _, v := range goldenVectors() {
+		w, ok := want[v.Name]
+		if !ok {
+			continue
+		}
+		got, err := ParseReply([]byte(v.Body))
+		if err != nil {
+			t.Fatalf("%s: %v", v.Name, err)
+		}
+		if got.Type != w.Type || got.Data.Message != w.Data.Message || got.Data.Requeue != w.Data.Requeue || got.Data.DelaySeconds != w.Data.DelaySeconds {
+			t.Errorf("%s: got %+v, want %+v", v.Name, got, w)
+		}
+	}
+	r, _ := ParseReply([]byte(goldenBody(t, "reply_requeue")))
+	if h := r.Data.Headers["x-retry-reason"]; len(h) != 1 || h[0] != "rate-limit" {
+		t.Errorf("requeue headers = %v", r.Data.Headers)
+	}
+}
+
+func goldenBody(t *testing.T, name string) string {
+	t.Helper()
+	for _, v := range goldenVectors() {
+		if v.Name == name {
+			return v.Body
+		}
+	}
+	t.Fatalf("no vector %s", name)
+	return ""
+}
+
+func TestParseReplyPHPEmptyData(t *testing.T) {
+	for _, body := range []string{`{"type":2,"data":[]}`, `{"type":2}`, `{"type":2,"data":null}`} {
+		r, err := ParseReply([]byte(body))
+		if err != nil || r.Type != ReplyAck {
+			t.Errorf("ParseReply(%s) = %+v, %v", body, r, err)
+		}
+	}
+	for _, body := range []string{`{"type":9,"data":{}}`, `{"data":{}}`, `[1]`, `{"type":3,"data":[1]}`} {
+		if _, err := ParseReply([]byte(body)); !errors.Is(err, ErrBadReply) {
+			t.Errorf("ParseReply(%s) = %v, want ErrBadReply", body, err)
+		}
+	}
+}
