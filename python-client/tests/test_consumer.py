@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from helpers import job_frame, pid_frame, reply_json, split_frames, stop_frame
-from pipevisor import ACK, NACK, REQUEUE, Consumer, FrameError, ProtocolError, Task
+from pipevisor import ACK, NACK, REQUEUE, Consumer, FrameError, ProtocolError, Reply, Task
 from pipevisor import frame as fr
 
 
@@ -85,7 +85,7 @@ def replies_for(act) -> list:
 
 def test_nack_reply() -> None:
     assert replies_for(lambda t: t.nack("boom")) == [
-        {"type": 3, "data": {"message": "boom", "requeue": False, "delay_seconds": 0}}
+        {"type": 3, "data": {"message": "boom", "requeue": False}}
     ]
     assert replies_for(lambda t: t.with_delay(7).nack(ValueError("bad"), redelivery=True)) == [
         {"type": 3, "data": {"message": "bad", "requeue": True, "delay_seconds": 7}}
@@ -94,7 +94,7 @@ def test_nack_reply() -> None:
 
 def test_requeue_reply() -> None:
     assert replies_for(lambda t: t.requeue("later")) == [
-        {"type": 4, "data": {"message": "later", "delay_seconds": 0}}
+        {"type": 4, "data": {"message": "later"}}
     ]
     assert replies_for(lambda t: t.with_header("x-k", "v").with_header("x-l", ["a", "b"]).with_delay(3).requeue("r")) == [
         {"type": 4, "data": {"message": "r", "delay_seconds": 3, "headers": {"x-k": ["v"], "x-l": ["a", "b"]}}}
@@ -118,7 +118,7 @@ def test_first_reply_wins_across_copies() -> None:
     assert t.ack() is False
     assert t.requeue("x") is False
     assert copy.ack() is False
-    assert len(sent) == 1 and json.loads(sent[0])["type"] == NACK
+    assert len(sent) == 1 and json.loads(fr.decode(sent[0]).payload)["type"] == NACK
     assert t.replied and t.reply_type == NACK
 
 
@@ -138,7 +138,7 @@ def test_first_reply_wins_across_threads() -> None:
     for th in threads:
         th.join(5)
     assert results.count(True) == 1 and len(results) == 8
-    assert len(sent) == 1 and json.loads(sent[0])["type"] in (ACK, REQUEUE)
+    assert len(sent) == 1 and json.loads(fr.decode(sent[0]).payload)["type"] in (ACK, REQUEUE)
 
 
 def test_unanswered_task_gets_an_error_frame() -> None:
@@ -146,10 +146,34 @@ def test_unanswered_task_gets_an_error_frame() -> None:
     first = c.wait_task()
     second = c.wait_task()
     assert first is not None and second is not None and second.id == "j2"
-    assert first.ack() is True  # too late for the supervisor, but still only one frame from this task
+    assert first.reply_type == Reply.ERROR
+    assert first.ack() is False  # the error frame was its one reply
+    assert second.ack() is True
     frames = split_frames(out.getvalue())
-    assert frames[0].flags & fr.ERROR and b"j1" in frames[0].payload
+    assert len(frames) == 2
+    assert frames[0].flags == fr.ERROR and frames[0].options == () and b"j1" in frames[0].payload
     assert reply_json(frames[1]) == {"type": 2, "data": {}}
+
+
+def test_error_reply() -> None:
+    c, out = run(job_frame())
+    t = c.wait_task()
+    assert t is not None
+    assert t.error(RuntimeError("smtp down")) is True
+    assert t.nack("x") is False
+    (f,) = split_frames(out.getvalue())
+    assert (f.flags, f.options, f.payload) == (fr.ERROR, (), b"smtp down")
+
+
+def test_stop_worker_ends_the_loop() -> None:
+    c, out = run(job_frame(id="a") + job_frame(id="b"))
+    seen = []
+    for t in c.tasks():
+        seen.append(t.id)
+        assert t.stop_worker() is True
+    assert seen == ["a"]
+    (f,) = split_frames(out.getvalue())
+    assert (f.flags, f.options, f.payload) == (0, (13,), b'{"stop":true}')
 
 
 def test_malformed_job_frames_get_error_frames() -> None:

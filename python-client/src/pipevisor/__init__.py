@@ -14,7 +14,7 @@ from .consumer import Consumer
 from .errors import FrameError, PipevisorError, ProtocolError, RPCError
 from .jobs import Jobs, PipelineStat, PushJob
 from .rpc import RPC
-from .task import ACK, NACK, REQUEUE, Task
+from .task import ACK, NACK, REQUEUE, Reply, Task
 
 __all__ = [
     "ACK",
@@ -29,6 +29,7 @@ __all__ = [
     "PipevisorError",
     "ProtocolError",
     "RPCError",
+    "Reply",
     "Task",
 ]
 

@@ -30,7 +30,7 @@ from typing import IO, Any, BinaryIO, Iterator, Optional
 
 from . import frame as fr
 from .errors import ProtocolError
-from .task import Task
+from .task import Reply, Task
 
 __all__ = ["Consumer"]
 
@@ -158,9 +158,10 @@ class Consumer:
         """Block until the next task arrives; ``None`` once the worker should exit.
 
         ``None`` means the supervisor sent its stop frame or closed the
-        input. If the previous task never replied, it is answered first
-        with an error frame, which the supervisor treats as a failed
-        attempt (retried with backoff, dead-lettered past max_attempts).
+        input, or the previous task replied with :meth:`Task.stop_worker`.
+        If the previous task never replied, it is answered first with
+        :meth:`Task.error`, which the supervisor treats as a failed attempt
+        (retried with backoff, dead-lettered past max_attempts).
 
         Raises :class:`~pipevisor.errors.FrameError` when the input is not a
         frame stream and :class:`~pipevisor.errors.ProtocolError` when a
@@ -169,8 +170,11 @@ class Consumer:
         if self._done:
             return None
         prev, self._current = self._current, None
-        if prev is not None and not prev.replied:
-            self._send_error(f"task {prev.id!r} ({prev.name}) was not answered by the worker")
+        if prev is not None:
+            if not prev.error(f"task {prev.id!r} ({prev.name}) was not answered by the worker"):
+                if prev.reply_type == Reply.STOP:
+                    self._done = True
+                    return None
         while True:
             f = fr.read_frame(self._read)
             if f is None:
@@ -223,7 +227,7 @@ class Consumer:
         if not isinstance(context, dict):
             self._send_error("bad job context: not a JSON object")
             return None
-        return Task(context, f.payload[n:], self._send_reply)
+        return Task(context, f.payload[n:], self._send)
 
     # Sending.
 
@@ -231,10 +235,6 @@ class Consumer:
         with self._write_lock:
             self._out.write(data)
             self._out.flush()
-
-    def _send_reply(self, body: bytes) -> None:
-        """Send a job reply: empty context (option 0 = 0) followed by ``body``."""
-        self._send(fr.encode(0, body, (0,)))
 
     def _send_error(self, message: str) -> None:
         """Send an ERROR frame: the supervisor counts a failed attempt, the worker lives on."""

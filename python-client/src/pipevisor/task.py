@@ -1,35 +1,57 @@
 """A job received by a worker, and the replies it can send.
 
 A :class:`Task` answers the supervisor exactly once: the first of
-:meth:`Task.ack`, :meth:`Task.nack` or :meth:`Task.requeue` (on the task or
-on any copy made by :meth:`Task.with_delay` / :meth:`Task.with_header`) is
-sent, later calls are ignored and return ``False``.
+:meth:`Task.ack`, :meth:`Task.nack`, :meth:`Task.requeue`,
+:meth:`Task.error` or :meth:`Task.stop_worker` (on the task or on any copy
+made by :meth:`Task.with_delay` / :meth:`Task.with_header`) is sent; later
+calls are ignored and return ``False``.
 
-Reply bodies are RoadRunner's jobs reply JSON (``{"type": N, "data": {...}}``):
+Reply frames carry an empty context (option 0 = 0) and RoadRunner's jobs
+reply JSON (``{"type": N, "data": {...}}``) as the body. Zero or empty
+fields are left out, as Go's ``omitempty`` would (a missing field reads as
+zero), so the bytes equal the golden frames in ``frame/testdata``:
 
 ========  ====  ==========================================================
 method    type  data
 ========  ====  ==========================================================
 ack       2     ``{}``
-nack      3     ``message``, ``requeue`` (the redelivery flag), ``delay_seconds``
-requeue   4     ``message``, ``delay_seconds``, ``headers`` (only if set)
+nack      3     ``message``, ``requeue`` (the redelivery flag), ``delay_seconds`` (if > 0)
+requeue   4     ``message``, ``delay_seconds`` (if > 0), ``headers`` (if any were set)
 ========  ====  ==========================================================
+
+:meth:`Task.error` sends an ERROR frame instead, and :meth:`Task.stop_worker`
+the ``{"stop":true}`` context that retires the worker.
 """
 
 from __future__ import annotations
 
+import enum
 import json
 import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
-__all__ = ["Task", "ACK", "NACK", "REQUEUE"]
+from . import frame as fr
 
-ACK = 2
-"""Reply type of :meth:`Task.ack`."""
-NACK = 3
-"""Reply type of :meth:`Task.nack`."""
-REQUEUE = 4
-"""Reply type of :meth:`Task.requeue`."""
+__all__ = ["Task", "Reply", "ACK", "NACK", "REQUEUE"]
+
+
+class Reply(enum.IntEnum):
+    """How a task replied. ACK, NACK and REQUEUE are the wire ``type`` values."""
+
+    ACK = 2
+    NACK = 3
+    REQUEUE = 4
+    ERROR = 100
+    """An ERROR frame (:meth:`Task.error`); not a wire ``type``."""
+    STOP = 101
+    """The worker asked to be retired (:meth:`Task.stop_worker`); not a wire ``type``."""
+
+
+ACK = Reply.ACK
+NACK = Reply.NACK
+REQUEUE = Reply.REQUEUE
+
+_STOP_CONTEXT = b'{"stop":true}'
 
 Headers = Dict[str, List[str]]
 Reason = Union[str, BaseException]
@@ -42,7 +64,7 @@ class _ReplyState:
 
     def __init__(self, send: Callable[[bytes], None]) -> None:
         self.lock = threading.Lock()
-        self.reply_type: Optional[int] = None
+        self.reply_type: Optional[Reply] = None
         self.send = send
 
 
@@ -107,7 +129,7 @@ class Task:
     def __init__(self, context: Mapping[str, Any], payload: bytes, send: Callable[[bytes], None]) -> None:
         """Build a task from the decoded context JSON and the body.
 
-        ``send`` receives the encoded reply body, at most once per task
+        ``send`` receives the complete reply frame, at most once per task
         family (the task and all its copies).
         """
         self.id: str = str(context.get("id") or "")
@@ -180,8 +202,8 @@ class Task:
         return self._state.reply_type is not None
 
     @property
-    def reply_type(self) -> Optional[int]:
-        """:data:`ACK`, :data:`NACK` or :data:`REQUEUE` once replied, else ``None``."""
+    def reply_type(self) -> Optional[Reply]:
+        """How the task replied (a :class:`Reply`), or ``None`` before it did."""
         return self._state.reply_type
 
     # Copies.
@@ -222,15 +244,18 @@ class Task:
 
     # Replies.
 
-    def _reply(self, reply_type: int, data: Dict[str, Any]) -> bool:
-        body = json.dumps({"type": reply_type, "data": data}, separators=(",", ":")).encode("utf-8")
+    def _send_once(self, kind: Reply, frame_bytes: bytes) -> bool:
         state = self._state
         with state.lock:
             if state.reply_type is not None:
                 return False
-            state.reply_type = reply_type
-            state.send(body)
+            state.reply_type = kind
+            state.send(frame_bytes)
         return True
+
+    def _reply(self, kind: Reply, data: Dict[str, Any]) -> bool:
+        body = json.dumps({"type": int(kind), "data": data}, separators=(",", ":")).encode("utf-8")
+        return self._send_once(kind, fr.encode(0, body, (0,)))
 
     def ack(self) -> bool:
         """Report success: the job is removed from its queue.
@@ -238,7 +263,7 @@ class Task:
         Returns True if this was the task's reply, False if it had already
         replied (then nothing is sent).
         """
-        return self._reply(ACK, {})
+        return self._reply(Reply.ACK, {})
 
     def nack(self, reason: Reason, redelivery: bool = False) -> bool:
         """Report failure.
@@ -246,13 +271,14 @@ class Task:
         With ``redelivery=False`` the job is dead-lettered (or dropped when
         the pipeline has no dead-letter target). With ``redelivery=True`` it
         is retried after :attr:`delay` seconds (see :meth:`with_delay`),
-        counting an attempt. ``reason`` may be a string or an exception.
-        Returns False, sending nothing, if the task already replied.
+        counting an attempt; past the pipeline's ``max_attempts`` it is
+        dead-lettered. ``reason`` may be a string or an exception. Returns
+        False, sending nothing, if the task already replied.
         """
-        return self._reply(
-            NACK,
-            {"message": str(reason), "requeue": bool(redelivery), "delay_seconds": self._delay},
-        )
+        data: Dict[str, Any] = {"message": str(reason), "requeue": bool(redelivery)}
+        if self._delay:
+            data["delay_seconds"] = self._delay
+        return self._reply(Reply.NACK, data)
 
     def requeue(self, reason: Reason) -> bool:
         """Put the job back on its queue after :attr:`delay` seconds.
@@ -261,7 +287,31 @@ class Task:
         the job's headers. Counts an attempt. Returns False, sending
         nothing, if the task already replied.
         """
-        data: Dict[str, Any] = {"message": str(reason), "delay_seconds": self._delay}
+        data: Dict[str, Any] = {"message": str(reason)}
+        if self._delay:
+            data["delay_seconds"] = self._delay
         if self._set_headers:
             data["headers"] = {k: list(v) for k, v in self._set_headers.items()}
-        return self._reply(REQUEUE, data)
+        return self._reply(Reply.REQUEUE, data)
+
+    def error(self, reason: Reason) -> bool:
+        """Report a failure with an ERROR frame (PHP's ``Worker::error``).
+
+        The supervisor retries the job after the pipeline's backoff,
+        counting an attempt, and dead-letters it past ``max_attempts``; the
+        worker stays alive. Use :meth:`nack` with ``redelivery=True`` to
+        choose the delay yourself. Returns False, sending nothing, if the
+        task already replied.
+        """
+        text = str(reason).encode("utf-8", "replace")
+        return self._send_once(Reply.ERROR, fr.encode(fr.ERROR, text))
+
+    def stop_worker(self) -> bool:
+        """Ask the supervisor to retire this worker instead of answering the job.
+
+        The supervisor runs the job on another worker (no attempt spent)
+        and replaces this one. After this reply :meth:`Consumer.wait_task`
+        returns ``None``, so the worker loop ends and the process should
+        exit. Returns False, sending nothing, if the task already replied.
+        """
+        return self._send_once(Reply.STOP, fr.encode(0, _STOP_CONTEXT, (len(_STOP_CONTEXT),)))
