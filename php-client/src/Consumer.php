@@ -28,7 +28,9 @@ namespace Pipevisor;
  * displayed errors and warnings) to STDERR with an output buffer, and sets
  * display_errors to stderr. The supervisor logs what a worker writes to
  * STDERR. Writing to the STDOUT stream directly (fwrite(STDOUT, ...),
- * php://stdout) bypasses the buffer and breaks the protocol: don't.
+ * php://stdout) bypasses the buffer and breaks the protocol: don't. Output
+ * printed before the Consumer is constructed is not redirected either, so
+ * create it first.
  *
  * One Consumer per process. Not reentrant.
  */

@@ -38,7 +38,11 @@ final class Task
     public const REPLY_NACK = 3;
     public const REPLY_REQUEUE = 4;
 
-    /** Reply body of ack(). */
+    /**
+     * Reply bodies are JSON {"type": N, "data": {...}}; fields that are zero
+     * or empty are left out, as the supervisor's Go encoder does, so both
+     * produce the same bytes. Reply body of ack():
+     */
     public const ACK_BODY = '{"type":2,"data":{}}';
 
     private const JSON_FLAGS = \JSON_UNESCAPED_SLASHES | \JSON_UNESCAPED_UNICODE | \JSON_INVALID_UTF8_SUBSTITUTE | \JSON_THROW_ON_ERROR;
@@ -241,14 +245,11 @@ final class Task
         if ($this->state->type !== null) {
             return;
         }
-        $this->respond(self::REPLY_NACK, json_encode([
-            'type' => self::REPLY_NACK,
-            'data' => [
-                'message' => self::reason($reason),
-                'requeue' => $redelivery,
-                'delay_seconds' => $this->delay,
-            ],
-        ], self::JSON_FLAGS));
+        $data = ['message' => self::reason($reason), 'requeue' => $redelivery];
+        if ($this->delay > 0) {
+            $data['delay_seconds'] = $this->delay;
+        }
+        $this->respond(self::REPLY_NACK, json_encode(['type' => self::REPLY_NACK, 'data' => $data], self::JSON_FLAGS));
     }
 
     /**
@@ -261,7 +262,10 @@ final class Task
         if ($this->state->type !== null) {
             return;
         }
-        $data = ['message' => self::reason($reason), 'delay_seconds' => $this->delay];
+        $data = ['message' => self::reason($reason)];
+        if ($this->delay > 0) {
+            $data['delay_seconds'] = $this->delay;
+        }
         if ($this->changed !== []) {
             $data['headers'] = (object) $this->changed;
         }
@@ -322,7 +326,7 @@ final class Task
     private static function reason(string|\Stringable|\Throwable $reason): string
     {
         if ($reason instanceof \Throwable) {
-            return $reason::class . ': ' . $reason->getMessage();
+            return sprintf('%s: %s in %s:%d', $reason::class, $reason->getMessage(), $reason->getFile(), $reason->getLine());
         }
 
         return (string) $reason;
