@@ -1,0 +1,102 @@
+// Package rpc is Pipevisor's control plane: a goridge v3 RPC server that
+// speaks RoadRunner's jobs.* API (so RoadRunner producers work unchanged)
+// plus informer.Workers and resetter.Reset, and the Go client the CLI uses.
+//
+// # Transport
+//
+// The server listens on tcp://host:port or unix://path (rpc.listen; a unix
+// socket is created with mode 0600). Each connection carries goridge v3
+// frames served by Go's net/rpc through goridge's pkg/rpc codec. A request
+// frame has flags = the codec, exactly two options [seq, len(method)], and
+// payload = "Service.Method" ‖ body. The reply echoes seq and the method
+// length, uses the request's codec, and has payload = method ‖ body. On
+// failure the reply has the ERROR flag (0x40) added to the codec flag and
+// payload = method ‖ error text; the text is the message of the error the
+// manager returned, unchanged. Requests on one connection may be pipelined;
+// replies carry the seq they answer.
+//
+// Codecs: CodecProto (0x80, what RoadRunner's PHP client sends; bodies are
+// the jobs.v1 protobuf messages of package jobsv1) and CodecJSON (0x08, what
+// Pipevisor's PHP and Python producers send). Golden frames of the JSON
+// codec for every jobs method, with their replies, are in rpc/testdata
+// (vectors.json describes them); TestGoldenJSONFrames checks them and
+// rewrites them with -update.
+//
+// # JSON bodies
+//
+// The JSON codec decodes the body into the generated protobuf struct with a
+// plain JSON decoder (goridge uses github.com/goccy/go-json), NOT protojson.
+// So: field names are the .proto names in snake_case ("auto_ack"); bytes
+// are standard base64 with padding; int64/uint64 are JSON numbers (not
+// strings); a missing field is its zero value; unknown fields are ignored.
+// Replies are encoded the same way with omitempty: a field whose value is
+// zero, false or empty is left out of the reply (so an absent "active"
+// means 0 and an absent "consuming" means false). The producers write
+// compact JSON (no spaces) in the field order shown; the server accepts any
+// order and whitespace.
+//
+// Methods and bodies (request → reply):
+//
+//	jobs.Push       {"job":JOB}                        → {}
+//	jobs.PushBatch  {"jobs":[JOB,...]}                 → {}
+//	jobs.Pause      {"pipelines":["a","b"]}            → {}
+//	jobs.Resume     {"pipelines":["a"]}                → {}
+//	jobs.List       {}                                 → {"pipelines":["a","b"]}
+//	jobs.Declare    {"pipeline":{"driver":"memory","name":"reports","priority":"10",...}} → {}
+//	jobs.Destroy    {"pipelines":["a"]}                → {"pipelines":["a"]}   (the destroyed ones)
+//	jobs.Stat       {}                                 → {"stats":[STAT,...]}
+//	informer.Workers {"plugin":"jobs"}                 → {"workers":[WORKER,...]}
+//	resetter.Reset   {"plugin":"jobs"}                 → {"ok":true}
+//
+// JOB:
+//
+//	{"job":"App\\Jobs\\SendMail",           // job name (string)
+//	 "id":"0f8fad5b-...",                    // job id; empty or absent: the server generates a UUID
+//	 "payload":"eyJ0byI6ImFAZXhhbXBsZS5jb20ifQ==",   // base64 of the payload bytes
+//	 "headers":{"x-tenant":{"value":["acme"]}},      // map of name -> {"value":[strings]}
+//	 "options":{"priority":5,                // int64, 0 = the pipeline's priority
+//	            "pipeline":"emails",         // required
+//	            "delay":30,                  // seconds, >= 0
+//	            "auto_ack":true,             // ack on receipt
+//	            "key":"customer-42"}}        // Pipevisor: ordering key (Kafka key, SQS group, memory lane)
+//
+// The RoadRunner Kafka options "topic", "metadata", "offset" and
+// "partition" are accepted and ignored. Declare values are all strings;
+// nested driver options are JSON text inside the string.
+//
+// STAT:
+//
+//	{"pipeline":"emails","driver":"memory","queue":"emails",
+//	 "active":2,        // received, not yet settled
+//	 "delayed":1,       // waiting for a delay, -1 unknown
+//	 "reserved":0,
+//	 "ready":true,      // RoadRunner meaning: the pipeline is consuming (= "consuming")
+//	 "priority":10,
+//	 "queued":3,        // Pipevisor: waiting on the broker, -1 unknown
+//	 "acked":120,"retried":4,"requeued":1,"dead":2,   // Pipevisor: counters since start
+//	 "consuming":true,  // Pipevisor: false while paused or the broker is down
+//	 "error":"..."}     // Pipevisor: why it is not consuming
+//
+// WORKER:
+//
+//	{"pid":4242,"status":"working","num_execs":17,
+//	 "created":1763780000000000000,     // start time, Unix nanoseconds
+//	 "memory_usage":31457280,            // RSS bytes
+//	 "current_job":"0f8fad5b-..."}       // empty/absent when idle
+//
+// informer.Workers and resetter.Reset accept an empty plugin or "jobs".
+//
+// # Protobuf
+//
+// rpc/jobsv1/jobs.proto keeps every RoadRunner jobs.v1 field number and
+// type; Pipevisor's additions use numbers from 100 up (Options.key = 100;
+// Stat.queued = 100, acked..dead = 101..104, consuming = 105, error = 106).
+//
+// # Server and client
+//
+// NewServer wraps a Jobs (the jobs manager) and a Workers (the pool);
+// Serve/ServeListener run until their ctx is done and wait for every
+// goroutine they started. Dial returns a Client that uses the protobuf
+// codec; every method takes a ctx whose deadline and cancellation bound the
+// call. When nothing listens, Dial fails with ErrNotRunning.
+package rpc

@@ -1,0 +1,242 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	netrpc "net/rpc"
+	"sync"
+	"time"
+
+	"github.com/pipevisor/pipevisor/consumer"
+	goridgerpc "github.com/roadrunner-server/goridge/v3/pkg/rpc"
+)
+
+// Jobs is the running set of pipelines the jobs.* service drives. The jobs
+// manager implements it. Methods may be called concurrently from many
+// connections; the ctx passed in is cancelled when the server shuts down.
+type Jobs interface {
+	// Push publishes the jobs and returns once the broker confirmed them.
+	Push(ctx context.Context, jobs []consumer.Job) error
+	// Pause stops consuming the named pipelines; pushing still works.
+	Pause(ctx context.Context, pipelines []string) error
+	// Resume starts consuming the named pipelines again.
+	Resume(ctx context.Context, pipelines []string) error
+	// List returns the names of all pipelines.
+	List() []string
+	// Declare creates a pipeline from its string keys (driver, name,
+	// priority and the driver's config keys).
+	Declare(ctx context.Context, pipeline map[string]string) error
+	// Destroy stops and removes the named pipelines and returns the ones
+	// it destroyed.
+	Destroy(ctx context.Context, pipelines []string) ([]string, error)
+	// Stat returns the state of every pipeline.
+	Stat(ctx context.Context) ([]consumer.Stat, error)
+}
+
+// WorkerInfo describes one worker process for informer.Workers. It has the
+// same fields as pool.WorkerInfo; cmd/supervisor converts.
+type WorkerInfo struct {
+	Pid        int
+	State      string // "ready", "working", ...
+	Jobs       uint64 // jobs executed by this process
+	RSS        uint64 // resident set size, bytes
+	Created    time.Time
+	CurrentJob string // id of the running job, empty when idle
+}
+
+// Workers is the worker pool as seen by informer.Workers and
+// resetter.Reset.
+type Workers interface {
+	// Workers lists the worker processes.
+	Workers() []WorkerInfo
+	// Reset replaces every worker, one at a time, without losing a job.
+	Reset(ctx context.Context) error
+}
+
+// Server serves the jobs, informer and resetter RPC services over goridge
+// frames, with protobuf and JSON codecs (see the package documentation).
+// A Server may serve several listeners at once.
+type Server struct {
+	jobs    Jobs
+	workers Workers
+	log     *slog.Logger
+}
+
+// NewServer returns a server that forwards calls to j and w. w may be nil:
+// informer.Workers and resetter.Reset then fail with ErrNoWorkers. A nil
+// log discards log output.
+func NewServer(j Jobs, w Workers, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{jobs: j, workers: w, log: log}
+}
+
+// Serve listens on listen (tcp://host:port or unix://path, see Listen) and
+// serves connections until ctx is done. It then closes the listener and
+// every connection, waits for all its goroutines (calls in progress see
+// their ctx cancelled) and returns nil. A listen or accept failure is
+// returned as an error.
+func (s *Server) Serve(ctx context.Context, listen string) error {
+	ln, err := Listen(ctx, listen)
+	if err != nil {
+		return err
+	}
+	return s.ServeListener(ctx, ln)
+}
+
+// ServeListener is Serve on a listener the caller opened (for example with
+// Listen, to learn the port before serving). It takes ownership of ln and
+// closes it before returning.
+func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
+	srv, err := s.newRPCServer(ctx)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	t := &tracker{conns: make(map[net.Conn]struct{})}
+	stop := context.AfterFunc(ctx, func() {
+		_ = ln.Close()
+		t.closeAll()
+	})
+	defer stop()
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer t.closeAll()
+	defer ln.Close()
+
+	backoff := 5 * time.Millisecond
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				s.log.Warn("rpc: accept", "err", err)
+				if sleepCtx(ctx, backoff) != nil {
+					return nil
+				}
+				backoff = min(2*backoff, time.Second)
+				continue
+			}
+			return fmt.Errorf("rpc: accept on %s: %w", ln.Addr(), err)
+		}
+		backoff = 5 * time.Millisecond
+		if !t.add(conn) {
+			_ = conn.Close()
+			return nil
+		}
+		wg.Go(func() {
+			defer t.remove(conn)
+			srv.ServeCodec(&guardedCodec{inner: goridgerpc.NewCodec(conn), log: s.log})
+		})
+	}
+}
+
+// newRPCServer builds the net/rpc server with the three services bound to
+// ctx (the ctx every call runs under).
+func (s *Server) newRPCServer(ctx context.Context) (*netrpc.Server, error) {
+	srv := netrpc.NewServer()
+	services := []struct {
+		name string
+		rcvr any
+	}{
+		{"jobs", &jobsService{ctx: ctx, jobs: s.jobs}},
+		{"informer", &informerService{ctx: ctx, workers: s.workers}},
+		{"resetter", &resetterService{ctx: ctx, workers: s.workers}},
+	}
+	for _, sv := range services {
+		if err := srv.RegisterName(sv.name, sv.rcvr); err != nil {
+			return nil, fmt.Errorf("rpc: register %s: %w", sv.name, err)
+		}
+	}
+	return srv, nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// tracker holds the open connections so shutdown can close them.
+type tracker struct {
+	mu     sync.Mutex
+	closed bool
+	conns  map[net.Conn]struct{}
+}
+
+// add registers c; it returns false once closeAll has run.
+func (t *tracker) add(c net.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.conns[c] = struct{}{}
+	return true
+}
+
+func (t *tracker) remove(c net.Conn) {
+	t.mu.Lock()
+	delete(t.conns, c)
+	t.mu.Unlock()
+}
+
+func (t *tracker) closeAll() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.closed = true
+	for c := range t.conns {
+		_ = c.Close()
+	}
+}
+
+// guardedCodec turns a panic inside goridge's codec into an error that
+// ends the connection. goridge v3.8.3 indexes the payload with the
+// client-supplied method length without a bounds check, so a malformed
+// frame would otherwise crash the supervisor.
+type guardedCodec struct {
+	inner *goridgerpc.Codec
+	log   *slog.Logger
+}
+
+func (g *guardedCodec) recovered(op string, err *error) {
+	if r := recover(); r != nil {
+		g.log.Warn("rpc: malformed frame", "op", op, "panic", r)
+		*err = fmt.Errorf("rpc: %s: malformed frame: %v", op, r)
+	}
+}
+
+func (g *guardedCodec) ReadRequestHeader(r *netrpc.Request) (err error) {
+	defer g.recovered("read request", &err)
+	err = g.inner.ReadRequestHeader(r)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		g.log.Debug("rpc: read request", "err", err)
+	}
+	return err
+}
+
+func (g *guardedCodec) ReadRequestBody(body any) (err error) {
+	defer g.recovered("read body", &err)
+	return g.inner.ReadRequestBody(body)
+}
+
+func (g *guardedCodec) WriteResponse(r *netrpc.Response, body any) (err error) {
+	defer g.recovered("write response", &err)
+	return g.inner.WriteResponse(r, body)
+}
+
+func (g *guardedCodec) Close() error { return g.inner.Close() }

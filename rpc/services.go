@@ -1,0 +1,285 @@
+package rpc
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/rpc/jobsv1"
+)
+
+// jobsService is registered as "jobs". Its exported methods are the RPC
+// methods; net/rpc requires every exported method to have the RPC shape.
+type jobsService struct {
+	ctx  context.Context
+	jobs Jobs
+}
+
+// Push publishes one job (jobs.Push).
+func (s *jobsService) Push(req *jobsv1.PushRequest, _ *jobsv1.Empty) error {
+	if req.GetJob() == nil {
+		return ErrNoJob
+	}
+	j, err := JobFromProto(req.GetJob())
+	if err != nil {
+		return err
+	}
+	return s.jobs.Push(s.ctx, []consumer.Job{j})
+}
+
+// PushBatch publishes the jobs (jobs.PushBatch). Nothing is published
+// when one of the jobs is invalid; an empty batch is a no-op.
+func (s *jobsService) PushBatch(req *jobsv1.PushBatchRequest, _ *jobsv1.Empty) error {
+	if len(req.GetJobs()) == 0 {
+		return nil
+	}
+	out := make([]consumer.Job, 0, len(req.GetJobs()))
+	for i, pj := range req.GetJobs() {
+		if pj == nil {
+			return fmt.Errorf("job %d: %w", i, ErrNoJob)
+		}
+		j, err := JobFromProto(pj)
+		if err != nil {
+			return fmt.Errorf("job %d: %w", i, err)
+		}
+		out = append(out, j)
+	}
+	return s.jobs.Push(s.ctx, out)
+}
+
+// Pause stops consuming the pipelines (jobs.Pause).
+func (s *jobsService) Pause(req *jobsv1.Pipelines, _ *jobsv1.Empty) error {
+	return s.jobs.Pause(s.ctx, req.GetPipelines())
+}
+
+// Resume starts consuming the pipelines again (jobs.Resume).
+func (s *jobsService) Resume(req *jobsv1.Pipelines, _ *jobsv1.Empty) error {
+	return s.jobs.Resume(s.ctx, req.GetPipelines())
+}
+
+// List returns every pipeline name (jobs.List).
+func (s *jobsService) List(_ *jobsv1.Empty, out *jobsv1.Pipelines) error {
+	out.Pipelines = s.jobs.List()
+	return nil
+}
+
+// Declare creates a pipeline (jobs.Declare).
+func (s *jobsService) Declare(req *jobsv1.DeclareRequest, _ *jobsv1.Empty) error {
+	return s.jobs.Declare(s.ctx, req.GetPipeline())
+}
+
+// Destroy removes pipelines and returns the destroyed ones (jobs.Destroy).
+func (s *jobsService) Destroy(req *jobsv1.Pipelines, out *jobsv1.Pipelines) error {
+	done, err := s.jobs.Destroy(s.ctx, req.GetPipelines())
+	out.Pipelines = done
+	return err
+}
+
+// Stat returns the state of every pipeline (jobs.Stat).
+func (s *jobsService) Stat(_ *jobsv1.Empty, out *jobsv1.Stats) error {
+	stats, err := s.jobs.Stat(s.ctx)
+	if err != nil {
+		return err
+	}
+	out.Stats = make([]*jobsv1.Stat, 0, len(stats))
+	for _, st := range stats {
+		out.Stats = append(out.Stats, StatToProto(st))
+	}
+	return nil
+}
+
+// informerService is registered as "informer".
+type informerService struct {
+	ctx     context.Context
+	workers Workers
+}
+
+// Workers lists the worker processes (informer.Workers).
+func (s *informerService) Workers(req *jobsv1.WorkersRequest, out *jobsv1.WorkerList) error {
+	if err := checkPlugin(req.GetPlugin(), s.workers); err != nil {
+		return err
+	}
+	infos := s.workers.Workers()
+	out.Workers = make([]*jobsv1.Worker, 0, len(infos))
+	for _, w := range infos {
+		out.Workers = append(out.Workers, WorkerToProto(w))
+	}
+	return nil
+}
+
+// resetterService is registered as "resetter".
+type resetterService struct {
+	ctx     context.Context
+	workers Workers
+}
+
+// Reset replaces every worker (resetter.Reset).
+func (s *resetterService) Reset(req *jobsv1.ResetRequest, out *jobsv1.ResetResponse) error {
+	if err := checkPlugin(req.GetPlugin(), s.workers); err != nil {
+		return err
+	}
+	if err := s.workers.Reset(s.ctx); err != nil {
+		return err
+	}
+	out.Ok = true
+	return nil
+}
+
+func checkPlugin(plugin string, w Workers) error {
+	if plugin != "" && plugin != "jobs" {
+		return fmt.Errorf("%w: %q", ErrUnknownPlugin, plugin)
+	}
+	if w == nil {
+		return ErrNoWorkers
+	}
+	return nil
+}
+
+// JobFromProto converts a jobs.v1 Job to a consumer.Job: delay seconds
+// become a time.Duration, headers a map[string][]string, and an empty id is
+// replaced by a random UUID (RoadRunner rejects an empty id; Pipevisor
+// generates one). It fails with ErrNoPipeline when options.pipeline is
+// empty and with ErrNegativeDelay when options.delay < 0. The Kafka-only
+// options topic, metadata, offset and partition are not carried over.
+func JobFromProto(pj *jobsv1.Job) (consumer.Job, error) {
+	opts := pj.GetOptions()
+	id := pj.GetId()
+	if id == "" {
+		id = uuid.NewString()
+	}
+	if opts.GetPipeline() == "" {
+		return consumer.Job{}, fmt.Errorf("job %q: %w", id, ErrNoPipeline)
+	}
+	if opts.GetDelay() < 0 {
+		return consumer.Job{}, fmt.Errorf("job %q: %w (got %d)", id, ErrNegativeDelay, opts.GetDelay())
+	}
+	var headers map[string][]string
+	if len(pj.GetHeaders()) > 0 {
+		headers = make(map[string][]string, len(pj.GetHeaders()))
+		for k, v := range pj.GetHeaders() {
+			headers[k] = v.GetValue()
+		}
+	}
+	return consumer.Job{
+		ID:       id,
+		Name:     pj.GetJob(),
+		Pipeline: opts.GetPipeline(),
+		Payload:  pj.GetPayload(),
+		Headers:  headers,
+		Delay:    time.Duration(opts.GetDelay()) * time.Second,
+		Priority: opts.GetPriority(),
+		Key:      opts.GetKey(),
+		AutoAck:  opts.GetAutoAck(),
+	}, nil
+}
+
+// JobToProto converts a consumer.Job to a jobs.v1 Job. The delay is
+// rounded up to whole seconds, the unit of the wire format.
+func JobToProto(j consumer.Job) *jobsv1.Job {
+	var headers map[string]*jobsv1.HeaderValue
+	if len(j.Headers) > 0 {
+		headers = make(map[string]*jobsv1.HeaderValue, len(j.Headers))
+		for k, v := range j.Headers {
+			headers[k] = &jobsv1.HeaderValue{Value: v}
+		}
+	}
+	delay := int64(j.Delay / time.Second)
+	if j.Delay%time.Second > 0 {
+		delay++
+	}
+	return &jobsv1.Job{
+		Job:     j.Name,
+		Id:      j.ID,
+		Payload: j.Payload,
+		Headers: headers,
+		Options: &jobsv1.Options{
+			Priority: j.Priority,
+			Pipeline: j.Pipeline,
+			Delay:    delay,
+			AutoAck:  j.AutoAck,
+			Key:      j.Key,
+		},
+	}
+}
+
+// StatToProto converts a consumer.Stat to the wire Stat: Ready (jobs
+// waiting) goes to queued, Consuming to both consuming and RoadRunner's
+// ready flag.
+func StatToProto(st consumer.Stat) *jobsv1.Stat {
+	prio := st.Priority
+	if prio < 0 {
+		prio = 0
+	}
+	return &jobsv1.Stat{
+		Pipeline:  st.Pipeline,
+		Driver:    st.Driver,
+		Queue:     st.Queue,
+		Active:    st.Active,
+		Delayed:   st.Delayed,
+		Reserved:  st.Reserved,
+		Ready:     st.Consuming,
+		Priority:  uint64(prio),
+		Queued:    st.Ready,
+		Acked:     st.Acked,
+		Retried:   st.Retried,
+		Requeued:  st.Requeued,
+		Dead:      st.Dead,
+		Consuming: st.Consuming,
+		Error:     st.Error,
+	}
+}
+
+// StatFromProto is the inverse of StatToProto.
+func StatFromProto(ps *jobsv1.Stat) consumer.Stat {
+	return consumer.Stat{
+		Pipeline:  ps.GetPipeline(),
+		Driver:    ps.GetDriver(),
+		Queue:     ps.GetQueue(),
+		Priority:  int64(ps.GetPriority()),
+		Ready:     ps.GetQueued(),
+		Active:    ps.GetActive(),
+		Delayed:   ps.GetDelayed(),
+		Reserved:  ps.GetReserved(),
+		Acked:     ps.GetAcked(),
+		Retried:   ps.GetRetried(),
+		Requeued:  ps.GetRequeued(),
+		Dead:      ps.GetDead(),
+		Consuming: ps.GetConsuming() || ps.GetReady(),
+		Error:     ps.GetError(),
+	}
+}
+
+// WorkerToProto converts a WorkerInfo to the wire Worker (created as Unix
+// nanoseconds, 0 for the zero time).
+func WorkerToProto(w WorkerInfo) *jobsv1.Worker {
+	var created int64
+	if !w.Created.IsZero() {
+		created = w.Created.UnixNano()
+	}
+	return &jobsv1.Worker{
+		Pid:         int64(w.Pid),
+		Status:      w.State,
+		NumExecs:    w.Jobs,
+		Created:     created,
+		MemoryUsage: w.RSS,
+		CurrentJob:  w.CurrentJob,
+	}
+}
+
+// WorkerFromProto is the inverse of WorkerToProto.
+func WorkerFromProto(pw *jobsv1.Worker) WorkerInfo {
+	var created time.Time
+	if pw.GetCreated() != 0 {
+		created = time.Unix(0, pw.GetCreated())
+	}
+	return WorkerInfo{
+		Pid:        int(pw.GetPid()),
+		State:      pw.GetStatus(),
+		Jobs:       pw.GetNumExecs(),
+		RSS:        pw.GetMemoryUsage(),
+		Created:    created,
+		CurrentJob: pw.GetCurrentJob(),
+	}
+}
