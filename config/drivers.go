@@ -1,0 +1,81 @@
+package config
+
+import (
+	"reflect"
+
+	"github.com/pipevisor/pipevisor/consumer/memjobs"
+	"gopkg.in/yaml.v3"
+)
+
+// decodeDriver decodes the config: mapping of a pipeline for its driver and
+// stores the result in p (the matching driver pointer and p.Priority).
+//
+// node is the config mapping (an empty mapping when the key is absent) and
+// path its dotted YAML path. On entry p.Priority is the pipeline-level
+// priority, or 0 when none was written; use it as the default of the
+// driver's own priority key, and set p.Priority to the final value.
+// p.DeadLetter is set and may be checked here.
+//
+// To add a driver: add a field to Pipeline (AMQP *amqpjobs.Config, ...),
+// then a case below that fills the driver's Config with any value carried
+// over from p, calls decodeDriverConfig (which applies Defaults, decodes
+// strictly and runs Validate) and stores the result. Return every problem;
+// *Error values are kept as they are, any other error is reported at path.
+func decodeDriver(driver string, node *yaml.Node, path string, p *Pipeline) []error {
+	switch driver {
+	case DriverMemory:
+		cfg := &memjobs.Config{Priority: p.Priority}
+		errs := decodeDriverConfig(node, path, cfg)
+		if p.DeadLetter != "" {
+			errs = append(errs, errAt(pathBeside(path, "dead_letter"), 0,
+				"not supported by the memory driver: dead jobs stay in the pipeline's dead list"))
+		}
+		p.Memory = cfg
+		p.Priority = cfg.Priority
+		return errs
+	default:
+		return []error{errAt(path, node.Line, "driver %s: not built into this binary", driver)}
+	}
+}
+
+// driverConfig is what every driver's Config provides.
+type driverConfig interface {
+	// Defaults fills zero fields with defaults.
+	Defaults()
+	// Validate returns *consumer.FieldError values joined by errors.Join.
+	Validate() error
+}
+
+// decodeDriverConfig applies cfg.Defaults, decodes node over it strictly
+// (unknown keys, wrong types) and runs cfg.Validate, reporting its field
+// errors under path with their lines. Validate runs even after decoding
+// errors (a key that failed to decode keeps its default), so every problem
+// is reported at once; a key already reported is not reported twice. cfg
+// must be a pointer to a struct with yaml tags.
+func decodeDriverConfig(node *yaml.Node, path string, cfg driverConfig) []error {
+	cfg.Defaults()
+	var out []error
+	seen := map[string]bool{}
+	for _, e := range decodeInto(node, path, reflect.ValueOf(cfg).Elem()) {
+		out = append(out, e)
+		seen[e.Path] = true
+	}
+	for _, err := range fieldErrors(cfg.Validate(), node, path) {
+		if e, ok := err.(*Error); ok && seen[e.Path] {
+			continue
+		}
+		out = append(out, err)
+	}
+	return out
+}
+
+// pathBeside returns the path of key next to the last element of path
+// ("a.b.config" -> "a.b.key"); for a top-level path (Declare) just key.
+func pathBeside(path, key string) string {
+	for i := len(path) - 1; i >= 0; i-- {
+		if path[i] == '.' {
+			return path[:i+1] + key
+		}
+	}
+	return key
+}

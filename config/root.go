@@ -1,0 +1,229 @@
+// Package config loads a Pipevisor .rr.yaml into typed structs.
+//
+// Key names follow RoadRunner's where they mean the same thing, so an
+// existing .rr.yaml for the jobs plugin keeps working; Pipevisor's own keys
+// (jobs.shutdown_timeout, per-pipeline retry, dead_letter, concurrency) sit
+// next to them. testdata/full.rr.yaml is an annotated example of every key.
+//
+// Loading is strict: unknown keys are rejected at every depth, values are
+// type-checked and range-checked, cross-references (jobs.consume) are
+// resolved, and every problem is reported at once as a *Error naming the
+// YAML path, the line and the reason. ${VAR} and ${VAR:-default} in values
+// expand from the environment first (see env.go for the exact rules).
+//
+// The package has no state: Load, Parse and PipelineFromDeclare are safe to
+// call from any goroutine.
+package config
+
+import (
+	"log/slog"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pipevisor/pipevisor/pool"
+	"gopkg.in/yaml.v3"
+)
+
+// Defaults used when a key is absent.
+const (
+	// DefaultRPCListen is rpc.listen when absent (RoadRunner's default).
+	DefaultRPCListen = "tcp://127.0.0.1:6001"
+	// DefaultShutdownTimeout is jobs.shutdown_timeout when absent.
+	DefaultShutdownTimeout = 30 * time.Second
+	// DefaultJobsTimeout is jobs.timeout when absent.
+	DefaultJobsTimeout = 60 * time.Second
+	// DefaultPoolTimeout is jobs.pool.{allocate,destroy,reset}_timeout when
+	// absent or 0 (RoadRunner treats 0 as "default" too).
+	DefaultPoolTimeout = 60 * time.Second
+	// DefaultWatchTick is jobs.pool.supervisor.watch_tick when absent or 0.
+	DefaultWatchTick = 5 * time.Second
+	// DefaultPriority is jobs.pipelines.<name>.priority when neither it
+	// nor the driver config sets one.
+	DefaultPriority int64 = 10
+	// DefaultLogLevel and DefaultLogEncoding are the logs.* defaults.
+	DefaultLogLevel    = "info"
+	DefaultLogEncoding = "console"
+)
+
+// Root is a whole .rr.yaml, decoded, defaulted and validated.
+//
+// After a successful Load every default is filled in: Jobs.Pool.NumWorkers
+// is at least 1, every pipeline's Concurrency is at least 1, timeouts are
+// non-zero where a default exists.
+type Root struct {
+	// Version must be "3" (RoadRunner's config version).
+	Version string `yaml:"version"`
+	RPC     RPC    `yaml:"rpc"`
+	Server  Server `yaml:"server"`
+	Jobs    Jobs   `yaml:"jobs"`
+	// Status serves /health and /ready; off when Address is empty.
+	Status HTTP `yaml:"status"`
+	// Metrics serves /metrics (Prometheus); off when Address is empty.
+	Metrics HTTP `yaml:"metrics"`
+	Logs    Logs `yaml:"logs"`
+
+	// AMQP, Kafka and SQS are the driver-wide top-level sections, kept as
+	// raw YAML (nil when absent; ${VAR} already expanded). The driver
+	// owners will replace each with their typed Global.
+	AMQP  *yaml.Node `yaml:"amqp"`
+	Kafka *yaml.Node `yaml:"kafka"`
+	SQS   *yaml.Node `yaml:"sqs"`
+
+	// Warnings are settings that are valid but probably not what the
+	// user wants (for `supervisor validate` to print). Never nil-checked
+	// by Load: a config with warnings loads fine.
+	Warnings []*Error `yaml:"-"`
+}
+
+// RPC is the rpc: section.
+type RPC struct {
+	// Listen is tcp://host:port or unix:///path/to.sock
+	// (default DefaultRPCListen).
+	Listen string `yaml:"listen"`
+}
+
+// Server is the server: section: how workers are started.
+type Server struct {
+	// Command starts one worker; a string is split on whitespace, a list
+	// is taken as is. Required unless jobs.pool.command is set.
+	Command []string `yaml:"command"`
+	// Env is added to every worker's environment (keys are upper-cased
+	// when handed to the pool; see Root.PoolConfig).
+	Env map[string]string `yaml:"env"`
+	// Relay must be "pipes" (the default); sockets are not supported.
+	Relay string `yaml:"relay"`
+}
+
+// Jobs is the jobs: section.
+type Jobs struct {
+	// NumPollers is accepted for RoadRunner compatibility and ignored:
+	// the pipelines fetch only as much as their concurrency allows.
+	NumPollers int `yaml:"num_pollers"`
+	// PipelineSize is accepted for RoadRunner compatibility and ignored:
+	// the memory driver's queue is unbounded (prefetch caps in-flight).
+	PipelineSize int `yaml:"pipeline_size"`
+	// Options (options.parallelism) is accepted for RoadRunner
+	// compatibility and ignored.
+	Options JobsOptions `yaml:"options"`
+	// Timeout bounds one jobs.* RPC operation (push, pause, resume,
+	// declare, destroy); RoadRunner's key, default DefaultJobsTimeout.
+	Timeout time.Duration `yaml:"timeout"`
+	// ShutdownTimeout is how long running jobs may finish after SIGTERM
+	// before they are returned to the broker (default
+	// DefaultShutdownTimeout; must be > 0).
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Pool is the worker pool. Command and Env are as written under
+	// jobs.pool; Root.PoolConfig merges in server.* and rpc.listen.
+	Pool pool.Config `yaml:"pool"`
+	// Consume names the pipelines started at boot; each must be declared
+	// under Pipelines. Others start only through jobs.Resume.
+	Consume []string `yaml:"consume"`
+	// Pipelines by name; each Pipeline.Name equals its key.
+	Pipelines map[string]Pipeline `yaml:"pipelines"`
+}
+
+// JobsOptions is jobs.options, accepted for RoadRunner compatibility.
+type JobsOptions struct {
+	// Parallelism is ignored.
+	Parallelism int `yaml:"parallelism"`
+}
+
+// HTTP is an optional HTTP endpoint (status:, metrics:).
+type HTTP struct {
+	// Address is host:port; empty means the endpoint is off.
+	Address string `yaml:"address"`
+}
+
+// Logs is the logs: section.
+type Logs struct {
+	// Level is debug, info (default), warn or error.
+	Level string `yaml:"level"`
+	// Encoding is console (default, human-readable text) or json.
+	Encoding string `yaml:"encoding"`
+}
+
+// SlogLevel returns Level as a slog.Level (info for an unknown level,
+// which Load never lets through).
+func (l Logs) SlogLevel() slog.Level {
+	switch l.Level {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
+	}
+}
+
+// PipelineNames returns the names of the declared pipelines, sorted.
+func (j Jobs) PipelineNames() []string {
+	names := make([]string, 0, len(j.Pipelines))
+	for name := range j.Pipelines {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// PoolConfig returns the pool configuration to run: jobs.pool with Command
+// falling back to server.command, and Env holding server.env (keys
+// upper-cased, as RoadRunner does) plus RR_RPC=rpc.listen. The pool adds
+// RR_MODE and RR_RELAY itself. The returned config shares no memory with r.
+func (r *Root) PoolConfig() pool.Config {
+	cfg := r.Jobs.Pool
+	cfg.Command = slices.Clone(cfg.Command)
+	if len(cfg.Command) == 0 {
+		cfg.Command = slices.Clone(r.Server.Command)
+	}
+	cfg.Env = make(map[string]string, len(r.Server.Env)+1)
+	for k, v := range r.Server.Env {
+		cfg.Env[strings.ToUpper(k)] = v
+	}
+	cfg.Env["RR_RPC"] = r.RPC.Listen
+	return cfg
+}
+
+// defaultRoot returns a Root holding every default that does not depend on
+// other keys; applyDerivedDefaults fills in the rest after decoding.
+func defaultRoot() *Root {
+	return &Root{
+		RPC:    RPC{Listen: DefaultRPCListen},
+		Server: Server{Relay: "pipes"},
+		Jobs: Jobs{
+			Timeout:         DefaultJobsTimeout,
+			ShutdownTimeout: DefaultShutdownTimeout,
+		},
+		Logs: Logs{Level: DefaultLogLevel, Encoding: DefaultLogEncoding},
+	}
+}
+
+// applyDerivedDefaults fills defaults that RoadRunner also applies to an
+// explicit 0, and those that depend on other keys.
+func (r *Root) applyDerivedDefaults() {
+	p := &r.Jobs.Pool
+	if p.NumWorkers == 0 {
+		p.NumWorkers = runtime.NumCPU()
+	}
+	for _, d := range []*time.Duration{&p.AllocateTimeout, &p.DestroyTimeout, &p.ResetTimeout} {
+		if *d == 0 {
+			*d = DefaultPoolTimeout
+		}
+	}
+	if p.Supervisor.WatchTick == 0 {
+		p.Supervisor.WatchTick = DefaultWatchTick
+	}
+	if r.Jobs.Timeout == 0 {
+		r.Jobs.Timeout = DefaultJobsTimeout
+	}
+	for name, pl := range r.Jobs.Pipelines {
+		pl.Name = name
+		if pl.Concurrency == 0 {
+			pl.Concurrency = p.NumWorkers
+		}
+		r.Jobs.Pipelines[name] = pl
+	}
+}

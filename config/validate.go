@@ -1,0 +1,163 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+)
+
+// validate runs the checks that need more than one value, and the range
+// checks of the top-level sections. It returns errors and warnings; lines
+// are filled in by the caller.
+func (r *Root) validate() (errs, warnings []*Error) {
+	add := func(path, format string, args ...any) {
+		errs = append(errs, errAt(path, 0, format, args...))
+	}
+
+	switch r.Version {
+	case "3":
+	case "":
+		add("version", `required: write version: "3"`)
+	default:
+		add("version", `must be "3" (got %s)`, quote(r.Version))
+	}
+
+	if reason := checkListen(r.RPC.Listen); reason != "" {
+		add("rpc.listen", "%s", reason)
+	}
+
+	if len(r.Server.Command) == 0 && len(r.Jobs.Pool.Command) == 0 {
+		add("server.command", "required (or jobs.pool.command): the command that starts one worker")
+	}
+	for i, arg := range r.Server.Command {
+		if arg == "" {
+			add(indexPath("server.command", i), "must not be empty")
+		}
+	}
+	for i, arg := range r.Jobs.Pool.Command {
+		if arg == "" {
+			add(indexPath("jobs.pool.command", i), "must not be empty")
+		}
+	}
+	switch r.Server.Relay {
+	case "", "pipes":
+		r.Server.Relay = "pipes"
+	default:
+		add("server.relay", `only "pipes" is supported (got %s): workers talk over stdin/stdout`, quote(r.Server.Relay))
+	}
+	for k := range r.Server.Env {
+		if k == "" || strings.ContainsAny(k, "=\x00") {
+			add(joinPath("server.env", k), "not a valid environment variable name")
+		}
+	}
+
+	if r.Jobs.ShutdownTimeout <= 0 {
+		add("jobs.shutdown_timeout", "must be > 0")
+	}
+	for path, v := range map[string]int{
+		"jobs.num_pollers":         r.Jobs.NumPollers,
+		"jobs.pipeline_size":       r.Jobs.PipelineSize,
+		"jobs.options.parallelism": r.Jobs.Options.Parallelism,
+	} {
+		if v < 0 {
+			add(path, "must be >= 0 (got %d)", v)
+		}
+	}
+	if r.Jobs.Pool.NumWorkers < 0 {
+		add("jobs.pool.num_workers", "must be >= 0 (0 means one per CPU; got %d)", r.Jobs.Pool.NumWorkers)
+	}
+
+	for name, p := range r.Jobs.Pipelines {
+		if name == "" || strings.ContainsFunc(name, isSpaceOrControl) {
+			add(joinPath("jobs.pipelines", name), "a pipeline name must be non-empty without spaces or control characters")
+		}
+		if p.Concurrency > r.Jobs.Pool.NumWorkers && r.Jobs.Pool.NumWorkers > 0 {
+			warnings = append(warnings, errAt(joinPath(joinPath("jobs.pipelines", name), "concurrency"), 0,
+				"%d is more than jobs.pool.num_workers (%d): the extra jobs wait for a free worker", p.Concurrency, r.Jobs.Pool.NumWorkers))
+		}
+	}
+	seen := map[string]bool{}
+	for i, name := range r.Jobs.Consume {
+		path := indexPath("jobs.consume", i)
+		switch {
+		case seen[name]:
+			add(path, "pipeline %s is listed twice", quote(name))
+		case !hasPipeline(r, name):
+			add(path, "pipeline %s is not declared under jobs.pipelines", quote(name))
+		}
+		seen[name] = true
+	}
+
+	for _, s := range []struct {
+		path, addr string
+	}{{"status.address", r.Status.Address}, {"metrics.address", r.Metrics.Address}} {
+		if s.addr == "" {
+			continue
+		}
+		if reason := checkHostPort(s.addr); reason != "" {
+			add(s.path, "%s", reason)
+		}
+	}
+	if r.Status.Address != "" && r.Status.Address == r.Metrics.Address {
+		add("metrics.address", "must differ from status.address (%s)", r.Status.Address)
+	}
+
+	switch r.Logs.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		add("logs.level", "must be debug, info, warn or error (got %s)", quote(r.Logs.Level))
+	}
+	switch r.Logs.Encoding {
+	case "console", "json":
+	default:
+		add("logs.encoding", "must be console or json (got %s)", quote(r.Logs.Encoding))
+	}
+	return errs, warnings
+}
+
+// hasPipeline reports whether name is a key of jobs.pipelines.
+func hasPipeline(r *Root, name string) bool {
+	_, ok := r.Jobs.Pipelines[name]
+	return ok
+}
+
+// checkListen validates an rpc.listen address; "" means valid.
+func checkListen(addr string) string {
+	switch {
+	case strings.HasPrefix(addr, "tcp://"):
+		if reason := checkHostPort(strings.TrimPrefix(addr, "tcp://")); reason != "" {
+			return reason
+		}
+		return ""
+	case strings.HasPrefix(addr, "unix://"):
+		if strings.TrimPrefix(addr, "unix://") == "" {
+			return "unix:// needs a socket path, as in unix:///run/pipevisor.sock"
+		}
+		return ""
+	default:
+		return fmt.Sprintf("must be tcp://host:port or unix://path (got %s)", quote(addr))
+	}
+}
+
+// checkHostPort validates host:port with a numeric port 1..65535; "" means
+// valid. The host may be empty (all interfaces).
+func checkHostPort(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Sprintf("must be host:port (got %s)", quote(addr))
+	}
+	if strings.ContainsAny(host, " /") {
+		return fmt.Sprintf("bad host %s", quote(host))
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Sprintf("port must be a number from 1 to 65535 (got %s)", quote(port))
+	}
+	return ""
+}
+
+// isSpaceOrControl reports characters not allowed in pipeline names.
+func isSpaceOrControl(r rune) bool {
+	return r <= ' ' || r == 0x7f
+}
