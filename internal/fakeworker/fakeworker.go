@@ -1,0 +1,297 @@
+// Package fakeworker is a Go implementation of the worker side of the
+// goridge jobs protocol, with modes that misbehave in the ways real PHP
+// and Python workers do. Pool and end-to-end tests run it either from the
+// test binary itself (the TestHelperProcess pattern, see HelperCommand)
+// or as the standalone binary in cmd/fakeworker.
+//
+// The worker reads frames with goridge's own pkg/pipe relay, so every
+// pool test also checks that what the supervisor writes is what goridge
+// expects.
+//
+// Modes (see Run): echo, ack, error-frame, always-fail, slow, crash,
+// garbage, garbage-boot, bad-crc, stderr-spam, ignore-stop, exit-on-boot,
+// ask-stop, die-after, nack-first, hog.
+//
+// Environment knobs: FAKEWORKER_DELAY (slow: how long a job takes, a Go
+// duration, default 2s), FAKEWORKER_N (die-after: jobs before exiting,
+// default 3), FAKEWORKER_ONCE_FILE (ask-stop: only the worker that creates
+// this file asks to stop, once, so a pool can make progress),
+// FAKEWORKER_MB (hog: megabytes to allocate and touch at boot, default 64).
+package fakeworker
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/pipevisor/pipevisor/frame"
+	gf "github.com/roadrunner-server/goridge/v3/pkg/frame"
+	"github.com/roadrunner-server/goridge/v3/pkg/pipe"
+)
+
+// Modes returns every mode Run accepts.
+func Modes() []string {
+	return []string{
+		"echo", "ack", "error-frame", "always-fail", "slow", "crash", "garbage", "garbage-boot",
+		"bad-crc", "stderr-spam", "ignore-stop", "exit-on-boot", "ask-stop", "die-after",
+		"nack-first", "hog",
+	}
+}
+
+// ModeEnv names the environment variable the standalone binary reads its
+// mode from when it has no argument, and HelperEnv the one that makes a
+// test binary's TestHelperProcess act as a fake worker.
+const (
+	ModeEnv   = "FAKEWORKER_MODE"
+	HelperEnv = "FAKEWORKER_HELPER"
+)
+
+// AckBody is the reply body of the ack mode: {"type":2,"data":{}}.
+const AckBody = `{"type":2,"data":{}}`
+
+// ignoreStopLimit bounds how long an ignore-stop worker lingers, so a
+// failed test cannot leave it running forever.
+const ignoreStopLimit = 60 * time.Second
+
+// Main runs a fake worker in the given mode on the process's stdin,
+// stdout and stderr and returns the process exit code. Use it from a
+// test binary:
+//
+//	func TestHelperProcess(t *testing.T) {
+//		if mode := os.Getenv(fakeworker.HelperEnv); mode != "" {
+//			os.Exit(fakeworker.Main(mode))
+//		}
+//	}
+func Main(mode string) int {
+	if mode == "ignore-stop" {
+		signal.Ignore(syscall.SIGTERM, syscall.SIGINT)
+	}
+	return Run(mode, os.Stdin, os.Stdout, os.Stderr)
+}
+
+// HelperCommand returns the command that re-executes the running test
+// binary as a fake worker; put HelperEnv=<mode> in the worker's env. The
+// test binary needs the TestHelperProcess function shown on Main.
+func HelperCommand() []string {
+	return []string{os.Args[0], "-test.run=^TestHelperProcess$"}
+}
+
+type nopCloser struct{ io.Writer }
+
+func (nopCloser) Close() error { return nil }
+
+// worker is the state of one Run.
+type worker struct {
+	mode   string
+	relay  *pipe.Relay
+	out    io.Writer
+	errw   *bufio.Writer
+	jobs   int
+	dieN   int
+	delay  time.Duration
+	hogged []byte
+}
+
+// Run is Main with explicit streams. It answers the pid handshake, then
+// serves jobs according to mode until it reads a stop frame (exit 0), its
+// stdin ends (exit 0) or the mode makes it fail (exit code > 0). An
+// unknown mode exits with code 2.
+func Run(mode string, in io.Reader, out io.Writer, errOut io.Writer) int {
+	w := &worker{
+		mode:  mode,
+		relay: pipe.NewPipeRelay(io.NopCloser(in), nopCloser{out}),
+		out:   out,
+		errw:  bufio.NewWriter(errOut),
+		dieN:  envInt("FAKEWORKER_N", 3),
+		delay: envDuration("FAKEWORKER_DELAY", 2*time.Second),
+	}
+	defer w.errw.Flush()
+	known := false
+	for _, m := range Modes() {
+		known = known || m == mode
+	}
+	if !known {
+		w.logf("fakeworker: unknown mode %q", mode)
+		return 2
+	}
+	switch mode {
+	case "exit-on-boot":
+		w.logf("fakeworker: exiting on boot as asked")
+		return 3
+	case "garbage-boot":
+		fmt.Fprintln(out, "Hello! I am a worker that prints to stdout on boot.")
+	case "hog":
+		w.hogged = make([]byte, envInt("FAKEWORKER_MB", 64)<<20)
+		for i := 0; i < len(w.hogged); i += 4096 {
+			w.hogged[i] = 1
+		}
+	}
+	return w.loop()
+}
+
+func (w *worker) logf(format string, args ...any) {
+	fmt.Fprintf(w.errw, format+"\n", args...)
+	_ = w.errw.Flush()
+}
+
+func (w *worker) send(flags byte, opts []uint32, payload []byte) error {
+	f := gf.NewFrame()
+	f.WriteVersion(f.Header(), gf.Version1)
+	f.WriteFlags(f.Header(), flags)
+	if len(opts) > 0 {
+		f.WriteOptions(f.HeaderPtr(), opts...)
+	}
+	f.WritePayloadLen(f.Header(), uint32(len(payload)))
+	f.WritePayload(payload)
+	f.WriteCRC(f.Header())
+	return w.relay.Send(f)
+}
+
+func (w *worker) reply(ctx, body []byte) error {
+	p := make([]byte, 0, len(ctx)+len(body))
+	p = append(append(p, ctx...), body...)
+	return w.send(0, []uint32{uint32(len(ctx))}, p)
+}
+
+func (w *worker) loop() int {
+	for {
+		fr := gf.NewFrame()
+		if err := w.relay.Receive(fr); err != nil {
+			if err == io.EOF {
+				return 0
+			}
+			w.logf("fakeworker: receive: %v", err)
+			return 1
+		}
+		h := fr.Header()
+		if fr.ReadFlags()&gf.CONTROL != 0 {
+			if frame.IsStop(fr.Payload()) {
+				if w.mode == "ignore-stop" {
+					w.logf("fakeworker: ignoring stop")
+					time.Sleep(ignoreStopLimit)
+					return 0
+				}
+				return 0
+			}
+			if _, err := frame.ParsePid(fr.Payload()); err != nil {
+				w.logf("fakeworker: bad control frame: %v", err)
+				return 1
+			}
+			if err := w.send(gf.CONTROL, nil, frame.PidPayload(os.Getpid())); err != nil {
+				return 1
+			}
+			continue
+		}
+		opts := fr.ReadOptions(h)
+		if len(opts) != 1 || int(opts[0]) > len(fr.Payload()) {
+			w.logf("fakeworker: job frame with options %v", opts)
+			return 1
+		}
+		pl := frame.Payload{Context: fr.Payload()[:opts[0]], Body: fr.Payload()[opts[0]:]}
+		w.jobs++
+		if code, done := w.job(pl); done {
+			return code
+		}
+	}
+}
+
+// job serves one job. done reports that the worker must exit with code.
+func (w *worker) job(pl frame.Payload) (code int, done bool) {
+	var err error
+	switch w.mode {
+	case "echo":
+		err = w.reply(pl.Context, pl.Body)
+	case "error-frame", "always-fail":
+		err = w.send(gf.ERROR, nil, []byte("fakeworker: job failed on purpose"))
+	case "slow":
+		time.Sleep(w.delay)
+		err = w.reply(nil, []byte(AckBody))
+	case "crash":
+		w.logf("PHP Fatal error: Allowed memory size exhausted (fakeworker crash mode)")
+		return 70, true
+	case "garbage":
+		_, err = fmt.Fprintf(w.out, "debug: handling job %d\n", w.jobs)
+	case "bad-crc":
+		b := frame.EncodeReply(frame.Payload{Body: []byte(AckBody)})
+		b[6] ^= 0xff
+		_, err = w.out.Write(b)
+	case "stderr-spam":
+		for i := range 2000 {
+			fmt.Fprintf(w.errw, "spam line %d of job %d: %0100d\n", i, w.jobs, i)
+		}
+		_ = w.errw.Flush()
+		err = w.reply(nil, []byte(AckBody))
+	case "ask-stop":
+		if w.jobs == 1 && w.claimOnce() {
+			err = w.reply([]byte(`{"stop":true}`), nil)
+			break
+		}
+		err = w.reply(nil, []byte(AckBody))
+	case "die-after":
+		err = w.reply(nil, []byte(AckBody))
+		if err == nil && w.jobs >= w.dieN {
+			w.logf("fakeworker: exiting after %d jobs", w.jobs)
+			return 0, true
+		}
+	case "nack-first":
+		err = w.reply(nil, nackFirst(pl.Context))
+	default: // ack, ignore-stop, garbage-boot, hog
+		err = w.reply(nil, []byte(AckBody))
+	}
+	if err != nil {
+		w.logf("fakeworker: send: %v", err)
+		return 1, true
+	}
+	return 0, false
+}
+
+// claimOnce reports whether this worker is the one that asks to stop:
+// always when FAKEWORKER_ONCE_FILE is unset, else only the first worker
+// to create that file.
+func (w *worker) claimOnce() bool {
+	path := os.Getenv("FAKEWORKER_ONCE_FILE")
+	if path == "" {
+		return true
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return false
+	}
+	_ = f.Close()
+	return true
+}
+
+// nackFirst nacks with requeue when the job's x-attempt header is "1" (or
+// missing), and acks any later attempt.
+func nackFirst(ctx []byte) []byte {
+	var jc frame.JobContext
+	_ = json.Unmarshal(ctx, &jc)
+	attempt := "1"
+	if v := jc.Headers["x-attempt"]; len(v) > 0 {
+		attempt = v[0]
+	}
+	if attempt == "1" {
+		return []byte(`{"type":3,"data":{"message":"fakeworker: failing the first attempt","requeue":true}}`)
+	}
+	return []byte(AckBody)
+}
+
+func envInt(key string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(key)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
+
+func envDuration(key string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(key)); err == nil && d >= 0 {
+		return d
+	}
+	return def
+}
