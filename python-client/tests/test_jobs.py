@@ -41,8 +41,7 @@ def test_push_body_and_frame(server: FakeServer) -> None:
             "job": "app.Send",
             "id": "id-1",
             "payload": base64.b64encode(b"\x00\xffdata").decode(),
-            "headers": {},
-            "options": {"priority": 0, "pipeline": "default", "delay": 0, "auto_ack": False},
+            "options": {"pipeline": "default"},
         }
     }
 
@@ -58,6 +57,12 @@ def test_push_with_every_option(server: FakeServer) -> None:
     assert job["headers"] == {"a": {"value": ["1"]}, "b": {"value": ["2", "3"]}}
     assert job["options"] == {"priority": 3, "pipeline": "p", "delay": 5, "auto_ack": True, "key": "user-7"}
     jobs.close()
+
+
+def test_empty_payload_and_headers_are_left_out(server: FakeServer) -> None:
+    with Jobs(server.address) as jobs:
+        jobs.push("p", "j", b"", id="e", headers={})
+    assert server.requests[0][2] == {"job": {"job": "j", "id": "e", "options": {"pipeline": "p"}}}
 
 
 def test_sequence_numbers_increase_on_one_connection(server: FakeServer) -> None:
@@ -94,7 +99,7 @@ def test_push_batch(server: FakeServer) -> None:
     ((_, method, params),) = server.requests
     assert method == "jobs.PushBatch"
     assert [j["id"] for j in params["jobs"]] == ids
-    assert params["jobs"][1]["options"] == {"priority": 0, "pipeline": "q", "delay": 2, "auto_ack": False, "key": "k"}
+    assert params["jobs"][1]["options"] == {"pipeline": "q", "delay": 2, "key": "k"}
 
 
 def test_pause_resume_list_stat_declare_destroy() -> None:

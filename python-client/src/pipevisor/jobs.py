@@ -6,11 +6,15 @@ JSON codec). Bodies, as sent and received:
 - ``jobs.Push``: ``{"job": Job}``; ``jobs.PushBatch``: ``{"jobs": [Job, ...]}``.
   ``Job`` is ``{"job": name, "id": id, "payload": base64, "headers":
   {name: {"value": [...]}}, "options": {"priority", "pipeline", "delay",
-  "auto_ack", "key"}}``. Replies are ``{}``.
+  "auto_ack", "key"}}``, zero and empty fields left out as Go's
+  ``omitempty`` would. Replies are ``{}``.
 - ``jobs.Pause`` / ``jobs.Resume`` / ``jobs.Destroy``: ``{"pipelines": [...]}``.
 - ``jobs.List``: ``{}`` -> ``{"pipelines": [...]}``.
 - ``jobs.Stat``: ``{}`` -> ``{"stats": [Stat, ...]}``.
 - ``jobs.Declare``: ``{"pipeline": {key: value-string}}``.
+
+The exact bytes are pinned by the golden frames in ``rpc/testdata`` (see
+``rpc/doc.go``).
 
 Every push returns only after the supervisor has the broker's confirmation.
 """
@@ -127,21 +131,27 @@ def job_json(j: PushJob) -> Dict[str, Any]:
         raise ValueError(f"push: delay must be >= 0, got {j.delay}")
     if not j.id:
         raise ValueError("push: job id is required")
-    options: Dict[str, Any] = {
-        "priority": int(j.priority),
-        "pipeline": j.pipeline,
-        "delay": int(j.delay),
-        "auto_ack": bool(j.auto_ack),
-    }
+    # Zero and empty fields are left out, the way the Go side encodes them
+    # (omitempty); a missing field reads as its zero value.
+    options: Dict[str, Any] = {}
+    if j.priority:
+        options["priority"] = int(j.priority)
+    options["pipeline"] = j.pipeline
+    if j.delay:
+        options["delay"] = int(j.delay)
+    if j.auto_ack:
+        options["auto_ack"] = True
     if j.key:
         options["key"] = j.key
-    return {
-        "job": j.job,
-        "id": j.id,
-        "payload": base64.b64encode(_payload_bytes(j.payload)).decode("ascii"),
-        "headers": _headers_json(j.headers),
-        "options": options,
-    }
+    out: Dict[str, Any] = {"job": j.job, "id": j.id}
+    payload = _payload_bytes(j.payload)
+    if payload:
+        out["payload"] = base64.b64encode(payload).decode("ascii")
+    headers = _headers_json(j.headers)
+    if headers:
+        out["headers"] = headers
+    out["options"] = options
+    return out
 
 
 class Jobs:
