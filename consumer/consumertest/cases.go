@@ -335,8 +335,10 @@ func keyOrder(h *harness) {
 	type pos struct{ key, i int }
 	where := map[string]pos{}
 	var jobs []consumer.Job
-	for i := range per {
-		for k := range keys {
+	// Key by key, so that a driver which ignores keys hands out a second
+	// job of key-0 while the first one is still held.
+	for k := range keys {
+		for i := range per {
 			j := h.job()
 			j.Key = fmt.Sprintf("key-%d", k)
 			where[j.ID] = pos{k, i}
