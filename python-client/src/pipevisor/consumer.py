@@ -171,10 +171,11 @@ class Consumer:
             return None
         prev, self._current = self._current, None
         if prev is not None:
-            if not prev.error(f"task {prev.id!r} ({prev.name}) was not answered by the worker"):
-                if prev.reply_type == Reply.STOP:
-                    self._done = True
-                    return None
+            if prev.reply_type is None:
+                prev.error(f"task {prev.id!r} ({prev.name}) was not answered by the worker")
+            if prev.reply_type == Reply.STOP:
+                self._done = True
+                return None
         while True:
             f = fr.read_frame(self._read)
             if f is None:

@@ -52,6 +52,7 @@ NACK = Reply.NACK
 REQUEUE = Reply.REQUEUE
 
 _STOP_CONTEXT = b'{"stop":true}'
+_ACK_FRAME = fr.encode(0, b'{"type":2,"data":{}}', (0,))
 
 Headers = Dict[str, List[str]]
 Reason = Union[str, BaseException]
@@ -74,7 +75,9 @@ def _normalize_headers(raw: Any) -> Headers:
         return {}
     out: Headers = {}
     for key, value in raw.items():
-        if isinstance(value, (list, tuple)):
+        if type(value) is list and all(type(v) is str for v in value):
+            out[str(key)] = value  # the usual case: already what JSON gave us
+        elif isinstance(value, (list, tuple)):
             out[str(key)] = [str(v) for v in value]
         elif value is None:
             out[str(key)] = []
@@ -263,7 +266,7 @@ class Task:
         Returns True if this was the task's reply, False if it had already
         replied (then nothing is sent).
         """
-        return self._reply(Reply.ACK, {})
+        return self._send_once(Reply.ACK, _ACK_FRAME)
 
     def nack(self, reason: Reason, redelivery: bool = False) -> bool:
         """Report failure.
