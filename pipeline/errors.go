@@ -11,6 +11,9 @@ var (
 	ErrShutdown = errors.New("pipeline: shut down")
 	// ErrStopped is returned by Run, Pause and Resume after Stop.
 	ErrStopped = errors.New("pipeline: stopped")
+	// ErrPaused is returned by Check while the pipeline is paused; it is
+	// also the cancel cause of a Receive interrupted by Pause.
+	ErrPaused = errors.New("pipeline: paused")
 	// ErrRunning is returned by Run when the pipeline is already running.
 	ErrRunning = errors.New("pipeline: already running")
 )

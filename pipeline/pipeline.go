@@ -10,7 +10,6 @@ package pipeline
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -71,9 +70,6 @@ const (
 	stateRunning
 	stateStopped
 )
-
-// errPaused is the cancel cause of a Receive interrupted by Pause.
-var errPaused = errors.New("pipeline: paused")
 
 // Pipeline is one running pipeline. All methods are safe for concurrent
 // use. A Pipeline runs once: after Stop it cannot be started again.
@@ -249,7 +245,7 @@ func (p *Pipeline) Pause(ctx context.Context) error {
 	p.paused = true
 	p.wake = make(chan struct{})
 	if p.recvCancel != nil {
-		p.recvCancel(errPaused)
+		p.recvCancel(ErrPaused)
 		p.recvCtx, p.recvCancel = nil, nil
 	}
 	p.mu.Unlock()
@@ -313,7 +309,7 @@ func (p *Pipeline) Check() error {
 	case st == stateStopped:
 		return fmt.Errorf("pipeline %s: %w", p.cfg.Name, ErrStopped)
 	case paused:
-		return fmt.Errorf("pipeline %s: %w", p.cfg.Name, errPaused)
+		return fmt.Errorf("pipeline %s: %w", p.cfg.Name, ErrPaused)
 	case recvErr != nil:
 		return fmt.Errorf("pipeline %s: receive: %w", p.cfg.Name, recvErr)
 	}
