@@ -72,7 +72,8 @@ final class Relay
      * @return null|Frame null when the stream ended cleanly before a frame
      *         started (the supervisor closed it or went away)
      * @throws FrameException when the bytes are not a valid frame
-     * @throws RelayException when the stream ends in the middle of a frame
+     * @throws RelayException when the stream ends in the middle of a frame,
+     *         or a read timeout set on the stream passes
      */
     public function receive(): ?Frame
     {
@@ -126,29 +127,27 @@ final class Relay
      */
     private function read(int $n, bool $atBoundary): ?string
     {
-        $buf = @fread($this->in, $n);
-        if ($buf !== false && \strlen($buf) === $n) {
-            return $buf;
-        }
-        $buf = $buf === false ? '' : $buf;
-        while (\strlen($buf) < $n) {
+        $buf = '';
+        do {
             $chunk = @fread($this->in, $n - \strlen($buf));
             if ($chunk !== false && $chunk !== '') {
                 $buf .= $chunk;
                 continue;
             }
-            // Nothing read: end of stream or a read error ends the frame;
-            // otherwise a signal interrupted the read and it is retried.
-            if ($chunk === false || !\is_resource($this->in) || feof($this->in)) {
-                break;
+            // Nothing read: a socket read timeout (stream_set_timeout) is an
+            // error, end of stream or a read error ends the frame; otherwise
+            // a signal interrupted the read and it is retried.
+            if (\is_resource($this->in) && stream_get_meta_data($this->in)['timed_out']) {
+                throw new RelayException(sprintf('relay: read timed out after %d of %d bytes', \strlen($buf), $n));
             }
-        }
-        if (\strlen($buf) === $n) {
-            return $buf;
-        }
-        if ($atBoundary && $buf === '') {
-            return null;
-        }
-        throw new RelayException(sprintf('relay: stream ended after %d of %d bytes of a frame', \strlen($buf), $n));
+            if ($chunk === false || !\is_resource($this->in) || feof($this->in)) {
+                if ($atBoundary && $buf === '') {
+                    return null;
+                }
+                throw new RelayException(sprintf('relay: stream ended after %d of %d bytes of a frame', \strlen($buf), $n));
+            }
+        } while (\strlen($buf) < $n);
+
+        return $buf;
     }
 }

@@ -1,0 +1,283 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Pipevisor;
+
+/**
+ * The producer side: pushes jobs and steers pipelines of a running
+ * supervisor over its jobs.* RPC (the JSON codec; no PHP extension needed).
+ *
+ *     $jobs = new Pipevisor\Jobs();                 // RR_RPC, or tcp://127.0.0.1:6001
+ *     $id = $jobs->push('emails', 'App\Jobs\SendMail', json_encode($mail), [
+ *         'delay' => 30, 'key' => 'customer-42', 'headers' => ['x-tenant' => 'acme'],
+ *     ]);
+ *
+ * Every method returns once the supervisor has answered; push() and
+ * pushBatch() return after the broker confirmed the publish. Errors the
+ * supervisor reports (unknown pipeline, invalid declare, ...) are thrown as
+ * RPCException with the supervisor's message; so are transport failures.
+ *
+ * Push options (all optional):
+ *   - id        string  job id (default: a random UUIDv4, returned by push)
+ *   - delay     int     seconds before the job becomes visible (>= 0)
+ *   - priority  int     0 = the pipeline's priority
+ *   - key       string  ordering key: jobs with the same key run in order
+ *                       (Kafka record key, SQS FIFO group, memory lane)
+ *   - headers   array   name => string or list of strings
+ *   - autoAck   bool    ack on receipt, before the worker runs the job
+ */
+final class Jobs
+{
+    private const OPTION_KEYS = ['id' => true, 'delay' => true, 'priority' => true, 'key' => true, 'headers' => true, 'autoAck' => true];
+
+    private readonly RPC $rpc;
+
+    /**
+     * @param null|RPC|string $rpc an RPC client, an address (tcp://host:port,
+     *        unix:///path), or null for RR_RPC / tcp://127.0.0.1:6001
+     */
+    public function __construct(RPC|string|null $rpc = null)
+    {
+        $this->rpc = match (true) {
+            $rpc instanceof RPC => $rpc,
+            \is_string($rpc) => new RPC($rpc),
+            default => RPC::fromEnv(),
+        };
+    }
+
+    /** The RPC client underneath. */
+    public function getRPC(): RPC
+    {
+        return $this->rpc;
+    }
+
+    /**
+     * Pushes one job (jobs.Push).
+     *
+     * @param array{id?: string, delay?: int, priority?: int, key?: string, headers?: array<string, string|list<string>>, autoAck?: bool} $options
+     * @return string the job id
+     * @throws RPCException when the supervisor refuses the job or cannot be reached
+     * @throws \InvalidArgumentException for an unknown option or a value of the wrong type
+     */
+    public function push(string $pipeline, string $job, string $payload, array $options = []): string
+    {
+        $j = self::job($pipeline, $job, $payload, $options);
+        $this->rpc->call('jobs.Push', ['job' => $j]);
+
+        return $j['id'];
+    }
+
+    /**
+     * Pushes many jobs in one call (jobs.PushBatch): either all are accepted
+     * or none is published. Each job is an array with the keys pipeline, job,
+     * payload and any of the push options:
+     *
+     *     $jobs->pushBatch([
+     *         ['pipeline' => 'images', 'job' => 'Resize', 'payload' => 'img-1', 'key' => 'album-7'],
+     *         ['pipeline' => 'images', 'job' => 'Resize', 'payload' => 'img-2', 'priority' => 1],
+     *     ]);
+     *
+     * @param iterable<array<string, mixed>> $jobs
+     * @return list<string> the job ids, in order
+     * @throws RPCException when the supervisor refuses the batch or cannot be reached
+     * @throws \InvalidArgumentException for a job without pipeline/job/payload or with an unknown key
+     */
+    public function pushBatch(iterable $jobs): array
+    {
+        $list = [];
+        foreach ($jobs as $i => $j) {
+            if (!\is_array($j)) {
+                throw new \InvalidArgumentException(sprintf('jobs: batch entry %s is not an array', $i));
+            }
+            foreach (['pipeline', 'job', 'payload'] as $k) {
+                if (!isset($j[$k]) || !\is_string($j[$k])) {
+                    throw new \InvalidArgumentException(sprintf('jobs: batch entry %s: "%s" must be a string', $i, $k));
+                }
+            }
+            $opts = $j;
+            unset($opts['pipeline'], $opts['job'], $opts['payload']);
+            $list[] = self::job($j['pipeline'], $j['job'], $j['payload'], $opts);
+        }
+        if ($list === []) {
+            return [];
+        }
+        $this->rpc->call('jobs.PushBatch', ['jobs' => $list]);
+
+        return array_column($list, 'id');
+    }
+
+    /**
+     * Stops consuming the pipelines (jobs.Pause); pushing still works.
+     *
+     * @throws RPCException e.g. for an unknown pipeline
+     */
+    public function pause(string ...$pipelines): void
+    {
+        $this->rpc->call('jobs.Pause', ['pipelines' => array_values($pipelines)]);
+    }
+
+    /**
+     * Starts consuming the pipelines again (jobs.Resume); also starts a
+     * declared pipeline that is not consumed yet.
+     *
+     * @throws RPCException e.g. for an unknown pipeline
+     */
+    public function resume(string ...$pipelines): void
+    {
+        $this->rpc->call('jobs.Resume', ['pipelines' => array_values($pipelines)]);
+    }
+
+    /**
+     * Names of all pipelines (jobs.List).
+     *
+     * @return list<string>
+     */
+    public function list(): array
+    {
+        return array_values($this->rpc->call('jobs.List', [])['pipelines'] ?? []);
+    }
+
+    /**
+     * State of every pipeline (jobs.Stat). Each entry has all keys, with
+     * 0 / false / "" where the supervisor left a field out:
+     * pipeline, driver, queue, active (received, not settled), delayed
+     * (-1 unknown), reserved, ready (consuming, RoadRunner's name), priority,
+     * queued (waiting on the broker, -1 unknown), acked, retried, requeued,
+     * dead (counters since start), consuming, error (why not consuming).
+     *
+     * @return list<array{pipeline: string, driver: string, queue: string, active: int, delayed: int, reserved: int, ready: bool, priority: int, queued: int, acked: int, retried: int, requeued: int, dead: int, consuming: bool, error: string}>
+     */
+    public function stat(): array
+    {
+        $zero = ['pipeline' => '', 'driver' => '', 'queue' => '', 'active' => 0, 'delayed' => 0, 'reserved' => 0,
+            'ready' => false, 'priority' => 0, 'queued' => 0, 'acked' => 0, 'retried' => 0, 'requeued' => 0,
+            'dead' => 0, 'consuming' => false, 'error' => ''];
+        $out = [];
+        foreach ($this->rpc->call('jobs.Stat', [])['stats'] ?? [] as $s) {
+            $out[] = array_replace($zero, array_intersect_key((array) $s, $zero));
+        }
+
+        return $out;
+    }
+
+    /**
+     * Creates a pipeline at runtime (jobs.Declare) with the same keys as a
+     * pipeline in .rr.yaml: name, driver, priority and the driver's config
+     * keys. Values are sent as strings: numbers as digits, booleans as
+     * "true"/"false", arrays (nested options) as JSON text.
+     *
+     * @param array<string, scalar|array<mixed>> $pipeline
+     * @throws RPCException when the supervisor rejects the declaration (its message names the key)
+     */
+    public function declare(array $pipeline): void
+    {
+        $m = [];
+        foreach ($pipeline as $k => $v) {
+            $m[(string) $k] = match (true) {
+                \is_bool($v) => $v ? 'true' : 'false',
+                \is_array($v) => json_encode($v, \JSON_UNESCAPED_SLASHES | \JSON_UNESCAPED_UNICODE | \JSON_THROW_ON_ERROR),
+                \is_scalar($v) => (string) $v,
+                default => throw new \InvalidArgumentException(sprintf('jobs: declare key "%s" has a %s value', $k, get_debug_type($v))),
+            };
+        }
+        $this->rpc->call('jobs.Declare', ['pipeline' => (object) $m]);
+    }
+
+    /**
+     * Removes pipelines (jobs.Destroy): consuming stops, running jobs finish,
+     * unstarted ones go back to their broker.
+     *
+     * @return list<string> the pipelines destroyed
+     * @throws RPCException e.g. for an unknown pipeline
+     */
+    public function destroy(string ...$pipelines): array
+    {
+        return array_values($this->rpc->call('jobs.Destroy', ['pipelines' => array_values($pipelines)])['pipelines'] ?? []);
+    }
+
+    /**
+     * The JSON shape of one job (see rpc/doc.go): zero-valued fields are left
+     * out, in the field order of the Go encoder.
+     *
+     * @param array<string, mixed> $options
+     * @return array<string, mixed>
+     */
+    private static function job(string $pipeline, string $job, string $payload, array $options): array
+    {
+        if ($pipeline === '') {
+            throw new \InvalidArgumentException('jobs: the pipeline name is empty');
+        }
+        foreach ($options as $k => $_) {
+            if (!isset(self::OPTION_KEYS[$k])) {
+                throw new \InvalidArgumentException(sprintf('jobs: unknown push option "%s" (known: %s)', $k, implode(', ', array_keys(self::OPTION_KEYS))));
+            }
+        }
+        $id = $options['id'] ?? self::uuid4();
+        $delay = $options['delay'] ?? 0;
+        $priority = $options['priority'] ?? 0;
+        $key = $options['key'] ?? '';
+        $autoAck = $options['autoAck'] ?? false;
+        if (!\is_string($id) || !\is_int($delay) || !\is_int($priority) || !\is_string($key) || !\is_bool($autoAck)) {
+            throw new \InvalidArgumentException('jobs: push options want id: string, delay: int, priority: int, key: string, autoAck: bool');
+        }
+        if ($delay < 0) {
+            throw new \InvalidArgumentException(sprintf('jobs: delay must be >= 0 seconds, got %d', $delay));
+        }
+
+        $j = ['job' => $job, 'id' => $id, 'payload' => base64_encode($payload)];
+        if ($payload === '') {
+            unset($j['payload']);
+        }
+        $headers = self::headers($options['headers'] ?? []);
+        if ($headers !== []) {
+            $j['headers'] = (object) $headers;
+        }
+        $o = [];
+        if ($priority !== 0) {
+            $o['priority'] = $priority;
+        }
+        $o['pipeline'] = $pipeline;
+        if ($delay !== 0) {
+            $o['delay'] = $delay;
+        }
+        if ($autoAck) {
+            $o['auto_ack'] = true;
+        }
+        if ($key !== '') {
+            $o['key'] = $key;
+        }
+        $j['options'] = $o;
+
+        return $j;
+    }
+
+    /** @return array<string, array{value: list<string>}> */
+    private static function headers(mixed $headers): array
+    {
+        if (!\is_array($headers)) {
+            throw new \InvalidArgumentException('jobs: headers must be an array of name => string|list<string>');
+        }
+        $out = [];
+        foreach ($headers as $name => $v) {
+            $values = \is_array($v) ? array_values($v) : [$v];
+            foreach ($values as $x) {
+                if (!\is_string($x)) {
+                    throw new \InvalidArgumentException(sprintf('jobs: header "%s": values must be strings', $name));
+                }
+            }
+            $out[(string) $name] = ['value' => $values];
+        }
+
+        return $out;
+    }
+
+    private static function uuid4(): string
+    {
+        $b = random_bytes(16);
+        $b[6] = \chr((\ord($b[6]) & 0x0F) | 0x40);
+        $b[8] = \chr((\ord($b[8]) & 0x3F) | 0x80);
+
+        return vsprintf('%s%s-%s-%s-%s-%s%s%s', str_split(bin2hex($b), 4));
+    }
+}

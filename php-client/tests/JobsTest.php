@@ -1,0 +1,265 @@
+<?php
+
+declare(strict_types=1);
+
+namespace Pipevisor\Tests;
+
+use PHPUnit\Framework\TestCase;
+use Pipevisor\Frame;
+use Pipevisor\Jobs;
+use Pipevisor\RPC;
+use Pipevisor\RPCException;
+
+/**
+ * The producer against a fake supervisor: a real socket on which the test
+ * plays the golden RPC replies of rpc/testdata and records the requests.
+ */
+final class JobsTest extends TestCase
+{
+    private const RPC_TESTDATA = __DIR__ . '/../../rpc/testdata';
+
+    /** @var resource */
+    private $server;
+    /** @var resource accepted connection of the fake supervisor */
+    private $conn;
+    private string $sockPath = '';
+
+    protected function tearDown(): void
+    {
+        foreach ([$this->conn ?? null, $this->server ?? null] as $s) {
+            if (\is_resource($s)) {
+                fclose($s);
+            }
+        }
+        if ($this->sockPath !== '' && file_exists($this->sockPath)) {
+            unlink($this->sockPath);
+        }
+    }
+
+    /** Starts the fake supervisor and returns a connected Jobs client. */
+    private function jobs(string $transport = 'unix', float $timeout = 5.0): Jobs
+    {
+        if ($transport === 'unix') {
+            $this->sockPath = sys_get_temp_dir() . '/pipevisor-test-' . bin2hex(random_bytes(6)) . '.sock';
+            $listen = 'unix://' . $this->sockPath;
+        } else {
+            $listen = 'tcp://127.0.0.1:0';
+        }
+        $server = stream_socket_server($listen, $errno, $errstr);
+        self::assertIsResource($server, $errstr);
+        $this->server = $server;
+        $addr = $transport === 'unix' ? $listen : 'tcp://' . stream_socket_get_name($server, false);
+        $jobs = new Jobs(new RPC($addr, $timeout));
+        $jobs->getRPC()->connect();
+        $conn = stream_socket_accept($server, 5);
+        self::assertIsResource($conn);
+        stream_set_timeout($conn, 5);
+        $this->conn = $conn;
+
+        return $jobs;
+    }
+
+    /** Reads exactly $n bytes the client sent. */
+    private function readRequest(int $n): string
+    {
+        $buf = '';
+        while (\strlen($buf) < $n) {
+            $chunk = fread($this->conn, $n - \strlen($buf));
+            self::assertNotFalse($chunk);
+            self::assertNotSame('', $chunk, 'the client sent less than expected');
+            $buf .= $chunk;
+        }
+
+        return $buf;
+    }
+
+    /** @return list<array<string, mixed>> */
+    private static function vectors(): array
+    {
+        $json = @file_get_contents(self::RPC_TESTDATA . '/vectors.json');
+        self::assertIsString($json, 'rpc/testdata/vectors.json is missing');
+
+        return json_decode($json, true, 512, JSON_THROW_ON_ERROR)['vectors'];
+    }
+
+    private static function golden(string $file): string
+    {
+        $b = @file_get_contents(self::RPC_TESTDATA . '/' . $file);
+        self::assertIsString($b, "rpc/testdata/$file is missing");
+
+        return $b;
+    }
+
+    public function testGoldenRpcFramesInOrderOnOneConnection(): void
+    {
+        $jobs = $this->jobs();
+        $calls = [
+            'push' => function () use ($jobs): void {
+                $id = $jobs->push('emails', 'App\\Jobs\\SendMail', '{"to":"a@example.com"}', [
+                    'id' => '0f8fad5b-d9cb-469f-a165-70867728950e',
+                    'headers' => ['x-tenant' => 'acme', 'x-trace' => ['a', 'b']],
+                    'priority' => 5,
+                    'delay' => 30,
+                    'key' => 'customer-42',
+                ]);
+                self::assertSame('0f8fad5b-d9cb-469f-a165-70867728950e', $id);
+            },
+            'push_batch' => function () use ($jobs): void {
+                $ids = $jobs->pushBatch([
+                    ['pipeline' => 'images', 'job' => 'App\\Jobs\\Resize', 'payload' => 'img-1', 'id' => 'id-1', 'key' => 'album-7'],
+                    ['pipeline' => 'images', 'job' => 'App\\Jobs\\Resize', 'payload' => 'img-2', 'id' => 'id-2', 'priority' => 1, 'autoAck' => true],
+                ]);
+                self::assertSame(['id-1', 'id-2'], $ids);
+            },
+            'stat' => function () use ($jobs): void {
+                $stats = $jobs->stat();
+                self::assertCount(2, $stats);
+                self::assertSame(['pipeline' => 'emails', 'driver' => 'memory', 'queue' => 'emails', 'active' => 2, 'delayed' => 1,
+                    'reserved' => 0, 'ready' => true, 'priority' => 10, 'queued' => 3, 'acked' => 120, 'retried' => 4,
+                    'requeued' => 1, 'dead' => 2, 'consuming' => true, 'error' => ''], $stats[0]);
+                self::assertSame('images', $stats[1]['pipeline']);
+                self::assertSame(-1, $stats[1]['delayed']);
+                self::assertSame(0, $stats[1]['active']);
+                self::assertFalse($stats[1]['consuming']);
+                self::assertSame('paused', $stats[1]['error']);
+            },
+            'pause' => fn () => $jobs->pause('emails', 'images'),
+            'pause_error' => function () use ($jobs): void {
+                try {
+                    $jobs->pause('nope');
+                    self::fail('pause of an unknown pipeline did not throw');
+                } catch (RPCException $e) {
+                    self::assertSame('pipeline "nope" does not exist', $e->getMessage());
+                    self::assertSame('jobs.Pause', $e->getMethod());
+                    self::assertTrue($e->isServerError());
+                }
+            },
+            'resume' => fn () => $jobs->resume('emails'),
+            'list' => fn () => self::assertSame(['emails', 'images'], $jobs->list()),
+            'declare' => fn () => $jobs->declare(['driver' => 'memory', 'name' => 'reports', 'priority' => 10, 'prefetch' => 100]),
+            'destroy' => fn () => self::assertSame(['reports'], $jobs->destroy('reports')),
+        ];
+
+        $seen = [];
+        foreach (self::vectors() as $v) {
+            self::assertArrayHasKey($v['name'], $calls, "no client call for golden vector {$v['name']}");
+            $request = self::golden($v['request']['file']);
+            fwrite($this->conn, self::golden($v['reply']['file']));
+            $calls[$v['name']]();
+            self::assertSame(bin2hex($request), bin2hex($this->readRequest(\strlen($request))), "request bytes of {$v['name']}");
+            $f = Frame::decode($request);
+            self::assertSame([$v['seq'], \strlen($v['method'])], $f->options);
+            self::assertSame($v['method'] . $v['request']['body'], $f->payload);
+            $seen[] = $v['name'];
+        }
+        self::assertSame(array_keys($calls), $seen, 'every client call has a golden vector');
+    }
+
+    public function testGeneratedIdsAreUuid4AndBodiesOmitZeroFields(): void
+    {
+        $jobs = $this->jobs('tcp');
+        $reply = Frame::encode(Frame::CODEC_JSON, [1, 9], 'jobs.Push{}');
+        fwrite($this->conn, $reply);
+
+        $id = $jobs->push('default', 'Ping', '');
+
+        self::assertMatchesRegularExpression('/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/', $id);
+        $sent = Frame::decode($this->readRequest(12 + 8 + 9 + \strlen('{"job":{"job":"Ping","id":"' . $id . '","options":{"pipeline":"default"}}}')));
+        self::assertSame('jobs.Push{"job":{"job":"Ping","id":"' . $id . '","options":{"pipeline":"default"}}}', $sent->payload);
+    }
+
+    public function testAReplyForAnotherSequenceIsRejectedAndTheClientReconnects(): void
+    {
+        $jobs = $this->jobs();
+        fwrite($this->conn, Frame::encode(Frame::CODEC_JSON, [7, 9], 'jobs.List{}'));
+
+        try {
+            $jobs->list();
+            self::fail('a reply with the wrong seq was accepted');
+        } catch (RPCException $e) {
+            self::assertStringContainsString('does not answer request 1', $e->getMessage());
+            self::assertFalse($e->isServerError());
+        }
+
+        // The client dropped the connection; the next call dials again.
+        $jobs->getRPC()->connect();
+        $conn = stream_socket_accept($this->server, 5);
+        self::assertIsResource($conn);
+        fwrite($conn, Frame::encode(Frame::CODEC_JSON, [2, 9], 'jobs.List{"pipelines":["x"]}'));
+        self::assertSame(['x'], $jobs->list());
+        fclose($conn);
+    }
+
+    public function testTheServerClosingTheConnectionIsAnRpcException(): void
+    {
+        $jobs = $this->jobs();
+        fclose($this->conn);
+
+        $this->expectException(RPCException::class);
+        $this->expectExceptionMessage('jobs.Stat');
+        $jobs->stat();
+    }
+
+    public function testASilentServerTimesOut(): void
+    {
+        $jobs = $this->jobs('tcp', 0.2);
+        $start = microtime(true);
+
+        try {
+            $jobs->list();
+            self::fail('no timeout');
+        } catch (RPCException $e) {
+            self::assertStringContainsString('timed out', $e->getMessage());
+        }
+        self::assertLessThan(3.0, microtime(true) - $start);
+    }
+
+    public function testNothingListeningSaysSo(): void
+    {
+        $jobs = new Jobs('unix://' . sys_get_temp_dir() . '/pipevisor-nobody-' . bin2hex(random_bytes(6)) . '.sock');
+
+        $this->expectException(RPCException::class);
+        $this->expectExceptionMessage('is the supervisor running?');
+        $jobs->list();
+    }
+
+    public function testAddressComesFromRrRpc(): void
+    {
+        $old = getenv('RR_RPC');
+        putenv('RR_RPC=unix:///run/pipevisor.sock');
+        try {
+            self::assertSame('unix:///run/pipevisor.sock', (new Jobs())->getRPC()->getAddress());
+            putenv('RR_RPC');
+            self::assertSame('tcp://127.0.0.1:6001', (new Jobs())->getRPC()->getAddress());
+        } finally {
+            putenv($old === false ? 'RR_RPC' : "RR_RPC=$old");
+        }
+    }
+
+    /** @return iterable<string, array{callable(Jobs): mixed, string}> */
+    public static function invalidCalls(): iterable
+    {
+        yield 'unknown option' => [fn (Jobs $j) => $j->push('p', 'J', '', ['delay_seconds' => 1]), 'unknown push option "delay_seconds"'];
+        yield 'negative delay' => [fn (Jobs $j) => $j->push('p', 'J', '', ['delay' => -1]), 'delay must be >= 0'];
+        yield 'string priority' => [fn (Jobs $j) => $j->push('p', 'J', '', ['priority' => '5']), 'priority: int'];
+        yield 'empty pipeline' => [fn (Jobs $j) => $j->push('', 'J', ''), 'pipeline name is empty'];
+        yield 'non-string header' => [fn (Jobs $j) => $j->push('p', 'J', '', ['headers' => ['a' => 1]]), 'header "a"'];
+        yield 'batch without payload' => [fn (Jobs $j) => $j->pushBatch([['pipeline' => 'p', 'job' => 'J']]), '"payload" must be a string'];
+        yield 'declare object' => [fn (Jobs $j) => $j->declare(['name' => new \stdClass()]), 'declare key "name"'];
+    }
+
+    /** @dataProvider invalidCalls */
+    public function testInvalidArgumentsAreRejectedBeforeAnythingIsSent(callable $call, string $message): void
+    {
+        $jobs = new Jobs('tcp://127.0.0.1:1'); // never dialled
+
+        $this->expectException(\InvalidArgumentException::class);
+        $this->expectExceptionMessage($message);
+        $call($jobs);
+    }
+
+    public function testAnEmptyBatchSendsNothing(): void
+    {
+        self::assertSame([], (new Jobs('tcp://127.0.0.1:1'))->pushBatch([]));
+    }
+}
