@@ -130,6 +130,10 @@ type unixListener struct {
 	info os.FileInfo
 }
 
+// Addr reports the final socket path (the socket was bound under a
+// temporary name).
+func (l *unixListener) Addr() net.Addr { return &net.UnixAddr{Name: l.path, Net: "unix"} }
+
 func (l *unixListener) Close() error {
 	err := l.UnixListener.Close()
 	if cur, statErr := os.Lstat(l.path); statErr == nil && os.SameFile(cur, l.info) {
