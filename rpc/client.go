@@ -227,4 +227,3 @@ func (c *Client) Workers(ctx context.Context) ([]WorkerInfo, error) {
 func (c *Client) Reset(ctx context.Context) error {
 	return c.call(ctx, "resetter.Reset", &jobsv1.ResetRequest{Plugin: "jobs"}, &jobsv1.ResetResponse{})
 }
-
