@@ -64,8 +64,8 @@ class Consumer:
     ``sys.stderr`` (so worker output lands in one place); the file
     descriptors are left alone.
 
-    ``Consumer(input, output)`` uses the given binary streams instead (for
-    tests or embedding); nothing global is touched then.
+    ``Consumer(input_stream, output_stream)`` uses the given binary streams
+    instead (for tests or embedding); nothing global is touched then.
 
     The consumer answers the supervisor's pid handshake itself, ends at the
     supervisor's stop frame or when its input ends, and is not thread-safe:
@@ -75,17 +75,17 @@ class Consumer:
 
     def __init__(
         self,
-        input: Optional[BinaryIO] = None,
-        output: Optional[BinaryIO] = None,
+        input_stream: Optional[BinaryIO] = None,
+        output_stream: Optional[BinaryIO] = None,
         *,
         redirect_stdio: bool = True,
     ) -> None:
-        if (input is None) != (output is None):
-            raise ValueError("give both input and output, or neither")
+        if (input_stream is None) != (output_stream is None):
+            raise ValueError("give both input_stream and output_stream, or neither")
         self._sock: Optional[socket.socket] = None
         self._owned: list[IO[bytes]] = []
-        if input is not None and output is not None:
-            self._in, self._out = input, output
+        if input_stream is not None and output_stream is not None:
+            self._in, self._out = input_stream, output_stream
         else:
             relay = os.environ.get("RR_RELAY", "pipes") or "pipes"
             if relay == "pipes":
