@@ -1,0 +1,302 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/urfave/cli/v2"
+
+	"github.com/pipevisor/pipevisor/config"
+	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/rpc"
+)
+
+// clientTimeout bounds one client command's conversation with the server.
+const clientTimeout = 5 * time.Minute
+
+// rpcAddress returns --rpc, or rpc.listen of the config file, or the
+// default address when the config file does not exist and -c was not given.
+func rpcAddress(c *cli.Context) (string, error) {
+	if a := c.String("rpc"); a != "" {
+		return a, nil
+	}
+	path := c.String("config")
+	root, err := config.Load(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) && !c.IsSet("config") {
+			return config.DefaultRPCListen, nil
+		}
+		return "", cli.Exit(fmt.Sprintf("supervisor: reading %s to find rpc.listen (or pass --rpc): %v", path, err), 1)
+	}
+	return root.RPC.Listen, nil
+}
+
+// withClient dials the running supervisor and runs fn with a bounded ctx.
+func withClient(c *cli.Context, fn func(ctx context.Context, cl *rpc.Client) error) error {
+	addr, err := rpcAddress(c)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(c.Context, clientTimeout)
+	defer cancel()
+	cl, err := rpc.Dial(ctx, addr)
+	if err != nil {
+		return cli.Exit("supervisor: "+err.Error(), 1)
+	}
+	defer cl.Close()
+	if err := fn(ctx, cl); err != nil {
+		var ex cli.ExitCoder
+		if errors.As(err, &ex) {
+			return err
+		}
+		return cli.Exit("supervisor: "+err.Error(), 1)
+	}
+	return nil
+}
+
+func pushAction(c *cli.Context) error {
+	payload := []byte(c.String("payload"))
+	if f := c.String("payload-file"); f != "" {
+		if c.IsSet("payload") {
+			return cli.Exit("supervisor: --payload and --payload-file are exclusive", 2)
+		}
+		var err error
+		if f == "-" {
+			payload, err = io.ReadAll(os.Stdin)
+		} else {
+			payload, err = os.ReadFile(f)
+		}
+		if err != nil {
+			return cli.Exit("supervisor: reading payload: "+err.Error(), 1)
+		}
+	}
+	headers := map[string][]string{}
+	for _, h := range c.StringSlice("header") {
+		k, v, ok := strings.Cut(h, "=")
+		if !ok || k == "" {
+			return cli.Exit(fmt.Sprintf("supervisor: --header %q: want k=v", h), 2)
+		}
+		headers[k] = append(headers[k], v)
+	}
+	count, batch := c.Int("count"), c.Int("batch")
+	if count < 1 {
+		return cli.Exit("supervisor: --count must be at least 1", 2)
+	}
+	if batch < 1 {
+		batch = 1
+	}
+	if c.Duration("delay") < 0 {
+		return cli.Exit("supervisor: --delay must not be negative", 2)
+	}
+	template := consumer.Job{
+		Name:     c.String("job"),
+		Pipeline: c.String("pipeline"),
+		Payload:  payload,
+		Headers:  headers,
+		Delay:    c.Duration("delay"),
+		Priority: c.Int64("priority"),
+		Key:      c.String("key"),
+	}
+	return withClient(c, func(ctx context.Context, cl *rpc.Client) error {
+		pushed := 0
+		for pushed < count {
+			n := min(batch, count-pushed)
+			jobs := make([]consumer.Job, n)
+			for i := range jobs {
+				jobs[i] = template
+				jobs[i].ID = uuid.NewString()
+			}
+			var err error
+			if n == 1 {
+				err = cl.Push(ctx, jobs[0])
+			} else {
+				err = cl.PushBatch(ctx, jobs)
+			}
+			if err != nil {
+				return fmt.Errorf("pushed %d of %d: %w", pushed, count, err)
+			}
+			pushed += n
+		}
+		if count > 1 {
+			fmt.Fprintf(c.App.Writer, "pushed %d jobs to %s\n", count, template.Pipeline)
+		}
+		return nil
+	})
+}
+
+// statJSON is one entry of `jobs stat --json`.
+type statJSON struct {
+	Pipeline  string `json:"pipeline"`
+	Driver    string `json:"driver"`
+	Queue     string `json:"queue"`
+	Priority  int64  `json:"priority"`
+	Ready     int64  `json:"ready"`
+	Active    int64  `json:"active"`
+	Delayed   int64  `json:"delayed"`
+	Reserved  int64  `json:"reserved"`
+	Acked     uint64 `json:"acked"`
+	Retried   uint64 `json:"retried"`
+	Requeued  uint64 `json:"requeued"`
+	Dead      uint64 `json:"dead"`
+	Consuming bool   `json:"consuming"`
+	Error     string `json:"error,omitempty"`
+}
+
+func jobsStatAction(c *cli.Context) error {
+	return withClient(c, func(ctx context.Context, cl *rpc.Client) error {
+		stats, err := cl.Stat(ctx)
+		if err != nil {
+			return err
+		}
+		out := make([]statJSON, len(stats))
+		for i, s := range stats {
+			out[i] = statJSON{
+				Pipeline: s.Pipeline, Driver: s.Driver, Queue: s.Queue, Priority: s.Priority,
+				Ready: s.Ready, Active: s.Active, Delayed: s.Delayed, Reserved: s.Reserved,
+				Acked: s.Acked, Retried: s.Retried, Requeued: s.Requeued, Dead: s.Dead,
+				Consuming: s.Consuming, Error: s.Error,
+			}
+		}
+		if c.Bool("json") {
+			return writeJSON(c.App.Writer, out)
+		}
+		tw := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "PIPELINE\tDRIVER\tQUEUE\tSTATE\tREADY\tACTIVE\tDELAYED\tACKED\tRETRIED\tREQUEUED\tDEAD")
+		for _, s := range out {
+			state := "consuming"
+			if !s.Consuming {
+				state = "stopped"
+				if s.Error != "" {
+					state = "down: " + s.Error
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\n", s.Pipeline, s.Driver, s.Queue, state,
+				count(s.Ready), s.Active, count(s.Delayed), s.Acked, s.Retried, s.Requeued, s.Dead)
+		}
+		return tw.Flush()
+	})
+}
+
+// count prints -1 (unknown) as "-".
+func count(n int64) string {
+	if n < 0 {
+		return "-"
+	}
+	return fmt.Sprint(n)
+}
+
+func jobsListAction(c *cli.Context) error {
+	return withClient(c, func(ctx context.Context, cl *rpc.Client) error {
+		names, err := cl.List(ctx)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return writeJSON(c.App.Writer, names)
+		}
+		for _, n := range names {
+			fmt.Fprintln(c.App.Writer, n)
+		}
+		return nil
+	})
+}
+
+func pipelineArgs(c *cli.Context) ([]string, error) {
+	if c.NArg() == 0 {
+		return nil, cli.Exit("supervisor: name at least one pipeline", 2)
+	}
+	return c.Args().Slice(), nil
+}
+
+func jobsPauseAction(c *cli.Context) error {
+	names, err := pipelineArgs(c)
+	if err != nil {
+		return err
+	}
+	return withClient(c, func(ctx context.Context, cl *rpc.Client) error { return cl.Pause(ctx, names...) })
+}
+
+func jobsResumeAction(c *cli.Context) error {
+	names, err := pipelineArgs(c)
+	if err != nil {
+		return err
+	}
+	return withClient(c, func(ctx context.Context, cl *rpc.Client) error { return cl.Resume(ctx, names...) })
+}
+
+func jobsDestroyAction(c *cli.Context) error {
+	names, err := pipelineArgs(c)
+	if err != nil {
+		return err
+	}
+	return withClient(c, func(ctx context.Context, cl *rpc.Client) error {
+		done, err := cl.Destroy(ctx, names...)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return writeJSON(c.App.Writer, done)
+		}
+		for _, n := range done {
+			fmt.Fprintln(c.App.Writer, "destroyed", n)
+		}
+		return nil
+	})
+}
+
+// workerJSON is one entry of `workers --json`.
+type workerJSON struct {
+	Pid        int       `json:"pid"`
+	State      string    `json:"state"`
+	Jobs       uint64    `json:"jobs"`
+	RSS        uint64    `json:"rss_bytes"`
+	Created    time.Time `json:"created"`
+	CurrentJob string    `json:"current_job,omitempty"`
+}
+
+func workersAction(c *cli.Context) error {
+	return withClient(c, func(ctx context.Context, cl *rpc.Client) error {
+		ws, err := cl.Workers(ctx)
+		if err != nil {
+			return err
+		}
+		out := make([]workerJSON, len(ws))
+		for i, w := range ws {
+			out[i] = workerJSON{Pid: w.Pid, State: w.State, Jobs: w.Jobs, RSS: w.RSS, Created: w.Created, CurrentJob: w.CurrentJob}
+		}
+		if c.Bool("json") {
+			return writeJSON(c.App.Writer, out)
+		}
+		tw := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "PID\tSTATE\tJOBS\tRSS\tAGE\tCURRENT JOB")
+		for _, w := range out {
+			fmt.Fprintf(tw, "%d\t%s\t%d\t%.1f MB\t%s\t%s\n", w.Pid, w.State, w.Jobs, float64(w.RSS)/(1<<20),
+				time.Since(w.Created).Round(time.Second), w.CurrentJob)
+		}
+		return tw.Flush()
+	})
+}
+
+func resetAction(c *cli.Context) error {
+	return withClient(c, func(ctx context.Context, cl *rpc.Client) error {
+		if err := cl.Reset(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.App.Writer, "workers reset")
+		return nil
+	})
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}

@@ -1,0 +1,118 @@
+// Command supervisor runs pools of PHP and Python job workers and feeds them
+// jobs from RabbitMQ, Kafka, SQS or an in-memory queue (see the README).
+//
+// Subcommands: serve, validate, push, jobs (list|stat|pause|resume|destroy),
+// workers, reset. Client subcommands find the running supervisor through
+// rpc.listen of the config file (-c, default ./.rr.yaml) or --rpc ADDR.
+//
+// This package is wiring only: it reads the config, constructs the pool, the
+// drivers, the pipelines and the RPC server, and connects them.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/urfave/cli/v2"
+)
+
+// version is the supervisor's release; `supervisor --version` prints it.
+const version = "0.1.0"
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+// run executes the CLI and returns the process exit code.
+func run(args []string) int {
+	app := newApp()
+	if err := app.Run(args); err != nil {
+		if ec, ok := err.(cli.ExitCoder); ok {
+			if msg := err.Error(); msg != "" {
+				fmt.Fprintln(os.Stderr, msg)
+			}
+			return ec.ExitCode()
+		}
+		fmt.Fprintln(os.Stderr, "supervisor:", err)
+		return 1
+	}
+	return 0
+}
+
+func newApp() *cli.App {
+	configFlag := &cli.StringFlag{
+		Name:    "config",
+		Aliases: []string{"c"},
+		Value:   ".rr.yaml",
+		Usage:   "path of the .rr.yaml config file",
+	}
+	rpcFlag := &cli.StringFlag{
+		Name:  "rpc",
+		Usage: "RPC address of the running supervisor (tcp://host:port or unix://path); default: rpc.listen of the config",
+	}
+	jsonFlag := &cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"}
+	clientFlags := []cli.Flag{configFlag, rpcFlag}
+
+	return &cli.App{
+		Name:                 "supervisor",
+		Usage:                "run PHP/Python job workers fed from RabbitMQ, Kafka, SQS or memory",
+		Version:              version,
+		HideHelpCommand:      true,
+		EnableBashCompletion: false,
+		ExitErrHandler:       func(*cli.Context, error) {}, // run() prints errors and picks the exit code
+		Commands: []*cli.Command{
+			{
+				Name:   "serve",
+				Usage:  "run the supervisor in the foreground",
+				Flags:  []cli.Flag{configFlag},
+				Action: serveAction,
+			},
+			{
+				Name:   "validate",
+				Usage:  "check a config file the way serve would; prints path: reason lines, exit 1 on errors",
+				Flags:  []cli.Flag{configFlag},
+				Action: validateAction,
+			},
+			{
+				Name:  "push",
+				Usage: "push jobs to a pipeline of the running supervisor",
+				Flags: append([]cli.Flag{
+					&cli.StringFlag{Name: "pipeline", Aliases: []string{"p"}, Required: true, Usage: "pipeline name"},
+					&cli.StringFlag{Name: "job", Aliases: []string{"j"}, Required: true, Usage: "job name"},
+					&cli.StringFlag{Name: "payload", Usage: "job payload"},
+					&cli.StringFlag{Name: "payload-file", Usage: "read the payload from a file ('-' = stdin)"},
+					&cli.StringFlag{Name: "key", Usage: "ordering key (Kafka key, SQS group, memory lane)"},
+					&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "header k=v (repeatable)"},
+					&cli.DurationFlag{Name: "delay", Usage: "delay before the job is visible (e.g. 5s)"},
+					&cli.Int64Flag{Name: "priority", Usage: "priority (lower is more urgent; 0 = pipeline default)"},
+					&cli.IntFlag{Name: "count", Value: 1, Usage: "push this many copies (each its own id)"},
+					&cli.IntFlag{Name: "batch", Value: 1000, Usage: "jobs per PushBatch call"},
+				}, clientFlags...),
+				Action: pushAction,
+			},
+			{
+				Name:  "jobs",
+				Usage: "inspect and steer the pipelines of the running supervisor",
+				Subcommands: []*cli.Command{
+					{Name: "list", Usage: "list pipelines", Flags: append([]cli.Flag{jsonFlag}, clientFlags...), Action: jobsListAction},
+					{Name: "stat", Usage: "per-pipeline counters", Flags: append([]cli.Flag{jsonFlag}, clientFlags...), Action: jobsStatAction},
+					{Name: "pause", Usage: "stop consuming (pushing still works)", ArgsUsage: "PIPELINE...", Flags: clientFlags, Action: jobsPauseAction},
+					{Name: "resume", Usage: "start consuming again", ArgsUsage: "PIPELINE...", Flags: clientFlags, Action: jobsResumeAction},
+					{Name: "destroy", Usage: "stop and remove pipelines (running jobs finish)", ArgsUsage: "PIPELINE...", Flags: append([]cli.Flag{jsonFlag}, clientFlags...), Action: jobsDestroyAction},
+				},
+			},
+			{
+				Name:   "workers",
+				Usage:  "list worker processes",
+				Flags:  append([]cli.Flag{jsonFlag}, clientFlags...),
+				Action: workersAction,
+			},
+			{
+				Name:   "reset",
+				Usage:  "replace every worker one by one (rolling; no job is lost)",
+				Flags:  clientFlags,
+				Action: resetAction,
+			},
+		},
+	}
+}

@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pipevisor/pipevisor/config"
+	"github.com/pipevisor/pipevisor/jobs"
+	"github.com/pipevisor/pipevisor/pool"
+	"github.com/pipevisor/pipevisor/rpc"
+)
+
+// stopSlack is added to the shutdown grace period for stopping the pool and
+// the drivers after the pipelines are done.
+const stopSlack = 10 * time.Second
+
+func serveAction(c *cli.Context) error {
+	root, err := loadConfig(c.String("config"))
+	if err != nil {
+		return err
+	}
+	log := newLogger(root.Logs, c.App.ErrWriter)
+	for _, w := range warnings(root) {
+		log.Warn("config: " + w)
+	}
+	return serve(c.Context, root, log)
+}
+
+// serve runs the supervisor until SIGINT or SIGTERM, then shuts down
+// gracefully: the RPC server stops accepting, running jobs finish within
+// jobs.shutdown_timeout (the rest go back to their broker), the drivers and
+// the workers stop. A second SIGINT/SIGTERM exits at once. SIGHUP replaces
+// every worker, one at a time.
+func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+
+	ctx, cancel := context.WithCancel(parent)
+	defer cancel()
+
+	ln, err := rpc.Listen(ctx, root.RPC.Listen)
+	if err != nil {
+		return cli.Exit(fmt.Sprintf("supervisor: rpc.listen %s: %v", root.RPC.Listen, err), 1)
+	}
+
+	pcfg := root.PoolConfig()
+	p, err := pool.New(ctx, pcfg, log)
+	if err != nil {
+		ln.Close()
+		return cli.Exit(fmt.Sprintf("supervisor: starting workers: %v", err), 1)
+	}
+
+	mgr := jobs.New(jobs.Config{
+		Factory:            newFactory(root, log),
+		Executor:           p,
+		Logger:             log,
+		Pipelines:          root.Jobs.Pipelines,
+		DefaultConcurrency: pcfg.NumWorkers,
+	})
+	srv := rpc.NewServer(mgr, poolWorkers{p}, log)
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	rpcCtx, stopRPC := context.WithCancel(context.Background())
+	defer stopRPC()
+	rpcDone := make(chan error, 1)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rpcDone <- srv.ServeListener(rpcCtx, ln)
+	}()
+
+	if err := mgr.Start(ctx, root.Jobs.Consume); err != nil {
+		stopRPC()
+		shutdown(root, mgr, p, log)
+		return cli.Exit(fmt.Sprintf("supervisor: starting pipelines: %v", err), 1)
+	}
+	log.Info("supervisor ready", "rpc", root.RPC.Listen, "workers", pcfg.NumWorkers, "consume", root.Jobs.Consume)
+
+	var resetting sync.Mutex
+	for {
+		select {
+		case err := <-rpcDone:
+			shutdown(root, mgr, p, log)
+			return cli.Exit(fmt.Sprintf("supervisor: rpc server stopped: %v", err), 1)
+		case sig := <-sigs:
+			if sig == syscall.SIGHUP {
+				if !resetting.TryLock() {
+					log.Info("SIGHUP: a reset is already running")
+					continue
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer resetting.Unlock()
+					log.Info("SIGHUP: replacing every worker")
+					if err := p.Reset(ctx); err != nil {
+						log.Error("reset failed", "err", err)
+					}
+				}()
+				continue
+			}
+			log.Info("shutting down", "signal", sig.String(), "grace", root.Jobs.ShutdownTimeout)
+			stopRPC()
+			done := make(chan struct{})
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer close(done)
+				shutdown(root, mgr, p, log)
+			}()
+			for {
+				select {
+				case <-done:
+					log.Info("stopped")
+					return nil
+				case sig := <-sigs:
+					if sig == syscall.SIGHUP {
+						continue
+					}
+					// A second signal: exit at once. Workers see EOF on
+					// stdin when this process is gone and end.
+					fmt.Fprintf(os.Stderr, "supervisor: second %s: exiting now\n", sig)
+					os.Exit(1)
+				}
+			}
+		}
+	}
+}
+
+// shutdown stops the pipelines (running jobs get jobs.shutdown_timeout) and
+// then the workers.
+func shutdown(root *config.Root, mgr *jobs.Manager, p *pool.Pool, log *slog.Logger) {
+	grace, cancel := context.WithTimeout(context.Background(), root.Jobs.ShutdownTimeout)
+	if err := mgr.Stop(grace); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		log.Error("stopping pipelines", "err", err)
+	}
+	cancel()
+	pctx, cancel := context.WithTimeout(context.Background(), root.Jobs.Pool.DestroyTimeout+stopSlack)
+	defer cancel()
+	if err := p.Stop(pctx); err != nil {
+		log.Error("stopping workers", "err", err)
+	}
+}
+
+// poolWorkers adapts *pool.Pool to rpc.Workers.
+type poolWorkers struct{ p *pool.Pool }
+
+func (w poolWorkers) Workers() []rpc.WorkerInfo {
+	ws := w.p.Workers()
+	out := make([]rpc.WorkerInfo, len(ws))
+	for i, x := range ws {
+		out[i] = rpc.WorkerInfo{Pid: x.Pid, State: x.State, Jobs: x.Jobs, RSS: x.RSS, Created: x.Created, CurrentJob: x.CurrentJob}
+	}
+	return out
+}
+
+func (w poolWorkers) Reset(ctx context.Context) error { return w.p.Reset(ctx) }

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pipevisor/pipevisor/config"
+)
+
+// loadConfig loads path with config.Load. On failure it returns a cli exit
+// error (code 1) whose text is one "path: reason" line per problem.
+func loadConfig(path string) (*config.Root, error) {
+	root, err := config.Load(path)
+	if err == nil {
+		return root, nil
+	}
+	problems := config.Errors(err)
+	if len(problems) == 0 {
+		return nil, cli.Exit(fmt.Sprintf("supervisor: %v", err), 1)
+	}
+	msg := fmt.Sprintf("supervisor: %s: %d problem(s):", path, len(problems))
+	for _, p := range problems {
+		msg += "\n  " + p.Error()
+	}
+	return nil, cli.Exit(msg, 1)
+}
+
+// warnings returns what is valid but probably wrong in root: the config's
+// own warnings plus what only the running machine can tell (a worker
+// command that is not installed).
+func warnings(root *config.Root) []string {
+	var out []string
+	for _, w := range root.Warnings {
+		out = append(out, w.Error())
+	}
+	if cmd := root.PoolConfig().Command; len(cmd) > 0 {
+		if _, err := exec.LookPath(cmd[0]); err != nil {
+			out = append(out, fmt.Sprintf("server.command: %q is not an executable on this machine: %v", cmd[0], errors.Unwrap(err)))
+		}
+	}
+	return out
+}
+
+func validateAction(c *cli.Context) error {
+	path := c.String("config")
+	root, err := loadConfig(path)
+	if err != nil {
+		return err
+	}
+	printWarnings(c.App.ErrWriter, warnings(root))
+	fmt.Fprintf(c.App.Writer, "%s: ok (%d pipelines, %d consumed, %d workers)\n", path,
+		len(root.Jobs.Pipelines), len(root.Jobs.Consume), root.Jobs.Pool.NumWorkers)
+	return nil
+}
+
+func printWarnings(w io.Writer, ws []string) {
+	for _, s := range ws {
+		fmt.Fprintln(w, "warning:", s)
+	}
+}
