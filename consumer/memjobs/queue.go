@@ -201,8 +201,10 @@ func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 		return fmt.Errorf("memjobs: publish to %q: %w", q.name, consumer.ErrClosed)
 	}
 	var now int64
-	if hasDelay {
+	if hasDelay || q.delayed.len() > 0 {
 		now = q.now()
+		// Jobs whose delay ended before this publish queue ahead of it.
+		q.promoteDue(now)
 	}
 	for i := range slab {
 		it := &slab[i]
