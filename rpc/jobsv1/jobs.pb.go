@@ -10,7 +10,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: jobs.proto
+// source: rpc/jobsv1/jobs.proto
 
 package jobsv1
 
@@ -39,7 +39,7 @@ type PushRequest struct {
 
 func (x *PushRequest) Reset() {
 	*x = PushRequest{}
-	mi := &file_jobs_proto_msgTypes[0]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -51,7 +51,7 @@ func (x *PushRequest) String() string {
 func (*PushRequest) ProtoMessage() {}
 
 func (x *PushRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobs_proto_msgTypes[0]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -64,7 +64,7 @@ func (x *PushRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushRequest.ProtoReflect.Descriptor instead.
 func (*PushRequest) Descriptor() ([]byte, []int) {
-	return file_jobs_proto_rawDescGZIP(), []int{0}
+	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *PushRequest) GetJob() *Job {
@@ -84,7 +84,7 @@ type PushBatchRequest struct {
 
 func (x *PushBatchRequest) Reset() {
 	*x = PushBatchRequest{}
-	mi := &file_jobs_proto_msgTypes[1]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -96,7 +96,7 @@ func (x *PushBatchRequest) String() string {
 func (*PushBatchRequest) ProtoMessage() {}
 
 func (x *PushBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobs_proto_msgTypes[1]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -109,7 +109,7 @@ func (x *PushBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushBatchRequest.ProtoReflect.Descriptor instead.
 func (*PushBatchRequest) Descriptor() ([]byte, []int) {
-	return file_jobs_proto_rawDescGZIP(), []int{1}
+	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *PushBatchRequest) GetJobs() []*Job {
@@ -138,7 +138,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_jobs_proto_msgTypes[2]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -150,7 +150,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_jobs_proto_msgTypes[2]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -163,7 +163,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_jobs_proto_rawDescGZIP(), []int{2}
+	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Job) GetJob() string {
@@ -223,7 +223,7 @@ type Options struct {
 
 func (x *Options) Reset() {
 	*x = Options{}
-	mi := &file_jobs_proto_msgTypes[3]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -235,7 +235,7 @@ func (x *Options) String() string {
 func (*Options) ProtoMessage() {}
 
 func (x *Options) ProtoReflect() protoreflect.Message {
-	mi := &file_jobs_proto_msgTypes[3]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -248,7 +248,7 @@ func (x *Options) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Options.ProtoReflect.Descriptor instead.
 func (*Options) Descriptor() ([]byte, []int) {
-	return file_jobs_proto_rawDescGZIP(), []int{3}
+	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Options) GetPriority() int64 {
@@ -324,7 +324,7 @@ type HeaderValue struct {
 
 func (x *HeaderValue) Reset() {
 	*x = HeaderValue{}
-	mi := &file_jobs_proto_msgTypes[4]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -336,7 +336,7 @@ func (x *HeaderValue) String() string {
 func (*HeaderValue) ProtoMessage() {}
 
 func (x *HeaderValue) ProtoReflect() protoreflect.Message {
-	mi := &file_jobs_proto_msgTypes[4]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -349,7 +349,7 @@ func (x *HeaderValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HeaderValue.ProtoReflect.Descriptor instead.
 func (*HeaderValue) Descriptor() ([]byte, []int) {
-	return file_jobs_proto_rawDescGZIP(), []int{4}
+	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *HeaderValue) GetValue() []string {
@@ -370,7 +370,7 @@ type DeclareRequest struct {
 
 func (x *DeclareRequest) Reset() {
 	*x = DeclareRequest{}
-	mi := &file_jobs_proto_msgTypes[5]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -382,7 +382,7 @@ func (x *DeclareRequest) String() string {
 func (*DeclareRequest) ProtoMessage() {}
 
 func (x *DeclareRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_jobs_proto_msgTypes[5]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -395,7 +395,7 @@ func (x *DeclareRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeclareRequest.ProtoReflect.Descriptor instead.
 func (*DeclareRequest) Descriptor() ([]byte, []int) {
-	return file_jobs_proto_rawDescGZIP(), []int{5}
+	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DeclareRequest) GetPipeline() map[string]string {
@@ -415,7 +415,7 @@ type Stats struct {
 
 func (x *Stats) Reset() {
 	*x = Stats{}
-	mi := &file_jobs_proto_msgTypes[6]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -427,7 +427,7 @@ func (x *Stats) String() string {
 func (*Stats) ProtoMessage() {}
 
 func (x *Stats) ProtoReflect() protoreflect.Message {
-	mi := &file_jobs_proto_msgTypes[6]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -440,7 +440,7 @@ func (x *Stats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stats.ProtoReflect.Descriptor instead.
 func (*Stats) Descriptor() ([]byte, []int) {
-	return file_jobs_proto_rawDescGZIP(), []int{6}
+	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Stats) GetStats() []*Stat {
@@ -481,7 +481,7 @@ type Stat struct {
 
 func (x *Stat) Reset() {
 	*x = Stat{}
-	mi := &file_jobs_proto_msgTypes[7]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +493,7 @@ func (x *Stat) String() string {
 func (*Stat) ProtoMessage() {}
 
 func (x *Stat) ProtoReflect() protoreflect.Message {
-	mi := &file_jobs_proto_msgTypes[7]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +506,7 @@ func (x *Stat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stat.ProtoReflect.Descriptor instead.
 func (*Stat) Descriptor() ([]byte, []int) {
-	return file_jobs_proto_rawDescGZIP(), []int{7}
+	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Stat) GetPipeline() string {
@@ -625,7 +625,7 @@ type Pipelines struct {
 
 func (x *Pipelines) Reset() {
 	*x = Pipelines{}
-	mi := &file_jobs_proto_msgTypes[8]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -637,7 +637,7 @@ func (x *Pipelines) String() string {
 func (*Pipelines) ProtoMessage() {}
 
 func (x *Pipelines) ProtoReflect() protoreflect.Message {
-	mi := &file_jobs_proto_msgTypes[8]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -650,7 +650,7 @@ func (x *Pipelines) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Pipelines.ProtoReflect.Descriptor instead.
 func (*Pipelines) Descriptor() ([]byte, []int) {
-	return file_jobs_proto_rawDescGZIP(), []int{8}
+	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Pipelines) GetPipelines() []string {
@@ -669,7 +669,7 @@ type Empty struct {
 
 func (x *Empty) Reset() {
 	*x = Empty{}
-	mi := &file_jobs_proto_msgTypes[9]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +681,7 @@ func (x *Empty) String() string {
 func (*Empty) ProtoMessage() {}
 
 func (x *Empty) ProtoReflect() protoreflect.Message {
-	mi := &file_jobs_proto_msgTypes[9]
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,15 +694,14 @@ func (x *Empty) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Empty.ProtoReflect.Descriptor instead.
 func (*Empty) Descriptor() ([]byte, []int) {
-	return file_jobs_proto_rawDescGZIP(), []int{9}
+	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{9}
 }
 
-var File_jobs_proto protoreflect.FileDescriptor
+var File_rpc_jobsv1_jobs_proto protoreflect.FileDescriptor
 
-const file_jobs_proto_rawDesc = "" +
+const file_rpc_jobsv1_jobs_proto_rawDesc = "" +
 	"\n" +
-	"\n" +
-	"jobs.proto\x12\ajobs.v1\"-\n" +
+	"\x15rpc/jobsv1/jobs.proto\x12\ajobs.v1\"-\n" +
 	"\vPushRequest\x12\x1e\n" +
 	"\x03job\x18\x01 \x01(\v2\f.jobs.v1.JobR\x03job\"4\n" +
 	"\x10PushBatchRequest\x12 \n" +
@@ -757,19 +756,19 @@ const file_jobs_proto_rawDesc = "" +
 	"\x05EmptyB2Z0github.com/pipevisor/pipevisor/rpc/jobsv1;jobsv1b\x06proto3"
 
 var (
-	file_jobs_proto_rawDescOnce sync.Once
-	file_jobs_proto_rawDescData []byte
+	file_rpc_jobsv1_jobs_proto_rawDescOnce sync.Once
+	file_rpc_jobsv1_jobs_proto_rawDescData []byte
 )
 
-func file_jobs_proto_rawDescGZIP() []byte {
-	file_jobs_proto_rawDescOnce.Do(func() {
-		file_jobs_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_jobs_proto_rawDesc), len(file_jobs_proto_rawDesc)))
+func file_rpc_jobsv1_jobs_proto_rawDescGZIP() []byte {
+	file_rpc_jobsv1_jobs_proto_rawDescOnce.Do(func() {
+		file_rpc_jobsv1_jobs_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_rpc_jobsv1_jobs_proto_rawDesc), len(file_rpc_jobsv1_jobs_proto_rawDesc)))
 	})
-	return file_jobs_proto_rawDescData
+	return file_rpc_jobsv1_jobs_proto_rawDescData
 }
 
-var file_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
-var file_jobs_proto_goTypes = []any{
+var file_rpc_jobsv1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_rpc_jobsv1_jobs_proto_goTypes = []any{
 	(*PushRequest)(nil),      // 0: jobs.v1.PushRequest
 	(*PushBatchRequest)(nil), // 1: jobs.v1.PushBatchRequest
 	(*Job)(nil),              // 2: jobs.v1.Job
@@ -783,7 +782,7 @@ var file_jobs_proto_goTypes = []any{
 	nil,                      // 10: jobs.v1.Job.HeadersEntry
 	nil,                      // 11: jobs.v1.DeclareRequest.PipelineEntry
 }
-var file_jobs_proto_depIdxs = []int32{
+var file_rpc_jobsv1_jobs_proto_depIdxs = []int32{
 	2,  // 0: jobs.v1.PushRequest.job:type_name -> jobs.v1.Job
 	2,  // 1: jobs.v1.PushBatchRequest.jobs:type_name -> jobs.v1.Job
 	10, // 2: jobs.v1.Job.headers:type_name -> jobs.v1.Job.HeadersEntry
@@ -798,26 +797,26 @@ var file_jobs_proto_depIdxs = []int32{
 	0,  // [0:7] is the sub-list for field type_name
 }
 
-func init() { file_jobs_proto_init() }
-func file_jobs_proto_init() {
-	if File_jobs_proto != nil {
+func init() { file_rpc_jobsv1_jobs_proto_init() }
+func file_rpc_jobsv1_jobs_proto_init() {
+	if File_rpc_jobsv1_jobs_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_jobs_proto_rawDesc), len(file_jobs_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_jobsv1_jobs_proto_rawDesc), len(file_rpc_jobsv1_jobs_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_jobs_proto_goTypes,
-		DependencyIndexes: file_jobs_proto_depIdxs,
-		MessageInfos:      file_jobs_proto_msgTypes,
+		GoTypes:           file_rpc_jobsv1_jobs_proto_goTypes,
+		DependencyIndexes: file_rpc_jobsv1_jobs_proto_depIdxs,
+		MessageInfos:      file_rpc_jobsv1_jobs_proto_msgTypes,
 	}.Build()
-	File_jobs_proto = out.File
-	file_jobs_proto_goTypes = nil
-	file_jobs_proto_depIdxs = nil
+	File_rpc_jobsv1_jobs_proto = out.File
+	file_rpc_jobsv1_jobs_proto_goTypes = nil
+	file_rpc_jobsv1_jobs_proto_depIdxs = nil
 }

@@ -6,7 +6,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: workers.proto
+// source: rpc/jobsv1/workers.proto
 
 package jobsv1
 
@@ -36,7 +36,7 @@ type WorkersRequest struct {
 
 func (x *WorkersRequest) Reset() {
 	*x = WorkersRequest{}
-	mi := &file_workers_proto_msgTypes[0]
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -48,7 +48,7 @@ func (x *WorkersRequest) String() string {
 func (*WorkersRequest) ProtoMessage() {}
 
 func (x *WorkersRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_proto_msgTypes[0]
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -61,7 +61,7 @@ func (x *WorkersRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkersRequest.ProtoReflect.Descriptor instead.
 func (*WorkersRequest) Descriptor() ([]byte, []int) {
-	return file_workers_proto_rawDescGZIP(), []int{0}
+	return file_rpc_jobsv1_workers_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *WorkersRequest) GetPlugin() string {
@@ -81,7 +81,7 @@ type WorkerList struct {
 
 func (x *WorkerList) Reset() {
 	*x = WorkerList{}
-	mi := &file_workers_proto_msgTypes[1]
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -93,7 +93,7 @@ func (x *WorkerList) String() string {
 func (*WorkerList) ProtoMessage() {}
 
 func (x *WorkerList) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_proto_msgTypes[1]
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -106,7 +106,7 @@ func (x *WorkerList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkerList.ProtoReflect.Descriptor instead.
 func (*WorkerList) Descriptor() ([]byte, []int) {
-	return file_workers_proto_rawDescGZIP(), []int{1}
+	return file_rpc_jobsv1_workers_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *WorkerList) GetWorkers() []*Worker {
@@ -136,7 +136,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_workers_proto_msgTypes[2]
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -148,7 +148,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_proto_msgTypes[2]
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -161,7 +161,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_workers_proto_rawDescGZIP(), []int{2}
+	return file_rpc_jobsv1_workers_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Worker) GetPid() int64 {
@@ -217,7 +217,7 @@ type ResetRequest struct {
 
 func (x *ResetRequest) Reset() {
 	*x = ResetRequest{}
-	mi := &file_workers_proto_msgTypes[3]
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -229,7 +229,7 @@ func (x *ResetRequest) String() string {
 func (*ResetRequest) ProtoMessage() {}
 
 func (x *ResetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_proto_msgTypes[3]
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -242,7 +242,7 @@ func (x *ResetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetRequest.ProtoReflect.Descriptor instead.
 func (*ResetRequest) Descriptor() ([]byte, []int) {
-	return file_workers_proto_rawDescGZIP(), []int{3}
+	return file_rpc_jobsv1_workers_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ResetRequest) GetPlugin() string {
@@ -263,7 +263,7 @@ type ResetResponse struct {
 
 func (x *ResetResponse) Reset() {
 	*x = ResetResponse{}
-	mi := &file_workers_proto_msgTypes[4]
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -275,7 +275,7 @@ func (x *ResetResponse) String() string {
 func (*ResetResponse) ProtoMessage() {}
 
 func (x *ResetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_workers_proto_msgTypes[4]
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -288,7 +288,7 @@ func (x *ResetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetResponse.ProtoReflect.Descriptor instead.
 func (*ResetResponse) Descriptor() ([]byte, []int) {
-	return file_workers_proto_rawDescGZIP(), []int{4}
+	return file_rpc_jobsv1_workers_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ResetResponse) GetOk() bool {
@@ -298,11 +298,11 @@ func (x *ResetResponse) GetOk() bool {
 	return false
 }
 
-var File_workers_proto protoreflect.FileDescriptor
+var File_rpc_jobsv1_workers_proto protoreflect.FileDescriptor
 
-const file_workers_proto_rawDesc = "" +
+const file_rpc_jobsv1_workers_proto_rawDesc = "" +
 	"\n" +
-	"\rworkers.proto\x12\fpipevisor.v1\"(\n" +
+	"\x18rpc/jobsv1/workers.proto\x12\fpipevisor.v1\"(\n" +
 	"\x0eWorkersRequest\x12\x16\n" +
 	"\x06plugin\x18\x01 \x01(\tR\x06plugin\"<\n" +
 	"\n" +
@@ -322,26 +322,26 @@ const file_workers_proto_rawDesc = "" +
 	"\x02ok\x18\x01 \x01(\bR\x02okB2Z0github.com/pipevisor/pipevisor/rpc/jobsv1;jobsv1b\x06proto3"
 
 var (
-	file_workers_proto_rawDescOnce sync.Once
-	file_workers_proto_rawDescData []byte
+	file_rpc_jobsv1_workers_proto_rawDescOnce sync.Once
+	file_rpc_jobsv1_workers_proto_rawDescData []byte
 )
 
-func file_workers_proto_rawDescGZIP() []byte {
-	file_workers_proto_rawDescOnce.Do(func() {
-		file_workers_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_workers_proto_rawDesc), len(file_workers_proto_rawDesc)))
+func file_rpc_jobsv1_workers_proto_rawDescGZIP() []byte {
+	file_rpc_jobsv1_workers_proto_rawDescOnce.Do(func() {
+		file_rpc_jobsv1_workers_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_rpc_jobsv1_workers_proto_rawDesc), len(file_rpc_jobsv1_workers_proto_rawDesc)))
 	})
-	return file_workers_proto_rawDescData
+	return file_rpc_jobsv1_workers_proto_rawDescData
 }
 
-var file_workers_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
-var file_workers_proto_goTypes = []any{
+var file_rpc_jobsv1_workers_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_rpc_jobsv1_workers_proto_goTypes = []any{
 	(*WorkersRequest)(nil), // 0: pipevisor.v1.WorkersRequest
 	(*WorkerList)(nil),     // 1: pipevisor.v1.WorkerList
 	(*Worker)(nil),         // 2: pipevisor.v1.Worker
 	(*ResetRequest)(nil),   // 3: pipevisor.v1.ResetRequest
 	(*ResetResponse)(nil),  // 4: pipevisor.v1.ResetResponse
 }
-var file_workers_proto_depIdxs = []int32{
+var file_rpc_jobsv1_workers_proto_depIdxs = []int32{
 	2, // 0: pipevisor.v1.WorkerList.workers:type_name -> pipevisor.v1.Worker
 	1, // [1:1] is the sub-list for method output_type
 	1, // [1:1] is the sub-list for method input_type
@@ -350,26 +350,26 @@ var file_workers_proto_depIdxs = []int32{
 	0, // [0:1] is the sub-list for field type_name
 }
 
-func init() { file_workers_proto_init() }
-func file_workers_proto_init() {
-	if File_workers_proto != nil {
+func init() { file_rpc_jobsv1_workers_proto_init() }
+func file_rpc_jobsv1_workers_proto_init() {
+	if File_rpc_jobsv1_workers_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_workers_proto_rawDesc), len(file_workers_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_jobsv1_workers_proto_rawDesc), len(file_rpc_jobsv1_workers_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_workers_proto_goTypes,
-		DependencyIndexes: file_workers_proto_depIdxs,
-		MessageInfos:      file_workers_proto_msgTypes,
+		GoTypes:           file_rpc_jobsv1_workers_proto_goTypes,
+		DependencyIndexes: file_rpc_jobsv1_workers_proto_depIdxs,
+		MessageInfos:      file_rpc_jobsv1_workers_proto_msgTypes,
 	}.Build()
-	File_workers_proto = out.File
-	file_workers_proto_goTypes = nil
-	file_workers_proto_depIdxs = nil
+	File_rpc_jobsv1_workers_proto = out.File
+	file_rpc_jobsv1_workers_proto_goTypes = nil
+	file_rpc_jobsv1_workers_proto_depIdxs = nil
 }
