@@ -44,6 +44,9 @@ final class Consumer
     private bool $stopped = false;
     private readonly string $ackFrame;
 
+    /** Context of the exec reply asking to retire the worker (with an empty body). */
+    private const STOP_CONTEXT = '{"stop":true}';
+
     /**
      * @param null|Relay $relay the relay to the supervisor; by default the one
      *        named by RR_RELAY ("pipes" when unset: STDIN/STDOUT)
@@ -131,12 +134,21 @@ final class Consumer
         $seq = ++$this->seq;
         $this->replied = false;
 
-        return function (string $body) use ($seq): void {
+        return function (string $body, int $type) use ($seq): void {
             if ($seq !== $this->seq || $this->replied) {
                 return;
             }
             $this->replied = true;
-            $this->relay->send($body === Task::ACK_BODY ? $this->ackFrame : Frame::encode(0, [0], $body));
+            if ($type === Task::REPLY_ACK) {
+                $this->relay->send($this->ackFrame);
+            } elseif ($type === Task::REPLY_ERROR) {
+                $this->relay->send(Frame::encode(Frame::ERROR, [], $body));
+            } elseif ($type === Task::REPLY_STOP) {
+                $this->stopped = true;
+                $this->relay->send(Frame::encode(0, [\strlen(self::STOP_CONTEXT)], self::STOP_CONTEXT));
+            } else {
+                $this->relay->send(Frame::encode(0, [0], $body));
+            }
         };
     }
 

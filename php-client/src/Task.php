@@ -17,6 +17,10 @@ namespace Pipevisor;
  * - requeue($reason)               back to the queue after withDelay() seconds
  *                                  with the headers set by withHeader() merged
  *                                  in; counts an attempt (type 4).
+ * - error($reason)                 an ERROR frame: retried after the pipeline's
+ *                                  backoff; counts an attempt.
+ * - stopWorker()                   retire this worker; the job runs on another
+ *                                  one, no attempt spent.
  *
  * Only the first reply counts: later calls on the task, or on any clone made
  * with withDelay()/withHeader(), are ignored. A task the worker loop leaves
@@ -37,6 +41,10 @@ final class Task
     public const REPLY_ACK = 2;
     public const REPLY_NACK = 3;
     public const REPLY_REQUEUE = 4;
+    /** error() was sent: an ERROR frame, not a reply body. */
+    public const REPLY_ERROR = -1;
+    /** stopWorker() was sent: the {"stop":true} context, no body. */
+    public const REPLY_STOP = -2;
 
     /**
      * Reply bodies are JSON {"type": N, "data": {...}}; fields that are zero
@@ -64,8 +72,11 @@ final class Task
      * @param array<string, mixed> $context decoded context: id, job, pipeline,
      *        driver, queue, headers (name => list of string values), and for
      *        Kafka topic, partition, offset
-     * @param \Closure(string): void $reply receives the reply body (JSON) of
-     *        the first ack()/nack()/requeue(); it may throw RelayException
+     * @param \Closure(string, int): void $reply called once, for the first
+     *        reply, with the body and the REPLY_* type: the JSON body for
+     *        ack()/nack()/requeue(), the message text for error()
+     *        (REPLY_ERROR), "" for stopWorker() (REPLY_STOP). It may throw
+     *        RelayException.
      */
     public function __construct(array $context, private readonly string $payload, \Closure $reply)
     {
@@ -272,6 +283,29 @@ final class Task
         $this->respond(self::REPLY_REQUEUE, json_encode(['type' => self::REPLY_REQUEUE, 'data' => $data], self::JSON_FLAGS));
     }
 
+    /**
+     * Reports a failure with an ERROR frame (RoadRunner's Worker::error()):
+     * the supervisor retries the job after the pipeline's backoff, counting
+     * an attempt, and dead-letters it past max_attempts. The worker stays.
+     * Use nack($reason, true) with withDelay() to choose the delay yourself.
+     */
+    public function error(string|\Stringable|\Throwable $reason): void
+    {
+        $this->respond(self::REPLY_ERROR, self::reason($reason));
+    }
+
+    /**
+     * Asks the supervisor to retire this worker instead of answering the job
+     * (e.g. when the process is in a bad state): the job runs on another
+     * worker without spending an attempt, and this worker is replaced. The
+     * next Consumer::waitTask() returns null, so the loop ends and the
+     * script should exit.
+     */
+    public function stopWorker(): void
+    {
+        $this->respond(self::REPLY_STOP, '');
+    }
+
     /** Whether a reply was sent for this task (by it or by any of its clones). */
     public function isCompleted(): bool
     {
@@ -284,10 +318,16 @@ final class Task
         return $this->state->type === self::REPLY_ACK;
     }
 
-    /** Whether the reply sent was a nack or a requeue. */
+    /** Whether the reply sent was a nack, a requeue or an error. */
     public function isFails(): bool
     {
-        return $this->state->type === self::REPLY_NACK || $this->state->type === self::REPLY_REQUEUE;
+        return \in_array($this->state->type, [self::REPLY_NACK, self::REPLY_REQUEUE, self::REPLY_ERROR], true);
+    }
+
+    /** The REPLY_* type sent for this task, or null before any reply. */
+    public function getReplyType(): ?int
+    {
+        return $this->state->type;
     }
 
     private function respond(int $type, string $body): void
@@ -296,7 +336,7 @@ final class Task
             return;
         }
         $this->state->type = $type;
-        ($this->state->reply)($body);
+        ($this->state->reply)($body, $type);
     }
 
     private function headerKey(string $name): ?string

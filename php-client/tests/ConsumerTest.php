@@ -82,6 +82,33 @@ final class ConsumerTest extends TestCase
         );
     }
 
+    public function testErrorSendsTheGoldenErrorFrame(): void
+    {
+        $c = $this->consumer(Golden::bytes('job') . Golden::bytes('job'));
+
+        $t = $c->waitTask();
+        $t->error('RuntimeException: SMTP connection refused in /app/src/Jobs/SendWelcomeEmail.php:31');
+        $t->ack();
+        self::assertTrue($t->isFails());
+        self::assertSame(\Pipevisor\Task::REPLY_ERROR, $t->getReplyType());
+        self::assertNotNull($c->waitTask(), 'the worker stays after an error reply');
+
+        self::assertSame(bin2hex(Golden::bytes('error')), bin2hex($this->writtenBytes()));
+    }
+
+    public function testStopWorkerSendsTheGoldenRetireReplyAndEndsTheLoop(): void
+    {
+        $c = $this->consumer(Golden::bytes('job') . Golden::bytes('job'));
+
+        $t = $c->waitTask();
+        $t->stopWorker();
+        $t->ack();
+        self::assertNull($c->waitTask(), 'a retired worker takes no more jobs');
+        self::assertTrue($c->isStopped());
+
+        self::assertSame(bin2hex(Golden::bytes('reply_worker_stop')), bin2hex($this->writtenBytes()));
+    }
+
     public function testEndOfStreamEndsTheLoopCleanly(): void
     {
         $c = $this->consumer('');
