@@ -387,7 +387,16 @@ func describe(n *yaml.Node) string {
 	case yaml.SequenceNode:
 		return "a list"
 	case yaml.ScalarNode:
-		return n.ShortTag() + " " + quote(n.Value)
+		switch n.ShortTag() {
+		case "!!str":
+			return "the string " + quote(n.Value)
+		case "!!int", "!!float":
+			return "the number " + n.Value
+		case "!!bool":
+			return "the boolean " + n.Value
+		default:
+			return n.ShortTag() + " " + quote(n.Value)
+		}
 	default:
 		return "nothing"
 	}

@@ -49,8 +49,8 @@ func expandTree(n *yaml.Node, path string, lookup lookupFunc) []*Error {
 			return nil
 		}
 		v, reasons := expandString(n.Value, lookup)
-		for _, r := range reasons {
-			errs = append(errs, errAt(path, n.Line, "%s", r))
+		if len(reasons) > 0 {
+			errs = append(errs, errAt(path, n.Line, "%s", strings.Join(reasons, "; ")))
 		}
 		if len(reasons) == 0 && v != n.Value {
 			n.Value = v

@@ -78,9 +78,11 @@ func errAt(path string, line int, format string, args ...any) *Error {
 	return &Error{Path: path, Line: line, Reason: fmt.Sprintf(format, args...)}
 }
 
-// joinErrors sorts errs by line then path (errors without a line go last,
-// in path order) and joins them; nil when errs is empty.
+// joinErrors drops follow-on errors (see dropFollowOn), sorts the rest by
+// line then path (errors without a line go last, in path order) and joins
+// them; nil when errs is empty.
 func joinErrors(errs []*Error) error {
+	errs = dropFollowOn(errs)
 	if len(errs) == 0 {
 		return nil
 	}
@@ -109,4 +111,26 @@ func joinPath(path, key string) string {
 		return key
 	}
 	return path + "." + key
+}
+
+// dropFollowOn keeps, in the order errs were found, only the first error at
+// each path and drops errors below a path that already failed: once
+// "server.command" could not be decoded, "server.command: required" adds
+// nothing, and neither does anything under a pipeline that is not a
+// mapping. errs must be in the order the checks ran (decoding first).
+func dropFollowOn(errs []*Error) []*Error {
+	out := errs[:0:0]
+	for _, e := range errs {
+		followOn := false
+		for _, prev := range out {
+			if e.Path != "" && (e.Path == prev.Path || strings.HasPrefix(e.Path, prev.Path+".") || strings.HasPrefix(e.Path, prev.Path+"[")) {
+				followOn = true
+				break
+			}
+		}
+		if !followOn {
+			out = append(out, e)
+		}
+	}
+	return out
 }

@@ -39,21 +39,13 @@ func parse(data []byte, lookup lookupFunc) (*Root, error) {
 		return nil, joinErrors([]*Error{err})
 	}
 
+	// The order matters: joinErrors keeps the first error at a path, so
+	// a failed ${VAR} hides the decoding error it causes, and a decoding
+	// error hides the validation errors that follow from it.
 	errs := expandTree(top, "", lookup)
-	badEnv := map[string]bool{}
-	for _, e := range errs {
-		badEnv[e.Path] = true
-	}
-
 	root := defaultRoot()
 	if !isNull(top) {
-		for _, e := range decodeInto(top, "", reflect.ValueOf(root).Elem()) {
-			// A value whose ${VAR} failed would also fail to decode:
-			// report only the cause.
-			if !badEnv[e.Path] {
-				errs = append(errs, e)
-			}
-		}
+		errs = append(errs, decodeInto(top, "", reflect.ValueOf(root).Elem())...)
 	}
 	root.applyDerivedDefaults()
 	verrs, warnings := root.validate()

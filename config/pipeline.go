@@ -85,7 +85,12 @@ func decodePipeline(n *yaml.Node, path, configPath string, p *Pipeline) []*Error
 		}
 	}
 	if keys.Priority != nil {
+		// 0 stands for "not set" towards the driver (and for "inherit the
+		// pipeline's priority" on a job), so it can not be written here.
 		p.Priority = *keys.Priority
+		if p.Priority < 1 {
+			errs = append(errs, errAt(joinPath(path, "priority"), 0, "must be >= 1 (got %d)", p.Priority))
+		}
 	}
 
 	cfg := keys.Config
@@ -104,7 +109,7 @@ func decodePipeline(n *yaml.Node, path, configPath string, p *Pipeline) []*Error
 		errs = append(errs, errAt(configPath, cfg.Line, "expected a mapping, got %s", describe(cfg)))
 		return errs
 	}
-	if keys.Priority == nil {
+	if keys.Priority == nil || p.Priority < 1 {
 		p.Priority = 0 // decodeDriver: 0 means "not set at the pipeline level"
 	}
 	for _, err := range decodeDriver(keys.Driver, cfg, configPath, p) {
@@ -115,7 +120,7 @@ func decodePipeline(n *yaml.Node, path, configPath string, p *Pipeline) []*Error
 			errs = append(errs, errAt(configPath, cfg.Line, "%s", err.Error()))
 		}
 	}
-	if keys.Priority != nil && *keys.Priority != p.Priority {
+	if keys.Priority != nil && *keys.Priority >= 1 && *keys.Priority != p.Priority {
 		if v := findKey(cfg, "priority"); v != nil {
 			errs = append(errs, errAt(joinPath(path, "priority"), 0, "%d conflicts with %s (%s): write the priority once",
 				*keys.Priority, joinPath(configPath, "priority"), v.Value))

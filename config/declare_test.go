@@ -1,0 +1,126 @@
+package config
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pipevisor/pipevisor/pipeline"
+)
+
+func TestPipelineFromDeclare(t *testing.T) {
+	// What RoadRunner's PHP MemoryCreateInfo sends.
+	p, err := PipelineFromDeclare(map[string]string{"name": "local", "driver": "memory", "priority": "3", "prefetch": "100"})
+	if err != nil {
+		t.Fatalf("PipelineFromDeclare: %v", err)
+	}
+	if p.Name != "local" || p.Driver != DriverMemory || p.Priority != 3 || p.Concurrency != 0 || p.Retry != pipeline.Defaults() {
+		t.Errorf("pipeline = %+v", p)
+	}
+	if p.Memory == nil || p.Memory.Priority != 3 || p.Memory.Prefetch != 100 {
+		t.Errorf("memory = %+v", p.Memory)
+	}
+
+	// Our extra keys, and an empty value meaning "default".
+	p, err = PipelineFromDeclare(map[string]string{
+		"name":        "orders",
+		"driver":      "memory",
+		"prefetch":    "",
+		"concurrency": "4",
+		"retry":       `{"max_attempts": 6, "backoff": {"initial": "250ms", "max": 5, "jitter": 0}}`,
+	})
+	if err != nil {
+		t.Fatalf("PipelineFromDeclare: %v", err)
+	}
+	wantRetry := pipeline.RetryPolicy{MaxAttempts: 6, Backoff: pipeline.Backoff{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0}}
+	if p.Concurrency != 4 || p.Retry != wantRetry || p.Priority != DefaultPriority || p.Memory.Prefetch != 100000 {
+		t.Errorf("pipeline = %+v (memory %+v)", p, p.Memory)
+	}
+}
+
+func TestPipelineFromDeclareErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		m    map[string]string
+		want []string
+	}{
+		{
+			name: "missing name and driver",
+			m:    map[string]string{"prefetch": "1"},
+			want: []string{"driver: required (one of memory, amqp, kafka, sqs)", "name: required"},
+		},
+		{
+			name: "all problems at once",
+			m: map[string]string{
+				"name": "q", "driver": "memory", "prefetch": "lots", "queue": "x", "priority": "0",
+				"concurrency": "0", "retry": `{"max_attempts": 0, "backoff": {"jitter": 3}, "tries": 1}`,
+			},
+			want: []string{
+				"concurrency: must be >= 1 (got 0)",
+				"prefetch: cannot unmarshal !!str \"lots\" into int",
+				"priority: must be >= 1 (got 0)",
+				"queue: unknown key (known keys: priority, prefetch)",
+				"retry.backoff.jitter: must be between 0 and 1, got 3",
+				"retry.max_attempts: must be >= 1 (1 means no retries; got 0)",
+				"retry.tries: unknown key (known keys: max_attempts, backoff)",
+			},
+		},
+		{
+			name: "bad JSON",
+			m:    map[string]string{"name": "q", "driver": "memory", "retry": `{"max_attempts": `},
+			want: []string{"retry: not valid JSON: line 1: did not find expected node content"},
+		},
+		{
+			name: "nested value where a number belongs",
+			m:    map[string]string{"name": "q", "driver": "memory", "prefetch": `{"a": 1}`},
+			want: []string{"prefetch: expected an int, got a mapping"},
+		},
+		{
+			name: "driver not built in",
+			m:    map[string]string{"name": "q", "driver": "kafka", "topic": "t"},
+			want: []string{"driver kafka: not built into this binary"},
+		},
+		{
+			name: "unknown driver and bad name",
+			m:    map[string]string{"name": "a b", "driver": "redis"},
+			want: []string{"driver: unknown driver \"redis\" (want one of memory, amqp, kafka, sqs)", "name: a pipeline name must not contain spaces or control characters"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, err := PipelineFromDeclare(tc.m)
+			if err == nil {
+				t.Fatalf("no error; pipeline %+v", p)
+			}
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("error does not match ErrInvalid: %v", err)
+			}
+			if got := errorStrings(err); !slices.Equal(got, tc.want) {
+				t.Errorf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+			}
+		})
+	}
+}
+
+// TestDeclareValidatesLikeAFile checks that one bad value gets the same
+// reason through Declare and through a file.
+func TestDeclareValidatesLikeAFile(t *testing.T) {
+	for _, tc := range []struct {
+		key, value string
+		yaml       string // the pipeline's lines in a file
+		filePath   string
+	}{
+		{"prefetch", "-4", "driver: memory\n      config: {prefetch: -4}", "jobs.pipelines.q.config.prefetch"},
+		{"priority", "-1", "driver: memory\n      priority: -1", "jobs.pipelines.q.priority"},
+		{"concurrency", "x", "driver: memory\n      concurrency: x", "jobs.pipelines.q.concurrency"},
+		{"retry", `{"backoff": {"initial": "2s", "max": "1s"}}`, "driver: memory\n      retry: {backoff: {initial: 2s, max: 1s}}", "jobs.pipelines.q.retry.backoff.max"},
+	} {
+		_, declErr := PipelineFromDeclare(map[string]string{"name": "q", "driver": "memory", tc.key: tc.value})
+		_, fileErr := Parse([]byte("version: \"3\"\nserver: {command: w}\njobs:\n  pipelines:\n    q:\n      " + tc.yaml + "\n"))
+		d, f := Errors(declErr), Errors(fileErr)
+		if len(d) != 1 || len(f) != 1 || d[0].Reason != f[0].Reason || "jobs.pipelines.q."+d[0].Path != strings.Replace(f[0].Path, ".config.", ".", 1) || f[0].Path != tc.filePath {
+			t.Errorf("%s=%s: declare %q, file %q", tc.key, tc.value, errorStrings(declErr), errorStrings(fileErr))
+		}
+	}
+}
