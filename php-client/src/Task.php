@@ -134,7 +134,7 @@ final class Task
     public function getAttempt(): int
     {
         $v = $this->getHeader('x-attempt')[0] ?? '';
-        $n = ctype_digit($v) ? (int) $v : 0;
+        $n = (string) (int) $v === $v ? (int) $v : 0;
 
         return $n >= 1 ? $n : 1;
     }
