@@ -2,11 +2,9 @@ package pipeline
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/pipevisor/pipevisor/consumer"
@@ -28,6 +26,7 @@ const (
 // jobs must be interrupted.
 func (p *Pipeline) loop(workCtx context.Context) {
 	wait := minReceiveBackoff
+	settleBase := context.WithoutCancel(workCtx) // settling survives Stop
 	for {
 		rctx, ok := p.acquire(workCtx)
 		if !ok {
@@ -60,7 +59,7 @@ func (p *Pipeline) loop(workCtx context.Context) {
 		if d == nil {
 			continue
 		}
-		p.handle(workCtx, d)
+		p.handle(workCtx, settleBase, d)
 	}
 }
 
@@ -113,8 +112,9 @@ func (p *Pipeline) consumerClosed(err error) {
 }
 
 // handle runs one delivery to its settlement. It never returns before the
-// delivery is settled (or Settle failed).
-func (p *Pipeline) handle(workCtx context.Context, d *consumer.Delivery) {
+// delivery is settled (or Settle failed). Settle gets a context derived
+// from settleBase, which is not cancelled by Stop, bounded by SettleTimeout.
+func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Delivery) {
 	start := time.Now()
 	p.active.Add(1)
 	defer p.active.Add(-1)
@@ -131,7 +131,7 @@ func (p *Pipeline) handle(workCtx context.Context, d *consumer.Delivery) {
 	}
 	o := outcomeFor(reply, err, d.Attempt, p.cfg.Retry, p.cfg.Rand)
 
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(workCtx), p.cfg.SettleTimeout)
+	sctx, cancel := context.WithTimeout(settleBase, p.cfg.SettleTimeout)
 	serr := d.Settle(sctx, o)
 	cancel()
 	took := time.Since(start)
@@ -157,11 +157,7 @@ func (p *Pipeline) handle(workCtx context.Context, d *consumer.Delivery) {
 // exec runs d on the executor and parses the reply. An error caused by the
 // shutdown of running jobs wraps ErrShutdown.
 func (p *Pipeline) exec(ctx context.Context, d *consumer.Delivery) (frame.Reply, error) {
-	pl, err := payload(d)
-	if err != nil {
-		return frame.Reply{}, err
-	}
-	out, err := p.ex.Exec(ctx, pl)
+	out, err := p.ex.Exec(ctx, payload(d))
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(err, ErrShutdown) && errors.Is(context.Cause(ctx), ErrShutdown) {
 			err = fmt.Errorf("%w: %w", ErrShutdown, err)
@@ -169,31 +165,6 @@ func (p *Pipeline) exec(ctx context.Context, d *consumer.Delivery) (frame.Reply,
 		return frame.Reply{}, err
 	}
 	return frame.ParseReply(out.Body)
-}
-
-// payload builds the job frame for d: the context JSON (with the attempt in
-// the x-attempt header, on a copy of the headers) and the body unchanged.
-func payload(d *consumer.Delivery) (frame.Payload, error) {
-	h := cloneHeaders(d.Headers, 1)
-	h[AttemptHeader] = []string{strconv.Itoa(d.Attempt)}
-	jc := frame.JobContext{
-		ID:       d.ID,
-		Job:      d.Job,
-		Driver:   d.Driver,
-		Queue:    d.Queue,
-		Headers:  h,
-		Pipeline: d.Pipeline,
-	}
-	if d.Topic != "" {
-		jc.Topic = d.Topic
-		jc.Partition = &d.Partition
-		jc.Offset = &d.Offset
-	}
-	b, err := json.Marshal(&jc)
-	if err != nil {
-		return frame.Payload{}, fmt.Errorf("pipeline: job %s: encode context: %w", d.ID, err)
-	}
-	return frame.Payload{Context: b, Body: d.Body}, nil
 }
 
 // logFate writes the one log line of a job: debug for the expected fates,

@@ -97,10 +97,7 @@ func TestJobFrame(t *testing.T) {
 func TestJobFrameKafkaFields(t *testing.T) {
 	d := &consumer.Delivery{ID: "k", Job: "j", Driver: "kafka", Queue: "orders", Pipeline: "p",
 		Attempt: 1, Topic: "orders", Partition: 3, Offset: 42}
-	pl, err := payload(d)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pl := payload(d)
 	jc := jobContext(t, pl)
 	if jc.Topic != "orders" || jc.Queue != "orders" || jc.Partition == nil || *jc.Partition != 3 || jc.Offset == nil || *jc.Offset != 42 {
 		t.Errorf("kafka context = %s", pl.Context)
@@ -109,7 +106,7 @@ func TestJobFrameKafkaFields(t *testing.T) {
 		t.Errorf("headers = %v", jc.Headers)
 	}
 	d.Driver, d.Topic = "memory", ""
-	if pl, _ = payload(d); strings.Contains(string(pl.Context), "partition") {
+	if pl = payload(d); strings.Contains(string(pl.Context), "partition") {
 		t.Errorf("non-kafka context has kafka fields: %s", pl.Context)
 	}
 }

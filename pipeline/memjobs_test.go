@@ -1,0 +1,99 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/consumer/memjobs"
+	"github.com/pipevisor/pipevisor/frame"
+)
+
+// TestWithMemjobs runs the pipeline on the real memory driver: a job that
+// fails once is retried after the backoff and acked, a job that always
+// fails ends in the dead list after max_attempts, and the rest are acked.
+func TestWithMemjobs(t *testing.T) {
+	q := memjobs.New("mem", memjobs.Config{}, nil)
+	t.Cleanup(func() { _ = q.Close(context.Background()) })
+	ctx := context.Background()
+	jobs := []consumer.Job{
+		{ID: "flaky", Name: "j", Pipeline: "mem"},
+		{ID: "doomed", Name: "j", Pipeline: "mem"},
+	}
+	for i := range 20 {
+		jobs = append(jobs, consumer.Job{ID: fmt.Sprint("ok-", i), Name: "j", Pipeline: "mem"})
+	}
+	if err := q.Publish(ctx, jobs); err != nil {
+		t.Fatal(err)
+	}
+	var flakyRuns atomic.Int32
+	ex := execFunc(func(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
+		jc := jobContext(t, pl)
+		switch jc.ID {
+		case "flaky":
+			if flakyRuns.Add(1) == 1 {
+				return frame.Payload{}, fmt.Errorf("worker crashed")
+			}
+		case "doomed":
+			return replyBody(t, frame.Reply{Type: frame.ReplyNack, Data: frame.ReplyData{Message: "always " + jc.Headers[AttemptHeader][0], Requeue: true}}), nil
+		}
+		return frame.Payload{}, nil
+	})
+	p := New(Config{Name: "mem", Concurrency: 4, Rand: fixedRand,
+		Retry: RetryPolicy{MaxAttempts: 2, Backoff: Backoff{Initial: 10 * time.Millisecond}}}, q, ex, nil)
+	start(t, p)
+	waitFor(t, "all settled", func() bool {
+		st := p.Stat(ctx)
+		return st.Acked == 21 && st.Dead == 1
+	})
+	st := p.Stat(ctx)
+	if st.Retried != 2 || st.Ready != 0 || st.Delayed != 0 || st.Active != 0 || !st.Consuming {
+		t.Errorf("Stat = %+v", st)
+	}
+	dead := q.Dead()
+	if len(dead) != 1 || dead[0].Job.ID != "doomed" || dead[0].Attempts != 2 || !strings.Contains(dead[0].Reason, "always 2") {
+		t.Errorf("dead list = %+v", dead)
+	}
+	if flakyRuns.Load() != 2 {
+		t.Errorf("flaky job ran %d times, want 2", flakyRuns.Load())
+	}
+}
+
+// BenchmarkMemjobsAck measures the pipeline's own cost per job on the
+// memory driver with an executor that acks at once.
+func BenchmarkMemjobsAck(b *testing.B) {
+	q := memjobs.New("bench", memjobs.Config{}, nil)
+	defer q.Close(context.Background())
+	ctx := context.Background()
+	batch := make([]consumer.Job, 1000)
+	for i := range batch {
+		batch[i] = consumer.Job{Name: "App\\Job", Pipeline: "bench", Payload: []byte("0123456789abcdef0123456789abcdef"),
+			Headers: map[string][]string{"traceparent": {"00-abc-def-01"}}}
+	}
+	var done atomic.Int64
+	ex := execFunc(func(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
+		done.Add(1)
+		return frame.Payload{}, nil
+	})
+	p := New(Config{Name: "bench", Concurrency: 2}, q, ex, nil)
+	res := make(chan error, 1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	go func() { res <- p.Run(ctx) }()
+	for sent := 0; sent < b.N; sent += len(batch) {
+		n := min(len(batch), b.N-sent)
+		if err := q.Publish(ctx, batch[:n]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for done.Load() < int64(b.N) || p.Stat(ctx).Acked < uint64(b.N) {
+		time.Sleep(100 * time.Microsecond)
+	}
+	b.StopTimer()
+	_ = p.Stop(ctx)
+	<-res
+}
