@@ -149,7 +149,7 @@ func (s *Server) newRPCServer(ctx context.Context) (*netrpc.Server, error) {
 		rcvr any
 	}{
 		{"jobs", &jobsService{ctx: ctx, jobs: s.jobs}},
-		{"informer", &informerService{ctx: ctx, workers: s.workers}},
+		{"informer", &informerService{workers: s.workers}},
 		{"resetter", &resetterService{ctx: ctx, workers: s.workers}},
 	}
 	for _, sv := range services {

@@ -283,6 +283,9 @@ func TestManagerErrorsReachTheClient(t *testing.T) {
 			t.Errorf("%s: err = %v, want ServerError with %q", method, err, errBoom)
 		}
 	}
+	if err := c.Pause(ctx, "nope"); err.Error() != "jobs.Pause: "+errBoom.Error() {
+		t.Errorf("error text %q", err)
+	}
 	// The connection stays usable after server errors.
 	fake.setErr(nil)
 	if err := c.Pause(ctx, "emails"); err != nil {
@@ -317,6 +320,9 @@ func TestPushValidation(t *testing.T) {
 	r := jsonCall(t, rc, 1, "jobs.Push", `{"job":{"id":"n","options":{"pipeline":"p","delay":-1}}}`)
 	if !r.isError() || !strings.Contains(string(r.body), ErrNegativeDelay.Error()) {
 		t.Errorf("negative delay reply %q", r.body)
+	}
+	if r := jsonCall(t, rc, 2, "jobs.Push", `{}`); !r.isError() || string(r.body) != ErrNoJob.Error() {
+		t.Errorf("push without job reply %q", r.body)
 	}
 
 	fake.mu.Lock()
@@ -465,8 +471,13 @@ func TestClientHonoursCtx(t *testing.T) {
 	if err := c2.Push(ctx2, consumer.Job{ID: "b", Pipeline: "p"}); !errors.Is(err, context.Canceled) {
 		t.Errorf("Push = %v, want Canceled", err)
 	}
-	if err := c2.Close(); err != nil {
-		t.Errorf("Close: %v", err)
+	for range 2 {
+		if err := c2.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}
+	if _, err := c2.List(testCtx(t)); !errors.Is(err, ErrClientClosed) {
+		t.Errorf("List after Close = %v, want ErrClientClosed", err)
 	}
 }
 

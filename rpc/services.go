@@ -92,7 +92,6 @@ func (s *jobsService) Stat(_ *jobsv1.Empty, out *jobsv1.Stats) error {
 
 // informerService is registered as "informer".
 type informerService struct {
-	ctx     context.Context
 	workers Workers
 }
 
