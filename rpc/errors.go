@@ -24,6 +24,9 @@ var (
 	ErrNoPipeline = errors.New("rpc: job has no pipeline (options.pipeline)")
 	// ErrNegativeDelay is returned for a job whose options.delay is < 0.
 	ErrNegativeDelay = errors.New("rpc: job delay must not be negative")
+	// ErrDelayTooLong is returned for a job whose options.delay does not
+	// fit a time.Duration (about 292 years).
+	ErrDelayTooLong = errors.New("rpc: job delay is too long")
 	// ErrUnknownPlugin is returned by informer.Workers and resetter.Reset
 	// for a plugin other than "" or "jobs".
 	ErrUnknownPlugin = errors.New("rpc: unknown plugin (only \"jobs\" has workers)")

@@ -321,6 +321,10 @@ func TestPushValidation(t *testing.T) {
 	if !r.isError() || !strings.Contains(string(r.body), ErrNegativeDelay.Error()) {
 		t.Errorf("negative delay reply %q", r.body)
 	}
+	if r := jsonCall(t, rc, 3, "jobs.Push", `{"job":{"options":{"pipeline":"p","delay":9300000000000}}}`); !r.isError() ||
+		!strings.Contains(string(r.body), ErrDelayTooLong.Error()) {
+		t.Errorf("huge delay reply %q", r.body)
+	}
 	if r := jsonCall(t, rc, 2, "jobs.Push", `{}`); !r.isError() || string(r.body) != ErrNoJob.Error() {
 		t.Errorf("push without job reply %q", r.body)
 	}

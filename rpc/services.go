@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/google/uuid"
@@ -140,7 +141,8 @@ func checkPlugin(plugin string, w Workers) error {
 // become a time.Duration, headers a map[string][]string, and an empty id is
 // replaced by a random UUID (RoadRunner rejects an empty id; Pipevisor
 // generates one). It fails with ErrNoPipeline when options.pipeline is
-// empty and with ErrNegativeDelay when options.delay < 0. The Kafka-only
+// empty, with ErrNegativeDelay when options.delay < 0 and with
+// ErrDelayTooLong when it overflows a time.Duration. The Kafka-only
 // options topic, metadata, offset and partition are not carried over.
 func JobFromProto(pj *jobsv1.Job) (consumer.Job, error) {
 	opts := pj.GetOptions()
@@ -153,6 +155,9 @@ func JobFromProto(pj *jobsv1.Job) (consumer.Job, error) {
 	}
 	if opts.GetDelay() < 0 {
 		return consumer.Job{}, fmt.Errorf("job %q: %w (got %d)", id, ErrNegativeDelay, opts.GetDelay())
+	}
+	if opts.GetDelay() > int64(math.MaxInt64/time.Second) {
+		return consumer.Job{}, fmt.Errorf("job %q: %w (got %d seconds)", id, ErrDelayTooLong, opts.GetDelay())
 	}
 	var headers map[string][]string
 	if len(pj.GetHeaders()) > 0 {
