@@ -12,6 +12,24 @@
 // consumer.Publisher and the optional hooks of Pair, and it waits with
 // deadlines (Features.Timeout, several seconds by default) so that slow
 // brokers pass. Features switches on the checks a broker can honour.
+//
+// Every driver must show, whatever its Features:
+//   - published jobs arrive with ID, Job name, Body (any bytes) and every
+//     published header intact, Attempt 1 on the first delivery; a batch
+//     published in one call is all visible;
+//   - Ack removes the job (nothing within Features.Quiet, nor after a
+//     reopen); Dead does not redeliver and, with Pair.DeadIDs, the job shows
+//     up in the dead target; Retry, Requeue and Release redeliver the same
+//     job, Requeue with its headers merged (Outcome keys replace);
+//   - a second Settle returns consumer.ErrAlreadySettled and has no effect;
+//   - Receive returns an error matching ctx.Err() (errors.Is) when its ctx
+//     ends, and consumer.ErrClosed after Close, also for a Receive that was
+//     blocked when Close was called; a cancelled Receive loses no job;
+//   - Close waits for deliveries already handed out: they can be settled
+//     (Settle returns nil) until Close's ctx is done, and Close then returns
+//     nil; a job published but not handed out survives Close (checked with
+//     Pair.Reopen); a second Close returns nil;
+//   - concurrent publishers and receivers see every job exactly once.
 package consumertest
 
 import (
