@@ -1,0 +1,418 @@
+package kafkajobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pipevisor/pipevisor/consumer"
+)
+
+const (
+	// pollBatch is the most records one poll takes from the client.
+	pollBatch = 64
+	// partitionBuffer is how many records of one partition may be held
+	// locally (handed out, waiting or not yet handed out) before the
+	// partition is paused at the broker; it is resumed below half of it.
+	partitionBuffer = 512
+	// copyRetryDelay is how long a record waits before it is handed out
+	// again when producing its retry or dead-letter copy failed.
+	copyRetryDelay = time.Second
+)
+
+type entryState uint8
+
+const (
+	statePending entryState = iota // fetched, waiting to be handed out
+	stateOut                       // handed out, not settled
+	stateDone                      // settled for good: may be committed
+)
+
+// entry is one fetched record and its local state.
+type entry struct {
+	rec     *kgo.Record
+	meta    meta
+	attempt int
+	readyAt time.Time // not handed out before this (delay, in-place retry)
+	state   entryState
+}
+
+// partState is the local state of one assigned partition. A revoked or
+// lost partition's state is marked revoked and forgotten; a later
+// assignment of the same partition starts a fresh partState, so
+// settlements of the old one can tell they are stale.
+type partState struct {
+	tp      topicPartition
+	revoked bool
+	entries []*entry // offset order; the done prefix is popped
+	next    int64    // next offset expected from fetches; -1 unknown
+
+	commit    kgo.EpochOffset // next offset to commit (done prefix)
+	hasCommit bool
+	dirty     bool // commit not yet sent
+
+	hwm    int64
+	hasHWM bool
+	paused bool
+}
+
+// eligible returns the first entry that may be handed out now under ord,
+// or nil.
+func (ps *partState) eligible(ord Ordering, now time.Time) *entry {
+	if ord == OrderPartition {
+		for _, e := range ps.entries {
+			if e.state == stateDone {
+				continue
+			}
+			if e.state == statePending && !e.readyAt.After(now) {
+				return e
+			}
+			return nil
+		}
+		return nil
+	}
+	var busy map[string]struct{}
+	for _, e := range ps.entries {
+		if e.state == stateDone {
+			continue
+		}
+		k := string(e.rec.Key)
+		if _, ok := busy[k]; ok {
+			continue
+		}
+		if e.state == statePending && !e.readyAt.After(now) {
+			return e
+		}
+		if busy == nil {
+			busy = make(map[string]struct{})
+		}
+		busy[k] = struct{}{}
+	}
+	return nil
+}
+
+// advance pops the done prefix and moves the commit point behind it. It
+// reports whether the commit point moved.
+func (ps *partState) advance() bool {
+	i := 0
+	for i < len(ps.entries) && ps.entries[i].state == stateDone {
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	last := ps.entries[i-1].rec
+	ps.commit = kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}
+	ps.hasCommit, ps.dirty = true, true
+	clear(ps.entries[:i])
+	ps.entries = ps.entries[i:]
+	return true
+}
+
+// consumerState is everything the consuming side shares between Receive,
+// settlements, the poller, the committer and the rebalance callbacks.
+type consumerState struct {
+	ordering  Ordering
+	jobHeader string
+	priority  int64
+
+	// commitMu serializes commits so that a commit computed before a
+	// revocation never lands after the revocation's own commit.
+	commitMu sync.Mutex
+
+	mu        sync.Mutex
+	parts     map[topicPartition]*partState
+	order     []topicPartition // round-robin order of parts
+	rr        int
+	changed   chan struct{} // closed and replaced on every change
+	waiters   int           // Receive calls waiting
+	active    int           // entries handed out and not settled
+	closing   bool          // Close began: Receive returns ErrClosed
+	closed    bool          // Close done: Settle returns ErrClosed
+	fetchErr  error
+	commitErr error
+
+	demand     chan struct{} // Receive -> poller, capacity 1
+	commitKick chan struct{} // settlement -> committer, capacity 1
+}
+
+func newConsumerState(cfg Config) *consumerState {
+	return &consumerState{
+		ordering:   cfg.Ordering,
+		jobHeader:  cfg.JobHeader,
+		priority:   cfg.Priority,
+		parts:      make(map[topicPartition]*partState),
+		changed:    make(chan struct{}),
+		demand:     make(chan struct{}, 1),
+		commitKick: make(chan struct{}, 1),
+	}
+}
+
+func (c *consumerState) notifyLocked() {
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func (c *consumerState) rebuildOrderLocked() {
+	c.order = c.order[:0]
+	for tp := range c.parts {
+		c.order = append(c.order, tp)
+	}
+	slices.SortFunc(c.order, func(a, b topicPartition) int {
+		if a.topic != b.topic {
+			if a.topic < b.topic {
+				return -1
+			}
+			return 1
+		}
+		return int(a.partition - b.partition)
+	})
+}
+
+// pickLocked finds the next entry to hand out, round-robin over
+// partitions.
+func (c *consumerState) pickLocked(now time.Time) (*partState, *entry) {
+	n := len(c.order)
+	for i := range n {
+		idx := (c.rr + i) % n
+		ps := c.parts[c.order[idx]]
+		if e := ps.eligible(c.ordering, now); e != nil {
+			c.rr = idx + 1
+			return ps, e
+		}
+	}
+	return nil, nil
+}
+
+// nextReadyLocked returns the earliest future readyAt of a pending entry,
+// or the zero time.
+func (c *consumerState) nextReadyLocked(now time.Time) time.Time {
+	var next time.Time
+	for _, ps := range c.parts {
+		for _, e := range ps.entries {
+			if e.state == statePending && e.readyAt.After(now) && (next.IsZero() || e.readyAt.Before(next)) {
+				next = e.readyAt
+			}
+		}
+	}
+	return next
+}
+
+// Receive hands out the next record: per partition in offset order, one
+// at a time (ordering: partition) or one per key (ordering: key), skipping
+// records whose delay or in-place retry has not passed. It blocks until a
+// record is available or ctx is done (returning ctx's error). It returns
+// consumer.ErrClosed once Close began and ErrNotConsuming on a push-only
+// pipeline.
+func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
+	c := d.cons
+	if c == nil {
+		return nil, ErrNotConsuming
+	}
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		now := time.Now()
+		c.mu.Lock()
+		if c.closing {
+			c.mu.Unlock()
+			return nil, consumer.ErrClosed
+		}
+		if ps, e := c.pickLocked(now); e != nil {
+			e.state = stateOut
+			c.active++
+			dl := d.delivery(ps, e)
+			c.mu.Unlock()
+			return dl, nil
+		}
+		changed := c.changed
+		wake := c.nextReadyLocked(now)
+		c.waiters++
+		c.mu.Unlock()
+
+		select {
+		case c.demand <- struct{}{}:
+		default:
+		}
+		var tick <-chan time.Time
+		if !wake.IsZero() {
+			timer.Reset(wake.Sub(now))
+			tick = timer.C
+		}
+		select {
+		case <-changed:
+		case <-tick:
+		case <-ctx.Done():
+		}
+		timer.Stop()
+		c.mu.Lock()
+		c.waiters--
+		c.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// delivery wraps e for the pipeline; called with c.mu held.
+func (d *Driver) delivery(ps *partState, e *entry) *consumer.Delivery {
+	headers := make(map[string][]string, len(e.meta.headers))
+	for k, v := range e.meta.headers {
+		headers[k] = slices.Clone(v)
+	}
+	dl := &consumer.Delivery{
+		ID:        e.meta.id,
+		Job:       e.meta.job,
+		Pipeline:  d.name,
+		Driver:    DriverName,
+		Queue:     e.rec.Topic,
+		Headers:   headers,
+		Body:      e.rec.Value,
+		Attempt:   e.attempt,
+		Key:       string(e.rec.Key),
+		Priority:  e.meta.priority,
+		Topic:     e.rec.Topic,
+		Partition: e.rec.Partition,
+		Offset:    e.rec.Offset,
+	}
+	dl.SetSettle(func(ctx context.Context, o consumer.Outcome) error {
+		return d.settle(ctx, ps, e, o)
+	})
+	return dl
+}
+
+// settle carries out o for the handed-out entry e of ps (see the
+// settlement table in DESIGN.md). A delivery of a partition that was
+// revoked since it was handed out returns consumer.ErrStaleDelivery and
+// changes nothing: the partition's new owner delivers the record again.
+func (d *Driver) settle(ctx context.Context, ps *partState, e *entry, o consumer.Outcome) error {
+	c := d.cons
+	c.mu.Lock()
+	if err := c.staleLocked(ps); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	headers, attempt := e.meta.headers, e.attempt
+	c.mu.Unlock()
+
+	switch o.Action {
+	case consumer.Ack:
+		return d.finish(ps, e)
+	case consumer.Release:
+		return d.redeliver(ps, e, o.Delay, 0, nil)
+	case consumer.Retry, consumer.Requeue:
+		if len(o.Headers) > 0 {
+			headers = mergeHeaders(headers, o.Headers)
+		}
+		if d.cfg.RetryTopic == "" {
+			return d.redeliver(ps, e, o.Delay, 1, headers)
+		}
+		var notBefore time.Time
+		if o.Delay > 0 {
+			notBefore = time.Now().Add(o.Delay)
+		}
+		rec := copyRecord(d.cfg.RetryTopic, e, headers, attempt+1, notBefore)
+		if err := d.produceCopy(ctx, rec); err != nil {
+			return errors.Join(fmt.Errorf("kafkajobs: retry copy to %q: %w", d.cfg.RetryTopic, err),
+				d.redeliver(ps, e, copyRetryDelay, 0, nil))
+		}
+		return d.finish(ps, e)
+	case consumer.Dead:
+		if d.deadLetter == "" {
+			d.log.Warn("dead job dropped: the pipeline has no dead_letter topic",
+				"id", e.meta.id, "job", e.meta.job, "topic", e.rec.Topic,
+				"partition", e.rec.Partition, "offset", e.rec.Offset, "reason", o.Reason)
+			return d.finish(ps, e)
+		}
+		rec := copyRecord(d.deadLetter, e, headers, attempt, time.Time{},
+			kgo.RecordHeader{Key: hdrDeadReason, Value: []byte(o.Reason)},
+			kgo.RecordHeader{Key: hdrSourceTopic, Value: []byte(e.rec.Topic)},
+			kgo.RecordHeader{Key: hdrSourcePartition, Value: fmt.Appendf(nil, "%d", e.rec.Partition)},
+			kgo.RecordHeader{Key: hdrSourceOffset, Value: fmt.Appendf(nil, "%d", e.rec.Offset)},
+		)
+		if err := d.produceCopy(ctx, rec); err != nil {
+			return errors.Join(fmt.Errorf("kafkajobs: dead-letter copy to %q: %w", d.deadLetter, err),
+				d.redeliver(ps, e, copyRetryDelay, 0, nil))
+		}
+		return d.finish(ps, e)
+	default:
+		return errors.Join(fmt.Errorf("kafkajobs: unknown outcome action %v", o.Action),
+			d.redeliver(ps, e, 0, 0, nil))
+	}
+}
+
+// produceCopy produces one retry or dead-letter copy and waits for the
+// broker's acknowledgement.
+func (d *Driver) produceCopy(ctx context.Context, rec *kgo.Record) error {
+	return d.prod.produce(ctx, []*kgo.Record{rec})[0]
+}
+
+// staleLocked returns the error a settlement of ps gets once the driver is
+// closed or ps was revoked; in the revoked case the delivery stops
+// counting as active.
+func (c *consumerState) staleLocked(ps *partState) error {
+	if c.closed {
+		return consumer.ErrClosed
+	}
+	if ps.revoked {
+		c.active--
+		c.notifyLocked()
+		return consumer.ErrStaleDelivery
+	}
+	return nil
+}
+
+// finish marks e done and moves the commit point of ps if e completed its
+// done prefix.
+func (d *Driver) finish(ps *partState, e *entry) error {
+	c := d.cons
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.staleLocked(ps); err != nil {
+		return err
+	}
+	e.state = stateDone
+	c.active--
+	if ps.advance() {
+		select {
+		case c.commitKick <- struct{}{}:
+		default:
+		}
+	}
+	if ps.paused && len(ps.entries) < partitionBuffer/2 {
+		ps.paused = false
+		d.client.ResumeFetchPartitions(map[string][]int32{ps.tp.topic: {ps.tp.partition}})
+	}
+	c.notifyLocked()
+	return nil
+}
+
+// redeliver puts e back in place, to be handed out again after delay with
+// its attempt raised by inc; headers, when not nil, replace its user
+// headers.
+func (d *Driver) redeliver(ps *partState, e *entry, delay time.Duration, inc int, headers map[string][]string) error {
+	c := d.cons
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.staleLocked(ps); err != nil {
+		return err
+	}
+	e.state = statePending
+	e.attempt += inc
+	if headers != nil {
+		e.meta.headers = headers
+	}
+	e.readyAt = time.Time{}
+	if delay > 0 {
+		e.readyAt = time.Now().Add(delay)
+	}
+	c.active--
+	c.notifyLocked()
+	return nil
+}

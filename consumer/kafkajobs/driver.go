@@ -1,0 +1,360 @@
+// Package kafkajobs is the kafka driver: it publishes jobs as Kafka records
+// and consumes them with a consumer group through franz-go (kgo).
+//
+// What it promises, beyond RoadRunner's kafka driver:
+//
+//   - Commits never skip a job. Only the contiguous prefix of settled
+//     records of each partition is committed; a record that is running,
+//     waiting for an in-place retry or failed holds the commit back.
+//   - Order. A partition's records are handed out one at a time (ordering:
+//     partition, the default); with ordering: key, records with different
+//     keys run in parallel and records with one key stay in offset order.
+//     In-place retries keep that order: the partition (or key) waits.
+//   - Flow control. Records are fetched only when Receive is waiting and
+//     nothing local can be handed out, a poll at a time (pollBatch), and a
+//     partition whose local buffer is full is paused at the broker.
+//   - Produce ordering (franz-go #852): when a produce to a partition fails,
+//     later publishes to that partition fail fast with ErrPartitionFailed
+//     until every record that was in flight to it has its result.
+//
+// Record layout written by Publish: key = job key, or the job id when the
+// job has none; headers rr_id, rr_job, rr_pipeline, rr_priority, plus one
+// record header per value of each user header (a header with two values is
+// two record headers with the same name). Delayed jobs carry
+// rr_delay_until (Unix milliseconds); the consumer holds such a record in
+// place until then. Retried copies carry rr_attempt. On receipt, x-attempt
+// is read as well, and records without rr_* headers (third-party producers)
+// get the id "topic/partition/offset" and the job name from the configured
+// job_header, else the topic.
+package kafkajobs
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/pipevisor/pipevisor/consumer"
+)
+
+// DriverName is the value of consumer.Delivery.Driver and Stat.Driver.
+const DriverName = "kafka"
+
+// Sentinel errors of the kafka driver.
+var (
+	// ErrPartitionFailed is returned by Publish for a job whose partition
+	// had a failed produce whose sibling records are not all settled yet.
+	ErrPartitionFailed = errors.New("kafkajobs: partition has a failed produce in flight")
+	// ErrNoTopic is returned by Publish when the pipeline has no topic to
+	// publish to (no consumer_options.topics, or consume_regexp).
+	ErrNoTopic = errors.New("kafkajobs: no topic to publish to")
+	// ErrNotConsuming is returned by Receive on a push-only pipeline.
+	ErrNotConsuming = errors.New("kafkajobs: pipeline has no topics to consume")
+	// ErrInvalidConfig wraps Config or Global validation errors from New.
+	ErrInvalidConfig = errors.New("kafkajobs: invalid configuration")
+	// ErrUnreachable wraps the failed connectivity check of New.
+	ErrUnreachable = errors.New("kafkajobs: brokers unreachable")
+)
+
+// Driver is one kafka pipeline: a producer, and a group consumer when the
+// pipeline has topics. It implements consumer.Consumer, consumer.Publisher,
+// consumer.Stater and consumer.Checker. All methods are safe for concurrent
+// use.
+type Driver struct {
+	name       string
+	cfg        Config
+	deadLetter string
+	log        *slog.Logger
+	client     *kgo.Client
+
+	prod *producer
+	cons *consumerState // nil for a push-only pipeline
+
+	cancel context.CancelFunc // stops the poller and committer
+	wg     sync.WaitGroup     // poller and committer
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var (
+	_ consumer.Consumer  = (*Driver)(nil)
+	_ consumer.Publisher = (*Driver)(nil)
+	_ consumer.Stater    = (*Driver)(nil)
+	_ consumer.Checker   = (*Driver)(nil)
+)
+
+// New connects to the brokers of g and returns the driver of pipeline name.
+// It validates g and cfg (after applying their defaults to copies), checks
+// that a broker answers within g.Ping.Timeout, and, when cfg has topics,
+// joins cfg.GroupOptions.GroupID and starts consuming in the background.
+// deadLetter is the topic Dead outcomes are produced to; empty means dead
+// jobs are logged and dropped. log may be nil. ctx bounds only the setup.
+func New(ctx context.Context, name string, g Global, cfg Config, deadLetter string, log *slog.Logger) (*Driver, error) {
+	return newDriver(ctx, name, g, cfg, deadLetter, log)
+}
+
+// newDriver is New with extra client options (tests use them to shorten
+// group timers).
+func newDriver(ctx context.Context, name string, g Global, cfg Config, deadLetter string, log *slog.Logger, extra ...kgo.Opt) (*Driver, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	g.Defaults()
+	cfg.Defaults()
+	if err := errors.Join(g.Validate(), cfg.Validate()); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	d := &Driver{
+		name:       name,
+		cfg:        cfg,
+		deadLetter: deadLetter,
+		log:        log.With("pipeline", name, "driver", DriverName),
+	}
+	opts, err := clientOpts(g, cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Consumes() {
+		d.cons = newConsumerState(cfg)
+		opts = append(opts, d.groupOpts()...)
+	}
+	opts = append(opts, extra...)
+	client, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("kafkajobs: new client: %w", err)
+	}
+	d.client = client
+	d.prod = newProducer(client, cfg)
+
+	pingCtx, cancelPing := context.WithTimeout(ctx, g.Ping.Timeout)
+	defer cancelPing()
+	if err := client.Ping(pingCtx); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("%w: %v: %w", ErrUnreachable, g.Brokers, err)
+	}
+
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.cancel = cancel
+	if d.cons != nil {
+		d.wg.Add(2)
+		go func() { defer d.wg.Done(); d.pollLoop(runCtx) }()
+		go func() { defer d.wg.Done(); d.commitLoop(runCtx) }()
+	}
+	return d, nil
+}
+
+// clientOpts translates the global section and the producer/consumer
+// options into kgo options (without the group options).
+func clientOpts(g Global, cfg Config) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(g.Brokers...),
+		// Partitions are chosen by the driver (see producer.partition) so
+		// that a failed partition is known before a record is buffered.
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+	}
+	po := cfg.ProducerOptions
+	switch po.RequiredAcks {
+	case AcksNone:
+		opts = append(opts, kgo.RequiredAcks(kgo.NoAck()))
+	case AcksLeader:
+		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()))
+	default:
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+	}
+	if po.DisableIdempotent {
+		opts = append(opts, kgo.DisableIdempotentWrite())
+	}
+	if po.MaxMessageBytes > 0 {
+		opts = append(opts, kgo.ProducerBatchMaxBytes(po.MaxMessageBytes))
+	}
+	if po.RequestTimeout > 0 {
+		opts = append(opts, kgo.ProduceRequestTimeout(po.RequestTimeout))
+	}
+	if po.DeliveryTimeout > 0 {
+		opts = append(opts, kgo.RecordDeliveryTimeout(po.DeliveryTimeout))
+	}
+	switch po.CompressionCodec {
+	case "gzip":
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.GzipCompression()))
+	case "snappy":
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.SnappyCompression()))
+	case "lz4":
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.Lz4Compression()))
+	case "zstd":
+		opts = append(opts, kgo.ProducerBatchCompression(kgo.ZstdCompression()))
+	}
+	if cfg.AutoCreateTopicsEnable {
+		opts = append(opts, kgo.AllowAutoTopicCreation())
+	}
+	if g.TLS != nil {
+		tc, err := tlsConfig(g.TLS)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	if g.SASL != nil {
+		switch g.SASL.Mechanism {
+		case SASLPlain:
+			opts = append(opts, kgo.SASL(plain.Auth{User: g.SASL.Username, Pass: g.SASL.Password}.AsMechanism()))
+		case SASLScramSHA256:
+			opts = append(opts, kgo.SASL(scram.Auth{User: g.SASL.Username, Pass: g.SASL.Password}.AsSha256Mechanism()))
+		case SASLScramSHA512:
+			opts = append(opts, kgo.SASL(scram.Auth{User: g.SASL.Username, Pass: g.SASL.Password}.AsSha512Mechanism()))
+		}
+	}
+	co := cfg.ConsumerOptions
+	if co.MaxFetchMessageSize > 0 {
+		opts = append(opts, kgo.FetchMaxBytes(co.MaxFetchMessageSize))
+	}
+	if co.MinFetchMessageSize > 0 {
+		opts = append(opts, kgo.FetchMinBytes(co.MinFetchMessageSize))
+	}
+	return opts, nil
+}
+
+// groupOpts are the consumer group options; the callbacks are the
+// driver's rebalance handlers.
+func (d *Driver) groupOpts() []kgo.Opt {
+	cfg := d.cfg
+	opts := []kgo.Opt{
+		kgo.ConsumerGroup(cfg.GroupOptions.GroupID),
+		kgo.ConsumeTopics(cfg.ConsumerOptions.Topics...),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeStartOffset(startOffset(cfg.ConsumerOptions.ConsumerOffset)),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.OnPartitionsAssigned(d.onAssigned),
+		kgo.OnPartitionsRevoked(d.onRevoked),
+		kgo.OnPartitionsLost(d.onLost),
+	}
+	if cfg.ConsumerOptions.ConsumeRegexp {
+		opts = append(opts, kgo.ConsumeRegex())
+	}
+	if cfg.GroupOptions.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(cfg.GroupOptions.InstanceID))
+	}
+	return opts
+}
+
+func startOffset(o Offset) kgo.Offset {
+	switch o.Type {
+	case OffsetAtEnd:
+		return kgo.NewOffset().AtEnd()
+	case OffsetAt:
+		return kgo.NewOffset().At(o.Value)
+	case OffsetAfterMilli:
+		return kgo.NewOffset().AfterMilli(o.Value)
+	case OffsetRelative:
+		return kgo.NewOffset().Relative(o.Value)
+	case OffsetWithEpoch:
+		return kgo.NewOffset().WithEpoch(int32(o.Value))
+	default:
+		return kgo.NewOffset().AtStart()
+	}
+}
+
+func tlsConfig(t *TLS) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if t.Cert != "" {
+		pair, err := tls.LoadX509KeyPair(t.Cert, t.Key)
+		if err != nil {
+			return nil, fmt.Errorf("kafkajobs: tls key pair: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	if t.RootCA != "" {
+		pem, err := os.ReadFile(t.RootCA)
+		if err != nil {
+			return nil, fmt.Errorf("kafkajobs: tls root_ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kafkajobs: tls root_ca %s: no PEM certificate found", t.RootCA)
+		}
+		tc.RootCAs = pool
+	}
+	return tc, nil
+}
+
+// Close stops fetching, waits until every handed-out delivery is settled
+// (or ctx is done), commits the done prefix of every partition, leaves the
+// group and closes the client. Records fetched but not handed out, and
+// records waiting for an in-place retry, are left uncommitted: the group
+// delivers them again. Close is idempotent; later calls return the first
+// result. After Close, Receive, Publish and Settle return
+// consumer.ErrClosed.
+func (d *Driver) Close(ctx context.Context) error {
+	d.closeOnce.Do(func() { d.closeErr = d.close(ctx) })
+	return d.closeErr
+}
+
+func (d *Driver) close(ctx context.Context) error {
+	d.prod.close()
+	if d.cons == nil {
+		d.cancel()
+		d.client.Close()
+		return nil
+	}
+	d.cons.beginClose()
+	waitErr := d.cons.waitIdle(ctx)
+	d.cancel()
+	d.wg.Wait()
+	commitErr := d.commitNow(ctx)
+	d.client.AllowRebalance()
+	leaveErr := d.client.LeaveGroupContext(ctx)
+	d.cons.finishClose()
+	d.client.Close()
+	if err := errors.Join(waitErr, commitErr, leaveErr); err != nil {
+		return fmt.Errorf("kafkajobs: close %s: %w", d.name, err)
+	}
+	return nil
+}
+
+// Check reports whether the driver is usable: nil when healthy,
+// consumer.ErrClosed after Close, and the last fetch or commit error while
+// the consumer is failing.
+func (d *Driver) Check() error {
+	if d.prod.isClosed() {
+		return consumer.ErrClosed
+	}
+	if d.cons == nil {
+		return nil
+	}
+	return d.cons.health()
+}
+
+// Stat reports the broker side numbers: Ready is the lag of the assigned
+// partitions (high watermark minus what was handed out, taken from the
+// last fetch) plus local records not yet handed out, Delayed the records
+// waiting for a delay or an in-place retry, Active the records handed out
+// and not settled. A push-only pipeline reports -1 for Ready and Delayed.
+func (d *Driver) Stat(context.Context) (consumer.Stat, error) {
+	st := consumer.Stat{
+		Pipeline: d.name,
+		Driver:   DriverName,
+		Queue:    strings.Join(d.cfg.ConsumerOptions.Topics, ","),
+		Priority: d.cfg.Priority,
+		Ready:    -1,
+		Delayed:  -1,
+	}
+	if d.prod.isClosed() {
+		return st, consumer.ErrClosed
+	}
+	if d.cons == nil {
+		return st, nil
+	}
+	d.cons.fillStat(&st, time.Now())
+	return st, nil
+}

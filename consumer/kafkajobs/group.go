@@ -1,0 +1,332 @@
+package kafkajobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/pipevisor/pipevisor/consumer"
+)
+
+// commitInterval is how often the committer retries commits that failed
+// (successful settlements trigger a commit at once).
+const commitInterval = time.Second
+
+// pollLoop fetches records while a Receive waits and nothing local can be
+// handed out. It runs until ctx is done; Close owns it.
+func (d *Driver) pollLoop(ctx context.Context) {
+	c := d.cons
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.demand:
+		}
+		for ctx.Err() == nil && c.wantsRecords() {
+			fetches := d.client.PollRecords(ctx, pollBatch)
+			d.ingest(fetches)
+			d.client.AllowRebalance()
+			if fetches.IsClientClosed() {
+				return
+			}
+		}
+	}
+}
+
+// wantsRecords reports whether a Receive is waiting with nothing to take.
+func (c *consumerState) wantsRecords() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing || c.waiters == 0 {
+		return false
+	}
+	_, e := c.pickLocked(time.Now())
+	return e == nil
+}
+
+// ingest files polled records into their partitions and pauses partitions
+// whose local buffer is full.
+func (d *Driver) ingest(fetches kgo.Fetches) {
+	c := d.cons
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var fetchErr error
+	fetches.EachError(func(topic string, partition int32, err error) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kgo.ErrClientClosed) {
+			return
+		}
+		fetchErr = fmt.Errorf("kafkajobs: fetch %s[%d]: %w", topic, partition, err)
+		d.log.Error("fetch failed", "topic", topic, "partition", partition, "err", err)
+	})
+	got := false
+	var pause map[string][]int32
+	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
+		if ftp.Topic == "" {
+			return
+		}
+		tp := topicPartition{ftp.Topic, ftp.Partition}
+		ps := c.parts[tp]
+		if ps == nil {
+			ps = &partState{tp: tp, next: -1}
+			c.parts[tp] = ps
+			c.rebuildOrderLocked()
+		}
+		if ftp.Err == nil {
+			got = true
+			ps.hwm, ps.hasHWM = ftp.HighWatermark, true
+		}
+		for _, r := range ftp.Records {
+			if ps.next >= 0 && r.Offset < ps.next {
+				continue
+			}
+			ps.next = r.Offset + 1
+			m := readRecord(r, c.jobHeader, c.priority)
+			ps.entries = append(ps.entries, &entry{rec: r, meta: m, attempt: m.attempt, readyAt: m.delayUntil})
+		}
+		if !ps.paused && len(ps.entries) >= partitionBuffer {
+			ps.paused = true
+			if pause == nil {
+				pause = make(map[string][]int32)
+			}
+			pause[tp.topic] = append(pause[tp.topic], tp.partition)
+		}
+	})
+	if pause != nil {
+		d.client.PauseFetchPartitions(pause)
+	}
+	switch {
+	case fetchErr != nil:
+		c.fetchErr = fetchErr
+	case got:
+		c.fetchErr = nil
+	}
+	c.notifyLocked()
+}
+
+// commitLoop commits the done prefixes whenever a settlement moved one,
+// and retries failed commits every commitInterval. Close owns it.
+func (d *Driver) commitLoop(ctx context.Context) {
+	t := time.NewTicker(commitInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.cons.commitKick:
+		case <-t.C:
+		}
+		if err := d.commitNow(ctx); err != nil && ctx.Err() == nil {
+			d.log.Warn("commit failed; will retry", "err", err)
+		}
+	}
+}
+
+// commitNow commits every partition whose commit point moved since its
+// last commit.
+func (d *Driver) commitNow(ctx context.Context) error {
+	c := d.cons
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	c.mu.Lock()
+	offsets := make(map[string]map[int32]kgo.EpochOffset)
+	var taken []*partState
+	for _, ps := range c.parts {
+		if ps.dirty && ps.hasCommit {
+			if offsets[ps.tp.topic] == nil {
+				offsets[ps.tp.topic] = make(map[int32]kgo.EpochOffset)
+			}
+			offsets[ps.tp.topic][ps.tp.partition] = ps.commit
+			ps.dirty = false
+			taken = append(taken, ps)
+		}
+	}
+	c.mu.Unlock()
+	if len(taken) == 0 {
+		return nil
+	}
+	err := d.commit(ctx, offsets)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.commitErr = err
+	if err != nil {
+		for _, ps := range taken {
+			if !ps.revoked {
+				ps.dirty = true
+			}
+		}
+	}
+	return err
+}
+
+// commit sends offsets and returns the request error or every partition
+// error of the response.
+func (d *Driver) commit(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) error {
+	var errs []error
+	d.client.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if err := kerr.ErrorForCode(p.ErrorCode); err != nil {
+					errs = append(errs, fmt.Errorf("%s[%d]: %w", t.Topic, p.Partition, err))
+				}
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("kafkajobs: commit: %w", err)
+	}
+	return nil
+}
+
+// onAssigned starts local state for newly assigned partitions.
+func (d *Driver) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	c := d.cons
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for topic, parts := range assigned {
+		for _, p := range parts {
+			tp := topicPartition{topic, p}
+			if c.parts[tp] == nil {
+				c.parts[tp] = &partState{tp: tp, next: -1}
+			}
+		}
+	}
+	c.rebuildOrderLocked()
+	c.notifyLocked()
+}
+
+// onRevoked commits the done prefix of the revoked partitions and forgets
+// them: their buffered records are dropped and settlements of their
+// handed-out deliveries return consumer.ErrStaleDelivery.
+func (d *Driver) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	c := d.cons
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	offsets := d.dropPartitions(revoked)
+	if len(offsets) == 0 {
+		return
+	}
+	if err := d.commit(ctx, offsets); err != nil {
+		d.log.Warn("commit on revoke failed; the new owner re-runs the uncommitted jobs", "err", err)
+	}
+}
+
+// onLost forgets lost partitions without committing (the group no longer
+// accepts our commits for them).
+func (d *Driver) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	d.dropPartitions(lost)
+}
+
+// dropPartitions marks the given partitions revoked, removes them and
+// returns their uncommitted commit points.
+func (d *Driver) dropPartitions(tps map[string][]int32) map[string]map[int32]kgo.EpochOffset {
+	c := d.cons
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	offsets := make(map[string]map[int32]kgo.EpochOffset)
+	var resume map[string][]int32
+	for topic, parts := range tps {
+		for _, p := range parts {
+			tp := topicPartition{topic, p}
+			ps := c.parts[tp]
+			if ps == nil {
+				continue
+			}
+			ps.revoked = true
+			delete(c.parts, tp)
+			if ps.dirty && ps.hasCommit {
+				if offsets[topic] == nil {
+					offsets[topic] = make(map[int32]kgo.EpochOffset)
+				}
+				offsets[topic][p] = ps.commit
+			}
+			if ps.paused {
+				if resume == nil {
+					resume = make(map[string][]int32)
+				}
+				resume[topic] = append(resume[topic], p)
+			}
+		}
+	}
+	if resume != nil {
+		d.client.ResumeFetchPartitions(resume)
+	}
+	c.rebuildOrderLocked()
+	c.notifyLocked()
+	return offsets
+}
+
+func (c *consumerState) beginClose() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closing = true
+	c.notifyLocked()
+}
+
+// waitIdle waits until no delivery is handed out and unsettled, or ctx is
+// done.
+func (c *consumerState) waitIdle(ctx context.Context) error {
+	for {
+		c.mu.Lock()
+		active, changed := c.active, c.changed
+		c.mu.Unlock()
+		if active <= 0 {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("%d deliveries still unsettled: %w", active, ctx.Err())
+		}
+	}
+}
+
+func (c *consumerState) finishClose() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closed = true
+	c.notifyLocked()
+}
+
+func (c *consumerState) health() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closing {
+		return consumer.ErrClosed
+	}
+	return errors.Join(c.fetchErr, c.commitErr)
+}
+
+func (c *consumerState) fillStat(st *consumer.Stat, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var ready, delayed int64
+	for _, ps := range c.parts {
+		if ps.hasHWM && ps.next >= 0 && ps.hwm > ps.next {
+			ready += ps.hwm - ps.next
+		}
+		for _, e := range ps.entries {
+			if e.state != statePending {
+				continue
+			}
+			if e.readyAt.After(now) {
+				delayed++
+			} else {
+				ready++
+			}
+		}
+	}
+	st.Ready, st.Delayed, st.Active = ready, delayed, int64(c.active)
+	st.Consuming = !c.closing && c.fetchErr == nil
+	if err := errors.Join(c.fetchErr, c.commitErr); err != nil {
+		st.Error = err.Error()
+	}
+}

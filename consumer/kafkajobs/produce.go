@@ -1,0 +1,353 @@
+package kafkajobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/pipevisor/pipevisor/consumer"
+)
+
+// partitionCountTTL is how long a topic's partition count is trusted
+// before it is asked again.
+const partitionCountTTL = time.Minute
+
+// topicPartition names one partition.
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+// partitionHealth is the produce state of one partition: records handed
+// to kgo whose promise has not run yet, and the first failure seen among
+// them. While failed is set, new records for the partition are refused.
+type partitionHealth struct {
+	inflight int
+	failed   error
+}
+
+type topicMeta struct {
+	partitions int
+	fetched    time.Time
+	roundRobin int
+	hasher     kgo.TopicPartitioner
+}
+
+// producer sends records with driver-chosen partitions and keeps the
+// per-partition failure state of the franz-go #852 protection.
+type producer struct {
+	client     *kgo.Client
+	strategy   string
+	autoCreate bool
+
+	mu     sync.Mutex
+	closed bool
+	topics map[string]*topicMeta
+	health map[topicPartition]*partitionHealth
+}
+
+func newProducer(client *kgo.Client, cfg Config) *producer {
+	return &producer{
+		client:     client,
+		strategy:   cfg.ProducerOptions.PartitioningStrategy,
+		autoCreate: cfg.AutoCreateTopicsEnable,
+		topics:     make(map[string]*topicMeta),
+		health:     make(map[topicPartition]*partitionHealth),
+	}
+}
+
+func (p *producer) close() {
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+}
+
+func (p *producer) isClosed() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed
+}
+
+// Publish produces one record per job to the pipeline's topic (the first
+// of consumer_options.topics) and returns once the broker acknowledged
+// every record, or ctx is done. On failure it returns a
+// *consumer.BatchError: every job that failed is in it, and so is every
+// job after the first failed one (the publish is then not reported as
+// successful even if the broker took it; a retry duplicates it, never
+// loses it). A job whose partition has a failed produce in flight fails
+// fast with ErrPartitionFailed. After Close it returns consumer.ErrClosed.
+func (d *Driver) Publish(ctx context.Context, jobs []consumer.Job) error {
+	if d.prod.isClosed() {
+		return consumer.ErrClosed
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	topic := d.publishTopic()
+	recs := make([]*kgo.Record, len(jobs))
+	for i, j := range jobs {
+		recs[i] = d.jobRecord(topic, j)
+	}
+	var errs []error
+	if topic == "" {
+		errs = make([]error, len(jobs))
+		for i := range errs {
+			errs[i] = ErrNoTopic
+		}
+	} else {
+		errs = d.prod.produce(ctx, recs)
+	}
+	first := -1
+	for i, err := range errs {
+		if err != nil {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		return nil
+	}
+	be := &consumer.BatchError{Failed: make(map[int]error)}
+	for i := first; i < len(errs); i++ {
+		switch {
+		case errs[i] != nil:
+			be.Failed[i] = fmt.Errorf("kafkajobs: publish job %q: %w", jobs[i].ID, errs[i])
+		default:
+			be.Failed[i] = fmt.Errorf("kafkajobs: publish job %q: not reported: job %d of the batch failed first", jobs[i].ID, first)
+		}
+	}
+	return be
+}
+
+func (d *Driver) publishTopic() string {
+	co := d.cfg.ConsumerOptions
+	if co.ConsumeRegexp || len(co.Topics) == 0 {
+		return ""
+	}
+	return co.Topics[0]
+}
+
+// jobRecord builds the record for a published job (see the package doc
+// for the layout).
+func (d *Driver) jobRecord(topic string, j consumer.Job) *kgo.Record {
+	id := j.ID
+	if id == "" {
+		id = uuid.NewString()
+	}
+	key := j.Key
+	if key == "" {
+		key = id
+	}
+	pipeline := j.Pipeline
+	if pipeline == "" {
+		pipeline = d.name
+	}
+	prio := j.Priority
+	if prio == 0 {
+		prio = d.cfg.Priority
+	}
+	r := &kgo.Record{Topic: topic, Key: []byte(key), Value: j.Payload}
+	r.Headers = append(r.Headers,
+		kgo.RecordHeader{Key: hdrID, Value: []byte(id)},
+		kgo.RecordHeader{Key: hdrJob, Value: []byte(j.Name)},
+		kgo.RecordHeader{Key: hdrPipeline, Value: []byte(pipeline)},
+		kgo.RecordHeader{Key: hdrPriority, Value: []byte(strconv.FormatInt(prio, 10))},
+	)
+	if j.Delay > 0 {
+		r.Headers = append(r.Headers, delayHeader(time.Now().Add(j.Delay)))
+	}
+	r.Headers = appendUserHeaders(r.Headers, j.Headers)
+	return r
+}
+
+// produce sends recs (each with Topic and Key set; the partition is chosen
+// here) and waits for every promise or ctx. The i-th error belongs to
+// recs[i]. When ctx ends first, every unresolved record is reported as
+// failed; its promise still runs later and updates the partition health.
+func (p *producer) produce(ctx context.Context, recs []*kgo.Record) []error {
+	var (
+		mu      sync.Mutex // guards errs and pending against the promises
+		errs    = make([]error, len(recs))
+		settled = make([]bool, len(recs))
+		pending = 1 // released by the loop below once every record is handed over
+		done    = make(chan struct{})
+	)
+	finish := func() { // with mu held
+		pending--
+		if pending == 0 {
+			close(done)
+		}
+	}
+	for i, r := range recs {
+		part, err := p.partition(ctx, r)
+		if err == nil {
+			r.Partition = part
+			err = p.acquire(topicPartition{r.Topic, part})
+		}
+		if err != nil {
+			mu.Lock()
+			errs[i], settled[i] = err, true
+			mu.Unlock()
+			continue
+		}
+		tp := topicPartition{r.Topic, part}
+		mu.Lock()
+		pending++
+		mu.Unlock()
+		p.client.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			p.release(tp, err)
+			mu.Lock()
+			defer mu.Unlock()
+			errs[i], settled[i] = err, true
+			finish()
+		})
+	}
+	mu.Lock()
+	finish()
+	mu.Unlock()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	out := make([]error, len(errs))
+	for i, err := range errs {
+		out[i] = err
+		if !settled[i] {
+			out[i] = fmt.Errorf("kafkajobs: waiting for the broker: %w", context.Cause(ctx))
+		}
+	}
+	return out
+}
+
+// acquire registers one record in flight to tp, or refuses it while tp has
+// an unsettled failure.
+func (p *producer) acquire(tp topicPartition) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h := p.health[tp]
+	if h == nil {
+		h = &partitionHealth{}
+		p.health[tp] = h
+	}
+	if h.failed != nil {
+		return fmt.Errorf("%w: %s[%d]: %w", ErrPartitionFailed, tp.topic, tp.partition, h.failed)
+	}
+	h.inflight++
+	return nil
+}
+
+// release runs in a record's promise. A failure marks tp failed; the mark
+// is cleared once every record that was in flight to tp has its result.
+func (p *producer) release(tp topicPartition, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h := p.health[tp]
+	h.inflight--
+	if err != nil && h.failed == nil {
+		h.failed = err
+	}
+	if h.inflight == 0 {
+		h.failed = nil
+	}
+	if err != nil && errors.Is(err, kerr.UnknownTopicOrPartition) {
+		delete(p.topics, tp.topic)
+	}
+}
+
+// partition chooses r's partition with the configured strategy.
+func (p *producer) partition(ctx context.Context, r *kgo.Record) (int32, error) {
+	n, err := p.partitionCount(ctx, r.Topic)
+	if err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := p.topics[r.Topic]
+	if m == nil { // dropped by a concurrent release; the count is still valid
+		m = &topicMeta{partitions: n, fetched: time.Now()}
+		p.topics[r.Topic] = m
+	}
+	if p.strategy == PartitionRoundRobin {
+		part := m.roundRobin % n
+		m.roundRobin++
+		return int32(part), nil
+	}
+	if m.hasher == nil {
+		m.hasher = kgo.StickyKeyPartitioner(nil).ForTopic(r.Topic)
+	}
+	return int32(m.hasher.Partition(r, n)), nil
+}
+
+// partitionCount returns the number of partitions of topic, asking the
+// brokers when the cached count is missing or old.
+func (p *producer) partitionCount(ctx context.Context, topic string) (int, error) {
+	p.mu.Lock()
+	m := p.topics[topic]
+	if m != nil && time.Since(m.fetched) < partitionCountTTL {
+		n := m.partitions
+		p.mu.Unlock()
+		return n, nil
+	}
+	p.mu.Unlock()
+
+	backoff := 50 * time.Millisecond
+	for {
+		n, err := p.fetchPartitionCount(ctx, topic)
+		if err == nil {
+			p.mu.Lock()
+			if m := p.topics[topic]; m != nil {
+				m.partitions, m.fetched = n, time.Now()
+			} else {
+				p.topics[topic] = &topicMeta{partitions: n, fetched: time.Now()}
+			}
+			p.mu.Unlock()
+			return n, nil
+		}
+		if !kerr.IsRetriable(err) || (errors.Is(err, kerr.UnknownTopicOrPartition) && !p.autoCreate) {
+			return 0, err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return 0, fmt.Errorf("kafkajobs: partitions of %q: %w (last error: %w)", topic, context.Cause(ctx), err)
+		case <-t.C:
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+func (p *producer) fetchPartitionCount(ctx context.Context, topic string) (int, error) {
+	req := kmsg.NewPtrMetadataRequest()
+	rt := kmsg.NewMetadataRequestTopic()
+	rt.Topic = kmsg.StringPtr(topic)
+	req.Topics = append(req.Topics, rt)
+	req.AllowAutoTopicCreation = p.autoCreate
+	resp, err := req.RequestWith(ctx, p.client)
+	if err != nil {
+		return 0, fmt.Errorf("kafkajobs: metadata for %q: %w", topic, err)
+	}
+	for _, t := range resp.Topics {
+		if t.Topic == nil || *t.Topic != topic {
+			continue
+		}
+		if err := kerr.ErrorForCode(t.ErrorCode); err != nil {
+			return 0, fmt.Errorf("kafkajobs: topic %q: %w", topic, err)
+		}
+		if len(t.Partitions) == 0 {
+			return 0, fmt.Errorf("kafkajobs: topic %q: %w", topic, kerr.LeaderNotAvailable)
+		}
+		return len(t.Partitions), nil
+	}
+	return 0, fmt.Errorf("kafkajobs: topic %q: %w", topic, kerr.UnknownTopicOrPartition)
+}
