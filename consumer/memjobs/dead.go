@@ -40,7 +40,7 @@ func (q *Queue) addDead(it *item, reason string) {
 			Key:      it.key,
 		},
 		Reason:   reason,
-		Attempts: it.attempt,
+		Attempts: int(it.attempt),
 		At:       time.Now(),
 	})
 }
