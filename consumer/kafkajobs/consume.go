@@ -40,6 +40,16 @@ type entry struct {
 	attempt int
 	readyAt time.Time // not handed out before this (delay, in-place retry)
 	state   entryState
+	// deferred marks a record published with a delay that has not been
+	// handed out yet: until its time it holds up nobody (only the commit
+	// point waits for it).
+	deferred bool
+}
+
+// heldAside reports whether e is a delayed record that later records may
+// pass.
+func (e *entry) heldAside(now time.Time) bool {
+	return e.deferred && e.state == statePending && e.readyAt.After(now)
 }
 
 // partState is the local state of one assigned partition. A revoked or
@@ -66,7 +76,7 @@ type partState struct {
 func (ps *partState) eligible(ord Ordering, now time.Time) *entry {
 	if ord == OrderPartition {
 		for _, e := range ps.entries {
-			if e.state == stateDone {
+			if e.state == stateDone || e.heldAside(now) {
 				continue
 			}
 			if e.state == statePending && !e.readyAt.After(now) {
@@ -78,7 +88,7 @@ func (ps *partState) eligible(ord Ordering, now time.Time) *entry {
 	}
 	var busy map[string]struct{}
 	for _, e := range ps.entries {
-		if e.state == stateDone {
+		if e.state == stateDone || e.heldAside(now) {
 			continue
 		}
 		k := string(e.rec.Key)
@@ -225,7 +235,7 @@ func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 			return nil, consumer.ErrClosed
 		}
 		if ps, e := c.pickLocked(now); e != nil {
-			e.state = stateOut
+			e.state, e.deferred = stateOut, false
 			c.active++
 			dl := d.delivery(ps, e)
 			c.mu.Unlock()

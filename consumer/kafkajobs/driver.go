@@ -21,8 +21,11 @@
 // job has none; headers rr_id, rr_job, rr_pipeline, rr_priority, plus one
 // record header per value of each user header (a header with two values is
 // two record headers with the same name). Delayed jobs carry
-// rr_delay_until (Unix milliseconds); the consumer holds such a record in
-// place until then. Retried copies carry rr_attempt. On receipt, x-attempt
+// rr_delay_until (Unix milliseconds); the consumer holds such a record
+// aside until then: later records (of the partition, or of the key) may
+// pass it, but the commit point waits for it, so a long delay holds back
+// the partition's commits and, past partitionBuffer local records, its
+// fetching. Retried copies carry rr_attempt. On receipt, x-attempt
 // is read as well, and records without rr_* headers (third-party producers)
 // get the id "topic/partition/offset" and the job name from the configured
 // job_header, else the topic.

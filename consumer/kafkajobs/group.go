@@ -86,7 +86,10 @@ func (d *Driver) ingest(fetches kgo.Fetches) {
 			}
 			ps.next = r.Offset + 1
 			m := readRecord(r, c.jobHeader, c.priority)
-			ps.entries = append(ps.entries, &entry{rec: r, meta: m, attempt: m.attempt, readyAt: m.delayUntil})
+			ps.entries = append(ps.entries, &entry{
+				rec: r, meta: m, attempt: m.attempt,
+				readyAt: m.delayUntil, deferred: !m.delayUntil.IsZero(),
+			})
 		}
 		if !ps.paused && len(ps.entries) >= partitionBuffer {
 			ps.paused = true
