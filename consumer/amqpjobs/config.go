@@ -1,0 +1,294 @@
+package amqpjobs
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pipevisor/pipevisor/consumer"
+)
+
+// Default values applied by Config.Defaults and Global.Defaults.
+const (
+	// DefaultAddr is the broker address when amqp.addr is absent.
+	DefaultAddr = "amqp://guest:guest@127.0.0.1:5672/"
+	// DefaultPrefetch is the basic.qos prefetch count.
+	DefaultPrefetch = 10
+	// DefaultPriority is the pipeline priority; jobs without rr_priority
+	// get it. Lower numbers are more urgent (RoadRunner semantics).
+	DefaultPriority int64 = 10
+	// DefaultRedialTimeout is how long one series of reconnect attempts
+	// may fail before the driver reports the outage at error level (it
+	// keeps trying afterwards).
+	DefaultRedialTimeout = 60 * time.Second
+	// DefaultExchange is RoadRunner's default exchange name.
+	DefaultExchange = "amqp.default"
+	// DefaultExchangeType is the type of a declared exchange.
+	DefaultExchangeType = "direct"
+	// DefaultConfirmTimeout bounds the wait for one publisher confirm.
+	DefaultConfirmTimeout = 30 * time.Second
+)
+
+// Exchange types accepted by Config.ExchangeType.
+const (
+	ExchangeDirect  = "direct"
+	ExchangeFanout  = "fanout"
+	ExchangeTopic   = "topic"
+	ExchangeHeaders = "headers"
+)
+
+// Client auth types accepted by TLS.ClientAuthType (RoadRunner's names).
+var clientAuthTypes = []string{
+	"no_client_cert",
+	"request_client_cert",
+	"require_any_client_cert",
+	"verify_client_cert_if_given",
+	"require_and_verify_client_cert",
+}
+
+// Config holds the pipeline keys of an amqp pipeline
+// (jobs.pipelines.<name>.config). The key names are RoadRunner's flat
+// ("v1") amqp keys; Declare, JobHeader and ConfirmTimeout are ours.
+type Config struct {
+	// Prefetch is the basic.qos prefetch count: the most deliveries the
+	// broker sends before some are settled (default 10).
+	Prefetch int `yaml:"prefetch"`
+	// Priority is the pipeline priority (default 10).
+	Priority int64 `yaml:"priority"`
+	// RedialTimeout is how long a series of failed reconnect attempts
+	// lasts before the outage is logged at error level; the driver keeps
+	// redialling afterwards and Check reports the pipeline down meanwhile
+	// (default 60s; an integer is seconds, as in RoadRunner).
+	RedialTimeout time.Duration `yaml:"redial_timeout"`
+
+	// Queue is the queue to consume. Empty makes a push-only pipeline.
+	Queue string `yaml:"queue"`
+	// Exchange jobs are published to (default "amqp.default"). Empty
+	// means the AMQP default exchange, where the routing key is the queue
+	// name.
+	Exchange string `yaml:"exchange"`
+	// ExchangeType is direct (default), fanout, topic or headers.
+	ExchangeType string `yaml:"exchange_type"`
+	// RoutingKey binds Queue to Exchange and routes published jobs. When
+	// empty it defaults to Queue.
+	RoutingKey string `yaml:"routing_key"`
+
+	// Exclusive declares the queue exclusive to the connection.
+	Exclusive bool `yaml:"exclusive"`
+	// Durable declares the queue durable.
+	Durable bool `yaml:"durable"`
+	// ExchangeDurable declares the exchange durable.
+	ExchangeDurable bool `yaml:"exchange_durable"`
+	// ExchangeAutoDelete declares the exchange auto-delete.
+	ExchangeAutoDelete bool `yaml:"exchange_auto_delete"`
+	// QueueAutoDelete declares the queue auto-delete.
+	QueueAutoDelete bool `yaml:"queue_auto_delete"`
+	// DeleteQueueOnStop deletes the queue when the driver is closed.
+	DeleteQueueOnStop bool `yaml:"delete_queue_on_stop"`
+	// MultipleAck acks with multiple=true. The driver sets the flag only
+	// when no earlier delivery of the channel is unsettled, so a multiple
+	// ack never settles a job that another worker is still running.
+	MultipleAck bool `yaml:"multiple_ack"`
+	// RequeueOnFail is accepted for RoadRunner compatibility; failures are
+	// settled by the pipeline's retry policy instead.
+	RequeueOnFail bool `yaml:"requeue_on_fail"`
+	// QueueHeaders are the queue-declare arguments, for example
+	// x-queue-type: quorum or x-dead-letter-exchange. With
+	// x-dead-letter-exchange and no pipeline dead_letter, Dead outcomes go
+	// to that exchange through basic.nack(requeue=false).
+	QueueHeaders map[string]any `yaml:"queue_headers"`
+	// ConsumerID is the consumer tag; empty means one is generated.
+	ConsumerID string `yaml:"consumer_id"`
+
+	// Declare declares the exchange, the queue and its binding on every
+	// (re)connect (default true). With false they must exist already.
+	Declare *bool `yaml:"declare"`
+	// JobHeader names the message header that carries the job name for
+	// messages without rr_job (third-party producers). When it is empty
+	// or the header is missing, the job name is the routing key.
+	JobHeader string `yaml:"job_header"`
+	// ConfirmTimeout bounds the wait for the broker to confirm one publish
+	// (default 30s).
+	ConfirmTimeout time.Duration `yaml:"confirm_timeout"`
+}
+
+// Defaults fills in zero fields with their default values.
+func (c *Config) Defaults() {
+	if c.Prefetch == 0 {
+		c.Prefetch = DefaultPrefetch
+	}
+	if c.Priority == 0 {
+		c.Priority = DefaultPriority
+	}
+	if c.RedialTimeout == 0 {
+		c.RedialTimeout = DefaultRedialTimeout
+	}
+	if c.Exchange == "" {
+		c.Exchange = DefaultExchange
+	}
+	if c.ExchangeType == "" {
+		c.ExchangeType = DefaultExchangeType
+	}
+	if c.RoutingKey == "" && c.ExchangeType != ExchangeFanout {
+		c.RoutingKey = c.Queue
+	}
+	if c.Declare == nil {
+		yes := true
+		c.Declare = &yes
+	}
+	if c.ConfirmTimeout == 0 {
+		c.ConfirmTimeout = DefaultConfirmTimeout
+	}
+}
+
+// Declares reports whether the driver declares its exchange and queue
+// (Declare unset counts as true).
+func (c *Config) Declares() bool { return c.Declare == nil || *c.Declare }
+
+// Consumes reports whether the pipeline consumes (it has a queue); a
+// pipeline without a queue can only publish.
+func (c *Config) Consumes() bool { return c.Queue != "" }
+
+// DeadLetterExchange returns the queue's x-dead-letter-exchange argument
+// and whether it is set.
+func (c *Config) DeadLetterExchange() (string, bool) {
+	v, ok := c.QueueHeaders["x-dead-letter-exchange"]
+	if !ok {
+		return "", false
+	}
+	s, ok := v.(string)
+	return s, ok
+}
+
+// Validate reports every problem as a *consumer.FieldError, joined with
+// errors.Join; it returns nil when the config is usable. Call Defaults
+// first: zero values are reported as invalid.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &consumer.FieldError{Key: key, Reason: fmt.Sprintf(format, args...)})
+	}
+	if c.Prefetch <= 0 || c.Prefetch > 65535 {
+		add("prefetch", "must be between 1 and 65535, got %d", c.Prefetch)
+	}
+	if c.Priority <= 0 {
+		add("priority", "must be positive, got %d", c.Priority)
+	}
+	if c.RedialTimeout <= 0 {
+		add("redial_timeout", "must be positive, got %s", c.RedialTimeout)
+	}
+	if c.ConfirmTimeout <= 0 {
+		add("confirm_timeout", "must be positive, got %s", c.ConfirmTimeout)
+	}
+	switch c.ExchangeType {
+	case ExchangeDirect, ExchangeFanout, ExchangeTopic, ExchangeHeaders:
+	default:
+		add("exchange_type", "must be direct, fanout, topic or headers; got %q", c.ExchangeType)
+	}
+	if c.Exchange == "" && c.ExchangeType == ExchangeFanout {
+		add("exchange", "must be set for a fanout exchange (the default exchange is direct)")
+	}
+	if c.RoutingKey == "" && c.ExchangeType != ExchangeFanout {
+		add("routing_key", "required unless exchange_type is fanout (or set queue, which it defaults to)")
+	}
+	if c.Exchange == "" && c.Queue != "" && c.RoutingKey != c.Queue {
+		add("routing_key", "must equal queue when exchange is empty (the default exchange routes by queue name)")
+	}
+	if c.Queue != "" && strings.TrimSpace(c.Queue) != c.Queue {
+		add("queue", "must not start or end with spaces")
+	}
+	for _, k := range []string{"queue", "exchange", "routing_key"} {
+		v := map[string]string{"queue": c.Queue, "exchange": c.Exchange, "routing_key": c.RoutingKey}[k]
+		if len(v) > 255 {
+			add(k, "longer than 255 bytes")
+		}
+	}
+	if c.Queue == "" && c.DeleteQueueOnStop {
+		add("delete_queue_on_stop", "needs queue")
+	}
+	for k, v := range c.QueueHeaders {
+		if _, err := tableValue(v); err != nil {
+			add("queue_headers."+k, "%v", err)
+		}
+	}
+	if v, ok := c.QueueHeaders["x-dead-letter-exchange"]; ok {
+		if _, isString := v.(string); !isString {
+			add("queue_headers.x-dead-letter-exchange", "must be a string, got %T", v)
+		}
+	}
+	if c.Queue == "" && c.QueueHeaders != nil {
+		add("queue_headers", "needs queue")
+	}
+	return errors.Join(errs...)
+}
+
+// Global is the top-level amqp: section shared by every amqp pipeline.
+type Global struct {
+	// Addr is the broker URL, amqp:// or amqps:// (default DefaultAddr).
+	Addr string `yaml:"addr"`
+	// TLS, when set, configures the amqps:// connection.
+	TLS *TLS `yaml:"tls"`
+}
+
+// TLS holds PEM file paths. Key and Cert go together (client
+// certificate); RootCA alone verifies the broker against a private CA.
+// ClientAuthType is accepted for RoadRunner compatibility (it is a server
+// setting) and only validated.
+type TLS struct {
+	Key            string `yaml:"key"`
+	Cert           string `yaml:"cert"`
+	RootCA         string `yaml:"root_ca"`
+	ClientAuthType string `yaml:"client_auth_type"`
+}
+
+// Defaults fills in zero fields with their default values.
+func (g *Global) Defaults() {
+	if g.Addr == "" {
+		g.Addr = DefaultAddr
+	}
+}
+
+// Validate reports every problem as a *consumer.FieldError, joined with
+// errors.Join; nil means usable. Call Defaults first.
+func (g *Global) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, &consumer.FieldError{Key: key, Reason: fmt.Sprintf(format, args...)})
+	}
+	u, err := url.Parse(g.Addr)
+	switch {
+	case err != nil:
+		add("addr", "not a URL: %v", err)
+	case u.Scheme != "amqp" && u.Scheme != "amqps":
+		add("addr", "must start with amqp:// or amqps://, got %q", redact(g.Addr))
+	case u.Host == "":
+		add("addr", "has no host")
+	}
+	if g.TLS != nil {
+		if (g.TLS.Key == "") != (g.TLS.Cert == "") {
+			add("tls", "key and cert must be set together")
+		}
+		if g.TLS.ClientAuthType != "" && !slices.Contains(clientAuthTypes, g.TLS.ClientAuthType) {
+			add("tls.client_auth_type", "must be one of %s; got %q", strings.Join(clientAuthTypes, ", "), g.TLS.ClientAuthType)
+		}
+		if err == nil && u.Scheme == "amqp" {
+			add("tls", "needs an amqps:// addr")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// redact hides the password of an AMQP URL for error messages and logs.
+func redact(addr string) string {
+	u, err := url.Parse(addr)
+	if err != nil || u.User == nil {
+		return addr
+	}
+	if _, ok := u.User.Password(); ok {
+		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	}
+	return u.String()
+}

@@ -1,0 +1,338 @@
+package amqpjobs
+
+import (
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/pipevisor/pipevisor/consumer"
+)
+
+// Message headers written by Publish and read on receipt. The rr_* names
+// are RoadRunner's, so producers and consumers of either side interoperate.
+const (
+	hdrID       = "rr_id"
+	hdrJob      = "rr_job"
+	hdrPipeline = "rr_pipeline"
+	hdrHeaders  = "rr_headers"
+	hdrPriority = "rr_priority"
+	hdrDelay    = "rr_delay"
+	hdrAutoAck  = "rr_auto_ack"
+	// hdrKey carries consumer.Job.Key (ours).
+	hdrKey = "rr_key"
+	// hdrAttempt is the attempt number of a republished copy.
+	hdrAttempt = "x-attempt"
+	// hdrDeliveryCount is set by quorum queues on redelivered messages.
+	hdrDeliveryCount = "x-delivery-count"
+	// hdrRoutingKey in a job's headers overrides the routing key of that
+	// one publish (RoadRunner's per-job override); it is not sent.
+	hdrRoutingKey = "x-routing-key"
+	// HeaderDeadReason is the header carrying Outcome.Reason on a message
+	// published to the pipeline's dead_letter queue.
+	HeaderDeadReason = "x-dead-reason"
+	// HeaderDeadQueue is the queue a dead-lettered copy came from.
+	HeaderDeadQueue = "x-dead-queue"
+)
+
+// internal reports whether a table entry is driver bookkeeping that is not
+// handed to the worker as a user header.
+func internal(k string) bool {
+	switch k {
+	case hdrID, hdrJob, hdrPipeline, hdrHeaders, hdrPriority, hdrDelay, hdrAutoAck, hdrKey, hdrAttempt:
+		return true
+	}
+	return false
+}
+
+// brokerHeader reports whether a user header was added by the broker on a
+// previous hop (dead-lettering, quorum redelivery); such headers are not
+// copied onto a republished message.
+func brokerHeader(k string) bool {
+	return k == "x-death" || k == hdrDeliveryCount || k == hdrAttempt ||
+		strings.HasPrefix(k, "x-first-death-") || strings.HasPrefix(k, "x-last-death-")
+}
+
+// tableValue converts a decoded YAML or JSON value into one an AMQP table
+// accepts: integral floats become int64 (JSON numbers from jobs.Declare),
+// maps become tables.
+func tableValue(v any) (any, error) {
+	switch x := v.(type) {
+	case nil, bool, string, int8, int16, int32, int64, uint8, uint16, uint32, float32, []byte, time.Time:
+		return x, nil
+	case int:
+		return int64(x), nil
+	case uint:
+		if uint64(x) > math.MaxInt64 {
+			return nil, fmt.Errorf("%d is out of range", x)
+		}
+		return int64(x), nil
+	case uint64:
+		if x > math.MaxInt64 {
+			return nil, fmt.Errorf("%d is out of range", x)
+		}
+		return int64(x), nil
+	case float64:
+		if x == math.Trunc(x) && math.Abs(x) < 1<<53 {
+			return int64(x), nil
+		}
+		return x, nil
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			c, err := tableValue(e)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = c
+		}
+		return out, nil
+	case map[string]any:
+		t := amqp.Table{}
+		for k, e := range x {
+			c, err := tableValue(e)
+			if err != nil {
+				return nil, err
+			}
+			t[k] = c
+		}
+		return t, nil
+	default:
+		return nil, fmt.Errorf("value of type %T cannot be an AMQP argument", v)
+	}
+}
+
+// queueArgs returns cfg.QueueHeaders as a table (Validate has checked
+// every value).
+func queueArgs(h map[string]any) amqp.Table {
+	if len(h) == 0 {
+		return nil
+	}
+	t := amqp.Table{}
+	for k, v := range h {
+		c, err := tableValue(v)
+		if err == nil {
+			t[k] = c
+		}
+	}
+	return t
+}
+
+// message is what one publish sends: the target and the message.
+type message struct {
+	exchange, key string
+	pub           amqp.Publishing
+}
+
+// encode builds the AMQP message of j. pipeline is used when j.Pipeline is
+// empty; attempt is written as x-attempt. It also returns the routing key
+// to use (the per-job x-routing-key header, else fallback).
+func encode(j consumer.Job, pipeline string, attempt int, fallbackKey string, extra amqp.Table) (amqp.Publishing, string, error) {
+	user := maps.Clone(j.Headers)
+	key := fallbackKey
+	if v := user[hdrRoutingKey]; len(v) > 0 {
+		key = v[0]
+		delete(user, hdrRoutingKey)
+	}
+	if user == nil {
+		user = map[string][]string{}
+	}
+	hj, err := json.Marshal(user)
+	if err != nil {
+		return amqp.Publishing{}, "", fmt.Errorf("amqpjobs: encode headers of job %q: %w", j.ID, err)
+	}
+	if j.Pipeline == "" {
+		j.Pipeline = pipeline
+	}
+	t := amqp.Table{
+		hdrID:       j.ID,
+		hdrJob:      j.Name,
+		hdrPipeline: j.Pipeline,
+		hdrHeaders:  hj,
+		hdrPriority: j.Priority,
+		hdrDelay:    int64(j.Delay / time.Second),
+		hdrAutoAck:  j.AutoAck,
+		hdrAttempt:  int64(attempt),
+	}
+	if j.Key != "" {
+		t[hdrKey] = j.Key
+	}
+	maps.Copy(t, extra)
+	return amqp.Publishing{
+		Headers:      t,
+		ContentType:  "application/octet-stream",
+		DeliveryMode: amqp.Persistent,
+		MessageId:    j.ID,
+		Timestamp:    time.Now(),
+		Body:         j.Payload,
+	}, key, nil
+}
+
+// decoded is what the driver reads from a delivery's headers.
+type decoded struct {
+	id, job, key string
+	pipeline     string
+	headers      map[string][]string
+	priority     int64
+	autoAck      bool
+	// attempt is x-attempt (1 when absent); deliveryCount is the quorum
+	// x-delivery-count (0 when absent).
+	attempt       int
+	deliveryCount int
+	hasCount      bool
+	thirdParty    bool
+}
+
+// decode reads the job fields of m. jobHeader names the header holding the
+// job name of third-party messages; newID makes an id when there is none.
+func decode(m *amqp.Delivery, jobHeader string, defPriority int64, newID func() string) decoded {
+	h := m.Headers
+	out := decoded{
+		headers:  map[string][]string{},
+		priority: defPriority,
+		attempt:  1,
+	}
+	for k, v := range h {
+		if internal(k) {
+			continue
+		}
+		out.headers[k] = []string{stringify(v)}
+	}
+	if raw, ok := h[hdrHeaders]; ok {
+		var user map[string][]string
+		var b []byte
+		switch x := raw.(type) {
+		case []byte:
+			b = x
+		case string:
+			b = []byte(x)
+		}
+		if json.Unmarshal(b, &user) == nil {
+			maps.Copy(out.headers, user)
+		}
+	}
+	out.id, _ = h[hdrID].(string)
+	if out.id == "" {
+		out.thirdParty = true
+		out.id = m.MessageId
+		if out.id == "" {
+			out.id = newID()
+		}
+	}
+	out.job, _ = h[hdrJob].(string)
+	if out.job == "" && jobHeader != "" {
+		if v, ok := h[jobHeader]; ok {
+			out.job = stringify(v)
+		}
+	}
+	if out.job == "" {
+		out.job = m.RoutingKey
+	}
+	out.pipeline, _ = h[hdrPipeline].(string)
+	out.key, _ = h[hdrKey].(string)
+	if p, ok := toInt(h[hdrPriority]); ok && p != 0 {
+		out.priority = p
+	}
+	if b, ok := h[hdrAutoAck].(bool); ok {
+		out.autoAck = b
+	}
+	if a, ok := toInt(h[hdrAttempt]); ok && a > 0 {
+		out.attempt = int(a)
+	}
+	if c, ok := toInt(h[hdrDeliveryCount]); ok && c >= 0 {
+		out.deliveryCount = int(c)
+		out.hasCount = true
+	}
+	return out
+}
+
+// toInt reads an integer table value of any width (or a decimal string).
+func toInt(v any) (int64, bool) {
+	switch x := v.(type) {
+	case int:
+		return int64(x), true
+	case int8:
+		return int64(x), true
+	case int16:
+		return int64(x), true
+	case int32:
+		return int64(x), true
+	case int64:
+		return x, true
+	case uint8:
+		return int64(x), true
+	case uint16:
+		return int64(x), true
+	case uint32:
+		return int64(x), true
+	case string:
+		n, err := strconv.ParseInt(x, 10, 64)
+		return n, err == nil
+	case []byte:
+		n, err := strconv.ParseInt(string(x), 10, 64)
+		return n, err == nil
+	}
+	return 0, false
+}
+
+// stringify renders a table value as a header string: text as is, numbers
+// in decimal, times in RFC 3339, nested tables and arrays as JSON.
+func stringify(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return ""
+	case string:
+		return x
+	case []byte:
+		return string(x)
+	case bool:
+		return strconv.FormatBool(x)
+	case time.Time:
+		return x.UTC().Format(time.RFC3339)
+	case float32:
+		return strconv.FormatFloat(float64(x), 'g', -1, 32)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
+	case amqp.Decimal:
+		return fmt.Sprintf("%de-%d", x.Value, x.Scale)
+	case amqp.Table, []any:
+		b, err := json.Marshal(jsonable(x))
+		if err != nil {
+			return fmt.Sprint(x)
+		}
+		return string(b)
+	}
+	if n, ok := toInt(v); ok {
+		return strconv.FormatInt(n, 10)
+	}
+	return fmt.Sprint(v)
+}
+
+// jsonable turns tables and byte slices into values encoding/json renders
+// readably.
+func jsonable(v any) any {
+	switch x := v.(type) {
+	case amqp.Table:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = jsonable(e)
+		}
+		return m
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = jsonable(e)
+		}
+		return out
+	case []byte:
+		return string(x)
+	case time.Time:
+		return x.UTC().Format(time.RFC3339)
+	}
+	return v
+}
