@@ -1,6 +1,9 @@
 package pool
 
-import "time"
+import (
+	"runtime"
+	"time"
+)
 
 // Config describes one pool of worker processes. The yaml tags are the
 // RoadRunner key names under jobs.pool in .rr.yaml.
@@ -40,4 +43,26 @@ type Supervisor struct {
 	ExecTTL time.Duration `yaml:"exec_ttl"`
 	// MaxWorkerMemory is the RSS limit in megabytes.
 	MaxWorkerMemory uint64 `yaml:"max_worker_memory"`
+}
+
+// Defaults used by New for zero Config fields.
+const (
+	DefaultTimeout   = 60 * time.Second // allocate_timeout, destroy_timeout, reset_timeout
+	DefaultWatchTick = 5 * time.Second
+)
+
+// withDefaults returns c with zero durations and NumWorkers filled in.
+func (c Config) withDefaults() Config {
+	if c.NumWorkers <= 0 {
+		c.NumWorkers = runtime.NumCPU()
+	}
+	for _, d := range []*time.Duration{&c.AllocateTimeout, &c.DestroyTimeout, &c.ResetTimeout} {
+		if *d <= 0 {
+			*d = DefaultTimeout
+		}
+	}
+	if c.Supervisor.WatchTick <= 0 {
+		c.Supervisor.WatchTick = DefaultWatchTick
+	}
+	return c
 }

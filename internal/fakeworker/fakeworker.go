@@ -10,13 +10,18 @@
 //
 // Modes (see Run): echo, ack, error-frame, always-fail, slow, crash,
 // garbage, garbage-boot, bad-crc, stderr-spam, ignore-stop, exit-on-boot,
-// ask-stop, die-after, nack-first, hog.
+// ask-stop, die-after, nack-first, hog, env (replies with the values of the
+// environment variables named, comma-separated, in the job body, as a JSON
+// object), mute (never answers anything), exit-after-boot (answers the
+// handshake, then exits 1).
 //
 // Environment knobs: FAKEWORKER_DELAY (slow: how long a job takes, a Go
 // duration, default 2s), FAKEWORKER_N (die-after: jobs before exiting,
 // default 3), FAKEWORKER_ONCE_FILE (ask-stop: only the worker that creates
 // this file asks to stop, once, so a pool can make progress),
-// FAKEWORKER_MB (hog: megabytes to allocate and touch at boot, default 64).
+// FAKEWORKER_MB (hog: megabytes to allocate and touch at boot, default 64),
+// FAKEWORKER_LOG (every worker appends "<pid>\n" to this file at boot, so
+// a test can count starts).
 package fakeworker
 
 import (
@@ -27,6 +32,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,7 +46,7 @@ func Modes() []string {
 	return []string{
 		"echo", "ack", "error-frame", "always-fail", "slow", "crash", "garbage", "garbage-boot",
 		"bad-crc", "stderr-spam", "ignore-stop", "exit-on-boot", "ask-stop", "die-after",
-		"nack-first", "hog",
+		"nack-first", "hog", "env", "mute", "exit-after-boot",
 	}
 }
 
@@ -120,7 +126,17 @@ func Run(mode string, in io.Reader, out io.Writer, errOut io.Writer) int {
 		w.logf("fakeworker: unknown mode %q", mode)
 		return 2
 	}
+	if path := os.Getenv("FAKEWORKER_LOG"); path != "" {
+		if f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+			fmt.Fprintf(f, "%d\n", os.Getpid())
+			_ = f.Close()
+		}
+	}
 	switch mode {
+	case "mute":
+		_, _ = io.Copy(io.Discard, in)
+		time.Sleep(ignoreStopLimit)
+		return 0
 	case "exit-on-boot":
 		w.logf("fakeworker: exiting on boot as asked")
 		return 3
@@ -186,6 +202,10 @@ func (w *worker) loop() int {
 			if err := w.send(gf.CONTROL, nil, frame.PidPayload(os.Getpid())); err != nil {
 				return 1
 			}
+			if w.mode == "exit-after-boot" {
+				w.logf("fakeworker: exiting right after the handshake")
+				return 1
+			}
 			continue
 		}
 		opts := fr.ReadOptions(h)
@@ -241,6 +261,13 @@ func (w *worker) job(pl frame.Payload) (code int, done bool) {
 		}
 	case "nack-first":
 		err = w.reply(nil, nackFirst(pl.Context))
+	case "env":
+		vals := map[string]string{}
+		for _, k := range strings.Split(string(pl.Body), ",") {
+			vals[k] = os.Getenv(k)
+		}
+		b, _ := json.Marshal(vals)
+		err = w.reply(nil, b)
 	default: // ack, ignore-stop, garbage-boot, hog
 		err = w.reply(nil, []byte(AckBody))
 	}

@@ -1,0 +1,541 @@
+// Package pool runs a fixed-size pool of worker processes (PHP, Python,
+// anything speaking goridge v3 over stdin/stdout) and executes jobs on
+// them: spawn with the pid handshake, one frame out and one reply back per
+// job, supervision (max_jobs, ttl, idle_ttl, max_worker_memory, exec_ttl),
+// rolling reset and a stop that leaves no process or goroutine behind.
+//
+// Each worker is its own process group (Setpgid), so a terminal's Ctrl-C
+// does not reach the workers and SIGKILL reaches a worker's children too.
+// Its stdout is the protocol; its stderr is logged line by line with its
+// pid, and its last lines are kept for WorkerError.
+//
+// Exec uses no goroutine and, apart from the reply it returns (and a small
+// closure when ctx can be cancelled), allocates nothing: timeouts are pipe
+// deadlines, the job frame is built in a per-worker buffer.
+package pool
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pipevisor/pipevisor/frame"
+)
+
+// WorkerInfo describes one worker for `supervisor workers`.
+type WorkerInfo struct {
+	Pid int
+	// State is "ready", "working", "stopping" or "dead".
+	State string
+	// Jobs is the number of jobs the worker has run.
+	Jobs uint64
+	// RSS is the resident memory in bytes (0 if unknown).
+	RSS     uint64
+	Created time.Time
+	// CurrentJob is the "id" of the job running on the worker, if any.
+	CurrentJob string
+}
+
+// Pool is a pool of worker processes. Its methods are safe for concurrent
+// use.
+type Pool struct {
+	cfg       Config
+	log       *slog.Logger
+	env       []string
+	cmdline   string
+	stopFrame []byte
+
+	mu       sync.Mutex
+	all      []*worker // every worker with a live process, until reaped
+	idle     []*worker // ready workers, oldest first
+	waiters  []*waiter // Exec calls waiting for a worker, oldest first
+	live     int       // counted workers plus spawns in progress
+	failures int       // start failures and crashes since the last good job
+	closed   bool
+	stopping bool
+	changed  chan struct{} // closed and replaced whenever a worker joins or leaves
+
+	wake    chan struct{} // cap 1: the spawner has work
+	done    chan struct{} // closed by Stop: spawner and supervisor return
+	killNow chan struct{} // closed when Stop runs out of time
+	life    context.Context
+	endLife context.CancelFunc
+	resetMu sync.Mutex // one Reset at a time
+	stopped chan struct{}
+	stopErr error
+	wg      sync.WaitGroup // every goroutine the pool starts
+}
+
+type waiter struct {
+	ch     chan *worker // cap 1; nil value: the pool closed
+	jobCtx []byte
+}
+
+// errRetry: the worker asked to be retired instead of running the job.
+var errRetry = errors.New("pool: worker asked to stop")
+
+// New starts cfg.NumWorkers workers (default: one per CPU) and returns
+// once their handshakes are done. ctx bounds only this start; the pool
+// lives until Stop. Workers that fail to start are retried in the
+// background with backoff; if none starts, New returns an error naming
+// the command and quoting what the worker said, and leaves nothing
+// running. log receives the workers' stderr lines (nil discards them).
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Pool, error) {
+	cfg = cfg.withDefaults()
+	if len(cfg.Command) == 0 || cfg.Command[0] == "" {
+		return nil, errors.New("pool: no worker command")
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Pool{
+		cfg:       cfg,
+		log:       log,
+		env:       buildEnv(cfg.Env),
+		cmdline:   fmt.Sprintf("%q", strings.Join(cfg.Command, " ")),
+		stopFrame: frame.EncodeControl(frame.FlagCodecJSON, frame.StopPayload()),
+		changed:   make(chan struct{}),
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
+		killNow:   make(chan struct{}),
+		stopped:   make(chan struct{}),
+	}
+	p.life, p.endLife = context.WithCancel(context.Background())
+
+	type result struct {
+		w   *worker
+		err error
+	}
+	results := make([]result, cfg.NumWorkers)
+	var start sync.WaitGroup
+	for i := range results {
+		start.Go(func() {
+			w, err := p.spawn(ctx)
+			results[i] = result{w, err}
+		})
+	}
+	start.Wait()
+	var firstErr error
+	started := 0
+	p.mu.Lock()
+	p.live = cfg.NumWorkers
+	for _, r := range results {
+		if r.err != nil {
+			firstErr = cmp(firstErr, r.err)
+			p.live--
+			p.failures++
+			continue
+		}
+		started++
+		p.add(r.w)
+	}
+	p.mu.Unlock()
+	if started == 0 {
+		p.endLife()
+		p.wg.Wait()
+		return nil, fmt.Errorf("pool: no worker started with command %s: %w", p.cmdline, firstErr)
+	}
+	if firstErr != nil {
+		log.Error("some workers did not start; retrying in the background", "started", started, "want", cfg.NumWorkers, "err", firstErr)
+		p.kick()
+	}
+	p.wg.Go(p.spawner)
+	p.wg.Go(p.supervise)
+	return p, nil
+}
+
+func cmp(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+// buildEnv is the worker environment: ours, then cfg.Env with upper-cased
+// keys, then RR_MODE=jobs and RR_RELAY=pipes (later entries win).
+func buildEnv(extra map[string]string) []string {
+	env := os.Environ()
+	keys := make([]string, 0, len(extra))
+	for k := range extra {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = append(env, strings.ToUpper(k)+"="+extra[k])
+	}
+	return append(env, "RR_MODE=jobs", "RR_RELAY=pipes")
+}
+
+// Exec runs one job: it takes a free worker (waiting up to
+// AllocateTimeout, else ErrNoWorker), writes one frame (option 0 =
+// len(pl.Context), payload = Context ‖ Body) and returns the worker's
+// reply split the same way. The reply's slices are new memory; pl is not
+// retained after Exec returns and must not change while it runs.
+//
+// Errors:
+//   - ErrNoWorker: no worker in time (or ctx ended before the job was sent);
+//   - ErrExecTimeout: ExecTTL passed or ctx ended while the job ran; the
+//     worker was killed and is replaced;
+//   - *WorkerError (wraps ErrWorkerCrashed): the worker died, closed
+//     stdout or sent an invalid frame mid-job; killed and replaced;
+//   - *JobError: the worker sent an ERROR frame; it stays in the pool;
+//   - ErrClosed: the pool is stopping.
+//
+// A reply with context {"stop":true} and an empty body retires that worker
+// and runs the job on another one.
+func (p *Pool) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
+	for tries := 1; ; tries++ {
+		w, err := p.take(ctx, pl.Context)
+		if err != nil {
+			return frame.Payload{}, err
+		}
+		out, err := p.run(ctx, w, pl)
+		if err != errRetry { //nolint:errorlint // unexported sentinel, never wrapped
+			return out, err
+		}
+		if tries > p.cfg.NumWorkers {
+			return frame.Payload{}, fmt.Errorf("%w: %d workers in a row asked to stop instead of running the job", ErrNoWorker, tries)
+		}
+	}
+}
+
+// take returns a worker in state working, with cur set to jobCtx.
+func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	for len(p.idle) > 0 {
+		w := p.idle[0]
+		p.idle = p.idle[:copy(p.idle, p.idle[1:])]
+		select {
+		case <-w.exited:
+			// Died while idle; its reaper has not taken it out yet.
+			w.state = stateStopping
+			p.uncount(w)
+			p.failures++
+			continue
+		default:
+		}
+		w.state = stateWorking
+		w.cur = jobCtx
+		p.mu.Unlock()
+		return w, nil
+	}
+	wt := &waiter{ch: make(chan *worker, 1), jobCtx: jobCtx}
+	p.waiters = append(p.waiters, wt)
+	p.mu.Unlock()
+
+	t := time.NewTimer(p.cfg.AllocateTimeout)
+	defer t.Stop()
+	var err error
+	select {
+	case w := <-wt.ch:
+		if w == nil {
+			return nil, ErrClosed
+		}
+		return w, nil
+	case <-t.C:
+		err = fmt.Errorf("%w within allocate_timeout (%s)", ErrNoWorker, p.cfg.AllocateTimeout)
+	case <-ctx.Done():
+		err = fmt.Errorf("%w: %w", ErrNoWorker, context.Cause(ctx))
+	}
+	p.mu.Lock()
+	for i, x := range p.waiters {
+		if x == wt {
+			p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+			p.mu.Unlock()
+			return nil, err
+		}
+	}
+	p.mu.Unlock()
+	// A worker was handed over while we gave up: give it back.
+	if w := <-wt.ch; w != nil {
+		p.mu.Lock()
+		w.cur = nil
+		p.ready(w)
+		p.mu.Unlock()
+	}
+	return nil, err
+}
+
+// run executes pl on w, which the caller took. It settles w (release or
+// discard) before returning.
+func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payload, error) {
+	var dl time.Time
+	if ttl := p.cfg.Supervisor.ExecTTL; ttl > 0 {
+		dl = time.Now().Add(ttl)
+	}
+	ctxDL, hasDL := ctx.Deadline()
+	if hasDL && (dl.IsZero() || ctxDL.Before(dl)) {
+		dl = ctxDL
+	}
+	var stop func() bool
+	if ctx.Done() != nil {
+		if ctx.Err() != nil {
+			p.release(w, false)
+			return frame.Payload{}, fmt.Errorf("%w: job not sent: %w", ErrNoWorker, context.Cause(ctx))
+		}
+		stop = context.AfterFunc(ctx, func() {
+			w.interrupt()
+			w.interrupted <- struct{}{}
+		})
+	}
+	_ = w.stdout.SetReadDeadline(dl)
+	_ = w.stdin.SetWriteDeadline(dl)
+
+	w.opt[0] = uint32(len(pl.Context))
+	w.buf = frame.AppendFrame(w.buf[:0], frame.FlagCodecRaw, w.opt[:], pl.Context, pl.Body)
+	_, err := w.stdin.Write(w.buf)
+	if cap(w.buf) > maxKeptBuf {
+		w.buf = nil
+	}
+	var f frame.Frame
+	if err == nil {
+		f, err = w.r.ReadFrame()
+	}
+	if stop != nil && !stop() {
+		<-w.interrupted // the interrupt ran; the next run resets the deadlines
+	}
+	if err != nil {
+		return frame.Payload{}, p.fail(ctx, w, err)
+	}
+	switch {
+	case f.Flags&frame.FlagError != 0:
+		p.release(w, true)
+		return frame.Payload{}, &JobError{Pid: w.pid, Message: string(f.Payload)}
+	case f.Flags&frame.FlagControl != 0:
+		return frame.Payload{}, p.fail(ctx, w, fmt.Errorf("%w: got a control frame (%.64q) as the reply to a job", frame.ErrBadOptions, f.Payload))
+	}
+	out, err := frame.SplitReply(f)
+	if err != nil {
+		return frame.Payload{}, p.fail(ctx, w, err)
+	}
+	if frame.IsStopReply(out) {
+		p.mu.Lock()
+		if w.retire == "" {
+			w.retire = "the worker asked to stop"
+		}
+		p.mu.Unlock()
+		p.release(w, false)
+		return frame.Payload{}, errRetry
+	}
+	p.release(w, true)
+	return out, nil
+}
+
+// fail handles a broken exec: the worker is killed and replaced, and the
+// error says why.
+func (p *Pool) fail(ctx context.Context, w *worker, cause error) error {
+	p.mu.Lock()
+	gone := w.goneMidJob
+	p.discard(w)
+	p.mu.Unlock()
+	w.kill()
+	select {
+	case <-p.killNow:
+		return fmt.Errorf("%w: worker %d killed mid-job because the pool stop timed out: %w", ErrClosed, w.pid, cause)
+	default:
+	}
+	if errors.Is(cause, os.ErrDeadlineExceeded) && !gone {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (pid %d): %w", ErrExecTimeout, w.pid, context.Cause(ctx))
+		}
+		if d, ok := ctx.Deadline(); ok && !time.Now().Before(d) {
+			return fmt.Errorf("%w (pid %d): %w", ErrExecTimeout, w.pid, context.DeadlineExceeded)
+		}
+		return fmt.Errorf("%w (pid %d): exec_ttl %s exceeded", ErrExecTimeout, w.pid, p.cfg.Supervisor.ExecTTL)
+	}
+	p.mu.Lock()
+	p.failures++
+	p.mu.Unlock()
+	t := time.NewTimer(time.Second)
+	select {
+	case <-w.exited:
+	case <-t.C:
+	}
+	t.Stop()
+	we := &WorkerError{Pid: w.pid, Stderr: w.stderr.tail(), Err: cause}
+	select {
+	case <-w.exited:
+		we.Exit = w.exit
+	default:
+	}
+	return we
+}
+
+// release returns w after a job. ok means the worker proved healthy.
+// Called without p.mu.
+func (p *Pool) release(w *worker, ok bool) {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	w.jobs++
+	w.lastUsed = now
+	w.cur = nil
+	if ok {
+		p.failures = 0
+	}
+	if w.goneMidJob {
+		w.state = stateStopping
+		p.uncount(w)
+		w.released <- struct{}{}
+		return
+	}
+	if w.retire == "" && p.cfg.MaxJobs > 0 && w.jobs >= p.cfg.MaxJobs {
+		w.retire = "max_jobs"
+	}
+	if w.retire != "" || p.closed {
+		why := w.retire
+		if why == "" {
+			why = "pool stopping"
+		}
+		w.state = stateStopping
+		p.uncount(w)
+		p.wg.Go(func() { p.stopWorker(w, why) })
+		return
+	}
+	p.ready(w)
+}
+
+// discard takes a broken worker out of service; the caller kills it.
+// Called with p.mu held.
+func (p *Pool) discard(w *worker) {
+	w.cur = nil
+	w.state = stateStopping
+	p.uncount(w)
+	if w.goneMidJob {
+		w.released <- struct{}{}
+	}
+}
+
+// ready hands w to the oldest waiting Exec, or makes it idle. Called with
+// p.mu held.
+func (p *Pool) ready(w *worker) {
+	if len(p.waiters) > 0 {
+		wt := p.waiters[0]
+		p.waiters = p.waiters[:copy(p.waiters, p.waiters[1:])]
+		w.state = stateWorking
+		w.cur = wt.jobCtx
+		wt.ch <- w
+		return
+	}
+	w.state = stateReady
+	p.idle = append(p.idle, w)
+}
+
+// add puts a freshly started worker into service (its slot in p.live is
+// already reserved). Called with p.mu held.
+func (p *Pool) add(w *worker) {
+	p.all = append(p.all, w)
+	p.broadcast()
+	if p.closed {
+		p.live--
+		w.state = stateStopping
+		w.kill() // never ran a job: no need to be gentle
+		return
+	}
+	w.counted = true
+	p.ready(w)
+}
+
+// uncount frees w's slot so the spawner starts a replacement. Called
+// with p.mu held.
+func (p *Pool) uncount(w *worker) {
+	if w.counted {
+		w.counted = false
+		p.live--
+		p.kick()
+	}
+}
+
+// forget removes a reaped worker from the pool and closes its pipes.
+// Called with p.mu held.
+func (p *Pool) forget(w *worker) {
+	if w.state == stateReady {
+		// It exited on its own while idle.
+		for i, x := range p.idle {
+			if x == w {
+				p.idle = append(p.idle[:i], p.idle[i+1:]...)
+				break
+			}
+		}
+		p.failures++
+		p.log.Warn("worker exited while idle", "pid", w.pid, "status", w.exit)
+	}
+	w.state = stateDead
+	p.uncount(w)
+	for i, x := range p.all {
+		if x == w {
+			p.all = append(p.all[:i], p.all[i+1:]...)
+			break
+		}
+	}
+	_ = w.stdin.Close()
+	_ = w.stdout.Close()
+	p.broadcast()
+}
+
+// broadcast wakes everything waiting in waitFor. Called with p.mu held.
+func (p *Pool) broadcast() {
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// kick wakes the spawner without blocking.
+func (p *Pool) kick() {
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// waitFor waits until cond (evaluated with p.mu held) is true or ctx ends.
+func (p *Pool) waitFor(ctx context.Context, cond func() bool) error {
+	for {
+		p.mu.Lock()
+		if cond() {
+			p.mu.Unlock()
+			return nil
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// Workers describes every worker process, in start order. RSS is read
+// from /proc now; CurrentJob is decoded from the running job's context.
+func (p *Pool) Workers() []WorkerInfo {
+	p.mu.Lock()
+	out := make([]WorkerInfo, len(p.all))
+	for i, w := range p.all {
+		out[i] = WorkerInfo{Pid: w.pid, State: w.state.String(), Jobs: w.jobs, Created: w.created}
+		if w.cur != nil {
+			var id struct {
+				ID string `json:"id"`
+			}
+			if json.Unmarshal(w.cur, &id) == nil {
+				out[i].CurrentJob = id.ID
+			}
+		}
+	}
+	p.mu.Unlock()
+	for i := range out {
+		out[i].RSS = readRSS(out[i].Pid)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
+	return out
+}

@@ -1,0 +1,278 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pipevisor/pipevisor/frame"
+)
+
+const (
+	// exitGrace is how long the reaper lets a running Exec read what a
+	// worker wrote before it exited, before interrupting that read.
+	exitGrace = 250 * time.Millisecond
+	// stderrGrace bounds, after a worker exits, the wait for its stderr
+	// pipe to close (a grandchild may hold it open).
+	stderrGrace = time.Second
+	// stopWriteTimeout bounds writing the stop frame to a worker.
+	stopWriteTimeout = time.Second
+	// maxKeptBuf: a worker keeps its frame buffer up to this size.
+	maxKeptBuf = 1 << 20
+)
+
+// state is where a worker is in its life.
+type state uint8
+
+const (
+	stateStarting state = iota // spawned, not yet in the pool
+	stateReady                 // idle, in Pool.idle
+	stateWorking               // running a job
+	stateStopping              // retired: being stopped, no new jobs
+	stateDead                  // process exited
+)
+
+func (s state) String() string {
+	switch s {
+	case stateStarting:
+		return "starting"
+	case stateReady:
+		return "ready"
+	case stateWorking:
+		return "working"
+	case stateStopping:
+		return "stopping"
+	default:
+		return "dead"
+	}
+}
+
+// worker is one worker process. The fields after the comment are guarded
+// by Pool.mu; the others are set at spawn or owned by whoever holds the
+// worker (the Exec running on it, or the goroutine stopping it).
+type worker struct {
+	pid         int
+	cmd         *exec.Cmd
+	stdin       *os.File // write end of the worker's stdin
+	stdout      *os.File // read end of the worker's stdout
+	r           *frame.Reader
+	buf         []byte    // frame buffer reused by every Exec
+	opt         [1]uint32 // option 0 of the job frame
+	created     time.Time
+	stderr      *stderrLog
+	exited      chan struct{} // closed once the process is reaped
+	exit        string        // exit status; read only after exited is closed
+	released    chan struct{} // cap 1: an Exec let go of a worker whose process exited mid-job
+	interrupted chan struct{} // cap 1: the ctx AfterFunc of the running Exec finished
+
+	// guarded by Pool.mu
+	state      state
+	counted    bool   // counts toward Pool.live
+	retire     string // non-empty: replace after the current job, and why
+	jobs       uint64
+	lastUsed   time.Time
+	cur        []byte // context JSON of the running job (CurrentJob)
+	goneMidJob bool   // the process exited while a job was running
+}
+
+// kill sends SIGKILL to the worker's process group. Safe to call any
+// number of times, also after the process exited.
+func (w *worker) kill() {
+	_ = syscall.Kill(-w.pid, syscall.SIGKILL)
+}
+
+// interrupt makes a pending read or write on the worker's pipes return
+// os.ErrDeadlineExceeded at once.
+func (w *worker) interrupt() {
+	past := time.Unix(1, 0)
+	_ = w.stdout.SetReadDeadline(past)
+	_ = w.stdin.SetWriteDeadline(past)
+}
+
+// spawn starts one worker and runs the pid handshake, bounded by
+// AllocateTimeout and ctx. On failure the process is killed and reaped
+// and the error names the command and quotes the worker's stderr.
+func (p *Pool) spawn(ctx context.Context) (*worker, error) {
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("pool: stdin pipe: %w", err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		inR.Close()
+		inW.Close()
+		return nil, fmt.Errorf("pool: stdout pipe: %w", err)
+	}
+	sl := &stderrLog{log: p.log}
+	cmd := exec.Command(p.cfg.Command[0], p.cfg.Command[1:]...)
+	cmd.Env = p.env
+	cmd.Stdin = inR
+	cmd.Stdout = outW
+	cmd.Stderr = sl
+	cmd.WaitDelay = stderrGrace
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Start()
+	inR.Close()
+	outW.Close()
+	if err != nil {
+		inW.Close()
+		outR.Close()
+		return nil, fmt.Errorf("pool: start worker %s: %w", p.cmdline, err)
+	}
+	w := &worker{
+		pid:         cmd.Process.Pid,
+		cmd:         cmd,
+		stdin:       inW,
+		stdout:      outR,
+		r:           frame.NewReader(outR),
+		created:     time.Now(),
+		stderr:      sl,
+		exited:      make(chan struct{}),
+		released:    make(chan struct{}, 1),
+		interrupted: make(chan struct{}, 1),
+	}
+	w.lastUsed = w.created
+	sl.pid.Store(int64(w.pid))
+	p.wg.Go(func() { p.reap(w) })
+	if err := p.handshake(ctx, w); err != nil {
+		w.kill()
+		<-w.exited
+		return nil, fmt.Errorf("pool: worker %s (pid %d) did not start: %w%s", p.cmdline, w.pid, err, describeExit(w.exit, sl.tail()))
+	}
+	return w, nil
+}
+
+// handshake sends {"pid":<ours>} and expects a control frame with the
+// worker's pid, within AllocateTimeout and ctx.
+func (p *Pool) handshake(ctx context.Context, w *worker) error {
+	dl := time.Now().Add(p.cfg.AllocateTimeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
+		dl = d
+	}
+	_ = w.stdout.SetReadDeadline(dl)
+	_ = w.stdin.SetWriteDeadline(dl)
+	stop := context.AfterFunc(ctx, w.interrupt)
+	_, err := w.stdin.Write(frame.EncodeControl(frame.FlagCodecJSON, frame.PidPayload(os.Getpid())))
+	var f frame.Frame
+	if err == nil {
+		f, err = w.r.ReadFrame()
+	}
+	if !stop() && ctx.Err() != nil {
+		return fmt.Errorf("%w: %w", frame.ErrHandshake, context.Cause(ctx))
+	}
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return fmt.Errorf("%w: no pid reply within allocate_timeout (%s)", frame.ErrHandshake, p.cfg.AllocateTimeout)
+	case err != nil:
+		return err
+	case f.Flags&frame.FlagControl == 0:
+		return fmt.Errorf("%w: the reply is not a control frame (flags %#02x, payload %.64q)", frame.ErrHandshake, f.Flags, f.Payload)
+	}
+	if _, err := frame.ParsePid(f.Payload); err != nil {
+		return err
+	}
+	_ = w.stdout.SetReadDeadline(time.Time{})
+	_ = w.stdin.SetWriteDeadline(time.Time{})
+	return nil
+}
+
+// reap waits for the process, records how it ended and takes the worker
+// out of the pool. If a job is running on it, the Exec gets exitGrace to
+// read what the worker wrote before its read is interrupted.
+func (p *Pool) reap(w *worker) {
+	err := w.cmd.Wait()
+	w.stderr.flush()
+	w.exit = exitStatus(err, w.cmd.ProcessState)
+	close(w.exited)
+
+	p.mu.Lock()
+	busy := w.state == stateWorking
+	if busy {
+		w.goneMidJob = true
+	} else {
+		p.forget(w)
+	}
+	p.mu.Unlock()
+	if !busy {
+		return
+	}
+	t := time.NewTimer(exitGrace)
+	select {
+	case <-w.released:
+	case <-t.C:
+		w.interrupt()
+		<-w.released
+	}
+	t.Stop()
+	p.mu.Lock()
+	p.forget(w)
+	p.mu.Unlock()
+}
+
+// stopWorker stops a retired worker (state stopping, not in use): a stop
+// frame, then up to DestroyTimeout for it to exit (less if Stop runs out
+// of time), then SIGKILL to its process group. It returns once the
+// process is reaped.
+func (p *Pool) stopWorker(w *worker, why string) {
+	p.log.Debug("stopping worker", "pid", w.pid, "reason", why)
+	_ = w.stdin.SetWriteDeadline(time.Now().Add(stopWriteTimeout))
+	_, _ = w.stdin.Write(p.stopFrame)
+	t := time.NewTimer(p.cfg.DestroyTimeout)
+	defer t.Stop()
+	select {
+	case <-w.exited:
+		return
+	case <-t.C:
+		p.log.Warn("worker ignored the stop frame, killing it", "pid", w.pid, "destroy_timeout", p.cfg.DestroyTimeout)
+	case <-p.killNow:
+	}
+	w.kill()
+	<-w.exited
+}
+
+// exitStatus renders how a process ended.
+func exitStatus(err error, ps *os.ProcessState) string {
+	if ps != nil {
+		return ps.String()
+	}
+	if err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
+func describeExit(exit string, tail []string) string {
+	var b strings.Builder
+	if exit != "" {
+		b.WriteString("; ")
+		b.WriteString(exit)
+	}
+	if len(tail) > 0 {
+		b.WriteString("; stderr: ")
+		b.WriteString(strings.Join(tail, " | "))
+	}
+	return b.String()
+}
+
+// readRSS returns the resident set size of pid in bytes, or 0.
+func readRSS(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return pages * uint64(os.Getpagesize())
+}

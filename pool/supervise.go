@@ -1,0 +1,277 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+)
+
+const (
+	backoffMin = 100 * time.Millisecond
+	backoffMax = 5 * time.Second
+	mib        = 1 << 20
+)
+
+// backoff is the wait before the next start after n failures in a row.
+func backoff(n int) time.Duration {
+	d := backoffMin
+	for i := 1; i < n && d < backoffMax; i++ {
+		d *= 2
+	}
+	return min(d, backoffMax)
+}
+
+// spawner keeps p.live at NumWorkers: it starts a worker whenever one
+// leaves, waiting backoff(failures) first when starts or workers have
+// been failing, so a broken command never spins.
+func (p *Pool) spawner() {
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-p.wake:
+		}
+		for {
+			p.mu.Lock()
+			if p.closed || p.live >= p.cfg.NumWorkers {
+				p.mu.Unlock()
+				break
+			}
+			p.live++
+			fails := p.failures
+			p.mu.Unlock()
+			if fails > 0 && !p.sleep(backoff(fails)) {
+				p.mu.Lock()
+				p.live--
+				p.mu.Unlock()
+				return
+			}
+			w, err := p.spawn(p.life)
+			p.mu.Lock()
+			if err != nil {
+				p.live--
+				p.failures++
+				p.mu.Unlock()
+				if p.life.Err() == nil {
+					p.log.Error("starting a worker failed; retrying with backoff", "err", err)
+				}
+				continue
+			}
+			p.add(w)
+			p.mu.Unlock()
+		}
+	}
+}
+
+// sleep waits d; false if the pool is stopping.
+func (p *Pool) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-p.done:
+		return false
+	}
+}
+
+// supervise checks the worker limits every WatchTick.
+func (p *Pool) supervise() {
+	s := p.cfg.Supervisor
+	if s.TTL <= 0 && s.IdleTTL <= 0 && s.MaxWorkerMemory == 0 {
+		<-p.done
+		return
+	}
+	t := time.NewTicker(s.WatchTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-p.done:
+			return
+		case <-t.C:
+			p.check(time.Now())
+		}
+	}
+}
+
+// check applies ttl, idle_ttl and max_worker_memory. An idle worker past a
+// limit is stopped now; a busy one is marked and replaced after its job.
+func (p *Pool) check(now time.Time) {
+	s := p.cfg.Supervisor
+	var rss map[int]uint64
+	if s.MaxWorkerMemory > 0 {
+		p.mu.Lock()
+		pids := make([]int, 0, len(p.all))
+		for _, w := range p.all {
+			pids = append(pids, w.pid)
+		}
+		p.mu.Unlock()
+		rss = make(map[int]uint64, len(pids))
+		for _, pid := range pids {
+			rss[pid] = readRSS(pid)
+		}
+	}
+	var stop []*worker
+	p.mu.Lock()
+	for _, w := range p.all {
+		if !w.counted || (w.state != stateReady && w.state != stateWorking) {
+			continue
+		}
+		var why string
+		switch {
+		case s.TTL > 0 && now.Sub(w.created) >= s.TTL:
+			why = fmt.Sprintf("ttl %s reached", s.TTL)
+		case s.MaxWorkerMemory > 0 && rss[w.pid] > s.MaxWorkerMemory*mib:
+			why = fmt.Sprintf("rss %d MB over max_worker_memory %d MB", rss[w.pid]/mib, s.MaxWorkerMemory)
+		case s.IdleTTL > 0 && w.state == stateReady && now.Sub(w.lastUsed) >= s.IdleTTL:
+			why = fmt.Sprintf("idle for %s (idle_ttl)", s.IdleTTL)
+		default:
+			continue
+		}
+		if w.state == stateWorking {
+			if w.retire == "" {
+				w.retire = why
+			}
+			continue
+		}
+		p.idle = slices.DeleteFunc(p.idle, func(x *worker) bool { return x == w })
+		w.state = stateStopping
+		w.retire = why
+		p.uncount(w)
+		stop = append(stop, w)
+	}
+	p.mu.Unlock()
+	for _, w := range stop {
+		p.log.Info("replacing worker", "pid", w.pid, "reason", w.retireReason())
+		p.wg.Go(func() { p.stopWorker(w, "supervisor") })
+	}
+}
+
+// retireReason reads retire for logging after the worker left service
+// (nothing writes it any more by then).
+func (w *worker) retireReason() string { return w.retire }
+
+// Reset replaces every worker, one at a time, while jobs keep running: an
+// idle worker is stopped and replaced, a busy one finishes its job first.
+// No job is lost and every pid changes. Bounded by ResetTimeout and ctx.
+func (p *Pool) Reset(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.ResetTimeout)
+	defer cancel()
+	p.resetMu.Lock()
+	defer p.resetMu.Unlock()
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return ErrClosed
+	}
+	var olds []*worker
+	for _, w := range p.all {
+		if w.counted {
+			olds = append(olds, w)
+		}
+	}
+	p.mu.Unlock()
+	for _, old := range olds {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return ErrClosed
+		}
+		switch old.state {
+		case stateReady:
+			p.idle = slices.DeleteFunc(p.idle, func(x *worker) bool { return x == old })
+			old.state = stateStopping
+			old.retire = "reset"
+			p.uncount(old)
+			p.wg.Go(func() { p.stopWorker(old, "reset") })
+		case stateWorking:
+			if old.retire == "" {
+				old.retire = "reset"
+			}
+		}
+		p.mu.Unlock()
+		err := p.waitFor(ctx, func() bool {
+			return p.closed || (!slices.Contains(p.all, old) && p.running() >= p.cfg.NumWorkers)
+		})
+		if err != nil {
+			return fmt.Errorf("pool: reset: replacing worker %d: %w", old.pid, err)
+		}
+	}
+	return nil
+}
+
+// running counts workers in service. Called with p.mu held.
+func (p *Pool) running() int {
+	n := 0
+	for _, w := range p.all {
+		if w.counted {
+			n++
+		}
+	}
+	return n
+}
+
+// Stop stops the pool: no new jobs (Exec returns ErrClosed), a stop frame
+// to every idle worker and to each busy one when its job ends, up to
+// DestroyTimeout (or ctx) for all of them to exit, then SIGKILL to the
+// process groups that are left. It returns once every process is reaped
+// and every pool goroutine has returned. A job still running when the
+// time is up fails with ErrClosed. Later calls wait for the first one.
+func (p *Pool) Stop(ctx context.Context) error {
+	p.mu.Lock()
+	first := !p.stopping
+	p.stopping = true
+	p.mu.Unlock()
+	if !first {
+		select {
+		case <-p.stopped:
+			return p.stopErr
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+	}
+	p.stopErr = p.shutdown(ctx)
+	close(p.stopped)
+	return p.stopErr
+}
+
+func (p *Pool) shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	p.closed = true
+	close(p.done)
+	p.endLife()
+	for _, wt := range p.waiters {
+		wt.ch <- nil
+	}
+	p.waiters = nil
+	idle := p.idle
+	p.idle = nil
+	for _, w := range idle {
+		w.state = stateStopping
+		p.uncount(w)
+	}
+	p.mu.Unlock()
+	for _, w := range idle {
+		p.wg.Go(func() { p.stopWorker(w, "pool stopping") })
+	}
+
+	dctx, cancel := context.WithTimeout(ctx, p.cfg.DestroyTimeout)
+	defer cancel()
+	err := p.waitFor(dctx, func() bool { return len(p.all) == 0 })
+	if err != nil {
+		close(p.killNow)
+		p.mu.Lock()
+		left := slices.Clone(p.all)
+		p.mu.Unlock()
+		p.log.Warn("workers still running after destroy_timeout; killing them", "count", len(left))
+		for _, w := range left {
+			w.kill()
+		}
+	}
+	p.wg.Wait()
+	if ctx.Err() != nil {
+		return fmt.Errorf("pool: stop: workers had to be killed: %w", context.Cause(ctx))
+	}
+	return nil
+}
