@@ -184,4 +184,3 @@ func lines(t *testing.T, path string) int {
 	}
 	return strings.Count(string(b), "\n")
 }
-
