@@ -42,7 +42,10 @@ func (p *Pipeline) loop(workCtx context.Context) {
 				return
 			}
 			p.setRecvErr(err)
-			p.log.WarnContext(rctx, "receive failed", "err", err, "retry_in", wait)
+			if wait == minReceiveBackoff || wait == maxReceiveBackoff {
+				// First failure of a streak, then every maxReceiveBackoff.
+				p.log.WarnContext(rctx, "receive failed", "err", err, "retry_in", wait)
+			}
 			t := time.NewTimer(wait)
 			select {
 			case <-t.C:

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/frame"
+	"github.com/pipevisor/pipevisor/pool"
 )
 
 // NoWorkerDelay is how long a job waits before it is handed out again when
@@ -37,7 +38,7 @@ func outcomeFor(reply frame.Reply, err error, attempt int, policy RetryPolicy, r
 		switch {
 		case errors.Is(err, ErrShutdown):
 			return consumer.Outcome{Action: consumer.Release, Reason: err.Error()}
-		case errors.Is(err, tmpErrNoWorker), errors.Is(err, tmpErrClosed):
+		case errors.Is(err, pool.ErrNoWorker), errors.Is(err, pool.ErrClosed):
 			return consumer.Outcome{Action: consumer.Release, Delay: NoWorkerDelay, Reason: err.Error()}
 		}
 		return retryOrDead(consumer.Outcome{

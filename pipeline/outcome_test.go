@@ -11,7 +11,17 @@ import (
 
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/frame"
+	"github.com/pipevisor/pipevisor/pool"
 )
+
+// Errors as the pool returns them.
+func jobErr(msg string) error { return &pool.JobError{Pid: 12, Message: msg} }
+func execTimeoutErr() error   { return fmt.Errorf("pool: worker 12: %w", pool.ErrExecTimeout) }
+func crashErr() error {
+	return &pool.WorkerError{Pid: 12, Exit: "signal: killed", Err: errors.New("EOF")}
+}
+func noWorkerErr() error   { return fmt.Errorf("%w after 60s", pool.ErrNoWorker) }
+func poolClosedErr() error { return pool.ErrClosed }
 
 func TestOutcomeFor(t *testing.T) {
 	policy := RetryPolicy{
@@ -98,6 +108,10 @@ func TestOutcomeFor(t *testing.T) {
 		{name: "shutdown releases, no attempt", err: fmt.Errorf("%w: %w", ErrShutdown, crashErr()), attempt: 3,
 			want: consumer.Outcome{Action: consumer.Release}, reason: ErrShutdown.Error()},
 		{name: "shutdown cause from context", err: context.Cause(shutdownCtx), attempt: 1,
+			want: consumer.Outcome{Action: consumer.Release}, reason: ErrShutdown.Error()},
+		{name: "exec cut by shutdown (pool wraps the cause)", err: fmt.Errorf("%w: %w", pool.ErrExecTimeout, context.Cause(shutdownCtx)), attempt: 3,
+			want: consumer.Outcome{Action: consumer.Release}, reason: ErrShutdown.Error()},
+		{name: "allocation cut by shutdown", err: errors.Join(noWorkerErr(), context.Canceled, ErrShutdown), attempt: 1,
 			want: consumer.Outcome{Action: consumer.Release}, reason: ErrShutdown.Error()},
 	}
 	for _, tt := range tests {
