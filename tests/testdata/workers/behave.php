@@ -51,6 +51,11 @@ while ($task = $consumer->waitTask()) {
                 $reply = 'ack:' . $task->getHeaderLine('x-note');
             }
             break;
+        case 'record':
+            // Reports the headers a producer set, to check they arrive.
+            $task->ack();
+            $reply = 'ack:' . $task->getHeaderLine('x-key') . ':' . $task->getHeaderLine('x-seq');
+            break;
         default:
             $task->ack();
             $reply = 'ack';

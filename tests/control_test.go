@@ -1,0 +1,217 @@
+package tests
+
+import (
+	"context"
+	"encoding/json"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pipevisor/pipevisor/config"
+)
+
+// rpcAddr is rpc.listen of the supervisor's config.
+func (s *supervisor) rpcAddr() string {
+	s.t.Helper()
+	root, err := config.Load(s.cfg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return root.RPC.Listen
+}
+
+// php runs a PHP script from the repo root and returns its output.
+func runPHP(t *testing.T, args ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "php", args...)
+	cmd.Dir = testEnv.repoRoot
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("php %v: %v\n%s", args, err, out)
+	}
+	return string(out)
+}
+
+func TestPHPProducerKeysAndHeadersArriveInOrder(t *testing.T) {
+	requireTool(t, "php")
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startSupervisor(t, memoryConfig(t, 2, log))
+
+	runPHP(t, "tests/testdata/producer.php", s.rpcAddr(), "batch", "1000", "10")
+	s.waitStat("default", 60*time.Second, func(st pipelineStat) bool { return st.Acked == 1000 })
+
+	last := map[string]int{}
+	n := 0
+	for _, l := range readLines(t, log) {
+		f := strings.Fields(l)
+		if f[0] != "done" {
+			continue
+		}
+		parts := strings.Split(f[3], ":") // ack:<x-key>:<x-seq>
+		if len(parts) != 3 || parts[1] == "" {
+			t.Fatalf("worker did not see the producer's headers: %q", l)
+		}
+		seq, err := strconv.Atoi(parts[2])
+		if err != nil {
+			t.Fatalf("x-seq header %q: %v", parts[2], err)
+		}
+		if seq != last[parts[1]]+1 {
+			t.Fatalf("key %s: job %d ran after job %d (keyed jobs out of order)", parts[1], seq, last[parts[1]])
+		}
+		last[parts[1]] = seq
+		n++
+	}
+	if n != 1000 || len(last) != 10 {
+		t.Fatalf("%d jobs over %d keys, want 1000 over 10", n, len(last))
+	}
+}
+
+func TestPHPProducerServerErrorIsAnException(t *testing.T) {
+	requireTool(t, "php")
+	s := startSupervisor(t, memoryConfig(t, 1, filepath.Join(t.TempDir(), "jobs.log")))
+	out := runPHP(t, "tests/testdata/producer.php", s.rpcAddr(), "error")
+	if !strings.Contains(out, "RPCException") || !strings.Contains(out, "no-such-pipeline") {
+		t.Fatalf("want an RPCException naming the pipeline, got %q", out)
+	}
+}
+
+func TestPauseStopsConsumingAndResumeDrains(t *testing.T) {
+	requireTool(t, "php")
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startSupervisor(t, memoryConfig(t, 2, log))
+
+	if out, code := s.cli("jobs", "pause", "default"); code != 0 {
+		t.Fatalf("pause: exit %d %s", code, out)
+	}
+	if out, code := s.cli("push", "--pipeline", "default", "--job", "ack", "--payload", "x", "--count", "50"); code != 0 {
+		t.Fatalf("push while paused: exit %d %s", code, out)
+	}
+	time.Sleep(500 * time.Millisecond)
+	st := s.stat("default")
+	if st.Ready != 50 || st.Active != 0 || st.Acked != 0 || st.Consuming {
+		t.Fatalf("while paused want 50 ready, none active or acked, not consuming; got %+v", st)
+	}
+	if out, code := s.cli("jobs", "resume", "default"); code != 0 {
+		t.Fatalf("resume: exit %d %s", code, out)
+	}
+	st = s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 50 })
+	if st.Ready != 0 || !st.Consuming {
+		t.Fatalf("after resume: %+v", st)
+	}
+}
+
+func TestDeclarePipelineAtRuntime(t *testing.T) {
+	requireTool(t, "php")
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startSupervisor(t, memoryConfig(t, 2, log))
+
+	out := runPHP(t, "tests/testdata/producer.php", s.rpcAddr(), "declare", "extra")
+	if !strings.Contains(out, "extra") {
+		t.Fatalf("list after declare: %q", out)
+	}
+	s.waitStat("extra", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 10 })
+
+	// The CLI sees it too, and destroy removes it.
+	out, code := s.cli("jobs", "list", "--json")
+	var names []string
+	if code != 0 || json.Unmarshal([]byte(out), &names) != nil {
+		t.Fatalf("jobs list: exit %d %s", code, out)
+	}
+	sort.Strings(names)
+	if strings.Join(names, ",") != "default,extra" {
+		t.Fatalf("jobs list = %v", names)
+	}
+	if out, code := s.cli("jobs", "destroy", "extra"); code != 0 || !strings.Contains(out, "extra") {
+		t.Fatalf("destroy: exit %d %s", code, out)
+	}
+	out, _ = s.cli("jobs", "list")
+	if strings.Contains(out, "extra") {
+		t.Fatalf("extra still listed after destroy: %s", out)
+	}
+}
+
+func TestDestroyLetsRunningJobsFinish(t *testing.T) {
+	requireTool(t, "php")
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startSupervisor(t, memoryConfig(t, 2, log))
+
+	if out, code := s.cli("push", "--pipeline", "default", "--job", "slow", "--payload", "400", "--count", "10"); code != 0 {
+		t.Fatalf("push: exit %d %s", code, out)
+	}
+	s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Active == 2 })
+	if out, code := s.cli("jobs", "destroy", "default"); code != 0 {
+		t.Fatalf("destroy: exit %d %s", code, out)
+	}
+	started, finished := map[string]bool{}, map[string]bool{}
+	for _, l := range readLines(t, log) {
+		f := strings.Fields(l)
+		switch f[0] {
+		case "start":
+			started[f[1]] = true
+		case "done":
+			finished[f[1]] = true
+		}
+	}
+	if len(started) == 0 || len(started) == 10 {
+		t.Fatalf("%d jobs started; want the running ones only", len(started))
+	}
+	for id := range started {
+		if !finished[id] {
+			t.Errorf("job %s was running at destroy and did not finish", id)
+		}
+	}
+}
+
+func TestResetUnderLoadLosesNoJobAndReplacesEveryWorker(t *testing.T) {
+	requireTool(t, "php")
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startSupervisor(t, memoryConfig(t, 2, log))
+
+	before := s.workerPids()
+	if out, code := s.cli("push", "--pipeline", "default", "--job", "slow", "--payload", "5", "--count", "300"); code != 0 {
+		t.Fatalf("push: exit %d %s", code, out)
+	}
+	if out, code := s.cli("reset"); code != 0 {
+		t.Fatalf("reset: exit %d %s", code, out)
+	}
+	st := s.waitStat("default", 60*time.Second, func(st pipelineStat) bool { return st.Acked == 300 })
+	if st.Dead != 0 || st.Retried != 0 {
+		t.Fatalf("reset under load cost jobs: %+v", st)
+	}
+	after := s.workerPids()
+	if len(after) != 2 {
+		t.Fatalf("%d workers after reset, want 2", len(after))
+	}
+	for _, p := range after {
+		for _, q := range before {
+			if p == q {
+				t.Fatalf("worker %d survived the reset (before %v, after %v)", p, before, after)
+			}
+		}
+	}
+}
+
+func (s *supervisor) workerPids() []int {
+	s.t.Helper()
+	out, code := s.cli("workers", "--json")
+	if code != 0 {
+		s.t.Fatalf("workers: exit %d %s", code, out)
+	}
+	var ws []struct {
+		Pid int `json:"pid"`
+	}
+	if err := json.Unmarshal([]byte(out), &ws); err != nil {
+		s.t.Fatalf("workers --json: %v in %q", err, out)
+	}
+	pids := make([]int, len(ws))
+	for i, w := range ws {
+		pids[i] = w.Pid
+	}
+	return pids
+}
