@@ -96,9 +96,26 @@ func declaredJSON(key, v string) (*yaml.Node, *Error) {
 	if err := yaml.Unmarshal([]byte(v), &doc); err != nil {
 		return nil, errAt(key, 0, "not valid JSON: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 	}
+	if hasAnchors(&doc) {
+		// A producer's value must not make the decoder expand aliases.
+		return nil, errAt(key, 0, "YAML anchors and aliases are not allowed here")
+	}
 	n := deref(&doc)
 	clearLines(n)
 	return n, nil
+}
+
+// hasAnchors reports whether the tree under n uses anchors or aliases.
+func hasAnchors(n *yaml.Node) bool {
+	if n.Anchor != "" || n.Kind == yaml.AliasNode {
+		return true
+	}
+	for _, c := range n.Content {
+		if hasAnchors(c) {
+			return true
+		}
+	}
+	return false
 }
 
 // clearLines zeroes the line numbers in a tree.

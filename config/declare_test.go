@@ -124,3 +124,11 @@ func TestDeclareValidatesLikeAFile(t *testing.T) {
 		}
 	}
 }
+
+func TestDeclareRejectsAnchors(t *testing.T) {
+	_, err := PipelineFromDeclare(map[string]string{"name": "q", "driver": "memory", "retry": `{a: &x [1, 2], max_attempts: *x}`})
+	want := []string{"retry: YAML anchors and aliases are not allowed here"}
+	if got := errorStrings(err); !slices.Equal(got, want) {
+		t.Fatalf("errors = %q, want %q", got, want)
+	}
+}

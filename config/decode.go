@@ -133,16 +133,21 @@ func structFields(t reflect.Type) (map[string]structField, []string) {
 	return fields, order
 }
 
-// pair is one key/value of a mapping; merged pairs come from a "<<" key.
+// pair is one key/value of a mapping.
 type pair struct {
 	key, value *yaml.Node
-	merged     bool
 }
 
 // mappingPairs returns the pairs of mapping n with merge keys expanded
 // (merged pairs first, so explicit keys override them) and reports
 // duplicate explicit keys and malformed merges.
 func mappingPairs(n *yaml.Node, path string) ([]pair, []*Error) {
+	return mergePairs(n, path, map[*yaml.Node]bool{n: true})
+}
+
+// mergePairs is mappingPairs; visited holds the mappings already expanded,
+// so a mapping merged twice (or into itself) is expanded once.
+func mergePairs(n *yaml.Node, path string, visited map[*yaml.Node]bool) ([]pair, []*Error) {
 	var merged, own []pair
 	var errs []*Error
 	seen := map[string]int{}
@@ -152,8 +157,9 @@ func mappingPairs(n *yaml.Node, path string) ([]pair, []*Error) {
 			src := deref(val)
 			var srcs []*yaml.Node
 			if src.Kind == yaml.SequenceNode {
-				for _, s := range src.Content {
-					srcs = append(srcs, deref(s))
+				// Earlier mappings in the list win: expand them last.
+				for i := len(src.Content) - 1; i >= 0; i-- {
+					srcs = append(srcs, deref(src.Content[i]))
 				}
 			} else {
 				srcs = []*yaml.Node{src}
@@ -163,12 +169,13 @@ func mappingPairs(n *yaml.Node, path string) ([]pair, []*Error) {
 					errs = append(errs, errAt(path, k.Line, "<< must merge a mapping or a list of mappings"))
 					continue
 				}
-				inner, innerErrs := mappingPairs(s, path)
-				errs = append(errs, innerErrs...)
-				for _, p := range inner {
-					p.merged = true
-					merged = append(merged, p)
+				if visited[s] {
+					continue
 				}
+				visited[s] = true
+				inner, innerErrs := mergePairs(s, path, visited)
+				errs = append(errs, innerErrs...)
+				merged = append(merged, inner...)
 			}
 			continue
 		}

@@ -114,7 +114,7 @@ func lookupLine(n *yaml.Node, path string) int {
 			var bestKey, bestVal *yaml.Node
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k := n.Content[i].Value
-				if (path == k || strings.HasPrefix(path, k+".") || strings.HasPrefix(path, k+"[")) &&
+				if k != "" && (path == k || strings.HasPrefix(path, k+".") || strings.HasPrefix(path, k+"[")) &&
 					(bestKey == nil || len(k) > len(bestKey.Value)) {
 					bestKey, bestVal = n.Content[i], n.Content[i+1]
 				}

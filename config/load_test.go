@@ -371,3 +371,98 @@ jobs:
 		t.Errorf("errors.As first error = %+v", e)
 	}
 }
+
+func TestEnvKeysCollideOnceUpperCased(t *testing.T) {
+	_, err := Parse([]byte("version: \"3\"\nserver:\n  command: w\n  env:\n    app: 1\n    APP: 2\n"))
+	want := []string{"server.env.app: same variable as APP once upper-cased (line 5)"}
+	if got := errorStrings(err); !slices.Equal(got, want) {
+		t.Fatalf("errors = %q, want %q", got, want)
+	}
+}
+
+func TestErrorFormat(t *testing.T) {
+	for _, tc := range []struct {
+		e    Error
+		want string
+	}{
+		{Error{Path: "jobs.pool.num_workers", Line: 12, Reason: "bad"}, "jobs.pool.num_workers: bad (line 12)"},
+		{Error{Path: "retry.max_attempts", Reason: "bad"}, "retry.max_attempts: bad"},
+		{Error{Line: 3, Reason: "YAML syntax: x"}, "line 3: YAML syntax: x"},
+		{Error{Reason: "driver kafka: not built into this binary"}, "driver kafka: not built into this binary"},
+	} {
+		if got := tc.e.Error(); got != tc.want {
+			t.Errorf("Error() = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+// FuzzParse checks that any input either loads or fails with *Error values
+// only, never panics, and that a loaded config has its defaults filled in.
+func FuzzParse(f *testing.F) {
+	files, _ := filepath.Glob("testdata/*.yaml")
+	more, _ := filepath.Glob("testdata/invalid/*.yaml")
+	for _, file := range append(files, more...) {
+		if data, err := os.ReadFile(file); err == nil {
+			f.Add(data)
+		}
+	}
+	f.Add([]byte("version: \"3\"\nserver: {command: w}\nx: &a [*a]\n"))
+	f.Add([]byte("version: \"3\"\nserver: {command: w}\njobs: {pipelines: {a: {<<: [{driver: memory}]}}}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := parse(data, func(string) (string, bool) { return "1", true })
+		if (r == nil) == (err == nil) {
+			t.Fatalf("root %v, err %v", r, err)
+		}
+		if err != nil {
+			errs := Errors(err)
+			if len(errs) == 0 || err.Error() != strings.Join(errorStrings(err), "\n") {
+				t.Fatalf("error is not a join of *Error: %v", err)
+			}
+			return
+		}
+		if r.Jobs.Pool.NumWorkers < 1 || r.Version != "3" {
+			t.Fatalf("loaded without defaults: %+v", r.Jobs.Pool)
+		}
+		for name, p := range r.Jobs.Pipelines {
+			if p.Name != name || p.Concurrency < 1 || (p.Driver == DriverMemory) != (p.Memory != nil) {
+				t.Fatalf("pipeline %q = %+v", name, p)
+			}
+		}
+	})
+}
+
+func TestSelfReferencingAnchorsTerminate(t *testing.T) {
+	for _, tc := range []struct {
+		doc  string
+		want string // "" = loads
+	}{
+		{"jobs: &a {\"\": *a}\n", "jobs.: unknown key (known keys: num_pollers, pipeline_size, options, timeout, shutdown_timeout, pool, consume, pipelines) (line 3)"},
+		{"jobs: &a {<<: *a}\n", ""},
+		{"jobs: {pipelines: &a {x: {<<: *a}}}\n", "jobs.pipelines.x.driver: required (one of memory, amqp, kafka, sqs) (line 3)\n" +
+			"jobs.pipelines.x.x: unknown key (known keys: driver, config, priority, concurrency, retry, dead_letter) (line 3)"},
+		{"jobs: {pipelines: {x: &b {<<: [*b, *b], driver: memory}}}\n", ""},
+	} {
+		_, err := Parse([]byte("version: \"3\"\nserver: {command: w}\n" + tc.doc))
+		if got := strings.Join(errorStrings(err), "\n"); got != tc.want {
+			t.Errorf("%q: errors %q, want %q", tc.doc, got, tc.want)
+		}
+	}
+}
+
+func TestMergeListEarlierWins(t *testing.T) {
+	r, err := Parse([]byte(`
+version: "3"
+server: {command: w}
+jobs:
+  pipelines:
+    a: &a {driver: memory, concurrency: 1}
+    b: &b {driver: memory, concurrency: 2, priority: 5}
+    c: {<<: [*a, *b]}
+`))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if c := r.Jobs.Pipelines["c"]; c.Concurrency != 1 || c.Priority != 5 {
+		t.Errorf("c = %+v, want concurrency 1 (from a) and priority 5 (from b)", c)
+	}
+}

@@ -66,14 +66,19 @@ type Root struct {
 
 	// AMQP, Kafka and SQS are the driver-wide top-level sections, kept as
 	// raw YAML (nil when absent; ${VAR} already expanded). The driver
-	// owners will replace each with their typed Global.
+	// owners will replace each with their typed Global: change the field
+	// to e.g. Kafka kafkajobs.Global with the tag yaml:"kafka" (decoded
+	// strictly like every other section), call Defaults on it in
+	// defaultRoot, and report its Validate errors from Root.validate
+	// through fieldErrors(err, &yaml.Node{}, "kafka") (lines are filled in
+	// later).
 	AMQP  *yaml.Node `yaml:"amqp"`
 	Kafka *yaml.Node `yaml:"kafka"`
 	SQS   *yaml.Node `yaml:"sqs"`
 
 	// Warnings are settings that are valid but probably not what the
-	// user wants (for `supervisor validate` to print). Never nil-checked
-	// by Load: a config with warnings loads fine.
+	// user wants, for `supervisor validate` to print (same format as
+	// errors). A config with warnings loads fine.
 	Warnings []*Error `yaml:"-"`
 }
 

@@ -46,10 +46,16 @@ func (r *Root) validate() (errs, warnings []*Error) {
 	default:
 		add("server.relay", `only "pipes" is supported (got %s): workers talk over stdin/stdout`, quote(r.Server.Relay))
 	}
+	upper := map[string]string{}
 	for k := range r.Server.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			add(joinPath("server.env", k), "not a valid environment variable name")
 		}
+		if other, dup := upper[strings.ToUpper(k)]; dup {
+			a, b := min(k, other), max(k, other)
+			add(joinPath("server.env", b), "same variable as %s once upper-cased", a)
+		}
+		upper[strings.ToUpper(k)] = k
 	}
 
 	if r.Jobs.ShutdownTimeout <= 0 {
