@@ -62,9 +62,10 @@ type partState struct {
 	entries []*entry // offset order; the done prefix is popped
 	next    int64    // next offset expected from fetches; -1 unknown
 
-	commit    kgo.EpochOffset // next offset to commit (done prefix)
-	hasCommit bool
-	dirty     bool // commit not yet sent
+	popped    kgo.EpochOffset // one past the last record popped as done
+	hasPopped bool
+	dirty     bool          // something was done since the last commit
+	skip      []offsetRange // done before we got the partition (commit metadata)
 
 	hwm    int64
 	hasHWM bool
@@ -106,8 +107,7 @@ func (ps *partState) eligible(ord Ordering, now time.Time) *entry {
 	return nil
 }
 
-// advance pops the done prefix and moves the commit point behind it. It
-// reports whether the commit point moved.
+// advance pops the done prefix. It reports whether anything was popped.
 func (ps *partState) advance() bool {
 	i := 0
 	for i < len(ps.entries) && ps.entries[i].state == stateDone {
@@ -117,8 +117,8 @@ func (ps *partState) advance() bool {
 		return false
 	}
 	last := ps.entries[i-1].rec
-	ps.commit = kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}
-	ps.hasCommit, ps.dirty = true, true
+	ps.popped = kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}
+	ps.hasPopped = true
 	clear(ps.entries[:i])
 	ps.entries = ps.entries[i:]
 	return true
@@ -378,8 +378,8 @@ func (c *consumerState) staleLocked(ps *partState) error {
 	return nil
 }
 
-// finish marks e done and moves the commit point of ps if e completed its
-// done prefix.
+// finish marks e done; the committer then commits the new commit point
+// of ps.
 func (d *Driver) finish(ps *partState, e *entry) error {
 	c := d.cons
 	c.mu.Lock()
@@ -389,11 +389,11 @@ func (d *Driver) finish(ps *partState, e *entry) error {
 	}
 	e.state = stateDone
 	c.active--
-	if ps.advance() {
-		select {
-		case c.commitKick <- struct{}{}:
-		default:
-		}
+	ps.advance()
+	ps.dirty = true
+	select {
+	case c.commitKick <- struct{}{}:
+	default:
 	}
 	if ps.paused && len(ps.entries) < partitionBuffer/2 {
 		ps.paused = false

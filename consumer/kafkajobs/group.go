@@ -80,16 +80,30 @@ func (d *Driver) ingest(fetches kgo.Fetches) {
 			got = true
 			ps.hwm, ps.hasHWM = ftp.HighWatermark, true
 		}
+		skipped := false
 		for _, r := range ftp.Records {
 			if ps.next >= 0 && r.Offset < ps.next {
 				continue
 			}
 			ps.next = r.Offset + 1
 			m := readRecord(r, c.jobHeader, c.priority)
-			ps.entries = append(ps.entries, &entry{
+			e := &entry{
 				rec: r, meta: m, attempt: m.attempt,
 				readyAt: m.delayUntil, deferred: !m.delayUntil.IsZero(),
-			})
+			}
+			if inRanges(ps.skip, r.Offset) {
+				// Settled by an earlier owner past its commit point.
+				e.state, skipped = stateDone, true
+			}
+			ps.entries = append(ps.entries, e)
+		}
+		if skipped {
+			ps.advance()
+			ps.dirty = true
+			select {
+			case c.commitKick <- struct{}{}:
+			default:
+			}
 		}
 		if !ps.paused && len(ps.entries) >= partitionBuffer {
 			ps.paused = true
@@ -136,14 +150,14 @@ func (d *Driver) commitNow(ctx context.Context) error {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
 	c.mu.Lock()
-	offsets := make(map[string]map[int32]kgo.EpochOffset)
+	points := make(map[topicPartition]commitPoint)
 	var taken []*partState
-	for _, ps := range c.parts {
-		if ps.dirty && ps.hasCommit {
-			if offsets[ps.tp.topic] == nil {
-				offsets[ps.tp.topic] = make(map[int32]kgo.EpochOffset)
-			}
-			offsets[ps.tp.topic][ps.tp.partition] = ps.commit
+	for tp, ps := range c.parts {
+		if !ps.dirty {
+			continue
+		}
+		if cp, ok := ps.commitPointLocked(); ok {
+			points[tp] = cp
 			ps.dirty = false
 			taken = append(taken, ps)
 		}
@@ -152,7 +166,7 @@ func (d *Driver) commitNow(ctx context.Context) error {
 	if len(taken) == 0 {
 		return nil
 	}
-	err := d.commit(ctx, offsets)
+	err := commit(ctx, d.client, points)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.commitErr = err
@@ -166,11 +180,29 @@ func (d *Driver) commitNow(ctx context.Context) error {
 	return err
 }
 
-// commit sends offsets and returns the request error or every partition
-// error of the response.
-func (d *Driver) commit(ctx context.Context, offsets map[string]map[int32]kgo.EpochOffset) error {
+// commit sends the commit points (offsets plus done-offset metadata) and
+// returns the request error or every partition error of the response.
+func commit(ctx context.Context, cl *kgo.Client, points map[topicPartition]commitPoint) error {
+	offsets := make(map[string]map[int32]kgo.EpochOffset)
+	for tp, cp := range points {
+		if offsets[tp.topic] == nil {
+			offsets[tp.topic] = make(map[int32]kgo.EpochOffset)
+		}
+		offsets[tp.topic][tp.partition] = cp.offset
+	}
+	withMeta := kgo.PreCommitFnContext(ctx, func(req *kmsg.OffsetCommitRequest) error {
+		for i := range req.Topics {
+			t := &req.Topics[i]
+			for j := range t.Partitions {
+				p := &t.Partitions[j]
+				meta := points[topicPartition{t.Topic, p.Partition}].meta
+				p.Metadata = &meta
+			}
+		}
+		return nil
+	})
 	var errs []error
-	d.client.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+	cl.CommitOffsetsSync(withMeta, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
 		if err != nil {
 			errs = append(errs, err)
 			return
@@ -189,8 +221,14 @@ func (d *Driver) commit(ctx context.Context, offsets map[string]map[int32]kgo.Ep
 	return nil
 }
 
-// onAssigned starts local state for newly assigned partitions.
-func (d *Driver) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+// onAssigned starts local state for newly assigned partitions, with the
+// offsets that the commit metadata lists as already done (see
+// commitpoint.go).
+func (d *Driver) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
+	done, err := d.fetchDone(ctx, cl, assigned)
+	if err != nil {
+		d.log.Warn("reading done offsets of assigned partitions failed; finished jobs past the commit may run again", "err", err)
+	}
 	c := d.cons
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -198,7 +236,7 @@ func (d *Driver) onAssigned(_ context.Context, _ *kgo.Client, assigned map[strin
 		for _, p := range parts {
 			tp := topicPartition{topic, p}
 			if c.parts[tp] == nil {
-				c.parts[tp] = &partState{tp: tp, next: -1}
+				c.parts[tp] = &partState{tp: tp, next: -1, skip: done[tp]}
 			}
 		}
 	}
@@ -206,35 +244,66 @@ func (d *Driver) onAssigned(_ context.Context, _ *kgo.Client, assigned map[strin
 	c.notifyLocked()
 }
 
+// fetchDone reads the group's commit metadata of the given partitions.
+func (d *Driver) fetchDone(ctx context.Context, cl *kgo.Client, tps map[string][]int32) (map[topicPartition][]offsetRange, error) {
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Group = d.cfg.GroupOptions.GroupID
+	for topic, parts := range tps {
+		rt := kmsg.NewOffsetFetchRequestTopic()
+		rt.Topic = topic
+		rt.Partitions = parts
+		req.Topics = append(req.Topics, rt)
+	}
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
+		return nil, err
+	}
+	out := make(map[topicPartition][]offsetRange)
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.Metadata == nil || kerr.ErrorForCode(p.ErrorCode) != nil {
+				continue
+			}
+			if rs := decodeDone(*p.Metadata); rs != nil {
+				out[topicPartition{t.Topic, p.Partition}] = rs
+			}
+		}
+	}
+	return out, nil
+}
+
 // onRevoked commits the done prefix of the revoked partitions and forgets
 // them: their buffered records are dropped and settlements of their
 // handed-out deliveries return consumer.ErrStaleDelivery.
-func (d *Driver) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+func (d *Driver) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	c := d.cons
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
-	offsets := d.dropPartitions(revoked)
-	if len(offsets) == 0 {
+	points := d.dropPartitions(cl, revoked)
+	if len(points) == 0 {
 		return
 	}
-	if err := d.commit(ctx, offsets); err != nil {
+	if err := commit(ctx, cl, points); err != nil {
 		d.log.Warn("commit on revoke failed; the new owner re-runs the uncommitted jobs", "err", err)
 	}
 }
 
 // onLost forgets lost partitions without committing (the group no longer
 // accepts our commits for them).
-func (d *Driver) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	d.dropPartitions(lost)
+func (d *Driver) onLost(_ context.Context, cl *kgo.Client, lost map[string][]int32) {
+	d.dropPartitions(cl, lost)
 }
 
 // dropPartitions marks the given partitions revoked, removes them and
 // returns their uncommitted commit points.
-func (d *Driver) dropPartitions(tps map[string][]int32) map[string]map[int32]kgo.EpochOffset {
+func (d *Driver) dropPartitions(cl *kgo.Client, tps map[string][]int32) map[topicPartition]commitPoint {
 	c := d.cons
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	offsets := make(map[string]map[int32]kgo.EpochOffset)
+	points := make(map[topicPartition]commitPoint)
 	var resume map[string][]int32
 	for topic, parts := range tps {
 		for _, p := range parts {
@@ -245,11 +314,8 @@ func (d *Driver) dropPartitions(tps map[string][]int32) map[string]map[int32]kgo
 			}
 			ps.revoked = true
 			delete(c.parts, tp)
-			if ps.dirty && ps.hasCommit {
-				if offsets[topic] == nil {
-					offsets[topic] = make(map[int32]kgo.EpochOffset)
-				}
-				offsets[topic][p] = ps.commit
+			if cp, ok := ps.commitPointLocked(); ok && ps.dirty {
+				points[tp] = cp
 			}
 			if ps.paused {
 				if resume == nil {
@@ -260,11 +326,11 @@ func (d *Driver) dropPartitions(tps map[string][]int32) map[string]map[int32]kgo
 		}
 	}
 	if resume != nil {
-		d.client.ResumeFetchPartitions(resume)
+		cl.ResumeFetchPartitions(resume)
 	}
 	c.rebuildOrderLocked()
 	c.notifyLocked()
-	return offsets
+	return points
 }
 
 func (c *consumerState) beginClose() {

@@ -20,6 +20,10 @@ import (
 // before it is asked again.
 const partitionCountTTL = time.Minute
 
+// onWireGrace is how long Publish keeps waiting, after its ctx ended, for
+// the broker's answer to records already sent.
+const onWireGrace = 2 * time.Second
+
 // topicPartition names one partition.
 type topicPartition struct {
 	topic     string
@@ -170,8 +174,10 @@ func (d *Driver) jobRecord(topic string, j consumer.Job) *kgo.Record {
 
 // produce sends recs (each with Topic and Key set; the partition is chosen
 // here) and waits for every promise or ctx. The i-th error belongs to
-// recs[i]. When ctx ends first, every unresolved record is reported as
-// failed; its promise still runs later and updates the partition health.
+// recs[i]. When ctx ends first, produce waits up to onWireGrace more for
+// the answers of records already sent; every record still unresolved is
+// then reported as failed (its promise still runs later and updates the
+// partition health).
 func (p *producer) produce(ctx context.Context, recs []*kgo.Record) []error {
 	var (
 		mu      sync.Mutex // guards errs and pending against the promises
@@ -216,6 +222,15 @@ func (p *producer) produce(ctx context.Context, recs []*kgo.Record) []error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		// kgo fails the records it has not sent yet at once; records on
+		// the wire get their answer shortly. Waiting for it keeps a job
+		// the broker took from being reported as failed.
+		t := time.NewTimer(onWireGrace)
+		select {
+		case <-done:
+		case <-t.C:
+		}
+		t.Stop()
 	}
 	mu.Lock()
 	defer mu.Unlock()
