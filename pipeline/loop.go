@@ -94,11 +94,8 @@ func (p *Pipeline) acquire(workCtx context.Context) (ctx context.Context, ok boo
 	}
 }
 
-func (p *Pipeline) stopping() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.state == stateStopped
-}
+// stopping reports whether Stop (or Run's ctx) began the shutdown.
+func (p *Pipeline) stopping() bool { return p.stopFlag.Load() }
 
 func (p *Pipeline) setRecvErr(err error) {
 	p.mu.Lock()

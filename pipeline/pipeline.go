@@ -92,6 +92,7 @@ type Pipeline struct {
 	recvErr    error         // last Receive failure, nil once Receive works again
 	closedErr  error         // the consumer was closed under a running pipeline
 
+	stopFlag atomic.Bool // set with state = stateStopped, read per job
 	active   atomic.Int64
 	acked    atomic.Uint64
 	retried  atomic.Uint64
@@ -164,15 +165,18 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		wg.Go(func() { p.loop(workCtx) })
 	}
 	wg.Wait()
-	close(p.done)
 
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closedErr != nil && p.state != stateStopped {
-		p.state = stateStopped
-		return fmt.Errorf("pipeline %s: %w", p.cfg.Name, p.closedErr)
-	}
+	closedErr := p.closedErr
 	p.state = stateStopped
+	p.stopFlag.Store(true)
+	p.mu.Unlock()
+	close(p.done)
+	if closedErr != nil {
+		// consumerClosed records it only while the pipeline was not
+		// stopping: the consumer was closed under a running pipeline.
+		return fmt.Errorf("pipeline %s: %w", p.cfg.Name, closedErr)
+	}
 	return nil
 }
 
@@ -215,6 +219,7 @@ func (p *Pipeline) beginStop() bool {
 		return started
 	}
 	p.state = stateStopped
+	p.stopFlag.Store(true)
 	if p.recvCancel != nil {
 		p.recvCancel(ErrShutdown)
 		p.recvCtx, p.recvCancel = nil, nil
