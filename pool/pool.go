@@ -284,10 +284,7 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 			p.release(w, false)
 			return frame.Payload{}, fmt.Errorf("%w: job not sent: %w", ErrNoWorker, context.Cause(ctx))
 		}
-		stop = context.AfterFunc(ctx, func() {
-			w.interrupt()
-			w.interrupted <- struct{}{}
-		})
+		stop = context.AfterFunc(ctx, w.onCancel)
 	}
 	_ = w.stdout.SetReadDeadline(dl)
 	_ = w.stdin.SetWriteDeadline(dl)

@@ -144,6 +144,8 @@ func TestBrokenWorkerIsReplaced(t *testing.T) {
 		{"crash", nil, "Allowed memory size exhausted"},
 		{"garbage", frame.ErrNotFrame, "debug: handling job 1"},
 		{"bad-crc", frame.ErrNotFrame, "workers must log to stderr"},
+		{"bad-options", frame.ErrBadOptions, "got 2 options"},
+		{"truncated", frame.ErrTruncated, "stdout ended after"},
 	}
 	for _, c := range cases {
 		t.Run(c.mode, func(t *testing.T) {

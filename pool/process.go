@@ -69,7 +69,8 @@ type worker struct {
 	exited      chan struct{} // closed once the process is reaped
 	exit        string        // exit status; read only after exited is closed
 	released    chan struct{} // cap 1: an Exec let go of a worker whose process exited mid-job
-	interrupted chan struct{} // cap 1: the ctx AfterFunc of the running Exec finished
+	interrupted chan struct{} // cap 1: onCancel ran for the running Exec
+	onCancel    func()        // interrupt, then signal interrupted; built once per worker
 
 	// guarded by Pool.mu
 	state      state
@@ -138,6 +139,10 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 		interrupted: make(chan struct{}, 1),
 	}
 	w.lastUsed = w.created
+	w.onCancel = func() {
+		w.interrupt()
+		w.interrupted <- struct{}{}
+	}
 	sl.pid.Store(int64(w.pid))
 	p.wg.Go(func() { p.reap(w) })
 	if err := p.handshake(ctx, w); err != nil {

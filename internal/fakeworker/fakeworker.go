@@ -13,7 +13,9 @@
 // ask-stop, die-after, nack-first, hog, env (replies with the values of the
 // environment variables named, comma-separated, in the job body, as a JSON
 // object), mute (never answers anything), exit-after-boot (answers the
-// handshake, then exits 1).
+// handshake, then exits 1), bad-options (replies with two options),
+// truncated (sends a reply header announcing more payload than it writes,
+// then exits 1).
 //
 // Environment knobs: FAKEWORKER_DELAY (slow: how long a job takes, a Go
 // duration, default 2s), FAKEWORKER_N (die-after: jobs before exiting,
@@ -46,7 +48,7 @@ func Modes() []string {
 	return []string{
 		"echo", "ack", "error-frame", "always-fail", "slow", "crash", "garbage", "garbage-boot",
 		"bad-crc", "stderr-spam", "ignore-stop", "exit-on-boot", "ask-stop", "die-after",
-		"nack-first", "hog", "env", "mute", "exit-after-boot",
+		"nack-first", "hog", "env", "mute", "exit-after-boot", "bad-options", "truncated",
 	}
 }
 
@@ -237,6 +239,13 @@ func (w *worker) job(pl frame.Payload) (code int, done bool) {
 		return 70, true
 	case "garbage":
 		_, err = fmt.Fprintf(w.out, "debug: handling job %d\n", w.jobs)
+	case "bad-options":
+		err = w.send(0, []uint32{0, 7}, []byte(AckBody))
+	case "truncated":
+		b := frame.EncodeReply(frame.Payload{Body: []byte(AckBody)})
+		_, _ = w.out.Write(b[:len(b)-5])
+		w.logf("fakeworker: wrote a short frame")
+		return 1, true
 	case "bad-crc":
 		b := frame.EncodeReply(frame.Payload{Body: []byte(AckBody)})
 		b[6] ^= 0xff
