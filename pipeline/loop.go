@@ -46,12 +46,7 @@ func (p *Pipeline) loop(workCtx context.Context) {
 				// First failure of a streak, then every maxReceiveBackoff.
 				p.log.WarnContext(rctx, "receive failed", "err", err, "retry_in", wait)
 			}
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-rctx.Done():
-				t.Stop()
-			}
+			idle(rctx, wait)
 			wait = min(2*wait, maxReceiveBackoff)
 			continue
 		}
@@ -62,7 +57,25 @@ func (p *Pipeline) loop(workCtx context.Context) {
 		if d == nil {
 			continue
 		}
-		p.handle(workCtx, settleBase, d)
+		if o := p.handle(workCtx, settleBase, d); o.Action == consumer.Release && o.Delay > 0 {
+			// No worker was free: do not churn through the queue
+			// releasing one job after another; let the pool recover.
+			idle(rctx, min(o.Delay, noWorkerPause))
+		}
+	}
+}
+
+// noWorkerPause is how long a slot rests after releasing a job for want
+// of a worker.
+const noWorkerPause = 100 * time.Millisecond
+
+// idle waits for d or until ctx is done.
+func idle(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 
@@ -114,7 +127,8 @@ func (p *Pipeline) consumerClosed(err error) {
 // handle runs one delivery to its settlement. It never returns before the
 // delivery is settled (or Settle failed). Settle gets a context derived
 // from settleBase, which is not cancelled by Stop, bounded by SettleTimeout.
-func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Delivery) {
+// It returns the outcome.
+func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Delivery) consumer.Outcome {
 	start := time.Now()
 	p.active.Add(1)
 	defer p.active.Add(-1)
@@ -152,6 +166,7 @@ func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Deliv
 		p.cfg.Observer.Observe(p.cfg.Name, o.Action, took)
 	}
 	p.logFate(sctx, d, o, err, serr, took)
+	return o
 }
 
 // exec runs d on the executor and parses the reply. An error caused by the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/frame"
+	"github.com/pipevisor/pipevisor/pool"
 )
 
 func ackExec(context.Context, frame.Payload) (frame.Payload, error) {
@@ -332,5 +333,29 @@ func TestRunTwice(t *testing.T) {
 	waitFor(t, "running", func() bool { return p.Check() == nil })
 	if err := p.Run(context.Background()); !errors.Is(err, ErrRunning) {
 		t.Errorf("second Run = %v, want ErrRunning", err)
+	}
+}
+
+func TestNoWorkerReleasesAndRests(t *testing.T) {
+	fc := newFakeConsumer(16)
+	fc.holdReleased = true
+	for i := range 10 {
+		fc.push(fmt.Sprint(i), 2, nil)
+	}
+	ex := execFunc(func(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
+		return frame.Payload{}, fmt.Errorf("%w: allocate timeout", pool.ErrNoWorker)
+	})
+	p := New(Config{Name: "p", Concurrency: 1}, fc, ex, nil)
+	start(t, p)
+	s := fc.next(t)
+	if s.Outcome.Action != consumer.Release || s.Outcome.Delay != NoWorkerDelay || s.Attempt != 2 {
+		t.Errorf("settlement = %+v, want Release after NoWorkerDelay", s)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if received, _ := fc.counts(); received > 2 {
+		t.Errorf("received %d jobs within 20ms of a no-worker release, want the slot to rest", received)
+	}
+	if st := p.Stat(context.Background()); st.Retried != 0 || st.Dead != 0 {
+		t.Errorf("Stat = %+v: a release must not count as a retry", st)
 	}
 }
