@@ -310,7 +310,7 @@ func (p *Pipeline) Check() error {
 	case closedErr != nil:
 		return fmt.Errorf("pipeline %s: %w", p.cfg.Name, closedErr)
 	case st == stateIdle:
-		return fmt.Errorf("pipeline %s: not started", p.cfg.Name)
+		return fmt.Errorf("pipeline %s: not started (resume it to consume)", p.cfg.Name)
 	case st == stateStopped:
 		return fmt.Errorf("pipeline %s: %w", p.cfg.Name, ErrStopped)
 	case paused:
