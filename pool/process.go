@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -163,10 +164,12 @@ func (p *Pool) handshake(ctx context.Context, w *worker) error {
 	_ = w.stdout.SetReadDeadline(dl)
 	_ = w.stdin.SetWriteDeadline(dl)
 	stop := context.AfterFunc(ctx, w.interrupt)
-	_, err := w.stdin.Write(frame.EncodeControl(frame.FlagCodecJSON, frame.PidPayload(os.Getpid())))
-	var f frame.Frame
-	if err == nil {
-		f, err = w.r.ReadFrame()
+	_, werr := w.stdin.Write(frame.EncodeControl(frame.FlagCodecJSON, frame.PidPayload(os.Getpid())))
+	// Read even if the write failed: a worker that exited at once may
+	// have said why on stdout (PHP's "Could not open input file").
+	f, err := w.r.ReadFrame()
+	if werr != nil && (err == nil || errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded)) {
+		err = fmt.Errorf("sending the pid request: %w", werr)
 	}
 	if !stop() && ctx.Err() != nil {
 		return fmt.Errorf("%w: %w", frame.ErrHandshake, context.Cause(ctx))
