@@ -476,6 +476,8 @@ func unsupportedRoadRunnerKey(path string) string {
 		return "not supported (RoadRunner key): remove it"
 	case "jobs.pools":
 		return "not supported (RoadRunner v6 named pools): use one jobs.pool"
+	case "metrics.collect":
+		return "not supported (RoadRunner key): application metrics are not collected"
 	case "logs.mode", "logs.output", "logs.err_output", "logs.channels", "logs.file_logger_options", "logs.line_ending":
 		return "not supported (RoadRunner key): use logs.level and logs.encoding; logs go to stderr"
 	}

@@ -86,6 +86,17 @@ func joinErrors(errs []*Error) error {
 	if len(errs) == 0 {
 		return nil
 	}
+	sortErrors(errs)
+	all := make([]error, len(errs))
+	for i, e := range errs {
+		all[i] = e
+	}
+	return errors.Join(all...)
+}
+
+// sortErrors sorts errs by line then path; errors without a line go last,
+// in path order.
+func sortErrors(errs []*Error) {
 	slices.SortStableFunc(errs, func(a, b *Error) int {
 		switch {
 		case a.Line == b.Line:
@@ -98,11 +109,6 @@ func joinErrors(errs []*Error) error {
 			return a.Line - b.Line
 		}
 	})
-	all := make([]error, len(errs))
-	for i, e := range errs {
-		all[i] = e
-	}
-	return errors.Join(all...)
 }
 
 // joinPath appends key to a dotted path.

@@ -58,6 +58,7 @@ func parse(data []byte, lookup lookupFunc) (*Root, error) {
 	if len(errs) > 0 {
 		return nil, joinErrors(errs)
 	}
+	sortErrors(warnings)
 	root.Warnings = warnings
 	return root, nil
 }

@@ -83,7 +83,7 @@ func TestLoadFullExample(t *testing.T) {
 		t.Errorf("emails = %+v (memory %+v)", emails, emails.Memory)
 	}
 
-	if r.Status.Address != "127.0.0.1:2114" || r.Metrics.Address != "127.0.0.1:2112" {
+	if r.Status.Address != "127.0.0.1:2114" || r.Status.UnavailableStatusCode != 503 || r.Metrics.Address != "127.0.0.1:2112" {
 		t.Errorf("status %q metrics %q", r.Status.Address, r.Metrics.Address)
 	}
 	if r.Logs.Level != "info" || r.Logs.Encoding != "json" {

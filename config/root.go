@@ -59,10 +59,10 @@ type Root struct {
 	Server  Server `yaml:"server"`
 	Jobs    Jobs   `yaml:"jobs"`
 	// Status serves /health and /ready; off when Address is empty.
-	Status HTTP `yaml:"status"`
+	Status Status `yaml:"status"`
 	// Metrics serves /metrics (Prometheus); off when Address is empty.
-	Metrics HTTP `yaml:"metrics"`
-	Logs    Logs `yaml:"logs"`
+	Metrics Metrics `yaml:"metrics"`
+	Logs    Logs    `yaml:"logs"`
 
 	// AMQP, Kafka and SQS are the driver-wide top-level sections, kept as
 	// raw YAML (nil when absent; ${VAR} already expanded). The driver
@@ -135,9 +135,18 @@ type JobsOptions struct {
 	Parallelism int `yaml:"parallelism"`
 }
 
-// HTTP is an optional HTTP endpoint (status:, metrics:).
-type HTTP struct {
-	// Address is host:port; empty means the endpoint is off.
+// Status is the status: section (RoadRunner's keys).
+type Status struct {
+	// Address is host:port for /health and /ready; empty means off.
+	Address string `yaml:"address"`
+	// UnavailableStatusCode is the HTTP status of /health and /ready when
+	// not healthy or not ready (default 503; 400..599).
+	UnavailableStatusCode int `yaml:"unavailable_status_code"`
+}
+
+// Metrics is the metrics: section.
+type Metrics struct {
+	// Address is host:port for /metrics; empty means off.
 	Address string `yaml:"address"`
 }
 
@@ -202,7 +211,8 @@ func defaultRoot() *Root {
 			Timeout:         DefaultJobsTimeout,
 			ShutdownTimeout: DefaultShutdownTimeout,
 		},
-		Logs: Logs{Level: DefaultLogLevel, Encoding: DefaultLogEncoding},
+		Status: Status{UnavailableStatusCode: 503},
+		Logs:   Logs{Level: DefaultLogLevel, Encoding: DefaultLogEncoding},
 	}
 }
 

@@ -105,6 +105,9 @@ func (r *Root) validate() (errs, warnings []*Error) {
 			add(s.path, "%s", reason)
 		}
 	}
+	if c := r.Status.UnavailableStatusCode; c < 400 || c > 599 {
+		add("status.unavailable_status_code", "must be an HTTP error status from 400 to 599 (got %d)", c)
+	}
 	if r.Status.Address != "" && r.Status.Address == r.Metrics.Address {
 		add("metrics.address", "must differ from status.address (%s)", r.Status.Address)
 	}
