@@ -62,9 +62,11 @@ func newApp() *cli.App {
 		ExitErrHandler:       func(*cli.Context, error) {}, // run() prints errors and picks the exit code
 		Commands: []*cli.Command{
 			{
-				Name:   "serve",
-				Usage:  "run the supervisor in the foreground",
-				Flags:  []cli.Flag{configFlag},
+				Name:  "serve",
+				Usage: "run the supervisor in the foreground",
+				Flags: []cli.Flag{configFlag, &cli.StringFlag{
+					Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile to this file (for performance work)",
+				}},
 				Action: serveAction,
 			},
 			{

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"sync"
 	"syscall"
 	"time"
@@ -31,6 +32,17 @@ func serveAction(c *cli.Context) error {
 	log := newLogger(root.Logs, c.App.ErrWriter)
 	for _, w := range warnings(root) {
 		log.Warn("config: " + w)
+	}
+	if path := c.String("cpuprofile"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return cli.Exit("supervisor: --cpuprofile: "+err.Error(), 1)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return cli.Exit("supervisor: --cpuprofile: "+err.Error(), 1)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	return serve(c.Context, root, log)
 }
