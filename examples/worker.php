@@ -10,7 +10,8 @@
  *   x-outcome: retry     nack with redelivery after x-delay seconds (default 0);
  *                        counts an attempt, dead after retry.max_attempts
  *   x-outcome: requeue   requeue after x-delay seconds with the header
- *                        x-requeued-by set to this worker's pid
+ *                        x-requeued-by set to this worker's pid; counts an
+ *                        attempt, so it too ends dead after retry.max_attempts
  *   x-outcome: fail      throw an exception, which the loop catches and nacks
  *                        with redelivery (the same as "retry")
  *   x-outcome: retry-once  nack with redelivery on the first attempt, ack on the next
