@@ -13,8 +13,8 @@ import (
 
 // The strict decoder.
 //
-// yaml.v3's own KnownFields decoding stops naming the path of a problem and
-// truncates ints from floats, so the config package walks the node tree
+// yaml.v3's own KnownFields decoding does not name the path of a problem
+// and truncates floats into ints, so the config package walks the node tree
 // itself: decodeInto fills a Go value from a node by its yaml tags, rejects
 // unknown and duplicate keys at every depth, and reports every problem with
 // its dotted path and line. Values already in the target are defaults: a key
@@ -29,8 +29,8 @@ import (
 //   - a type with a decodeNode method (Pipeline) decodes itself.
 //   - a type implementing yaml.Unmarshaler or encoding.TextUnmarshaler is
 //     handed to yaml.v3, and its error becomes the reason.
-//   - YAML merge keys (<<: *anchor) are honoured; keys written next to the
-//     merge win.
+//   - YAML merge keys (<<: *anchor or <<: [*a, *b]) are honoured; keys
+//     written next to the merge win, then earlier mappings of a list.
 
 // nodeDecoder is implemented by types that decode themselves.
 type nodeDecoder interface {
