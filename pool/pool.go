@@ -432,6 +432,13 @@ func (p *Pool) ready(w *worker) {
 // add puts a freshly started worker into service (its slot in p.live is
 // already reserved). Called with p.mu held.
 func (p *Pool) add(w *worker) {
+	if w.state == stateDead {
+		// It exited right after its handshake and was already reaped.
+		p.live--
+		p.failures++
+		p.kick()
+		return
+	}
 	p.all = append(p.all, w)
 	p.broadcast()
 	if p.closed {
