@@ -123,9 +123,11 @@ func queueArgs(h map[string]any) amqp.Table {
 	return t
 }
 
-// message is what one publish sends: the target and the message.
+// message is what one publish sends: the target and the message. A
+// message with a delay goes through the delay queue of (exchange, key).
 type message struct {
 	exchange, key string
+	delay         time.Duration
 	pub           amqp.Publishing
 }
 

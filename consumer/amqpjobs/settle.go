@@ -1,0 +1,236 @@
+package amqpjobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/pipevisor/pipevisor/consumer"
+)
+
+// settlement carries out the Outcome of one delivery (DESIGN.md, the AMQP
+// column of "Settlement per driver").
+type settlement struct {
+	d   *Driver
+	in  *inbound
+	del *consumer.Delivery
+	dec decoded
+}
+
+// settle is the consumer.SettleFunc of a delivery:
+//
+//   - Ack: basic.ack (multiple=true when multiple_ack is set and no
+//     earlier delivery of the channel is unsettled).
+//   - Retry with no delay and no header change: basic.nack(requeue=true);
+//     the next delivery gets Attempt+1 (remembered in memory).
+//   - Retry with a delay, or with changed headers, and Requeue: a
+//     confirmed copy with x-attempt = Attempt+1 and the headers merged, to
+//     the delay queue (delay > 0) or the work queue, then basic.ack; when
+//     the copy fails, basic.nack(requeue=true) and the error.
+//   - Dead: with a pipeline dead_letter queue, a confirmed copy there
+//     (with x-dead-reason and x-dead-queue), then basic.ack; else
+//     basic.nack(requeue=false), which dead-letters through the queue's
+//     x-dead-letter-exchange or drops the message.
+//   - Release: basic.nack(requeue=true) keeping the attempt; with a delay,
+//     a copy with the same attempt through the delay queue.
+//
+// A delivery of a dead channel returns consumer.ErrStaleDelivery and
+// touches nothing (the broker redelivers it); after Close has returned,
+// consumer.ErrClosed.
+func (st *settlement) settle(ctx context.Context, o consumer.Outcome) error {
+	d := st.d
+	defer d.settledOne()
+	if d.isFinished() {
+		st.in.s.untrack(st.in.m.DeliveryTag)
+		return consumer.ErrClosed
+	}
+	if st.in.s.dead() {
+		st.in.s.untrack(st.in.m.DeliveryTag)
+		return consumer.ErrStaleDelivery
+	}
+	switch o.Action {
+	case consumer.Ack:
+		return d.ack(st.in)
+	case consumer.Retry:
+		if o.Delay <= 0 && st.inPlace(o.Headers) {
+			return d.requeueInPlace(ctx, st.in, st.del.ID, st.del.Attempt+1)
+		}
+		return st.republish(ctx, o, st.del.Attempt+1)
+	case consumer.Requeue:
+		return st.republish(ctx, o, st.del.Attempt+1)
+	case consumer.Release:
+		if o.Delay > 0 {
+			return st.republish(ctx, o, st.del.Attempt)
+		}
+		return d.requeueInPlace(ctx, st.in, st.del.ID, st.del.Attempt)
+	case consumer.Dead:
+		return st.dead(ctx, o)
+	default:
+		return errors.Join(fmt.Errorf("%w: %v", ErrUnknownAction, o.Action), d.nack(st.in, true))
+	}
+}
+
+// inPlace reports whether a Retry can be a plain requeue: the message has
+// a stable id (so its attempt can be remembered) and h changes no header
+// (x-attempt aside, which the driver tracks itself).
+func (st *settlement) inPlace(h map[string][]string) bool {
+	if st.dec.thirdParty && st.in.m.MessageId == "" {
+		return false
+	}
+	for k, v := range h {
+		if k == hdrAttempt {
+			continue
+		}
+		if cur, ok := st.del.Headers[k]; !ok || !slices.Equal(cur, v) {
+			return false
+		}
+	}
+	return true
+}
+
+// copyJob returns the job of the delivery with o.Headers merged in and the
+// broker's own headers (x-death, x-delivery-count, ...) left out.
+func (st *settlement) copyJob(o consumer.Outcome) consumer.Job {
+	h := make(map[string][]string, len(st.del.Headers)+len(o.Headers))
+	for k, v := range st.del.Headers {
+		if !brokerHeader(k) {
+			h[k] = v
+		}
+	}
+	for k, v := range o.Headers {
+		if k != hdrAttempt {
+			h[k] = v
+		}
+	}
+	pipeline := st.dec.pipeline
+	if pipeline == "" {
+		pipeline = st.d.name
+	}
+	return consumer.Job{
+		ID:       st.del.ID,
+		Name:     st.del.Job,
+		Pipeline: pipeline,
+		Payload:  st.del.Body,
+		Headers:  h,
+		Priority: st.del.Priority,
+		Key:      st.del.Key,
+	}
+}
+
+// republish sends a confirmed copy back to the work queue (through the
+// delay queue when o.Delay > 0) with x-attempt = attempt, then acks the
+// original; if the copy fails the original is requeued.
+func (st *settlement) republish(ctx context.Context, o consumer.Outcome, attempt int) error {
+	d := st.d
+	pub, _, err := encode(st.copyJob(o), d.name, attempt, d.cfg.Queue, nil)
+	if err == nil {
+		err = d.publishOne(ctx, message{exchange: "", key: d.cfg.Queue, delay: o.Delay, pub: pub})
+	}
+	if err != nil {
+		return errors.Join(fmt.Errorf("amqpjobs: republish job %q: %w", st.del.ID, err), d.nack(st.in, true))
+	}
+	return d.ack(st.in)
+}
+
+// dead moves the delivery to the dead-letter target.
+func (st *settlement) dead(ctx context.Context, o consumer.Outcome) error {
+	d := st.d
+	if d.deadLetter == "" {
+		return d.nack(st.in, false)
+	}
+	err := d.declareDeadLetter(st.in.s)
+	if err == nil {
+		extra := amqp.Table{HeaderDeadReason: o.Reason, HeaderDeadQueue: d.cfg.Queue}
+		var pub amqp.Publishing
+		pub, _, err = encode(st.copyJob(o), d.name, st.del.Attempt, d.deadLetter, extra)
+		if err == nil {
+			err = d.publishOne(ctx, message{exchange: "", key: d.deadLetter, pub: pub})
+		}
+	}
+	if err != nil {
+		return errors.Join(fmt.Errorf("amqpjobs: dead-letter job %q to %q: %w", st.del.ID, d.deadLetter, err), d.nack(st.in, true))
+	}
+	return d.ack(st.in)
+}
+
+// declareDeadLetter makes sure the dead_letter queue exists: an existing
+// queue is used as it is, a missing one is declared durable. It runs once
+// per session.
+func (d *Driver) declareDeadLetter(s *session) error {
+	if d.dlqGen.Load() == s.gen {
+		return nil
+	}
+	err := withChannel(s.conn, func(ch *amqp.Channel) error {
+		_, err := ch.QueueDeclarePassive(d.deadLetter, false, false, false, false, nil)
+		return err
+	})
+	var ae *amqp.Error
+	if errors.As(err, &ae) && ae.Code == amqp.NotFound {
+		err = withChannel(s.conn, func(ch *amqp.Channel) error {
+			_, err := ch.QueueDeclare(d.deadLetter, true, false, false, false, nil)
+			return err
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("declare dead_letter queue: %w", err)
+	}
+	d.dlqGen.Store(s.gen)
+	return nil
+}
+
+// requeueInPlace returns the delivery to its position in the queue with
+// basic.nack(requeue=true) and remembers that its next delivery has
+// attempt. Deliveries prefetched after it and not handed out yet would
+// otherwise overtake it, so the consumer is cancelled first (they go back
+// too, to their own positions) and started again afterwards.
+func (d *Driver) requeueInPlace(ctx context.Context, in *inbound, id string, attempt int) error {
+	d.consumeMu.Lock()
+	defer d.consumeMu.Unlock()
+	in.s.mu.Lock()
+	consuming := in.s.fwdStop != nil
+	in.s.mu.Unlock()
+	if consuming {
+		// On failure stopConsuming closes the session; the nack below
+		// then reports the delivery stale and the broker requeues it.
+		_ = d.stopConsuming(ctx, in.s)
+	}
+	d.attempts.put(id, attempt)
+	err := d.nack(in, true)
+	if consuming && !d.paused && !d.stopping && !in.s.dead() {
+		if serr := d.startConsuming(in.s); serr != nil {
+			// The session is unusable; supervise redials.
+			in.s.kill()
+		}
+	}
+	return err
+}
+
+// ack acks the delivery on its own channel.
+func (d *Driver) ack(in *inbound) error {
+	lowest := in.s.untrack(in.m.DeliveryTag)
+	if err := in.s.ch.Ack(in.m.DeliveryTag, d.cfg.MultipleAck && lowest); err != nil {
+		return staleOr(in.s, "basic.ack", err)
+	}
+	return nil
+}
+
+// nack nacks the delivery on its own channel.
+func (d *Driver) nack(in *inbound, requeue bool) error {
+	in.s.untrack(in.m.DeliveryTag)
+	if err := in.s.ch.Nack(in.m.DeliveryTag, false, requeue); err != nil {
+		return staleOr(in.s, "basic.nack", err)
+	}
+	return nil
+}
+
+// staleOr wraps err as consumer.ErrStaleDelivery when the channel of s is
+// gone (the broker requeues the delivery itself).
+func staleOr(s *session, op string, err error) error {
+	if s.dead() || errors.Is(err, amqp.ErrClosed) {
+		return fmt.Errorf("%w: %s: %w", consumer.ErrStaleDelivery, op, err)
+	}
+	return fmt.Errorf("amqpjobs: %s: %w", op, err)
+}
