@@ -49,22 +49,21 @@ func TestPHPProducerKeysAndHeadersArriveInOrder(t *testing.T) {
 	last := map[string]int{}
 	n := 0
 	for _, l := range readLines(t, log) {
-		f := strings.Fields(l)
-		if f[0] != "done" {
+		f := strings.Fields(l) // rec <x-key> <x-seq>
+		if f[0] != "rec" {
 			continue
 		}
-		parts := strings.Split(f[3], ":") // ack:<x-key>:<x-seq>
-		if len(parts) != 3 || parts[1] == "" {
+		if len(f) != 3 {
 			t.Fatalf("worker did not see the producer's headers: %q", l)
 		}
-		seq, err := strconv.Atoi(parts[2])
+		seq, err := strconv.Atoi(f[2])
 		if err != nil {
-			t.Fatalf("x-seq header %q: %v", parts[2], err)
+			t.Fatalf("x-seq header %q: %v", f[2], err)
 		}
-		if seq != last[parts[1]]+1 {
-			t.Fatalf("key %s: job %d ran after job %d (keyed jobs out of order)", parts[1], seq, last[parts[1]])
+		if seq != last[f[1]]+1 {
+			t.Fatalf("key %s: job %d ran after job %d (keyed jobs out of order)", f[1], seq, last[f[1]])
 		}
-		last[parts[1]] = seq
+		last[f[1]] = seq
 		n++
 	}
 	if n != 1000 || len(last) != 10 {

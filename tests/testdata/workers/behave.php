@@ -52,9 +52,11 @@ while ($task = $consumer->waitTask()) {
             }
             break;
         case 'record':
-            // Reports the headers a producer set, to check they arrive.
+            // Reports the headers a producer set, to check they arrive, and
+            // (written before the ack) the order jobs of one key ran in.
+            file_put_contents($log, 'rec ' . $task->getHeaderLine('x-key') . ' ' . $task->getHeaderLine('x-seq') . "\n", FILE_APPEND | LOCK_EX);
             $task->ack();
-            $reply = 'ack:' . $task->getHeaderLine('x-key') . ':' . $task->getHeaderLine('x-seq');
+            $reply = 'ack';
             break;
         default:
             $task->ack();
