@@ -33,6 +33,8 @@ var (
 	// ErrStream: the worker sent a streamed reply; jobs do not support
 	// streams.
 	ErrStream = errors.New("frame: streamed replies are not supported for jobs")
+	// ErrUnexpectedControl: the worker answered a job with a control frame.
+	ErrUnexpectedControl = errors.New("frame: unexpected control frame")
 	// ErrHandshake: the pid handshake failed (wrong frame kind, bad JSON,
 	// no positive pid).
 	ErrHandshake = errors.New("frame: pid handshake failed")

@@ -9,9 +9,11 @@
 // Its stdout is the protocol; its stderr is logged line by line with its
 // pid, and its last lines are kept for WorkerError.
 //
-// Exec uses no goroutine and, apart from the reply it returns (and a small
-// closure when ctx can be cancelled), allocates nothing: timeouts are pipe
-// deadlines, the job frame is built in a per-worker buffer.
+// Exec starts no goroutine and allocates only the reply it returns (plus
+// context.AfterFunc's bookkeeping when ctx can be cancelled, and a waiter
+// when no worker is free): timeouts are pipe deadlines, the job frame is
+// built in a per-worker buffer, and the job id for Workers is decoded only
+// when Workers is called. BenchmarkExec measures it.
 package pool
 
 import (
@@ -281,7 +283,7 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 	var stop func() bool
 	if ctx.Done() != nil {
 		if ctx.Err() != nil {
-			p.release(w, false)
+			p.release(w, false, false)
 			return frame.Payload{}, fmt.Errorf("%w: job not sent: %w", ErrNoWorker, context.Cause(ctx))
 		}
 		stop = context.AfterFunc(ctx, w.onCancel)
@@ -307,10 +309,10 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 	}
 	switch {
 	case f.Flags&frame.FlagError != 0:
-		p.release(w, true)
+		p.release(w, true, true)
 		return frame.Payload{}, &JobError{Pid: w.pid, Message: string(f.Payload)}
 	case f.Flags&frame.FlagControl != 0:
-		return frame.Payload{}, p.fail(ctx, w, fmt.Errorf("%w: got a control frame (%.64q) as the reply to a job", frame.ErrBadOptions, f.Payload))
+		return frame.Payload{}, p.fail(ctx, w, fmt.Errorf("%w (%.64q) in reply to a job", frame.ErrUnexpectedControl, f.Payload))
 	}
 	out, err := frame.SplitReply(f)
 	if err != nil {
@@ -322,10 +324,10 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 			w.retire = "the worker asked to stop"
 		}
 		p.mu.Unlock()
-		p.release(w, false)
+		p.release(w, true, false)
 		return frame.Payload{}, errRetry
 	}
-	p.release(w, true)
+	p.release(w, true, true)
 	return out, nil
 }
 
@@ -369,14 +371,17 @@ func (p *Pool) fail(ctx context.Context, w *worker, cause error) error {
 	return we
 }
 
-// release returns w after a job. ok means the worker proved healthy.
-// Called without p.mu.
-func (p *Pool) release(w *worker, ok bool) {
+// release returns w after a job: ran says the job reached the worker
+// (it counts toward Jobs and max_jobs), ok that the worker answered it
+// (which resets the start backoff). Called without p.mu.
+func (p *Pool) release(w *worker, ran, ok bool) {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	w.jobs++
-	w.lastUsed = now
+	if ran {
+		w.jobs++
+		w.lastUsed = now
+	}
 	w.cur = nil
 	if ok {
 		p.failures = 0

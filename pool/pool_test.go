@@ -228,6 +228,20 @@ func TestExecCtxEndsJob(t *testing.T) {
 	mustBe(t, err, stopErr)
 }
 
+func TestExecWithEndedCtxDoesNotTouchTheWorker(t *testing.T) {
+	p := start(t, fakeConfig("ack", 1), nil)
+	before := pids(p)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := p.Exec(ctx, job("1", "x"))
+	mustBe(t, err, ErrNoWorker)
+	mustBe(t, err, context.Canceled)
+	ws := p.Workers()
+	if fmt.Sprint(pids(p)) != fmt.Sprint(before) || ws[0].Jobs != 0 || ws[0].State != "ready" {
+		t.Fatalf("worker after a job that was never sent: %+v", ws)
+	}
+}
+
 func TestNoFreeWorker(t *testing.T) {
 	cfg := fakeConfig("slow", 1)
 	cfg.Env["FAKEWORKER_DELAY"] = "700ms"
