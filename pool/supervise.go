@@ -198,6 +198,11 @@ func (p *Pool) Reset(ctx context.Context) error {
 			return fmt.Errorf("pool: reset: replacing worker %d: %w", old.pid, err)
 		}
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
 	return nil
 }
 
