@@ -1,0 +1,361 @@
+package amqpjobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/pipevisor/pipevisor/consumer"
+)
+
+// numbered returns jobs "1".."n" with ids prefix-i.
+func numbered(prefix string, n int) []consumer.Job {
+	jobs := make([]consumer.Job, n)
+	for i := range jobs {
+		jobs[i] = consumer.Job{ID: fmt.Sprintf("%s-%d", prefix, i+1), Name: "Test", Payload: []byte(strconv.Itoa(i + 1))}
+	}
+	return jobs
+}
+
+// TestRetryKeepsOrder: on a classic queue, Retry(0) of #21 brings it back
+// right away, ahead of #22..#100 that were already prefetched.
+func TestRetryKeepsOrder(t *testing.T) {
+	cfg := testConfig(t)
+	d := open(t, cfg, "")
+	publish(t, d, numbered("o", 100)...)
+
+	var got []string
+	retried := false
+	for len(got) < 101 {
+		del := recv(t, d)
+		got = append(got, string(del.Body))
+		if string(del.Body) == "21" && !retried {
+			retried = true
+			if del.Attempt != 1 {
+				t.Errorf("#21 first attempt = %d", del.Attempt)
+			}
+			settle(t, del, consumer.Outcome{Action: consumer.Retry})
+			continue
+		}
+		if string(del.Body) == "21" && del.Attempt != 2 {
+			t.Errorf("#21 after Retry: attempt %d, want 2", del.Attempt)
+		}
+		settle(t, del, consumer.Outcome{Action: consumer.Ack})
+	}
+	var want []string
+	for i := 1; i <= 100; i++ {
+		want = append(want, strconv.Itoa(i))
+		if i == 21 {
+			want = append(want, "21")
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("order:\n got %v\nwant %v", got, want)
+	}
+	if n := queueCount(t, cfg.Queue); n != 0 {
+		t.Errorf("queue holds %d messages after all were acked", n)
+	}
+}
+
+// TestRequeueDelay: Requeue(2s, headers) comes back after at least 2s with
+// the new headers and attempt 2.
+func TestRequeueDelay(t *testing.T) {
+	const delay = 2 * time.Second
+	cfg := testConfig(t, delay)
+	d := open(t, cfg, "")
+	publish(t, d, consumer.Job{ID: "r-1", Name: "Test", Payload: []byte("x"), Headers: map[string][]string{"x-old": {"1"}, "x-change": {"a"}}})
+	del := recv(t, d)
+	start := time.Now()
+	settle(t, del, consumer.Outcome{Action: consumer.Requeue, Delay: delay, Headers: map[string][]string{"x-change": {"b"}, "x-new": {"n1", "n2"}}})
+
+	del2 := recv(t, d)
+	if el := time.Since(start); el < delay {
+		t.Errorf("requeued job came back after %v, want >= %v", el, delay)
+	}
+	if del2.ID != "r-1" || del2.Attempt != 2 || del2.Job != "Test" || string(del2.Body) != "x" {
+		t.Errorf("requeued delivery = id %q attempt %d job %q body %q", del2.ID, del2.Attempt, del2.Job, del2.Body)
+	}
+	for k, v := range map[string][]string{"x-old": {"1"}, "x-change": {"b"}, "x-new": {"n1", "n2"}} {
+		if !slices.Equal(del2.Headers[k], v) {
+			t.Errorf("header %s = %q, want %q (all: %v)", k, del2.Headers[k], v, del2.Headers)
+		}
+	}
+	settle(t, del2, consumer.Outcome{Action: consumer.Ack})
+}
+
+// TestDeadLetterQueue: a job retried until its last attempt and then Dead
+// ends in the pipeline's dead_letter queue with its headers and reason.
+func TestDeadLetterQueue(t *testing.T) {
+	cfg := testConfig(t, 100*time.Millisecond)
+	dlq := cfg.Queue + ".dlq"
+	deleteQueues(t, dlq)
+	d := open(t, cfg, dlq)
+	publish(t, d, consumer.Job{ID: "dead-1", Name: "Fails", Payload: []byte("p"), Headers: map[string][]string{"x-user": {"u"}}})
+
+	const maxAttempts = 3
+	for attempt := 1; ; attempt++ {
+		del := recv(t, d)
+		if del.Attempt != attempt {
+			t.Fatalf("delivery %d has attempt %d", attempt, del.Attempt)
+		}
+		if attempt == maxAttempts {
+			settle(t, del, consumer.Outcome{Action: consumer.Dead, Reason: "max attempts reached"})
+			break
+		}
+		// One in place, one through the delay queue.
+		settle(t, del, consumer.Outcome{Action: consumer.Retry, Delay: time.Duration(attempt-1) * 100 * time.Millisecond})
+	}
+	var msgs []amqp.Delivery
+	waitFor(t, 5*time.Second, "the dead-letter queue", func() bool {
+		msgs = peekAll(t, dlq)
+		return len(msgs) > 0
+	})
+	if len(msgs) != 1 {
+		t.Fatalf("dead-letter queue holds %d messages, want 1", len(msgs))
+	}
+	m := msgs[0]
+	dec := decode(&m, "", 10, uuid.NewString)
+	if dec.id != "dead-1" || dec.job != "Fails" || string(m.Body) != "p" || dec.attempt != maxAttempts {
+		t.Errorf("dead message: id %q job %q body %q attempt %d", dec.id, dec.job, m.Body, dec.attempt)
+	}
+	if !slices.Equal(dec.headers["x-user"], []string{"u"}) || m.Headers[HeaderDeadReason] != "max attempts reached" || m.Headers[HeaderDeadQueue] != cfg.Queue {
+		t.Errorf("dead message headers: %v (table %v)", dec.headers, m.Headers)
+	}
+	if n := queueCount(t, cfg.Queue); n != 0 {
+		t.Errorf("work queue holds %d messages", n)
+	}
+}
+
+// TestDeadLetterExchange: with x-dead-letter-exchange on the queue and no
+// dead_letter, Dead is basic.nack(requeue=false) and the broker moves the
+// message, headers intact.
+func TestDeadLetterExchange(t *testing.T) {
+	cfg := testConfig(t)
+	dlq := cfg.Queue + ".dlx"
+	deleteQueues(t, dlq)
+	if err := admin(t, func(ch *amqp.Channel) error {
+		_, err := ch.QueueDeclare(dlq, false, false, false, false, nil)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.QueueHeaders = map[string]any{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq}
+	d := open(t, cfg, "")
+	publish(t, d, consumer.Job{ID: "dlx-1", Name: "Fails", Payload: []byte("p"), Headers: map[string][]string{"x-user": {"u"}}})
+	settle(t, recv(t, d), consumer.Outcome{Action: consumer.Dead, Reason: "bad"})
+
+	var msgs []amqp.Delivery
+	waitFor(t, 5*time.Second, "the dead-letter exchange to route the job", func() bool {
+		msgs = peekAll(t, dlq)
+		return len(msgs) > 0
+	})
+	m := msgs[0]
+	dec := decode(&m, "", 10, uuid.NewString)
+	if len(msgs) != 1 || dec.id != "dlx-1" || !slices.Equal(dec.headers["x-user"], []string{"u"}) || m.Headers["x-death"] == nil {
+		t.Errorf("dead-lettered: %d messages, id %q, headers %v, table %v", len(msgs), dec.id, dec.headers, m.Headers)
+	}
+}
+
+// TestPushBatchConfirmed: PushBatch of 10,000 jobs returns once all are
+// confirmed, and the queue holds exactly 10,000.
+func TestPushBatchConfirmed(t *testing.T) {
+	cfg := testConfig(t)
+	d := open(t, cfg, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	jobs := numbered("batch", 10000)
+	start := time.Now()
+	if err := d.Publish(ctx, jobs); err != nil {
+		t.Fatalf("Publish 10000: %v", err)
+	}
+	t.Logf("10000 confirmed publishes in %v", time.Since(start))
+	if n := queueCount(t, cfg.Queue); n != 10000 {
+		t.Errorf("queue holds %d messages, want 10000", n)
+	}
+	st, err := d.Stat(ctx)
+	if err != nil || st.Ready != 10000 || st.Consuming || st.Driver != DriverName || st.Queue != cfg.Queue {
+		t.Errorf("Stat = %+v, %v", st, err)
+	}
+}
+
+// TestPublishUnknownExchange: a publish to a missing exchange fails (the
+// broker closes the publish channel) while the connection stays healthy.
+func TestPublishUnknownExchange(t *testing.T) {
+	cfg := testConfig(t)
+	no := false
+	cfg.Declare = &no
+	cfg.Exchange = "pv-test.missing-" + uuid.NewString()
+	cfg.Queue, cfg.RoutingKey = "", "rk"
+	d := open(t, cfg, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := d.Publish(ctx, numbered("x", 3))
+	var be *consumer.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 3 || !errors.Is(err, ErrNotConfirmed) {
+		t.Fatalf("Publish to a missing exchange = %v, want a BatchError of 3 wrapping ErrNotConfirmed", err)
+	}
+	if _, err := d.Receive(ctx); !errors.Is(err, ErrNotConsuming) {
+		t.Errorf("Receive on a push-only pipeline = %v", err)
+	}
+	if err := d.Check(); err != nil {
+		t.Errorf("Check after a failed publish = %v (the connection is fine)", err)
+	}
+}
+
+// TestThirdPartyMessage: a plain message without rr_* headers is consumed
+// with a generated id, the job name from the routing key (or job_header),
+// and its table entries as headers.
+func TestThirdPartyMessage(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.JobHeader = "x-job"
+	d := open(t, cfg, "")
+	err := admin(t, func(ch *amqp.Channel) error {
+		if err := ch.Publish("", cfg.Queue, false, false, amqp.Publishing{Body: []byte("plain"), Headers: amqp.Table{"foo": "bar", "n": int32(7)}}); err != nil {
+			return err
+		}
+		return ch.Publish("", cfg.Queue, false, false, amqp.Publishing{Body: []byte("named"), Headers: amqp.Table{"x-job": "App\\Job"}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	del := recv(t, d)
+	if _, err := uuid.Parse(del.ID); err != nil {
+		t.Errorf("id %q is not a UUID", del.ID)
+	}
+	if del.Job != cfg.Queue || string(del.Body) != "plain" || del.Attempt != 1 || del.Priority != DefaultPriority {
+		t.Errorf("third-party delivery: job %q body %q attempt %d priority %d", del.Job, del.Body, del.Attempt, del.Priority)
+	}
+	if !slices.Equal(del.Headers["foo"], []string{"bar"}) || !slices.Equal(del.Headers["n"], []string{"7"}) {
+		t.Errorf("headers = %v", del.Headers)
+	}
+	// Retry(0) of a message without a stable id goes through a copy, so
+	// the attempt still counts.
+	settle(t, del, consumer.Outcome{Action: consumer.Retry})
+	del2 := recv(t, d)
+	if string(del2.Body) != "named" || del2.Job != `App\Job` {
+		t.Errorf("second message: body %q job %q", del2.Body, del2.Job)
+	}
+	settle(t, del2, consumer.Outcome{Action: consumer.Ack})
+	del3 := recv(t, d)
+	if string(del3.Body) != "plain" || del3.ID != del.ID || del3.Attempt != 2 || !slices.Equal(del3.Headers["foo"], []string{"bar"}) {
+		t.Errorf("retried third-party message: body %q id %q (was %q) attempt %d headers %v", del3.Body, del3.ID, del.ID, del3.Attempt, del3.Headers)
+	}
+	settle(t, del3, consumer.Outcome{Action: consumer.Ack})
+}
+
+// TestPauseResume: Pause gives prefetched messages back to the queue and
+// stops delivery; Resume starts it again.
+func TestPauseResume(t *testing.T) {
+	cfg := testConfig(t)
+	d := open(t, cfg, "")
+	publish(t, d, numbered("p", 3)...)
+	first := recv(t, d)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "prefetched messages back in the queue", func() bool { return queueCount(t, cfg.Queue) == 2 })
+	short, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer scancel()
+	if del, err := d.Receive(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Receive while paused = %v, %v", del, err)
+	}
+	settle(t, first, consumer.Outcome{Action: consumer.Ack}) // still settles while paused
+	if err := d.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"2", "3"} {
+		del := recv(t, d)
+		if string(del.Body) != want {
+			t.Errorf("after resume got %q, want %q", del.Body, want)
+		}
+		settle(t, del, consumer.Outcome{Action: consumer.Ack})
+	}
+}
+
+// TestStaleDelivery: a delivery from a connection that died cannot be
+// settled (ErrStaleDelivery); the driver reconnects and the broker
+// redelivers it.
+func TestStaleDelivery(t *testing.T) {
+	cfg := testConfig(t)
+	d := open(t, cfg, "")
+	publish(t, d, numbered("s", 1)...)
+	del := recv(t, d)
+	old := d.current()
+	_ = old.conn.Close() // what a broker restart or network cut looks like to the driver
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := del.Settle(ctx, consumer.Outcome{Action: consumer.Ack}); !errors.Is(err, consumer.ErrStaleDelivery) {
+		t.Fatalf("Settle of a delivery from a closed connection = %v, want ErrStaleDelivery", err)
+	}
+	again := recv(t, d)
+	if again.ID != del.ID || again.Attempt != 2 {
+		t.Errorf("redelivered id %q attempt %d, want %q attempt 2", again.ID, again.Attempt, del.ID)
+	}
+	if s := d.current(); s == nil || s == old {
+		t.Error("no new session after the connection closed")
+	}
+	settle(t, again, consumer.Outcome{Action: consumer.Ack})
+	if err := d.Check(); err != nil {
+		t.Errorf("Check after reconnect = %v", err)
+	}
+}
+
+// TestQuorumAttempt: on a quorum queue the attempt of a redelivery comes
+// from x-delivery-count (here after a consumer died with the job).
+func TestQuorumAttempt(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Durable = true
+	cfg.QueueHeaders = map[string]any{"x-queue-type": "quorum"}
+	d := open(t, cfg, "")
+	publish(t, d, numbered("q", 1)...)
+	if del := recv(t, d); del.Attempt != 1 {
+		t.Fatalf("first attempt = %d", del.Attempt)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_ = d.Close(ctx) // the job is never settled: the broker takes it back
+
+	d2 := open(t, cfg, "")
+	del := recv(t, d2)
+	if del.Attempt != 2 {
+		t.Errorf("attempt after a crash redelivery on a quorum queue = %d, want 2 (headers %v)", del.Attempt, del.Headers)
+	}
+	settle(t, del, consumer.Outcome{Action: consumer.Ack})
+}
+
+// TestCloseUnsettled: Close returns ctx's error while a delivery is
+// unsettled; Settle after Close returns ErrClosed and the job is back in
+// the queue.
+func TestCloseUnsettled(t *testing.T) {
+	cfg := testConfig(t)
+	d := open(t, cfg, "")
+	publish(t, d, numbered("c", 2)...)
+	del := recv(t, d)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := d.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Close with an unsettled delivery = %v, want DeadlineExceeded", err)
+	}
+	if err := del.Settle(context.Background(), consumer.Outcome{Action: consumer.Ack}); !errors.Is(err, consumer.ErrClosed) {
+		t.Errorf("Settle after Close = %v, want ErrClosed", err)
+	}
+	if err := d.Publish(context.Background(), numbered("late", 1)); !errors.Is(err, consumer.ErrClosed) {
+		t.Errorf("Publish after Close = %v, want ErrClosed", err)
+	}
+	if err := d.Check(); !errors.Is(err, consumer.ErrClosed) {
+		t.Errorf("Check after Close = %v", err)
+	}
+	waitFor(t, 5*time.Second, "both jobs back in the queue", func() bool { return queueCount(t, cfg.Queue) == 2 })
+}
