@@ -7,6 +7,9 @@ import os
 import socket
 import subprocess
 import sys
+from typing import Any
+
+import pytest
 
 from helpers import REPO, job_frame, pid_frame, reply_json, split_frames, stop_frame
 from pipevisor import frame as fr
@@ -69,18 +72,26 @@ def test_raw_fd_writes_and_child_processes_cannot_reach_the_relay() -> None:
     assert b"input True" in proc.stderr
 
 
-def test_worker_over_tcp_relay() -> None:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as ln:
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_worker_over_socket_relay(kind: str, tmp_path: Any) -> None:
+    if kind == "tcp":
+        ln = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         ln.bind(("127.0.0.1", 0))
+        relay = "tcp://127.0.0.1:%d" % ln.getsockname()[1]
+    else:
+        ln = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        path = str(tmp_path / "relay.sock")
+        ln.bind(path)
+        relay = "unix://" + path
+    with ln:
         ln.listen(1)
         ln.settimeout(30)
-        port = ln.getsockname()[1]
         proc = subprocess.Popen(
             [sys.executable, WORKER],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=worker_env(RR_RELAY=f"tcp://127.0.0.1:{port}"),
+            env=worker_env(RR_RELAY=relay),
         )
         try:
             conn, _ = ln.accept()

@@ -67,6 +67,9 @@ class Consumer:
     ``Consumer(input_stream, output_stream)`` uses the given binary streams
     instead (for tests or embedding); nothing global is touched then.
 
+    Create one consumer per process, before anything is printed: taking
+    over stdin/stdout is done once and cannot be repeated.
+
     The consumer answers the supervisor's pid handshake itself, ends at the
     supervisor's stop frame or when its input ends, and is not thread-safe:
     call :meth:`wait_task` from one thread (a task may reply from any
