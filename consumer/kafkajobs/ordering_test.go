@@ -319,3 +319,95 @@ func TestTwoConsumersSplitAndTakeOver(t *testing.T) {
 		t.Fatalf("after the takeover d1 owns %v, want all %d partitions", got, partitions)
 	}
 }
+
+// keyFor returns a key that the driver puts on partition p of topic.
+func keyFor(t *testing.T, d *Driver, topic string, p int32) string {
+	t.Helper()
+	for i := range 1000 {
+		key := "key-" + strconv.Itoa(i)
+		got, err := d.prod.partition(testCtx(t, 5*time.Second), &kgo.Record{Topic: topic, Key: []byte(key)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == p {
+			return key
+		}
+	}
+	t.Fatalf("no key maps to partition %d", p)
+	return ""
+}
+
+// TestRebalanceMakesMovedDeliveriesStale: deliveries of a partition that
+// moved to another member cannot be settled (ErrStaleDelivery), commit
+// nothing, and the new owner gets the job; the partition that stayed
+// settles normally.
+func TestRebalanceMakesMovedDeliveriesStale(t *testing.T) {
+	c := newCluster(t, 2, "orders")
+	cfg := testConfig("orders")
+	d1 := open(t, c, cfg, "")
+	publish(t, d1,
+		consumer.Job{ID: "p0", Key: keyFor(t, d1, "orders", 0)},
+		consumer.Job{ID: "p1", Key: keyFor(t, d1, "orders", 1)},
+	)
+	held := map[int32]*consumer.Delivery{}
+	for range 2 {
+		dl := receive(t, d1)
+		held[dl.Partition] = dl
+	}
+
+	d2 := open(t, c, cfg, "")
+	deadline := time.Now().Add(15 * time.Second)
+	for len(assigned(d1)) != 1 || len(assigned(d2)) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no split: %v and %v", assigned(d1), assigned(d2))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	kept, moved := assigned(d1)[0], assigned(d2)[0]
+	err := held[moved].Settle(testCtx(t, 5*time.Second), consumer.Outcome{Action: consumer.Ack})
+	if !errors.Is(err, consumer.ErrStaleDelivery) {
+		t.Fatalf("settling a delivery of the moved partition: %v, want ErrStaleDelivery", err)
+	}
+	settle(t, held[kept], consumer.Outcome{Action: consumer.Ack})
+
+	again := receive(t, d2)
+	if again.ID != held[moved].ID || again.Partition != moved {
+		t.Fatalf("new owner got %s on partition %d, want %s on %d", again.ID, again.Partition, held[moved].ID, moved)
+	}
+	settle(t, again, consumer.Outcome{Action: consumer.Ack})
+	cl := rawClient(t, c)
+	waitCommitted(t, cl, "orders", kept, 1)
+	waitCommitted(t, cl, "orders", moved, 1)
+}
+
+// TestLocalBufferIsBounded: while a partition's head job runs, the driver
+// buffers at most partitionBuffer (+ one poll) of its records, and every
+// record still arrives in order once the head is done.
+func TestLocalBufferIsBounded(t *testing.T) {
+	const jobs = partitionBuffer + 300
+	c := newCluster(t, 1, "orders")
+	d := open(t, c, testConfig("orders"), "")
+	batch := make([]consumer.Job, jobs)
+	for i := range batch {
+		batch[i] = consumer.Job{ID: strconv.Itoa(i), Key: "k"}
+	}
+	publish(t, d, batch...)
+	head := receive(t, d)
+	// A waiting Receive keeps the poller fetching behind the head.
+	receiveNone(t, d, time.Second)
+	d.cons.mu.Lock()
+	buffered := len(d.cons.parts[topicPartition{"orders", 0}].entries)
+	d.cons.mu.Unlock()
+	if buffered > partitionBuffer+pollBatch || buffered < partitionBuffer {
+		t.Fatalf("%d records buffered behind a running job, want between %d and %d", buffered, partitionBuffer, partitionBuffer+pollBatch)
+	}
+	settle(t, head, consumer.Outcome{Action: consumer.Ack})
+	for i := 1; i < jobs; i++ {
+		dl := receive(t, d)
+		if dl.ID != strconv.Itoa(i) {
+			t.Fatalf("got job %s, want %d", dl.ID, i)
+		}
+		settle(t, dl, consumer.Outcome{Action: consumer.Ack})
+	}
+	waitCommitted(t, rawClient(t, c), "orders", 0, jobs)
+}
