@@ -27,6 +27,8 @@ type Config struct {
 	ResetTimeout time.Duration `yaml:"reset_timeout"`
 	// Supervisor holds the limits checked on every tick.
 	Supervisor Supervisor `yaml:"supervisor"`
+	// Observer, when not nil, is told why each worker left (metrics).
+	Observer Observer `yaml:"-"`
 }
 
 // Supervisor holds the per-worker limits. Zero means no limit.

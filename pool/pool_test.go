@@ -152,6 +152,9 @@ func TestBrokenWorkerIsReplaced(t *testing.T) {
 		{"bad-crc", frame.ErrNotFrame, "workers must log to stderr"},
 		{"bad-options", frame.ErrBadOptions, "got 2 options"},
 		{"truncated", frame.ErrTruncated, "stdout ended after"},
+		// The worker dies but a child it started keeps its stdout open:
+		// the pool notices the exit instead of waiting forever.
+		{"orphan-crash", nil, "leaving a child on my stdout"},
 	}
 	for _, c := range cases {
 		t.Run(c.mode, func(t *testing.T) {

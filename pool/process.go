@@ -200,6 +200,7 @@ func (p *Pool) reap(w *worker) {
 	close(w.exited)
 
 	p.mu.Lock()
+	why := p.exitReason(w)
 	busy := w.state == stateWorking
 	if busy {
 		w.goneMidJob = true
@@ -207,6 +208,7 @@ func (p *Pool) reap(w *worker) {
 		p.forget(w)
 	}
 	p.mu.Unlock()
+	p.observeExit(why)
 	if !busy {
 		return
 	}

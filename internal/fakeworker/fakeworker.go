@@ -15,7 +15,8 @@
 // object), mute (never answers anything), exit-after-boot (answers the
 // handshake, then exits 1), bad-options (replies with two options),
 // truncated (sends a reply header announcing more payload than it writes,
-// then exits 1).
+// then exits 1), orphan-crash (starts `sleep 30` holding its stdout and
+// stderr, then exits mid-job: stdout never reaches EOF).
 //
 // Environment knobs: FAKEWORKER_DELAY (slow: how long a job takes, a Go
 // duration, default 2s), FAKEWORKER_N (die-after: jobs before exiting,
@@ -32,6 +33,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -49,6 +51,7 @@ func Modes() []string {
 		"echo", "ack", "error-frame", "always-fail", "slow", "crash", "garbage", "garbage-boot",
 		"bad-crc", "stderr-spam", "ignore-stop", "exit-on-boot", "ask-stop", "die-after",
 		"nack-first", "hog", "env", "mute", "exit-after-boot", "bad-options", "truncated",
+		"orphan-crash",
 	}
 }
 
@@ -239,6 +242,14 @@ func (w *worker) job(pl frame.Payload) (code int, done bool) {
 		return 70, true
 	case "garbage":
 		_, err = fmt.Fprintf(w.out, "debug: handling job %d\n", w.jobs)
+	case "orphan-crash":
+		cmd := exec.Command("sleep", "30")
+		cmd.Stdout, cmd.Stderr = w.out, w.errw
+		if err := cmd.Start(); err != nil {
+			w.logf("fakeworker: %v", err)
+		}
+		w.logf("fakeworker: exiting mid-job, leaving a child on my stdout")
+		return 71, true
 	case "bad-options":
 		err = w.send(0, []uint32{0, 7}, []byte(AckBody))
 	case "truncated":

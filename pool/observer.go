@@ -1,0 +1,75 @@
+package pool
+
+import "strings"
+
+// ExitReason says why a worker process left the pool. Every reason but
+// ExitStartFailed is followed by a replacement.
+type ExitReason string
+
+// Exit reasons reported to an Observer.
+const (
+	ExitMaxJobs       ExitReason = "max_jobs"          // ran max_jobs jobs
+	ExitTTL           ExitReason = "ttl"               // supervisor.ttl reached
+	ExitIdleTTL       ExitReason = "idle_ttl"          // idle past supervisor.idle_ttl
+	ExitMemory        ExitReason = "max_worker_memory" // RSS over supervisor.max_worker_memory
+	ExitReset         ExitReason = "reset"             // replaced by Reset (SIGHUP, `supervisor reset`)
+	ExitStopRequested ExitReason = "stop_requested"    // the worker replied {"stop":true}
+	ExitKilled        ExitReason = "killed"            // killed by the pool after a failed job: exec_ttl, a broken reply, an interrupted job
+	ExitCrashed       ExitReason = "crashed"           // exited on its own, idle or mid-job
+	ExitStartFailed   ExitReason = "start_failed"      // died or failed the handshake while starting
+	ExitOther         ExitReason = "other"
+)
+
+// Observer is told about every worker process that exits while the pool
+// is in service (workers stopped by Pool.Stop are not reported). It is
+// called once per process, from the goroutine that reaped it, and must be
+// cheap and safe for concurrent use. Set it in Config.Observer.
+type Observer interface {
+	WorkerExited(reason ExitReason)
+}
+
+// exitReason classifies a reaped worker, or returns "" when nothing is to
+// be reported. Called with p.mu held, before the worker is forgotten.
+func (p *Pool) exitReason(w *worker) ExitReason {
+	if p.cfg.Observer == nil || p.closed {
+		return ""
+	}
+	switch w.state {
+	case stateStarting:
+		return ExitStartFailed
+	case stateReady, stateWorking:
+		return ExitCrashed
+	}
+	if w.retire == "" {
+		return ExitKilled
+	}
+	return retireReason(w.retire)
+}
+
+// retireReason maps the retire notes of release, check, Reset and run to
+// a reason.
+func retireReason(why string) ExitReason {
+	switch {
+	case why == "max_jobs":
+		return ExitMaxJobs
+	case why == "reset":
+		return ExitReset
+	case strings.HasPrefix(why, "ttl "):
+		return ExitTTL
+	case strings.Contains(why, "(idle_ttl)"):
+		return ExitIdleTTL
+	case strings.Contains(why, "max_worker_memory"):
+		return ExitMemory
+	case strings.Contains(why, "asked to stop"):
+		return ExitStopRequested
+	}
+	return ExitOther
+}
+
+// observeExit reports reason to the observer; "" reports nothing. Called
+// without p.mu.
+func (p *Pool) observeExit(reason ExitReason) {
+	if reason != "" {
+		p.cfg.Observer.WorkerExited(reason)
+	}
+}

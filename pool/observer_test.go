@@ -1,0 +1,119 @@
+package pool
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// exits records the reasons an Observer is told.
+type exits struct {
+	mu sync.Mutex
+	n  map[ExitReason]int
+}
+
+func (e *exits) WorkerExited(r ExitReason) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.n == nil {
+		e.n = map[ExitReason]int{}
+	}
+	e.n[r]++
+}
+
+func (e *exits) count(r ExitReason) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.n[r]
+}
+
+func (e *exits) total() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, c := range e.n {
+		n += c
+	}
+	return n
+}
+
+func TestObserverReasons(t *testing.T) {
+	cases := []struct {
+		name string
+		mode string
+		tune func(*Config)
+		act  func(t *testing.T, p *Pool)
+		want ExitReason
+	}{
+		{"max_jobs", "ack", func(c *Config) { c.MaxJobs = 1 }, func(t *testing.T, p *Pool) { run(t, p, job("1", "x")) }, ExitMaxJobs},
+		{"reset", "ack", nil, func(t *testing.T, p *Pool) {
+			if err := p.Reset(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}, ExitReset},
+		{"idle_ttl", "ack", func(c *Config) { c.Supervisor.IdleTTL = 100 * time.Millisecond }, nil, ExitIdleTTL},
+		{"ttl", "ack", func(c *Config) { c.Supervisor.TTL = 100 * time.Millisecond }, nil, ExitTTL},
+		{"max_worker_memory", "hog", func(c *Config) {
+			c.Env["FAKEWORKER_MB"] = "64"
+			c.Supervisor.MaxWorkerMemory = 32
+		}, nil, ExitMemory},
+		{"crash", "crash", nil, func(t *testing.T, p *Pool) { _, _ = p.Exec(context.Background(), job("1", "x")) }, ExitCrashed},
+		{"exec_ttl", "slow", func(c *Config) {
+			c.Env["FAKEWORKER_DELAY"] = "30s"
+			c.Supervisor.ExecTTL = 100 * time.Millisecond
+		}, func(t *testing.T, p *Pool) { _, _ = p.Exec(context.Background(), job("1", "x")) }, ExitKilled},
+		{"ask-stop", "ask-stop", nil, func(t *testing.T, p *Pool) { run(t, p, job("1", "x")) }, ExitStopRequested},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obs := &exits{}
+			cfg := fakeConfig(tc.mode, 1)
+			cfg.Observer = obs
+			if tc.tune != nil {
+				tc.tune(&cfg)
+			}
+			p := start(t, cfg, nil)
+			if tc.act != nil {
+				tc.act(t, p)
+			}
+			eventually(t, 5*time.Second, string(tc.want), func() bool { return obs.count(tc.want) >= 1 })
+			if n := obs.total(); n != obs.count(tc.want) {
+				t.Fatalf("reasons %v, want only %s", obs.n, tc.want)
+			}
+		})
+	}
+}
+
+func TestObserverNotToldAboutStop(t *testing.T) {
+	obs := &exits{}
+	cfg := fakeConfig("ack", 2)
+	cfg.Observer = obs
+	p := start(t, cfg, nil)
+	run(t, p, job("1", "x"))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := obs.total(); n != 0 {
+		t.Fatalf("Stop reported %d exits: %v", n, obs.n)
+	}
+}
+
+func TestRetireReasonCoversCheckNotes(t *testing.T) {
+	// The notes check() and run() write, as they read today.
+	for why, want := range map[string]ExitReason{
+		"max_jobs":                         ExitMaxJobs,
+		"reset":                            ExitReset,
+		"ttl 1h0m0s reached":               ExitTTL,
+		"idle for 10s (idle_ttl)":          ExitIdleTTL,
+		"rss 90 MB over max_worker_memory": ExitMemory,
+		"the worker asked to stop":         ExitStopRequested,
+		"something new":                    ExitOther,
+	} {
+		if got := retireReason(why); got != want {
+			t.Errorf("retireReason(%q) = %s, want %s", why, got, want)
+		}
+	}
+}
