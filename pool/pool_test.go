@@ -160,7 +160,9 @@ func TestBrokenWorkerIsReplaced(t *testing.T) {
 		t.Run(c.mode, func(t *testing.T) {
 			p := start(t, fakeConfig(c.mode, 1), nil)
 			before := pids(p)
-			_, err := p.Exec(context.Background(), job("1", "x"))
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err := p.Exec(ctx, job("1", "x"))
 			var we *WorkerError
 			if !errors.As(err, &we) || !errors.Is(err, ErrWorkerCrashed) {
 				t.Fatalf("err = %v, want *WorkerError", err)
