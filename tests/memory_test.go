@@ -15,11 +15,17 @@ import (
 // pipeline "default"; log is the worker's E2E_LOG file.
 func memoryConfig(t *testing.T, workers int, log string) string {
 	t.Helper()
+	return memoryConfigWith(t, "php tests/testdata/workers/behave.php", workers, log)
+}
+
+// memoryConfigWith is memoryConfig with another worker command.
+func memoryConfigWith(t *testing.T, command string, workers int, log string) string {
+	t.Helper()
 	return writeConfig(t, fmt.Sprintf(`version: "3"
 rpc:
   listen: tcp://%s
 server:
-  command: "php tests/testdata/workers/behave.php"
+  command: %q
   env:
     E2E_LOG: %s
 jobs:
@@ -37,7 +43,7 @@ jobs:
       retry:
         max_attempts: 3
         backoff: {initial: 100ms, max: 1s, multiplier: 2, jitter: 0}
-`, freeAddr(t), log, workers))
+`, freeAddr(t), command, log, workers))
 }
 
 func TestMemoryPush1000AllAcked(t *testing.T) {

@@ -106,13 +106,14 @@ func pushAction(c *cli.Context) error {
 		Key:      c.String("key"),
 	}
 	return withClient(c, func(ctx context.Context, cl *rpc.Client) error {
-		pushed := 0
+		pushed, lastID := 0, ""
 		for pushed < count {
 			n := min(batch, count-pushed)
 			jobs := make([]consumer.Job, n)
 			for i := range jobs {
 				jobs[i] = template
 				jobs[i].ID = uuid.NewString()
+				lastID = jobs[i].ID
 			}
 			var err error
 			if n == 1 {
@@ -127,6 +128,8 @@ func pushAction(c *cli.Context) error {
 		}
 		if count > 1 {
 			fmt.Fprintf(c.App.Writer, "pushed %d jobs to %s\n", count, template.Pipeline)
+		} else {
+			fmt.Fprintln(c.App.Writer, lastID)
 		}
 		return nil
 	})
