@@ -14,7 +14,7 @@ const (
 	ExitMemory        ExitReason = "max_worker_memory" // RSS over supervisor.max_worker_memory
 	ExitReset         ExitReason = "reset"             // replaced by Reset (SIGHUP, `supervisor reset`)
 	ExitStopRequested ExitReason = "stop_requested"    // the worker replied {"stop":true}
-	ExitKilled        ExitReason = "killed"            // killed by the pool after a failed job: exec_ttl, a broken reply, an interrupted job
+	ExitKilled        ExitReason = "killed"            // SIGKILLed after a failed job (exec_ttl, a broken reply, an interrupted job) or by someone else
 	ExitCrashed       ExitReason = "crashed"           // exited on its own, idle or mid-job
 	ExitStartFailed   ExitReason = "start_failed"      // died or failed the handshake while starting
 	ExitOther         ExitReason = "other"
@@ -40,10 +40,15 @@ func (p *Pool) exitReason(w *worker) ExitReason {
 	case stateReady, stateWorking:
 		return ExitCrashed
 	}
-	if w.retire == "" {
+	if w.retire != "" {
+		return retireReason(w.retire)
+	}
+	// Taken out of service after a failed job: the pool kills such a
+	// worker, unless it had exited on its own already.
+	if strings.HasPrefix(w.exit, "signal: killed") {
 		return ExitKilled
 	}
-	return retireReason(w.retire)
+	return ExitCrashed
 }
 
 // retireReason maps the retire notes of release, check, Reset and run to

@@ -297,15 +297,20 @@ func TestStderrForwardedWithPid(t *testing.T) {
 			t.Fatalf("reply %q", out.Body)
 		}
 	}
-	eventually(t, 5*time.Second, "6000 forwarded lines", func() bool {
+	spam := func() []slog.Record {
 		rec.mu.Lock()
 		defer rec.mu.Unlock()
-		return len(rec.recs) >= 6000
-	})
-	rec.mu.Lock()
-	defer rec.mu.Unlock()
-	r := rec.recs[0]
-	if !strings.HasPrefix(r.Message, "spam line 0 of job 1") {
+		var out []slog.Record
+		for _, r := range rec.recs {
+			if strings.HasPrefix(r.Message, "spam line ") {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	eventually(t, 5*time.Second, "6000 forwarded lines", func() bool { return len(spam()) == 6000 })
+	r := spam()[0]
+	if !strings.HasPrefix(r.Message, "spam line 0 of job 1: ") {
 		t.Fatalf("first forwarded line %q", r.Message)
 	}
 	var gotPid int64
