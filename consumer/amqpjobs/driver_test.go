@@ -359,3 +359,47 @@ func TestCloseUnsettled(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "both jobs back in the queue", func() bool { return queueCount(t, cfg.Queue) == 2 })
 }
+
+// TestMultipleAck: with multiple_ack, acking a later delivery does not
+// settle an earlier one that is still running; both settle cleanly.
+func TestMultipleAck(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MultipleAck = true
+	d := open(t, cfg, "")
+	publish(t, d, numbered("m", 3)...)
+	a, b := recv(t, d), recv(t, d)
+	settle(t, b, consumer.Outcome{Action: consumer.Ack})
+	settle(t, a, consumer.Outcome{Action: consumer.Retry}) // would fail if b's ack had taken a along
+	again := recv(t, d)
+	if again.ID != a.ID || again.Attempt != 2 {
+		t.Fatalf("after Retry got %q attempt %d, want %q attempt 2", again.ID, again.Attempt, a.ID)
+	}
+	settle(t, again, consumer.Outcome{Action: consumer.Ack})
+	settle(t, recv(t, d), consumer.Outcome{Action: consumer.Ack})
+	if err := d.Check(); err != nil {
+		t.Errorf("Check = %v (a bad multiple ack closes the channel)", err)
+	}
+	if s := d.current(); s == nil || s.gen != 1 {
+		t.Errorf("the channel was replaced: a settlement hit an unknown delivery tag")
+	}
+	waitFor(t, 5*time.Second, "an empty queue", func() bool { return queueCount(t, cfg.Queue) == 0 })
+}
+
+func TestAttemptMemoBounded(t *testing.T) {
+	m := newAttemptMemo(3)
+	for i := range 10 {
+		m.put(strconv.Itoa(i), i)
+	}
+	if _, ok := m.take("0"); ok {
+		t.Error("oldest id kept beyond the bound")
+	}
+	if v, ok := m.take("9"); !ok || v != 9 {
+		t.Errorf("take(9) = %d, %v", v, ok)
+	}
+	if _, ok := m.take("9"); ok {
+		t.Error("take twice returned the attempt twice")
+	}
+	if len(m.m) > 3 || len(m.order) > 6 {
+		t.Errorf("memo grew: %d ids, %d in order", len(m.m), len(m.order))
+	}
+}

@@ -73,9 +73,16 @@ func (s *session) track(tag uint64) {
 	s.mu.Unlock()
 }
 
-// untrack forgets tag and reports whether no earlier tag is unsettled
-// (so an ack with multiple=true would settle tag alone).
-func (s *session) untrack(tag uint64) (lowest bool) {
+// untrack forgets tag.
+func (s *session) untrack(tag uint64) {
+	s.mu.Lock()
+	delete(s.unsettled, tag)
+	s.mu.Unlock()
+}
+
+// untrackLowest forgets tag and reports whether no earlier tag is
+// unsettled (so an ack with multiple=true settles tag alone).
+func (s *session) untrackLowest(tag uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.unsettled, tag)

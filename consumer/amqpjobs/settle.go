@@ -210,8 +210,13 @@ func (d *Driver) requeueInPlace(ctx context.Context, in *inbound, id string, att
 
 // ack acks the delivery on its own channel.
 func (d *Driver) ack(in *inbound) error {
-	lowest := in.s.untrack(in.m.DeliveryTag)
-	if err := in.s.ch.Ack(in.m.DeliveryTag, d.cfg.MultipleAck && lowest); err != nil {
+	multiple := false
+	if d.cfg.MultipleAck {
+		multiple = in.s.untrackLowest(in.m.DeliveryTag)
+	} else {
+		in.s.untrack(in.m.DeliveryTag)
+	}
+	if err := in.s.ch.Ack(in.m.DeliveryTag, multiple); err != nil {
 		return staleOr(in.s, "basic.ack", err)
 	}
 	return nil

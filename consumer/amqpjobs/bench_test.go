@@ -1,0 +1,95 @@
+package amqpjobs
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/pipevisor/pipevisor/consumer"
+)
+
+// BenchmarkConsumeAck compares consume+ack of b.N jobs through the driver
+// (Receive, then Settle(Ack), one at a time) with a plain amqp091-go
+// consumer doing the same on a queue filled the same way, both with
+// prefetch 100. It reports both costs per job and driver/plain, the
+// overhead factor of the driver.
+func BenchmarkConsumeAck(b *testing.B) {
+	needBroker(b)
+	const prefetch = 100
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	fill := func(cfg Config) *Driver {
+		d := open(b, cfg, "")
+		if err := d.Pause(ctx); err != nil {
+			b.Fatal(err)
+		}
+		jobs := numbered("bench", b.N)
+		for i := range jobs {
+			jobs[i].Headers = map[string][]string{"x-trace": {"abc"}}
+		}
+		for len(jobs) > 0 {
+			n := min(len(jobs), 5000)
+			publish(b, d, jobs[:n]...)
+			jobs = jobs[n:]
+		}
+		return d
+	}
+	b.StopTimer()
+	plainCfg, driverCfg := testConfig(b), testConfig(b)
+	plainCfg.Prefetch, driverCfg.Prefetch = prefetch, prefetch
+	fill(plainCfg)
+	d := fill(driverCfg)
+
+	// Plain amqp091-go consumer.
+	conn, err := amqp.Dial(brokerAddr())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := ch.Qos(prefetch, 0, false); err != nil {
+		b.Fatal(err)
+	}
+	start := time.Now()
+	msgs, err := ch.Consume(plainCfg.Queue, "", false, false, false, false, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for range b.N {
+		m, ok := <-msgs
+		if !ok {
+			b.Fatal("plain consumer closed")
+		}
+		if err := m.Ack(false); err != nil {
+			b.Fatal(err)
+		}
+	}
+	plain := time.Since(start)
+
+	// The driver.
+	b.StartTimer()
+	start = time.Now()
+	if err := d.Resume(ctx); err != nil {
+		b.Fatal(err)
+	}
+	for range b.N {
+		del, err := d.Receive(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := del.Settle(ctx, consumer.Outcome{Action: consumer.Ack}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	driver := time.Since(start)
+	b.StopTimer()
+
+	b.ReportMetric(float64(plain.Nanoseconds())/float64(b.N), "plain-ns/job")
+	b.ReportMetric(float64(driver.Nanoseconds())/float64(b.N), "driver-ns/job")
+	b.ReportMetric(float64(driver)/float64(plain), "driver/plain")
+}
