@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -43,28 +44,28 @@ func TestObserverReasons(t *testing.T) {
 		name string
 		mode string
 		n    int
-		tune func(*Config)
+		tune func(c *Config, dir string)
 		act  func(t *testing.T, p *Pool)
 		want ExitReason
 	}{
-		{"max_jobs", "ack", 1, func(c *Config) { c.MaxJobs = 1 }, func(t *testing.T, p *Pool) { run(t, p, job("1", "x")) }, ExitMaxJobs},
+		{"max_jobs", "ack", 1, func(c *Config, _ string) { c.MaxJobs = 1 }, func(t *testing.T, p *Pool) { run(t, p, job("1", "x")) }, ExitMaxJobs},
 		{"reset", "ack", 1, nil, func(t *testing.T, p *Pool) {
 			if err := p.Reset(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 		}, ExitReset},
-		{"idle_ttl", "ack", 1, func(c *Config) { c.Supervisor.IdleTTL = 100 * time.Millisecond }, nil, ExitIdleTTL},
-		{"ttl", "ack", 1, func(c *Config) { c.Supervisor.TTL = 100 * time.Millisecond }, nil, ExitTTL},
-		{"max_worker_memory", "hog", 1, func(c *Config) {
+		{"idle_ttl", "ack", 1, func(c *Config, _ string) { c.Supervisor.IdleTTL = 100 * time.Millisecond }, nil, ExitIdleTTL},
+		{"ttl", "ack", 1, func(c *Config, _ string) { c.Supervisor.TTL = 100 * time.Millisecond }, nil, ExitTTL},
+		{"max_worker_memory", "hog", 1, func(c *Config, _ string) {
 			c.Env["FAKEWORKER_MB"] = "64"
 			c.Supervisor.MaxWorkerMemory = 32
 		}, nil, ExitMemory},
 		{"crash", "crash", 1, nil, func(t *testing.T, p *Pool) { _, _ = p.Exec(context.Background(), job("1", "x")) }, ExitCrashed},
-		{"exec_ttl", "slow", 1, func(c *Config) {
+		{"exec_ttl", "slow", 1, func(c *Config, _ string) {
 			c.Env["FAKEWORKER_DELAY"] = "30s"
 			c.Supervisor.ExecTTL = 100 * time.Millisecond
 		}, func(t *testing.T, p *Pool) { _, _ = p.Exec(context.Background(), job("1", "x")) }, ExitKilled},
-		{"ask-stop", "ask-stop", 2, nil, func(t *testing.T, p *Pool) { run(t, p, job("1", "x")) }, ExitStopRequested},
+		{"ask-stop", "ask-stop", 2, func(c *Config, dir string) { c.Env["FAKEWORKER_ONCE_FILE"] = filepath.Join(dir, "once") }, func(t *testing.T, p *Pool) { run(t, p, job("1", "x")) }, ExitStopRequested},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -72,7 +73,7 @@ func TestObserverReasons(t *testing.T) {
 			cfg := fakeConfig(tc.mode, tc.n)
 			cfg.Observer = obs
 			if tc.tune != nil {
-				tc.tune(&cfg)
+				tc.tune(&cfg, t.TempDir())
 			}
 			p := start(t, cfg, nil)
 			if tc.act != nil {
