@@ -1,0 +1,367 @@
+// Package sqsjobs is the sqs driver: it publishes jobs as SQS messages and
+// consumes them with long-polled ReceiveMessage calls through
+// aws-sdk-go-v2.
+//
+// What it promises, beyond RoadRunner's sqs driver:
+//
+//   - The original message is kept wherever SQS allows it, so that
+//     ApproximateReceiveCount (the delivery's Attempt) and the queue's
+//     redrive policy keep working: Retry(d) and a Requeue that changes no
+//     header are ChangeMessageVisibility(d); Release is
+//     ChangeMessageVisibility(0). Only a Requeue that changes headers sends
+//     a copy (message attributes are immutable) and then deletes the
+//     original; the copy carries rr_attempts so the attempt count goes on.
+//   - Ack is DeleteMessage, batched with DeleteMessageBatch by one owned
+//     goroutine (flushes within a few milliseconds); Settle returns only
+//     after SQS confirmed the delete.
+//   - Dead sends a copy to the dead_letter queue and then deletes the
+//     original; without dead_letter, a queue with a RedrivePolicy gets
+//     ChangeMessageVisibility(0) so that SQS's redrive moves the message
+//     once its receive count passes maxReceiveCount; a queue without one
+//     deletes the message (the pipeline logs it).
+//   - Heartbeat: one owned goroutine extends the visibility of every
+//     message received and not settled once half of its visibility
+//     timeout has passed, so a long job is never delivered twice.
+//   - Flow control: ReceiveMessage asks for at most min(prefetch, Receive
+//     calls waiting) messages, and never while prefetch messages are
+//     already received and not handed out.
+//   - FIFO queues (".fifo"): MessageGroupId is the job's key, else
+//     message_group_id, else DefaultGroupID; MessageDeduplicationId is the
+//     job id (a requeued copy gets a fresh one). A group's next message is
+//     handed out only after the previous one was settled; when one is
+//     retried or released, the group's later messages already received
+//     are made visible again behind it, so the group keeps its order.
+//     FIFO queues take no per-message delay: Publish rejects a delayed
+//     job, and a header-changing Requeue sends its copy without delay (at
+//     the group's tail).
+//
+// Message layout written by Publish: the body is the payload, or its
+// base64 when it holds bytes SQS refuses (rr_encoding: base64); string
+// attributes rr_id, rr_job, rr_pipeline, rr_headers (JSON object of
+// string lists), rr_priority, rr_auto_ack. Messages of other producers
+// (no rr_id) get the message id as job id, the queue name as job name and
+// their string attributes as headers.
+package sqsjobs
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/pipevisor/pipevisor/consumer"
+)
+
+// DriverName is the value of consumer.Delivery.Driver and Stat.Driver.
+const DriverName = "sqs"
+
+// Sentinel errors of the sqs driver.
+var (
+	// ErrInvalidConfig wraps Config or Global validation errors from New.
+	ErrInvalidConfig = errors.New("sqsjobs: invalid configuration")
+	// ErrQueue wraps a failed queue declaration or lookup in New.
+	ErrQueue = errors.New("sqsjobs: queue unavailable")
+	// ErrDelayTooLong is returned for a delay SQS cannot express (over
+	// 900s for a message, over 12h for a visibility timeout).
+	ErrDelayTooLong = errors.New("sqsjobs: delay too long")
+	// ErrFIFODelay is returned by Publish for a delayed job on a FIFO
+	// queue (SQS takes no per-message delay there).
+	ErrFIFODelay = errors.New("sqsjobs: FIFO queues take no per-message delay")
+	// ErrNotSent marks jobs of a batch that were not sent because an
+	// earlier part of the batch failed.
+	ErrNotSent = errors.New("sqsjobs: not sent after an earlier failure")
+	// ErrUnknownAction is returned by Settle for an Outcome whose Action
+	// is not one of consumer's actions; the message is made visible again.
+	ErrUnknownAction = errors.New("sqsjobs: unknown action")
+)
+
+// api is the part of *sqs.Client the driver uses (tests wrap it to inject
+// failures).
+type api interface {
+	CreateQueue(context.Context, *sqs.CreateQueueInput, ...func(*sqs.Options)) (*sqs.CreateQueueOutput, error)
+	GetQueueUrl(context.Context, *sqs.GetQueueUrlInput, ...func(*sqs.Options)) (*sqs.GetQueueUrlOutput, error)
+	GetQueueAttributes(context.Context, *sqs.GetQueueAttributesInput, ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+	ReceiveMessage(context.Context, *sqs.ReceiveMessageInput, ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error)
+	SendMessage(context.Context, *sqs.SendMessageInput, ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
+	SendMessageBatch(context.Context, *sqs.SendMessageBatchInput, ...func(*sqs.Options)) (*sqs.SendMessageBatchOutput, error)
+	DeleteMessage(context.Context, *sqs.DeleteMessageInput, ...func(*sqs.Options)) (*sqs.DeleteMessageOutput, error)
+	DeleteMessageBatch(context.Context, *sqs.DeleteMessageBatchInput, ...func(*sqs.Options)) (*sqs.DeleteMessageBatchOutput, error)
+	ChangeMessageVisibility(context.Context, *sqs.ChangeMessageVisibilityInput, ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityOutput, error)
+	ChangeMessageVisibilityBatch(context.Context, *sqs.ChangeMessageVisibilityBatchInput, ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
+}
+
+// Driver is one sqs pipeline. It implements consumer.Consumer,
+// consumer.Publisher, consumer.Stater and consumer.Checker. All methods are
+// safe for concurrent use.
+type Driver struct {
+	name      string
+	cfg       Config
+	log       *slog.Logger
+	client    api
+	queueURL  string
+	queueName string
+	fifo      bool
+	deadURL   string        // dead_letter queue URL, "" when none
+	deadFIFO  bool          // the dead_letter queue is a FIFO queue
+	redrive   bool          // the queue has a RedrivePolicy
+	vis       time.Duration // visibility timeout of received messages
+
+	pollCtx    context.Context // cancelled when Close begins
+	stopPoll   context.CancelFunc
+	bgCtx      context.Context // cancelled when Close ends
+	stopBg     context.CancelFunc
+	pollWG     sync.WaitGroup // the poller
+	bgWG       sync.WaitGroup // the heartbeat and the deleter
+	deletes    chan deleteReq
+	deleterEnd chan struct{} // closed to stop the deleter
+
+	st state
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var (
+	_ consumer.Consumer  = (*Driver)(nil)
+	_ consumer.Publisher = (*Driver)(nil)
+	_ consumer.Stater    = (*Driver)(nil)
+	_ consumer.Checker   = (*Driver)(nil)
+)
+
+// New returns the driver of pipeline name on the queue of cfg. It
+// validates g and cfg (after applying their defaults to copies), creates
+// the queue with cfg.Attributes and cfg.Tags unless
+// cfg.SkipQueueDeclaration (then it only looks the queue up), resolves the
+// dead-letter queue deadLetter (a queue name or URL; empty for none;
+// created like the queue), reads the queue's VisibilityTimeout and
+// RedrivePolicy, and starts the poller, the heartbeat and the deleter.
+// log may be nil. ctx bounds only the setup.
+func New(ctx context.Context, name string, g Global, cfg Config, deadLetter string, log *slog.Logger) (*Driver, error) {
+	g.Defaults()
+	cfg.Defaults()
+	if err := errors.Join(g.Validate(), cfg.Validate()); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	client, err := newClient(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	return newDriver(ctx, name, client, cfg, deadLetter, log)
+}
+
+// newClient builds the SQS client for g.
+func newClient(ctx context.Context, g Global) (*sqs.Client, error) {
+	var opts []func(*awsconfig.LoadOptions) error
+	if g.Region != "" {
+		opts = append(opts, awsconfig.WithRegion(g.Region))
+	}
+	if g.Key != "" {
+		opts = append(opts, awsconfig.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(g.Key, g.Secret, g.SessionToken)))
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("sqsjobs: aws config: %w", err)
+	}
+	return sqs.NewFromConfig(awsCfg, func(o *sqs.Options) {
+		if g.Endpoint != "" {
+			o.BaseEndpoint = aws.String(g.Endpoint)
+		}
+	}), nil
+}
+
+// newDriver is New after validation, on a given client. cfg must have its
+// defaults applied.
+func newDriver(ctx context.Context, name string, client api, cfg Config, deadLetter string, log *slog.Logger) (*Driver, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	d := &Driver{
+		name:       name,
+		cfg:        cfg,
+		log:        log.With("pipeline", name, "driver", DriverName),
+		client:     client,
+		fifo:       cfg.FIFO(),
+		deletes:    make(chan deleteReq),
+		deleterEnd: make(chan struct{}),
+	}
+	var err error
+	d.queueURL, d.queueName, err = d.declare(ctx, cfg.Queue, cfg.Attributes, cfg.Tags)
+	if err != nil {
+		return nil, err
+	}
+	if deadLetter != "" {
+		d.deadURL, _, err = d.declare(ctx, deadLetter, nil, nil)
+		if err != nil {
+			return nil, err
+		}
+		d.deadFIFO = strings.HasSuffix(deadLetter, fifoSuffix)
+	}
+	attrs, err := client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(d.queueURL),
+		AttributeNames: []types.QueueAttributeName{
+			types.QueueAttributeNameVisibilityTimeout, types.QueueAttributeNameRedrivePolicy,
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: attributes: %w", ErrQueue, d.queueName, err)
+	}
+	d.redrive = hasRedrive(attrs.Attributes[string(types.QueueAttributeNameRedrivePolicy)])
+	d.vis = cfg.VisibilityTimeout
+	if d.vis == 0 {
+		n, err := strconv.Atoi(attrs.Attributes[string(types.QueueAttributeNameVisibilityTimeout)])
+		if err != nil || n <= 0 {
+			n = 30 // SQS's default
+		}
+		d.vis = time.Duration(n) * time.Second
+	}
+	d.st.init(cfg.Prefetch, d.fifo)
+
+	d.pollCtx, d.stopPoll = context.WithCancel(context.WithoutCancel(ctx))
+	d.bgCtx, d.stopBg = context.WithCancel(context.WithoutCancel(ctx))
+	d.pollWG.Go(d.pollLoop)
+	d.bgWG.Go(d.heartbeatLoop)
+	d.bgWG.Go(d.deleteLoop)
+	return d, nil
+}
+
+// hasRedrive reports whether a RedrivePolicy attribute names a target.
+func hasRedrive(policy string) bool {
+	if policy == "" {
+		return false
+	}
+	var p struct {
+		Target string `json:"deadLetterTargetArn"`
+	}
+	return json.Unmarshal([]byte(policy), &p) == nil && p.Target != ""
+}
+
+// declare returns the URL and name of queue (a name or a URL): created
+// with attrs and tags unless skip_queue_declaration, else looked up.
+func (d *Driver) declare(ctx context.Context, queue string, attrs, tags map[string]string) (string, string, error) {
+	if strings.HasPrefix(queue, "http://") || strings.HasPrefix(queue, "https://") {
+		u, err := url.Parse(queue)
+		if err != nil {
+			return "", "", fmt.Errorf("%w: %s: %w", ErrQueue, queue, err)
+		}
+		return queue, path.Base(u.Path), nil
+	}
+	if !d.cfg.SkipQueueDeclaration {
+		in := &sqs.CreateQueueInput{QueueName: aws.String(queue), Attributes: map[string]string{}, Tags: tags}
+		for k, v := range attrs {
+			name, _ := attributeName(k) // Validate rejected unknown names
+			in.Attributes[name] = v
+		}
+		if strings.HasSuffix(queue, fifoSuffix) {
+			in.Attributes[string(types.QueueAttributeNameFifoQueue)] = "true"
+		}
+		out, err := d.client.CreateQueue(ctx, in)
+		if err == nil {
+			return aws.ToString(out.QueueUrl), queue, nil
+		}
+		var exists *types.QueueNameExists
+		if !errors.As(err, &exists) {
+			return "", "", fmt.Errorf("%w: create %s: %w", ErrQueue, queue, err)
+		}
+		d.log.Warn("queue exists with other attributes; using it as it is", "queue", queue)
+	}
+	out, err := d.client.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(queue)})
+	if err != nil {
+		return "", "", fmt.Errorf("%w: look up %s: %w", ErrQueue, queue, err)
+	}
+	return aws.ToString(out.QueueUrl), queue, nil
+}
+
+// QueueURL returns the URL of the pipeline's queue.
+func (d *Driver) QueueURL() string { return d.queueURL }
+
+// Close stops receiving (an in-flight long poll is abandoned), makes the
+// messages received but not handed out visible again, waits until every
+// handed-out delivery is settled or ctx is done, then stops the heartbeat
+// and the deleter. Deliveries still unsettled when ctx ends become visible
+// again when their visibility timeout passes, and Close returns an error
+// saying how many. Close is idempotent; later calls return the first
+// result. After Close, Receive, Publish and Settle return
+// consumer.ErrClosed.
+func (d *Driver) Close(ctx context.Context) error {
+	d.closeOnce.Do(func() { d.closeErr = d.close(ctx) })
+	return d.closeErr
+}
+
+func (d *Driver) close(ctx context.Context) error {
+	d.st.beginClose()
+	d.stopPoll()
+	d.pollWG.Wait()
+	releaseErr := d.changeVisibility(ctx, d.st.takeBuffered(), 0)
+	waitErr := d.st.waitIdle(ctx)
+	d.st.finishClose()
+	close(d.deleterEnd)
+	d.stopBg()
+	d.bgWG.Wait()
+	if err := errors.Join(releaseErr, waitErr); err != nil {
+		return fmt.Errorf("sqsjobs: close %s: %w", d.name, err)
+	}
+	return nil
+}
+
+// Check reports whether the driver is usable: nil when healthy,
+// consumer.ErrClosed after Close, and the last ReceiveMessage error while
+// receiving fails.
+func (d *Driver) Check() error {
+	return d.st.health()
+}
+
+// Stat reports the queue's ApproximateNumberOfMessages (Ready),
+// ...NotVisible (Reserved) and ...Delayed (Delayed), and Active: the
+// deliveries handed out and not settled.
+func (d *Driver) Stat(ctx context.Context) (consumer.Stat, error) {
+	st := consumer.Stat{
+		Pipeline: d.name,
+		Driver:   DriverName,
+		Queue:    d.queueName,
+		Priority: d.cfg.Priority,
+		Ready:    -1,
+		Delayed:  -1,
+	}
+	if err := d.st.health(); errors.Is(err, consumer.ErrClosed) {
+		return st, err
+	}
+	st.Active = d.st.active()
+	st.Consuming = d.st.health() == nil
+	out, err := d.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(d.queueURL),
+		AttributeNames: []types.QueueAttributeName{
+			types.QueueAttributeNameApproximateNumberOfMessages,
+			types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+			types.QueueAttributeNameApproximateNumberOfMessagesDelayed,
+		},
+	})
+	if err != nil {
+		st.Error = err.Error()
+		return st, fmt.Errorf("sqsjobs: stat %s: %w", d.queueName, err)
+	}
+	num := func(a types.QueueAttributeName) int64 {
+		n, err := strconv.ParseInt(out.Attributes[string(a)], 10, 64)
+		if err != nil {
+			return -1
+		}
+		return n
+	}
+	st.Ready = num(types.QueueAttributeNameApproximateNumberOfMessages)
+	st.Reserved = num(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)
+	st.Delayed = num(types.QueueAttributeNameApproximateNumberOfMessagesDelayed)
+	return st, nil
+}

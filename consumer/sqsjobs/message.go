@@ -1,0 +1,282 @@
+package sqsjobs
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"maps"
+	"slices"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+)
+
+// Message attributes written and read by the driver. The first six are
+// RoadRunner's; the others are ours.
+const (
+	attrID       = "rr_id"
+	attrJob      = "rr_job"
+	attrPipeline = "rr_pipeline"
+	attrHeaders  = "rr_headers"
+	attrPriority = "rr_priority"
+	attrAutoAck  = "rr_auto_ack"
+	// attrAttempts is the number of attempts spent before this copy was
+	// sent (a requeued copy starts its ApproximateReceiveCount at 1).
+	attrAttempts = "rr_attempts"
+	// attrEncoding is "base64" when the body had bytes SQS does not
+	// accept in a message body and was encoded.
+	attrEncoding = "rr_encoding"
+	// attrDeadReason is set on copies sent to the dead-letter queue.
+	attrDeadReason = "rr_dead_reason"
+
+	encodingBase64 = "base64"
+	// maxAttributes is SQS's limit of message attributes per message.
+	maxAttributes = 10
+	// System attribute holding the receive count.
+	sysReceiveCount = "ApproximateReceiveCount"
+	sysGroupID      = "MessageGroupId"
+)
+
+// meta is what the driver reads out of a received message.
+type meta struct {
+	id       string
+	job      string
+	pipeline string
+	headers  map[string][]string
+	body     []byte
+	priority int64
+	attempt  int // base + ApproximateReceiveCount
+	base     int // attempts spent before this copy was sent
+	autoAck  bool
+	group    string
+}
+
+// readMessage decodes m. queue is the job name of foreign messages (no rr
+// attributes); priority the pipeline default.
+func readMessage(m types.Message, queue string, priority int64) meta {
+	md := meta{
+		id:       aws.ToString(m.MessageId),
+		job:      queue,
+		priority: priority,
+		headers:  map[string][]string{},
+		body:     []byte(aws.ToString(m.Body)),
+		group:    m.Attributes[sysGroupID],
+	}
+	str := func(k string) (string, bool) {
+		v, ok := m.MessageAttributes[k]
+		if !ok || v.StringValue == nil {
+			return "", false
+		}
+		return *v.StringValue, true
+	}
+	if v, ok := str(attrID); ok && v != "" {
+		md.id = v
+	}
+	if v, ok := str(attrJob); ok && v != "" {
+		md.job = v
+	}
+	md.pipeline, _ = str(attrPipeline)
+	if v, ok := str(attrHeaders); ok {
+		var h map[string][]string
+		if json.Unmarshal([]byte(v), &h) == nil {
+			for k, vs := range h {
+				md.headers[k] = vs
+			}
+		}
+	}
+	if v, ok := str(attrPriority); ok {
+		if p, err := strconv.ParseInt(v, 10, 64); err == nil && p > 0 {
+			md.priority = p
+		}
+	}
+	if v, ok := str(attrAutoAck); ok {
+		md.autoAck, _ = strconv.ParseBool(v)
+	}
+	if v, ok := str(attrAttempts); ok {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			md.base = n
+		}
+	}
+	if v, ok := str(attrEncoding); ok && v == encodingBase64 {
+		if b, err := base64.StdEncoding.DecodeString(string(md.body)); err == nil {
+			md.body = b
+		}
+	}
+	// String attributes of foreign producers become headers.
+	for k, v := range m.MessageAttributes {
+		if isReserved(k) || v.StringValue == nil {
+			continue
+		}
+		if _, ok := md.headers[k]; !ok {
+			md.headers[k] = []string{*v.StringValue}
+		}
+	}
+	count := 1
+	if n, err := strconv.Atoi(m.Attributes[sysReceiveCount]); err == nil && n > 0 {
+		count = n
+	}
+	md.attempt = md.base + count
+	return md
+}
+
+// isReserved reports whether a message attribute is driver metadata.
+func isReserved(k string) bool {
+	switch k {
+	case attrID, attrJob, attrPipeline, attrHeaders, attrPriority, attrAutoAck, attrAttempts, attrEncoding, attrDeadReason:
+		return true
+	}
+	return false
+}
+
+// outgoing is a message about to be sent: body and attributes.
+type outgoing struct {
+	body  string
+	attrs map[string]types.MessageAttributeValue
+}
+
+// size approximates what SQS counts against the message size limit.
+func (o outgoing) size() int {
+	n := len(o.body)
+	for k, v := range o.attrs {
+		n += len(k) + len(aws.ToString(v.DataType)) + len(aws.ToString(v.StringValue)) + len(v.BinaryValue)
+	}
+	return n
+}
+
+// stringAttr is a String message attribute.
+func stringAttr(v string) types.MessageAttributeValue {
+	return types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
+}
+
+// encodeBody returns the body as SQS accepts it: unchanged when it is
+// valid UTF-8 made of characters SQS allows, else base64 (and true).
+func encodeBody(b []byte) (string, bool) {
+	if validBody(b) {
+		return string(b), false
+	}
+	return base64.StdEncoding.EncodeToString(b), true
+}
+
+// validBody reports whether b is UTF-8 made only of the characters SQS
+// accepts in a message body: #x9 #xA #xD #x20-#xD7FF #xE000-#xFFFD
+// #x10000-#x10FFFF.
+func validBody(b []byte) bool {
+	for len(b) > 0 {
+		r, n := utf8.DecodeRune(b)
+		if r == utf8.RuneError && n <= 1 {
+			return false
+		}
+		switch {
+		case r == 0x9, r == 0xA, r == 0xD:
+		case r >= 0x20 && r <= 0xD7FF:
+		case r >= 0xE000 && r <= 0xFFFD:
+		case r >= 0x10000 && r <= 0x10FFFF:
+		default:
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// jobMessage builds the message for a published job.
+func jobMessage(id, name, pipeline string, payload []byte, headers map[string][]string, priority int64, autoAck bool, attempts int) outgoing {
+	body, encoded := encodeBody(payload)
+	attrs := map[string]types.MessageAttributeValue{
+		attrID:       stringAttr(id),
+		attrPriority: stringAttr(strconv.FormatInt(priority, 10)),
+	}
+	if name != "" {
+		attrs[attrJob] = stringAttr(name)
+	}
+	if pipeline != "" {
+		attrs[attrPipeline] = stringAttr(pipeline)
+	}
+	if len(headers) > 0 {
+		h, _ := json.Marshal(headers) // map[string][]string always marshals
+		attrs[attrHeaders] = stringAttr(string(h))
+	}
+	if autoAck {
+		attrs[attrAutoAck] = stringAttr("true")
+	}
+	if attempts > 0 {
+		attrs[attrAttempts] = stringAttr(strconv.Itoa(attempts))
+	}
+	if encoded {
+		attrs[attrEncoding] = stringAttr(encodingBase64)
+	}
+	return outgoing{body: body, attrs: attrs}
+}
+
+// copyMessage builds a copy of a received message: its body and
+// attributes (foreign attributes kept as far as SQS's limit of ten
+// allows), the job identity, the given headers and attempt count, and
+// the extra attributes.
+func copyMessage(m types.Message, md meta, headers map[string][]string, attempts int, extra map[string]string) outgoing {
+	out := jobMessage(md.id, md.job, md.pipeline, md.body, headers, md.priority, false, attempts)
+	for _, k := range slices.Sorted(maps.Keys(extra)) {
+		if len(out.attrs) < maxAttributes {
+			out.attrs[k] = stringAttr(extra[k])
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(m.MessageAttributes)) {
+		if isReserved(k) || len(out.attrs) >= maxAttributes {
+			continue
+		}
+		if _, dup := headers[k]; dup {
+			continue
+		}
+		out.attrs[k] = m.MessageAttributes[k]
+	}
+	return out
+}
+
+// dedupID returns a MessageDeduplicationId for id: id itself when SQS
+// accepts it (1..128 characters of a-z A-Z 0-9 and punctuation), else its
+// SHA-256.
+func dedupID(id string) string {
+	ok := len(id) > 0 && len(id) <= 128
+	for i := 0; ok && i < len(id); i++ {
+		c := id[i]
+		ok = c >= '!' && c <= '~'
+	}
+	if ok {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])
+}
+
+// seconds rounds d up to whole seconds (a delay never ends early).
+func seconds(d time.Duration) int32 {
+	if d <= 0 {
+		return 0
+	}
+	return int32((d + time.Second - 1) / time.Second)
+}
+
+// sameHeaders reports whether merging over into base changes nothing.
+func sameHeaders(base, over map[string][]string) bool {
+	for k, v := range over {
+		if b, ok := base[k]; !ok || !slices.Equal(b, v) {
+			return false
+		}
+	}
+	return true
+}
+
+// mergeHeaders returns base with every key of over replaced.
+func mergeHeaders(base, over map[string][]string) map[string][]string {
+	out := make(map[string][]string, len(base)+len(over))
+	for k, v := range base {
+		out[k] = slices.Clone(v)
+	}
+	for k, v := range over {
+		out[k] = slices.Clone(v)
+	}
+	return out
+}

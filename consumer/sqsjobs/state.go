@@ -1,0 +1,327 @@
+package sqsjobs
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/pipevisor/pipevisor/consumer"
+)
+
+// entry is one received message, from receipt until it is settled or
+// released.
+type entry struct {
+	msg   types.Message // as received: receipt handle, attributes
+	md    meta
+	group string // FIFO message group; "" on standard queues
+
+	// hb serialises visibility changes of the heartbeat with the settle
+	// that takes the message over; done is guarded by it.
+	hb   sync.Mutex
+	done bool
+	// visibleUntil is when SQS makes the message visible again, in Unix
+	// nanoseconds (as seen before the call that set it).
+	visibleUntil atomic.Int64
+
+	handed bool // guarded by state.mu
+}
+
+// claim takes the message over from the heartbeat: after it returns true
+// the heartbeat never touches e again. It returns false when e was
+// claimed already.
+func (e *entry) claim() bool {
+	e.hb.Lock()
+	defer e.hb.Unlock()
+	if e.done {
+		return false
+	}
+	e.done = true
+	return true
+}
+
+// group is the FIFO bookkeeping of one message group: busy while its head
+// is ready or handed out; queue holds its later messages, in order.
+type group struct {
+	busy  bool
+	queue []*entry
+}
+
+// state is the consumer side of the driver: Receive calls waiting, the
+// messages received and not handed out, the FIFO groups, and what the
+// heartbeat must keep invisible. All methods are safe for concurrent use.
+type state struct {
+	mu       sync.Mutex
+	prefetch int
+	fifo     bool
+	closing  bool // Close began: Receive returns ErrClosed
+	closed   bool // Close finished: Settle returns ErrClosed
+	waiters  int  // Receive calls waiting for a message
+	ready    []*entry
+	groups   map[string]*group
+	buffered int                 // ready plus queued in groups
+	inflight map[*entry]struct{} // received and not claimed: heartbeat set
+	handed   int                 // handed out and not settled
+	changed  chan struct{}       // closed and replaced on every change
+	err      error               // last receive error, nil when healthy
+}
+
+func (s *state) init(prefetch int, fifo bool) {
+	s.prefetch = prefetch
+	s.fifo = fifo
+	s.groups = map[string]*group{}
+	s.inflight = map[*entry]struct{}{}
+	s.changed = make(chan struct{})
+}
+
+// broadcastLocked wakes everyone waiting for a change.
+func (s *state) broadcastLocked() {
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+// want returns how many messages the poller may ask for now (0: wait for
+// ch), and ok false once Close began.
+func (s *state) want() (n int, ch <-chan struct{}, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return 0, nil, false
+	}
+	// Messages queued behind their FIFO group's head will serve waiters
+	// too; asking for more would only pile up messages SQS locks.
+	queued := s.buffered - len(s.ready)
+	n = min(s.prefetch-s.buffered, s.waiters-len(s.ready)-queued, MaxPrefetch)
+	return max(n, 0), s.changed, true
+}
+
+// add files received messages: a message is ready unless its FIFO group
+// already has one ready or handed out. Auto-ack messages (deleted on
+// receipt) are always ready and not kept invisible.
+func (s *state) add(es []*entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range es {
+		s.buffered++
+		if e.md.autoAck {
+			s.ready = append(s.ready, e)
+			continue
+		}
+		s.inflight[e] = struct{}{}
+		if !s.fifo {
+			s.ready = append(s.ready, e)
+			continue
+		}
+		g := s.groups[e.group]
+		if g == nil {
+			g = &group{}
+			s.groups[e.group] = g
+		}
+		if g.busy {
+			g.queue = append(g.queue, e)
+			continue
+		}
+		g.busy = true
+		s.ready = append(s.ready, e)
+	}
+	s.broadcastLocked()
+}
+
+// take hands out the next ready message, waiting until there is one, ctx
+// is done (ctx.Err()) or Close began (consumer.ErrClosed).
+func (s *state) take(ctx context.Context) (*entry, error) {
+	registered := false
+	s.mu.Lock()
+	for {
+		if s.closing {
+			if registered {
+				s.waiters--
+			}
+			s.mu.Unlock()
+			return nil, consumer.ErrClosed
+		}
+		if len(s.ready) > 0 {
+			e := s.ready[0]
+			s.ready[0] = nil
+			s.ready = s.ready[1:]
+			s.buffered--
+			if registered {
+				s.waiters--
+			}
+			if !e.md.autoAck {
+				e.handed = true
+				s.handed++
+			}
+			s.broadcastLocked()
+			s.mu.Unlock()
+			return e, nil
+		}
+		if !registered {
+			registered = true
+			s.waiters++
+			s.broadcastLocked() // wake the poller
+		}
+		ch := s.changed
+		s.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			s.mu.Lock()
+			s.waiters--
+			s.broadcastLocked()
+			s.mu.Unlock()
+			return nil, ctx.Err()
+		}
+		s.mu.Lock()
+	}
+}
+
+// settled records that the handed-out e was settled. With keepOrder (the
+// message left the queue) the next queued message of its FIFO group
+// becomes ready; otherwise the group's queued messages are returned,
+// claimed, for the caller to make visible again behind e.
+func (s *state) settled(e *entry, keepOrder bool) []*entry {
+	s.mu.Lock()
+	delete(s.inflight, e)
+	if e.handed {
+		e.handed = false
+		s.handed--
+	}
+	var release []*entry
+	if g := s.groups[e.group]; s.fifo && g != nil {
+		switch {
+		case keepOrder && len(g.queue) > 0:
+			next := g.queue[0]
+			g.queue = g.queue[1:]
+			s.ready = append(s.ready, next)
+		default:
+			release = g.queue
+			s.buffered -= len(release)
+			for _, r := range release {
+				delete(s.inflight, r)
+			}
+			delete(s.groups, e.group)
+		}
+	}
+	s.broadcastLocked()
+	s.mu.Unlock()
+	for _, r := range release {
+		r.claim()
+	}
+	return release
+}
+
+// takeBuffered empties the buffer at Close and returns, claimed, the
+// messages that must be made visible again (auto-ack ones are gone).
+func (s *state) takeBuffered() []*entry {
+	s.mu.Lock()
+	var out []*entry
+	for _, e := range s.ready {
+		if !e.md.autoAck {
+			out = append(out, e)
+		}
+	}
+	for _, g := range s.groups {
+		out = append(out, g.queue...)
+		g.queue = nil
+	}
+	for _, e := range out {
+		delete(s.inflight, e)
+	}
+	s.ready = nil
+	s.buffered = 0
+	s.broadcastLocked()
+	s.mu.Unlock()
+	for _, e := range out {
+		e.claim()
+	}
+	return out
+}
+
+// due returns the messages whose visibility ends within half of vis.
+func (s *state) due(now time.Time, vis time.Duration) []*entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	limit := now.Add(vis / 2).UnixNano()
+	var out []*entry
+	for e := range s.inflight {
+		if e.visibleUntil.Load() <= limit {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (s *state) beginClose() {
+	s.mu.Lock()
+	s.closing = true
+	s.broadcastLocked()
+	s.mu.Unlock()
+}
+
+func (s *state) finishClose() {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+}
+
+func (s *state) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+func (s *state) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+// waitIdle waits until no delivery is handed out and unsettled.
+func (s *state) waitIdle(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		n, ch := s.handed, s.changed
+		s.mu.Unlock()
+		if n == 0 {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%d deliveries unsettled: %w", n, ctx.Err())
+		}
+	}
+}
+
+func (s *state) setHealth(err error) {
+	s.mu.Lock()
+	s.err = err
+	s.mu.Unlock()
+}
+
+func (s *state) health() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return consumer.ErrClosed
+	}
+	return s.err
+}
+
+// holding returns how many messages the driver keeps invisible: handed
+// out or buffered.
+func (s *state) holding() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.inflight)
+}
+
+func (s *state) active() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return int64(s.handed)
+}
