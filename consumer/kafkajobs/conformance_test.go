@@ -66,6 +66,7 @@ func TestConformance(t *testing.T) {
 		RetryPosition:       true,
 		AttemptCount:        true,
 		ReleaseKeepsAttempt: true,
+		AutoAck:             true,
 	}
 	consumertest.Run(t, features, func(t *testing.T) consumertest.Pair {
 		id := rand.Text()[:10]

@@ -238,6 +238,14 @@ func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 			e.state, e.deferred = stateOut, false
 			c.active++
 			dl := d.delivery(ps, e)
+			if e.meta.autoAck {
+				// Settled on receipt: done (and committed) before the
+				// job runs; settling the delivery changes nothing.
+				if c.finishLocked(ps, e) {
+					d.client.ResumeFetchPartitions(map[string][]int32{ps.tp.topic: {ps.tp.partition}})
+				}
+				dl.SetSettle(func(context.Context, consumer.Outcome) error { return nil })
+			}
 			c.mu.Unlock()
 			return dl, nil
 		}
@@ -387,6 +395,15 @@ func (d *Driver) finish(ps *partState, e *entry) error {
 	if err := c.staleLocked(ps); err != nil {
 		return err
 	}
+	if c.finishLocked(ps, e) {
+		d.client.ResumeFetchPartitions(map[string][]int32{ps.tp.topic: {ps.tp.partition}})
+	}
+	return nil
+}
+
+// finishLocked marks the handed-out entry e done, wakes the committer and
+// reports whether ps was paused and may be resumed now.
+func (c *consumerState) finishLocked(ps *partState, e *entry) (resume bool) {
 	e.state = stateDone
 	c.active--
 	ps.advance()
@@ -397,10 +414,10 @@ func (d *Driver) finish(ps *partState, e *entry) error {
 	}
 	if ps.paused && len(ps.entries) < partitionBuffer/2 {
 		ps.paused = false
-		d.client.ResumeFetchPartitions(map[string][]int32{ps.tp.topic: {ps.tp.partition}})
+		resume = true
 	}
 	c.notifyLocked()
-	return nil
+	return resume
 }
 
 // redeliver puts e back in place, to be handed out again after delay with

@@ -5,7 +5,10 @@
 //
 //   - Commits never skip a job. Only the contiguous prefix of settled
 //     records of each partition is committed; a record that is running,
-//     waiting for an in-place retry or failed holds the commit back.
+//     waiting for an in-place retry or failed holds the commit back. The
+//     commit metadata lists the settled offsets past that point, so the
+//     next owner of the partition re-runs only the jobs never settled
+//     (see commitpoint.go).
 //   - Order. A partition's records are handed out one at a time (ordering:
 //     partition, the default); with ordering: key, records with different
 //     keys run in parallel and records with one key stay in offset order.
@@ -25,7 +28,8 @@
 // aside until then: later records (of the partition, or of the key) may
 // pass it, but the commit point waits for it, so a long delay holds back
 // the partition's commits and, past partitionBuffer local records, its
-// fetching. Retried copies carry rr_attempt. On receipt, x-attempt
+// fetching. Jobs published with AutoAck carry rr_auto_ack: true and are
+// marked done when handed out. Retried copies carry rr_attempt. On receipt, x-attempt
 // is read as well, and records without rr_* headers (third-party producers)
 // get the id "topic/partition/offset" and the job name from the configured
 // job_header, else the topic.
@@ -52,6 +56,10 @@ import (
 
 // DriverName is the value of consumer.Delivery.Driver and Stat.Driver.
 const DriverName = "kafka"
+
+// finalCommitGrace bounds the last commit of Close when Close's own ctx
+// ended while it waited for unsettled deliveries.
+const finalCommitGrace = 5 * time.Second
 
 // Sentinel errors of the kafka driver.
 var (
@@ -292,8 +300,9 @@ func tlsConfig(t *TLS) (*tls.Config, error) {
 }
 
 // Close stops fetching, waits until every handed-out delivery is settled
-// (or ctx is done), commits the done prefix of every partition, leaves the
-// group and closes the client. Records fetched but not handed out, and
+// (or ctx is done), commits the done prefix of every partition (with up
+// to finalCommitGrace of its own if ctx already ended), leaves the group
+// and closes the client. Records fetched but not handed out, and
 // records waiting for an in-place retry, are left uncommitted: the group
 // delivers them again. Close is idempotent; later calls return the first
 // result. After Close, Receive, Publish and Settle return
@@ -314,7 +323,14 @@ func (d *Driver) close(ctx context.Context) error {
 	waitErr := d.cons.waitIdle(ctx)
 	d.cancel()
 	d.wg.Wait()
-	commitErr := d.commitNow(ctx)
+	// The final commit gets a short grace of its own when ctx already
+	// ran out waiting: committing the done prefix spares re-running it.
+	commitCtx, cancelCommit := ctx, context.CancelFunc(func() {})
+	if ctx.Err() != nil {
+		commitCtx, cancelCommit = context.WithTimeout(context.WithoutCancel(ctx), finalCommitGrace)
+	}
+	commitErr := d.commitNow(commitCtx)
+	cancelCommit()
 	d.client.AllowRebalance()
 	leaveErr := d.client.LeaveGroupContext(ctx)
 	d.cons.finishClose()

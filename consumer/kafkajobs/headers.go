@@ -18,6 +18,7 @@ const (
 	hdrAttempt    = "rr_attempt"
 	hdrXAttempt   = "x-attempt"
 	hdrDelayUntil = "rr_delay_until"
+	hdrAutoAck    = "rr_auto_ack"
 	// Written on dead-lettered copies.
 	hdrDeadReason      = "rr_dead_reason"
 	hdrSourceTopic     = "rr_source_topic"
@@ -30,7 +31,7 @@ const (
 // record, nor from a record into Delivery.Headers.
 func isReserved(key string) bool {
 	switch key {
-	case hdrID, hdrJob, hdrPipeline, hdrPriority, hdrAttempt, hdrXAttempt, hdrDelayUntil:
+	case hdrID, hdrJob, hdrPipeline, hdrPriority, hdrAttempt, hdrXAttempt, hdrDelayUntil, hdrAutoAck:
 		return true
 	}
 	return false
@@ -56,6 +57,7 @@ type meta struct {
 	priority   int64
 	attempt    int
 	delayUntil time.Time
+	autoAck    bool
 	headers    map[string][]string
 }
 
@@ -79,6 +81,8 @@ func readRecord(r *kgo.Record, jobHeader string, priority int64) meta {
 			if a, err := strconv.Atoi(v); err == nil && a >= 1 && (h.Key == hdrAttempt || m.attempt == 1) {
 				m.attempt = a
 			}
+		case hdrAutoAck:
+			m.autoAck = v == "true"
 		case hdrDelayUntil:
 			if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
 				m.delayUntil = time.UnixMilli(ms)

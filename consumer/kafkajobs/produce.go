@@ -168,6 +168,9 @@ func (d *Driver) jobRecord(topic string, j consumer.Job) *kgo.Record {
 	if j.Delay > 0 {
 		r.Headers = append(r.Headers, delayHeader(time.Now().Add(j.Delay)))
 	}
+	if j.AutoAck {
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: hdrAutoAck, Value: []byte("true")})
+	}
 	r.Headers = appendUserHeaders(r.Headers, j.Headers)
 	return r
 }
