@@ -490,6 +490,26 @@ func TestResetReplacesEveryWorkerWithoutLosingJobs(t *testing.T) {
 	}
 }
 
+func TestResetGivesUpWhenReplacementsFail(t *testing.T) {
+	cfg := fakeConfig("ack", 1)
+	cfg.Env["FAKEWORKER_BOOT_ONCE_FILE"] = filepath.Join(t.TempDir(), "booted")
+	cfg.ResetTimeout = 500 * time.Millisecond
+	p := start(t, cfg, nil)
+	err := p.Reset(context.Background())
+	mustBe(t, err, context.DeadlineExceeded)
+}
+
+func TestResetAfterStop(t *testing.T) {
+	p := start(t, fakeConfig("ack", 1), nil)
+	if err := p.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mustBe(t, p.Reset(context.Background()), ErrClosed)
+	if err := p.Stop(context.Background()); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+}
+
 func TestStop(t *testing.T) {
 	t.Run("waits for running jobs", func(t *testing.T) {
 		cfg := fakeConfig("slow", 2)

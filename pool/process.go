@@ -163,7 +163,11 @@ func (p *Pool) handshake(ctx context.Context, w *worker) error {
 	}
 	_ = w.stdout.SetReadDeadline(dl)
 	_ = w.stdin.SetWriteDeadline(dl)
-	stop := context.AfterFunc(ctx, w.interrupt)
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		w.interrupt()
+		close(fired)
+	})
 	_, werr := w.stdin.Write(frame.EncodeControl(frame.FlagCodecJSON, frame.PidPayload(os.Getpid())))
 	// Read even if the write failed: a worker that exited at once may
 	// have said why on stdout (PHP's "Could not open input file").
@@ -171,7 +175,8 @@ func (p *Pool) handshake(ctx context.Context, w *worker) error {
 	if werr != nil && (err == nil || errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded)) {
 		err = fmt.Errorf("sending the pid request: %w", werr)
 	}
-	if !stop() && ctx.Err() != nil {
+	if !stop() {
+		<-fired // the interrupt ran: the handshake was cut short
 		return fmt.Errorf("%w: %w", frame.ErrHandshake, context.Cause(ctx))
 	}
 	switch {

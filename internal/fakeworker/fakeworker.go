@@ -24,7 +24,9 @@
 // this file asks to stop, once, so a pool can make progress),
 // FAKEWORKER_MB (hog: megabytes to allocate and touch at boot, default 64),
 // FAKEWORKER_LOG (every worker appends "<pid>\n" to this file at boot, so
-// a test can count starts).
+// a test can count starts), FAKEWORKER_BOOT_ONCE_FILE (in any mode: only
+// the worker that creates this file starts; later ones exit on boot with
+// code 3).
 package fakeworker
 
 import (
@@ -136,6 +138,14 @@ func Run(mode string, in io.Reader, out io.Writer, errOut io.Writer) int {
 			fmt.Fprintf(f, "%d\n", os.Getpid())
 			_ = f.Close()
 		}
+	}
+	if path := os.Getenv("FAKEWORKER_BOOT_ONCE_FILE"); path != "" {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			w.logf("fakeworker: %s exists, refusing to start", path)
+			return 3
+		}
+		_ = f.Close()
 	}
 	switch mode {
 	case "mute":
