@@ -3,6 +3,7 @@ package config
 import (
 	"reflect"
 
+	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"gopkg.in/yaml.v3"
 )
@@ -31,6 +32,13 @@ func decodeDriver(driver string, node *yaml.Node, path string, p *Pipeline) []er
 				"not supported by the memory driver: dead jobs stay in the pipeline's dead list"))
 		}
 		p.Memory = cfg
+		p.Priority = cfg.Priority
+		return errs
+	case DriverAMQP:
+		// dead_letter is a queue name, declared by the driver when missing.
+		cfg := &amqpjobs.Config{Priority: p.Priority}
+		errs := decodeDriverConfig(node, path, cfg)
+		p.AMQP = cfg
 		p.Priority = cfg.Priority
 		return errs
 	default:

@@ -64,11 +64,8 @@ amqp:
 	if p := r.Jobs.Pipelines["default"]; p.Priority != 7 || p.Concurrency != 3 {
 		t.Errorf("pipeline = %+v", p)
 	}
-	var amqp struct {
-		Addr string `yaml:"addr"`
-	}
-	if r.AMQP == nil || r.AMQP.Decode(&amqp) != nil || amqp.Addr != "amqp://127.0.0.1:5672/" {
-		t.Errorf("amqp section = %+v", amqp)
+	if r.AMQP.Addr != "amqp://127.0.0.1:5672/" {
+		t.Errorf("amqp section = %+v", r.AMQP)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/pipeline"
 	"gopkg.in/yaml.v3"
@@ -49,6 +50,8 @@ type Pipeline struct {
 
 	// Memory is set when Driver is DriverMemory.
 	Memory *memjobs.Config
+	// AMQP is set when Driver is DriverAMQP.
+	AMQP *amqpjobs.Config
 }
 
 // pipelineKeys is the YAML shape of a pipeline, decoded strictly before the

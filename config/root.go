@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
 	"github.com/pipevisor/pipevisor/pool"
 	"gopkg.in/yaml.v3"
 )
@@ -64,7 +65,9 @@ type Root struct {
 	Metrics Metrics `yaml:"metrics"`
 	Logs    Logs    `yaml:"logs"`
 
-	// AMQP, Kafka and SQS are the driver-wide top-level sections, kept as
+	// AMQP is the amqp: section (addr, tls), defaults filled in.
+	AMQP amqpjobs.Global `yaml:"amqp"`
+	// Kafka and SQS are the driver-wide top-level sections, kept as
 	// raw YAML (nil when absent; ${VAR} already expanded). The driver
 	// owners will replace each with their typed Global: change the field
 	// to e.g. Kafka kafkajobs.Global with the tag yaml:"kafka" (decoded
@@ -72,7 +75,6 @@ type Root struct {
 	// defaultRoot, and report its Validate errors from Root.validate
 	// through fieldErrors(err, &yaml.Node{}, "kafka") (lines are filled in
 	// later).
-	AMQP  *yaml.Node `yaml:"amqp"`
 	Kafka *yaml.Node `yaml:"kafka"`
 	SQS   *yaml.Node `yaml:"sqs"`
 
@@ -213,6 +215,7 @@ func defaultRoot() *Root {
 		},
 		Status: Status{UnavailableStatusCode: 503},
 		Logs:   Logs{Level: DefaultLogLevel, Encoding: DefaultLogEncoding},
+		AMQP:   amqpjobs.Global{Addr: amqpjobs.DefaultAddr},
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+
+	"gopkg.in/yaml.v3"
 )
 
 // validate runs the checks that need more than one value, and the range
@@ -110,6 +112,10 @@ func (r *Root) validate() (errs, warnings []*Error) {
 	}
 	if r.Status.Address != "" && r.Status.Address == r.Metrics.Address {
 		add("metrics.address", "must differ from status.address (%s)", r.Status.Address)
+	}
+
+	for _, e := range fieldErrors(r.AMQP.Validate(), &yaml.Node{}, "amqp") {
+		errs = append(errs, e.(*Error))
 	}
 
 	switch r.Logs.Level {

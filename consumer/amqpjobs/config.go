@@ -66,14 +66,12 @@ type Config struct {
 
 	// Queue is the queue to consume. Empty makes a push-only pipeline.
 	Queue string `yaml:"queue"`
-	// Exchange jobs are published to (default "amqp.default"). Empty
-	// means the AMQP default exchange, where the routing key is the queue
-	// name.
+	// Exchange jobs are published to (default "amqp.default").
 	Exchange string `yaml:"exchange"`
 	// ExchangeType is direct (default), fanout, topic or headers.
 	ExchangeType string `yaml:"exchange_type"`
 	// RoutingKey binds Queue to Exchange and routes published jobs. When
-	// empty it defaults to Queue.
+	// empty it defaults to Queue (see Key).
 	RoutingKey string `yaml:"routing_key"`
 
 	// Exclusive declares the queue exclusive to the connection.
@@ -132,9 +130,6 @@ func (c *Config) Defaults() {
 	if c.ExchangeType == "" {
 		c.ExchangeType = DefaultExchangeType
 	}
-	if c.RoutingKey == "" && c.ExchangeType != ExchangeFanout {
-		c.RoutingKey = c.Queue
-	}
 	if c.Declare == nil {
 		yes := true
 		c.Declare = &yes
@@ -142,6 +137,16 @@ func (c *Config) Defaults() {
 	if c.ConfirmTimeout == 0 {
 		c.ConfirmTimeout = DefaultConfirmTimeout
 	}
+}
+
+// Key returns the routing key: RoutingKey, or Queue when it is empty and
+// the exchange is not fanout. (It is derived here rather than in Defaults,
+// which runs before the keys are decoded.)
+func (c *Config) Key() string {
+	if c.RoutingKey == "" && c.ExchangeType != ExchangeFanout {
+		return c.Queue
+	}
+	return c.RoutingKey
 }
 
 // Declares reports whether the driver declares its exchange and queue
@@ -188,14 +193,8 @@ func (c *Config) Validate() error {
 	default:
 		add("exchange_type", "must be direct, fanout, topic or headers; got %q", c.ExchangeType)
 	}
-	if c.Exchange == "" && c.ExchangeType == ExchangeFanout {
-		add("exchange", "must be set for a fanout exchange (the default exchange is direct)")
-	}
-	if c.RoutingKey == "" && c.ExchangeType != ExchangeFanout {
+	if c.Key() == "" && c.ExchangeType != ExchangeFanout {
 		add("routing_key", "required unless exchange_type is fanout (or set queue, which it defaults to)")
-	}
-	if c.Exchange == "" && c.Queue != "" && c.RoutingKey != c.Queue {
-		add("routing_key", "must equal queue when exchange is empty (the default exchange routes by queue name)")
 	}
 	if c.Queue != "" && strings.TrimSpace(c.Queue) != c.Queue {
 		add("queue", "must not start or end with spaces")

@@ -15,7 +15,7 @@ func TestConfigDefaults(t *testing.T) {
 	c := Config{Queue: "q"}
 	c.Defaults()
 	if c.Prefetch != 10 || c.Priority != 10 || c.RedialTimeout != time.Minute ||
-		c.Exchange != "amqp.default" || c.ExchangeType != "direct" || c.RoutingKey != "q" ||
+		c.Exchange != "amqp.default" || c.ExchangeType != "direct" || c.Key() != "q" ||
 		!c.Declares() || c.ConfirmTimeout != 30*time.Second {
 		t.Errorf("defaults = %+v", c)
 	}
@@ -26,7 +26,7 @@ func TestConfigDefaults(t *testing.T) {
 	no := false
 	c = Config{Queue: "q", Declare: &no, ExchangeType: "fanout"}
 	c.Defaults()
-	if c.Declares() || c.RoutingKey != "" {
+	if c.Declares() || c.Key() != "" {
 		t.Errorf("declare false / fanout routing key: %+v", c)
 	}
 	if err := c.Validate(); err != nil {

@@ -80,7 +80,7 @@ func (d *Driver) Publish(ctx context.Context, jobs []consumer.Job) error {
 		return be
 	}
 	for i, j := range jobs {
-		pub, key, err := encode(j, d.name, 1, d.cfg.RoutingKey, nil)
+		pub, key, err := encode(j, d.name, 1, d.cfg.Key(), nil)
 		if err != nil {
 			return fail(i, err)
 		}

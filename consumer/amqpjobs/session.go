@@ -214,8 +214,8 @@ func (d *Driver) declare(conn *amqp.Connection) error {
 			return fmt.Errorf("declare queue %q: %w", c.Queue, err)
 		}
 		if c.Exchange != "" {
-			if err := ch.QueueBind(c.Queue, c.RoutingKey, c.Exchange, false, nil); err != nil {
-				return fmt.Errorf("bind queue %q to %q with %q: %w", c.Queue, c.Exchange, c.RoutingKey, err)
+			if err := ch.QueueBind(c.Queue, c.Key(), c.Exchange, false, nil); err != nil {
+				return fmt.Errorf("bind queue %q to %q with %q: %w", c.Queue, c.Exchange, c.Key(), err)
 			}
 		}
 		return nil
