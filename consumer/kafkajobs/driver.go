@@ -90,6 +90,7 @@ type Driver struct {
 
 	prod *producer
 	cons *consumerState // nil for a push-only pipeline
+	conn connHealth
 
 	cancel context.CancelFunc // stops the poller and committer
 	wg     sync.WaitGroup     // poller and committer
@@ -140,6 +141,7 @@ func newDriver(ctx context.Context, name string, g Global, cfg Config, deadLette
 		d.cons = newConsumerState(cfg)
 		opts = append(opts, d.groupOpts()...)
 	}
+	opts = append(opts, kgo.WithHooks(&d.conn))
 	opts = append(opts, extra...)
 	client, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -342,16 +344,17 @@ func (d *Driver) close(ctx context.Context) error {
 }
 
 // Check reports whether the driver is usable: nil when healthy,
-// consumer.ErrClosed after Close, and the last fetch or commit error while
-// the consumer is failing.
+// consumer.ErrClosed after Close, else the last failed broker connection
+// (until a connection or a read succeeds again) and the last fetch or
+// commit error while the consumer is failing.
 func (d *Driver) Check() error {
 	if d.prod.isClosed() {
 		return consumer.ErrClosed
 	}
 	if d.cons == nil {
-		return nil
+		return d.conn.err()
 	}
-	return d.cons.health()
+	return errors.Join(d.conn.err(), d.cons.health())
 }
 
 // Stat reports the broker side numbers: Ready is the lag of the assigned
@@ -375,5 +378,13 @@ func (d *Driver) Stat(context.Context) (consumer.Stat, error) {
 		return st, nil
 	}
 	d.cons.fillStat(&st, time.Now())
+	if err := d.conn.err(); err != nil {
+		st.Consuming = false
+		if st.Error == "" {
+			st.Error = err.Error()
+		} else {
+			st.Error = err.Error() + "; " + st.Error
+		}
+	}
 	return st, nil
 }

@@ -312,3 +312,51 @@ func TestStatAndCheck(t *testing.T) {
 		t.Fatalf("Stat after a delayed retry: %+v", st)
 	}
 }
+
+func TestCheckGoesRedWhenTheBrokerDies(t *testing.T) {
+	c := newCluster(t, 1, "orders")
+	d := open(t, c, testConfig("orders"), "")
+	publish(t, d, consumer.Job{ID: "1"})
+	settle(t, receive(t, d), consumer.Outcome{Action: consumer.Ack})
+	if err := d.Check(); err != nil {
+		t.Fatalf("Check on a healthy cluster: %v", err)
+	}
+	c.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for d.Check() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Check still healthy 15s after the broker died")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if st, _ := d.Stat(context.Background()); st.Consuming || st.Error == "" {
+		t.Fatalf("Stat with a dead broker: %+v", st)
+	}
+}
+
+func TestConsumeRegexp(t *testing.T) {
+	c := newCluster(t, 1, "orders.eu", "orders.us", "billing")
+	cfg := testConfig("orders\\..*")
+	cfg.ConsumerOptions.ConsumeRegexp = true
+	d := open(t, c, cfg, "")
+	raw := rawClient(t, c)
+	ctx := testCtx(t, 5*time.Second)
+	for _, topic := range []string{"orders.eu", "billing", "orders.us"} {
+		if err := raw.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte(topic)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := map[string]bool{}
+	for range 2 {
+		dl := receive(t, d)
+		got[dl.Topic] = true
+		settle(t, dl, consumer.Outcome{Action: consumer.Ack})
+	}
+	if !got["orders.eu"] || !got["orders.us"] {
+		t.Fatalf("consumed topics %v, want orders.eu and orders.us", got)
+	}
+	receiveNone(t, d, 300*time.Millisecond)
+	if err := d.Publish(ctx, []consumer.Job{{ID: "x"}}); !errors.Is(err, ErrNoTopic) {
+		t.Fatalf("Publish on a regexp pipeline: %v, want ErrNoTopic", err)
+	}
+}

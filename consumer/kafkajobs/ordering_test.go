@@ -28,7 +28,7 @@ type received struct {
 
 // drain runs n receivers on d that ack everything until ctx ends, sending
 // what they see to out.
-func drain(ctx context.Context, wg *sync.WaitGroup, d *Driver, by, n int, out chan<- received) {
+func drain(ctx context.Context, t testing.TB, wg *sync.WaitGroup, d *Driver, by, n int, out chan<- received) {
 	for range n {
 		wg.Go(func() {
 			for {
@@ -42,7 +42,8 @@ func drain(ctx context.Context, wg *sync.WaitGroup, d *Driver, by, n int, out ch
 				err = dl.Settle(sctx, consumer.Outcome{Action: consumer.Ack})
 				cancel()
 				if err != nil && !errors.Is(err, consumer.ErrStaleDelivery) && !errors.Is(err, consumer.ErrClosed) {
-					panic(fmt.Sprintf("ack %s: %v", dl.ID, err))
+					t.Errorf("ack %s: %v", dl.ID, err)
+					return
 				}
 			}
 		})
@@ -75,7 +76,7 @@ func TestKeysKeepOrderAcrossPartitions(t *testing.T) {
 			defer cancel()
 			out := make(chan received, 64)
 			var wg sync.WaitGroup
-			drain(ctx, &wg, d, 0, 8, out)
+			drain(ctx, t, &wg, d, 0, 8, out)
 			next := map[string]int{}
 			part := map[string]int32{}
 			used := map[int32]bool{}
@@ -260,8 +261,8 @@ func TestTwoConsumersSplitAndTakeOver(t *testing.T) {
 	defer cancel()
 	out := make(chan received, 64)
 	var wg1, wg2 sync.WaitGroup
-	drain(ctx, &wg1, d1, 1, 2, out)
-	drain(ctx, &wg2, d2, 2, 2, out)
+	drain(ctx, t, &wg1, d1, 1, 2, out)
+	drain(ctx, t, &wg2, d2, 2, 2, out)
 
 	batch := func(from int) []consumer.Job {
 		var b []consumer.Job
