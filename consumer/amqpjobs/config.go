@@ -157,6 +157,13 @@ func (c *Config) Declares() bool { return c.Declare == nil || *c.Declare }
 // pipeline without a queue can only publish.
 func (c *Config) Consumes() bool { return c.Queue != "" }
 
+// keepsPosition reports whether the queue puts a requeued message back at
+// its position: classic queues do, quorum queues (RabbitMQ 3.10) append it.
+func (c *Config) keepsPosition() bool {
+	t, _ := c.QueueHeaders["x-queue-type"].(string)
+	return t == "" || t == "classic"
+}
+
 // DeadLetterExchange returns the queue's x-dead-letter-exchange argument
 // and whether it is set.
 func (c *Config) DeadLetterExchange() (string, bool) {

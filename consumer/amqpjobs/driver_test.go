@@ -403,3 +403,42 @@ func TestAttemptMemoBounded(t *testing.T) {
 		t.Errorf("memo grew: %d ids, %d in order", len(m.m), len(m.order))
 	}
 }
+
+// TestDeleteQueueOnStop: Close deletes the queue when configured to.
+func TestDeleteQueueOnStop(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DeleteQueueOnStop = true
+	d := open(t, cfg, "")
+	publish(t, d, numbered("del", 2)...)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := d.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	err := admin(t, func(ch *amqp.Channel) error {
+		_, err := ch.QueueDeclarePassive(cfg.Queue, false, false, false, false, nil)
+		return err
+	})
+	if !isNotFound(err) {
+		t.Errorf("queue after Close with delete_queue_on_stop: passive declare = %v, want 404", err)
+	}
+}
+
+// TestQuorumRetry: on a quorum queue (RabbitMQ 3.10) Retry(0) requeues
+// at the tail; the attempt still counts up.
+func TestQuorumRetry(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Durable = true
+	cfg.QueueHeaders = map[string]any{"x-queue-type": "quorum"}
+	d := open(t, cfg, "")
+	publish(t, d, numbered("qr", 2)...)
+	a := recv(t, d)
+	settle(t, a, consumer.Outcome{Action: consumer.Retry})
+	b := recv(t, d)
+	settle(t, b, consumer.Outcome{Action: consumer.Ack})
+	again := recv(t, d)
+	if a.ID != "qr-1" || b.ID != "qr-2" || again.ID != "qr-1" || again.Attempt != 2 {
+		t.Errorf("quorum retry: got %s, %s, then %s attempt %d; want qr-1, qr-2, qr-1 attempt 2", a.ID, b.ID, again.ID, again.Attempt)
+	}
+	settle(t, again, consumer.Outcome{Action: consumer.Ack})
+}

@@ -184,13 +184,14 @@ func (d *Driver) declareDeadLetter(s *session) error {
 // requeueInPlace returns the delivery to its position in the queue with
 // basic.nack(requeue=true) and remembers that its next delivery has
 // attempt. Deliveries prefetched after it and not handed out yet would
-// otherwise overtake it, so the consumer is cancelled first (they go back
-// too, to their own positions) and started again afterwards.
+// otherwise overtake it, so on a classic queue the consumer is cancelled
+// first (they go back too, to their own positions) and started again
+// afterwards. Quorum and stream queues requeue at the tail anyway.
 func (d *Driver) requeueInPlace(ctx context.Context, in *inbound, id string, attempt int) error {
 	d.consumeMu.Lock()
 	defer d.consumeMu.Unlock()
 	in.s.mu.Lock()
-	consuming := in.s.fwdStop != nil
+	consuming := in.s.fwdStop != nil && d.cfg.keepsPosition()
 	in.s.mu.Unlock()
 	if consuming {
 		// On failure stopConsuming closes the session; the nack below
