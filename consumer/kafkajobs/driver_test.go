@@ -81,6 +81,19 @@ func TestThirdPartyRecords(t *testing.T) {
 		t.Fatalf("second third-party delivery: id %q job %q, want events/0/1 and the topic", second.ID, second.Job)
 	}
 	settle(t, second, consumer.Outcome{Action: consumer.Ack})
+
+	// A record pushed by RoadRunner's kafka driver: key = job id, rr_job
+	// and rr_priority headers, no rr_id.
+	if err := raw.ProduceSync(ctx, &kgo.Record{Topic: "events", Key: []byte("rr-uuid-1"), Value: []byte("c"),
+		Headers: []kgo.RecordHeader{{Key: "rr_job", Value: []byte("App\\Job")}, {Key: "rr_priority", Value: []byte("3")}}},
+	).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	third := receive(t, d)
+	if third.ID != "rr-uuid-1" || third.Job != "App\\Job" || third.Priority != 3 {
+		t.Fatalf("RoadRunner record: id %q job %q priority %d", third.ID, third.Job, third.Priority)
+	}
+	settle(t, third, consumer.Outcome{Action: consumer.Ack})
 }
 
 func TestPartitionOrderingHandsOutOneAtATime(t *testing.T) {

@@ -95,6 +95,11 @@ func readRecord(r *kgo.Record, jobHeader string, priority int64) meta {
 			m.headers[h.Key] = append(m.headers[h.Key], v)
 		}
 	}
+	if m.id == "" && m.job != "" && len(r.Key) > 0 {
+		// Written by RoadRunner's kafka driver: rr_job but no rr_id, the
+		// job id is the record key.
+		m.id = string(r.Key)
+	}
 	if m.id == "" {
 		m.id = fmt.Sprintf("%s/%d/%d", r.Topic, r.Partition, r.Offset)
 	}
