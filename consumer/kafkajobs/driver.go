@@ -29,8 +29,8 @@
 // pass it, but the commit point waits for it, so a long delay holds back
 // the partition's commits and, past partitionBuffer local records, its
 // fetching. Jobs published with AutoAck carry rr_auto_ack: true and are
-// marked done when handed out. Retried copies carry rr_attempt. On receipt, x-attempt
-// is read as well. Records written by RoadRunner's kafka driver (rr_job,
+// marked done when handed out. Retried copies carry rr_attempt; on
+// receipt, x-attempt is read as well. Records written by RoadRunner's kafka driver (rr_job,
 // no rr_id) get the record key as id; records without rr_* headers
 // (third-party producers) get the id "topic/partition/offset" and the job
 // name from the configured job_header, else the topic.
