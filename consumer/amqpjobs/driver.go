@@ -288,7 +288,7 @@ func (d *Driver) Pause(ctx context.Context) error {
 
 // Resume starts the AMQP consumer again after Pause (idempotent). While
 // disconnected it only clears the pause; consuming starts on reconnect.
-func (d *Driver) Resume(ctx context.Context) error {
+func (d *Driver) Resume(context.Context) error {
 	d.consumeMu.Lock()
 	defer d.consumeMu.Unlock()
 	if d.stopping {
@@ -298,7 +298,7 @@ func (d *Driver) Resume(ctx context.Context) error {
 	if s := d.current(); s != nil {
 		return d.startConsuming(s)
 	}
-	return ctx.Err()
+	return nil
 }
 
 // Check returns nil while connected (consuming or paused), an error
