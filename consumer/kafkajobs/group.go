@@ -17,6 +17,9 @@ import (
 // (successful settlements trigger a commit at once).
 const commitInterval = time.Second
 
+// emptyPollBackoff is the pause after a poll that returned only errors.
+const emptyPollBackoff = 100 * time.Millisecond
+
 // pollLoop fetches records while a Receive waits and nothing local can be
 // handed out. It runs until ctx is done; Close owns it.
 func (d *Driver) pollLoop(ctx context.Context) {
@@ -33,6 +36,15 @@ func (d *Driver) pollLoop(ctx context.Context) {
 			d.client.AllowRebalance()
 			if fetches.IsClientClosed() {
 				return
+			}
+			if fetches.NumRecords() == 0 && ctx.Err() == nil {
+				// Only errors: do not spin on a failing partition.
+				t := time.NewTimer(emptyPollBackoff)
+				select {
+				case <-ctx.Done():
+				case <-t.C:
+				}
+				t.Stop()
 			}
 		}
 	}
