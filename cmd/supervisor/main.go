@@ -72,7 +72,7 @@ func newApp() *cli.App {
 			{
 				Name:   "validate",
 				Usage:  "check a config file the way serve would; prints path: reason lines, exit 1 on errors",
-				Flags:  []cli.Flag{configFlag},
+				Flags:  []cli.Flag{configFlag, unitFlag},
 				Action: validateAction,
 			},
 			{

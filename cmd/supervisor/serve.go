@@ -30,7 +30,7 @@ func serveAction(c *cli.Context) error {
 		return err
 	}
 	log := newLogger(root.Logs, c.App.ErrWriter)
-	for _, w := range warnings(root) {
+	for _, w := range warnings(root, "") {
 		log.Warn("config: " + w)
 	}
 	if path := c.String("cpuprofile"); path != "" {
@@ -65,7 +65,16 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 		return cli.Exit(fmt.Sprintf("supervisor: rpc.listen %s: %v", root.RPC.Listen, err), 1)
 	}
 
+	// production (issue 9): status, metrics and sd_notify; see production.go.
+	prod, err := newProduction(ctx, root, log)
+	if err != nil {
+		ln.Close()
+		return cli.Exit(fmt.Sprintf("supervisor: %v", err), 1)
+	}
+	defer prod.close()
+
 	pcfg := root.PoolConfig()
+	pcfg.Observer = prod.poolObserver() // production
 	p, err := pool.New(ctx, pcfg, log)
 	if err != nil {
 		ln.Close()
@@ -74,12 +83,14 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 
 	mgr := jobs.New(jobs.Config{
 		Factory:            newFactory(root, log),
-		Executor:           p,
+		Executor:           prod.executor(p), // production: exec timing
+		Observer:           prod.observer(),  // production: job fates
 		Logger:             log,
 		Pipelines:          root.Jobs.Pipelines,
 		DefaultConcurrency: pcfg.NumWorkers,
 	})
-	srv := rpc.NewServer(mgr, poolWorkers{p}, log)
+	srv := rpc.NewServer(prod.jobs(mgr), poolWorkers{p}, log) // production: push counts
+	prod.serve(mgr, p)                                        // production: /health, /ready, /metrics
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -97,12 +108,14 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 		shutdown(root, mgr, p, log)
 		return cli.Exit(fmt.Sprintf("supervisor: starting pipelines: %v", err), 1)
 	}
+	prod.ready() // production: READY=1, watchdog
 	log.Info("supervisor ready", "rpc", root.RPC.Listen, "workers", pcfg.NumWorkers, "consume", root.Jobs.Consume)
 
 	var resetting sync.Mutex
 	for {
 		select {
 		case err := <-rpcDone:
+			prod.stopping() // production: STOPPING=1
 			shutdown(root, mgr, p, log)
 			return cli.Exit(fmt.Sprintf("supervisor: rpc server stopped: %v", err), 1)
 		case sig := <-sigs:
@@ -123,6 +136,7 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 				continue
 			}
 			log.Info("shutting down", "signal", sig.String(), "grace", root.Jobs.ShutdownTimeout)
+			prod.stopping() // production: STOPPING=1
 			stopRPC()
 			done := make(chan struct{})
 			wg.Add(1)

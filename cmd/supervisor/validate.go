@@ -31,8 +31,10 @@ func loadConfig(path string) (*config.Root, error) {
 
 // warnings returns what is valid but probably wrong in root: the config's
 // own warnings plus what only the running machine can tell (a worker
-// command that is not installed).
-func warnings(root *config.Root) []string {
+// command that is not installed, a systemd unit whose TimeoutStopSec is
+// shorter than the shutdown grace period: unit names the unit file, ""
+// looks for the usual places; see unitWarnings).
+func warnings(root *config.Root, unit string) []string {
 	var out []string
 	for _, w := range root.Warnings {
 		out = append(out, w.Error())
@@ -42,7 +44,7 @@ func warnings(root *config.Root) []string {
 			out = append(out, fmt.Sprintf("server.command: %q is not an executable on this machine: %v", cmd[0], errors.Unwrap(err)))
 		}
 	}
-	return out
+	return append(out, unitWarnings(root, unit)...)
 }
 
 func validateAction(c *cli.Context) error {
@@ -51,7 +53,7 @@ func validateAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	printWarnings(c.App.ErrWriter, warnings(root))
+	printWarnings(c.App.ErrWriter, warnings(root, c.String("unit")))
 	fmt.Fprintf(c.App.Writer, "%s: ok (%d pipelines, %d consumed, %d workers)\n", path,
 		len(root.Jobs.Pipelines), len(root.Jobs.Consume), root.Jobs.Pool.NumWorkers)
 	return nil

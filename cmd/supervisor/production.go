@@ -1,0 +1,360 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/pipevisor/pipevisor/config"
+	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/jobs"
+	"github.com/pipevisor/pipevisor/metrics"
+	"github.com/pipevisor/pipevisor/notify"
+	"github.com/pipevisor/pipevisor/pipeline"
+	"github.com/pipevisor/pipevisor/pool"
+	"github.com/pipevisor/pipevisor/rpc"
+	"github.com/pipevisor/pipevisor/status"
+)
+
+// production runs what a supervisor needs in production next to its
+// pipelines: /health and /ready on status.address, /metrics on
+// metrics.address (each off when its address is empty) and the systemd
+// notifications (READY=1, WATCHDOG=1, STOPPING=1; no-ops outside systemd).
+//
+// Use: newProduction before pool.New (it listens at once, so a port in use
+// fails the start), hook poolObserver/executor/observer/jobs into the
+// pool, the manager and the RPC server, serve once the manager exists,
+// ready after mgr.Start succeeded, stopping when shutdown begins, close on
+// exit (it waits for every goroutine it started).
+type production struct {
+	root   *config.Root
+	log    *slog.Logger
+	notify *notify.Notifier
+	met    *metrics.Metrics // nil when metrics.address is empty
+
+	statusLn, metricsLn net.Listener
+
+	// mgr and pool are set by serve, before any goroutine reads them.
+	mgr  *jobs.Manager
+	pool *pool.Pool
+
+	ctx      context.Context // cancelled by close: stops the HTTP servers
+	cancel   context.CancelFunc
+	wdCancel context.CancelFunc // stops the watchdog; set by ready
+	mu       sync.Mutex         // guards wdCancel
+	wg       sync.WaitGroup
+}
+
+// newProduction opens the status and metrics listeners configured in root.
+func newProduction(ctx context.Context, root *config.Root, log *slog.Logger) (*production, error) {
+	pr := &production{root: root, log: log, notify: notify.New(log)}
+	pr.ctx, pr.cancel = context.WithCancel(context.Background())
+	var err error
+	if addr := root.Status.Address; addr != "" {
+		if pr.statusLn, err = status.Listen(ctx, addr); err != nil {
+			return nil, fmt.Errorf("status.address: %w", err)
+		}
+	}
+	if addr := root.Metrics.Address; addr != "" {
+		if pr.metricsLn, err = status.Listen(ctx, addr); err != nil {
+			if pr.statusLn != nil {
+				pr.statusLn.Close()
+			}
+			return nil, fmt.Errorf("metrics.address: %w", err)
+		}
+		pr.met = metrics.New(metrics.Sources{
+			Stat:    func(ctx context.Context) ([]consumer.Stat, error) { return pr.mgr.Stat(ctx) },
+			Workers: func() []pool.WorkerInfo { return pr.pool.Workers() },
+		})
+	}
+	return pr, nil
+}
+
+// poolObserver is pool.Config.Observer: worker restarts for the metrics.
+func (pr *production) poolObserver() pool.Observer {
+	if pr.met == nil {
+		return nil
+	}
+	return pr.met
+}
+
+// executor wraps the pool for jobs.Config.Executor (exec timing).
+func (pr *production) executor(ex pipeline.Executor) pipeline.Executor {
+	if pr.met == nil {
+		return ex
+	}
+	return pr.met.Executor(ex)
+}
+
+// observer is jobs.Config.Observer: every job's fate for the metrics.
+func (pr *production) observer() pipeline.Observer {
+	if pr.met == nil {
+		return nil
+	}
+	return pr.met
+}
+
+// jobs wraps the manager for the RPC server: push counts and errors.
+func (pr *production) jobs(j rpc.Jobs) rpc.Jobs {
+	if pr.met == nil {
+		return j
+	}
+	return meteredJobs{Jobs: j, m: pr.met}
+}
+
+// meteredJobs counts the jobs pushed over RPC and the ones that failed.
+type meteredJobs struct {
+	rpc.Jobs
+	m *metrics.Metrics
+}
+
+func (j meteredJobs) Push(ctx context.Context, batch []consumer.Job) error {
+	err := j.Jobs.Push(ctx, batch)
+	j.m.Pushed(batch, err)
+	return err
+}
+
+// serve starts the HTTP servers. /ready answers 503 until mgr.Start has
+// started every consumed pipeline.
+func (pr *production) serve(mgr *jobs.Manager, p *pool.Pool) {
+	pr.mgr, pr.pool = mgr, p
+	if pr.statusLn != nil {
+		srv := status.New(status.Config{
+			Health:            pr.health,
+			Ready:             mgr.Ready,
+			UnavailableStatus: pr.root.Status.UnavailableStatusCode,
+			Logger:            pr.log,
+		})
+		pr.wg.Go(func() {
+			if err := srv.Serve(pr.ctx, pr.statusLn); err != nil {
+				pr.log.Error("status server stopped", "err", err)
+			}
+		})
+	}
+	if pr.metricsLn != nil {
+		pr.wg.Go(func() {
+			if err := status.ServeHTTP(pr.ctx, pr.metricsLn, pr.met.Handler(), pr.log); err != nil {
+				pr.log.Error("metrics server stopped", "err", err)
+			}
+		})
+	}
+}
+
+// errNoLiveWorker is the /health reason when the pool has no worker.
+var errNoLiveWorker = errors.New("pool: no live worker (the worker command keeps failing?)")
+
+// health is /health and the watchdog's test: the pool has at least one
+// worker that is ready or working.
+func (pr *production) health() error {
+	for _, w := range pr.pool.Workers() {
+		if w.State == "ready" || w.State == "working" {
+			return nil
+		}
+	}
+	return errNoLiveWorker
+}
+
+// ready tells systemd the supervisor is up and starts the watchdog.
+func (pr *production) ready() {
+	if err := pr.notify.Ready(); err != nil {
+		pr.log.Warn("sd_notify READY=1 failed", "err", err)
+	}
+	ctx, cancel := context.WithCancel(pr.ctx)
+	pr.mu.Lock()
+	pr.wdCancel = cancel
+	pr.mu.Unlock()
+	pr.wg.Go(func() {
+		if err := pr.notify.Watchdog(ctx, pr.health); err != nil {
+			pr.log.Warn("systemd watchdog disabled", "err", err)
+		}
+	})
+}
+
+// stopping tells systemd that shutdown began and stops the watchdog pings.
+// The HTTP servers keep answering (/ready is 503 from now on) until close.
+func (pr *production) stopping() {
+	pr.mu.Lock()
+	if pr.wdCancel != nil {
+		pr.wdCancel()
+	}
+	pr.mu.Unlock()
+	if err := pr.notify.Stopping(); err != nil {
+		pr.log.Warn("sd_notify STOPPING=1 failed", "err", err)
+	}
+}
+
+// close stops the HTTP servers and waits for every goroutine of pr.
+func (pr *production) close() {
+	pr.cancel()
+	pr.wg.Wait()
+	// Listeners serve never took over.
+	for _, ln := range []net.Listener{pr.statusLn, pr.metricsLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// Unit files looked up when `validate` gets no --unit.
+var defaultUnitFiles = []string{"packaging/systemd/pipevisor.service", "/etc/systemd/system/pipevisor.service"}
+
+// systemdDefaultStopTimeout is systemd's DefaultTimeoutStopSec.
+const systemdDefaultStopTimeout = 90 * time.Second
+
+// unitWarnings compares the shutdown grace period of root with the
+// TimeoutStopSec of a systemd unit file: path, or when empty the first of
+// defaultUnitFiles that exists (none: no warning).
+func unitWarnings(root *config.Root, path string) []string {
+	if path == "" {
+		for _, p := range defaultUnitFiles {
+			if _, err := os.Stat(p); err == nil {
+				path = p
+				break
+			}
+		}
+		if path == "" {
+			return nil
+		}
+	}
+	stop, err := unitStopTimeout(path)
+	if err != nil {
+		return []string{fmt.Sprintf("unit %s: %v", path, err)}
+	}
+	if stop == 0 { // TimeoutStopSec=infinity
+		return nil
+	}
+	grace := shutdownGrace(root)
+	if grace > stop {
+		return []string{fmt.Sprintf(
+			"jobs.shutdown_timeout (%s) + jobs.pool.destroy_timeout (%s) + %s = %s is longer than TimeoutStopSec=%s in %s: systemd will SIGKILL the supervisor and its workers before running jobs are handed back",
+			root.Jobs.ShutdownTimeout, destroyTimeout(root), stopSlack, grace, stop, path)}
+	}
+	return nil
+}
+
+// shutdownGrace is how long serve may take to stop after SIGTERM: the
+// pipelines' grace period, then the workers' destroy timeout plus slack.
+func shutdownGrace(root *config.Root) time.Duration {
+	return root.Jobs.ShutdownTimeout + destroyTimeout(root) + stopSlack
+}
+
+func destroyTimeout(root *config.Root) time.Duration {
+	if d := root.Jobs.Pool.DestroyTimeout; d > 0 {
+		return d
+	}
+	return pool.DefaultTimeout
+}
+
+// errUnitSyntax: a TimeoutStopSec value that is not a time span.
+var errUnitSyntax = errors.New("not a systemd time span")
+
+// unitStopTimeout reads the [Service] TimeoutStopSec (or TimeoutSec) of a
+// unit file; 0 means infinity; systemd's default when neither is set.
+func unitStopTimeout(path string) (time.Duration, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var section, stop, both string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "" || line[0] == '#' || line[0] == ';':
+			continue
+		case line[0] == '[':
+			section = line
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || section != "[Service]" {
+			continue
+		}
+		switch strings.TrimSpace(k) {
+		case "TimeoutStopSec":
+			stop = strings.TrimSpace(v)
+		case "TimeoutSec":
+			both = strings.TrimSpace(v)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	if stop == "" {
+		stop = both
+	}
+	if stop == "" {
+		return systemdDefaultStopTimeout, nil
+	}
+	d, err := parseTimespan(stop)
+	if err != nil {
+		return 0, fmt.Errorf("TimeoutStopSec=%s: %w", stop, err)
+	}
+	return d, nil
+}
+
+// systemd time span units (systemd.time(7)).
+var timespanUnits = map[string]time.Duration{
+	"": time.Second, "s": time.Second, "sec": time.Second, "second": time.Second, "seconds": time.Second,
+	"ms": time.Millisecond, "msec": time.Millisecond, "us": time.Microsecond, "usec": time.Microsecond,
+	"m": time.Minute, "min": time.Minute, "minute": time.Minute, "minutes": time.Minute,
+	"h": time.Hour, "hr": time.Hour, "hour": time.Hour, "hours": time.Hour,
+	"d": 24 * time.Hour, "day": 24 * time.Hour, "days": 24 * time.Hour,
+}
+
+// parseTimespan parses a systemd time span: "90", "5min 30s", "1h30min",
+// "infinity" (returned as 0). A bare number is seconds.
+func parseTimespan(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "infinity" {
+		return 0, nil
+	}
+	var total time.Duration
+	rest := s
+	for rest != "" {
+		rest = strings.TrimLeft(rest, " ")
+		i := 0
+		for i < len(rest) && (rest[i] >= '0' && rest[i] <= '9' || rest[i] == '.') {
+			i++
+		}
+		if i == 0 {
+			return 0, errUnitSyntax
+		}
+		num := rest[:i]
+		rest = strings.TrimLeft(rest[i:], " ")
+		j := 0
+		for j < len(rest) && rest[j] >= 'a' && rest[j] <= 'z' {
+			j++
+		}
+		unit, ok := timespanUnits[rest[:j]]
+		if !ok {
+			return 0, errUnitSyntax
+		}
+		rest = rest[j:]
+		var n float64
+		if _, err := fmt.Sscanf(num, "%g", &n); err != nil {
+			return 0, errUnitSyntax
+		}
+		total += time.Duration(n * float64(unit))
+	}
+	if total == 0 && s != "0" {
+		return 0, errUnitSyntax
+	}
+	return total, nil
+}
+
+// unitFlag is validate's --unit.
+var unitFlag = &cli.StringFlag{
+	Name:  "unit",
+	Usage: "systemd unit file whose TimeoutStopSec must cover the shutdown grace period (default: packaging/systemd/pipevisor.service or /etc/systemd/system/pipevisor.service if present)",
+}
