@@ -78,9 +78,9 @@ func TestPipelineFromDeclareErrors(t *testing.T) {
 			want: []string{"prefetch: expected an int, got a mapping"},
 		},
 		{
-			name: "driver not built in",
+			name: "unknown key of a driver",
 			m:    map[string]string{"name": "q", "driver": "kafka", "topic": "t"},
-			want: []string{"driver kafka: not built into this binary"},
+			want: []string{"topic: unknown key (known keys: priority, auto_create_topics_enable, producer_options, consumer_options, group_options, ordering, retry_topic, job_header)"},
 		},
 		{
 			name: "unknown driver and bad name",

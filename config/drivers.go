@@ -4,6 +4,7 @@ import (
 	"reflect"
 
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
+	"github.com/pipevisor/pipevisor/consumer/kafkajobs"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"gopkg.in/yaml.v3"
 )
@@ -39,6 +40,13 @@ func decodeDriver(driver string, node *yaml.Node, path string, p *Pipeline) []er
 		cfg := &amqpjobs.Config{Priority: p.Priority}
 		errs := decodeDriverConfig(node, path, cfg)
 		p.AMQP = cfg
+		p.Priority = cfg.Priority
+		return errs
+	case DriverKafka:
+		// dead_letter is a topic name; empty means dead jobs are logged and dropped.
+		cfg := &kafkajobs.Config{Priority: p.Priority}
+		errs := decodeDriverConfig(node, path, cfg)
+		p.Kafka = cfg
 		p.Priority = cfg.Priority
 		return errs
 	default:

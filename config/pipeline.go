@@ -9,6 +9,7 @@ import (
 
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
+	"github.com/pipevisor/pipevisor/consumer/kafkajobs"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/pipeline"
 	"gopkg.in/yaml.v3"
@@ -52,6 +53,8 @@ type Pipeline struct {
 	Memory *memjobs.Config
 	// AMQP is set when Driver is DriverAMQP.
 	AMQP *amqpjobs.Config
+	// Kafka is set when Driver is DriverKafka.
+	Kafka *kafkajobs.Config
 }
 
 // pipelineKeys is the YAML shape of a pipeline, decoded strictly before the

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
+	"github.com/pipevisor/pipevisor/consumer/kafkajobs"
 	"github.com/pipevisor/pipevisor/pool"
 	"gopkg.in/yaml.v3"
 )
@@ -67,16 +68,15 @@ type Root struct {
 
 	// AMQP is the amqp: section (addr, tls), defaults filled in.
 	AMQP amqpjobs.Global `yaml:"amqp"`
-	// Kafka and SQS are the driver-wide top-level sections, kept as
-	// raw YAML (nil when absent; ${VAR} already expanded). The driver
-	// owners will replace each with their typed Global: change the field
-	// to e.g. Kafka kafkajobs.Global with the tag yaml:"kafka" (decoded
-	// strictly like every other section), call Defaults on it in
-	// defaultRoot, and report its Validate errors from Root.validate
-	// through fieldErrors(err, &yaml.Node{}, "kafka") (lines are filled in
-	// later).
-	Kafka *yaml.Node `yaml:"kafka"`
-	SQS   *yaml.Node `yaml:"sqs"`
+	// Kafka is the kafka: section (brokers, tls, sasl, ping), defaults
+	// filled in; nil when absent (required by kafka pipelines).
+	Kafka *kafkajobs.Global `yaml:"kafka"`
+	// SQS is the driver-wide top-level section, kept as raw YAML (nil when
+	// absent; ${VAR} already expanded) until the SQS driver types it:
+	// change the field to its typed Global with the tag yaml:"sqs", call
+	// Defaults on it, and report its Validate errors from Root.validate
+	// through fieldErrors(err, &yaml.Node{}, "sqs").
+	SQS *yaml.Node `yaml:"sqs"`
 
 	// Warnings are settings that are valid but probably not what the
 	// user wants, for `supervisor validate` to print (same format as

@@ -117,6 +117,17 @@ func (r *Root) validate() (errs, warnings []*Error) {
 	for _, e := range fieldErrors(r.AMQP.Validate(), &yaml.Node{}, "amqp") {
 		errs = append(errs, e.(*Error))
 	}
+	if r.Kafka != nil {
+		r.Kafka.Defaults()
+		for _, e := range fieldErrors(r.Kafka.Validate(), &yaml.Node{}, "kafka") {
+			errs = append(errs, e.(*Error))
+		}
+	}
+	for _, name := range r.Jobs.PipelineNames() {
+		if r.Jobs.Pipelines[name].Driver == DriverKafka && r.Kafka == nil {
+			add(joinPath(joinPath("jobs.pipelines", name), "driver"), "kafka needs the top-level kafka: section (brokers)")
+		}
+	}
 
 	switch r.Logs.Level {
 	case "debug", "info", "warn", "error":

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/pipevisor/pipevisor/config"
+	"github.com/pipevisor/pipevisor/consumer/kafkajobs"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/jobs"
 )
@@ -18,6 +19,11 @@ func newFactory(root *config.Root, log *slog.Logger) jobs.Factory {
 		switch p.Driver {
 		case config.DriverMemory:
 			return memjobs.New(p.Name, *p.Memory, dlog), nil
+		case config.DriverKafka:
+			if root.Kafka == nil {
+				return nil, fmt.Errorf("pipeline %s: the kafka: section is missing", p.Name)
+			}
+			return kafkajobs.New(ctx, p.Name, *root.Kafka, *p.Kafka, p.DeadLetter, dlog)
 		default:
 			return nil, fmt.Errorf("pipeline %s: driver %q is not built into this binary", p.Name, p.Driver)
 		}
