@@ -147,16 +147,7 @@ func TestDestroyLetsRunningJobsFinish(t *testing.T) {
 	if out, code := s.cli("jobs", "destroy", "default"); code != 0 {
 		t.Fatalf("destroy: exit %d %s", code, out)
 	}
-	started, finished := map[string]bool{}, map[string]bool{}
-	for _, l := range readLines(t, log) {
-		f := strings.Fields(l)
-		switch f[0] {
-		case "start":
-			started[f[1]] = true
-		case "done":
-			finished[f[1]] = true
-		}
-	}
+	started, finished := jobIDs(t, log)
 	if len(started) == 0 || len(started) == 10 {
 		t.Fatalf("%d jobs started; want the running ones only", len(started))
 	}

@@ -256,3 +256,20 @@ func readLines(t *testing.T, path string) []string {
 	}
 	return out
 }
+
+// jobIDs returns the ids of the jobs a test worker logged as started and as
+// done (the "start <id> ..." and "done <id> ..." lines of its E2E_LOG).
+func jobIDs(t *testing.T, log string) (started, finished map[string]bool) {
+	t.Helper()
+	started, finished = map[string]bool{}, map[string]bool{}
+	for _, l := range readLines(t, log) {
+		f := strings.Fields(l)
+		switch f[0] {
+		case "start":
+			started[f[1]] = true
+		case "done":
+			finished[f[1]] = true
+		}
+	}
+	return started, finished
+}

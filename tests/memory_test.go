@@ -215,16 +215,7 @@ func TestMemorySIGTERMFinishesRunningJobsAndExits0(t *testing.T) {
 	if code := s.wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0", code)
 	}
-	started, finished := map[string]bool{}, map[string]bool{}
-	for _, l := range readLines(t, log) {
-		f := strings.Fields(l)
-		switch f[0] {
-		case "start":
-			started[f[1]] = true
-		case "done":
-			finished[f[1]] = true
-		}
-	}
+	started, finished := jobIDs(t, log)
 	for id := range started {
 		if !finished[id] {
 			t.Errorf("job %s started but was not finished before exit", id)
