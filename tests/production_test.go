@@ -165,9 +165,27 @@ func TestProductionMetricsMatchJobs(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 
-	// Shutdown: /ready goes 503 as soon as the pipelines stop.
+	// Shutdown: while a running job drains, /ready is 503 and says why.
+	if out, code := s.cli("push", "--pipeline", "default", "--job", "slow", "--payload", "1500"); code != 0 {
+		t.Fatalf("push slow: exit %d: %s", code, out)
+	}
+	s.waitStat("default", 10*time.Second, func(st pipelineStat) bool { return st.Active == 1 })
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for {
+		code, body := httpGet(t, "http://"+statusAddr+"/ready")
+		if code == http.StatusServiceUnavailable {
+			if !strings.Contains(body, "stopped") {
+				t.Errorf("/ready during shutdown: %q", body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/ready still %d %q during shutdown", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if code := s.wait(30 * time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
