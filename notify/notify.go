@@ -85,6 +85,9 @@ func (n *Notifier) Watchdog(ctx context.Context, healthy func() error) error {
 	defer t.Stop()
 	failing := false
 	for {
+		if ctx.Err() != nil {
+			return nil
+		}
 		if err := healthy(); err != nil {
 			if !failing {
 				n.log.Warn("watchdog: not healthy, withholding WATCHDOG=1", "err", err, "watchdog", interval)

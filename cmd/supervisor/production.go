@@ -47,11 +47,18 @@ type production struct {
 	mgr  *jobs.Manager
 	pool *pool.Pool
 
-	ctx      context.Context // cancelled by close: stops the HTTP servers
-	cancel   context.CancelFunc
-	wdCancel context.CancelFunc // stops the watchdog; set by ready
-	mu       sync.Mutex         // guards wdCancel
-	wg       sync.WaitGroup
+	ctx    context.Context // cancelled by close: stops the HTTP servers
+	cancel context.CancelFunc
+	mu     sync.Mutex // guards wd
+	wd     *ownedGoroutine
+	wg     sync.WaitGroup
+}
+
+// ownedGoroutine is a goroutine with its own cancel and a channel closed
+// when it returned.
+type ownedGoroutine struct {
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // newProduction opens the status and metrics listeners configured in root.
@@ -163,30 +170,55 @@ func (pr *production) health() error {
 	return errNoLiveWorker
 }
 
-// ready tells systemd the supervisor is up and starts the watchdog.
+// readyPoll is how often ready checks whether every consumed pipeline is
+// up before it sends READY=1.
+const readyPoll = 50 * time.Millisecond
+
+// ready is called once mgr.Start succeeded. In a goroutine of its own it
+// waits until every consumed pipeline is up (mgr.Ready; a driver may
+// still be connecting), then sends READY=1 and runs the watchdog until
+// stopping. Without a NOTIFY_SOCKET it only waits and runs the (disabled)
+// watchdog: nothing is sent.
 func (pr *production) ready() {
-	if err := pr.notify.Ready(); err != nil {
-		pr.log.Warn("sd_notify READY=1 failed", "err", err)
-	}
 	ctx, cancel := context.WithCancel(pr.ctx)
+	g := &ownedGoroutine{cancel: cancel, done: make(chan struct{})}
 	pr.mu.Lock()
-	pr.wdCancel = cancel
+	pr.wd = g
 	pr.mu.Unlock()
 	pr.wg.Go(func() {
+		defer close(g.done)
+		t := time.NewTicker(readyPoll)
+		defer t.Stop()
+		for waited := false; pr.mgr.Ready() != nil; waited = true {
+			if !waited {
+				pr.log.Info("waiting for every consumed pipeline before READY=1", "err", pr.mgr.Ready())
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+		if err := pr.notify.Ready(); err != nil {
+			pr.log.Warn("sd_notify READY=1 failed", "err", err)
+		}
 		if err := pr.notify.Watchdog(ctx, pr.health); err != nil {
 			pr.log.Warn("systemd watchdog disabled", "err", err)
 		}
 	})
 }
 
-// stopping tells systemd that shutdown began and stops the watchdog pings.
-// The HTTP servers keep answering (/ready is 503 from now on) until close.
+// stopping stops the watchdog pings (waiting for the goroutine of ready,
+// so no WATCHDOG=1 follows) and tells systemd that shutdown began. The
+// HTTP servers keep answering (/ready is 503 from now on) until close.
 func (pr *production) stopping() {
 	pr.mu.Lock()
-	if pr.wdCancel != nil {
-		pr.wdCancel()
-	}
+	g := pr.wd
 	pr.mu.Unlock()
+	if g != nil {
+		g.cancel()
+		<-g.done
+	}
 	if err := pr.notify.Stopping(); err != nil {
 		pr.log.Warn("sd_notify STOPPING=1 failed", "err", err)
 	}
