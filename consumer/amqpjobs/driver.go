@@ -92,9 +92,14 @@ type Driver struct {
 	// dlx: Dead outcomes go to the queue's own dead-letter exchange.
 	dlx bool
 
-	inbox    chan *inbound // forwarder -> Receive, unbuffered
-	closing  chan struct{} // closed when Close starts
-	finished chan struct{} // closed when Close is done
+	inbox    chan *inbound   // forwarder -> Receive, unbuffered
+	closeCtx context.Context // done when Close starts
+	closing  <-chan struct{} // closeCtx.Done()
+	finished chan struct{}   // closed when Close is done
+
+	gate       sync.Mutex // orders Publish's start against Close's
+	startClose context.CancelFunc
+	publishing atomic.Int64 // Publish calls in flight
 
 	mu      sync.Mutex
 	sess    *session      // live session, nil while disconnected
@@ -107,7 +112,10 @@ type Driver struct {
 
 	pub      publisher
 	attempts *attemptMemo
-	dlqGen   atomic.Uint64 // session generation the dead_letter queue was declared in
+	// acked maps the pv_msg of recent acks to the session generation
+	// they were sent on (see hdrMsg).
+	acked  *attemptMemo
+	dlqGen atomic.Uint64 // session generation the dead_letter queue was declared in
 
 	outstanding atomic.Int64  // handed to the forwarder or out, not settled
 	settledSig  chan struct{} // cap 1, poked on every settlement
@@ -169,17 +177,21 @@ func New(ctx context.Context, name string, g Global, cfg Config, deadLetter stri
 		tag:        tag,
 		dlx:        hasDLX && deadLetter == "",
 		inbox:      make(chan *inbound),
-		closing:    make(chan struct{}),
 		finished:   make(chan struct{}),
 		ready:      make(chan struct{}),
 		attempts:   newAttemptMemo(attemptMemoSize),
+		acked:      newAttemptMemo(attemptMemoSize),
 		settledSig: make(chan struct{}, 1),
 	}
+	d.closeCtx, d.startClose = context.WithCancel(context.Background())
+	d.closing = d.closeCtx.Done()
 	s, err := d.connect(ctx, 1)
 	if err != nil {
+		d.startClose()
 		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	if err := d.install(s); err != nil {
+		d.startClose()
 		s.kill()
 		d.wg.Wait()
 		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
@@ -221,6 +233,18 @@ func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 // handed out (an auto-ack message whose ack failed).
 func (d *Driver) deliver(in *inbound) *consumer.Delivery {
 	m := &in.m
+	if tok, ok := m.Headers[hdrMsg].(string); ok && m.Redelivered {
+		if gen, ok := d.acked.take(tok); ok && uint64(gen) < in.s.gen {
+			// Acked before the connection died, but the broker never
+			// got the ack: the job is done, settle the copy quietly.
+			err := d.ack(in)
+			d.settledOne()
+			if err != nil {
+				d.log.Warn("ack of a redelivered duplicate failed", "err", err)
+			}
+			return nil
+		}
+	}
 	dec := decode(m, d.cfg.JobHeader, d.cfg.Priority, uuid.NewString)
 	attempt := dec.attempt
 	if a, ok := d.attempts.take(dec.id); ok && m.Redelivered {
@@ -263,6 +287,11 @@ func (d *Driver) handOut() { d.outstanding.Add(1) }
 // settledOne uncounts a delivery and wakes Close.
 func (d *Driver) settledOne() {
 	d.outstanding.Add(-1)
+	d.poke()
+}
+
+// poke wakes Close waiting for settlements and publishes.
+func (d *Driver) poke() {
 	select {
 	case d.settledSig <- struct{}{}:
 	default:
@@ -375,7 +404,9 @@ func queueDepth(conn *amqp.Connection, queue string) (int, error) {
 
 // Close stops consuming: it cancels the consumer, returns deliveries that
 // were not handed out (basic.nack with requeue), waits until every
-// handed-out delivery is settled or ctx is done, deletes the queue when
+// handed-out delivery is settled and every Publish in flight has its
+// confirms (a Publish still waiting for a reconnect gives up with
+// consumer.ErrClosed), or until ctx is done, deletes the queue when
 // delete_queue_on_stop is set, and closes the channels and the connection.
 // Unsettled deliveries go back to the queue when the channel closes.
 // Receive and Publish return consumer.ErrClosed once Close has started;
@@ -387,7 +418,9 @@ func (d *Driver) Close(ctx context.Context) error {
 }
 
 func (d *Driver) close(ctx context.Context) error {
-	close(d.closing)
+	d.gate.Lock()
+	d.startClose()
+	d.gate.Unlock()
 	var errs []error
 	d.consumeMu.Lock()
 	d.stopping = true
@@ -398,11 +431,12 @@ func (d *Driver) close(ctx context.Context) error {
 	}
 	d.consumeMu.Unlock()
 
-	for d.outstanding.Load() > 0 {
+	for d.outstanding.Load() > 0 || d.publishing.Load() > 0 {
 		select {
 		case <-d.settledSig:
 		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("amqpjobs: %d deliveries unsettled at close: %w", d.outstanding.Load(), ctx.Err()))
+			errs = append(errs, fmt.Errorf("amqpjobs: %d deliveries unsettled, %d publishes unconfirmed at close: %w",
+				d.outstanding.Load(), d.publishing.Load(), ctx.Err()))
 		}
 		if ctx.Err() != nil {
 			break

@@ -442,3 +442,52 @@ func TestQuorumRetry(t *testing.T) {
 	}
 	settle(t, again, consumer.Outcome{Action: consumer.Ack})
 }
+
+// TestLostAckNotRedone: a job acked just before the connection died, whose
+// ack the broker never processed, is redelivered; the driver recognises
+// the very same message (pv_msg) and settles it without handing it out.
+func TestLostAckNotRedone(t *testing.T) {
+	cfg := testConfig(t)
+	d := open(t, cfg, "")
+	if err := d.Pause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, d, numbered("lost", 1)...)
+	msgs := peekAll(t, cfg.Queue)
+	if len(msgs) != 1 {
+		t.Fatalf("queue holds %d messages, want 1", len(msgs))
+	}
+	tok, _ := msgs[0].Headers[hdrMsg].(string)
+	if tok == "" {
+		t.Fatalf("published message has no %s header: %v", hdrMsg, msgs[0].Headers)
+	}
+	if err := d.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	del := recv(t, d)
+	// What ack() records when the basic.ack is written but then lost in
+	// a connection close.
+	old := d.current()
+	d.acked.put(tok, int(old.gen))
+	_ = old.conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := del.Settle(ctx, consumer.Outcome{Action: consumer.Ack}); !errors.Is(err, consumer.ErrStaleDelivery) {
+		t.Fatalf("Settle on the closed connection = %v, want ErrStaleDelivery", err)
+	}
+	quiet, qcancel := context.WithTimeout(ctx, time.Second)
+	defer qcancel()
+	if again, err := d.Receive(quiet); err == nil {
+		t.Fatalf("job %q handed out again after its ack was recorded", again.ID)
+	}
+	if s := d.current(); s == nil || s.gen == old.gen {
+		t.Error("the driver did not reconnect")
+	}
+	// Close gives back whatever the driver holds; nothing may be left.
+	if err := d.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := queueCount(t, cfg.Queue); n != 0 {
+		t.Errorf("queue holds %d messages: the redelivered duplicate was not acked", n)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/pipevisor/pipevisor/consumer"
@@ -26,6 +27,10 @@ const (
 	hdrAutoAck  = "rr_auto_ack"
 	// hdrKey carries consumer.Job.Key (ours).
 	hdrKey = "rr_key"
+	// hdrMsg is a UUID unique to each publish (ours): a redelivered message
+	// whose hdrMsg was acked on a connection that died since is a
+	// duplicate of a job already done (the ack was lost in the close).
+	hdrMsg = "pv_msg"
 	// hdrAttempt is the attempt number of a republished copy.
 	hdrAttempt = "x-attempt"
 	// hdrDeliveryCount is set by quorum queues on redelivered messages.
@@ -44,7 +49,7 @@ const (
 // handed to the worker as a user header.
 func internal(k string) bool {
 	switch k {
-	case hdrID, hdrJob, hdrPipeline, hdrHeaders, hdrPriority, hdrDelay, hdrAutoAck, hdrKey, hdrAttempt:
+	case hdrID, hdrJob, hdrPipeline, hdrHeaders, hdrPriority, hdrDelay, hdrAutoAck, hdrKey, hdrAttempt, hdrMsg:
 		return true
 	}
 	return false
@@ -160,6 +165,7 @@ func encode(j consumer.Job, pipeline string, attempt int, fallbackKey string, ex
 		hdrDelay:    int64(j.Delay / time.Second),
 		hdrAutoAck:  j.AutoAck,
 		hdrAttempt:  int64(attempt),
+		hdrMsg:      uuid.NewString(),
 	}
 	if j.Key != "" {
 		t[hdrKey] = j.Key

@@ -63,14 +63,25 @@ func (p *publisher) close() {
 // the broker is unreachable Publish waits for the reconnect until ctx is
 // done. After Close it returns consumer.ErrClosed.
 func (d *Driver) Publish(ctx context.Context, jobs []consumer.Job) error {
-	select {
-	case <-d.closing:
+	d.gate.Lock()
+	if d.closeCtx.Err() != nil {
+		d.gate.Unlock()
 		return consumer.ErrClosed
-	default:
 	}
+	d.publishing.Add(1)
+	d.gate.Unlock()
+	defer func() {
+		d.publishing.Add(-1)
+		d.poke()
+	}()
 	if len(jobs) == 0 {
 		return nil
 	}
+	// Close stops a Publish that waits for a reconnect; confirms of sent
+	// messages are still awaited (see publish).
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(d.closeCtx, func() { cancel(consumer.ErrClosed) })()
 	msgs := make([]message, len(jobs))
 	fail := func(i int, err error) error {
 		be := &consumer.BatchError{Failed: map[int]error{}}
@@ -186,7 +197,7 @@ func (d *Driver) publish(ctx context.Context, msgs []message) error {
 			case <-ctxDone:
 				ctxDone, grace = nil, time.After(confirmGrace)
 			case <-grace:
-				return failFrom(i, fmt.Errorf("%w: %w", ErrNotConfirmed, ctx.Err()))
+				return failFrom(i, fmt.Errorf("%w: %w", ErrNotConfirmed, context.Cause(ctx)))
 			}
 		}
 		if !dc.Acked() {

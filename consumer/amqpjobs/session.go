@@ -457,7 +457,7 @@ func (d *Driver) waitSession(ctx context.Context) (*session, error) {
 		case <-ready:
 		case <-poll:
 		case <-ctx.Done():
-			return nil, fmt.Errorf("amqpjobs: waiting for the broker connection: %w", errors.Join(ctx.Err(), d.Check()))
+			return nil, fmt.Errorf("amqpjobs: waiting for the broker connection: %w", errors.Join(context.Cause(ctx), d.Check()))
 		case <-d.finished:
 			return nil, consumer.ErrClosed
 		}

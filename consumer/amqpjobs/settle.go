@@ -220,6 +220,9 @@ func (d *Driver) ack(in *inbound) error {
 	if err := in.s.ch.Ack(in.m.DeliveryTag, multiple); err != nil {
 		return staleOr(in.s, "basic.ack", err)
 	}
+	if tok, ok := in.m.Headers[hdrMsg].(string); ok {
+		d.acked.put(tok, int(in.s.gen))
+	}
 	return nil
 }
 
