@@ -3,6 +3,9 @@
 // Every job start and finish is appended to the file named by E2E_LOG as
 //   start <id> <attempt> <pid> <name>
 //   done <id> <attempt> <reply>
+// Jobs named kafka-* also append, before they reply,
+//   kjob <id> <attempt> <partition> <offset> <pid> <unix-ms>
+// with the Kafka position the job context carries.
 declare(strict_types=1);
 
 require __DIR__ . '/../../../php-client/autoload.php';
@@ -10,6 +13,14 @@ require __DIR__ . '/../../../php-client/autoload.php';
 use Pipevisor\Consumer;
 
 $log = getenv('E2E_LOG') ?: '/dev/null';
+
+function kafkaLog(string $log, Pipevisor\Task $task): void
+{
+    $line = sprintf("kjob %s %d %s %s %d %d\n", $task->getId(), $task->getAttempt(),
+        $task->getPartition() ?? '-', $task->getOffset() ?? '-', getmypid(), (int) (microtime(true) * 1000));
+    file_put_contents($log, $line, FILE_APPEND | LOCK_EX);
+}
+
 $consumer = new Consumer();
 while ($task = $consumer->waitTask()) {
     $id = $task->getId();
@@ -57,6 +68,41 @@ while ($task = $consumer->waitTask()) {
             file_put_contents($log, 'rec ' . $task->getHeaderLine('x-key') . ' ' . $task->getHeaderLine('x-seq') . "\n", FILE_APPEND | LOCK_EX);
             $task->ack();
             $reply = 'ack';
+            break;
+        case 'kafka-ack':
+            kafkaLog($log, $task);
+            $task->ack();
+            $reply = 'ack';
+            break;
+        case 'kafka-slow':
+            usleep(((int) $task->getPayload()) * 1000);
+            kafkaLog($log, $task);
+            $task->ack();
+            $reply = 'ack';
+            break;
+        case 'kafka-hang-first':
+            // Hangs the first time any worker runs this job id (the test
+            // kills it with SIGKILL), whatever the attempt number says: a
+            // restarted supervisor may count attempts from 1 again.
+            kafkaLog($log, $task);
+            $mark = dirname($log) . '/hung-' . bin2hex($id);
+            if (!file_exists($mark)) {
+                touch($mark);
+                sleep(3600);
+            }
+            $task->ack();
+            $reply = 'ack';
+            break;
+        case 'kafka-nack-delay':
+            // Asks for a retry in 1s on its first attempt, acks after.
+            kafkaLog($log, $task);
+            if ($attempt === 1) {
+                $task->withDelay(1)->nack('retry in 1s', true);
+                $reply = 'nack';
+            } else {
+                $task->ack();
+                $reply = 'ack';
+            }
             break;
         default:
             $task->ack();
