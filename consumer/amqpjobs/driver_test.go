@@ -491,3 +491,35 @@ func TestLostAckNotRedone(t *testing.T) {
 		t.Errorf("queue holds %d messages: the redelivered duplicate was not acked", n)
 	}
 }
+
+// TestCloseDuringPublish: Close waits for a Publish in flight, which is
+// sent and confirmed whole.
+func TestCloseDuringPublish(t *testing.T) {
+	cfg := testConfig(t)
+	d := open(t, cfg, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	res := make(chan error, 1)
+	go func() { res <- d.Publish(ctx, numbered("cdp", 3000)) }()
+	waitFor(t, 5*time.Second, "Publish to start", func() bool { return d.publishing.Load() > 0 })
+	if err := d.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-res:
+		if err != nil {
+			t.Fatalf("Publish in flight during Close = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Publish still running after Close returned")
+	}
+	if n := queueCount(t, cfg.Queue); n != 3000 {
+		t.Errorf("Publish confirmed 3000 jobs but the queue holds %d", n)
+	}
+	if err := d.Publish(ctx, numbered("after", 1)); !errors.Is(err, consumer.ErrClosed) {
+		t.Errorf("Publish after Close = %v", err)
+	}
+}

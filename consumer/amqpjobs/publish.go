@@ -77,9 +77,9 @@ func (d *Driver) Publish(ctx context.Context, jobs []consumer.Job) error {
 	if len(jobs) == 0 {
 		return nil
 	}
-	// Close stops a Publish that waits for a reconnect; confirms of sent
-	// messages are still awaited (see publish).
-	ctx, cancel := context.WithCancelCause(ctx)
+	// Close stops a Publish that waits for a reconnect; once connected
+	// the batch is sent and its confirms awaited (see publish).
+	waitCtx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	defer context.AfterFunc(d.closeCtx, func() { cancel(consumer.ErrClosed) })()
 	msgs := make([]message, len(jobs))
@@ -100,7 +100,7 @@ func (d *Driver) Publish(ctx context.Context, jobs []consumer.Job) error {
 			msgs[i].delay = j.Delay
 		}
 	}
-	return d.publish(ctx, msgs)
+	return d.publish(ctx, waitCtx, msgs)
 }
 
 // delayQueue returns the name and arguments of the delay queue that holds
@@ -124,9 +124,10 @@ func delayQueue(delay time.Duration, exchange, key string) (string, amqp.Table) 
 
 // publish sends msgs on the confirm channel and waits for every confirm
 // (confirm_timeout after the last publish, or ctx). Messages with a delay
-// go to their delay queue, declared first. It returns nil or a
+// go to their delay queue, declared first. waitCtx (ctx or a child of it)
+// bounds the wait for a connection. It returns nil or a
 // *consumer.BatchError.
-func (d *Driver) publish(ctx context.Context, msgs []message) error {
+func (d *Driver) publish(ctx, waitCtx context.Context, msgs []message) error {
 	be := &consumer.BatchError{Failed: map[int]error{}}
 	failFrom := func(i int, err error) error {
 		for j := i; j < len(msgs); j++ {
@@ -140,7 +141,7 @@ func (d *Driver) publish(ctx context.Context, msgs []message) error {
 		}
 		return be
 	}
-	s, err := d.waitSession(ctx)
+	s, err := d.waitSession(waitCtx)
 	if err != nil {
 		return failFrom(0, err)
 	}
@@ -216,7 +217,7 @@ func (d *Driver) publish(ctx context.Context, msgs []message) error {
 // publishOne publishes one message, confirmed; the error is the cause, not
 // a BatchError.
 func (d *Driver) publishOne(ctx context.Context, m message) error {
-	err := d.publish(ctx, []message{m})
+	err := d.publish(ctx, ctx, []message{m})
 	var be *consumer.BatchError
 	if errors.As(err, &be) {
 		return be.Failed[0]
