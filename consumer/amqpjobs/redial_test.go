@@ -161,9 +161,9 @@ func TestRedial(t *testing.T) {
 	t.Logf("%d settlements hit a dead channel and were redelivered", stale.Load())
 }
 
-// TestCheckWhileDown: while the broker refuses the connection Check
-// reports ErrDisconnected and Receive keeps waiting; when it is back the
-// driver consumes again.
+// TestCheckWhileDown: while the broker refuses the connection Check and
+// Stat report ErrDisconnected, and Receive and Publish keep waiting; when
+// it is back the driver publishes and consumes again.
 func TestCheckWhileDown(t *testing.T) {
 	addr := testVhost(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -197,9 +197,14 @@ func TestCheckWhileDown(t *testing.T) {
 		}
 		got <- del
 	}()
+	// A Publish during the outage waits for the reconnect.
+	pubErr := make(chan error, 1)
+	go func() { pubErr <- d.Publish(ctx, numbered("down", 1)) }()
 	rabbitmqctl(t, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
 	waitFor(t, 20*time.Second, "the driver to reconnect", func() bool { return d.Check() == nil })
-	publish(t, d, numbered("down", 1)...)
+	if err := <-pubErr; err != nil {
+		t.Fatalf("Publish issued during the outage = %v", err)
+	}
 	select {
 	case del := <-got:
 		settle(t, del, consumer.Outcome{Action: consumer.Ack})
