@@ -174,6 +174,10 @@ func (pr *production) health() error {
 // up before it sends READY=1.
 const readyPoll = 50 * time.Millisecond
 
+// readyPatience: a wait for READY=1 longer than this is logged (a broker
+// that is slow to answer or down).
+const readyPatience = 2 * time.Second
+
 // ready is called once mgr.Start succeeded. In a goroutine of its own it
 // waits until every consumed pipeline is up (mgr.Ready; a driver may
 // still be connecting), then sends READY=1 and runs the watchdog until
@@ -189,9 +193,11 @@ func (pr *production) ready() {
 		defer close(g.done)
 		t := time.NewTicker(readyPoll)
 		defer t.Stop()
-		for waited := false; pr.mgr.Ready() != nil; waited = true {
-			if !waited {
-				pr.log.Info("waiting for every consumed pipeline before READY=1", "err", pr.mgr.Ready())
+		start, said := time.Now(), false
+		for err := pr.mgr.Ready(); err != nil; err = pr.mgr.Ready() {
+			if !said && time.Since(start) >= readyPatience {
+				pr.log.Info("waiting for every consumed pipeline before READY=1", "err", err)
+				said = true
 			}
 			select {
 			case <-ctx.Done():
