@@ -67,6 +67,7 @@ func TestRetryKeepsOrder(t *testing.T) {
 // TestRequeueDelay: Requeue(2s, headers) comes back after at least 2s with
 // the new headers and attempt 2.
 func TestRequeueDelay(t *testing.T) {
+	t.Parallel()
 	const delay = 2 * time.Second
 	cfg := testConfig(t, delay)
 	d := open(t, cfg, "")

@@ -55,6 +55,7 @@ func testVhost(t *testing.T) string {
 // consumed; the driver redials, and in the end every job was acked exactly
 // once and the queue is empty.
 func TestRedial(t *testing.T) {
+	t.Parallel()
 	addr := testVhost(t)
 	vhost := strings.TrimPrefix(mustURL(t, addr).Path, "/")
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -165,6 +166,7 @@ func TestRedial(t *testing.T) {
 // Stat report ErrDisconnected, and Receive and Publish keep waiting; when
 // it is back the driver publishes and consumes again.
 func TestCheckWhileDown(t *testing.T) {
+	t.Parallel()
 	addr := testVhost(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
