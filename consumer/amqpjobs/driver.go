@@ -89,8 +89,6 @@ type Driver struct {
 	log        *slog.Logger
 	tls        *tls.Config
 	tag        string // consumer tag
-	// dlx: Dead outcomes go to the queue's own dead-letter exchange.
-	dlx bool
 
 	inbox    chan *inbound   // forwarder -> Receive, unbuffered
 	closeCtx context.Context // done when Close starts
@@ -166,7 +164,6 @@ func New(ctx context.Context, name string, g Global, cfg Config, deadLetter stri
 	if tag == "" {
 		tag = "pipevisor-" + name + "-" + uuid.NewString()[:8]
 	}
-	_, hasDLX := cfg.DeadLetterExchange()
 	d := &Driver{
 		name:       name,
 		g:          g,
@@ -175,7 +172,6 @@ func New(ctx context.Context, name string, g Global, cfg Config, deadLetter stri
 		log:        log,
 		tls:        tc,
 		tag:        tag,
-		dlx:        hasDLX && deadLetter == "",
 		inbox:      make(chan *inbound),
 		finished:   make(chan struct{}),
 		ready:      make(chan struct{}),
