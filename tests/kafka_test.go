@@ -1,0 +1,743 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/rpc"
+)
+
+// The Kafka scenarios of issue 6, run through the real supervisor binary
+// against a kfake cluster in its own process (tests/kfakecmd). They assert
+// on broker state (committed offsets, the dead-letter topic, group
+// membership), on `jobs stat` and on the lines the behave.php worker
+// writes (kjob lines carry the partition and offset the worker saw).
+
+// kfakeBin returns the kfakecmd binary, building it next to the supervisor
+// binary the first time a test asks.
+func kfakeBin(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(filepath.Dir(testEnv.bin), "kfakecmd")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	tmp := bin + ".building"
+	build := exec.Command("go", "build", "-o", tmp, "./tests/kfakecmd")
+	build.Dir = testEnv.repoRoot
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building kfakecmd: %v\n%s", err, out)
+	}
+	if err := os.Rename(tmp, bin); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// startKafka runs a one-broker kfake cluster with the given topics
+// ("name:partitions") until the test ends and returns its address.
+func startKafka(t *testing.T, topics ...string) []string {
+	t.Helper()
+	var args []string
+	for _, tp := range topics {
+		args = append(args, "-topic", tp)
+	}
+	cmd := exec.Command(kfakeBin(t), args...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := &syncWriter{w: new(strings.Builder)}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = stdin.Close() // EOF on stdin stops kfakecmd
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if line, _, ok := strings.Cut(out.String(), "\n"); ok {
+			return strings.Split(line, ",")
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("kfakecmd exited: %v\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kfakecmd printed no address within 15s: %s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// kafkaOpts describes the kafka pipeline "default" that kafkaConfig writes.
+type kafkaOpts struct {
+	brokers     []string
+	log         string // E2E_LOG of the workers
+	workers     int
+	topic       string
+	group       string
+	ordering    string // "" (partition) or "key"
+	deadLetter  string // "" = none
+	maxAttempts int
+	backoff     time.Duration // initial = max, no jitter
+}
+
+func kafkaConfig(t *testing.T, o kafkaOpts) string {
+	t.Helper()
+	var extra []string
+	if o.deadLetter != "" {
+		extra = append(extra, "      dead_letter: "+o.deadLetter)
+	}
+	var cfgExtra []string
+	if o.ordering != "" {
+		cfgExtra = append(cfgExtra, "        ordering: "+o.ordering)
+	}
+	return writeConfig(t, fmt.Sprintf(`version: "3"
+rpc:
+  listen: tcp://%s
+server:
+  command: "php tests/testdata/workers/behave.php"
+  env:
+    E2E_LOG: %s
+kafka:
+  brokers: ["%s"]
+jobs:
+  shutdown_timeout: 20s
+  pool:
+    num_workers: %d
+    allocate_timeout: 10s
+    destroy_timeout: 5s
+  consume: ["default"]
+  pipelines:
+    default:
+      driver: kafka
+      concurrency: %d
+      retry:
+        max_attempts: %d
+        backoff: {initial: %s, max: %s, multiplier: 1, jitter: 0}
+%s
+      config:
+        consumer_options: {topics: [%s]}
+        group_options: {group_id: %s}
+%s
+`, freeAddr(t), o.log, strings.Join(o.brokers, `", "`), o.workers, 2*o.workers, o.maxAttempts, o.backoff, o.backoff,
+		strings.Join(extra, "\n"), o.topic, o.group, strings.Join(cfgExtra, "\n")))
+}
+
+// push sends jobs to the supervisor with PushBatch, in order, 500 a call.
+func (s *supervisor) push(jobs []consumer.Job) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := rpc.Dial(ctx, s.rpcAddr())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer cl.Close()
+	for len(jobs) > 0 {
+		n := min(500, len(jobs))
+		if err := cl.PushBatch(ctx, jobs[:n]); err != nil {
+			s.t.Fatalf("PushBatch: %v", err)
+		}
+		jobs = jobs[n:]
+	}
+}
+
+// kafkaAdmin inspects the cluster from the test: committed offsets, end
+// offsets, group members, topic contents.
+type kafkaAdmin struct {
+	t       *testing.T
+	brokers []string
+	cl      *kgo.Client
+}
+
+func newKafkaAdmin(t *testing.T, brokers []string) *kafkaAdmin {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return &kafkaAdmin{t: t, brokers: brokers, cl: cl}
+}
+
+func (a *kafkaAdmin) ctx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 10*time.Second)
+}
+
+// committed returns the group's committed offset per partition of topic
+// (-1 for none).
+func (a *kafkaAdmin) committed(group, topic string, partitions int32) map[int32]int64 {
+	a.t.Helper()
+	ctx, cancel := a.ctx()
+	defer cancel()
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Group = group
+	rt := kmsg.NewOffsetFetchRequestTopic()
+	rt.Topic = topic
+	for p := range partitions {
+		rt.Partitions = append(rt.Partitions, p)
+	}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, a.cl)
+	if err != nil {
+		a.t.Fatalf("OffsetFetch: %v", err)
+	}
+	out := map[int32]int64{}
+	for p := range partitions {
+		out[p] = -1
+	}
+	for _, tp := range resp.Topics {
+		for _, p := range tp.Partitions {
+			if p.ErrorCode != 0 {
+				a.t.Fatalf("OffsetFetch %s/%d: error code %d", tp.Topic, p.Partition, p.ErrorCode)
+			}
+			out[p.Partition] = p.Offset
+		}
+	}
+	return out
+}
+
+// endOffsets returns the high watermark of every partition of topic.
+func (a *kafkaAdmin) endOffsets(topic string, partitions int32) map[int32]int64 {
+	a.t.Helper()
+	ctx, cancel := a.ctx()
+	defer cancel()
+	req := kmsg.NewPtrListOffsetsRequest()
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	for p := range partitions {
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition, rp.Timestamp = p, -1
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctx, a.cl)
+	if err != nil {
+		a.t.Fatalf("ListOffsets: %v", err)
+	}
+	out := map[int32]int64{}
+	for _, tp := range resp.Topics {
+		for _, p := range tp.Partitions {
+			if p.ErrorCode != 0 {
+				a.t.Fatalf("ListOffsets %s/%d: error code %d", tp.Topic, p.Partition, p.ErrorCode)
+			}
+			out[p.Partition] = p.Offset
+		}
+	}
+	return out
+}
+
+// waitAllCommitted waits until the group committed the end of every
+// partition of topic.
+func (a *kafkaAdmin) waitAllCommitted(group, topic string, partitions int32, timeout time.Duration) {
+	a.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		end, got := a.endOffsets(topic, partitions), a.committed(group, topic, partitions)
+		if fmt.Sprint(end) == fmt.Sprint(got) {
+			return
+		}
+		if time.Now().After(deadline) {
+			a.t.Fatalf("group %s committed %v, want the end offsets %v", group, got, end)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// members returns the partitions of topic assigned to each member of a
+// stable group; nil while the group is rebalancing.
+func (a *kafkaAdmin) members(group, topic string) map[string][]int32 {
+	a.t.Helper()
+	ctx, cancel := a.ctx()
+	defer cancel()
+	req := kmsg.NewPtrDescribeGroupsRequest()
+	req.Groups = []string{group}
+	resp, err := req.RequestWith(ctx, a.cl)
+	if err != nil {
+		a.t.Fatalf("DescribeGroups: %v", err)
+	}
+	if len(resp.Groups) != 1 || resp.Groups[0].State != "Stable" {
+		return nil
+	}
+	out := map[string][]int32{}
+	for _, m := range resp.Groups[0].Members {
+		var as kmsg.ConsumerMemberAssignment
+		if err := as.ReadFrom(m.MemberAssignment); err != nil {
+			a.t.Fatalf("member %s assignment: %v", m.MemberID, err)
+		}
+		out[m.MemberID] = nil
+		for _, tp := range as.Topics {
+			if tp.Topic == topic {
+				out[m.MemberID] = append(out[m.MemberID], tp.Partitions...)
+			}
+		}
+	}
+	return out
+}
+
+// readTopic reads topic from the start until it has want records, then
+// briefly more to catch any extra, and returns all it got.
+func (a *kafkaAdmin) readTopic(topic string, want int) []*kgo.Record {
+	a.t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(a.brokers...), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	defer cl.Close()
+	var recs []*kgo.Record
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		wait := time.Until(deadline)
+		if len(recs) >= want {
+			wait = min(wait, 500*time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		fs := cl.PollFetches(ctx)
+		cancel()
+		fs.EachRecord(func(r *kgo.Record) { recs = append(recs, r) })
+		if ctx.Err() != nil && len(recs) >= want {
+			break
+		}
+	}
+	return recs
+}
+
+// kjob is one "kjob" line of behave.php: a kafka-* job the worker ran,
+// written before it replied.
+type kjob struct {
+	id        string
+	attempt   int
+	partition int32
+	offset    int64
+	pid       int
+	at        time.Time
+}
+
+func kafkaJobs(t *testing.T, log string) []kjob {
+	t.Helper()
+	var out []kjob
+	for _, l := range readLines(t, log) {
+		f := strings.Fields(l)
+		if f[0] != "kjob" {
+			continue
+		}
+		if len(f) != 7 {
+			t.Fatalf("bad kjob line %q", l)
+		}
+		var j kjob
+		var err error
+		j.id = f[1]
+		nums := make([]int64, 5)
+		for i, s := range f[2:] {
+			if nums[i], err = strconv.ParseInt(s, 10, 64); err != nil {
+				t.Fatalf("kjob line %q: field %d: %v (did the job context lack partition/offset?)", l, i+2, err)
+			}
+		}
+		j.attempt, j.partition, j.offset, j.pid = int(nums[0]), int32(nums[1]), nums[2], int(nums[3])
+		j.at = time.UnixMilli(nums[4])
+		out = append(out, j)
+	}
+	return out
+}
+
+// runs counts the start and done lines per job id of a worker log.
+func runs(t *testing.T, log string) (starts, dones map[string]int) {
+	t.Helper()
+	starts, dones = map[string]int{}, map[string]int{}
+	for _, l := range readLines(t, log) {
+		switch f := strings.Fields(l); f[0] {
+		case "start":
+			starts[f[1]]++
+		case "done":
+			dones[f[1]]++
+		}
+	}
+	return starts, dones
+}
+
+// waitLog polls a worker log until cond holds.
+func waitLog(t *testing.T, log string, timeout time.Duration, what string, cond func(lines []string) bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond(readLines(t, log)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestKafkaKeysKeepPushOrderAndOnePartitionEach(t *testing.T) {
+	requireTool(t, "php")
+	brokers := startKafka(t, "jobs:3")
+	admin := newKafkaAdmin(t, brokers)
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 3, topic: "jobs",
+		group: "keys", ordering: "key", maxAttempts: 3, backoff: 100 * time.Millisecond}))
+
+	const keys, perKey = 30, 100
+	var jobs []consumer.Job
+	for seq := range perKey {
+		for k := range keys {
+			jobs = append(jobs, consumer.Job{ID: fmt.Sprintf("k%02d-%03d", k, seq), Name: "kafka-ack",
+				Pipeline: "default", Key: fmt.Sprintf("k%02d", k), Payload: []byte("x")})
+		}
+	}
+	s.push(jobs)
+	st := s.waitStat("default", 45*time.Second, func(st pipelineStat) bool { return st.Acked >= keys*perKey })
+	if st.Acked != keys*perKey || st.Retried != 0 || st.Dead != 0 {
+		t.Fatalf("want %d acked, none retried or dead; got %+v", keys*perKey, st)
+	}
+
+	next := map[string]int{}      // key -> next sequence number expected
+	partOf := map[string]int32{}  // key -> the partition its jobs came from
+	lastOff := map[string]int64{} // key -> offset of its last job
+	used := map[int32]bool{}      // partitions that carried jobs
+	for _, j := range kafkaJobs(t, log) {
+		key, seqS, _ := strings.Cut(j.id, "-")
+		seq, _ := strconv.Atoi(seqS)
+		if j.attempt != 1 {
+			t.Fatalf("job %s ran with attempt %d; nothing should have been retried", j.id, j.attempt)
+		}
+		if seq != next[key] {
+			t.Fatalf("key %s: job %d ran when job %d was due (not in push order)", key, seq, next[key])
+		}
+		if p, ok := partOf[key]; ok && p != j.partition {
+			t.Fatalf("key %s: jobs on partitions %d and %d", key, p, j.partition)
+		}
+		if seq > 0 && j.offset <= lastOff[key] {
+			t.Fatalf("key %s: job %d at offset %d after offset %d", key, seq, j.offset, lastOff[key])
+		}
+		partOf[key], lastOff[key], used[j.partition] = j.partition, j.offset, true
+		next[key]++
+	}
+	for k := range keys {
+		if key := fmt.Sprintf("k%02d", k); next[key] != perKey {
+			t.Errorf("key %s: %d jobs ran, want %d", key, next[key], perKey)
+		}
+	}
+	if len(used) != 3 {
+		t.Errorf("30 keys landed on partitions %v, want all 3 in use", used)
+	}
+	admin.waitAllCommitted("keys", "jobs", 3, 10*time.Second)
+}
+
+func TestKafkaCrashedJobHoldsTheCommitAndRunsAgainAfterRestart(t *testing.T) {
+	requireTool(t, "php")
+	brokers := startKafka(t, "jobs:1")
+	admin := newKafkaAdmin(t, brokers)
+	dir := t.TempDir()
+	log1, log2 := filepath.Join(dir, "run1.log"), filepath.Join(dir, "run2.log")
+	opts := kafkaOpts{brokers: brokers, log: log1, workers: 2, topic: "jobs", group: "crash", ordering: "key",
+		maxAttempts: 5, backoff: time.Minute} // the in-place retry is still waiting at the restart
+	s1 := startSupervisor(t, kafkaConfig(t, opts))
+
+	// Offset 0 hangs until killed; offsets 1.. have other keys and succeed.
+	jobs := []consumer.Job{{ID: "crasher", Name: "kafka-hang-first", Pipeline: "default", Key: "hang", Payload: []byte("x")}}
+	for i := range 20 {
+		jobs = append(jobs, consumer.Job{ID: fmt.Sprintf("ok-%02d", i), Name: "kafka-ack", Pipeline: "default",
+			Key: fmt.Sprintf("key-%02d", i), Payload: []byte("x")})
+	}
+	s1.push(jobs)
+
+	// Sample the committed offset from now until the first supervisor is
+	// gone: it must never pass offset 0 while the crashed job is pending.
+	var maxSeen struct {
+		sync.Mutex
+		off int64
+	}
+	maxSeen.off = -1
+	stopSampling := make(chan struct{})
+	var sampler sync.WaitGroup
+	sampler.Go(func() {
+		for {
+			if off := admin.committed("crash", "jobs", 1)[0]; off > 0 {
+				maxSeen.Lock()
+				maxSeen.off = max(maxSeen.off, off)
+				maxSeen.Unlock()
+			}
+			select {
+			case <-stopSampling:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	})
+	defer func() {
+		select {
+		case <-stopSampling:
+		default:
+			close(stopSampling)
+		}
+		sampler.Wait()
+	}()
+
+	var crashPid int
+	waitLog(t, log1, 30*time.Second, "the crasher to start and ok-00..19 to finish", func([]string) bool {
+		starts, dones := runs(t, log1)
+		done := 0
+		for id := range dones {
+			if strings.HasPrefix(id, "ok-") {
+				done++
+			}
+		}
+		return starts["crasher"] == 1 && done == 20
+	})
+	for _, j := range kafkaJobs(t, log1) {
+		if j.id == "crasher" {
+			if j.offset != 0 {
+				t.Fatalf("crasher at offset %d, want 0", j.offset)
+			}
+			crashPid = j.pid
+		}
+	}
+	if err := syscall.Kill(crashPid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	s1.waitStat("default", 15*time.Second, func(st pipelineStat) bool { return st.Retried == 1 })
+	// Later jobs of the partition still succeed while the crasher waits.
+	var more []consumer.Job
+	for i := 20; i < 25; i++ {
+		more = append(more, consumer.Job{ID: fmt.Sprintf("ok-%02d", i), Name: "kafka-ack", Pipeline: "default",
+			Key: fmt.Sprintf("key-%02d", i), Payload: []byte("x")})
+	}
+	s1.push(more)
+	st := s1.waitStat("default", 15*time.Second, func(st pipelineStat) bool { return st.Acked == 25 })
+	if st.Dead != 0 {
+		t.Fatalf("%+v", st)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for admin.committed("crash", "jobs", 1)[0] != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("committed offset %d with 25 later jobs done, want 0 (the crashed job)", admin.committed("crash", "jobs", 1)[0])
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	if err := s1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := s1.wait(30 * time.Second); code != 0 {
+		t.Fatalf("first supervisor exit code %d after SIGTERM, want 0", code)
+	}
+	close(stopSampling)
+	sampler.Wait()
+	if maxSeen.off > 0 {
+		t.Fatalf("the committed offset reached %d while the job at offset 0 was pending", maxSeen.off)
+	}
+	if got := admin.committed("crash", "jobs", 1)[0]; got != 0 {
+		t.Fatalf("committed offset %d after the first supervisor stopped, want 0", got)
+	}
+
+	// A new supervisor in the same group runs the crashed job and only it.
+	opts.log = log2
+	s2 := startSupervisor(t, kafkaConfig(t, opts))
+	s2.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 1 })
+	admin.waitAllCommitted("crash", "jobs", 1, 10*time.Second)
+	starts1, dones1 := runs(t, log1)
+	starts2, dones2 := runs(t, log2)
+	if len(starts2) != 1 || starts2["crasher"] != 1 || dones2["crasher"] != 1 {
+		t.Fatalf("after the restart the worker ran %v, want only the crashed job, once", starts2)
+	}
+	if dones1["crasher"] != 0 {
+		t.Fatalf("the crashed job finished in the first run: %v", dones1)
+	}
+	for i := range 25 {
+		id := fmt.Sprintf("ok-%02d", i)
+		if starts1[id] != 1 || dones1[id] != 1 {
+			t.Errorf("job %s started %d and finished %d times, want once", id, starts1[id], dones1[id])
+		}
+	}
+}
+
+func TestKafkaRetryWithDelayKeepsOrderAndDeadLettersKeepHeaders(t *testing.T) {
+	requireTool(t, "php")
+	brokers := startKafka(t, "jobs:1", "jobs-dlq:1")
+	admin := newKafkaAdmin(t, brokers)
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
+		group: "retry", deadLetter: "jobs-dlq", maxAttempts: 2, backoff: 100 * time.Millisecond}))
+
+	job := func(id, name, key string) consumer.Job {
+		return consumer.Job{ID: id, Name: name, Pipeline: "default", Key: key, Payload: []byte("payload of " + id)}
+	}
+	dead := job("dead-1", "always-fail", "dk")
+	dead.Headers = map[string][]string{"x-trace": {"t-1", "t-2"}, "x-tenant": {"acme"}}
+	s.push([]consumer.Job{
+		job("r1", "kafka-ack", "order"), job("r2", "kafka-ack", "order"), job("r3", "kafka-nack-delay", "order"),
+		job("r4", "kafka-ack", "order"), job("r5", "kafka-ack", "order"), dead, job("after", "kafka-ack", "other"),
+	})
+	st := s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 6 && st.Dead == 1 })
+	if st.Retried != 2 {
+		t.Fatalf("want 2 retried (r3 once, dead-1 once before it died); got %+v", st)
+	}
+
+	// One partition, ordering by partition: the retried job holds every
+	// later job back until its second attempt, 1s later, has finished.
+	var order []string
+	for _, l := range readLines(t, log) {
+		if f := strings.Fields(l); f[0] == "start" {
+			order = append(order, f[1]+"#"+f[2])
+		}
+	}
+	want := "r1#1 r2#1 r3#1 r3#2 r4#1 r5#1 dead-1#1 dead-1#2 after#1"
+	if got := strings.Join(order, " "); got != want {
+		t.Fatalf("run order\n got %s\nwant %s", got, want)
+	}
+	var first, second time.Time
+	for _, j := range kafkaJobs(t, log) {
+		if j.id == "r3" && j.attempt == 1 {
+			first = j.at
+		}
+		if j.id == "r3" && j.attempt == 2 {
+			second = j.at
+		}
+	}
+	if gap := second.Sub(first); gap < 900*time.Millisecond {
+		t.Fatalf("r3 ran again %s after asking for a 1s delay", gap)
+	}
+
+	recs := admin.readTopic("jobs-dlq", 1)
+	if len(recs) != 1 {
+		t.Fatalf("%d records on the dead-letter topic, want 1", len(recs))
+	}
+	r := recs[0]
+	hdr := map[string][]string{}
+	for _, h := range r.Headers {
+		hdr[h.Key] = append(hdr[h.Key], string(h.Value))
+	}
+	if string(r.Value) != "payload of dead-1" || string(r.Key) != "dk" {
+		t.Errorf("dead-letter record key %q value %q, want the job's key and payload", r.Key, r.Value)
+	}
+	if !slices.Equal(hdr["x-trace"], []string{"t-1", "t-2"}) || !slices.Equal(hdr["x-tenant"], []string{"acme"}) {
+		t.Errorf("dead-letter record lost the job's headers: %v", hdr)
+	}
+	if !slices.Equal(hdr["rr_id"], []string{"dead-1"}) || !slices.Equal(hdr["rr_job"], []string{"always-fail"}) {
+		t.Errorf("dead-letter record lacks the job id and name: %v", hdr)
+	}
+	admin.waitAllCommitted("retry", "jobs", 1, 10*time.Second)
+}
+
+func TestKafkaTwoSupervisorsSplitPartitionsAndOneTakesOver(t *testing.T) {
+	requireTool(t, "php")
+	brokers := startKafka(t, "jobs:4")
+	admin := newKafkaAdmin(t, brokers)
+	dir := t.TempDir()
+	logA, logB := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
+	opts := kafkaOpts{brokers: brokers, workers: 2, topic: "jobs", group: "pair", maxAttempts: 3, backoff: 100 * time.Millisecond}
+	opts.log = logA
+	a := startSupervisor(t, kafkaConfig(t, opts))
+	opts.log = logB
+	b := startSupervisor(t, kafkaConfig(t, opts))
+
+	// Both members hold partitions before anything is pushed.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m := admin.members("pair", "jobs")
+		if len(m) == 2 {
+			n, both := 0, true
+			for _, ps := range m {
+				n += len(ps)
+				both = both && len(ps) > 0
+			}
+			if both && n == 4 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group never split the 4 partitions between 2 members: %v", m)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	const n = 600
+	var jobs []consumer.Job
+	for i := range n {
+		jobs = append(jobs, consumer.Job{ID: fmt.Sprintf("j-%03d", i), Name: "kafka-slow", Pipeline: "default", Payload: []byte("10")})
+	}
+	a.push(jobs)
+	waitLog(t, logA, 30*time.Second, "the first supervisor to run 20 jobs", func(lines []string) bool {
+		return len(kafkaJobs(t, logA)) >= 20 && len(kafkaJobs(t, logB)) >= 20
+	})
+	beforeB := len(kafkaJobs(t, logB))
+	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := a.wait(30 * time.Second); code != 0 {
+		t.Fatalf("stopped supervisor exit code %d, want 0", code)
+	}
+	jobsA := kafkaJobs(t, logA)
+	b.waitStat("default", 40*time.Second, func(st pipelineStat) bool { return int(st.Acked)+len(jobsA) >= n })
+	admin.waitAllCommitted("pair", "jobs", 4, 10*time.Second)
+
+	partsA, partsB, partsBAfter := map[int32]bool{}, map[int32]bool{}, map[int32]bool{}
+	for _, j := range jobsA {
+		partsA[j.partition] = true
+	}
+	jobsB := kafkaJobs(t, logB)
+	for i, j := range jobsB {
+		if i < beforeB {
+			partsB[j.partition] = true
+		} else {
+			partsBAfter[j.partition] = true
+		}
+	}
+	for p := range partsA {
+		if partsB[p] {
+			t.Errorf("partition %d ran on both supervisors while both were up (A %v, B %v)", p, partsA, partsB)
+		}
+	}
+	if len(partsA) == 0 || len(partsB) == 0 || len(partsA)+len(partsB) != 4 || !containsAll(partsBAfter, partsA) {
+		t.Errorf("partitions: A ran %v, B ran %v before and %v after A stopped", partsA, partsB, partsBAfter)
+	}
+	count := map[string]int{}
+	for _, j := range append(jobsA, jobsB...) {
+		count[j.id]++
+	}
+	for i := range n {
+		id := fmt.Sprintf("j-%03d", i)
+		if count[id] != 1 {
+			t.Errorf("job %s ran %d times, want once", id, count[id])
+		}
+	}
+	if m := admin.members("pair", "jobs"); len(m) != 1 {
+		t.Errorf("group members after one supervisor stopped: %v, want 1", m)
+	}
+}
+
+// containsAll reports whether every key of sub is in set.
+func containsAll(set, sub map[int32]bool) bool {
+	for k := range sub {
+		if !set[k] {
+			return false
+		}
+	}
+	return true
+}
