@@ -22,6 +22,8 @@
 //     consumer.ErrStaleDelivery and RabbitMQ redelivers them.
 //   - Flow control: Qos(prefetch) bounds unsettled deliveries, and a
 //     delivery is handed out only to a waiting Receive.
+//   - Publishes go over a connection of their own, so a broker that blocks
+//     publishers (memory or disk alarm) does not stall acks.
 //
 // Message layout written by Publish: headers rr_id, rr_job, rr_pipeline,
 // rr_headers (JSON of the user headers), rr_priority, rr_delay,

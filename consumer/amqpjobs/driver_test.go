@@ -524,3 +524,26 @@ func TestCloseDuringPublish(t *testing.T) {
 		t.Errorf("Publish after Close = %v", err)
 	}
 }
+
+// TestPublishConnectionLoss: publishes use a connection of their own
+// (a broker that blocks publishers keeps reading acks); when it dies the
+// driver reconnects and publishing works again.
+func TestPublishConnectionLoss(t *testing.T) {
+	cfg := testConfig(t)
+	d := open(t, cfg, "")
+	old := d.current()
+	if old.pubConn == old.conn {
+		t.Fatal("a consuming pipeline publishes over its consume connection")
+	}
+	_ = old.pubConn.Close()
+	waitFor(t, 10*time.Second, "a new session", func() bool {
+		s := d.current()
+		return s != nil && s.gen > old.gen
+	})
+	publish(t, d, numbered("pcl", 1)...)
+	del := recv(t, d)
+	if del.ID != "pcl-1" {
+		t.Errorf("got %q", del.ID)
+	}
+	settle(t, del, consumer.Outcome{Action: consumer.Ack})
+}

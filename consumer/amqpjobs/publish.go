@@ -33,7 +33,7 @@ func (p *publisher) channel(s *session) (*amqp.Channel, error) {
 	if p.ch != nil && p.gen == s.gen && !p.ch.IsClosed() {
 		return p.ch, nil
 	}
-	ch, err := s.conn.Channel()
+	ch, err := s.pubConn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("open publish channel: %w", err)
 	}

@@ -26,18 +26,26 @@ const (
 	redialMax = 5 * time.Second
 )
 
-// session is one live connection and, for a consuming pipeline, the
+// session is one live connection pair and, for a consuming pipeline, the
 // channel that consumes and settles. A delivery belongs to the session it
 // came from; once the session is dead its deliveries cannot be settled
 // (the broker has requeued them already).
+//
+// Publishes go over a connection of their own (pubConn): when RabbitMQ
+// blocks publishers (memory or disk alarm) it stops reading from their
+// connections, and acks must keep flowing meanwhile. A push-only pipeline
+// has one connection (pubConn == conn).
 type session struct {
-	gen  uint64
-	conn *amqp.Connection
-	ch   *amqp.Channel // consume and settle channel; nil for push-only
+	gen     uint64
+	conn    *amqp.Connection // consume, settle, declare, stat
+	pubConn *amqp.Connection // confirmed publishes
+	ch      *amqp.Channel    // consume and settle channel; nil for push-only
 
-	connClosed chan *amqp.Error
-	chClosed   chan *amqp.Error
-	cancelled  chan string
+	connClosed    chan *amqp.Error
+	pubConnClosed chan *amqp.Error // nil when pubConn == conn
+	blocked       chan amqp.Blocking
+	chClosed      chan *amqp.Error
+	cancelled     chan string
 
 	done     chan struct{} // closed by kill
 	killOnce sync.Once
@@ -58,11 +66,14 @@ func (s *session) dead() bool {
 	return s.ch != nil && s.ch.IsClosed()
 }
 
-// kill marks the session dead and closes its connection (idempotent).
+// kill marks the session dead and closes its connections (idempotent).
 func (s *session) kill() {
 	s.killOnce.Do(func() {
 		close(s.done)
 		_ = s.conn.Close()
+		if s.pubConn != nil && s.pubConn != s.conn {
+			_ = s.pubConn.Close()
+		}
 	})
 }
 
@@ -123,7 +134,7 @@ func tlsConfig(g Global) (*tls.Config, error) {
 
 // dial opens a connection to the broker; ctx bounds the TCP connect and
 // the handshake.
-func (d *Driver) dial(ctx context.Context) (*amqp.Connection, error) {
+func (d *Driver) dial(ctx context.Context, role string) (*amqp.Connection, error) {
 	deadline := time.Now().Add(handshakeTimeout)
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
@@ -131,7 +142,7 @@ func (d *Driver) dial(ctx context.Context) (*amqp.Connection, error) {
 	cfg := amqp.Config{
 		TLSClientConfig: d.tls,
 		Heartbeat:       10 * time.Second,
-		Properties:      amqp.Table{"connection_name": "pipevisor " + d.name},
+		Properties:      amqp.Table{"connection_name": "pipevisor " + d.name + " " + role},
 		Dial: func(network, addr string) (net.Conn, error) {
 			var nd net.Dialer
 			c, err := nd.DialContext(ctx, network, addr)
@@ -156,17 +167,32 @@ func (d *Driver) dial(ctx context.Context) (*amqp.Connection, error) {
 // connect dials and sets the session up: declares (when configured), and
 // opens the consume channel with its Qos. It does not start consuming.
 func (d *Driver) connect(ctx context.Context, gen uint64) (*session, error) {
-	conn, err := d.dial(ctx)
+	role := "publish"
+	if d.cfg.Consumes() {
+		role = "consume"
+	}
+	conn, err := d.dial(ctx, role)
 	if err != nil {
 		return nil, err
 	}
 	s := &session{
 		gen:        gen,
 		conn:       conn,
+		pubConn:    conn,
 		connClosed: conn.NotifyClose(make(chan *amqp.Error, 1)),
 		done:       make(chan struct{}),
 		unsettled:  map[uint64]struct{}{},
 	}
+	if d.cfg.Consumes() {
+		pc, err := d.dial(ctx, "publish")
+		if err != nil {
+			s.kill()
+			return nil, err
+		}
+		s.pubConn = pc
+		s.pubConnClosed = pc.NotifyClose(make(chan *amqp.Error, 1))
+	}
+	s.blocked = s.pubConn.NotifyBlocked(make(chan amqp.Blocking, 4))
 	if err := d.setup(s); err != nil {
 		s.kill()
 		return nil, err
@@ -324,6 +350,7 @@ func (d *Driver) forward(s *session, msgs <-chan amqp.Delivery, stop, done chan 
 // supervise watches the current session and redials when it dies, until
 // ctx is done.
 func (d *Driver) supervise(ctx context.Context, s *session) {
+	blocked := s.blocked
 	for {
 		var cause error
 		select {
@@ -331,6 +358,19 @@ func (d *Driver) supervise(ctx context.Context, s *session) {
 			return
 		case e := <-s.connClosed:
 			cause = closeCause("connection", e)
+		case e := <-s.pubConnClosed:
+			cause = closeCause("publish connection", e)
+		case b, ok := <-blocked:
+			if !ok {
+				blocked = nil // closed with the connection
+				continue
+			}
+			if b.Active {
+				d.log.Warn("broker blocks publishing; publishes wait for confirm_timeout", "reason", b.Reason)
+			} else {
+				d.log.Info("broker unblocked publishing")
+			}
+			continue
 		case e := <-s.chClosed:
 			cause = closeCause("channel", e)
 		case tag := <-s.cancelled:
@@ -342,6 +382,7 @@ func (d *Driver) supervise(ctx context.Context, s *session) {
 		if s = d.redial(ctx, s.gen+1, cause); s == nil {
 			return
 		}
+		blocked = s.blocked
 	}
 }
 
