@@ -1,7 +1,17 @@
 package amqpjobs
 
 import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -117,5 +127,53 @@ func TestTableValue(t *testing.T) {
 func TestRedact(t *testing.T) {
 	if got := redact("amqp://guest:secret@h:5672/v"); got != "amqp://guest:xxxxx@h:5672/v" {
 		t.Errorf("redact = %q", got)
+	}
+}
+
+// writePEM writes a self-signed certificate and its key into dir.
+func writePEM(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "pv-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func TestTLSConfig(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writePEM(t, dir)
+	c, err := tlsConfig(Global{TLS: &TLS{Cert: cert, Key: key, RootCA: cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Certificates) != 1 || c.RootCAs == nil {
+		t.Errorf("tls config: %d certificates, root CAs %v", len(c.Certificates), c.RootCAs)
+	}
+	if c, err := tlsConfig(Global{}); c != nil || err != nil {
+		t.Errorf("no tls section: %v, %v", c, err)
+	}
+	if _, err := tlsConfig(Global{TLS: &TLS{RootCA: key}}); err == nil {
+		t.Error("a key file accepted as root CA")
+	}
+	if _, err := New(context.Background(), "x", Global{Addr: "amqps://h/", TLS: &TLS{RootCA: filepath.Join(dir, "missing.pem")}}, Config{Queue: "q"}, "", nil); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("New with a missing root CA = %v, want ErrInvalidConfig", err)
 	}
 }
