@@ -244,14 +244,7 @@ func (d *Driver) deliver(in *inbound) *consumer.Delivery {
 		}
 	}
 	dec := decode(m, d.cfg.JobHeader, d.cfg.Priority, uuid.NewString)
-	attempt := dec.attempt
-	if a, ok := d.attempts.take(dec.id); ok && m.Redelivered {
-		attempt = a
-	} else if dec.hasCount {
-		attempt += dec.deliveryCount
-	} else if m.Redelivered {
-		attempt++
-	}
+	attempt := d.attemptFor(m, dec)
 	del := &consumer.Delivery{
 		ID:       dec.id,
 		Job:      dec.job,
@@ -277,6 +270,37 @@ func (d *Driver) deliver(in *inbound) *consumer.Delivery {
 	st := &settlement{d: d, in: in, del: del, dec: dec}
 	del.SetSettle(st.settle)
 	return del
+}
+
+// attemptFor returns the attempt number of a delivery: the one remembered
+// for a message the driver put back itself, else x-attempt (1 when absent)
+// plus the quorum x-delivery-count, else x-attempt+1 for a redelivery.
+func (d *Driver) attemptFor(m *amqp.Delivery, dec decoded) int {
+	if a, ok := d.attempts.take(dec.id); ok && m.Redelivered {
+		return a
+	}
+	switch {
+	case dec.hasCount:
+		return dec.attempt + dec.deliveryCount
+	case m.Redelivered:
+		return dec.attempt + 1
+	}
+	return dec.attempt
+}
+
+// giveBack returns a delivery that was never handed out to the queue
+// (basic.nack with requeue), remembering its attempt so the redelivery
+// does not count as one.
+func (d *Driver) giveBack(s *session, m *amqp.Delivery) {
+	s.untrack(m.DeliveryTag)
+	if s.dead() {
+		return
+	}
+	dec := decode(m, d.cfg.JobHeader, d.cfg.Priority, func() string { return "" })
+	if !dec.thirdParty || m.MessageId != "" {
+		d.attempts.put(dec.id, d.attemptFor(m, dec))
+	}
+	_ = s.ch.Nack(m.DeliveryTag, false, true)
 }
 
 // handOut counts a delivery the forwarder holds or handed out.

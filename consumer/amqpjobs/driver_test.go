@@ -47,6 +47,10 @@ func TestRetryKeepsOrder(t *testing.T) {
 		if string(del.Body) == "21" && del.Attempt != 2 {
 			t.Errorf("#21 after Retry: attempt %d, want 2", del.Attempt)
 		}
+		if string(del.Body) != "21" && del.Attempt != 1 {
+			// Prefetched jobs went back with the retried one.
+			t.Errorf("#%s: attempt %d, want 1", del.Body, del.Attempt)
+		}
 		settle(t, del, consumer.Outcome{Action: consumer.Ack})
 	}
 	var want []string
@@ -278,8 +282,8 @@ func TestPauseResume(t *testing.T) {
 	}
 	for _, want := range []string{"2", "3"} {
 		del := recv(t, d)
-		if string(del.Body) != want {
-			t.Errorf("after resume got %q, want %q", del.Body, want)
+		if string(del.Body) != want || del.Attempt != 1 {
+			t.Errorf("after resume got %q attempt %d, want %q attempt 1", del.Body, del.Attempt, want)
 		}
 		settle(t, del, consumer.Outcome{Action: consumer.Ack})
 	}

@@ -340,10 +340,7 @@ func (d *Driver) forward(s *session, msgs <-chan amqp.Delivery, stop, done chan 
 			}
 		}
 		d.settledOne()
-		s.untrack(m.DeliveryTag)
-		if !s.dead() {
-			_ = s.ch.Nack(m.DeliveryTag, false, true)
-		}
+		d.giveBack(s, &m)
 	}
 }
 
