@@ -64,7 +64,6 @@ type ownedGoroutine struct {
 // newProduction opens the status and metrics listeners configured in root.
 func newProduction(ctx context.Context, root *config.Root, log *slog.Logger) (*production, error) {
 	pr := &production{root: root, log: log, notify: notify.New(log)}
-	pr.ctx, pr.cancel = context.WithCancel(context.Background())
 	var err error
 	if addr := root.Status.Address; addr != "" {
 		if pr.statusLn, err = status.Listen(ctx, addr); err != nil {
@@ -83,6 +82,7 @@ func newProduction(ctx context.Context, root *config.Root, log *slog.Logger) (*p
 			Workers: func() []pool.WorkerInfo { return pr.pool.Workers() },
 		})
 	}
+	pr.ctx, pr.cancel = context.WithCancel(context.Background())
 	return pr, nil
 }
 
