@@ -428,9 +428,10 @@ func (m *Manager) Stat(ctx context.Context) ([]consumer.Stat, error) {
 
 // Ready returns nil when the manager is started and every pipeline being
 // consumed is receiving and its driver (when it implements
-// consumer.Checker) is healthy. Pipelines paused on purpose and pipelines
-// declared but not consumed do not count. Otherwise the joined errors say
-// which pipeline is down and why.
+// consumer.Checker) is healthy. A paused pipeline is not consuming, so it
+// is reported (as /ready must: "every consumed pipeline connected and
+// consuming"); pipelines declared but never started do not count.
+// Otherwise the joined errors say which pipeline is down and why.
 func (m *Manager) Ready() error {
 	m.mu.RLock()
 	switch m.state {
@@ -450,7 +451,7 @@ func (m *Manager) Ready() error {
 	m.mu.RUnlock()
 	var errs []error
 	for _, e := range es {
-		if err := e.pl.Check(); err != nil && !errors.Is(err, pipeline.ErrPaused) {
+		if err := e.pl.Check(); err != nil {
 			errs = append(errs, err)
 		}
 	}

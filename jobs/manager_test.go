@@ -260,11 +260,14 @@ func TestPauseResume(t *testing.T) {
 	if s := stat(t, b.m, "a"); s.Ready != 4 || s.Active != 0 || s.Consuming {
 		t.Errorf("paused: %+v, want 4 ready, none active", s)
 	}
-	if err := b.m.Ready(); err != nil {
-		t.Errorf("Ready while paused on purpose = %v, want nil", err)
+	if err := b.m.Ready(); !errors.Is(err, pipeline.ErrPaused) {
+		t.Errorf("Ready while paused = %v, want an error wrapping pipeline.ErrPaused (not consuming)", err)
 	}
 	if err := b.m.Resume(ctx, []string{"a"}); err != nil {
 		t.Fatal(err)
+	}
+	if err := b.m.Ready(); err != nil {
+		t.Errorf("Ready after resume = %v, want nil", err)
 	}
 	waitFor(t, "a drained", func() bool { return stat(t, b.m, "a").Acked == 4 })
 	if err := b.m.Pause(ctx, []string{"a", "zzz"}); !errors.Is(err, consumer.ErrUnknownPipeline) {

@@ -147,7 +147,13 @@ func TestDestroyLetsRunningJobsFinish(t *testing.T) {
 	if out, code := s.cli("jobs", "destroy", "default"); code != 0 {
 		t.Fatalf("destroy: exit %d %s", code, out)
 	}
+	// The worker logs "done" just after its reply, which may be after
+	// destroy returned: give it a moment.
 	started, finished := jobIDs(t, log)
+	for deadline := time.Now().Add(3 * time.Second); len(finished) < len(started) && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+		started, finished = jobIDs(t, log)
+	}
 	if len(started) == 0 || len(started) == 10 {
 		t.Fatalf("%d jobs started; want the running ones only", len(started))
 	}
