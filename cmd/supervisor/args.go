@@ -6,7 +6,7 @@ import "strings"
 var valueFlags = map[string]bool{
 	"-c": true, "--config": true, "-config": true, "--rpc": true, "-rpc": true,
 	"-p": true, "--pipeline": true, "-j": true, "--job": true, "--payload": true, "--payload-file": true,
-	"--key": true, "-H": true, "--header": true, "--delay": true, "--priority": true, "--count": true, "--batch": true,
+	"--key": true, "--header": true, "--delay": true, "--priority": true, "--count": true, "--batch": true,
 }
 
 // interspersed moves flags written after positional arguments in front of

@@ -84,7 +84,7 @@ func newApp() *cli.App {
 					&cli.StringFlag{Name: "payload", Usage: "job payload"},
 					&cli.StringFlag{Name: "payload-file", Usage: "read the payload from a file ('-' = stdin)"},
 					&cli.StringFlag{Name: "key", Usage: "ordering key (Kafka key, SQS group, memory lane)"},
-					&cli.StringSliceFlag{Name: "header", Aliases: []string{"H"}, Usage: "header k=v (repeatable)"},
+					&cli.StringSliceFlag{Name: "header", Usage: "header k=v (repeatable)"},
 					&cli.DurationFlag{Name: "delay", Usage: "delay before the job is visible (e.g. 5s)"},
 					&cli.Int64Flag{Name: "priority", Usage: "priority (lower is more urgent; 0 = pipeline default)"},
 					&cli.IntFlag{Name: "count", Value: 1, Usage: "push this many copies (each its own id)"},
