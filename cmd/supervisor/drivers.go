@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/pipevisor/pipevisor/config"
+	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
 	"github.com/pipevisor/pipevisor/consumer/kafkajobs"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/jobs"
@@ -19,11 +20,26 @@ func newFactory(root *config.Root, log *slog.Logger) jobs.Factory {
 		switch p.Driver {
 		case config.DriverMemory:
 			return memjobs.New(p.Name, *p.Memory, dlog), nil
+		case config.DriverAMQP:
+			cfg := *p.AMQP
+			// Never more unsettled deliveries than the pipeline has slots.
+			if p.Concurrency > 0 && cfg.Prefetch > p.Concurrency {
+				cfg.Prefetch = p.Concurrency
+			}
+			d, err := amqpjobs.New(ctx, p.Name, root.AMQP, cfg, p.DeadLetter, dlog)
+			if err != nil {
+				return nil, err
+			}
+			return d, nil
 		case config.DriverKafka:
 			if root.Kafka == nil {
 				return nil, fmt.Errorf("pipeline %s: the kafka: section is missing", p.Name)
 			}
-			return kafkajobs.New(ctx, p.Name, *root.Kafka, *p.Kafka, p.DeadLetter, dlog)
+			d, err := kafkajobs.New(ctx, p.Name, *root.Kafka, *p.Kafka, p.DeadLetter, dlog)
+			if err != nil {
+				return nil, err
+			}
+			return d, nil
 		default:
 			return nil, fmt.Errorf("pipeline %s: driver %q is not built into this binary", p.Name, p.Driver)
 		}
