@@ -645,6 +645,46 @@ func TestKafkaRetryWithDelayKeepsOrderAndDeadLettersKeepHeaders(t *testing.T) {
 	admin.waitAllCommitted("retry", "jobs", 1, 10*time.Second)
 }
 
+func TestKafkaKeyOrderingRetryHoldsOnlyItsKey(t *testing.T) {
+	requireTool(t, "php")
+	brokers := startKafka(t, "jobs:1")
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
+		group: "keyretry", ordering: "key", maxAttempts: 3, backoff: 100 * time.Millisecond}))
+
+	jobs := []consumer.Job{
+		{ID: "a1", Name: "kafka-nack-delay", Pipeline: "default", Key: "A"},
+		{ID: "a2", Name: "kafka-ack", Pipeline: "default", Key: "A"},
+	}
+	for i := 1; i <= 5; i++ {
+		jobs = append(jobs, consumer.Job{ID: fmt.Sprintf("b%d", i), Name: "kafka-ack", Pipeline: "default", Key: "B"})
+	}
+	s.push(jobs)
+	s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 7 })
+
+	// Key A waits for a1's retry 1s later; key B, on the same partition,
+	// does not wait for it.
+	pos := map[string]int{}
+	var runsOf []string
+	for i, j := range kafkaJobs(t, log) {
+		k := fmt.Sprintf("%s#%d", j.id, j.attempt)
+		pos[k] = i
+		runsOf = append(runsOf, k)
+	}
+	if len(runsOf) != 8 {
+		t.Fatalf("runs %v, want a1 twice and the other 6 once", runsOf)
+	}
+	if !(pos["a1#1"] < pos["a1#2"] && pos["a1#2"] < pos["a2#1"]) {
+		t.Errorf("key A ran out of order: %v", runsOf)
+	}
+	for i := 1; i <= 5; i++ {
+		b := fmt.Sprintf("b%d#1", i)
+		if pos[b] > pos["a1#2"] || (i > 1 && pos[b] < pos[fmt.Sprintf("b%d#1", i-1)]) {
+			t.Errorf("key B waited for key A's retry or ran out of order: %v", runsOf)
+		}
+	}
+}
+
 func TestKafkaTwoSupervisorsSplitPartitionsAndOneTakesOver(t *testing.T) {
 	requireTool(t, "php")
 	brokers := startKafka(t, "jobs:4")
