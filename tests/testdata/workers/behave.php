@@ -5,7 +5,9 @@
 //   done <id> <attempt> <reply>
 // Jobs named kafka-* also append, before they reply,
 //   kjob <id> <attempt> <partition> <offset> <pid> <unix-ms>
-// with the Kafka position the job context carries.
+// with the Kafka position the job context carries. Jobs named amqp-* append,
+// before they reply,
+//   ajob <id> <attempt> <unix-ms> <payload> <x-note header or ->
 declare(strict_types=1);
 
 require __DIR__ . '/../../../php-client/autoload.php';
@@ -18,6 +20,14 @@ function kafkaLog(string $log, Pipevisor\Task $task): void
 {
     $line = sprintf("kjob %s %d %s %s %d %d\n", $task->getId(), $task->getAttempt(),
         $task->getPartition() ?? '-', $task->getOffset() ?? '-', getmypid(), (int) (microtime(true) * 1000));
+    file_put_contents($log, $line, FILE_APPEND | LOCK_EX);
+}
+
+function amqpLog(string $log, Pipevisor\Task $task): void
+{
+    $note = $task->getHeaderLine('x-note');
+    $line = sprintf("ajob %s %d %d %s %s\n", $task->getId(), $task->getAttempt(),
+        (int) (microtime(true) * 1000), $task->getPayload(), $note === '' ? '-' : $note);
     file_put_contents($log, $line, FILE_APPEND | LOCK_EX);
 }
 
@@ -103,6 +113,36 @@ while ($task = $consumer->waitTask()) {
                 $task->ack();
                 $reply = 'ack';
             }
+            break;
+        case 'amqp-order':
+            // Nacks the job whose payload is "21" once, with redelivery
+            // and no delay (an in-place requeue); acks everything else.
+            amqpLog($log, $task);
+            if ($task->getPayload() === '21' && $attempt === 1) {
+                $task->nack('21 fails once', true);
+                $reply = 'nack';
+            } else {
+                $task->ack();
+                $reply = 'ack';
+            }
+            break;
+        case 'amqp-requeue-delay':
+            // Requeues with a 2s delay and a new header once, acks after.
+            amqpLog($log, $task);
+            if ($attempt === 1) {
+                $task->withDelay(2)->withHeader('x-note', 'requeued')->requeue('try in 2s');
+                $reply = 'requeue';
+            } else {
+                $task->ack();
+                $reply = 'ack:' . $task->getHeaderLine('x-note');
+            }
+            break;
+        case 'amqp-fail-delay':
+            // Always asks for a retry in 1s: retries go through the delay
+            // queue until the job is dead.
+            amqpLog($log, $task);
+            $task->withDelay(1)->nack('always fails, retry in 1s', true);
+            $reply = 'nack';
             break;
         default:
             $task->ack();
