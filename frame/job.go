@@ -59,7 +59,20 @@ type Reply struct {
 // (RoadRunner compatibility). A body that is not a reply object, or has an
 // unknown type, is an error wrapping ErrBadReply: the pipeline retries such
 // a job instead of acking it.
+//
+// The bodies an acking worker usually sends (our PHP and Python clients'
+// `{"type":2,"data":{}}`, RoadRunner's PHP client's `{"type":2,"data":[]}`
+// and their legacy type-0 forms) are recognised by a byte comparison
+// without decoding JSON: this runs once per job.
 func ParseReply(body []byte) (Reply, error) {
+	if t, ok := constReply(body); ok {
+		return Reply{Type: t}, nil
+	}
+	return parseReplyJSON(body)
+}
+
+// parseReplyJSON is ParseReply without the constant-body fast path.
+func parseReplyJSON(body []byte) (Reply, error) {
 	if len(body) == 0 {
 		return Reply{Type: ReplyAck}, nil
 	}
@@ -84,6 +97,18 @@ func ParseReply(body []byte) (Reply, error) {
 		return Reply{}, fmt.Errorf("%w: unknown type %d", ErrBadReply, *r.Type)
 	}
 	return Reply{Type: *r.Type, Data: data}, nil
+}
+
+// constReply recognises the empty body and the data-less ack bodies
+// workers send byte for byte.
+func constReply(body []byte) (ReplyType, bool) {
+	switch string(body) { // no allocation: the conversion is only compared
+	case "", `{"type":2,"data":{}}`, `{"type":2,"data":[]}`, `{"type":2}`:
+		return ReplyAck, true
+	case `{"type":0,"data":{}}`, `{"type":0,"data":[]}`:
+		return ReplyNoError, true
+	}
+	return 0, false
 }
 
 func head(b []byte, n int) []byte {

@@ -59,3 +59,47 @@ func TestParseReplyPHPEmptyData(t *testing.T) {
 		}
 	}
 }
+
+// TestParseReplyFastPathAgreesWithJSON: every body the byte-compare fast
+// path recognises decodes to the same Reply through encoding/json, and a
+// body that differs by a single byte takes the JSON path.
+func TestParseReplyFastPathAgreesWithJSON(t *testing.T) {
+	bodies := []string{"", `{"type":2,"data":{}}`, `{"type":2,"data":[]}`, `{"type":2}`, `{"type":0,"data":{}}`, `{"type":0,"data":[]}`}
+	for _, b := range bodies {
+		if _, ok := constReply([]byte(b)); !ok {
+			t.Errorf("fast path does not recognise %q", b)
+		}
+		fast, ferr := ParseReply([]byte(b))
+		slow, serr := parseReplyJSON([]byte(b))
+		if ferr != nil || serr != nil || fast.Type != slow.Type || fast.Data.Message != "" || slow.Data.Message != "" ||
+			fast.Data.Requeue != slow.Data.Requeue || len(slow.Data.Headers) != 0 || slow.Data.DelaySeconds != 0 {
+			t.Errorf("%q: fast %+v, %v; json %+v, %v", b, fast, ferr, slow, serr)
+		}
+	}
+	for _, b := range []string{`{"type":3,"data":{}}`, `{"type":2,"data":{} }`, `{"type":1,"data":[]}`} {
+		if _, ok := constReply([]byte(b)); ok {
+			t.Errorf("fast path recognises %q", b)
+		}
+	}
+	if r, err := ParseReply([]byte(`{"type":3,"data":{}}`)); err != nil || r.Type != ReplyNack {
+		t.Errorf(`ParseReply({"type":3,"data":{}}) = %+v, %v`, r, err)
+	}
+}
+
+func BenchmarkParseReply(b *testing.B) {
+	for _, bc := range []struct{ name, body string }{
+		{"ack-const", `{"type":2,"data":{}}`},
+		{"ack-spaced", `{"type": 2, "data": {}}`},
+		{"nack", `{"type":3,"data":{"message":"invalid payload","requeue":true,"delay_seconds":5}}`},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			body := []byte(bc.body)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ParseReply(body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
