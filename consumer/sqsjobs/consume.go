@@ -41,12 +41,15 @@ func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 const shortPollPause = 500 * time.Millisecond
 
 // pollLoop long-polls ReceiveMessage while Receive calls wait, asking for
-// no more than they and the prefetch allow. It returns when Close begins.
+// no more than they and the prefetch allow. One poll runs at a time:
+// concurrent polls could split a FIFO group between two answers, and an
+// emulator (moto) may hand one message to two concurrent polls. It
+// returns when Close begins.
 func (d *Driver) pollLoop() {
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 5 * time.Second
 	backoff := minBackoff
 	for {
-		n, changed, ok := d.st.want()
+		n, changed, ok := d.st.reserve()
 		if !ok {
 			return
 		}
@@ -80,6 +83,7 @@ func (d *Driver) pollLoop() {
 		start := time.Now()
 		out, err := d.client.ReceiveMessage(d.pollCtx, in)
 		if err != nil {
+			d.st.received(n, nil)
 			if d.pollCtx.Err() != nil {
 				return
 			}
@@ -95,8 +99,8 @@ func (d *Driver) pollLoop() {
 		}
 		backoff = minBackoff
 		d.st.setHealth(nil)
+		d.st.received(n, d.entries(out.Messages, start))
 		if len(out.Messages) > 0 {
-			d.st.add(d.entries(out.Messages, start))
 			continue
 		}
 		if short {

@@ -336,11 +336,15 @@ func (d *Driver) Stat(ctx context.Context) (consumer.Stat, error) {
 		Ready:    -1,
 		Delayed:  -1,
 	}
-	if err := d.st.health(); errors.Is(err, consumer.ErrClosed) {
-		return st, err
+	health := d.st.health()
+	if errors.Is(health, consumer.ErrClosed) {
+		return st, health
 	}
 	st.Active = d.st.active()
-	st.Consuming = d.st.health() == nil
+	st.Consuming = health == nil
+	if health != nil {
+		st.Error = health.Error()
+	}
 	out, err := d.client.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 		QueueUrl: aws.String(d.queueURL),
 		AttributeNames: []types.QueueAttributeName{

@@ -54,19 +54,20 @@ type group struct {
 // messages received and not handed out, the FIFO groups, and what the
 // heartbeat must keep invisible. All methods are safe for concurrent use.
 type state struct {
-	mu       sync.Mutex
-	prefetch int
-	fifo     bool
-	closing  bool // Close began: Receive returns ErrClosed
-	closed   bool // Close finished: Settle returns ErrClosed
-	waiters  int  // Receive calls waiting for a message
-	ready    []*entry
-	groups   map[string]*group
-	buffered int                 // ready plus queued in groups
-	inflight map[*entry]struct{} // received and not claimed: heartbeat set
-	handed   int                 // handed out and not settled
-	changed  chan struct{}       // closed and replaced on every change
-	err      error               // last receive error, nil when healthy
+	mu        sync.Mutex
+	prefetch  int
+	fifo      bool
+	closing   bool // Close began: Receive returns ErrClosed
+	closed    bool // Close finished: Settle returns ErrClosed
+	waiters   int  // Receive calls waiting for a message
+	ready     []*entry
+	groups    map[string]*group
+	buffered  int                 // ready plus queued in groups
+	requested int                 // asked for by polls under way
+	inflight  map[*entry]struct{} // received and not claimed: heartbeat set
+	handed    int                 // handed out and not settled
+	changed   chan struct{}       // closed and replaced on every change
+	err       error               // last receive error, nil when healthy
 }
 
 func (s *state) init(prefetch int, fifo bool) {
@@ -83,27 +84,34 @@ func (s *state) broadcastLocked() {
 	s.changed = make(chan struct{})
 }
 
-// want returns how many messages the poller may ask for now (0: wait for
-// ch), and ok false once Close began.
-func (s *state) want() (n int, ch <-chan struct{}, ok bool) {
+// reserve returns how many messages a poller may ask for now and counts
+// them as requested until received is called (0: wait for ch before
+// asking again); ok is false once Close began. Messages already
+// requested, buffered, or queued behind their FIFO group's head count
+// against the waiting Receive calls and the prefetch.
+func (s *state) reserve() (n int, ch <-chan struct{}, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return 0, nil, false
 	}
-	// Messages queued behind their FIFO group's head will serve waiters
-	// too; asking for more would only pile up messages SQS locks.
 	queued := s.buffered - len(s.ready)
-	n = min(s.prefetch-s.buffered, s.waiters-len(s.ready)-queued, MaxPrefetch)
-	return max(n, 0), s.changed, true
+	n = min(s.prefetch-s.buffered-s.requested, s.waiters-len(s.ready)-queued-s.requested, MaxPrefetch)
+	if n <= 0 {
+		return 0, s.changed, true
+	}
+	s.requested += n
+	return n, s.changed, true
 }
 
-// add files received messages: a message is ready unless its FIFO group
-// already has one ready or handed out. Auto-ack messages (deleted on
-// receipt) are always ready and not kept invisible.
-func (s *state) add(es []*entry) {
+// received ends a reservation of n and files the messages that came
+// back: a message is ready unless its FIFO group already has one ready or
+// handed out. Auto-ack messages (deleted on receipt) are always ready and
+// not kept invisible.
+func (s *state) received(n int, es []*entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.requested -= n
 	for _, e := range es {
 		s.buffered++
 		if e.md.autoAck {
