@@ -51,13 +51,13 @@ func TestJobMessageRoundTrip(t *testing.T) {
 
 func TestValidBody(t *testing.T) {
 	for in, want := range map[string]bool{
-		"hello":             true,
-		"\t\r\n":            true,
-		"\x00":              false,
-		"\x1f":              false,
-		"\xff":              false,
-		"\uFFFE":            false,
-		"\U0010FFFF":        true,
+		"hello":            true,
+		"\t\r\n":           true,
+		"\x00":             false,
+		"\x1f":             false,
+		"\xff":             false,
+		"\uFFFE":           false,
+		"\U0010FFFF":       true,
 		"caf\u00e9 \u4e2d": true,
 	} {
 		if got := validBody([]byte(in)); got != want {
