@@ -18,6 +18,13 @@ import (
 // encoding/json with a copied header map was the pipeline's largest cost.
 // TestPayloadMatchesEncodingJSON pins it to frame.JobContext's encoding.
 func payload(d *consumer.Delivery) frame.Payload {
+	return appendPayload(nil, d)
+}
+
+// appendPayload is payload writing the context JSON into buf[:0], grown
+// as needed: each concurrency slot reuses one buffer for all its jobs
+// (the Executor does not retain the payload after Exec returns).
+func appendPayload(buf []byte, d *consumer.Delivery) frame.Payload {
 	n := 96 + len(d.ID) + len(d.Job) + len(d.Driver) + len(d.Queue) + len(d.Pipeline) + len(d.Topic)
 	for k, vs := range d.Headers {
 		n += len(k) + 6
@@ -25,7 +32,10 @@ func payload(d *consumer.Delivery) frame.Payload {
 			n += len(v) + 3
 		}
 	}
-	b := make([]byte, 0, n)
+	b := buf[:0]
+	if cap(b) < n {
+		b = make([]byte, 0, max(n, 2*cap(b)))
+	}
 	b = append(b, `{"id":`...)
 	b = appendString(b, d.ID)
 	b = append(b, `,"job":`...)

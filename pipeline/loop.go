@@ -27,6 +27,7 @@ const (
 func (p *Pipeline) loop(workCtx context.Context) {
 	wait := minReceiveBackoff
 	settleBase := context.WithoutCancel(workCtx) // settling survives Stop
+	var ctxBuf []byte                            // this slot's job context JSON, reused
 	for {
 		rctx, ok := p.acquire(workCtx)
 		if !ok {
@@ -57,13 +58,16 @@ func (p *Pipeline) loop(workCtx context.Context) {
 		if d == nil {
 			continue
 		}
-		if o := p.handle(workCtx, settleBase, d); o.Action == consumer.Release && o.Delay > 0 {
+		if o := p.handle(workCtx, settleBase, d, &ctxBuf); o.Action == consumer.Release && o.Delay > 0 {
 			// No worker was free: do not churn through the queue
 			// releasing one job after another; let the pool recover.
 			idle(rctx, min(o.Delay, noWorkerPause))
 		}
 	}
 }
+
+// maxKeptCtxBuf: a slot keeps its job context buffer up to this size.
+const maxKeptCtxBuf = 64 << 10
 
 // noWorkerPause is how long a slot rests after releasing a job for want
 // of a worker.
@@ -127,8 +131,8 @@ func (p *Pipeline) consumerClosed(err error) {
 // handle runs one delivery to its settlement. It never returns before the
 // delivery is settled (or Settle failed). Settle gets a context derived
 // from settleBase, which is not cancelled by Stop, bounded by SettleTimeout.
-// It returns the outcome.
-func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Delivery) consumer.Outcome {
+// It returns the outcome. *buf is the slot's buffer for the job context.
+func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Delivery, buf *[]byte) consumer.Outcome {
 	start := time.Now()
 	p.active.Add(1)
 	defer p.active.Add(-1)
@@ -141,13 +145,13 @@ func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Deliv
 		// Received while Stop was interrupting Receive: do not start it.
 		err = fmt.Errorf("%w: received during shutdown", ErrShutdown)
 	} else {
-		reply, err = p.exec(workCtx, d)
+		reply, err = p.exec(workCtx, d, buf)
 	}
 	o := outcomeFor(reply, err, d.Attempt, p.cfg.Retry, p.cfg.Rand)
 
-	sctx, cancel := context.WithTimeout(settleBase, p.cfg.SettleTimeout)
+	sctx := newSettleCtx(settleBase, p.cfg.SettleTimeout)
 	serr := d.Settle(sctx, o)
-	cancel()
+	sctx.cancel()
 	took := time.Since(start)
 
 	if serr == nil {
@@ -170,9 +174,14 @@ func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Deliv
 }
 
 // exec runs d on the executor and parses the reply. An error caused by the
-// shutdown of running jobs wraps ErrShutdown.
-func (p *Pipeline) exec(ctx context.Context, d *consumer.Delivery) (frame.Reply, error) {
-	out, err := p.ex.Exec(ctx, payload(d))
+// shutdown of running jobs wraps ErrShutdown. The job context is written
+// into *buf, which is kept for the next job unless it grew very large.
+func (p *Pipeline) exec(ctx context.Context, d *consumer.Delivery, buf *[]byte) (frame.Reply, error) {
+	pl := appendPayload(*buf, d)
+	if cap(pl.Context) <= maxKeptCtxBuf {
+		*buf = pl.Context
+	}
+	out, err := p.ex.Exec(ctx, pl)
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(err, ErrShutdown) && errors.Is(context.Cause(ctx), ErrShutdown) {
 			err = fmt.Errorf("%w: %w", ErrShutdown, err)

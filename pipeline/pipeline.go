@@ -23,7 +23,8 @@ import (
 
 // Executor runs one job on a worker and returns the worker's reply.
 // *pool.Pool satisfies it. Exec must return once ctx is done (the pool
-// kills the worker); context.Cause(ctx) tells why.
+// kills the worker); context.Cause(ctx) tells why. pl is only valid until
+// Exec returns: the pipeline reuses its memory for the next job.
 type Executor interface {
 	Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error)
 }
