@@ -55,9 +55,9 @@ type Config struct {
 	// own VisibilityTimeout attribute. While a job runs the driver keeps
 	// extending it (heartbeat), so it need not exceed the longest job.
 	VisibilityTimeout time.Duration `yaml:"visibility_timeout"`
-	// WaitTimeSeconds is the long-poll wait of ReceiveMessage (1s..20s;
-	// default 20s). Short polling is not offered: it costs a request per
-	// empty poll and gains nothing for a worker pool.
+	// WaitTimeSeconds is the long-poll wait of ReceiveMessage (1s..20s).
+	// 0, RoadRunner's default (short polling), means DefaultWaitTime:
+	// the driver always long-polls.
 	WaitTimeSeconds time.Duration `yaml:"wait_time_seconds"`
 	// ErrorVisibilityTimeout, when positive, is how long a message stays
 	// invisible after a Retry outcome without a delay (RoadRunner applies
@@ -122,7 +122,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	seconds("visibility_timeout", c.VisibilityTimeout, 0, MaxVisibility)
-	seconds("wait_time_seconds", c.WaitTimeSeconds, time.Second, MaxWaitTime)
+	seconds("wait_time_seconds", c.WaitTimeSeconds, 0, MaxWaitTime)
 	seconds("error_visibility_timeout", c.ErrorVisibilityTimeout, 0, MaxVisibility)
 	if c.MessageGroupID != "" && !c.FIFO() {
 		add("message_group_id", "only applies to FIFO queues (a queue name ending in %s)", fifoSuffix)

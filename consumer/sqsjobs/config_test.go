@@ -66,6 +66,8 @@ func TestConfigValidate(t *testing.T) {
 		{"visibility too long", func(c *Config) { c.VisibilityTimeout = 43201 * time.Second }, []string{"visibility_timeout"}},
 		{"visibility fraction", func(c *Config) { c.VisibilityTimeout = 1500 * time.Millisecond }, []string{"visibility_timeout"}},
 		{"wait too long", func(c *Config) { c.WaitTimeSeconds = 21 * time.Second }, []string{"wait_time_seconds"}},
+		{"zero as in RoadRunner configs", func(c *Config) { c.WaitTimeSeconds = 0 }, nil},
+		{"wait negative", func(c *Config) { c.WaitTimeSeconds = -time.Second }, []string{"wait_time_seconds"}},
 		{"error visibility negative", func(c *Config) { c.ErrorVisibilityTimeout = -time.Second }, []string{"error_visibility_timeout"}},
 		{"group on standard queue", func(c *Config) { c.MessageGroupID = "g" }, []string{"message_group_id"}},
 		{"priority", func(c *Config) { c.Priority = -3 }, []string{"priority"}},

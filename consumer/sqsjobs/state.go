@@ -135,7 +135,11 @@ func (s *state) received(n int, es []*entry) {
 		g.busy = true
 		s.ready = append(s.ready, e)
 	}
-	s.broadcastLocked()
+	if len(es) > 0 {
+		// An empty answer changes nothing anyone waits for; not
+		// broadcasting lets the poller pause until a real change.
+		s.broadcastLocked()
+	}
 }
 
 // take hands out the next ready message, waiting until there is one, ctx
