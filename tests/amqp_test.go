@@ -193,6 +193,33 @@ amqp:
 `, freeAddr(t), o.log, o.addr, extra, o.workers, o.concurrency, o.maxAttempts, dead, o.queue, o.prefetch))
 }
 
+// startAMQP runs the supervisor on cfg and waits until pipeline "default"
+// is listed by `jobs stat` and consuming. startSupervisor returns once the
+// RPC answers, but the supervisor serves RPC before its pipelines exist
+// (cmd/supervisor/serve.go starts the RPC server before jobs.Manager.Start,
+// which dials RabbitMQ): a push in that window fails with "unknown
+// pipeline" (reported to the owners of cmd/supervisor).
+func startAMQP(t *testing.T, cfg string) *supervisor {
+	t.Helper()
+	s := startSupervisor(t, cfg)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, code := s.cli("jobs", "stat", "--json")
+		var stats []pipelineStat
+		if code == 0 && json.Unmarshal([]byte(out), &stats) == nil {
+			for _, st := range stats {
+				if st.Pipeline == "default" && st.Consuming {
+					return s
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pipeline default not consuming 30s after the RPC answered: exit %d %s", code, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // rpcPush pushes jobs through the supervisor's RPC in order, one Push each
 // (batch 1) or with PushBatch of batch jobs.
 func (s *supervisor) rpcPush(jobs []consumer.Job, batch int) {
@@ -282,7 +309,7 @@ func TestAMQPPush1000AllAckedQueueDrained(t *testing.T) {
 	needRabbit(t, addr)
 	q := rabbitQueue(t, addr, nil)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startSupervisor(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 2, concurrency: 4, prefetch: 10, maxAttempts: 3}))
+	s := startAMQP(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 2, concurrency: 4, prefetch: 10, maxAttempts: 3}))
 
 	out, code := s.cli("push", "--pipeline", "default", "--job", "ack", "--payload", "hello", "--count", "1000")
 	if code != 0 {
@@ -319,7 +346,7 @@ func TestAMQPNackWithRedeliveryKeepsQueueOrder(t *testing.T) {
 	needRabbit(t, addr)
 	q := rabbitQueue(t, addr, nil)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startSupervisor(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 1, concurrency: 1, prefetch: 10, maxAttempts: 3}))
+	s := startAMQP(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 1, concurrency: 1, prefetch: 10, maxAttempts: 3}))
 
 	// Paused while 1..100 are published, so the whole sequence is in the
 	// queue before the first job runs.
@@ -370,7 +397,7 @@ func TestAMQPRequeueWithDelayArrivesLaterWithNewHeaders(t *testing.T) {
 	needRabbit(t, addr)
 	q := rabbitQueue(t, addr, nil, 2*time.Second)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startSupervisor(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 1, concurrency: 1, prefetch: 1, maxAttempts: 3}))
+	s := startAMQP(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 1, concurrency: 1, prefetch: 1, maxAttempts: 3}))
 
 	out, code := s.cli("push", "--pipeline", "default", "--job", "amqp-requeue-delay", "--payload", "x")
 	if code != 0 {
@@ -409,7 +436,7 @@ func TestAMQPAlwaysFailingJobsEndInDeadLetterQueueWithHeaders(t *testing.T) {
 	q := rabbitQueue(t, addr, []string{".dead"}, time.Second)
 	dlq := q + ".dead"
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startSupervisor(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 1, concurrency: 2, prefetch: 2, maxAttempts: 3, deadLetter: dlq}))
+	s := startAMQP(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 2, concurrency: 2, prefetch: 2, maxAttempts: 3, deadLetter: dlq}))
 
 	// always-fail retries in place (basic.nack with requeue); amqp-fail-delay
 	// retries through the delay queue (a republished copy).
@@ -559,7 +586,7 @@ func TestAMQPRedialAcksEveryJobOnceAndReadyFollowsTheConnection(t *testing.T) {
 	)
 	log := filepath.Join(t.TempDir(), "jobs.log")
 	statusAddr := freeAddr(t)
-	s := startSupervisor(t, amqpConfig(t, amqpOpts{addr: addr, queue: "redial", log: log, workers: 2,
+	s := startAMQP(t, amqpConfig(t, amqpOpts{addr: addr, queue: "redial", log: log, workers: 2,
 		concurrency: concurrency, prefetch: 10, maxAttempts: 3, status: statusAddr}))
 	ready := "http://" + statusAddr + "/ready"
 	waitReady(t, ready, http.StatusOK, 10*time.Second)
