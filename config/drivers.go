@@ -6,6 +6,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
 	"github.com/pipevisor/pipevisor/consumer/kafkajobs"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
+	"github.com/pipevisor/pipevisor/consumer/sqsjobs"
 	"gopkg.in/yaml.v3"
 )
 
@@ -47,6 +48,14 @@ func decodeDriver(driver string, node *yaml.Node, path string, p *Pipeline) []er
 		cfg := &kafkajobs.Config{Priority: p.Priority}
 		errs := decodeDriverConfig(node, path, cfg)
 		p.Kafka = cfg
+		p.Priority = cfg.Priority
+		return errs
+	case DriverSQS:
+		// dead_letter is a queue name or URL, created by the driver when
+		// missing; empty leaves dead jobs to the queue's redrive policy.
+		cfg := &sqsjobs.Config{Priority: p.Priority}
+		errs := decodeDriverConfig(node, path, cfg)
+		p.SQS = cfg
 		p.Priority = cfg.Priority
 		return errs
 	default:

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
+	"github.com/pipevisor/pipevisor/consumer/sqsjobs"
 	"github.com/pipevisor/pipevisor/pipeline"
 	"github.com/pipevisor/pipevisor/pool"
 )
@@ -90,7 +91,7 @@ func TestLoadFullExample(t *testing.T) {
 	if r.Logs.Level != "info" || r.Logs.Encoding != "json" {
 		t.Errorf("logs = %+v", r.Logs)
 	}
-	if r.AMQP.Addr != amqpjobs.DefaultAddr || r.AMQP.TLS != nil || r.Kafka != nil || r.SQS != nil {
+	if r.AMQP.Addr != amqpjobs.DefaultAddr || r.AMQP.TLS != nil || r.Kafka != nil || r.SQS != (sqsjobs.Global{}) {
 		t.Errorf("driver sections should be absent")
 	}
 	if len(r.Warnings) != 0 {

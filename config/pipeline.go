@@ -11,6 +11,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
 	"github.com/pipevisor/pipevisor/consumer/kafkajobs"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
+	"github.com/pipevisor/pipevisor/consumer/sqsjobs"
 	"github.com/pipevisor/pipevisor/pipeline"
 	"gopkg.in/yaml.v3"
 )
@@ -55,6 +56,8 @@ type Pipeline struct {
 	AMQP *amqpjobs.Config
 	// Kafka is set when Driver is DriverKafka.
 	Kafka *kafkajobs.Config
+	// SQS is set when Driver is DriverSQS.
+	SQS *sqsjobs.Config
 }
 
 // pipelineKeys is the YAML shape of a pipeline, decoded strictly before the

@@ -24,8 +24,8 @@ import (
 
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
 	"github.com/pipevisor/pipevisor/consumer/kafkajobs"
+	"github.com/pipevisor/pipevisor/consumer/sqsjobs"
 	"github.com/pipevisor/pipevisor/pool"
-	"gopkg.in/yaml.v3"
 )
 
 // Defaults used when a key is absent.
@@ -71,12 +71,10 @@ type Root struct {
 	// Kafka is the kafka: section (brokers, tls, sasl, ping), defaults
 	// filled in; nil when absent (required by kafka pipelines).
 	Kafka *kafkajobs.Global `yaml:"kafka"`
-	// SQS is the driver-wide top-level section, kept as raw YAML (nil when
-	// absent; ${VAR} already expanded) until the SQS driver types it:
-	// change the field to its typed Global with the tag yaml:"sqs", call
-	// Defaults on it, and report its Validate errors from Root.validate
-	// through fieldErrors(err, &yaml.Node{}, "sqs").
-	SQS *yaml.Node `yaml:"sqs"`
+	// SQS is the sqs: section (key, secret, region, session_token,
+	// endpoint); every key is optional, empty means the AWS SDK's
+	// defaults (credential chain, region).
+	SQS sqsjobs.Global `yaml:"sqs"`
 
 	// Warnings are settings that are valid but probably not what the
 	// user wants, for `supervisor validate` to print (same format as

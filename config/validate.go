@@ -117,6 +117,9 @@ func (r *Root) validate() (errs, warnings []*Error) {
 	for _, e := range fieldErrors(r.AMQP.Validate(), &yaml.Node{}, "amqp") {
 		errs = append(errs, e.(*Error))
 	}
+	for _, e := range fieldErrors(r.SQS.Validate(), &yaml.Node{}, "sqs") {
+		errs = append(errs, e.(*Error))
+	}
 	if r.Kafka != nil {
 		r.Kafka.Defaults()
 		for _, e := range fieldErrors(r.Kafka.Validate(), &yaml.Node{}, "kafka") {
