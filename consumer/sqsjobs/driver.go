@@ -124,7 +124,8 @@ type Driver struct {
 	bgCtx      context.Context // cancelled when Close ends
 	stopBg     context.CancelFunc
 	pollWG     sync.WaitGroup // the poller
-	bgWG       sync.WaitGroup // the heartbeat and the deleter
+	bgWG       sync.WaitGroup // the heartbeat
+	delWG      sync.WaitGroup // the deleter
 	deletes    chan deleteReq
 	deleterEnd chan struct{} // closed to stop the deleter
 
@@ -234,7 +235,7 @@ func newDriver(ctx context.Context, name string, client api, cfg Config, deadLet
 	d.bgCtx, d.stopBg = context.WithCancel(context.WithoutCancel(ctx))
 	d.pollWG.Go(d.pollLoop)
 	d.bgWG.Go(d.heartbeatLoop)
-	d.bgWG.Go(d.deleteLoop)
+	d.delWG.Go(d.deleteLoop)
 	return d, nil
 }
 
@@ -288,10 +289,11 @@ func (d *Driver) declare(ctx context.Context, queue string, attrs, tags map[stri
 // QueueURL returns the URL of the pipeline's queue.
 func (d *Driver) QueueURL() string { return d.queueURL }
 
-// Close stops receiving (an in-flight long poll is abandoned), makes the
-// messages received but not handed out visible again, waits until every
-// handed-out delivery is settled or ctx is done, then stops the heartbeat
-// and the deleter. Deliveries still unsettled when ctx ends become visible
+// Close stops receiving, makes the messages received but not handed out
+// visible again, waits until every handed-out delivery is settled or ctx
+// is done, then stops the heartbeat and the deleter. A long poll under
+// way is abandoned: a message SQS hands to it anyway stays invisible
+// until its visibility timeout passes (nothing is lost). Deliveries still unsettled when ctx ends become visible
 // again when their visibility timeout passes, and Close returns an error
 // saying how many. Close is idempotent; later calls return the first
 // result. After Close, Receive, Publish and Settle return
@@ -309,6 +311,10 @@ func (d *Driver) close(ctx context.Context) error {
 	waitErr := d.st.waitIdle(ctx)
 	d.st.finishClose()
 	close(d.deleterEnd)
+	// A delete under way finishes unless Close's ctx ends first.
+	stop := context.AfterFunc(ctx, d.stopBg)
+	d.delWG.Wait()
+	stop()
 	d.stopBg()
 	d.bgWG.Wait()
 	if err := errors.Join(releaseErr, waitErr); err != nil {

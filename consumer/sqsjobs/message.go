@@ -66,12 +66,19 @@ func readMessage(m types.Message, queue string, priority int64) meta {
 		body:     []byte(aws.ToString(m.Body)),
 		group:    m.Attributes[sysGroupID],
 	}
+	// RoadRunner's own producers may write some rr_* attributes as
+	// Number or Binary; all of them carry text.
 	str := func(k string) (string, bool) {
 		v, ok := m.MessageAttributes[k]
-		if !ok || v.StringValue == nil {
+		switch {
+		case !ok:
 			return "", false
+		case v.StringValue != nil:
+			return *v.StringValue, true
+		case v.BinaryValue != nil:
+			return string(v.BinaryValue), true
 		}
-		return *v.StringValue, true
+		return "", false
 	}
 	if v, ok := str(attrID); ok && v != "" {
 		md.id = v
