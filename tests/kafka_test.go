@@ -25,7 +25,7 @@ func TestKafkaKeysKeepPushOrderAndOnePartitionEach(t *testing.T) {
 	brokers := startKafka(t, "jobs:3")
 	admin := newKafkaAdmin(t, brokers)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 3, topic: "jobs",
+	s := startKafkaSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 3, topic: "jobs",
 		group: "keys", ordering: "key", maxAttempts: 3, backoff: 100 * time.Millisecond}))
 
 	const keys, perKey = 30, 100
@@ -83,7 +83,7 @@ func TestKafkaCrashedJobHoldsTheCommitAndRunsAgainAfterRestart(t *testing.T) {
 	log1, log2 := filepath.Join(dir, "run1.log"), filepath.Join(dir, "run2.log")
 	opts := kafkaOpts{brokers: brokers, log: log1, workers: 2, topic: "jobs", group: "crash", ordering: "key",
 		maxAttempts: 5, backoff: time.Minute} // the in-place retry is still waiting at the restart
-	s1 := startSupervisor(t, kafkaConfig(t, opts))
+	s1 := startKafkaSupervisor(t, kafkaConfig(t, opts))
 
 	// Offset 0 hangs until killed; offsets 1.. have other keys and succeed.
 	jobs := []consumer.Job{{ID: "crasher", Name: "kafka-hang-first", Pipeline: "default", Key: "hang", Payload: []byte("x")}}
@@ -184,7 +184,7 @@ func TestKafkaCrashedJobHoldsTheCommitAndRunsAgainAfterRestart(t *testing.T) {
 
 	// A new supervisor in the same group runs the crashed job and only it.
 	opts.log = log2
-	s2 := startSupervisor(t, kafkaConfig(t, opts))
+	s2 := startKafkaSupervisor(t, kafkaConfig(t, opts))
 	s2.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 1 })
 	admin.waitAllCommitted("crash", "jobs", 1, 10*time.Second)
 	starts1, dones1 := runs(t, log1)
@@ -208,7 +208,7 @@ func TestKafkaRetryWithDelayKeepsOrderAndDeadLettersKeepHeaders(t *testing.T) {
 	brokers := startKafka(t, "jobs:1", "jobs-dlq:1")
 	admin := newKafkaAdmin(t, brokers)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
+	s := startKafkaSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
 		group: "retry", deadLetter: "jobs-dlq", maxAttempts: 2, backoff: 100 * time.Millisecond}))
 
 	job := func(id, name, key string) consumer.Job {
@@ -275,7 +275,7 @@ func TestKafkaKeyOrderingRetryHoldsOnlyItsKey(t *testing.T) {
 	requireTool(t, "php")
 	brokers := startKafka(t, "jobs:1")
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
+	s := startKafkaSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
 		group: "keyretry", ordering: "key", maxAttempts: 3, backoff: 100 * time.Millisecond}))
 
 	jobs := []consumer.Job{
@@ -319,9 +319,9 @@ func TestKafkaTwoSupervisorsSplitPartitionsAndOneTakesOver(t *testing.T) {
 	logA, logB := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
 	opts := kafkaOpts{brokers: brokers, workers: 2, topic: "jobs", group: "pair", maxAttempts: 3, backoff: 100 * time.Millisecond}
 	opts.log = logA
-	a := startSupervisor(t, kafkaConfig(t, opts))
+	a := startKafkaSupervisor(t, kafkaConfig(t, opts))
 	opts.log = logB
-	b := startSupervisor(t, kafkaConfig(t, opts))
+	b := startKafkaSupervisor(t, kafkaConfig(t, opts))
 
 	// Both members hold partitions before anything is pushed.
 	deadline := time.Now().Add(30 * time.Second)
@@ -403,7 +403,7 @@ func TestKafkaRequeueHeadersNackRedeliveryAndDelayedPush(t *testing.T) {
 	brokers := startKafka(t, "jobs:2")
 	admin := newKafkaAdmin(t, brokers)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
+	s := startKafkaSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
 		group: "requeue", ordering: "key", maxAttempts: 3, backoff: 100 * time.Millisecond}))
 
 	pushed := time.Now()
@@ -440,7 +440,7 @@ func TestKafkaRetryTopicCarriesTheAttempt(t *testing.T) {
 	brokers := startKafka(t, "jobs:1", "jobs-retry:1")
 	admin := newKafkaAdmin(t, brokers)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs, jobs-retry",
+	s := startKafkaSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs, jobs-retry",
 		group: "retrytopic", retryTopic: "jobs-retry", maxAttempts: 3, backoff: 100 * time.Millisecond}))
 
 	s.push([]consumer.Job{
@@ -479,4 +479,97 @@ func TestKafkaRetryTopicCarriesTheAttempt(t *testing.T) {
 	}
 	admin.waitAllCommitted("retrytopic", "jobs", 1, 10*time.Second)
 	admin.waitAllCommitted("retrytopic", "jobs-retry", 1, 10*time.Second)
+}
+
+func TestKafkaPauseKeepsJobsOnTheBrokerAndResumeDrains(t *testing.T) {
+	requireTool(t, "php")
+	brokers := startKafka(t, "jobs:2")
+	admin := newKafkaAdmin(t, brokers)
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startKafkaSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
+		group: "pause", maxAttempts: 3, backoff: 100 * time.Millisecond}))
+
+	s.push([]consumer.Job{{ID: "first", Name: "kafka-ack", Pipeline: "default"}})
+	s.waitStat("default", 15*time.Second, func(st pipelineStat) bool { return st.Acked == 1 })
+	if out, code := s.cli("jobs", "pause", "default"); code != 0 {
+		t.Fatalf("pause: exit %d %s", code, out)
+	}
+	var jobs []consumer.Job
+	for i := range 20 {
+		jobs = append(jobs, consumer.Job{ID: fmt.Sprintf("p-%02d", i), Name: "kafka-ack", Pipeline: "default"})
+	}
+	s.push(jobs)
+	st := s.waitStat("default", 10*time.Second, func(st pipelineStat) bool { return st.Ready == 20 })
+	time.Sleep(500 * time.Millisecond)
+	if st = s.stat("default"); st.Acked != 1 || st.Active != 0 || st.Consuming {
+		t.Fatalf("while paused want the 20 jobs ready, none run, not consuming; got %+v", st)
+	}
+	end, got := admin.endOffsets("jobs", 2), admin.committed("pause", "jobs", 2)
+	if end[0]+end[1]-max(got[0], 0)-max(got[1], 0) != 20 {
+		t.Fatalf("while paused: end offsets %v, committed %v; want the 20 new jobs uncommitted", end, got)
+	}
+	if out, code := s.cli("jobs", "resume", "default"); code != 0 {
+		t.Fatalf("resume: exit %d %s", code, out)
+	}
+	st = s.waitStat("default", 15*time.Second, func(st pipelineStat) bool { return st.Acked == 21 })
+	if !st.Consuming || st.Ready != 0 {
+		t.Fatalf("after resume: %+v", st)
+	}
+	admin.waitAllCommitted("pause", "jobs", 2, 10*time.Second)
+}
+
+func TestKafkaSupervisorJoiningMidStreamLosesNoJob(t *testing.T) {
+	requireTool(t, "php")
+	brokers := startKafka(t, "jobs:2")
+	admin := newKafkaAdmin(t, brokers)
+	dir := t.TempDir()
+	logA, logB := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
+	opts := kafkaOpts{brokers: brokers, workers: 2, topic: "jobs", group: "join", maxAttempts: 3, backoff: 100 * time.Millisecond}
+	opts.log = logA
+	a := startKafkaSupervisor(t, kafkaConfig(t, opts))
+	const n = 40
+	var jobs []consumer.Job
+	for i := range n {
+		jobs = append(jobs, consumer.Job{ID: fmt.Sprintf("j-%02d", i), Name: "kafka-slow", Pipeline: "default", Payload: []byte("250")})
+	}
+	a.push(jobs)
+	waitLog(t, logA, 20*time.Second, "the first supervisor to run 2 jobs", func([]string) bool { return len(kafkaJobs(t, logA)) >= 2 })
+	opts.log = logB
+	b := startKafkaSupervisor(t, kafkaConfig(t, opts))
+	admin.waitAllCommitted("join", "jobs", 2, 40*time.Second)
+
+	// Each id ran; the only jobs allowed to run twice are the ones running
+	// on a partition when it was revoked: with ordering by partition, at
+	// most one per partition B took over.
+	ja, jb := kafkaJobs(t, logA), kafkaJobs(t, logB)
+	if len(jb) == 0 {
+		t.Fatalf("the joining supervisor ran nothing (A ran %d)", len(ja))
+	}
+	count := map[string]int{}
+	partsB := map[int32]bool{}
+	for _, j := range ja {
+		count[j.id]++
+	}
+	for _, j := range jb {
+		count[j.id]++
+		partsB[j.partition] = true
+	}
+	twice := 0
+	for i := range n {
+		switch c := count[fmt.Sprintf("j-%02d", i)]; {
+		case c == 0:
+			t.Errorf("job j-%02d never ran", i)
+		case c == 2:
+			twice++
+		case c > 2:
+			t.Errorf("job j-%02d ran %d times", i, c)
+		}
+	}
+	t.Logf("A ran %d, B ran %d on partitions %v; %d ran twice", len(ja), len(jb), partsB, twice)
+	if twice > len(partsB) {
+		t.Errorf("%d jobs ran twice; at most %d (one in flight per partition handed over)", twice, len(partsB))
+	}
+	if sa, sb := a.stat("default"), b.stat("default"); sa.Acked+sb.Acked != n {
+		t.Errorf("acked %d + %d, want %d in all (a job whose partition moved is settled by its new owner only)", sa.Acked, sb.Acked, n)
+	}
 }
