@@ -6,7 +6,8 @@
 # jobs/s (resume until every job is acked and the group's committed offsets
 # reached the end of every partition) and the supervisor's CPU µs per job.
 # Flags go to bench/kafkabench (e.g. -jobs 100000 -partitions 8 -workers 4
-# -ordering key).
+# -ordering key; -keys 1 puts every job on one partition; -trace prints the
+# acked count every 100ms while consuming).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 go build -o bin/supervisor ./cmd/supervisor

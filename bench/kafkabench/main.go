@@ -37,6 +37,7 @@ type params struct {
 	jobs, batch  int
 	workers      int
 	partitions   int
+	keys         int
 	ordering     string
 	payloadBytes int
 	timeout      time.Duration
@@ -51,6 +52,7 @@ func main() {
 	flag.IntVar(&p.batch, "batch", 1000, "jobs per PushBatch")
 	flag.IntVar(&p.workers, "workers", 2, "PHP worker processes")
 	flag.IntVar(&p.partitions, "partitions", 4, "partitions of the topic")
+	flag.IntVar(&p.keys, "keys", 1024, "distinct job keys, spread over the partitions by hash (1 = one hot partition)")
 	flag.StringVar(&p.ordering, "ordering", "partition", "pipeline ordering: partition or key")
 	flag.IntVar(&p.payloadBytes, "payload", 32, "payload size in bytes")
 	flag.DurationVar(&p.timeout, "timeout", 5*time.Minute, "give up after this long")
@@ -94,7 +96,7 @@ func run(ctx context.Context, p params) error {
 		js := make([]consumer.Job, min(p.batch, p.jobs-pushed))
 		for i := range js {
 			id := strconv.Itoa(pushed + i)
-			js[i] = consumer.Job{ID: id, Name: "Bench", Pipeline: "bench", Payload: payload, Key: "k" + strconv.Itoa((pushed+i)%1024)}
+			js[i] = consumer.Job{ID: id, Name: "Bench", Pipeline: "bench", Payload: payload, Key: "k" + strconv.Itoa((pushed+i)%p.keys)}
 		}
 		if err := sv.cl.PushBatch(ctx, js); err != nil {
 			return fmt.Errorf("push: %w", err)
@@ -118,8 +120,8 @@ func run(ctx context.Context, p params) error {
 	took := time.Since(t1)
 	cpu := sv.cpu() - cpu0
 
-	fmt.Printf("kafka driver (kfake, %d partitions, ordering %s), %d PHP echo workers, %d jobs of %d bytes\n",
-		p.partitions, p.ordering, p.workers, p.jobs, p.payloadBytes)
+	fmt.Printf("kafka driver (kfake, %d partitions, %d keys, ordering %s), %d PHP echo workers, %d jobs of %d bytes\n",
+		p.partitions, p.keys, p.ordering, p.workers, p.jobs, p.payloadBytes)
 	fmt.Printf("push (PushBatch(%d), acks=all): %.0f jobs/s (%s)\n", p.batch, float64(p.jobs)/pushTook.Seconds(), pushTook.Round(time.Millisecond))
 	fmt.Printf("consume+commit: %.0f jobs/s (resume to last commit %s; to last ack %s)\n",
 		float64(p.jobs)/took.Seconds(), took.Round(time.Millisecond), ackTook.Round(time.Millisecond))
