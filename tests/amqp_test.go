@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -110,23 +111,20 @@ func rabbitQueue(t *testing.T, addr string, suffixes []string, delays ...time.Du
 // queueReady returns the ready messages of queue (passive queue.declare).
 func queueReady(t *testing.T, addr, queue string) int {
 	t.Helper()
-	var n int
-	err := withRabbit(addr, func(ch *amqp.Channel) error {
-		q, err := ch.QueueDeclarePassive(queue, false, false, false, false, nil)
-		n = q.Messages
+	var q amqp.Queue
+	if err := withRabbit(addr, func(ch *amqp.Channel) (err error) {
+		q, err = ch.QueueDeclarePassive(queue, false, false, false, false, nil)
 		return err
-	})
-	if err != nil {
+	}); err != nil {
 		t.Fatalf("passive declare of %s: %v", queue, err)
 	}
-	return n
+	return q.Messages
 }
 
-// getAll takes every message of queue with basic.get and acks them.
-func getAll(t *testing.T, addr, queue string) []amqp.Delivery {
+// getAll takes every message of queue with basic.get (auto-ack).
+func getAll(t *testing.T, addr, queue string) (out []amqp.Delivery) {
 	t.Helper()
-	var out []amqp.Delivery
-	err := withRabbit(addr, func(ch *amqp.Channel) error {
+	if err := withRabbit(addr, func(ch *amqp.Channel) error {
 		for {
 			m, ok, err := ch.Get(queue, true)
 			if err != nil || !ok {
@@ -134,8 +132,7 @@ func getAll(t *testing.T, addr, queue string) []amqp.Delivery {
 			}
 			out = append(out, m)
 		}
-	})
-	if err != nil {
+	}); err != nil {
 		t.Fatalf("basic.get from %s: %v", queue, err)
 	}
 	return out
@@ -245,6 +242,25 @@ func (s *supervisor) rpcPush(jobs []consumer.Job, batch int) {
 	}
 }
 
+// stopDrained wants queue empty, then stops the supervisor with SIGTERM,
+// wants exit code 0 and the queue still empty: a delivery left unacked
+// would be back in the queue once the supervisor's connection is gone.
+func stopDrained(t *testing.T, s *supervisor, addr, queue string) {
+	t.Helper()
+	if n := queueReady(t, addr, queue); n != 0 {
+		t.Errorf("%d messages left in %s", n, queue)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := s.wait(30 * time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM", code)
+	}
+	if n := queueReady(t, addr, queue); n != 0 {
+		t.Errorf("%d messages back in %s after the supervisor stopped", n, queue)
+	}
+}
+
 // ajob is one "ajob" line of behave.php.
 type ajob struct {
 	id      string
@@ -287,23 +303,6 @@ func doneCounts(t *testing.T, log string) map[string]int {
 	return n
 }
 
-// tableInt reads an integer AMQP header of any width.
-func tableInt(v any) (int64, bool) {
-	switch x := v.(type) {
-	case int64:
-		return x, true
-	case int32:
-		return int64(x), true
-	case int16:
-		return int64(x), true
-	case int8:
-		return int64(x), true
-	case int:
-		return int64(x), true
-	}
-	return 0, false
-}
-
 func TestAMQPPush1000AllAckedQueueDrained(t *testing.T) {
 	addr := amqpBaseURL()
 	needRabbit(t, addr)
@@ -325,20 +324,7 @@ func TestAMQPPush1000AllAckedQueueDrained(t *testing.T) {
 	if n := len(doneCounts(t, log)); n != 1000 {
 		t.Fatalf("worker finished %d distinct jobs, want 1000", n)
 	}
-	if n := queueReady(t, addr, q); n != 0 {
-		t.Fatalf("%d messages left in %s after 1000 acks", n, q)
-	}
-	// Unacked messages would be back in the queue once the supervisor's
-	// connection is gone: after a clean stop the queue must still be empty.
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := s.wait(30 * time.Second); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM", code)
-	}
-	if n := queueReady(t, addr, q); n != 0 {
-		t.Fatalf("%d messages back in %s after the supervisor stopped", n, q)
-	}
+	stopDrained(t, s, addr, q)
 }
 
 func TestAMQPNackWithRedeliveryKeepsQueueOrder(t *testing.T) {
@@ -387,9 +373,7 @@ func TestAMQPNackWithRedeliveryKeepsQueueOrder(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("the worker saw\n%v\nwant\n%v", got, want)
 	}
-	if n := queueReady(t, addr, q); n != 0 {
-		t.Fatalf("%d messages left in %s", n, q)
-	}
+	stopDrained(t, s, addr, q)
 }
 
 func TestAMQPRequeueWithDelayArrivesLaterWithNewHeaders(t *testing.T) {
@@ -425,9 +409,7 @@ func TestAMQPRequeueWithDelayArrivesLaterWithNewHeaders(t *testing.T) {
 	if gap := second.at.Sub(first.at); gap < 2*time.Second || gap > 10*time.Second {
 		t.Errorf("the requeued job came back after %s, want 2s (at least)", gap)
 	}
-	if n := queueReady(t, addr, q); n != 0 {
-		t.Fatalf("%d messages left in %s", n, q)
-	}
+	stopDrained(t, s, addr, q)
 }
 
 func TestAMQPAlwaysFailingJobsEndInDeadLetterQueueWithHeaders(t *testing.T) {
@@ -466,28 +448,15 @@ func TestAMQPAlwaysFailingJobsEndInDeadLetterQueueWithHeaders(t *testing.T) {
 		if !ok {
 			t.Fatalf("dead-lettered message with rr_id %q (headers %v) was not pushed", id, m.Headers)
 		}
-		if job, _ := m.Headers["rr_job"].(string); job != name || m.MessageId != id {
-			t.Errorf("%s: rr_job %q, message id %q", name, job, m.MessageId)
-		}
-		if string(m.Body) != "body-"+name {
-			t.Errorf("%s: body %q", name, m.Body)
-		}
-		if a, ok := tableInt(m.Headers["x-attempt"]); !ok || a != 3 {
-			t.Errorf("%s: x-attempt %v, want 3", name, m.Headers["x-attempt"])
+		got := fmt.Sprintf("job %v, message id %s, body %s, x-attempt %v, x-dead-queue %v",
+			m.Headers["rr_job"], m.MessageId, m.Body, m.Headers["x-attempt"], m.Headers["x-dead-queue"])
+		if want := fmt.Sprintf("job %s, message id %s, body body-%s, x-attempt 3, x-dead-queue %s", name, id, name, q); got != want {
+			t.Errorf("dead-lettered message: %s; want %s", got, want)
 		}
 		if r, _ := m.Headers["x-dead-reason"].(string); r == "" {
 			t.Errorf("%s: no x-dead-reason header: %v", name, m.Headers)
 		}
-		if dq, _ := m.Headers["x-dead-queue"].(string); dq != q {
-			t.Errorf("%s: x-dead-queue %q, want %q", name, dq, q)
-		}
-		var raw []byte
-		switch v := m.Headers["rr_headers"].(type) {
-		case []byte:
-			raw = v
-		case string:
-			raw = []byte(v)
-		}
+		raw, _ := m.Headers["rr_headers"].([]byte)
 		var user map[string][]string
 		if err := json.Unmarshal(raw, &user); err != nil {
 			t.Fatalf("%s: rr_headers %q: %v", name, raw, err)
@@ -496,10 +465,8 @@ func TestAMQPAlwaysFailingJobsEndInDeadLetterQueueWithHeaders(t *testing.T) {
 		if name == "amqp-fail-delay" {
 			want = map[string][]string{"x-key": {"beta"}}
 		}
-		for k, v := range want {
-			if !slices.Equal(user[k], v) {
-				t.Errorf("%s: header %s = %q in the dead-letter queue, want %q (all: %v)", name, k, user[k], v, user)
-			}
+		if !maps.EqualFunc(user, want, slices.Equal) {
+			t.Errorf("%s: headers %v in the dead-letter queue, want %v", name, user, want)
 		}
 	}
 
@@ -522,15 +489,13 @@ func TestAMQPAlwaysFailingJobsEndInDeadLetterQueueWithHeaders(t *testing.T) {
 			t.Errorf("amqp-fail-delay attempt %d ran %s after attempt %d, want 1s", runs[i].attempt, gap, runs[i-1].attempt)
 		}
 	}
-	if n := queueReady(t, addr, q); n != 0 {
-		t.Fatalf("%d messages left in %s", n, q)
-	}
 	// Dead stays dead: nothing runs again (a retry would come within 1s).
 	lines := len(readLines(t, log))
 	time.Sleep(1500 * time.Millisecond)
 	if st := s.stat("default"); st.Dead != 2 || st.Active != 0 || len(readLines(t, log)) != lines {
 		t.Fatalf("after dead: %+v, %d new worker log lines", st, len(readLines(t, log))-lines)
 	}
+	stopDrained(t, s, addr, q)
 }
 
 // rabbitmqctl runs rabbitmqctl, failing the test on error.
@@ -612,9 +577,7 @@ func TestAMQPRedialAcksEveryJobOnceAndReadyFollowsTheConnection(t *testing.T) {
 	}
 	rabbitmqctl(t, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
 	waitReady(t, ready, http.StatusOK, 20*time.Second)
-	if st := s.waitStat("default", 10*time.Second, func(st pipelineStat) bool { return st.Consuming }); st.Acked >= total {
-		t.Logf("all jobs were acked before the second outage")
-	}
+	s.waitStat("default", 10*time.Second, func(st pipelineStat) bool { return st.Consuming })
 
 	// Second outage: a plain close, redialled at once.
 	rabbitmqctl(t, "close_all_connections", "--vhost", vhost, "e2e redial test")
@@ -644,23 +607,9 @@ func TestAMQPRedialAcksEveryJobOnceAndReadyFollowsTheConnection(t *testing.T) {
 		t.Errorf("%d runs beyond one per job over two outages, want at most %d", extra, 2*concurrency)
 	}
 	t.Logf("%d jobs ran twice (in flight at an outage)", extra)
-	if n := queueReady(t, addr, "redial"); n != 0 {
-		t.Errorf("%d messages left in the queue", n)
-	}
-	// Nothing comes back later: after a clean stop the queue is still
-	// empty (an unacked delivery would be requeued by the close) and no
-	// job ran again.
 	lines := len(readLines(t, log))
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := s.wait(30 * time.Second); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM", code)
-	}
+	stopDrained(t, s, addr, "redial")
 	if n := len(readLines(t, log)); n != lines {
 		t.Errorf("%d more worker log lines after every job was acked", n-lines)
-	}
-	if n := queueReady(t, addr, "redial"); n != 0 {
-		t.Errorf("%d messages back in the queue after the supervisor stopped", n)
 	}
 }
