@@ -13,9 +13,9 @@ import (
 
 // Receive blocks until a message is available, ctx is done (it returns
 // ctx.Err()) or Close begins (consumer.ErrClosed). A Receive that gives up
-// loses nothing: a message fetched for it stays buffered (and invisible,
-// kept so by the heartbeat) for the next Receive, or is made visible again
-// by Close.
+// loses nothing: a message fetched for it stays buffered for the next
+// Receive until half of its visibility timeout has passed (or Close),
+// and is then made visible again.
 func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 	e, err := d.st.take(ctx)
 	if err != nil {
@@ -144,9 +144,10 @@ func (d *Driver) entries(msgs []types.Message, start time.Time) []*entry {
 	return es
 }
 
-// heartbeatLoop extends the visibility of every message received and not
-// settled once half of its visibility timeout has passed. It returns when
-// Close ends.
+// heartbeatLoop extends the visibility of every delivery handed out and
+// not settled once half of its visibility timeout has passed, and makes
+// messages that waited that long in the buffer visible again. It returns
+// when Close ends.
 func (d *Driver) heartbeatLoop() {
 	t := time.NewTicker(max(d.vis/4, 100*time.Millisecond))
 	defer t.Stop()
@@ -156,11 +157,18 @@ func (d *Driver) heartbeatLoop() {
 			return
 		case <-t.C:
 		}
-		due := d.st.due(time.Now(), d.vis)
+		due, unclaimed := d.st.due(time.Now(), d.vis)
 		for len(due) > 0 {
 			chunk := due[:min(len(due), 10)]
 			due = due[len(chunk):]
 			d.extend(chunk)
+		}
+		if len(unclaimed) > 0 {
+			ctx, cancel := context.WithTimeout(d.bgCtx, max(d.vis/2, time.Second))
+			if err := d.changeVisibility(ctx, unclaimed, 0); err != nil {
+				d.log.Warn("returning unclaimed messages failed", "err", err)
+			}
+			cancel()
 		}
 	}
 }

@@ -20,8 +20,10 @@
 //     once its receive count passes maxReceiveCount; a queue without one
 //     deletes the message (the pipeline logs it).
 //   - Heartbeat: one owned goroutine extends the visibility of every
-//     message received and not settled once half of its visibility
-//     timeout has passed, so a long job is never delivered twice.
+//     delivery handed out and not settled once half of its visibility
+//     timeout has passed, so a long job is never delivered twice; a
+//     message that waited that long in the buffer unclaimed (the pipeline
+//     paused) is made visible again for other consumers.
 //   - Flow control: ReceiveMessage asks for at most min(prefetch, Receive
 //     calls waiting) messages, and never while prefetch messages are
 //     already received and not handed out.

@@ -418,6 +418,44 @@ func TestCloseReleasesBuffered(t *testing.T) {
 	}
 }
 
+// TestUnclaimedReturned: a message fetched for a Receive that gave up,
+// and not asked for since, becomes visible to other consumers after half
+// of its visibility timeout, while the driver stays open.
+func TestUnclaimedReturned(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(uniqueName(""))
+	cfg.WaitTimeSeconds = 5 * time.Second
+	cfg.VisibilityTimeout = 8 * time.Second
+	d := open(t, cfg, "")
+	raw := rawClient(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	if _, err := d.Receive(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Receive on an empty queue = %v", err)
+	}
+	cancel()
+	publish(t, d, consumer.Job{ID: "unclaimed", Name: "App\\Job", Payload: []byte("x")})
+	fetched := time.Now()
+	var sawInFlight bool
+	for {
+		v, nv, _ := queueCounts(t, raw, d.QueueURL())
+		sawInFlight = sawInFlight || nv == 1
+		if v == 1 && sawInFlight {
+			break
+		}
+		if time.Since(fetched) > 7*time.Second {
+			t.Fatalf("after %v: %d visible, %d in flight (saw in flight: %v); want it back before the 8s visibility timeout",
+				time.Since(fetched), v, nv, sawInFlight)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	other := open(t, cfg, "")
+	dl := receive(t, other, 5*time.Second)
+	if dl.ID != "unclaimed" {
+		t.Fatalf("other consumer got %q", dl.ID)
+	}
+	settle(t, dl, consumer.Outcome{Action: consumer.Ack})
+}
+
 // TestStatAndCheck: Stat reports the queue's counters and the deliveries
 // in hand; Check is nil while healthy and ErrClosed after Close.
 func TestStatAndCheck(t *testing.T) {

@@ -3,6 +3,7 @@ package sqsjobs
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -253,18 +254,60 @@ func (s *state) takeBuffered() []*entry {
 	return out
 }
 
-// due returns the messages whose visibility ends within half of vis.
-func (s *state) due(now time.Time, vis time.Duration) []*entry {
+// due sorts the messages whose visibility ends within half of vis: those
+// handed out are to be extended; those still buffered (nobody came for
+// them, for example while the pipeline is paused) are taken out of the
+// buffer, claimed, and returned to be made visible again for any
+// consumer. On a FIFO queue a group's buffered messages go back together,
+// so that they come back in order.
+func (s *state) due(now time.Time, vis time.Duration) (extend, release []*entry) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	limit := now.Add(vis / 2).UnixNano()
-	var out []*entry
+	expired := map[*entry]bool{}
 	for e := range s.inflight {
-		if e.visibleUntil.Load() <= limit {
-			out = append(out, e)
+		if e.visibleUntil.Load() > limit {
+			continue
+		}
+		if e.handed {
+			extend = append(extend, e)
+			continue
+		}
+		expired[e] = true
+		if g := s.groups[e.group]; s.fifo && g != nil {
+			for _, q := range g.queue {
+				expired[q] = true
+			}
 		}
 	}
-	return out
+	if len(expired) > 0 {
+		s.ready = slices.DeleteFunc(s.ready, func(e *entry) bool {
+			if !expired[e] {
+				return false
+			}
+			if g := s.groups[e.group]; s.fifo && g != nil {
+				// The group's head goes back: nothing of it is out.
+				for _, q := range g.queue {
+					expired[q] = true
+				}
+				delete(s.groups, e.group)
+			}
+			return true
+		})
+		for _, g := range s.groups {
+			g.queue = slices.DeleteFunc(g.queue, func(e *entry) bool { return expired[e] })
+		}
+		for e := range expired {
+			delete(s.inflight, e)
+			release = append(release, e)
+		}
+		s.buffered -= len(expired)
+		s.broadcastLocked()
+	}
+	s.mu.Unlock()
+	for _, e := range release {
+		e.claim()
+	}
+	return extend, release
 }
 
 func (s *state) beginClose() {

@@ -3,6 +3,8 @@ package sqsjobs
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -93,6 +95,45 @@ func TestStateFIFOGroups(t *testing.T) {
 	s.settled(b1, true)
 	if err := s.waitIdle(context.Background()); err != nil {
 		t.Fatalf("waitIdle after b1 settled = %v", err)
+	}
+}
+
+// TestStateDue: handed-out messages near their visibility timeout are
+// extended; buffered ones are released, a FIFO group's together.
+func TestStateDue(t *testing.T) {
+	var s state
+	s.init(10, true)
+	now := time.Now()
+	a1, a2, b1, b2 := fifoEntry("a", "a1"), fifoEntry("a", "a2"), fifoEntry("b", "b1"), fifoEntry("b", "b2")
+	fresh := fifoEntry("c", "c1")
+	for _, e := range []*entry{a1, a2, b1, b2} {
+		e.visibleUntil.Store(now.Add(time.Second).UnixNano())
+	}
+	fresh.visibleUntil.Store(now.Add(time.Hour).UnixNano())
+	s.received(0, []*entry{a1, a2, b1, b2, fresh})
+	if e := takeNow(t, &s); e != a1 {
+		t.Fatalf("took %s", e.md.id)
+	}
+	extend, release := s.due(now, 10*time.Second)
+	if len(extend) != 1 || extend[0] != a1 {
+		t.Errorf("extend %v, want [a1]", extend)
+	}
+	slices.SortFunc(release, func(x, y *entry) int { return strings.Compare(x.md.id, y.md.id) })
+	if len(release) != 3 || release[0] != a2 || release[1] != b1 || release[2] != b2 {
+		t.Fatalf("release %v, want a2 b1 b2", release)
+	}
+	if e := takeNow(t, &s); e != fresh {
+		t.Fatalf("after due, took %s, want c1", e.md.id)
+	}
+	takeNone(t, &s)
+	if rel := s.settled(a1, true); len(rel) != 0 {
+		t.Errorf("ack of a1 released %v", rel)
+	}
+	if n, _, _ := s.reserve(); n != 0 {
+		t.Errorf("reserve with no waiters = %d", n)
+	}
+	if s.buffered != 0 || len(s.groups) != 1 {
+		t.Errorf("buffered %d groups %d, want 0 and only c", s.buffered, len(s.groups))
 	}
 }
 
