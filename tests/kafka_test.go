@@ -494,11 +494,10 @@ func TestKafkaPauseKeepsJobsOnTheBrokerAndResumeDrains(t *testing.T) {
 	if out, code := s.cli("jobs", "pause", "default"); code != 0 {
 		t.Fatalf("pause: exit %d %s", code, out)
 	}
-	var jobs []consumer.Job
-	for i := range 20 {
-		jobs = append(jobs, consumer.Job{ID: fmt.Sprintf("p-%02d", i), Name: "kafka-ack", Pipeline: "default"})
+	// 20 jobs with one key, through the CLI.
+	if out, code := s.cli("push", "--pipeline", "default", "--job", "kafka-ack", "--key", "hot", "--count", "20"); code != 0 {
+		t.Fatalf("push: exit %d %s", code, out)
 	}
-	s.push(jobs)
 	st := s.waitStat("default", 10*time.Second, func(st pipelineStat) bool { return st.Ready == 20 })
 	time.Sleep(500 * time.Millisecond)
 	if st = s.stat("default"); st.Acked != 1 || st.Active != 0 || st.Consuming {
@@ -516,6 +515,12 @@ func TestKafkaPauseKeepsJobsOnTheBrokerAndResumeDrains(t *testing.T) {
 		t.Fatalf("after resume: %+v", st)
 	}
 	admin.waitAllCommitted("pause", "jobs", 2, 10*time.Second)
+	hot := kafkaJobs(t, log)[1:]
+	for i, j := range hot {
+		if j.partition != hot[0].partition || (i > 0 && j.offset != hot[i-1].offset+1) {
+			t.Fatalf("the 20 jobs of key hot ran as %+v, want one partition in offset order", hot)
+		}
+	}
 }
 
 func TestKafkaSupervisorJoiningMidStreamLosesNoJob(t *testing.T) {
