@@ -10,10 +10,12 @@
 // pid, and its last lines are kept for WorkerError.
 //
 // Exec starts no goroutine and allocates only the reply it returns (plus
-// context.AfterFunc's bookkeeping when ctx can be cancelled, and a waiter
-// when no worker is free): timeouts are pipe deadlines, the job frame is
-// built in a per-worker buffer, and the job id for Workers is decoded only
-// when Workers is called. BenchmarkExec measures it.
+// context.AfterFunc's bookkeeping when ctx can be cancelled, a timer when
+// exec_ttl or a ctx deadline applies, and a waiter when no worker is
+// free): the job frame is built in a per-worker buffer, the reply is read
+// with one blocking read(2) (see stdoutPipe; a running job holds one OS
+// thread), and the job id for Workers is decoded only when Workers is
+// called. BenchmarkExec measures it.
 package pool
 
 import (
@@ -288,8 +290,13 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 		}
 		stop = context.AfterFunc(ctx, w.onCancel)
 	}
-	_ = w.stdout.SetReadDeadline(dl)
-	_ = w.stdin.SetWriteDeadline(dl)
+	_ = w.stdout.SetReadDeadline(dl) // no-op when dl and the last deadline are zero
+	if !w.stdout.blocking || !dl.Equal(w.wdl) {
+		// With a blocking stdout an interrupted worker is retired, so
+		// the deadline last set here is still in force.
+		_ = w.stdin.SetWriteDeadline(dl)
+		w.wdl = dl
+	}
 
 	w.opt[0] = uint32(len(pl.Context))
 	w.buf = frame.AppendFrame(w.buf[:0], frame.FlagCodecRaw, w.opt[:], pl.Context, pl.Body)
@@ -304,8 +311,20 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 	if stop != nil && !stop() {
 		<-w.interrupted // the interrupt ran; the next run resets the deadlines
 	}
+	if !dl.IsZero() {
+		_ = w.stdout.SetReadDeadline(time.Time{}) // disarm the deadline's timer
+	}
 	if err != nil {
 		return frame.Payload{}, p.fail(ctx, w, err)
+	}
+	if w.stdout.Tripped() {
+		// Interrupted right after the reply came: the worker answered,
+		// but a byte of ours may be in its stdout. Replace it.
+		p.mu.Lock()
+		if w.retire == "" {
+			w.retire = "interrupted after its reply"
+		}
+		p.mu.Unlock()
 	}
 	switch {
 	case f.Flags&frame.FlagError != 0:

@@ -60,11 +60,12 @@ func (s state) String() string {
 type worker struct {
 	pid         int
 	cmd         *exec.Cmd
-	stdin       *os.File // write end of the worker's stdin
-	stdout      *os.File // read end of the worker's stdout
+	stdin       *os.File    // write end of the worker's stdin
+	stdout      *stdoutPipe // read end of the worker's stdout
 	r           *frame.Reader
 	buf         []byte    // frame buffer reused by every Exec
 	opt         [1]uint32 // option 0 of the job frame
+	wdl         time.Time // write deadline set on stdin (blocking stdout only)
 	created     time.Time
 	stderr      *stderrLog
 	exited      chan struct{} // closed once the process is reaped
@@ -90,11 +91,11 @@ func (w *worker) kill() {
 }
 
 // interrupt makes a pending read or write on the worker's pipes return
-// os.ErrDeadlineExceeded at once.
+// os.ErrDeadlineExceeded at once. When stdout is read in blocking mode
+// this is for good: the worker must not run another job.
 func (w *worker) interrupt() {
-	past := time.Unix(1, 0)
-	_ = w.stdout.SetReadDeadline(past)
-	_ = w.stdin.SetWriteDeadline(past)
+	w.stdout.trip()
+	_ = w.stdin.SetWriteDeadline(time.Unix(1, 0))
 }
 
 // spawn starts one worker and runs the pid handshake, bounded by
@@ -127,12 +128,13 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 		outR.Close()
 		return nil, fmt.Errorf("pool: start worker %s: %w", p.cmdline, err)
 	}
+	stdout := newStdoutPipe(outR)
 	w := &worker{
 		pid:         cmd.Process.Pid,
 		cmd:         cmd,
 		stdin:       inW,
-		stdout:      outR,
-		r:           frame.NewReader(outR),
+		stdout:      stdout,
+		r:           frame.NewReader(stdout),
 		created:     time.Now(),
 		stderr:      sl,
 		exited:      make(chan struct{}),
@@ -192,6 +194,10 @@ func (p *Pool) handshake(ctx context.Context, w *worker) error {
 	}
 	_ = w.stdout.SetReadDeadline(time.Time{})
 	_ = w.stdin.SetWriteDeadline(time.Time{})
+	if w.stdout.Tripped() {
+		// The deadline passed just after the reply came.
+		return fmt.Errorf("%w: no pid reply within allocate_timeout (%s)", frame.ErrHandshake, p.cfg.AllocateTimeout)
+	}
 	return nil
 }
 
@@ -200,6 +206,7 @@ func (p *Pool) handshake(ctx context.Context, w *worker) error {
 // read what the worker wrote before its read is interrupted.
 func (p *Pool) reap(w *worker) {
 	err := w.cmd.Wait()
+	w.stdout.closeWake() // a read now ends with EOF unless a grandchild holds stdout
 	w.stderr.flush()
 	w.exit = exitStatus(err, w.cmd.ProcessState)
 	close(w.exited)

@@ -1,0 +1,136 @@
+package pool
+
+import (
+	"errors"
+	"io"
+	"os"
+	"testing"
+	"time"
+)
+
+// newTestPipe returns a stdoutPipe on a fresh pipe and the pipe's write
+// end (the "worker"). It fails the test if blocking mode is unavailable:
+// the pool's speed depends on it, and Linux with /proc provides it.
+func newTestPipe(t *testing.T) (*stdoutPipe, *os.File) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newStdoutPipe(r)
+	t.Cleanup(func() {
+		_ = w.Close()
+		_ = p.Close()
+	})
+	if !p.blocking {
+		t.Fatal("stdout pipe fell back to the poller: /proc/self/fd could not be opened")
+	}
+	return p, w
+}
+
+// readAsync starts one Read and returns its result on a channel.
+func readAsync(p *stdoutPipe) <-chan error {
+	res := make(chan error, 1)
+	go func() {
+		var b [16]byte
+		_, err := p.Read(b[:])
+		res <- err
+	}()
+	return res
+}
+
+func waitRead(t *testing.T, res <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-res:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatal("read not interrupted within 5s")
+		return nil
+	}
+}
+
+func TestStdoutPipeReadsWhatTheWorkerWrote(t *testing.T) {
+	p, w := newTestPipe(t)
+	if _, err := w.Write([]byte("reply")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 16)
+	n, err := p.Read(b)
+	if err != nil || string(b[:n]) != "reply" {
+		t.Fatalf("Read = %q, %v", b[:n], err)
+	}
+	// A deadline removed before it passes changes nothing.
+	_ = p.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	_ = p.SetReadDeadline(time.Time{})
+	res := readAsync(p)
+	time.Sleep(30 * time.Millisecond) // past the removed deadline
+	if _, err := w.Write([]byte("next")); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitRead(t, res); err != nil || p.Tripped() {
+		t.Fatalf("read after a removed deadline: %v, tripped %v", err, p.Tripped())
+	}
+}
+
+func TestStdoutPipeDeadlineInterruptsABlockedRead(t *testing.T) {
+	p, _ := newTestPipe(t)
+	res := readAsync(p)
+	_ = p.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+	if err := waitRead(t, res); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("blocked read = %v, want os.ErrDeadlineExceeded", err)
+	}
+	if !p.Tripped() {
+		t.Error("Tripped = false after the deadline passed")
+	}
+	// Tripped for good: clearing the deadline does not bring it back.
+	_ = p.SetReadDeadline(time.Time{})
+	if _, err := p.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("read after trip = %v, want os.ErrDeadlineExceeded", err)
+	}
+}
+
+func TestStdoutPipeEOFOnlyAfterCloseWake(t *testing.T) {
+	p, w := newTestPipe(t)
+	_ = w.Close() // the worker exited
+	res := readAsync(p)
+	select {
+	case err := <-res:
+		t.Fatalf("read returned %v while the pool's wake end is open", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	p.closeWake() // the reaper saw the exit
+	if err := waitRead(t, res); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after closeWake = %v, want EOF", err)
+	}
+}
+
+func TestStdoutPipeTripAfterCloseWakeWithStdoutHeldElsewhere(t *testing.T) {
+	p, _ := newTestPipe(t) // w stays open: a grandchild holding stdout
+	p.closeWake()
+	res := readAsync(p)
+	p.trip()
+	if err := waitRead(t, res); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read = %v, want os.ErrDeadlineExceeded", err)
+	}
+}
+
+func TestStdoutPipeTripWhenFull(t *testing.T) {
+	p, w := newTestPipe(t)
+	// Fill the pipe: the wake byte cannot be written, and need not be.
+	big := make([]byte, 1<<20)
+	go func() { _, _ = w.Write(big) }()
+	time.Sleep(20 * time.Millisecond)
+	done := make(chan struct{})
+	go func() { p.trip(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("trip blocked on a full pipe")
+	}
+	if _, err := p.Read(make([]byte, 64)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read = %v, want os.ErrDeadlineExceeded", err)
+	}
+	_ = p.Close()
+	p.trip() // after Close: nothing to do, no panic
+}
