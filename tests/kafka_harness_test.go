@@ -98,6 +98,7 @@ type kafkaOpts struct {
 	workers     int
 	topic       string // consumer_options.topics, comma-separated; the first is pushed to
 	group       string
+	instanceID  string // group_options.instance_id; "" = dynamic membership
 	retryTopic  string // "" = in-place retries
 	ordering    string // "" (partition) or "key"
 	deadLetter  string // "" = none
@@ -114,6 +115,10 @@ func kafkaConfig(t *testing.T, o kafkaOpts) string {
 	var cfgExtra []string
 	if o.ordering != "" {
 		cfgExtra = append(cfgExtra, "        ordering: "+o.ordering)
+	}
+	instance := ""
+	if o.instanceID != "" {
+		instance = ", instance_id: " + o.instanceID
 	}
 	if o.retryTopic != "" {
 		cfgExtra = append(cfgExtra, "        retry_topic: "+o.retryTopic)
@@ -144,10 +149,10 @@ jobs:
 %s
       config:
         consumer_options: {topics: [%s]}
-        group_options: {group_id: %s}
+        group_options: {group_id: %s%s}
 %s
 `, freeAddr(t), o.log, strings.Join(o.brokers, `", "`), o.workers, 2*o.workers, o.maxAttempts, o.backoff, o.backoff,
-		strings.Join(extra, "\n"), o.topic, o.group, strings.Join(cfgExtra, "\n")))
+		strings.Join(extra, "\n"), o.topic, o.group, instance, strings.Join(cfgExtra, "\n")))
 }
 
 // startKafkaSupervisor is startSupervisor that also waits until the
