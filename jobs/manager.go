@@ -150,7 +150,16 @@ func (m *Manager) Start(ctx context.Context, consume []string) error {
 			err = fmt.Errorf("jobs: pipeline %q: %w", name, err)
 			break
 		}
-		created = append(created, m.newEntry(p, drv))
+		e := m.newEntry(p, drv)
+		created = append(created, e)
+		// A pipeline that is not consumed must not hold messages either:
+		// pause its driver (an AMQP consumer would otherwise prefetch).
+		if !slices.Contains(consume, name) {
+			if err = e.pl.Pause(ctx); err != nil {
+				err = fmt.Errorf("jobs: pipeline %q: %w", name, err)
+				break
+			}
+		}
 	}
 
 	m.mu.Lock()

@@ -51,6 +51,7 @@ type testDriver struct {
 	checkErr   atomic.Pointer[error]
 	publishErr atomic.Pointer[error]
 	closed     atomic.Bool
+	paused     atomic.Bool
 }
 
 func (d *testDriver) Check() error {
@@ -65,6 +66,18 @@ func (d *testDriver) Publish(ctx context.Context, jobs []consumer.Job) error {
 		return *p
 	}
 	return d.Queue.Publish(ctx, jobs)
+}
+
+// Pause records that the driver was told to stop delivering.
+func (d *testDriver) Pause(ctx context.Context) error {
+	d.paused.Store(true)
+	return d.Queue.Pause(ctx)
+}
+
+// Resume records that the driver was told to deliver again.
+func (d *testDriver) Resume(ctx context.Context) error {
+	d.paused.Store(false)
+	return d.Queue.Resume(ctx)
 }
 
 func (d *testDriver) Close(ctx context.Context) error {
@@ -167,6 +180,11 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestPushConsumedAndDeclaredOnly(t *testing.T) {
 	b := setup(t)
 	ctx := context.Background()
+	// A pipeline that is not consumed holds nothing at the broker either:
+	// its driver is paused (an AMQP consumer would otherwise prefetch).
+	if !b.driver("b").paused.Load() || b.driver("a").paused.Load() {
+		t.Fatalf("driver paused: a=%v b=%v, want only b (not in consume)", b.driver("a").paused.Load(), b.driver("b").paused.Load())
+	}
 	batch := append(jobsFor("a", 5), jobsFor("b", 3)...)
 	batch = append(batch, jobsFor("a", 2)...)
 	if err := b.m.Push(ctx, batch); err != nil {
@@ -188,6 +206,9 @@ func TestPushConsumedAndDeclaredOnly(t *testing.T) {
 		t.Fatalf("Resume b: %v", err)
 	}
 	waitFor(t, "b drained", func() bool { return stat(t, b.m, "b").Acked == 3 })
+	if b.driver("b").paused.Load() {
+		t.Errorf("b's driver still paused after Resume")
+	}
 	if sb := stat(t, b.m, "b"); !sb.Consuming || sb.Ready != 0 {
 		t.Errorf("b after Resume: %+v", sb)
 	}
