@@ -92,6 +92,15 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 	srv := rpc.NewServer(prod.jobs(mgr), poolWorkers{p}, log) // production: push counts
 	prod.serve(mgr, p)                                        // production: /health, /ready, /metrics
 
+	// The pipelines start before the RPC server serves, so no push can
+	// name a pipeline that does not exist yet. Clients that connect
+	// meanwhile wait in the listener's backlog.
+	if err := mgr.Start(ctx, root.Jobs.Consume); err != nil {
+		ln.Close()
+		shutdown(root, mgr, p, log)
+		return cli.Exit(fmt.Sprintf("supervisor: starting pipelines: %v", err), 1)
+	}
+
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	rpcCtx, stopRPC := context.WithCancel(context.Background())
@@ -102,12 +111,6 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 		defer wg.Done()
 		rpcDone <- srv.ServeListener(rpcCtx, ln)
 	}()
-
-	if err := mgr.Start(ctx, root.Jobs.Consume); err != nil {
-		stopRPC()
-		shutdown(root, mgr, p, log)
-		return cli.Exit(fmt.Sprintf("supervisor: starting pipelines: %v", err), 1)
-	}
 	prod.ready() // production: READY=1, watchdog
 	log.Info("supervisor ready", "rpc", root.RPC.Listen, "workers", pcfg.NumWorkers, "consume", root.Jobs.Consume)
 
