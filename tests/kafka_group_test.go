@@ -51,7 +51,7 @@ func TestKafkaTwoSupervisorsSplitPartitionsAndOneTakesOver(t *testing.T) {
 		jobs = append(jobs, consumer.Job{ID: fmt.Sprintf("j-%03d", i), Name: "kafka-slow", Pipeline: "default", Payload: []byte("10")})
 	}
 	a.push(jobs)
-	waitLog(t, logA, 30*time.Second, "the first supervisor to run 20 jobs", func(lines []string) bool {
+	waitLog(t, logA, 30*time.Second, "each supervisor to run 20 jobs", func([]string) bool {
 		return len(kafkaJobs(t, logA)) >= 20 && len(kafkaJobs(t, logB)) >= 20
 	})
 	beforeB := len(kafkaJobs(t, logB))

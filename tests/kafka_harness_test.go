@@ -224,9 +224,19 @@ func (a *kafkaAdmin) ctx() (context.Context, context.CancelFunc) {
 }
 
 // committed returns the group's committed offset per partition of topic
-// (-1 for none).
+// (-1 for none), failing the test on an error.
 func (a *kafkaAdmin) committed(group, topic string, partitions int32) map[int32]int64 {
 	a.t.Helper()
+	out, err := a.fetchCommitted(group, topic, partitions)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return out
+}
+
+// fetchCommitted is committed returning its error (for goroutines other
+// than the test's).
+func (a *kafkaAdmin) fetchCommitted(group, topic string, partitions int32) (map[int32]int64, error) {
 	ctx, cancel := a.ctx()
 	defer cancel()
 	req := kmsg.NewPtrOffsetFetchRequest()
@@ -239,7 +249,7 @@ func (a *kafkaAdmin) committed(group, topic string, partitions int32) map[int32]
 	req.Topics = append(req.Topics, rt)
 	resp, err := req.RequestWith(ctx, a.cl)
 	if err != nil {
-		a.t.Fatalf("OffsetFetch: %v", err)
+		return nil, fmt.Errorf("OffsetFetch: %w", err)
 	}
 	out := map[int32]int64{}
 	for p := range partitions {
@@ -248,12 +258,12 @@ func (a *kafkaAdmin) committed(group, topic string, partitions int32) map[int32]
 	for _, tp := range resp.Topics {
 		for _, p := range tp.Partitions {
 			if p.ErrorCode != 0 {
-				a.t.Fatalf("OffsetFetch %s/%d: error code %d", tp.Topic, p.Partition, p.ErrorCode)
+				return nil, fmt.Errorf("OffsetFetch %s/%d: error code %d", tp.Topic, p.Partition, p.ErrorCode)
 			}
 			out[p.Partition] = p.Offset
 		}
 	}
-	return out
+	return out, nil
 }
 
 // endOffsets returns the high watermark of every partition of topic.

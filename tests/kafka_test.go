@@ -105,7 +105,12 @@ func TestKafkaCrashedJobHoldsTheCommitAndRunsAgainAfterRestart(t *testing.T) {
 	var sampler sync.WaitGroup
 	sampler.Go(func() {
 		for {
-			if off := admin.committed("crash", "jobs", 1)[0]; off > 0 {
+			got, err := admin.fetchCommitted("crash", "jobs", 1)
+			if err != nil {
+				t.Errorf("sampling the committed offset: %v", err)
+				return
+			}
+			if off := got[0]; off > 0 {
 				maxSeen.Lock()
 				maxSeen.off = max(maxSeen.off, off)
 				maxSeen.Unlock()
