@@ -31,10 +31,11 @@ func conformancePair(t *testing.T, suffix string) consumertest.Pair {
 func TestConformance(t *testing.T) {
 	needMoto(t)
 	features := consumertest.Features{
-		Delay:        true,
-		AttemptCount: true,
-		AutoAck:      true,
-		RetryDelay:   time.Second,
+		Delay:               true,
+		AttemptCount:        true,
+		ReleaseKeepsAttempt: true,
+		AutoAck:             true,
+		RetryDelay:          time.Second,
 	}
 	consumertest.Run(t, features, func(t *testing.T) consumertest.Pair {
 		return conformancePair(t, "")
@@ -44,11 +45,12 @@ func TestConformance(t *testing.T) {
 func TestConformanceFIFO(t *testing.T) {
 	needMoto(t)
 	features := consumertest.Features{
-		KeyOrder:      true,
-		RetryPosition: true,
-		AttemptCount:  true,
-		AutoAck:       true,
-		RetryDelay:    time.Second,
+		KeyOrder:            true,
+		RetryPosition:       true,
+		AttemptCount:        true,
+		ReleaseKeepsAttempt: true,
+		AutoAck:             true,
+		RetryDelay:          time.Second,
 	}
 	consumertest.Run(t, features, func(t *testing.T) consumertest.Pair {
 		return conformancePair(t, fifoSuffix)

@@ -126,6 +126,8 @@ func (d *Driver) entries(msgs []types.Message, start time.Time) []*entry {
 		if d.fifo {
 			e.group = e.md.group
 		}
+		e.unspent = d.st.takeUnspent(aws.ToString(m.MessageId))
+		e.md.attempt = max(1, e.md.attempt-e.unspent)
 		e.visibleUntil.Store(until)
 		if e.md.autoAck {
 			autoAck = append(autoAck, e)
@@ -165,7 +167,9 @@ func (d *Driver) heartbeatLoop() {
 		}
 		if len(unclaimed) > 0 {
 			ctx, cancel := context.WithTimeout(d.bgCtx, max(d.vis/2, time.Second))
+			d.st.forgive(unclaimed...)
 			if err := d.changeVisibility(ctx, unclaimed, 0); err != nil {
+				d.st.unforgive(unclaimed...)
 				d.log.Warn("returning unclaimed messages failed", "err", err)
 			}
 			cancel()

@@ -36,7 +36,15 @@ func (d *Driver) settle(ctx context.Context, e *entry, o consumer.Outcome) error
 	e.claim()
 	keepOrder, err := d.apply(ctx, e, o)
 	release := d.st.settled(e, keepOrder && err == nil)
-	relErr := d.changeVisibility(ctx, release, 0)
+	var relErr error
+	if len(release) > 0 {
+		// Later messages of the group never ran: their receive is no
+		// attempt.
+		d.st.forgive(release...)
+		if relErr = d.changeVisibility(ctx, release, 0); relErr != nil {
+			d.st.unforgive(release...)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("sqsjobs: %s job %s: %w", o.Action, e.md.id, errors.Join(err, relErr))
 	}
@@ -56,7 +64,13 @@ func (d *Driver) apply(ctx context.Context, e *entry, o consumer.Outcome) (keepO
 		}
 		return false, d.changeVisibility(ctx, []*entry{e}, delay)
 	case consumer.Release:
-		return false, d.changeVisibility(ctx, []*entry{e}, o.Delay)
+		// The job did not run: the next receive is the same attempt.
+		d.st.forgive(e)
+		if err := d.changeVisibility(ctx, []*entry{e}, o.Delay); err != nil {
+			d.st.unforgive(e)
+			return false, err
+		}
+		return false, nil
 	case consumer.Requeue:
 		if sameHeaders(e.md.headers, o.Headers) {
 			return false, d.changeVisibility(ctx, []*entry{e}, o.Delay)

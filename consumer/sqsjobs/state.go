@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/pipevisor/pipevisor/consumer"
@@ -29,6 +30,10 @@ type entry struct {
 	visibleUntil atomic.Int64
 
 	handed bool // guarded by state.mu
+	// unspent is how many earlier receives of this message handed no job
+	// out (released buffered messages, Release outcomes): they are not
+	// attempts, so Attempt is ApproximateReceiveCount minus unspent.
+	unspent int
 }
 
 // claim takes the message over from the heartbeat: after it returns true
@@ -69,7 +74,14 @@ type state struct {
 	handed    int                 // handed out and not settled
 	changed   chan struct{}       // closed and replaced on every change
 	err       error               // last receive error, nil when healthy
+	// unspent holds, by MessageId, the receive count to discount the
+	// next time this driver receives a message (see entry.unspent).
+	unspent map[string]int
 }
+
+// maxUnspent bounds the unspent map: messages another consumer took are
+// never seen again, so the map is cleared when it grows this large.
+const maxUnspent = 10000
 
 func (s *state) init(prefetch int, fifo bool) {
 	s.prefetch = prefetch
@@ -77,6 +89,41 @@ func (s *state) init(prefetch int, fifo bool) {
 	s.groups = map[string]*group{}
 	s.inflight = map[*entry]struct{}{}
 	s.changed = make(chan struct{})
+	s.unspent = map[string]int{}
+}
+
+// forgive records that the current receive of each of es handed no job
+// out. Call it before the message is made visible again (so that a
+// receive racing with the release sees it), and unforgive when that
+// failed.
+func (s *state) forgive(es ...*entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.unspent)+len(es) > maxUnspent {
+		clear(s.unspent)
+	}
+	for _, e := range es {
+		s.unspent[aws.ToString(e.msg.MessageId)] = e.unspent + 1
+	}
+}
+
+// unforgive undoes forgive for es.
+func (s *state) unforgive(es ...*entry) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range es {
+		delete(s.unspent, aws.ToString(e.msg.MessageId))
+	}
+}
+
+// takeUnspent returns and forgets the receives of message id that handed
+// no job out.
+func (s *state) takeUnspent(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.unspent[id]
+	delete(s.unspent, id)
+	return n
 }
 
 // broadcastLocked wakes everyone waiting for a change.
