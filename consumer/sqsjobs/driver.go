@@ -11,6 +11,11 @@
 //     ChangeMessageVisibility(0). Only a Requeue that changes headers sends
 //     a copy (message attributes are immutable) and then deletes the
 //     original; the copy carries rr_attempts so the attempt count goes on.
+//   - Attempt is ApproximateReceiveCount (plus the attempts spent before a
+//     requeued copy was sent), minus the receives this driver knows ran no
+//     job: Release outcomes, FIFO messages released behind a retried one,
+//     and buffered messages nobody came for. SQS still counts those
+//     receives against a redrive policy's maxReceiveCount.
 //   - Ack is DeleteMessage, batched with DeleteMessageBatch by one owned
 //     goroutine (flushes within a few milliseconds); Settle returns only
 //     after SQS confirmed the delete.
