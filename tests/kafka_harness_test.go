@@ -100,6 +100,7 @@ type kafkaOpts struct {
 	group       string
 	instanceID  string // group_options.instance_id; "" = dynamic membership
 	retryTopic  string // "" = in-place retries
+	jobHeader   string // config.job_header; "" = default
 	ordering    string // "" (partition) or "key"
 	deadLetter  string // "" = none
 	maxAttempts int
@@ -119,6 +120,9 @@ func kafkaConfig(t *testing.T, o kafkaOpts) string {
 	instance := ""
 	if o.instanceID != "" {
 		instance = ", instance_id: " + o.instanceID
+	}
+	if o.jobHeader != "" {
+		cfgExtra = append(cfgExtra, "        job_header: "+o.jobHeader)
 	}
 	if o.retryTopic != "" {
 		cfgExtra = append(cfgExtra, "        retry_topic: "+o.retryTopic)
@@ -346,6 +350,17 @@ func (a *kafkaAdmin) members(group, topic string) map[string][]int32 {
 		}
 	}
 	return out
+}
+
+// produce writes records straight to the cluster (a producer that is not
+// Pipevisor), waiting for the broker's acknowledgement.
+func (a *kafkaAdmin) produce(recs ...*kgo.Record) {
+	a.t.Helper()
+	ctx, cancel := a.ctx()
+	defer cancel()
+	if err := a.cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		a.t.Fatalf("produce: %v", err)
+	}
 }
 
 // readTopic reads topic from the start until it has want records, then

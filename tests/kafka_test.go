@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/pipevisor/pipevisor/consumer"
 )
 
@@ -494,4 +496,35 @@ func TestKafkaPauseKeepsJobsOnTheBrokerAndResumeDrains(t *testing.T) {
 			t.Fatalf("the 20 jobs of key hot ran as %+v, want one partition in offset order", hot)
 		}
 	}
+}
+
+func TestKafkaRecordsFromOtherProducersRunAsJobs(t *testing.T) {
+	requireTool(t, "php")
+	brokers := startKafka(t, "jobs:1")
+	admin := newKafkaAdmin(t, brokers)
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startKafkaSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 1, topic: "jobs",
+		group: "foreign", jobHeader: "type", maxAttempts: 3, backoff: 100 * time.Millisecond}))
+
+	hdr := func(k, v string) kgo.RecordHeader { return kgo.RecordHeader{Key: k, Value: []byte(v)} }
+	admin.produce(
+		// A plain producer naming the job in the configured header.
+		&kgo.Record{Topic: "jobs", Value: []byte("a"), Headers: []kgo.RecordHeader{hdr("type", "kafka-ack")}},
+		// No header at all: the job is named after the topic.
+		&kgo.Record{Topic: "jobs", Value: []byte("b")},
+		// RoadRunner's kafka driver: rr_job, no rr_id; the key is the id.
+		&kgo.Record{Topic: "jobs", Key: []byte("rr-key-1"), Value: []byte("c"), Headers: []kgo.RecordHeader{hdr("rr_job", "kafka-ack")}},
+	)
+	s.waitStat("default", 20*time.Second, func(st pipelineStat) bool { return st.Acked == 3 })
+	var got []string
+	for _, l := range readLines(t, log) {
+		if f := strings.Fields(l); f[0] == "start" {
+			got = append(got, f[1]+" "+f[4])
+		}
+	}
+	want := "jobs/0/0 kafka-ack, jobs/0/1 jobs, rr-key-1 kafka-ack"
+	if strings.Join(got, ", ") != want {
+		t.Fatalf("worker ran %q, want %q (id and job name)", strings.Join(got, ", "), want)
+	}
+	admin.waitAllCommitted("foreign", "jobs", 1, 10*time.Second)
 }
