@@ -45,6 +45,7 @@ type stdoutPipe struct {
 	closed bool
 	wake   int         // our non-blocking write end; -1 once closed
 	timer  *time.Timer // trips the pipe at the read deadline; nil if none armed
+	gen    uint64      // bumped whenever the deadline changes: a stale timer does nothing
 }
 
 // newStdoutPipe takes over r, the read end of a worker's stdout (not yet
@@ -105,12 +106,20 @@ func (p *stdoutPipe) SetReadDeadline(t time.Time) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.gen++
 	if p.timer != nil {
-		p.timer.Stop()
+		p.timer.Stop() // if it already fired, gen makes its trip a no-op
 		p.timer = nil
 	}
 	if !t.IsZero() && !p.closed {
-		p.timer = time.AfterFunc(time.Until(t), p.trip)
+		gen := p.gen
+		p.timer = time.AfterFunc(time.Until(t), func() {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			if p.gen == gen {
+				p.tripLocked()
+			}
+		})
 	}
 	return nil
 }
@@ -127,6 +136,11 @@ func (p *stdoutPipe) trip() {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.tripLocked()
+}
+
+// tripLocked is trip in blocking mode, with p.mu held.
+func (p *stdoutPipe) tripLocked() {
 	if p.tripped.Swap(true) || p.closed {
 		return
 	}

@@ -10,9 +10,9 @@
 // pid, and its last lines are kept for WorkerError.
 //
 // Exec starts no goroutine and allocates only the reply it returns (plus
-// context.AfterFunc's bookkeeping when ctx can be cancelled, a timer when
-// exec_ttl or a ctx deadline applies, and a waiter when no worker is
-// free): the job frame is built in a per-worker buffer, the reply is read
+// a timer when exec_ttl or a ctx deadline applies, a waiter when no worker
+// is free, and one context.AfterFunc per distinct ctx, shared by all jobs
+// under it): the job frame is built in a per-worker buffer, the reply is read
 // with one blocking read(2) (see stdoutPipe; a running job holds one OS
 // thread), and the job id for Workers is decoded only when Workers is
 // called. BenchmarkExec measures it.
@@ -60,8 +60,10 @@ type Pool struct {
 	all      []*worker // every worker with a live process, until reaped
 	idle     []*worker // ready workers, oldest first
 	waiters  []*waiter // Exec calls waiting for a worker, oldest first
-	live     int       // counted workers plus spawns in progress
-	failures int       // start failures and crashes since the last good job
+	watches  map[<-chan struct{}]*watch
+	watchWG  sync.WaitGroup // one per watch: its callback, or its successful stop
+	live     int            // counted workers plus spawns in progress
+	failures int            // start failures and crashes since the last good job
 	closed   bool
 	stopping bool
 	changed  chan struct{} // closed and replaced whenever a worker joins or leaves
@@ -80,7 +82,21 @@ type Pool struct {
 type waiter struct {
 	ch     chan *worker // cap 1; nil value: the pool closed
 	jobCtx []byte
+	ctx    context.Context
 }
+
+// watch interrupts the jobs running under one context when it ends. One
+// context.AfterFunc serves every Exec with the same ctx.Done() channel (a
+// pipeline passes the same ctx for all its jobs), instead of one
+// registration per job.
+type watch struct {
+	stop func() bool
+	busy int // workers running a job under this ctx
+}
+
+// maxIdleWatches bounds the watches kept for contexts with no job
+// running; past it, a watch is dropped as soon as it is idle.
+const maxIdleWatches = 64
 
 // errRetry: the worker asked to be retired instead of running the job.
 var errRetry = errors.New("pool: worker asked to stop")
@@ -231,10 +247,11 @@ func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
 		}
 		w.state = stateWorking
 		w.cur = jobCtx
+		p.watchLocked(ctx, w)
 		p.mu.Unlock()
 		return w, nil
 	}
-	wt := &waiter{ch: make(chan *worker, 1), jobCtx: jobCtx}
+	wt := &waiter{ch: make(chan *worker, 1), jobCtx: jobCtx, ctx: ctx}
 	p.waiters = append(p.waiters, wt)
 	p.mu.Unlock()
 
@@ -265,6 +282,7 @@ func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
 	if w := <-wt.ch; w != nil {
 		p.mu.Lock()
 		w.cur = nil
+		p.unwatchLocked(w)
 		p.ready(w)
 		p.mu.Unlock()
 	}
@@ -282,14 +300,11 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 	if hasDL && (dl.IsZero() || ctxDL.Before(dl)) {
 		dl = ctxDL
 	}
-	var stop func() bool
-	if ctx.Done() != nil {
-		if ctx.Err() != nil {
-			p.release(w, false, false)
-			return frame.Payload{}, fmt.Errorf("%w: job not sent: %w", ErrNoWorker, context.Cause(ctx))
-		}
-		stop = context.AfterFunc(ctx, w.onCancel)
+	if ctx.Err() != nil {
+		p.release(w, false, false)
+		return frame.Payload{}, fmt.Errorf("%w: job not sent: %w", ErrNoWorker, context.Cause(ctx))
 	}
+	// From here on, ctx ending interrupts the pipes (see watchLocked).
 	_ = w.stdout.SetReadDeadline(dl) // no-op when dl and the last deadline are zero
 	if !w.stdout.blocking || !dl.Equal(w.wdl) {
 		// With a blocking stdout an interrupted worker is retired, so
@@ -308,23 +323,11 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 	if err == nil {
 		f, err = w.r.ReadFrame()
 	}
-	if stop != nil && !stop() {
-		<-w.interrupted // the interrupt ran; the next run resets the deadlines
-	}
 	if !dl.IsZero() {
 		_ = w.stdout.SetReadDeadline(time.Time{}) // disarm the deadline's timer
 	}
 	if err != nil {
 		return frame.Payload{}, p.fail(ctx, w, err)
-	}
-	if w.stdout.Tripped() {
-		// Interrupted right after the reply came: the worker answered,
-		// but a byte of ours may be in its stdout. Replace it.
-		p.mu.Lock()
-		if w.retire == "" {
-			w.retire = "interrupted after its reply"
-		}
-		p.mu.Unlock()
 	}
 	switch {
 	case f.Flags&frame.FlagError != 0:
@@ -402,8 +405,14 @@ func (p *Pool) release(w *worker, ran, ok bool) {
 		w.lastUsed = now
 	}
 	w.cur = nil
+	p.unwatchLocked(w)
 	if ok {
 		p.failures = 0
+	}
+	if w.stdout.Tripped() && w.retire == "" {
+		// Interrupted right after the reply came: the worker answered,
+		// but a byte of ours may be in its stdout. Replace it.
+		w.retire = "interrupted after its reply"
 	}
 	if w.goneMidJob {
 		w.state = stateStopping
@@ -431,6 +440,7 @@ func (p *Pool) release(w *worker, ran, ok bool) {
 // Called with p.mu held.
 func (p *Pool) discard(w *worker) {
 	w.cur = nil
+	p.unwatchLocked(w)
 	w.state = stateStopping
 	p.uncount(w)
 	if w.goneMidJob {
@@ -446,11 +456,82 @@ func (p *Pool) ready(w *worker) {
 		p.waiters = p.waiters[:copy(p.waiters, p.waiters[1:])]
 		w.state = stateWorking
 		w.cur = wt.jobCtx
+		p.watchLocked(wt.ctx, w)
 		wt.ch <- w
 		return
 	}
 	w.state = stateReady
 	p.idle = append(p.idle, w)
+}
+
+// watchLocked records that w runs a job under ctx, so that ctx ending
+// interrupts w's pipes (the Exec then fails with ErrExecTimeout and the
+// worker is replaced). Called with p.mu held.
+func (p *Pool) watchLocked(ctx context.Context, w *worker) {
+	done := ctx.Done()
+	w.done = done
+	if done == nil {
+		return
+	}
+	if wt := p.watches[done]; wt != nil {
+		wt.busy++
+		return
+	}
+	if p.watches == nil {
+		p.watches = make(map[<-chan struct{}]*watch)
+	}
+	wt := &watch{busy: 1}
+	p.watches[done] = wt
+	p.watchWG.Add(1) // never after shutdown's Wait: a closed pool starts no job
+	wt.stop = context.AfterFunc(ctx, func() {
+		defer p.watchWG.Done()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if p.watches[done] == wt {
+			delete(p.watches, done)
+		}
+		for _, x := range p.all {
+			if x.done == done && x.state == stateWorking {
+				x.interrupt()
+			}
+		}
+	})
+}
+
+// unwatchLocked ends w's job under its ctx. The watch stays for the next
+// job under the same ctx, unless too many idle ones are kept. Called with
+// p.mu held.
+func (p *Pool) unwatchLocked(w *worker) {
+	done := w.done
+	if done == nil {
+		return
+	}
+	w.done = nil
+	wt := p.watches[done]
+	if wt == nil {
+		return
+	}
+	if wt.busy--; wt.busy == 0 && len(p.watches) > maxIdleWatches {
+		delete(p.watches, done)
+		if wt.stop() {
+			p.watchWG.Done()
+		} // else firing: it finds no worker under done
+	}
+}
+
+// dropWatches unregisters every watch and waits for callbacks that are
+// running. Called by shutdown, without p.mu, once no Exec can start.
+func (p *Pool) dropWatches() {
+	p.mu.Lock()
+	ws := p.watches
+	p.watches = nil
+	p.mu.Unlock()
+	for _, wt := range ws {
+		if wt.stop() {
+			p.watchWG.Done()
+		}
+	}
+	p.watchWG.Wait()
 }
 
 // add puts a freshly started worker into service (its slot in p.live is

@@ -58,21 +58,19 @@ func (s state) String() string {
 // by Pool.mu; the others are set at spawn or owned by whoever holds the
 // worker (the Exec running on it, or the goroutine stopping it).
 type worker struct {
-	pid         int
-	cmd         *exec.Cmd
-	stdin       *os.File    // write end of the worker's stdin
-	stdout      *stdoutPipe // read end of the worker's stdout
-	r           *frame.Reader
-	buf         []byte    // frame buffer reused by every Exec
-	opt         [1]uint32 // option 0 of the job frame
-	wdl         time.Time // write deadline set on stdin (blocking stdout only)
-	created     time.Time
-	stderr      *stderrLog
-	exited      chan struct{} // closed once the process is reaped
-	exit        string        // exit status; read only after exited is closed
-	released    chan struct{} // cap 1: an Exec let go of a worker whose process exited mid-job
-	interrupted chan struct{} // cap 1: onCancel ran for the running Exec
-	onCancel    func()        // interrupt, then signal interrupted; built once per worker
+	pid      int
+	cmd      *exec.Cmd
+	stdin    *os.File    // write end of the worker's stdin
+	stdout   *stdoutPipe // read end of the worker's stdout
+	r        *frame.Reader
+	buf      []byte    // frame buffer reused by every Exec
+	opt      [1]uint32 // option 0 of the job frame
+	wdl      time.Time // write deadline set on stdin (blocking stdout only)
+	created  time.Time
+	stderr   *stderrLog
+	exited   chan struct{} // closed once the process is reaped
+	exit     string        // exit status; read only after exited is closed
+	released chan struct{} // cap 1: an Exec let go of a worker whose process exited mid-job
 
 	// guarded by Pool.mu
 	state      state
@@ -80,8 +78,9 @@ type worker struct {
 	retire     string // non-empty: replace after the current job, and why
 	jobs       uint64
 	lastUsed   time.Time
-	cur        []byte // context JSON of the running job (CurrentJob)
-	goneMidJob bool   // the process exited while a job was running
+	cur        []byte          // context JSON of the running job (CurrentJob)
+	done       <-chan struct{} // Done of the running job's ctx (see watchLocked)
+	goneMidJob bool            // the process exited while a job was running
 }
 
 // kill sends SIGKILL to the worker's process group. Safe to call any
@@ -130,22 +129,17 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 	}
 	stdout := newStdoutPipe(outR)
 	w := &worker{
-		pid:         cmd.Process.Pid,
-		cmd:         cmd,
-		stdin:       inW,
-		stdout:      stdout,
-		r:           frame.NewReader(stdout),
-		created:     time.Now(),
-		stderr:      sl,
-		exited:      make(chan struct{}),
-		released:    make(chan struct{}, 1),
-		interrupted: make(chan struct{}, 1),
+		pid:      cmd.Process.Pid,
+		cmd:      cmd,
+		stdin:    inW,
+		stdout:   stdout,
+		r:        frame.NewReader(stdout),
+		created:  time.Now(),
+		stderr:   sl,
+		exited:   make(chan struct{}),
+		released: make(chan struct{}, 1),
 	}
 	w.lastUsed = w.created
-	w.onCancel = func() {
-		w.interrupt()
-		w.interrupted <- struct{}{}
-	}
 	sl.pid.Store(int64(w.pid))
 	p.wg.Go(func() { p.reap(w) })
 	if err := p.handshake(ctx, w); err != nil {

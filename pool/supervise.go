@@ -275,6 +275,7 @@ func (p *Pool) shutdown(ctx context.Context) error {
 		}
 	}
 	p.wg.Wait()
+	p.dropWatches()
 	if ctx.Err() != nil {
 		return fmt.Errorf("pool: stop: workers had to be killed: %w", context.Cause(ctx))
 	}
