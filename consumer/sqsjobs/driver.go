@@ -38,9 +38,11 @@
 //     handed out only after the previous one was settled; when one is
 //     retried or released, the group's later messages already received
 //     are made visible again behind it, so the group keeps its order.
-//     FIFO queues take no per-message delay: Publish rejects a delayed
-//     job, and a header-changing Requeue sends its copy without delay (at
-//     the group's tail).
+//     While it holds messages of a FIFO queue the driver short-polls (a
+//     long poll could sit on groups it locks itself). FIFO queues take no
+//     per-message delay: Publish rejects a delayed job, and a
+//     header-changing Requeue sends its copy without delay (at the
+//     group's tail).
 //
 // Message layout written by Publish: the body is the payload, or its
 // base64 when it holds bytes SQS refuses (rr_encoding: base64); string
