@@ -55,6 +55,7 @@ func startMoto() (stop func(), url string, err error) {
 	cmd := exec.Command("python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", strconv.Itoa(port))
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, "", fmt.Errorf("start moto: %w", err)
 	}
