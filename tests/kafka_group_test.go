@@ -21,9 +21,9 @@ func TestKafkaTwoSupervisorsSplitPartitionsAndOneTakesOver(t *testing.T) {
 	logA, logB := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
 	opts := kafkaOpts{brokers: brokers, workers: 2, topic: "jobs", group: "pair", maxAttempts: 3, backoff: 100 * time.Millisecond}
 	opts.log = logA
-	a := startKafkaSupervisor(t, kafkaConfig(t, opts))
+	a := startSupervisor(t, kafkaConfig(t, opts))
 	opts.log = logB
-	b := startKafkaSupervisor(t, kafkaConfig(t, opts))
+	b := startSupervisor(t, kafkaConfig(t, opts))
 
 	// Both members hold partitions before anything is pushed.
 	deadline := time.Now().Add(30 * time.Second)
@@ -108,7 +108,7 @@ func TestKafkaSupervisorJoiningMidStreamLosesNoJob(t *testing.T) {
 	logA, logB := filepath.Join(dir, "a.log"), filepath.Join(dir, "b.log")
 	opts := kafkaOpts{brokers: brokers, workers: 2, topic: "jobs", group: "join", maxAttempts: 3, backoff: 100 * time.Millisecond}
 	opts.log = logA
-	a := startKafkaSupervisor(t, kafkaConfig(t, opts))
+	a := startSupervisor(t, kafkaConfig(t, opts))
 	const n = 40
 	var jobs []consumer.Job
 	for i := range n {
@@ -117,7 +117,7 @@ func TestKafkaSupervisorJoiningMidStreamLosesNoJob(t *testing.T) {
 	a.push(jobs)
 	waitLog(t, logA, 20*time.Second, "the first supervisor to run 2 jobs", func([]string) bool { return len(kafkaJobs(t, logA)) >= 2 })
 	opts.log = logB
-	b := startKafkaSupervisor(t, kafkaConfig(t, opts))
+	b := startSupervisor(t, kafkaConfig(t, opts))
 	admin.waitAllCommitted("join", "jobs", 2, 40*time.Second)
 
 	// Each id ran; the only jobs allowed to run twice are the ones running

@@ -2,7 +2,6 @@ package tests
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -157,33 +156,6 @@ jobs:
 %s
 `, freeAddr(t), o.log, strings.Join(o.brokers, `", "`), o.workers, 2*o.workers, o.maxAttempts, o.backoff, o.backoff,
 		strings.Join(extra, "\n"), o.topic, o.group, instance, strings.Join(cfgExtra, "\n")))
-}
-
-// startKafkaSupervisor is startSupervisor that also waits until the
-// pipeline "default" is listed by `jobs stat`. The RPC server answers
-// before the pipelines are started (cmd/supervisor/serve.go serves RPC
-// before jobs.Manager.Start), and a push in that window fails with
-// "unknown pipeline"; a kafka pipeline widens the window by its broker
-// check. Reported to the owners of cmd/supervisor.
-func startKafkaSupervisor(t *testing.T, cfg string) *supervisor {
-	t.Helper()
-	s := startSupervisor(t, cfg)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, code := s.cli("jobs", "stat", "--json")
-		var stats []pipelineStat
-		if code == 0 && json.Unmarshal([]byte(out), &stats) == nil {
-			for _, st := range stats {
-				if st.Pipeline == "default" {
-					return s
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pipeline default not started within 30s: exit %d %s", code, out)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // push sends jobs to the supervisor with PushBatch, in order, 500 a call.

@@ -28,7 +28,7 @@ func TestKafkaKeysKeepPushOrderAndOnePartitionEach(t *testing.T) {
 	brokers := startKafka(t, "jobs:3")
 	admin := newKafkaAdmin(t, brokers)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startKafkaSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 3, topic: "jobs",
+	s := startSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 3, topic: "jobs",
 		group: "keys", ordering: "key", maxAttempts: 3, backoff: 100 * time.Millisecond}))
 
 	const keys, perKey = 30, 100
@@ -86,7 +86,7 @@ func TestKafkaCrashedJobHoldsTheCommitAndRunsAgainAfterRestart(t *testing.T) {
 	log1, log2 := filepath.Join(dir, "run1.log"), filepath.Join(dir, "run2.log")
 	opts := kafkaOpts{brokers: brokers, log: log1, workers: 2, topic: "jobs", group: "crash", ordering: "key",
 		maxAttempts: 5, backoff: time.Minute} // the in-place retry is still waiting at the restart
-	s1 := startKafkaSupervisor(t, kafkaConfig(t, opts))
+	s1 := startSupervisor(t, kafkaConfig(t, opts))
 
 	// Offset 0 hangs until killed; offsets 1.. have other keys and succeed.
 	jobs := []consumer.Job{{ID: "crasher", Name: "kafka-hang-first", Pipeline: "default", Key: "hang", Payload: []byte("x")}}
@@ -192,7 +192,7 @@ func TestKafkaCrashedJobHoldsTheCommitAndRunsAgainAfterRestart(t *testing.T) {
 
 	// A new supervisor in the same group runs the crashed job and only it.
 	opts.log = log2
-	s2 := startKafkaSupervisor(t, kafkaConfig(t, opts))
+	s2 := startSupervisor(t, kafkaConfig(t, opts))
 	s2.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 1 })
 	admin.waitAllCommitted("crash", "jobs", 1, 10*time.Second)
 	starts1, dones1 := runs(t, log1)
@@ -221,7 +221,7 @@ func TestKafkaSupervisorKilledMidJobCommitsNothingPastIt(t *testing.T) {
 	// place at once instead of after the session timeout.
 	opts := kafkaOpts{brokers: brokers, log: log1, workers: 2, topic: "jobs", group: "hardkill", instanceID: "sup-1",
 		ordering: "key", maxAttempts: 3, backoff: 100 * time.Millisecond}
-	s1 := startKafkaSupervisor(t, kafkaConfig(t, opts))
+	s1 := startSupervisor(t, kafkaConfig(t, opts))
 	jobs := []consumer.Job{{ID: "crasher", Name: "kafka-hang-first", Pipeline: "default", Key: "hang"}}
 	for i := range 20 {
 		jobs = append(jobs, consumer.Job{ID: fmt.Sprintf("ok-%02d", i), Name: "kafka-ack", Pipeline: "default",
@@ -256,7 +256,7 @@ func TestKafkaSupervisorKilledMidJobCommitsNothingPastIt(t *testing.T) {
 	}
 
 	opts.log = log2
-	s2 := startKafkaSupervisor(t, kafkaConfig(t, opts))
+	s2 := startSupervisor(t, kafkaConfig(t, opts))
 	s2.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 1 })
 	admin.waitAllCommitted("hardkill", "jobs", 1, 10*time.Second)
 	starts2, dones2 := runs(t, log2)
@@ -270,7 +270,7 @@ func TestKafkaRetryWithDelayKeepsOrderAndDeadLettersKeepHeaders(t *testing.T) {
 	brokers := startKafka(t, "jobs:1", "jobs-dlq:1")
 	admin := newKafkaAdmin(t, brokers)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startKafkaSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
+	s := startSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
 		group: "retry", deadLetter: "jobs-dlq", maxAttempts: 2, backoff: 100 * time.Millisecond}))
 
 	job := func(id, name, key string) consumer.Job {
@@ -337,7 +337,7 @@ func TestKafkaKeyOrderingRetryHoldsOnlyItsKey(t *testing.T) {
 	requireTool(t, "php")
 	brokers := startKafka(t, "jobs:1")
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startKafkaSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
+	s := startSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
 		group: "keyretry", ordering: "key", maxAttempts: 3, backoff: 100 * time.Millisecond}))
 
 	jobs := []consumer.Job{
@@ -378,7 +378,7 @@ func TestKafkaRequeueHeadersNackRedeliveryAndDelayedPush(t *testing.T) {
 	brokers := startKafka(t, "jobs:2")
 	admin := newKafkaAdmin(t, brokers)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startKafkaSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
+	s := startSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
 		group: "requeue", ordering: "key", maxAttempts: 3, backoff: 100 * time.Millisecond}))
 
 	pushed := time.Now()
@@ -415,7 +415,7 @@ func TestKafkaRetryTopicCarriesTheAttempt(t *testing.T) {
 	brokers := startKafka(t, "jobs:1", "jobs-retry:1")
 	admin := newKafkaAdmin(t, brokers)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startKafkaSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs, jobs-retry",
+	s := startSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs, jobs-retry",
 		group: "retrytopic", retryTopic: "jobs-retry", maxAttempts: 3, backoff: 100 * time.Millisecond}))
 
 	s.push([]consumer.Job{
@@ -461,7 +461,7 @@ func TestKafkaPauseKeepsJobsOnTheBrokerAndResumeDrains(t *testing.T) {
 	brokers := startKafka(t, "jobs:2")
 	admin := newKafkaAdmin(t, brokers)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startKafkaSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
+	s := startSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 2, topic: "jobs",
 		group: "pause", maxAttempts: 3, backoff: 100 * time.Millisecond}))
 
 	s.push([]consumer.Job{{ID: "first", Name: "kafka-ack", Pipeline: "default"}})
@@ -503,7 +503,7 @@ func TestKafkaRecordsFromOtherProducersRunAsJobs(t *testing.T) {
 	brokers := startKafka(t, "jobs:1")
 	admin := newKafkaAdmin(t, brokers)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startKafkaSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 1, topic: "jobs",
+	s := startSupervisor(t, kafkaConfig(t, kafkaOpts{brokers: brokers, log: log, workers: 1, topic: "jobs",
 		group: "foreign", jobHeader: "type", maxAttempts: 3, backoff: 100 * time.Millisecond}))
 
 	hdr := func(k, v string) kgo.RecordHeader { return kgo.RecordHeader{Key: k, Value: []byte(v)} }
