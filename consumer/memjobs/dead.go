@@ -37,7 +37,7 @@ func (q *Queue) addDead(it *item, reason string) {
 			Payload:  it.payload,
 			Headers:  it.headers,
 			Priority: it.prio,
-			Key:      it.key,
+			Key:      it.key(),
 		},
 		Reason:   reason,
 		Attempts: int(it.attempt),

@@ -53,20 +53,28 @@ const (
 )
 
 // item is one queued job. Items of one Publish call share one allocation;
-// the struct is kept at 128 bytes because 100,000 of them may be queued.
+// the struct is kept at 96 bytes because 100,000 of them may be queued:
+// what only keyed jobs need lives in their lane, and the job names of a
+// batch share one string.
 type item struct {
 	id      string
 	name    string
-	key     string
 	payload []byte
 	headers map[string][]string
 	prio    int64
 	seq     uint64 // position: publish order, kept across Retry(0)/Release
-	due     int64  // publish delay deadline while pending in a lane, ns since Queue start
+	lane    *lane  // the job's key, until it is done; nil without a key
 	attempt int32
 	autoAck bool
 	state   itemState
-	lane    *lane
+}
+
+// key returns the job's ordering key; empty once the job is done.
+func (it *item) key() string {
+	if it.lane == nil {
+		return ""
+	}
+	return it.lane.key
 }
 
 // lane holds the jobs of one key: head is the one job of the key that may
@@ -74,8 +82,14 @@ type item struct {
 type lane struct {
 	key     string
 	head    *item
-	pending []*item
+	pending []pending
 	off     int // index of the first pending item
+}
+
+// pending is a job waiting behind its lane's head.
+type pending struct {
+	it  *item
+	due int64 // publish delay deadline, ns since Queue start; 0: none
 }
 
 type queueState uint8
@@ -162,7 +176,9 @@ func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 			it.id = uuid.NewString()
 		}
 		it.name = j.Name
-		it.key = j.Key
+		if i > 0 && j.Name == slab[i-1].name {
+			it.name = slab[i-1].name // one string for the batch: names repeat
+		}
 		it.payload = j.Payload
 		it.headers = j.Headers
 		it.prio = j.Priority
@@ -195,18 +211,17 @@ func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 		if d := jobs[i].Delay; d > 0 {
 			due = now + int64(d)
 		}
-		if it.key != "" {
-			if l := q.lanes[it.key]; l != nil {
+		if key := jobs[i].Key; key != "" {
+			if l := q.lanes[key]; l != nil {
 				it.lane = l
-				it.due = due
 				it.state = statePending
-				l.pending = append(l.pending, it)
+				l.pending = append(l.pending, pending{it: it, due: due})
 				q.pendingN++
 				continue
 			}
-			l := &lane{key: it.key, head: it}
+			l := &lane{key: key, head: it}
 			it.lane = l
-			q.lanes[it.key] = l
+			q.lanes[key] = l
 		}
 		q.schedule(it, due, now)
 	}
@@ -249,25 +264,27 @@ func (q *Queue) kick() {
 }
 
 // take pops the most urgent ready job, or returns nil when none may be
-// handed out (empty, paused, or prefetch jobs unsettled). Caller holds q.mu.
-func (q *Queue) take() *item {
+// handed out (empty, paused, or prefetch jobs unsettled), and the job's
+// key. Caller holds q.mu.
+func (q *Queue) take() (*item, string) {
 	if q.paused || q.active >= q.cfg.Prefetch {
-		return nil
+		return nil, ""
 	}
 	if q.delayed.len() > 0 {
 		q.promoteDue(q.now())
 	}
 	if q.ready.len() == 0 {
-		return nil
+		return nil, ""
 	}
 	it := q.ready.pop().it
+	key := it.key()
 	if it.autoAck {
-		q.finish(it)
+		q.finish(it) // drops the lane, and with it the key
 	} else {
 		it.state = stateActive
 		q.active++
 	}
-	return it
+	return it, key
 }
 
 // Receive hands out the most urgent ready job. It blocks, without polling,
@@ -285,12 +302,12 @@ func (q *Queue) Receive(ctx context.Context) (*consumer.Delivery, error) {
 			q.mu.Unlock()
 			return nil, fmt.Errorf("memjobs: receive from %q: %w", q.name, consumer.ErrClosed)
 		}
-		if it := q.take(); it != nil {
+		if it, key := q.take(); it != nil {
 			if q.ready.len() > 0 {
 				q.kick() // pass the baton to the next blocked Receive
 			}
 			q.mu.Unlock()
-			return q.deliver(it), nil
+			return q.deliver(it, key), nil
 		}
 		var timer *time.Timer
 		var fire <-chan time.Time
@@ -322,7 +339,7 @@ func (q *Queue) Receive(ctx context.Context) (*consumer.Delivery, error) {
 
 // deliver wraps an item taken by Receive. It runs without q.mu: the item
 // is owned by this hand-out until its delivery is settled.
-func (q *Queue) deliver(it *item) *consumer.Delivery {
+func (q *Queue) deliver(it *item, key string) *consumer.Delivery {
 	d := &consumer.Delivery{
 		ID:       it.id,
 		Job:      it.name,
@@ -332,7 +349,7 @@ func (q *Queue) deliver(it *item) *consumer.Delivery {
 		Headers:  it.headers,
 		Body:     it.payload,
 		Attempt:  int(it.attempt),
-		Key:      it.key,
+		Key:      key,
 		Priority: it.prio,
 	}
 	if !it.autoAck {
@@ -406,7 +423,7 @@ func (q *Queue) finish(it *item) {
 		return
 	}
 	next := l.pending[l.off]
-	l.pending[l.off] = nil
+	l.pending[l.off] = pending{}
 	l.off++
 	q.pendingN--
 	switch {
@@ -419,13 +436,12 @@ func (q *Queue) finish(it *item) {
 		l.pending = l.pending[:n]
 		l.off = 0
 	}
-	l.head = next
+	l.head = next.it
 	var now int64
 	if next.due > 0 {
 		now = q.now()
 	}
-	q.schedule(next, next.due, now)
-	next.due = 0
+	q.schedule(next.it, next.due, now)
 }
 
 // mergeHeaders returns old with add's keys replacing its own. old is not
