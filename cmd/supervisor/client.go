@@ -178,7 +178,7 @@ func jobsStatAction(c *cli.Context) error {
 			if !s.Consuming {
 				state = "stopped"
 				if s.Error != "" {
-					state = "down: " + s.Error
+					state = "down: " + strings.Join(strings.Fields(s.Error), " ")
 				}
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\n", s.Pipeline, s.Driver, s.Queue, state,
