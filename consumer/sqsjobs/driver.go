@@ -45,7 +45,8 @@
 //     group's tail).
 //
 // Message layout written by Publish: the body is the payload, or its
-// base64 when it holds bytes SQS refuses (rr_encoding: base64); string
+// base64 when it holds bytes SQS refuses (rr_encoding: base64), or "-"
+// for an empty payload (rr_encoding: empty; SQS refuses empty bodies); string
 // attributes rr_id, rr_job, rr_pipeline, rr_headers (JSON object of
 // string lists), rr_priority, rr_auto_ack. Messages of other producers
 // (no rr_id) get the message id as job id, the queue name as job name and

@@ -293,9 +293,10 @@ func TestFIFORetryReleasesGroup(t *testing.T) {
 	// first poll, started for one of them, answers empty once both
 	// wait): SQS answers with a and b of the one group; b waits behind a.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
 	got := make(chan *consumer.Delivery, 2)
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel() // runs first: a receiver still waiting returns
 	for range 2 {
 		wg.Go(func() {
 			if dl, err := d.Receive(ctx); err == nil {
@@ -303,10 +304,14 @@ func TestFIFORetryReleasesGroup(t *testing.T) {
 			}
 		})
 	}
-	defer wg.Wait()
 	first := <-got
 	if first.ID != "a" || first.Attempt != 1 {
 		t.Fatalf("first delivery %s attempt %d, want a attempt 1", first.ID, first.Attempt)
+	}
+	if emulator == "fauxqs" && len(rec.receipts("b")) == 0 {
+		// SQS (and moto) answer with several messages of one group;
+		// fauxqs gives one per group, so there is nothing to release.
+		t.Skip("fauxqs hands out one message per FIFO group per receive")
 	}
 	if n := len(rec.receipts("b")); n != 1 {
 		t.Fatalf("b fetched %d times before a settled, want 1 (fetched with a)", n)

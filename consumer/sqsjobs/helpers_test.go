@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,18 +23,21 @@ import (
 	"github.com/pipevisor/pipevisor/consumer"
 )
 
-// endpoint is the URL of the moto server TestMain started; empty when it
-// could not be started outside CI (the tests that need it skip).
+// endpoint is the URL of the SQS emulator TestMain started; empty when
+// none could be started outside CI (the tests that need it skip).
 var endpoint string
 
-// motoErr says why moto is not running.
+// motoErr says why no emulator is running.
 var motoErr error
 
+// emulator is "moto" or "fauxqs": the one TestMain started.
+var emulator string
+
 func TestMain(m *testing.M) {
-	stop, url, err := startMoto()
+	stop, url, err := startEmulator()
 	endpoint, motoErr = url, err
 	if err != nil && os.Getenv("CI") != "" {
-		fmt.Fprintf(os.Stderr, "sqsjobs: moto server needed in CI: %v\n", err)
+		fmt.Fprintf(os.Stderr, "sqsjobs: an SQS emulator is needed in CI: %v\n", err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -43,21 +47,84 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// startMoto runs `python3 -m moto.server` on a free 127.0.0.1 port and
-// waits until it answers HTTP. stop kills it and waits for it to exit.
-func startMoto() (stop func(), url string, err error) {
+// startEmulator starts moto's SQS server, or fauxqs where moto is not
+// installed (as scripts/setup.sh provides them), on a free 127.0.0.1 port.
+// SQSJOBS_EMULATOR=moto|fauxqs forces one; SQSJOBS_FAUXQS_DIR names the
+// fauxqs package directory (default: `npm root -g`/fauxqs).
+func startEmulator() (stop func(), url string, err error) {
+	switch os.Getenv("SQSJOBS_EMULATOR") {
+	case "moto":
+		emulator = "moto"
+		return startMoto()
+	case "fauxqs":
+		emulator = "fauxqs"
+		return startFauxqs()
+	}
+	if exec.Command("python3", "-c", "import moto.server").Run() == nil {
+		emulator = "moto"
+		return startMoto()
+	}
+	emulator = "fauxqs"
+	stop, url, ferr := startFauxqs()
+	if ferr != nil {
+		return nil, "", fmt.Errorf("moto is not installed, and fauxqs: %w", ferr)
+	}
+	return stop, url, nil
+}
+
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// startMoto runs `python3 -m moto.server` on a free 127.0.0.1 port.
+func startMoto() (func(), string, error) {
+	port, err := freePort()
 	if err != nil {
 		return nil, "", err
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	_ = l.Close()
 	cmd := exec.Command("python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	return runServer(cmd, port, "/moto-api/")
+}
+
+// startFauxqs runs fauxqs bound to 127.0.0.1 (its CLI binds 0.0.0.0, so
+// it is started through its buildApp API).
+func startFauxqs() (func(), string, error) {
+	dir := os.Getenv("SQSJOBS_FAUXQS_DIR")
+	if dir == "" {
+		out, err := exec.Command("npm", "root", "-g").Output()
+		if err != nil {
+			return nil, "", fmt.Errorf("npm root -g: %w", err)
+		}
+		dir = filepath.Join(strings.TrimSpace(string(out)), "fauxqs")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "dist", "app.js")); err != nil {
+		return nil, "", fmt.Errorf("fauxqs not found: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	const script = `const [dir, port] = process.argv.slice(1);
+const { buildApp } = await import(dir + "/dist/app.js");
+await buildApp({ logger: false }).listen({ port: Number(port), host: "127.0.0.1" });`
+	cmd := exec.Command("node", "--input-type=module", "-e", script, dir, strconv.Itoa(port))
+	return runServer(cmd, port, "/health")
+}
+
+// runServer starts cmd and waits until GET probe answers on port; stop
+// kills it and waits for it to exit.
+func runServer(cmd *exec.Cmd, port int, probe string) (stop func(), url string, err error) {
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
 	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
-		return nil, "", fmt.Errorf("start moto: %w", err)
+		return nil, "", fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -70,24 +137,24 @@ func startMoto() (stop func(), url string, err error) {
 	for time.Now().Before(deadline) {
 		select {
 		case err := <-exited:
-			return nil, "", fmt.Errorf("moto exited: %v: %s", err, out.String())
+			return nil, "", fmt.Errorf("%s exited: %v: %s", cmd.Path, err, out.String())
 		default:
 		}
-		if resp, err := http.Get(url + "/moto-api/"); err == nil {
+		if resp, err := http.Get(url + probe); err == nil {
 			resp.Body.Close()
 			return stop, url, nil
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	stop()
-	return nil, "", fmt.Errorf("moto did not answer on %s within 20s: %s", url, out.String())
+	return nil, "", fmt.Errorf("%s did not answer on %s within 20s: %s", cmd.Path, url, out.String())
 }
 
 // needMoto skips (outside CI) when moto is not running.
 func needMoto(t testing.TB) {
 	t.Helper()
 	if endpoint == "" {
-		t.Skipf("moto server not available: %v", motoErr)
+		t.Skipf("no SQS emulator: %v", motoErr)
 	}
 }
 

@@ -28,12 +28,15 @@ const (
 	// sent (a requeued copy starts its ApproximateReceiveCount at 1).
 	attrAttempts = "rr_attempts"
 	// attrEncoding is "base64" when the body had bytes SQS does not
-	// accept in a message body and was encoded.
+	// accept in a message body and was encoded, "empty" when the payload
+	// is empty (SQS refuses an empty body; a placeholder is sent).
 	attrEncoding = "rr_encoding"
 	// attrDeadReason is set on copies sent to the dead-letter queue.
 	attrDeadReason = "rr_dead_reason"
 
 	encodingBase64 = "base64"
+	encodingEmpty  = "empty"
+	emptyBody      = "-"
 	// maxAttributes is SQS's limit of message attributes per message.
 	maxAttributes = 10
 	// System attribute holding the receive count.
@@ -108,10 +111,13 @@ func readMessage(m types.Message, queue string, priority int64) meta {
 			md.base = n
 		}
 	}
-	if v, ok := str(attrEncoding); ok && v == encodingBase64 {
+	switch v, _ := str(attrEncoding); v {
+	case encodingBase64:
 		if b, err := base64.StdEncoding.DecodeString(string(md.body)); err == nil {
 			md.body = b
 		}
+	case encodingEmpty:
+		md.body = []byte{}
 	}
 	// String attributes of foreign producers become headers.
 	for k, v := range m.MessageAttributes {
@@ -159,13 +165,17 @@ func stringAttr(v string) types.MessageAttributeValue {
 	return types.MessageAttributeValue{DataType: aws.String("String"), StringValue: aws.String(v)}
 }
 
-// encodeBody returns the body as SQS accepts it: unchanged when it is
-// valid UTF-8 made of characters SQS allows, else base64 (and true).
-func encodeBody(b []byte) (string, bool) {
-	if validBody(b) {
-		return string(b), false
+// encodeBody returns the body as SQS accepts it and the rr_encoding it
+// needs: unchanged ("") when it is non-empty valid UTF-8 made of
+// characters SQS allows, a placeholder for an empty payload, else base64.
+func encodeBody(b []byte) (string, string) {
+	switch {
+	case len(b) == 0:
+		return emptyBody, encodingEmpty
+	case validBody(b):
+		return string(b), ""
 	}
-	return base64.StdEncoding.EncodeToString(b), true
+	return base64.StdEncoding.EncodeToString(b), encodingBase64
 }
 
 // validBody reports whether b is UTF-8 made only of the characters SQS
@@ -192,7 +202,7 @@ func validBody(b []byte) bool {
 
 // jobMessage builds the message for a published job.
 func jobMessage(id, name, pipeline string, payload []byte, headers map[string][]string, priority int64, autoAck bool, attempts int) outgoing {
-	body, encoded := encodeBody(payload)
+	body, encoding := encodeBody(payload)
 	attrs := map[string]types.MessageAttributeValue{
 		attrID:       stringAttr(id),
 		attrPriority: stringAttr(strconv.FormatInt(priority, 10)),
@@ -213,8 +223,8 @@ func jobMessage(id, name, pipeline string, payload []byte, headers map[string][]
 	if attempts > 0 {
 		attrs[attrAttempts] = stringAttr(strconv.Itoa(attempts))
 	}
-	if encoded {
-		attrs[attrEncoding] = stringAttr(encodingBase64)
+	if encoding != "" {
+		attrs[attrEncoding] = stringAttr(encoding)
 	}
 	return outgoing{body: body, attrs: attrs}
 }

@@ -26,6 +26,7 @@ func TestJobMessageRoundTrip(t *testing.T) {
 		[]byte("O:8:\"App\\Mail\":1:{s:7:\"\x00*\x00name\";}\xff\xfe"),
 		[]byte("tab\tnewline\n emoji \U0001F600"),
 		{},
+		[]byte("-"),
 	}
 	for _, body := range bodies {
 		headers := map[string][]string{"x-multi": {"a", "b"}}
