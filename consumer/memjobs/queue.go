@@ -113,7 +113,7 @@ type Queue struct {
 	done chan struct{} // closed when Close starts
 
 	mu       sync.Mutex
-	ready    itemHeap // by (priority, seq)
+	ready    readySet // by (priority, seq)
 	delayed  itemHeap // by (due, seq)
 	lanes    map[string]*lane
 	pendingN int // items waiting behind lane heads
@@ -223,22 +223,27 @@ func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 			it.lane = l
 			q.lanes[key] = l
 		}
-		q.schedule(it, due, now)
+		q.schedule(it, due, now, true)
 	}
 	q.kick()
 	return nil
 }
 
 // schedule puts it in the delay heap when due is after now, else in the
-// ready heap at its own position (it.seq). Caller holds q.mu.
-func (q *Queue) schedule(it *item, due, now int64) {
+// ready set at its own position (it.seq); newest says no queued job has a
+// larger seq. Caller holds q.mu.
+func (q *Queue) schedule(it *item, due, now int64, newest bool) {
 	if due > now {
 		it.state = stateDelayed
 		q.delayed.push(entry{k1: due, k2: it.seq, it: it})
 		return
 	}
 	it.state = stateReady
-	q.ready.push(entry{k1: it.prio, k2: it.seq, it: it})
+	if newest {
+		q.ready.pushNewest(it)
+	} else {
+		q.ready.pushBack(it)
+	}
 }
 
 // promoteDue moves every delayed item whose time has come to the ready
@@ -249,7 +254,7 @@ func (q *Queue) promoteDue(now int64) {
 		q.seq++
 		it.seq = q.seq
 		it.state = stateReady
-		q.ready.push(entry{k1: it.prio, k2: it.seq, it: it})
+		q.ready.pushNewest(it)
 	}
 }
 
@@ -276,7 +281,7 @@ func (q *Queue) take() (*item, string) {
 	if q.ready.len() == 0 {
 		return nil, ""
 	}
-	it := q.ready.pop().it
+	it := q.ready.pop()
 	key := it.key()
 	if it.autoAck {
 		q.finish(it) // drops the lane, and with it the key
@@ -406,7 +411,7 @@ func (q *Queue) requeue(it *item, delay time.Duration) {
 		return
 	}
 	it.state = stateReady
-	q.ready.push(entry{k1: it.prio, k2: it.seq, it: it})
+	q.ready.pushBack(it)
 }
 
 // finish marks it done and lets the next job of its lane go. Caller holds
@@ -441,7 +446,7 @@ func (q *Queue) finish(it *item) {
 	if next.due > 0 {
 		now = q.now()
 	}
-	q.schedule(next.it, next.due, now)
+	q.schedule(next.it, next.due, now, false)
 }
 
 // mergeHeaders returns old with add's keys replacing its own. old is not
