@@ -1,6 +1,8 @@
 package sqsjobs
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -103,4 +105,30 @@ func TestQueueDeclaration(t *testing.T) {
 		t.Errorf("job published through the queue URL: %s on %s", dl.ID, dl.Queue)
 	}
 	settle(t, dl, consumer.Outcome{Action: consumer.Ack})
+}
+
+// TestCloseWithUnsettled: Close gives up when its ctx ends with a delivery
+// still unsettled, says so, and that delivery can no longer be settled
+// (SQS makes it visible again after its visibility timeout).
+func TestCloseWithUnsettled(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(uniqueName(""))
+	cfg.VisibilityTimeout = 2 * time.Second
+	d := open(t, cfg, "")
+	publish(t, d, consumer.Job{ID: "held", Name: "n"})
+	dl := receive(t, d, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if err := d.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Close with a delivery unsettled = %v, want DeadlineExceeded", err)
+	}
+	if err := dl.Settle(testCtx(t, time.Second), consumer.Outcome{Action: consumer.Ack}); !errors.Is(err, consumer.ErrClosed) {
+		t.Fatalf("Settle after Close = %v, want ErrClosed", err)
+	}
+	again := open(t, cfg, "")
+	back := receive(t, again, 10*time.Second)
+	if back.ID != "held" {
+		t.Fatalf("got %q after the visibility timeout, want held", back.ID)
+	}
+	settle(t, back, consumer.Outcome{Action: consumer.Ack})
 }
