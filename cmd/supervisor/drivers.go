@@ -9,6 +9,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
 	"github.com/pipevisor/pipevisor/consumer/kafkajobs"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
+	"github.com/pipevisor/pipevisor/consumer/sqsjobs"
 	"github.com/pipevisor/pipevisor/jobs"
 )
 
@@ -36,6 +37,12 @@ func newFactory(root *config.Root, log *slog.Logger) jobs.Factory {
 				return nil, fmt.Errorf("pipeline %s: the kafka: section is missing", p.Name)
 			}
 			d, err := kafkajobs.New(ctx, p.Name, *root.Kafka, *p.Kafka, p.DeadLetter, dlog)
+			if err != nil {
+				return nil, err
+			}
+			return d, nil
+		case config.DriverSQS:
+			d, err := sqsjobs.New(ctx, p.Name, root.SQS, *p.SQS, p.DeadLetter, dlog)
 			if err != nil {
 				return nil, err
 			}
