@@ -70,6 +70,10 @@ func PipelineFromDeclare(m map[string]string) (Pipeline, error) {
 					continue
 				}
 			}
+			if k == "wait_time" && m["driver"] == DriverSQS {
+				// RoadRunner's Declare names sqs wait_time_seconds "wait_time".
+				k = "wait_time_seconds"
+			}
 			add(cfg, k, n)
 		}
 	}

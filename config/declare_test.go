@@ -132,3 +132,13 @@ func TestDeclareRejectsAnchors(t *testing.T) {
 		t.Fatalf("errors = %q, want %q", got, want)
 	}
 }
+
+func TestPipelineFromDeclareSQSWaitTimeAlias(t *testing.T) {
+	p, err := PipelineFromDeclare(map[string]string{"name": "q", "driver": "sqs", "queue": "jobs", "wait_time": "5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.SQS == nil || p.SQS.WaitTimeSeconds != 5*time.Second {
+		t.Fatalf("wait_time (RoadRunner's Declare key) not taken as wait_time_seconds: %+v", p.SQS)
+	}
+}
