@@ -469,10 +469,11 @@ func (p *Pool) ready(w *worker) {
 // worker is replaced). Called with p.mu held.
 func (p *Pool) watchLocked(ctx context.Context, w *worker) {
 	done := ctx.Done()
-	w.done = done
-	if done == nil {
+	if done == nil || ctx.Err() != nil {
+		// Never ends, or already ended: run sends nothing then.
 		return
 	}
+	w.done = done
 	if wt := p.watches[done]; wt != nil {
 		wt.busy++
 		return
