@@ -18,6 +18,14 @@ const (
 	DefaultJobHeader = "rr_job"
 	// DefaultPingTimeout bounds the connectivity check New runs.
 	DefaultPingTimeout = 10 * time.Second
+	// DefaultDeliveryTimeout bounds how long a published record may wait
+	// to be acknowledged, retries included, when
+	// producer_options.delivery_timeout is not set.
+	DefaultDeliveryTimeout = 30 * time.Second
+	// DefaultRevokeTimeout bounds how long a rebalance waits for the
+	// running jobs of revoked partitions when group_options.revoke_timeout
+	// is not set.
+	DefaultRevokeTimeout = 30 * time.Second
 )
 
 // Ordering says which records of a partition must run one after another.
@@ -103,7 +111,9 @@ type ProducerOptions struct {
 	// produce request (0: franz-go default).
 	RequestTimeout time.Duration `yaml:"request_timeout"`
 	// DeliveryTimeout limits how long a record may wait to be delivered,
-	// retries included (0: no limit beyond the publish context).
+	// retries included; it also bounds a whole Publish call, partition
+	// lookup included, when the caller's context has no earlier deadline
+	// (default DefaultDeliveryTimeout).
 	DeliveryTimeout time.Duration `yaml:"delivery_timeout"`
 	// CompressionCodec is gzip, snappy, lz4 or zstd (default none).
 	CompressionCodec string `yaml:"compression_codec"`
@@ -144,6 +154,13 @@ type GroupOptions struct {
 	// BlockRebalanceOnPoll is accepted for RoadRunner compatibility; the
 	// driver always blocks rebalances while it files polled records.
 	BlockRebalanceOnPoll bool `yaml:"block_rebalance_on_poll"`
+	// RevokeTimeout bounds how long a rebalance that takes partitions
+	// away waits for their handed-out jobs to be settled before the done
+	// prefix is committed and the partitions are given up (default
+	// DefaultRevokeTimeout; the wait also ends a second before the
+	// group's rebalance timeout). Jobs still running then are handed to
+	// the new owner as well.
+	RevokeTimeout time.Duration `yaml:"revoke_timeout"`
 }
 
 // Defaults fills in zero fields with their default values.
@@ -165,6 +182,12 @@ func (c *Config) Defaults() {
 	}
 	if c.ConsumerOptions.ConsumerOffset.Type == "" {
 		c.ConsumerOptions.ConsumerOffset.Type = OffsetAtStart
+	}
+	if c.ProducerOptions.DeliveryTimeout == 0 {
+		c.ProducerOptions.DeliveryTimeout = DefaultDeliveryTimeout
+	}
+	if c.GroupOptions.RevokeTimeout == 0 {
+		c.GroupOptions.RevokeTimeout = DefaultRevokeTimeout
 	}
 }
 
@@ -206,8 +229,8 @@ func (c *Config) Validate() error {
 	if po.RequestTimeout < 0 {
 		add("producer_options.request_timeout", "must not be negative, got %s", po.RequestTimeout)
 	}
-	if po.DeliveryTimeout < 0 {
-		add("producer_options.delivery_timeout", "must not be negative, got %s", po.DeliveryTimeout)
+	if po.DeliveryTimeout <= 0 {
+		add("producer_options.delivery_timeout", "must be positive, got %s", po.DeliveryTimeout)
 	}
 	switch po.CompressionCodec {
 	case "", "gzip", "snappy", "lz4", "zstd":
@@ -243,6 +266,9 @@ func (c *Config) Validate() error {
 	}
 	if len(co.Topics) > 0 && c.GroupOptions.GroupID == "" {
 		add("group_options.group_id", "is required to consume (commits need a group)")
+	}
+	if c.GroupOptions.RevokeTimeout <= 0 {
+		add("group_options.revoke_timeout", "must be positive, got %s", c.GroupOptions.RevokeTimeout)
 	}
 	if c.GroupOptions.InstanceID != "" && c.GroupOptions.GroupID == "" {
 		add("group_options.instance_id", "needs group_options.group_id")

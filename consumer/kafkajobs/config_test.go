@@ -70,6 +70,7 @@ group_options:
   group_id: g1
   instance_id: i1
   block_rebalance_on_poll: true
+  revoke_timeout: 45s
 ordering: key
 retry_topic: orders-retry
 job_header: x-job
@@ -92,7 +93,7 @@ job_header: x-job
 			Topics: []string{"orders", "orders-retry"}, MaxFetchMessageSize: 100000, MinFetchMessageSize: 1,
 			ConsumerOffset: Offset{Type: OffsetAtEnd},
 		},
-		GroupOptions: GroupOptions{GroupID: "g1", InstanceID: "i1", BlockRebalanceOnPoll: true},
+		GroupOptions: GroupOptions{GroupID: "g1", InstanceID: "i1", BlockRebalanceOnPoll: true, RevokeTimeout: 45 * time.Second},
 		Ordering:     OrderKey, RetryTopic: "orders-retry", JobHeader: "x-job",
 	}
 	if !reflect.DeepEqual(c, want) {
@@ -108,7 +109,8 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	if c.Priority != DefaultPriority || c.Ordering != OrderPartition || c.JobHeader != DefaultJobHeader ||
 		c.ProducerOptions.RequiredAcks != AcksAll || c.ProducerOptions.PartitioningStrategy != PartitionUniform ||
-		c.ConsumerOptions.ConsumerOffset.Type != OffsetAtStart {
+		c.ConsumerOptions.ConsumerOffset.Type != OffsetAtStart ||
+		c.ProducerOptions.DeliveryTimeout != DefaultDeliveryTimeout || c.GroupOptions.RevokeTimeout != DefaultRevokeTimeout {
 		t.Fatalf("defaults not applied: %+v", c)
 	}
 	if c.Consumes() {
@@ -128,7 +130,7 @@ func TestConfigValidateReportsEveryField(t *testing.T) {
 			Topics: []string{"ok", " "}, MaxFetchMessageSize: -1, MinFetchMessageSize: -1,
 			ConsumerOffset: Offset{Type: "Yesterday"},
 		},
-		GroupOptions: GroupOptions{InstanceID: "i"},
+		GroupOptions: GroupOptions{InstanceID: "i", RevokeTimeout: -time.Second},
 		JobHeader:    " ",
 	}
 	got := fieldKeys(t, c.Validate())
@@ -139,6 +141,7 @@ func TestConfigValidateReportsEveryField(t *testing.T) {
 		"consumer_options.topics[1]",
 		"group_options.group_id",
 		"group_options.instance_id",
+		"group_options.revoke_timeout",
 		"job_header",
 		"ordering",
 		"priority",

@@ -74,6 +74,9 @@ var (
 	ErrNotConsuming = errors.New("kafkajobs: pipeline has no topics to consume")
 	// ErrInvalidConfig wraps Config or Global validation errors from New.
 	ErrInvalidConfig = errors.New("kafkajobs: invalid configuration")
+	// ErrDeliveryTimeout is wrapped by Publish errors of jobs that were
+	// not acknowledged within producer_options.delivery_timeout.
+	ErrDeliveryTimeout = errors.New("kafkajobs: delivery timeout")
 	// ErrUnreachable wraps the failed connectivity check of New.
 	ErrUnreachable = errors.New("kafkajobs: brokers unreachable")
 )
@@ -338,7 +341,7 @@ func (d *Driver) close(ctx context.Context) error {
 	leaveErr := d.client.LeaveGroupContext(ctx)
 	d.cons.finishClose()
 	d.client.Close()
-	if err := errors.Join(waitErr, commitErr, leaveErr); err != nil {
+	if err := joinLine(waitErr, commitErr, leaveErr); err != nil {
 		return fmt.Errorf("kafkajobs: close %s: %w", d.name, err)
 	}
 	return nil
@@ -355,7 +358,7 @@ func (d *Driver) Check() error {
 	if d.cons == nil {
 		return d.conn.err()
 	}
-	return errors.Join(d.conn.err(), d.cons.health())
+	return joinLine(d.conn.err(), d.cons.health())
 }
 
 // Stat reports the broker side numbers: Ready is the lag of the assigned
@@ -382,9 +385,9 @@ func (d *Driver) Stat(context.Context) (consumer.Stat, error) {
 	if err := d.conn.err(); err != nil {
 		st.Consuming = false
 		if st.Error == "" {
-			st.Error = err.Error()
+			st.Error = oneLine(err.Error())
 		} else {
-			st.Error = err.Error() + "; " + st.Error
+			st.Error = oneLine(err.Error()) + "; " + st.Error
 		}
 	}
 	return st, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -342,8 +343,11 @@ func TestCheckGoesRedWhenTheBrokerDies(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if st, _ := d.Stat(context.Background()); st.Consuming || st.Error == "" {
-		t.Fatalf("Stat with a dead broker: %+v", st)
+	if st, _ := d.Stat(context.Background()); st.Consuming || st.Error == "" || strings.ContainsAny(st.Error, "\r\n") {
+		t.Fatalf("Stat with a dead broker: %+v (want not consuming, a one-line error)", st)
+	}
+	if err := d.Check(); err == nil || strings.ContainsAny(err.Error(), "\r\n") {
+		t.Fatalf("Check with a dead broker: %q, want a one-line error", err)
 	}
 }
 

@@ -227,7 +227,7 @@ func commit(ctx context.Context, cl *kgo.Client, points map[topicPartition]commi
 			}
 		}
 	})
-	if err := errors.Join(errs...); err != nil {
+	if err := joinLine(errs...); err != nil {
 		return fmt.Errorf("kafkajobs: commit: %w", err)
 	}
 	return nil
@@ -383,7 +383,7 @@ func (c *consumerState) health() error {
 	if c.closing {
 		return consumer.ErrClosed
 	}
-	return errors.Join(c.fetchErr, c.commitErr)
+	return joinLine(c.fetchErr, c.commitErr)
 }
 
 func (c *consumerState) fillStat(st *consumer.Stat, now time.Time) {
@@ -407,7 +407,7 @@ func (c *consumerState) fillStat(st *consumer.Stat, now time.Time) {
 	}
 	st.Ready, st.Delayed, st.Active = ready, delayed, int64(c.active)
 	st.Consuming = !c.closing && c.fetchErr == nil
-	if err := errors.Join(c.fetchErr, c.commitErr); err != nil {
+	if err := joinLine(c.fetchErr, c.commitErr); err != nil {
 		st.Error = err.Error()
 	}
 }

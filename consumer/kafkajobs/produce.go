@@ -82,7 +82,9 @@ func (p *producer) isClosed() bool {
 
 // Publish produces one record per job to the pipeline's topic (the first
 // of consumer_options.topics) and returns once the broker acknowledged
-// every record, or ctx is done. On failure it returns a
+// every record, or ctx is done, or producer_options.delivery_timeout
+// passed (then the failed jobs' errors wrap ErrDeliveryTimeout; a record
+// already on the wire gets up to onWireGrace more for its answer). On failure it returns a
 // *consumer.BatchError: every job that failed is in it, and so is every
 // job after the first failed one (the publish is then not reported as
 // successful even if the broker took it; a retry duplicates it, never
@@ -95,6 +97,10 @@ func (d *Driver) Publish(ctx context.Context, jobs []consumer.Job) error {
 	if len(jobs) == 0 {
 		return nil
 	}
+	// The delivery timeout bounds the whole call, partition lookup
+	// included: with the brokers down nothing else would end it.
+	ctx, cancel := context.WithTimeoutCause(ctx, d.cfg.ProducerOptions.DeliveryTimeout, ErrDeliveryTimeout)
+	defer cancel()
 	topic := d.publishTopic()
 	recs := make([]*kgo.Record, len(jobs))
 	for i, j := range jobs {
@@ -123,7 +129,11 @@ func (d *Driver) Publish(ctx context.Context, jobs []consumer.Job) error {
 	for i := first; i < len(errs); i++ {
 		switch {
 		case errs[i] != nil:
-			be.Failed[i] = fmt.Errorf("kafkajobs: publish job %q: %w", jobs[i].ID, errs[i])
+			err := errs[i]
+			if !errors.Is(err, ErrDeliveryTimeout) && (errors.Is(err, kgo.ErrRecordTimeout) || context.Cause(ctx) == ErrDeliveryTimeout) {
+				err = fmt.Errorf("%w: %w", ErrDeliveryTimeout, err)
+			}
+			be.Failed[i] = fmt.Errorf("kafkajobs: publish job %q: %w", jobs[i].ID, err)
 		default:
 			be.Failed[i] = fmt.Errorf("kafkajobs: publish job %q: not reported: job %d of the batch failed first", jobs[i].ID, first)
 		}

@@ -208,3 +208,80 @@ func TestDoneMetadataRoundTrip(t *testing.T) {
 		t.Fatalf("metadata of %d bytes exceeds the cap %d", len(got), doneMetaMax)
 	}
 }
+
+// TestPublishGivesUpWhenBrokersAreDown: with the cluster gone, Publish
+// returns within the delivery timeout (plus the on-wire grace) with
+// ErrDeliveryTimeout, and a shorter caller deadline ends it sooner.
+func TestPublishGivesUpWhenBrokersAreDown(t *testing.T) {
+	c := newCluster(t, 1, "orders")
+	cfg := testConfig("orders")
+	cfg.ProducerOptions.DeliveryTimeout = time.Second
+	d := open(t, c, cfg, "")
+	publish(t, d, consumer.Job{ID: "warm-up"})
+	c.Close()
+
+	start := time.Now()
+	err := d.Publish(context.Background(), []consumer.Job{{ID: "a"}, {ID: "b"}})
+	took := time.Since(start)
+	var be *consumer.BatchError
+	if !errors.As(err, &be) || len(be.Failed) != 2 {
+		t.Fatalf("Publish with the brokers down: %v, want a BatchError with both jobs", err)
+	}
+	if !errors.Is(err, ErrDeliveryTimeout) {
+		t.Fatalf("Publish with the brokers down: %v, want ErrDeliveryTimeout", err)
+	}
+	if limit := time.Second + onWireGrace + time.Second; took > limit {
+		t.Fatalf("Publish took %s with a 1s delivery timeout, want under %s", took, limit)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	err = d.Publish(ctx, []consumer.Job{{ID: "c"}})
+	took = time.Since(start)
+	if err == nil {
+		t.Fatal("Publish with the brokers down succeeded")
+	}
+	if limit := 200*time.Millisecond + onWireGrace + 500*time.Millisecond; took > limit {
+		t.Fatalf("Publish took %s with a 200ms context, want under %s", took, limit)
+	}
+}
+
+// TestPublishToUnknownPartitionsGivesUp: the partition count of the
+// topic is not cached yet and no broker answers: the metadata lookup
+// fails (at once, or at the latest when the delivery timeout passes).
+func TestPublishToUnknownPartitionsGivesUp(t *testing.T) {
+	c := newCluster(t, 1, "orders")
+	cfg := testConfig("orders")
+	cfg.ProducerOptions.DeliveryTimeout = time.Second
+	d := open(t, c, cfg, "")
+	c.Close()
+	start := time.Now()
+	err := d.Publish(context.Background(), []consumer.Job{{ID: "a"}})
+	var be *consumer.BatchError
+	if !errors.As(err, &be) || be.Failed[0] == nil {
+		t.Fatalf("Publish with the brokers down: %v, want job 0 failed", err)
+	}
+	if took, limit := time.Since(start), time.Second+onWireGrace+time.Second; took > limit {
+		t.Fatalf("Publish took %s with a 1s delivery timeout, want under %s", took, limit)
+	}
+}
+
+// TestDriverErrorsAreOneLine: joined driver errors (Check, Stat.Error)
+// read as one line and still match every cause.
+func TestDriverErrorsAreOneLine(t *testing.T) {
+	a, b := errors.New("first\nsecond"), consumer.ErrClosed
+	err := joinLine(nil, a, b)
+	if strings.ContainsAny(err.Error(), "\r\n") {
+		t.Fatalf("joined error has a line break: %q", err)
+	}
+	if want := "first; second; " + consumer.ErrClosed.Error(); err.Error() != want {
+		t.Fatalf("joined error %q, want %q", err, want)
+	}
+	if !errors.Is(err, a) || !errors.Is(err, b) {
+		t.Fatalf("joined error %v does not match its causes", err)
+	}
+	if joinLine(nil, nil) != nil {
+		t.Fatal("joinLine of nils is not nil")
+	}
+}
