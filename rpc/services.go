@@ -32,20 +32,13 @@ func (s *jobsService) Push(req *jobsv1.PushRequest, _ *jobsv1.Empty) error {
 
 // PushBatch publishes the jobs (jobs.PushBatch). Nothing is published
 // when one of the jobs is invalid; an empty batch is a no-op.
-func (s *jobsService) PushBatch(req *jobsv1.PushBatchRequest, _ *jobsv1.Empty) error {
-	if len(req.GetJobs()) == 0 {
-		return nil
+func (s *jobsService) PushBatch(req *PushBatchArgs, _ *jobsv1.Empty) error {
+	out, err := req.consumerJobs()
+	if err != nil {
+		return err
 	}
-	out := make([]consumer.Job, 0, len(req.GetJobs()))
-	for i, pj := range req.GetJobs() {
-		if pj == nil {
-			return fmt.Errorf("job %d: %w", i, ErrNoJob)
-		}
-		j, err := JobFromProto(pj)
-		if err != nil {
-			return fmt.Errorf("job %d: %w", i, err)
-		}
-		out = append(out, j)
+	if len(out) == 0 {
+		return nil
 	}
 	return s.jobs.Push(s.ctx, out)
 }
@@ -146,19 +139,6 @@ func checkPlugin(plugin string, w Workers) error {
 // options topic, metadata, offset and partition are not carried over.
 func JobFromProto(pj *jobsv1.Job) (consumer.Job, error) {
 	opts := pj.GetOptions()
-	id := pj.GetId()
-	if id == "" {
-		id = uuid.NewString()
-	}
-	if opts.GetPipeline() == "" {
-		return consumer.Job{}, fmt.Errorf("job %q: %w", id, ErrNoPipeline)
-	}
-	if opts.GetDelay() < 0 {
-		return consumer.Job{}, fmt.Errorf("job %q: %w (got %d)", id, ErrNegativeDelay, opts.GetDelay())
-	}
-	if opts.GetDelay() > int64(math.MaxInt64/time.Second) {
-		return consumer.Job{}, fmt.Errorf("job %q: %w (got %d seconds)", id, ErrDelayTooLong, opts.GetDelay())
-	}
 	var headers map[string][]string
 	if len(pj.GetHeaders()) > 0 {
 		headers = make(map[string][]string, len(pj.GetHeaders()))
@@ -166,16 +146,45 @@ func JobFromProto(pj *jobsv1.Job) (consumer.Job, error) {
 			headers[k] = v.GetValue()
 		}
 	}
+	return jobFromFields(fields{
+		id:       pj.GetId(),
+		name:     pj.GetJob(),
+		pipeline: opts.GetPipeline(),
+		key:      opts.GetKey(),
+		payload:  pj.GetPayload(),
+		headers:  headers,
+		priority: opts.GetPriority(),
+		delay:    opts.GetDelay(),
+		autoAck:  opts.GetAutoAck(),
+	})
+}
+
+// jobFromFields checks a job's values and makes them a consumer.Job (see
+// JobFromProto).
+func jobFromFields(f fields) (consumer.Job, error) {
+	id := f.id
+	if id == "" {
+		id = uuid.NewString()
+	}
+	if f.pipeline == "" {
+		return consumer.Job{}, fmt.Errorf("job %q: %w", id, ErrNoPipeline)
+	}
+	if f.delay < 0 {
+		return consumer.Job{}, fmt.Errorf("job %q: %w (got %d)", id, ErrNegativeDelay, f.delay)
+	}
+	if f.delay > int64(math.MaxInt64/time.Second) {
+		return consumer.Job{}, fmt.Errorf("job %q: %w (got %d seconds)", id, ErrDelayTooLong, f.delay)
+	}
 	return consumer.Job{
 		ID:       id,
-		Name:     pj.GetJob(),
-		Pipeline: opts.GetPipeline(),
-		Payload:  pj.GetPayload(),
-		Headers:  headers,
-		Delay:    time.Duration(opts.GetDelay()) * time.Second,
-		Priority: opts.GetPriority(),
-		Key:      opts.GetKey(),
-		AutoAck:  opts.GetAutoAck(),
+		Name:     f.name,
+		Pipeline: f.pipeline,
+		Payload:  f.payload,
+		Headers:  f.headers,
+		Delay:    time.Duration(f.delay) * time.Second,
+		Priority: f.priority,
+		Key:      f.key,
+		AutoAck:  f.autoAck,
 	}, nil
 }
 
