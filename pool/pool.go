@@ -305,7 +305,11 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 		return frame.Payload{}, fmt.Errorf("%w: job not sent: %w", ErrNoWorker, context.Cause(ctx))
 	}
 	// From here on, ctx ending interrupts the pipes (see watchLocked).
-	_ = w.stdout.SetReadDeadline(dl) // no-op when dl and the last deadline are zero
+	if !dl.IsZero() || !w.stdout.blocking {
+		// A blocking stdout has no deadline between jobs (run disarms
+		// it); a pollable one may still have an interrupt's.
+		_ = w.stdout.SetReadDeadline(dl)
+	}
 	if !w.stdout.blocking || !dl.Equal(w.wdl) {
 		// With a blocking stdout an interrupted worker is retired, so
 		// the deadline last set here is still in force.
