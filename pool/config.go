@@ -29,6 +29,10 @@ type Config struct {
 	Supervisor Supervisor `yaml:"supervisor"`
 	// Observer, when not nil, is told why each worker left (metrics).
 	Observer Observer `yaml:"-"`
+
+	// pollStdout makes workers' stdout go through Go's poller, the
+	// fallback when /proc/self/fd cannot be opened (tests).
+	pollStdout bool
 }
 
 // Supervisor holds the per-worker limits. Zero means no limit.

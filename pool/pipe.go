@@ -49,9 +49,13 @@ type stdoutPipe struct {
 }
 
 // newStdoutPipe takes over r, the read end of a worker's stdout (not yet
-// read from). It never fails: without a wake end it uses the poller.
-func newStdoutPipe(r *os.File) *stdoutPipe {
+// read from). It never fails: without a wake end (or with poll set) it
+// uses the poller.
+func newStdoutPipe(r *os.File, poll bool) *stdoutPipe {
 	p := &stdoutPipe{f: r, wake: -1, rfd: -1}
+	if poll {
+		return p
+	}
 	sc, err := r.SyscallConn()
 	if err != nil {
 		return p

@@ -1,9 +1,11 @@
 package pool
 
 import (
+	"context"
 	"errors"
 	"io"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -17,7 +19,7 @@ func newTestPipe(t *testing.T) (*stdoutPipe, *os.File) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := newStdoutPipe(r)
+	p := newStdoutPipe(r, false)
 	t.Cleanup(func() {
 		_ = w.Close()
 		_ = p.Close()
@@ -133,4 +135,64 @@ func TestStdoutPipeTripWhenFull(t *testing.T) {
 	}
 	_ = p.Close()
 	p.trip() // after Close: nothing to do, no panic
+}
+
+// TestPollerFallback runs the pool with workers' stdout read through Go's
+// poller, as where /proc/self/fd cannot be opened: jobs, deadlines that
+// are reset between jobs, exec_ttl, a ctx ending and crashes behave as in
+// blocking mode.
+func TestPollerFallback(t *testing.T) {
+	cfgFor := func(mode string, n int) Config {
+		cfg := fakeConfig(mode, n)
+		cfg.pollStdout = true
+		return cfg
+	}
+	t.Run("jobs and deadlines", func(t *testing.T) {
+		p := start(t, cfgFor("echo", 1), nil)
+		for i := range 3 {
+			ctx, cancel := context.WithCancel(context.Background()) // job 1: no deadline after one
+			if i != 1 {
+				cancel()
+				ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
+			}
+			out, err := p.Exec(ctx, job(strconv.Itoa(i), "body"))
+			cancel()
+			if err != nil || string(out.Body) != "body" {
+				t.Fatalf("job %d: %q, %v", i, out.Body, err)
+			}
+		}
+		p.mu.Lock()
+		blocking := p.all[0].stdout.blocking
+		p.mu.Unlock()
+		if blocking {
+			t.Fatal("stdout in blocking mode despite pollStdout")
+		}
+	})
+	t.Run("exec_ttl", func(t *testing.T) {
+		cfg := cfgFor("slow", 1)
+		cfg.Env["FAKEWORKER_DELAY"] = "30s"
+		cfg.Supervisor.ExecTTL = 100 * time.Millisecond
+		p := start(t, cfg, nil)
+		_, err := p.Exec(context.Background(), job("1", "x"))
+		mustBe(t, err, ErrExecTimeout)
+	})
+	t.Run("ctx ends", func(t *testing.T) {
+		cfg := cfgFor("slow", 1)
+		cfg.Env["FAKEWORKER_DELAY"] = "30s"
+		p := start(t, cfg, nil)
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(100*time.Millisecond, cancel)
+		_, err := p.Exec(ctx, job("1", "x"))
+		mustBe(t, err, ErrExecTimeout)
+		mustBe(t, err, context.Canceled)
+	})
+	for _, mode := range []string{"crash", "orphan-crash"} {
+		t.Run(mode, func(t *testing.T) {
+			p := start(t, cfgFor(mode, 1), nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_, err := p.Exec(ctx, job("1", "x"))
+			mustBe(t, err, ErrWorkerCrashed)
+		})
+	}
 }

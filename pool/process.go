@@ -127,7 +127,7 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 		outR.Close()
 		return nil, fmt.Errorf("pool: start worker %s: %w", p.cmdline, err)
 	}
-	stdout := newStdoutPipe(outR)
+	stdout := newStdoutPipe(outR, p.cfg.pollStdout)
 	w := &worker{
 		pid:      cmd.Process.Pid,
 		cmd:      cmd,
