@@ -17,8 +17,8 @@ const (
 	// pollBatch is the most records one poll takes from the client.
 	pollBatch = 64
 	// partitionBuffer is how many records of one partition may be held
-	// locally (handed out, waiting or not yet handed out) before the
-	// partition is paused at the broker; it is resumed below half of it.
+	// locally (handed out, waiting or not yet handed out); a poll may
+	// bring up to pollBatch-1 more. See flow.go.
 	partitionBuffer = 512
 	// copyRetryDelay is how long a record waits before it is handed out
 	// again when producing its retry or dead-letter copy failed.
@@ -57,10 +57,11 @@ func (e *entry) heldAside(now time.Time) bool {
 // assignment of the same partition starts a fresh partState, so
 // settlements of the old one can tell they are stale.
 type partState struct {
-	tp      topicPartition
-	revoked bool
-	entries []*entry // offset order; the done prefix is popped
-	next    int64    // next offset expected from fetches; -1 unknown
+	tp       topicPartition
+	revoked  bool
+	revoking bool     // being revoked: nothing more is handed out
+	entries  []*entry // offset order; the done prefix is popped
+	next     int64    // next offset expected from fetches; -1 unknown
 
 	popped    kgo.EpochOffset // one past the last record popped as done
 	hasPopped bool
@@ -69,7 +70,10 @@ type partState struct {
 
 	hwm    int64
 	hasHWM bool
-	paused bool
+	paused bool // paused at the broker (see flow.go)
+	// progress is when a record of ps was last handed out or settled, or
+	// ps got records while it had none.
+	progress time.Time
 }
 
 // eligible returns the first entry that may be handed out now under ord,
@@ -142,7 +146,9 @@ type consumerState struct {
 	changed   chan struct{} // closed and replaced on every change
 	waiters   int           // Receive calls waiting
 	active    int           // entries handed out and not settled
+	npaused   int           // partitions paused at the broker
 	closing   bool          // Close began: Receive returns ErrClosed
+	leaving   bool          // Close is leaving the group: revocations do not wait
 	closed    bool          // Close done: Settle returns ErrClosed
 	fetchErr  error
 	commitErr error
@@ -191,6 +197,9 @@ func (c *consumerState) pickLocked(now time.Time) (*partState, *entry) {
 	for i := range n {
 		idx := (c.rr + i) % n
 		ps := c.parts[c.order[idx]]
+		if ps.revoking {
+			continue
+		}
 		if e := ps.eligible(c.ordering, now); e != nil {
 			c.rr = idx + 1
 			return ps, e
@@ -237,13 +246,12 @@ func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 		if ps, e := c.pickLocked(now); e != nil {
 			e.state, e.deferred = stateOut, false
 			c.active++
+			ps.progress = now
 			dl := d.delivery(ps, e)
 			if e.meta.autoAck {
 				// Settled on receipt: done (and committed) before the
 				// job runs; settling the delivery changes nothing.
-				if c.finishLocked(ps, e) {
-					d.client.ResumeFetchPartitions(map[string][]int32{ps.tp.topic: {ps.tp.partition}})
-				}
+				d.finishLocked(ps, e)
 				dl.SetSettle(func(context.Context, consumer.Outcome) error { return nil })
 			}
 			c.mu.Unlock()
@@ -395,29 +403,28 @@ func (d *Driver) finish(ps *partState, e *entry) error {
 	if err := c.staleLocked(ps); err != nil {
 		return err
 	}
-	if c.finishLocked(ps, e) {
-		d.client.ResumeFetchPartitions(map[string][]int32{ps.tp.topic: {ps.tp.partition}})
-	}
+	d.finishLocked(ps, e)
 	return nil
 }
 
-// finishLocked marks the handed-out entry e done, wakes the committer and
-// reports whether ps was paused and may be resumed now.
-func (c *consumerState) finishLocked(ps *partState, e *entry) (resume bool) {
+// finishLocked marks the handed-out entry e done, wakes the committer
+// and, while partitions are paused, resumes those that may fetch again.
+func (d *Driver) finishLocked(ps *partState, e *entry) {
+	c := d.cons
+	now := time.Now()
 	e.state = stateDone
 	c.active--
 	ps.advance()
 	ps.dirty = true
+	ps.progress = now
 	select {
 	case c.commitKick <- struct{}{}:
 	default:
 	}
-	if ps.paused && len(ps.entries) < partitionBuffer/2 {
-		ps.paused = false
-		resume = true
+	if c.npaused > 0 {
+		d.applyFlowLocked(now)
 	}
 	c.notifyLocked()
-	return resume
 }
 
 // redeliver puts e back in place, to be handed out again after delay with

@@ -14,8 +14,10 @@
 //     keys run in parallel and records with one key stay in offset order.
 //     In-place retries keep that order: the partition (or key) waits.
 //   - Flow control. Records are fetched only when Receive is waiting and
-//     nothing local can be handed out, a poll at a time (pollBatch), and a
-//     partition whose local buffer is full is paused at the broker.
+//     nothing local can be handed out, a poll at a time (pollBatch), and
+//     not while a partition's local buffer is full; a full partition is
+//     paused at the broker only when it would hold other partitions back
+//     (see flow.go).
 //   - Produce ordering (franz-go #852): when a produce to a partition fails,
 //     later publishes to that partition fail fast with ErrPartitionFailed
 //     until every record that was in flight to it has its result.
@@ -232,6 +234,7 @@ func clientOpts(g Global, cfg Config) ([]kgo.Opt, error) {
 		}
 	}
 	co := cfg.ConsumerOptions
+	opts = append(opts, kgo.FetchMaxWait(fetchMaxWait))
 	if co.MaxFetchMessageSize > 0 {
 		opts = append(opts, kgo.FetchMaxBytes(co.MaxFetchMessageSize))
 	}
@@ -337,6 +340,7 @@ func (d *Driver) close(ctx context.Context) error {
 	}
 	commitErr := d.commitNow(commitCtx)
 	cancelCommit()
+	d.cons.beginLeave()
 	d.client.AllowRebalance()
 	leaveErr := d.client.LeaveGroupContext(ctx)
 	d.cons.finishClose()

@@ -20,49 +20,8 @@ const commitInterval = time.Second
 // emptyPollBackoff is the pause after a poll that returned only errors.
 const emptyPollBackoff = 100 * time.Millisecond
 
-// pollLoop fetches records while a Receive waits and nothing local can be
-// handed out. It runs until ctx is done; Close owns it.
-func (d *Driver) pollLoop(ctx context.Context) {
-	c := d.cons
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-c.demand:
-		}
-		for ctx.Err() == nil && c.wantsRecords() {
-			fetches := d.client.PollRecords(ctx, pollBatch)
-			d.ingest(fetches)
-			d.client.AllowRebalance()
-			if fetches.IsClientClosed() {
-				return
-			}
-			if fetches.NumRecords() == 0 && ctx.Err() == nil {
-				// Only errors: do not spin on a failing partition.
-				t := time.NewTimer(emptyPollBackoff)
-				select {
-				case <-ctx.Done():
-				case <-t.C:
-				}
-				t.Stop()
-			}
-		}
-	}
-}
-
-// wantsRecords reports whether a Receive is waiting with nothing to take.
-func (c *consumerState) wantsRecords() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closing || c.waiters == 0 {
-		return false
-	}
-	_, e := c.pickLocked(time.Now())
-	return e == nil
-}
-
-// ingest files polled records into their partitions and pauses partitions
-// whose local buffer is full.
+// ingest files polled records into their partitions and applies the flow
+// control rules (flow.go) to the new state.
 func (d *Driver) ingest(fetches kgo.Fetches) {
 	c := d.cons
 	c.mu.Lock()
@@ -76,7 +35,7 @@ func (d *Driver) ingest(fetches kgo.Fetches) {
 		d.log.Error("fetch failed", "topic", topic, "partition", partition, "err", err)
 	})
 	got := false
-	var pause map[string][]int32
+	now := time.Now()
 	fetches.EachPartition(func(ftp kgo.FetchTopicPartition) {
 		if ftp.Topic == "" {
 			return
@@ -84,13 +43,16 @@ func (d *Driver) ingest(fetches kgo.Fetches) {
 		tp := topicPartition{ftp.Topic, ftp.Partition}
 		ps := c.parts[tp]
 		if ps == nil {
-			ps = &partState{tp: tp, next: -1}
+			ps = &partState{tp: tp, next: -1, progress: now}
 			c.parts[tp] = ps
 			c.rebuildOrderLocked()
 		}
 		if ftp.Err == nil {
 			got = true
 			ps.hwm, ps.hasHWM = ftp.HighWatermark, true
+		}
+		if len(ps.entries) == 0 && len(ftp.Records) > 0 {
+			ps.progress = now
 		}
 		skipped := false
 		for _, r := range ftp.Records {
@@ -117,17 +79,8 @@ func (d *Driver) ingest(fetches kgo.Fetches) {
 			default:
 			}
 		}
-		if !ps.paused && len(ps.entries) >= partitionBuffer {
-			ps.paused = true
-			if pause == nil {
-				pause = make(map[string][]int32)
-			}
-			pause[tp.topic] = append(pause[tp.topic], tp.partition)
-		}
 	})
-	if pause != nil {
-		d.client.PauseFetchPartitions(pause)
-	}
+	d.applyFlowLocked(now)
 	switch {
 	case fetchErr != nil:
 		c.fetchErr = fetchErr
@@ -248,7 +201,7 @@ func (d *Driver) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[st
 		for _, p := range parts {
 			tp := topicPartition{topic, p}
 			if c.parts[tp] == nil {
-				c.parts[tp] = &partState{tp: tp, next: -1, skip: done[tp]}
+				c.parts[tp] = &partState{tp: tp, next: -1, skip: done[tp], progress: time.Now()}
 			}
 		}
 	}
@@ -287,11 +240,18 @@ func (d *Driver) fetchDone(ctx context.Context, cl *kgo.Client, tps map[string][
 	return out, nil
 }
 
-// onRevoked commits the done prefix of the revoked partitions and forgets
-// them: their buffered records are dropped and settlements of their
-// handed-out deliveries return consumer.ErrStaleDelivery.
+// onRevoked stops handing out records of the revoked partitions, waits
+// (up to revokeWait) until their handed-out deliveries are settled, then
+// commits their done prefix and forgets them: their buffered records are
+// dropped, and settlements of deliveries still out after the wait return
+// consumer.ErrStaleDelivery (the new owner runs those jobs again). The
+// group's rebalance waits for this, so a job that is running is never
+// started by the partition's next owner while it still runs here.
 func (d *Driver) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[string][]int32) {
 	c := d.cons
+	if err := d.drainRevoked(ctx, cl, revoked); err != nil {
+		d.log.Warn("revoked partitions still have running jobs; their new owner runs them again", "err", err)
+	}
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
 	points := d.dropPartitions(cl, revoked)
@@ -300,6 +260,66 @@ func (d *Driver) onRevoked(ctx context.Context, cl *kgo.Client, revoked map[stri
 	}
 	if err := commit(ctx, cl, points); err != nil {
 		d.log.Warn("commit on revoke failed; the new owner re-runs the uncommitted jobs", "err", err)
+	}
+}
+
+// revokeWait is how long onRevoked waits for the running jobs of revoked
+// partitions: group_options.revoke_timeout, but a second less than the
+// group's rebalance timeout, past which the group would drop this member.
+func (d *Driver) revokeWait(cl *kgo.Client) time.Duration {
+	wait := d.cfg.GroupOptions.RevokeTimeout
+	if rt, ok := cl.OptValue(kgo.RebalanceTimeout).(time.Duration); ok && rt > 2*time.Second && rt-time.Second < wait {
+		wait = rt - time.Second
+	}
+	return wait
+}
+
+// drainRevoked marks the partitions of tps as revoking (Receive no longer
+// hands out their records) and waits until none of their records is
+// handed out and unsettled, revokeWait passed or ctx is done. While Close
+// leaves the group it does not wait: Close already waited for every
+// delivery.
+func (d *Driver) drainRevoked(ctx context.Context, cl *kgo.Client, tps map[string][]int32) error {
+	c := d.cons
+	var parts []*partState
+	c.mu.Lock()
+	for topic, ps := range tps {
+		for _, p := range ps {
+			if st := c.parts[topicPartition{topic, p}]; st != nil {
+				st.revoking = true
+				parts = append(parts, st)
+			}
+		}
+	}
+	leaving := c.leaving
+	c.mu.Unlock()
+	if leaving || len(parts) == 0 {
+		return nil
+	}
+	timer := time.NewTimer(d.revokeWait(cl))
+	defer timer.Stop()
+	for {
+		c.mu.Lock()
+		out := 0
+		for _, ps := range parts {
+			for _, e := range ps.entries {
+				if e.state == stateOut {
+					out++
+				}
+			}
+		}
+		changed := c.changed
+		c.mu.Unlock()
+		if out == 0 {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return fmt.Errorf("kafkajobs: %d jobs of revoked partitions unsettled after %s", out, d.revokeWait(cl))
+		case <-ctx.Done():
+			return fmt.Errorf("kafkajobs: %d jobs of revoked partitions unsettled: %w", out, ctx.Err())
+		}
 	}
 }
 
@@ -330,6 +350,8 @@ func (d *Driver) dropPartitions(cl *kgo.Client, tps map[string][]int32) map[topi
 				points[tp] = cp
 			}
 			if ps.paused {
+				ps.paused = false
+				c.npaused--
 				if resume == nil {
 					resume = make(map[string][]int32)
 				}
@@ -368,6 +390,14 @@ func (c *consumerState) waitIdle(ctx context.Context) error {
 			return fmt.Errorf("%d deliveries still unsettled: %w", active, ctx.Err())
 		}
 	}
+}
+
+// beginLeave tells the rebalance callbacks that Close is leaving the
+// group after waiting for every delivery.
+func (c *consumerState) beginLeave() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.leaving = true
 }
 
 func (c *consumerState) finishClose() {

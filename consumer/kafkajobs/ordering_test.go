@@ -339,12 +339,13 @@ func keyFor(t *testing.T, d *Driver, topic string, p int32) string {
 }
 
 // TestRebalanceMakesMovedDeliveriesStale: deliveries of a partition that
-// moved to another member cannot be settled (ErrStaleDelivery), commit
-// nothing, and the new owner gets the job; the partition that stayed
-// settles normally.
+// moved to another member and were still running after revoke_timeout
+// cannot be settled (ErrStaleDelivery), commit nothing, and the new owner
+// gets the job; the partition that stayed settles normally.
 func TestRebalanceMakesMovedDeliveriesStale(t *testing.T) {
 	c := newCluster(t, 2, "orders")
 	cfg := testConfig("orders")
+	cfg.GroupOptions.RevokeTimeout = 300 * time.Millisecond
 	d1 := open(t, c, cfg, "")
 	publish(t, d1,
 		consumer.Job{ID: "p0", Key: keyFor(t, d1, "orders", 0)},
