@@ -9,6 +9,13 @@
 //     commit metadata lists the settled offsets past that point, so the
 //     next owner of the partition re-runs only the jobs never settled
 //     (see commitpoint.go).
+//   - Rebalances stop revoked partitions cleanly: nothing more of them is
+//     handed out, the rebalance waits (group_options.revoke_timeout, and
+//     less than the group's rebalance timeout) until their running jobs
+//     are settled, commits the done prefix, then gives them up. A job is
+//     thus never started by the next owner while it still runs here;
+//     only a job still running when the wait ends runs again there (its
+//     late settlement returns consumer.ErrStaleDelivery).
 //   - Order. A partition's records are handed out one at a time (ordering:
 //     partition, the default); with ordering: key, records with different
 //     keys run in parallel and records with one key stay in offset order.
