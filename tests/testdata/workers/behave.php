@@ -8,6 +8,8 @@
 // with the Kafka position the job context carries. Jobs named amqp-* append,
 // before they reply,
 //   ajob <id> <attempt> <unix-ms> <payload> <x-note header or ->
+// Jobs named sqs-* append, before they reply,
+//   sjob <id> <attempt> <unix-ms>
 declare(strict_types=1);
 
 require __DIR__ . '/../../../php-client/autoload.php';
@@ -28,6 +30,12 @@ function amqpLog(string $log, Pipevisor\Task $task): void
     $note = $task->getHeaderLine('x-note');
     $line = sprintf("ajob %s %d %d %s %s\n", $task->getId(), $task->getAttempt(),
         (int) (microtime(true) * 1000), $task->getPayload(), $note === '' ? '-' : $note);
+    file_put_contents($log, $line, FILE_APPEND | LOCK_EX);
+}
+
+function sqsLog(string $log, Pipevisor\Task $task): void
+{
+    $line = sprintf("sjob %s %d %d\n", $task->getId(), $task->getAttempt(), (int) (microtime(true) * 1000));
     file_put_contents($log, $line, FILE_APPEND | LOCK_EX);
 }
 
@@ -143,6 +151,17 @@ while ($task = $consumer->waitTask()) {
             amqpLog($log, $task);
             $task->withDelay(1)->nack('always fails, retry in 1s', true);
             $reply = 'nack';
+            break;
+        case 'sqs-nack-delay':
+            // Asks for a retry in 2s on its first attempt, acks after.
+            sqsLog($log, $task);
+            if ($attempt === 1) {
+                $task->withDelay(2)->nack('retry in 2s', true);
+                $reply = 'nack';
+            } else {
+                $task->ack();
+                $reply = 'ack';
+            }
             break;
         default:
             $task->ack();

@@ -1,0 +1,277 @@
+//go:build linux
+
+package tests
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"golang.org/x/sync/errgroup"
+)
+
+// The SQS scenarios of issue 7, run through the real supervisor binary and
+// PHP workers against an SQS emulator of each test's own (moto, or fauxqs;
+// see sqs_harness_test.go). They assert on queue state (GetQueueAttributes
+// counts, messages read back from the dead-letter queue), on `jobs stat`
+// and on the lines the behave.php worker writes.
+
+func TestSQSPushAllAckedQueueEmpty(t *testing.T) {
+	const total = 200
+	endpoint := startSQS(t)
+	q := newSQSInspector(t, endpoint)
+	queue := sqsQueueName(t, "")
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startSQSSupervisor(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
+		workers: 2, concurrency: 4, prefetch: 10, maxAttempts: 3}))
+	url := q.url(queue)
+
+	out, code := s.cli("push", "--pipeline", "default", "--job", "ack", "--payload", "hello", "--count", strconv.Itoa(total))
+	if code != 0 {
+		t.Fatalf("push exit %d: %s", code, out)
+	}
+	st := s.waitStat("default", 60*time.Second, func(st pipelineStat) bool { return st.Acked >= total })
+	if st.Acked != total || st.Dead != 0 || st.Retried != 0 || st.Requeued != 0 {
+		t.Fatalf("want %d acked and nothing else; got %+v", total, st)
+	}
+	if st.Driver != "sqs" || !st.Consuming {
+		t.Fatalf("jobs stat: %+v", st)
+	}
+	done := doneCounts(t, log)
+	if len(done) != total {
+		t.Fatalf("worker finished %d distinct jobs, want %d", len(done), total)
+	}
+	for id, n := range done {
+		if n != 1 {
+			t.Errorf("job %s ran %d times", id, n)
+		}
+	}
+	stopSQSDrained(t, s, q, url)
+}
+
+func TestSQSNackWithDelayComesBackAsAttempt2(t *testing.T) {
+	endpoint := startSQS(t)
+	q := newSQSInspector(t, endpoint)
+	queue := sqsQueueName(t, "")
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startSQSSupervisor(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
+		workers: 1, concurrency: 1, prefetch: 1, visibility: 10, maxAttempts: 3}))
+	url := q.url(queue)
+
+	out, code := s.cli("push", "--pipeline", "default", "--job", "sqs-nack-delay", "--payload", "x")
+	if code != 0 {
+		t.Fatalf("push exit %d: %s", code, out)
+	}
+	id := strings.TrimSpace(out)
+
+	// While the retry waits out its 2s, the message stays in the queue
+	// as the same message, in flight: a copy sent with a delay would show
+	// as delayed (or as a second message).
+	waitLog(t, log, 30*time.Second, "the first attempt's reply", func(lines []string) bool {
+		return slices.Contains(lines, "done "+id+" 1 nack")
+	})
+	for range 5 {
+		if c := q.counts(url); c.visible+c.notVisible+c.delayed > 0 && c != (sqsCounts{notVisible: 1}) {
+			// Once the job came back and was acked the queue is
+			// empty, which is fine; anything else is not.
+			t.Fatalf("queue during the retry delay: %s; want the one message in flight", c)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	st := s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 1 })
+	if st.Retried != 1 || st.Dead != 0 || st.Requeued != 0 {
+		t.Fatalf("want 1 retried then acked; got %+v", st)
+	}
+	runs := sqsJobs(t, log)
+	if len(runs) != 2 {
+		t.Fatalf("job ran %d times, want 2: %+v", len(runs), runs)
+	}
+	if runs[0].id != id || runs[1].id != id || runs[0].attempt != 1 || runs[1].attempt != 2 {
+		t.Fatalf("runs %+v; want %s with attempt 1, then attempt 2", runs, id)
+	}
+	if gap := runs[1].at.Sub(runs[0].at); gap < 2*time.Second || gap > 10*time.Second {
+		t.Errorf("the retried job came back after %s, want 2s (at least)", gap)
+	}
+	stopSQSDrained(t, s, q, url)
+}
+
+func TestSQSAlwaysFailingJobReachesDeadLetterQueue(t *testing.T) {
+	endpoint := startSQS(t)
+	q := newSQSInspector(t, endpoint)
+	queue := sqsQueueName(t, "")
+	dlq := queue + "-dead"
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startSQSSupervisor(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
+		workers: 1, concurrency: 1, prefetch: 1, visibility: 10, maxAttempts: 3, deadLetter: dlq}))
+	url, dlqURL := q.url(queue), q.url(dlq)
+
+	out, code := s.cli("push", "--pipeline", "default", "--job", "always-fail", "--payload", "body-1",
+		"--header", "x-key=alpha", "--header", "x-seq=7")
+	if code != 0 {
+		t.Fatalf("push exit %d: %s", code, out)
+	}
+	id := strings.TrimSpace(out)
+	st := s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Dead >= 1 })
+	if st.Dead != 1 || st.Acked != 0 || st.Retried != 2 {
+		t.Fatalf("want 1 dead after 2 retries; got %+v", st)
+	}
+
+	var attempts []string
+	for _, l := range readLines(t, log) {
+		if f := strings.Fields(l); f[0] == "start" {
+			if f[1] != id {
+				t.Fatalf("worker ran job %s, only %s was pushed", f[1], id)
+			}
+			attempts = append(attempts, f[2])
+		}
+	}
+	if got := strings.Join(attempts, ","); got != "1,2,3" {
+		t.Fatalf("the job ran with attempts [%s], want [1,2,3] (max_attempts 3)", got)
+	}
+
+	msgs := q.receiveAll(dlqURL)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages in the dead-letter queue %s, want 1", len(msgs), dlq)
+	}
+	m := msgs[0]
+	got := fmt.Sprintf("rr_id %s, rr_job %s, rr_pipeline %s, rr_attempts %s, body %s",
+		attr(m, "rr_id"), attr(m, "rr_job"), attr(m, "rr_pipeline"), attr(m, "rr_attempts"), aws.ToString(m.Body))
+	if want := fmt.Sprintf("rr_id %s, rr_job always-fail, rr_pipeline default, rr_attempts 3, body body-1", id); got != want {
+		t.Errorf("dead-lettered message: %s; want %s", got, want)
+	}
+	if attr(m, "rr_dead_reason") == "" {
+		t.Errorf("dead-lettered message has no rr_dead_reason: %v", m.MessageAttributes)
+	}
+	want := map[string][]string{"x-key": {"alpha"}, "x-seq": {"7"}}
+	if h := headersAttr(t, m); !maps.EqualFunc(h, want, slices.Equal) {
+		t.Errorf("headers %v in the dead-letter queue, want %v", h, want)
+	}
+
+	// Dead stays dead: the job does not run again (a retry would come at
+	// once: no delay, no error_visibility_timeout).
+	lines := len(readLines(t, log))
+	time.Sleep(1500 * time.Millisecond)
+	if st := s.stat("default"); st.Dead != 1 || st.Active != 0 || len(readLines(t, log)) != lines {
+		t.Fatalf("after dead: %+v, %d new worker log lines", st, len(readLines(t, log))-lines)
+	}
+	stopSQSDrained(t, s, q, url)
+}
+
+func TestSQSHeartbeatLongJobDeliveredOnce(t *testing.T) {
+	const visibility = 2 // seconds; the job runs 3x as long
+	endpoint := startSQS(t)
+	q := newSQSInspector(t, endpoint)
+	queue := sqsQueueName(t, "")
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	// Two idle slots and workers: a message that became visible again
+	// mid-job would be received and run a second time.
+	s := startSQSSupervisor(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
+		workers: 2, concurrency: 2, prefetch: 1, visibility: visibility, maxAttempts: 3}))
+	url := q.url(queue)
+
+	out, code := s.cli("push", "--pipeline", "default", "--job", "slow", "--payload", strconv.Itoa(3*visibility*1000))
+	if code != 0 {
+		t.Fatalf("push exit %d: %s", code, out)
+	}
+	id := strings.TrimSpace(out)
+	waitLog(t, log, 30*time.Second, "the job to start", func(lines []string) bool { return len(lines) > 0 })
+
+	// The message never becomes visible while the job runs.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := s.stat("default")
+		if st.Acked == 1 {
+			if st.Retried != 0 || st.Dead != 0 || st.Requeued != 0 {
+				t.Fatalf("want 1 acked and nothing else; got %+v", st)
+			}
+			break
+		}
+		if c := q.counts(url); c.visible != 0 || c.delayed != 0 {
+			t.Fatalf("the running job's message came back into the queue: %s", c)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the job was not acked within 30s: %+v", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	starts, dones := runs(t, log)
+	if len(starts) != 1 || starts[id] != 1 || dones[id] != 1 {
+		t.Fatalf("job %s started %v and finished %v; want exactly once", id, starts, dones)
+	}
+	stopSQSDrained(t, s, q, url)
+}
+
+func TestSQSFIFOKeepsOrderPerGroup(t *testing.T) {
+	const keys, perKey = 5, 20
+	endpoint := startSQS(t)
+	q := newSQSInspector(t, endpoint)
+	queue := sqsQueueName(t, ".fifo")
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startSQSSupervisor(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
+		workers: 2, concurrency: 4, prefetch: 10, visibility: 10, maxAttempts: 3}))
+	url := q.url(queue)
+
+	// One producer per key, all at once, each pushing its key's jobs in
+	// sequence with `supervisor push --key`: the groups interleave in the
+	// queue, and the worker consumes while they are pushed.
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var g errgroup.Group
+	for k := range keys {
+		key := fmt.Sprintf("group-%d", k)
+		g.Go(func() error {
+			for i := range perKey {
+				cmd := exec.CommandContext(ctx, testEnv.bin, "push", "-c", s.cfg, "--pipeline", "default",
+					"--job", "record", "--payload", "x", "--key", key,
+					"--header", "x-key="+key, "--header", fmt.Sprintf("x-seq=%d", i))
+				cmd.Dir = testEnv.repoRoot
+				if out, err := cmd.CombinedOutput(); err != nil {
+					return fmt.Errorf("push %s #%d: %w: %s", key, i, err, out)
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+
+	st := s.waitStat("default", 60*time.Second, func(st pipelineStat) bool { return st.Acked >= keys*perKey })
+	if st.Acked != keys*perKey || st.Retried != 0 || st.Dead != 0 || st.Requeued != 0 {
+		t.Fatalf("want %d acked and nothing else; got %+v", keys*perKey, st)
+	}
+	// The rec lines are written before the reply, in the order the jobs
+	// of a group ran.
+	seen := map[string][]string{}
+	for _, l := range readLines(t, log) {
+		if f := strings.Fields(l); f[0] == "rec" {
+			if len(f) != 3 {
+				t.Fatalf("bad rec line %q", l)
+			}
+			seen[f[1]] = append(seen[f[1]], f[2])
+		}
+	}
+	var want []string
+	for i := range perKey {
+		want = append(want, strconv.Itoa(i))
+	}
+	if len(seen) != keys {
+		t.Errorf("jobs of %d groups ran, want %d: %v", len(seen), keys, seen)
+	}
+	for k := range keys {
+		key := fmt.Sprintf("group-%d", k)
+		if !slices.Equal(seen[key], want) {
+			t.Errorf("%s ran in the order %v, want %v", key, seen[key], want)
+		}
+	}
+	stopSQSDrained(t, s, q, url)
+}
