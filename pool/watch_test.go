@@ -32,7 +32,9 @@ func TestSharedCtxInterruptsEveryJobUnderIt(t *testing.T) {
 		t.Fatal("jobs not interrupted within 10s of their ctx ending")
 	}
 	for i, err := range errs {
-		if !errors.Is(err, ErrExecTimeout) || !errors.Is(err, stopErr) {
+		// ErrNoWorker when the ctx ended between taking the worker and
+		// writing the job (microseconds); the job was then not sent.
+		if !(errors.Is(err, ErrExecTimeout) || errors.Is(err, ErrNoWorker)) || !errors.Is(err, stopErr) {
 			t.Errorf("job %d: %v, want ErrExecTimeout with the ctx's cause", i, err)
 		}
 	}
