@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -26,6 +27,9 @@ func newTestPipe(t *testing.T) (*stdoutPipe, *os.File) {
 	})
 	if !p.blocking {
 		t.Fatal("stdout pipe fell back to the poller: /proc/self/fd could not be opened")
+	}
+	if fl, _, errno := syscall.Syscall(syscall.SYS_FCNTL, uintptr(p.rfd), syscall.F_GETFL, 0); errno != 0 || fl&syscall.O_NONBLOCK != 0 {
+		t.Fatalf("read end flags %#x (errno %v): want blocking mode", fl, errno)
 	}
 	return p, w
 }
