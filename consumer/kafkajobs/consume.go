@@ -68,9 +68,12 @@ type partState struct {
 	dirty     bool          // something was done since the last commit
 	skip      []offsetRange // done before we got the partition (commit metadata)
 
-	hwm    int64
-	hasHWM bool
-	paused bool // paused at the broker (see flow.go)
+	hwm       int64 // high watermark from the last fetch or end-offset probe
+	hasHWM    bool
+	committed int64 // the group's committed offset when assigned; -1 none
+	probeBase int64 // end offset of the first probe while next and committed were unknown
+	hasBase   bool
+	paused    bool // paused at the broker (see flow.go)
 	// progress is when a record of ps was last handed out or settled, or
 	// ps got records while it had none.
 	progress time.Time
@@ -153,7 +156,9 @@ type consumerState struct {
 	fetchErr  error
 	commitErr error
 
+	kgoBuf     *kgoBuffer    // records kgo holds, per partition (flow.go)
 	demand     chan struct{} // Receive -> poller, capacity 1
+	roomKick   chan struct{} // settlement -> poller waiting for room, capacity 1
 	commitKick chan struct{} // settlement -> committer, capacity 1
 }
 
@@ -164,7 +169,9 @@ func newConsumerState(cfg Config) *consumerState {
 		priority:   cfg.Priority,
 		parts:      make(map[topicPartition]*partState),
 		changed:    make(chan struct{}),
+		kgoBuf:     newKgoBuffer(),
 		demand:     make(chan struct{}, 1),
+		roomKick:   make(chan struct{}, 1),
 		commitKick: make(chan struct{}, 1),
 	}
 }
@@ -414,7 +421,11 @@ func (d *Driver) finishLocked(ps *partState, e *entry) {
 	now := time.Now()
 	e.state = stateDone
 	c.active--
+	wasFull := ps.full()
 	ps.advance()
+	if wasFull && !ps.full() {
+		c.kickRoomLocked()
+	}
 	ps.dirty = true
 	ps.progress = now
 	select {

@@ -153,6 +153,7 @@ func newDriver(ctx context.Context, name string, g Global, cfg Config, deadLette
 	if cfg.Consumes() {
 		d.cons = newConsumerState(cfg)
 		opts = append(opts, d.groupOpts()...)
+		opts = append(opts, kgo.WithHooks(d.cons.kgoBuf))
 	}
 	opts = append(opts, kgo.WithHooks(&d.conn))
 	opts = append(opts, extra...)

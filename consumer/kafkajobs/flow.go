@@ -2,62 +2,134 @@ package kafkajobs
 
 import (
 	"context"
+	"maps"
+	"sync"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Flow control: how many records of a partition are held locally.
 //
-// A partition holds at most partitionBuffer records (+ one poll) locally.
-// kgo can only pause a partition, and a resumed partition is fetched
-// again only once the fetch request already waiting at the broker
-// returns: when every other partition on that broker is caught up, that
-// is a long poll of FetchMaxWait. Pausing a busy partition each time its
-// buffer fills and resuming it when the buffer drains therefore stalled
-// it for seconds every few hundred records.
+// A partition holds about partitionBuffer records locally (a poll or two
+// of pollBatch may come on top). kgo can only pause a partition, and a
+// resumed partition is fetched again only once the fetch request already
+// waiting at the broker returns: when every other partition on that
+// broker is caught up, that is a long poll of FetchMaxWait. Pausing a
+// busy partition each time its buffer filled and resuming it when the
+// buffer drained therefore stalled it every few hundred records.
 //
-// So a full partition is normally not paused: the poller simply does not
-// poll while a partition it could get records for is full (there is no
-// room), and polls again as soon as the partition drains below the bound.
-// kgo holds the records meanwhile and fetches nothing more from that
-// broker until they are taken. A full partition is paused only when
-// holding the poll back would starve others:
-//   - another partition that can take records has at least pauseLag
-//     records waiting at the broker, or
-//   - the full partition made no progress (nothing handed out or
-//     settled) for stallAfter: its head job runs long, and other
-//     partitions must not wait for it (new records of idle partitions are
-//     only seen by polling).
+// So a full partition is normally not paused: the poller does not poll
+// while a full partition has records in kgo's buffer (there is no room),
+// and polls again once it drains below the bound. kgo holds the records
+// meanwhile and fetches nothing more from that broker until they are
+// taken. A full partition is paused (kgo then drops its buffered records
+// and fetches them again later) only when holding the poll back would
+// starve others:
+//   - kgo's buffer holds records of the full partition and of another
+//     one that can take records (a poll would take them in kgo's order),
+//   - another partition that can take records has records at the broker
+//     and the next poll would not drain kgo's buffer anyway (see
+//     drainsNext). While a full partition holds the poll back, kgo
+//     fetches nothing, so the poller asks the brokers for the other
+//     partitions' end offsets every probeInterval; or
+//   - the full partition made no progress (nothing handed out or settled)
+//     for stallAfter: its head job runs long, and the others must not
+//     wait for it (new records of idle partitions are seen only by
+//     polling).
 //
-// A paused partition is resumed once it has room again and either it is
-// below half of the bound or neither reason holds any more (no other
-// partition has pollBatch records waiting, and it is progressing).
-// Resuming while the other partitions still have records at the broker
-// means the next fetch request includes the resumed partition before it
-// can turn into a long poll.
+// A paused partition is resumed when it is below half of the bound, or,
+// unless it stalls, when nobody waits for it any more or the next poll
+// drains kgo's buffer: resuming before that poll puts the partition into
+// the next fetch request, which then returns at once instead of waiting
+// at the broker for the others.
 const (
 	// stallAfter is how long a full partition may make no progress before
 	// it is paused so that the others are polled past it.
 	stallAfter = time.Second
-	// pauseLag is the backlog (records at the broker, not yet polled) of
-	// another partition for which a full partition is paused.
-	pauseLag = partitionBuffer / 2
-	// resumeLag: a paused partition is resumed early once no other
-	// partition has this many records waiting at the broker.
-	resumeLag = pollBatch
+	// probeInterval is how often the end offsets of the other partitions
+	// are asked while a full partition holds the poll back (kgo fetches
+	// nothing meanwhile, so their new records would go unseen).
+	probeInterval = 250 * time.Millisecond
 	// fetchMaxWait is how long the broker holds a fetch request that has
 	// nothing to return (kgo's default is 5s). It bounds the delay of a
-	// partition resumed while a long poll is waiting, which the rules
-	// above make rare.
-	fetchMaxWait = time.Second
+	// partition resumed while such a fetch waits, which the rules above
+	// keep to a partition that stalled first.
+	fetchMaxWait = 500 * time.Millisecond
 )
 
-// lag is the number of records of ps known to be at the broker and not
-// polled yet (from the high watermark of the last fetch); 0 when unknown.
+// kgoBuffer counts, per partition, the records kgo fetched and holds in
+// its buffer, not polled yet; kgo's fetch hooks keep it. Its lock is
+// taken after consumerState.mu, never before.
+type kgoBuffer struct {
+	mu sync.Mutex
+	n  map[topicPartition]int
+	// kick wakes a poller that waits for room when a partition gets
+	// buffered records (capacity 1).
+	kick chan struct{}
+}
+
+var (
+	_ kgo.HookFetchRecordBuffered   = (*kgoBuffer)(nil)
+	_ kgo.HookFetchRecordUnbuffered = (*kgoBuffer)(nil)
+)
+
+func newKgoBuffer() *kgoBuffer {
+	return &kgoBuffer{n: make(map[topicPartition]int), kick: make(chan struct{}, 1)}
+}
+
+// OnFetchRecordBuffered implements kgo.HookFetchRecordBuffered.
+func (b *kgoBuffer) OnFetchRecordBuffered(r *kgo.Record) {
+	tp := topicPartition{r.Topic, r.Partition}
+	b.mu.Lock()
+	b.n[tp]++
+	first := b.n[tp] == 1
+	b.mu.Unlock()
+	if first {
+		select {
+		case b.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// OnFetchRecordUnbuffered implements kgo.HookFetchRecordUnbuffered.
+func (b *kgoBuffer) OnFetchRecordUnbuffered(r *kgo.Record, _ bool) {
+	tp := topicPartition{r.Topic, r.Partition}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.n[tp] <= 1 {
+		delete(b.n, tp)
+		return
+	}
+	b.n[tp]--
+}
+
+// counts returns a copy of the per-partition counts.
+func (b *kgoBuffer) counts() map[topicPartition]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return maps.Clone(b.n)
+}
+
+// lag is the number of records of ps known to be at the broker or in
+// kgo's buffer and not polled yet: the high watermark (of the last fetch
+// or probe) past the next offset expected, or, before any record came,
+// past the committed offset, else past the end offset the first probe
+// saw; 0 when unknown.
 func (ps *partState) lag() int64 {
-	if !ps.hasHWM || ps.next < 0 || ps.hwm <= ps.next {
+	pos := ps.next
+	if pos < 0 {
+		pos = ps.committed
+	}
+	if pos < 0 && ps.hasBase {
+		pos = ps.probeBase
+	}
+	if !ps.hasHWM || pos < 0 || ps.hwm <= pos {
 		return 0
 	}
-	return ps.hwm - ps.next
+	return ps.hwm - pos
 }
 
 func (ps *partState) full() bool { return len(ps.entries) >= partitionBuffer }
@@ -65,25 +137,13 @@ func (ps *partState) full() bool { return len(ps.entries) >= partitionBuffer }
 // stalled reports whether ps made no progress for stallAfter.
 func (ps *partState) stalled(now time.Time) bool { return now.Sub(ps.progress) >= stallAfter }
 
-// othersLagLocked reports whether a partition other than ps that can take
-// records (neither paused nor full) has at least min records waiting at
-// the broker.
-func (c *consumerState) othersLagLocked(ps *partState, min int64) bool {
-	for _, q := range c.parts {
-		if q != ps && !q.paused && !q.full() && q.lag() >= min {
-			return true
-		}
-	}
-	return false
-}
-
 // flowPlan is what flowLocked decided.
 type flowPlan struct {
 	pause, resume map[string][]int32
-	// room is false while a partition that would get polled records is
-	// full: the poller waits.
+	// room is false while a full, unpaused partition has records in kgo's
+	// buffer: the poller waits.
 	room bool
-	// recheck is when an unpaused full partition counts as stalled (zero
+	// recheck is when a full, unpaused partition counts as stalled (zero
 	// if none): the poller must decide again then.
 	recheck time.Time
 }
@@ -98,18 +158,60 @@ func addTP(m *map[string][]int32, tp topicPartition) {
 // flowLocked applies the rules of the comment above to every partition
 // and returns the pauses and resumes to hand to kgo.
 func (c *consumerState) flowLocked(now time.Time) flowPlan {
+	buffered := c.kgoBuf.counts()
+	// waitedFor: another partition than ps that can take records has
+	// some in kgo's buffer or at the broker.
+	waitedFor := func(ps *partState) bool {
+		for _, q := range c.parts {
+			if q != ps && !q.paused && !q.full() && (buffered[q.tp] > 0 || q.lag() > 0) {
+				return true
+			}
+		}
+		return false
+	}
+	// othersBuffered: kgo holds records of another partition than ps
+	// that can take records.
+	othersBuffered := func(ps *partState) bool {
+		for _, q := range c.parts {
+			if q != ps && !q.paused && !q.full() && buffered[q.tp] > 0 {
+				return true
+			}
+		}
+		return false
+	}
+	// drainsNext: the next poll takes everything kgo holds for the
+	// unpaused partitions but ps, and none of them has more at the
+	// broker: kgo's next fetch request goes out right after that poll,
+	// and would wait at the broker unless ps is in it.
+	drainsNext := func(ps *partState) bool {
+		total := 0
+		for _, q := range c.parts {
+			if q == ps || q.paused {
+				continue
+			}
+			w := buffered[q.tp]
+			if q.lag() > int64(w) {
+				return false
+			}
+			total += w
+		}
+		return total <= pollBatch
+	}
 	var p flowPlan
 	for _, tp := range c.order {
 		ps := c.parts[tp]
 		switch {
 		case ps.paused:
-			if !ps.full() && (len(ps.entries) < partitionBuffer/2 || (!ps.stalled(now) && !c.othersLagLocked(ps, resumeLag))) {
+			if len(ps.entries) < partitionBuffer/2 || (!ps.stalled(now) && (!waitedFor(ps) || drainsNext(ps))) {
 				ps.paused = false
 				c.npaused--
 				addTP(&p.resume, tp)
 			}
 		case ps.full():
-			if ps.stalled(now) || c.othersLagLocked(ps, pauseLag) {
+			// Records of others behind this partition's in kgo's buffer
+			// are reached only by dropping its own (pausing it).
+			hogs := buffered[ps.tp] > 0 && othersBuffered(ps)
+			if ps.stalled(now) || hogs || (waitedFor(ps) && !drainsNext(ps)) {
 				ps.paused = true
 				c.npaused++
 				addTP(&p.pause, tp)
@@ -121,7 +223,9 @@ func (c *consumerState) flowLocked(now time.Time) flowPlan {
 		if ps.paused || !ps.full() {
 			continue
 		}
-		p.room = false
+		if buffered[ps.tp] > 0 {
+			p.room = false
+		}
 		if at := ps.progress.Add(stallAfter); p.recheck.IsZero() || at.Before(p.recheck) {
 			p.recheck = at
 		}
@@ -144,19 +248,27 @@ func (d *Driver) applyFlowLocked(now time.Time) flowPlan {
 
 // pollPlan reports whether the poller should poll now: want is false when
 // no Receive waits or one can be served locally; room is false while a
-// full partition holds the poll back, until a change (changed is closed)
-// or recheck.
-func (d *Driver) pollPlan(now time.Time) (want bool, p flowPlan, changed <-chan struct{}) {
+// full partition holds the poll back, until c.roomKick or recheck.
+func (d *Driver) pollPlan(now time.Time) (want bool, p flowPlan) {
 	c := d.cons
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closing || c.waiters == 0 {
-		return false, p, nil
+		return false, p
 	}
 	if _, e := c.pickLocked(now); e != nil {
-		return false, p, nil
+		return false, p
 	}
-	return true, d.applyFlowLocked(now), c.changed
+	return true, d.applyFlowLocked(now)
+}
+
+// kickRoomLocked wakes a poller waiting for room (a full partition
+// drained below the bound or went away).
+func (c *consumerState) kickRoomLocked() {
+	select {
+	case c.roomKick <- struct{}{}:
+	default:
+	}
 }
 
 // pollLoop fetches records while a Receive waits, nothing local can be
@@ -167,6 +279,7 @@ func (d *Driver) pollLoop(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	defer timer.Stop()
+	var lastProbe time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -174,19 +287,29 @@ func (d *Driver) pollLoop(ctx context.Context) {
 		case <-c.demand:
 		}
 		for ctx.Err() == nil {
-			want, plan, changed := d.pollPlan(time.Now())
+			want, plan := d.pollPlan(time.Now())
 			if !want {
 				break
 			}
 			if !plan.room {
-				var tick <-chan time.Time
-				if !plan.recheck.IsZero() {
-					timer.Reset(time.Until(plan.recheck))
-					tick = timer.C
+				if time.Since(lastProbe) >= probeInterval {
+					lastProbe = time.Now()
+					d.probeEnds(ctx)
+					continue
 				}
+				// Wait for a settlement (room), another partition's
+				// records (kick), the next probe or the full partition
+				// stalling.
+				wake := lastProbe.Add(probeInterval)
+				if !plan.recheck.IsZero() && plan.recheck.Before(wake) {
+					wake = plan.recheck
+				}
+				timer.Reset(time.Until(wake))
+				tick := timer.C
 				select {
 				case <-ctx.Done():
-				case <-changed:
+				case <-c.roomKick:
+				case <-c.kgoBuf.kick:
 				case <-tick:
 				}
 				timer.Stop()
@@ -206,6 +329,84 @@ func (d *Driver) pollLoop(ctx context.Context) {
 				case <-t.C:
 				}
 				t.Stop()
+			}
+		}
+	}
+}
+
+// probeTimeout bounds one end-offset probe.
+const probeTimeout = time.Second
+
+// probeEnds asks the brokers for the end offsets (high watermarks) of the
+// partitions that could take records (neither paused nor full), so that
+// flowLocked sees their lag while kgo fetches nothing. A failed probe
+// changes nothing: the stall rule still lets the others through.
+func (d *Driver) probeEnds(ctx context.Context) {
+	c := d.cons
+	req := kmsg.NewPtrListOffsetsRequest()
+	req.ReplicaID = -1
+	fromStart := d.cfg.ConsumerOptions.ConsumerOffset.Type == OffsetAtStart
+	asked := make(map[topicPartition]bool) // asked for the earliest offset
+	c.mu.Lock()
+	topics := make(map[string]int)
+	for _, tp := range c.order {
+		ps := c.parts[tp]
+		if ps.paused || ps.full() || ps.revoking {
+			continue
+		}
+		i, ok := topics[tp.topic]
+		if !ok {
+			i = len(req.Topics)
+			topics[tp.topic] = i
+			rt := kmsg.NewListOffsetsRequestTopic()
+			rt.Topic = tp.topic
+			req.Topics = append(req.Topics, rt)
+		}
+		rp := kmsg.NewListOffsetsRequestTopicPartition()
+		rp.Partition = tp.partition
+		rp.Timestamp = -1 // latest
+		if ps.next < 0 && ps.committed < 0 && !ps.hasBase && fromStart {
+			// Nothing fetched or committed: the group starts at the
+			// log start, so that is where this partition's lag begins.
+			rp.Timestamp = -2 // earliest
+			asked[tp] = true
+		}
+		rp.CurrentLeaderEpoch = -1
+		req.Topics[i].Partitions = append(req.Topics[i].Partitions, rp)
+	}
+	c.mu.Unlock()
+	if len(req.Topics) == 0 {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	resp, err := req.RequestWith(pctx, d.client)
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.ErrorCode != 0 {
+				continue
+			}
+			tp := topicPartition{t.Topic, p.Partition}
+			ps := c.parts[tp]
+			if ps == nil {
+				continue
+			}
+			if ps.next < 0 && ps.committed < 0 && !ps.hasBase {
+				// Nothing fetched or committed yet: lag counts from the
+				// log start (a group starting there), else from the end
+				// seen now (records before it were in kgo's last fetch).
+				ps.probeBase, ps.hasBase = p.Offset, true
+			}
+			if asked[tp] {
+				continue
+			}
+			if !ps.hasHWM || p.Offset > ps.hwm {
+				ps.hwm, ps.hasHWM = p.Offset, true
 			}
 		}
 	}

@@ -155,3 +155,75 @@ func TestStalledFullPartitionDoesNotHoldOthersBack(t *testing.T) {
 	}
 	waitCommitted(t, rawClient(t, c), "orders", 0, int64(len(batch)))
 }
+
+// TestBusyFullPartitionLetsOthersThrough: a partition with a full buffer
+// whose jobs keep finishing (so it never counts as stalled) must not keep
+// another partition's new records waiting behind its own in kgo's buffer:
+// with two receivers, the other partition's jobs are handed out within a
+// fraction of stallAfter.
+func TestBusyFullPartitionLetsOthersThrough(t *testing.T) {
+	c := newCluster(t, 2, "orders")
+	d := open(t, c, testConfig("orders"), "")
+	busy, idle := keyFor(t, d, "orders", 0), keyFor(t, d, "orders", 1)
+	batch := make([]consumer.Job, 2*partitionBuffer)
+	for i := range batch {
+		batch[i] = consumer.Job{ID: "busy-" + strconv.Itoa(i), Key: busy}
+	}
+	publish(t, d, batch...)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	others := make(chan time.Time, 2)
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				dl, err := d.Receive(ctx)
+				if err != nil {
+					return
+				}
+				if dl.Partition == 0 {
+					time.Sleep(20 * time.Millisecond) // a job that takes a while
+				} else {
+					others <- time.Now()
+				}
+				if err := dl.Settle(testCtx(t, 5*time.Second), consumer.Outcome{Action: consumer.Ack}); err != nil {
+					t.Errorf("Settle: %v", err)
+					return
+				}
+			}
+		}()
+	}
+	// Let partition 0's buffer fill behind the running jobs.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d.cons.mu.Lock()
+		ps := d.cons.parts[topicPartition{"orders", 0}]
+		full := ps != nil && ps.full()
+		d.cons.mu.Unlock()
+		if full {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("partition 0's buffer never filled")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	start := time.Now()
+	publish(t, d, consumer.Job{ID: "other-1", Key: idle}, consumer.Job{ID: "other-2", Key: idle})
+	var last time.Time
+	for range 2 {
+		select {
+		case last = <-others:
+		case <-ctx.Done():
+			t.Fatal("the other partition's jobs never came")
+		}
+	}
+	cancel()
+	wg.Wait()
+	if took := last.Sub(start); took > stallAfter*3/4 {
+		t.Errorf("the other partition's jobs came %s after they were published behind a busy full partition", took)
+	}
+}

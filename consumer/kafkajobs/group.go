@@ -43,7 +43,7 @@ func (d *Driver) ingest(fetches kgo.Fetches) {
 		tp := topicPartition{ftp.Topic, ftp.Partition}
 		ps := c.parts[tp]
 		if ps == nil {
-			ps = &partState{tp: tp, next: -1, progress: now}
+			ps = &partState{tp: tp, next: -1, progress: now, committed: -1}
 			c.parts[tp] = ps
 			c.rebuildOrderLocked()
 		}
@@ -188,9 +188,9 @@ func commit(ctx context.Context, cl *kgo.Client, points map[topicPartition]commi
 
 // onAssigned starts local state for newly assigned partitions, with the
 // offsets that the commit metadata lists as already done (see
-// commitpoint.go).
+// commitpoint.go) and the committed offsets.
 func (d *Driver) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
-	done, err := d.fetchDone(ctx, cl, assigned)
+	done, committed, err := d.fetchDone(ctx, cl, assigned)
 	if err != nil {
 		d.log.Warn("reading done offsets of assigned partitions failed; finished jobs past the commit may run again", "err", err)
 	}
@@ -201,7 +201,11 @@ func (d *Driver) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[st
 		for _, p := range parts {
 			tp := topicPartition{topic, p}
 			if c.parts[tp] == nil {
-				c.parts[tp] = &partState{tp: tp, next: -1, skip: done[tp], progress: time.Now()}
+				ps := &partState{tp: tp, next: -1, skip: done[tp], progress: time.Now(), committed: -1}
+				if off, ok := committed[tp]; ok {
+					ps.committed = off
+				}
+				c.parts[tp] = ps
 			}
 		}
 	}
@@ -209,8 +213,9 @@ func (d *Driver) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[st
 	c.notifyLocked()
 }
 
-// fetchDone reads the group's commit metadata of the given partitions.
-func (d *Driver) fetchDone(ctx context.Context, cl *kgo.Client, tps map[string][]int32) (map[topicPartition][]offsetRange, error) {
+// fetchDone reads the group's committed offsets of the given partitions
+// and the done offsets their commit metadata lists.
+func (d *Driver) fetchDone(ctx context.Context, cl *kgo.Client, tps map[string][]int32) (map[topicPartition][]offsetRange, map[topicPartition]int64, error) {
 	req := kmsg.NewPtrOffsetFetchRequest()
 	req.Group = d.cfg.GroupOptions.GroupID
 	for topic, parts := range tps {
@@ -221,15 +226,22 @@ func (d *Driver) fetchDone(ctx context.Context, cl *kgo.Client, tps map[string][
 	}
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := kerr.ErrorForCode(resp.ErrorCode); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	out := make(map[topicPartition][]offsetRange)
+	committed := make(map[topicPartition]int64)
 	for _, t := range resp.Topics {
 		for _, p := range t.Partitions {
-			if p.Metadata == nil || kerr.ErrorForCode(p.ErrorCode) != nil {
+			if kerr.ErrorForCode(p.ErrorCode) != nil {
+				continue
+			}
+			if p.Offset >= 0 {
+				committed[topicPartition{t.Topic, p.Partition}] = p.Offset
+			}
+			if p.Metadata == nil {
 				continue
 			}
 			if rs := decodeDone(*p.Metadata); rs != nil {
@@ -237,7 +249,7 @@ func (d *Driver) fetchDone(ctx context.Context, cl *kgo.Client, tps map[string][
 			}
 		}
 	}
-	return out, nil
+	return out, committed, nil
 }
 
 // onRevoked stops handing out records of the revoked partitions, waits
@@ -346,6 +358,7 @@ func (d *Driver) dropPartitions(cl *kgo.Client, tps map[string][]int32) map[topi
 			}
 			ps.revoked = true
 			delete(c.parts, tp)
+			c.kickRoomLocked()
 			if cp, ok := ps.commitPointLocked(); ok && ps.dirty {
 				points[tp] = cp
 			}
