@@ -3,10 +3,8 @@
 package tests
 
 import (
-	"context"
 	"fmt"
 	"maps"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -15,7 +13,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"golang.org/x/sync/errgroup"
 )
 
 // The SQS scenarios of issue 7, run through the real supervisor binary and
@@ -220,29 +217,34 @@ func TestSQSFIFOKeepsOrderPerGroup(t *testing.T) {
 		workers: 2, concurrency: 4, prefetch: 10, visibility: 10, maxAttempts: 3}))
 	url := q.url(queue)
 
-	// One producer per key, all at once, each pushing its key's jobs in
-	// sequence with `supervisor push --key`: the groups interleave in the
-	// queue, and the worker consumes while they are pushed.
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	var g errgroup.Group
-	for k := range keys {
-		key := fmt.Sprintf("group-%d", k)
-		g.Go(func() error {
-			for i := range perKey {
-				cmd := exec.CommandContext(ctx, testEnv.bin, "push", "-c", s.cfg, "--pipeline", "default",
-					"--job", "record", "--payload", "x", "--key", key,
-					"--header", "x-key="+key, "--header", fmt.Sprintf("x-seq=%d", i))
-				cmd.Dir = testEnv.repoRoot
-				if out, err := cmd.CombinedOutput(); err != nil {
-					return fmt.Errorf("push %s #%d: %w: %s", key, i, err, out)
+	// Paused while the jobs are pushed, so that every group has all its
+	// jobs in the queue when consuming starts. They are pushed in runs of
+	// 5 jobs of one key (`supervisor push --key`): group-0 0..4, group-1
+	// 0..4, ..., group-0 5..9, ...; a receive brings several jobs of one
+	// group at once, which the 4 slots could run side by side.
+	if out, code := s.cli("jobs", "pause", "default"); code != 0 {
+		t.Fatalf("pause: exit %d: %s", code, out)
+	}
+	const run = 5
+	for first := 0; first < perKey; first += run {
+		for k := range keys {
+			key := fmt.Sprintf("group-%d", k)
+			for i := first; i < first+run; i++ {
+				out, code := s.cli("push", "--pipeline", "default", "--job", "sqs-record", "--payload", "x",
+					"--key", key, "--header", "x-key="+key, "--header", fmt.Sprintf("x-seq=%d", i))
+				if code != 0 {
+					t.Fatalf("push %s #%d: exit %d: %s", key, i, code, out)
 				}
 			}
-			return nil
-		})
+		}
 	}
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
+	// A long poll under way at the pause may have taken a message in (the
+	// driver holds it for the resume): it is in flight.
+	if c := q.counts(url); c.visible+c.notVisible != keys*perKey || c.delayed != 0 {
+		t.Fatalf("queue after %d confirmed pushes into the paused pipeline: %s", keys*perKey, c)
+	}
+	if out, code := s.cli("jobs", "resume", "default"); code != 0 {
+		t.Fatalf("resume: exit %d: %s", code, out)
 	}
 
 	st := s.waitStat("default", 60*time.Second, func(st pipelineStat) bool { return st.Acked >= keys*perKey })

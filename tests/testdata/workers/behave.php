@@ -152,6 +152,14 @@ while ($task = $consumer->waitTask()) {
             $task->withDelay(1)->nack('always fails, retry in 1s', true);
             $reply = 'nack';
             break;
+        case 'sqs-record':
+            // As record, after a random pause of up to 20ms: jobs handed
+            // out together finish in a random order.
+            usleep(random_int(0, 20000));
+            file_put_contents($log, 'rec ' . $task->getHeaderLine('x-key') . ' ' . $task->getHeaderLine('x-seq') . "\n", FILE_APPEND | LOCK_EX);
+            $task->ack();
+            $reply = 'ack';
+            break;
         case 'sqs-nack-delay':
             // Asks for a retry in 2s on its first attempt, acks after.
             sqsLog($log, $task);
