@@ -55,7 +55,9 @@ const (
 	// fetchMaxWait is how long the broker holds a fetch request that has
 	// nothing to return (kgo's default is 5s). It bounds the delay of a
 	// partition resumed while such a fetch waits, which the rules above
-	// keep to a partition that stalled first.
+	// keep rare: a partition that stalled first, or one paused to let
+	// another's records through when those were the last ones and kgo
+	// sent its next fetch before the resume.
 	fetchMaxWait = 500 * time.Millisecond
 )
 
