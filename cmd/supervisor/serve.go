@@ -89,8 +89,8 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 		Pipelines:          root.Jobs.Pipelines,
 		DefaultConcurrency: pcfg.NumWorkers,
 	})
-	srv := rpc.NewServer(prod.jobs(mgr), poolWorkers{p}, log) // production: push counts
-	prod.serve(mgr, p)                                        // production: /health, /ready, /metrics
+	srv := rpc.NewServer(withTimeout(prod.jobs(mgr), root.Jobs.Timeout), poolWorkers{p}, log) // production: push counts
+	prod.serve(mgr, p)                                                                        // production: /health, /ready, /metrics
 
 	// The pipelines start before the RPC server serves, so no push can
 	// name a pipeline that does not exist yet. Clients that connect
