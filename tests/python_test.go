@@ -79,3 +79,10 @@ func TestValidateAcceptsThePythonExampleConfig(t *testing.T) {
 		t.Fatalf("validate examples/python.rr.yaml: exit %d\n%s", code, out)
 	}
 }
+
+func TestValidateAcceptsTheBrokersExampleConfig(t *testing.T) {
+	out, code := runCLI(t, "validate", "-c", "examples/brokers.rr.yaml")
+	if code != 0 {
+		t.Fatalf("validate examples/brokers.rr.yaml: exit %d\n%s", code, out)
+	}
+}
