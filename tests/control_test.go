@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -210,4 +211,44 @@ func (s *supervisor) workerPids() []int {
 		pids[i] = w.Pid
 	}
 	return pids
+}
+
+func TestSIGHUPReplacesEveryWorker(t *testing.T) {
+	requireTool(t, "php")
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startSupervisor(t, memoryConfig(t, 2, log))
+
+	before := s.workerPids()
+	if out, code := s.cli("push", "--pipeline", "default", "--job", "slow", "--payload", "5", "--count", "200"); code != 0 {
+		t.Fatalf("push: exit %d %s", code, out)
+	}
+	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	st := s.waitStat("default", 60*time.Second, func(st pipelineStat) bool { return st.Acked == 200 })
+	if st.Dead != 0 || st.Retried != 0 {
+		t.Fatalf("SIGHUP under load cost jobs: %+v", st)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		after := s.workerPids()
+		replaced := len(after) == 2
+		for _, p := range after {
+			for _, q := range before {
+				replaced = replaced && p != q
+			}
+		}
+		if replaced {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("workers after SIGHUP %v, before %v: not all replaced", after, before)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	select {
+	case <-s.done:
+		t.Fatalf("SIGHUP stopped the supervisor")
+	default:
+	}
 }
