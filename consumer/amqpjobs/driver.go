@@ -401,7 +401,7 @@ func (d *Driver) Stat(ctx context.Context) (consumer.Stat, error) {
 	if err != nil {
 		return st, err
 	}
-	n, err := queueDepth(s.conn, d.cfg.Queue)
+	n, err := s.queueDepth(d.cfg.Queue)
 	if err != nil {
 		st.Error = err.Error()
 		return st, err
@@ -410,18 +410,27 @@ func (d *Driver) Stat(ctx context.Context) (consumer.Stat, error) {
 	return st, nil
 }
 
-// queueDepth returns the ready message count of queue (passive declare).
-func queueDepth(conn *amqp.Connection, queue string) (int, error) {
-	var n int
-	err := withChannel(conn, func(ch *amqp.Channel) error {
-		q, err := ch.QueueDeclarePassive(queue, false, false, false, false, nil)
+// queueDepth returns the ready message count of queue (passive declare)
+// over the session's stat channel, opened on first use and kept, so that
+// a Stat poll costs one round trip and not a channel open and close too.
+// A failed declare closes that channel; the next call opens another.
+func (s *session) queueDepth(queue string) (int, error) {
+	s.statMu.Lock()
+	defer s.statMu.Unlock()
+	if s.statCh == nil || s.statCh.IsClosed() {
+		ch, err := s.conn.Channel()
 		if err != nil {
-			return fmt.Errorf("amqpjobs: passive declare %q: %w", queue, err)
+			return 0, fmt.Errorf("amqpjobs: open stat channel: %w", err)
 		}
-		n = q.Messages
-		return nil
-	})
-	return n, err
+		s.statCh = ch
+	}
+	q, err := s.statCh.QueueDeclarePassive(queue, false, false, false, false, nil)
+	if err != nil {
+		_ = s.statCh.Close()
+		s.statCh = nil
+		return 0, fmt.Errorf("amqpjobs: passive declare %q: %w", queue, err)
+	}
+	return q.Messages, nil
 }
 
 // Close stops consuming: it cancels the consumer, returns deliveries that
@@ -502,47 +511,60 @@ func (d *Driver) isFinished() bool {
 
 // attemptMemo remembers the attempt number a message should have on its
 // next delivery after basic.nack(requeue=true), which keeps the headers
-// as they were. It holds at most size ids, forgetting the oldest.
+// as they were, and the session generation of recent acks. It holds at
+// most size ids, forgetting the oldest: a ring of the ids in put order
+// (grown up to size, then overwritten) next to the map, so a put costs no
+// allocation once the ring is full.
 type attemptMemo struct {
-	mu    sync.Mutex
-	m     map[string]int
-	order []string
-	size  int
+	mu   sync.Mutex
+	m    map[string]memoEntry
+	ring []memoSlot
+	next int // slot of the next put once the ring is full
+	seq  uint64
+	size int
+}
+
+// memoEntry is a remembered value and the seq of the put that stored it.
+type memoEntry struct {
+	v   int
+	seq uint64
+}
+
+// memoSlot is a ring slot: the id put with seq. An id taken out or put
+// again since leaves a slot whose seq no longer matches the map's.
+type memoSlot struct {
+	id  string
+	seq uint64
 }
 
 func newAttemptMemo(size int) *attemptMemo {
-	return &attemptMemo{m: map[string]int{}, size: size}
+	return &attemptMemo{m: map[string]memoEntry{}, size: max(size, 1)}
 }
 
 func (a *attemptMemo) put(id string, attempt int) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if _, ok := a.m[id]; !ok {
-		a.order = append(a.order, id)
-	}
-	a.m[id] = attempt
-	for len(a.m) > a.size && len(a.order) > 0 {
-		delete(a.m, a.order[0])
-		a.order = a.order[1:]
-	}
-	if len(a.order) > 2*a.size {
-		// Ids taken out of the map still sit in order; compact.
-		kept := a.order[:0]
-		for _, k := range a.order {
-			if _, ok := a.m[k]; ok {
-				kept = append(kept, k)
-			}
+	a.seq++
+	slot := memoSlot{id: id, seq: a.seq}
+	if len(a.ring) < a.size {
+		a.ring = append(a.ring, slot)
+	} else {
+		old := a.ring[a.next]
+		if e, ok := a.m[old.id]; ok && e.seq == old.seq {
+			delete(a.m, old.id)
 		}
-		a.order = kept
+		a.ring[a.next] = slot
+		a.next = (a.next + 1) % a.size
 	}
+	a.m[id] = memoEntry{v: attempt, seq: a.seq}
 }
 
 func (a *attemptMemo) take(id string) (int, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	v, ok := a.m[id]
+	e, ok := a.m[id]
 	if ok {
 		delete(a.m, id)
 	}
-	return v, ok
+	return e.v, ok
 }

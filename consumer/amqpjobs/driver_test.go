@@ -404,8 +404,35 @@ func TestAttemptMemoBounded(t *testing.T) {
 	if _, ok := m.take("9"); ok {
 		t.Error("take twice returned the attempt twice")
 	}
-	if len(m.m) > 3 || len(m.order) > 6 {
-		t.Errorf("memo grew: %d ids, %d in order", len(m.m), len(m.order))
+	for i := range 100 {
+		m.put(strconv.Itoa(i%5), i)
+	}
+	if len(m.m) > 3 || len(m.ring) > 3 {
+		t.Errorf("memo grew: %d ids, %d in the ring", len(m.m), len(m.ring))
+	}
+
+	// An id put again is as new as its last put: the eviction of its
+	// first slot does not drop it, the oldest other id goes instead.
+	m = newAttemptMemo(3)
+	m.put("a", 1)
+	m.put("b", 1)
+	m.put("c", 1)
+	m.put("a", 2) // takes the slot of the first "a"
+	m.put("d", 1) // evicts "b"
+	if v, ok := m.take("a"); !ok || v != 2 {
+		t.Errorf("take(a) after a second put = %d, %v; want 2, true", v, ok)
+	}
+	if _, ok := m.take("b"); ok {
+		t.Error("b kept beyond the bound")
+	}
+	m.put("e", 1) // evicts "c"
+	if _, ok := m.take("c"); ok {
+		t.Error("c kept beyond the bound")
+	}
+	for _, id := range []string{"d", "e"} {
+		if _, ok := m.take(id); !ok {
+			t.Errorf("%s forgotten within the bound", id)
+		}
 	}
 }
 

@@ -220,7 +220,9 @@ func decode(m *amqp.Delivery, jobHeader string, defPriority int64, newID func() 
 		case string:
 			b = []byte(x)
 		}
-		if json.Unmarshal(b, &user) == nil {
+		// "{}" is what Publish writes for a job without headers: skip
+		// the decoder for it.
+		if len(b) > 2 && json.Unmarshal(b, &user) == nil {
 			maps.Copy(out.headers, user)
 		}
 	}

@@ -54,6 +54,9 @@ type session struct {
 	unsettled map[uint64]struct{} // tags received by the forwarder, not settled
 	fwdStop   chan struct{}       // non-nil while consuming
 	fwdDone   chan struct{}
+
+	statMu sync.Mutex
+	statCh *amqp.Channel // passive declares of Stat; nil until first used
 }
 
 // dead reports whether the session was killed or its channel closed.
