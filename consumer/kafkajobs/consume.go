@@ -157,6 +157,7 @@ type consumerState struct {
 	commitErr error
 
 	kgoBuf     *kgoBuffer    // records kgo holds, per partition (flow.go)
+	sizer      *fetchSizer   // per-partition fetch size (fetchsize.go)
 	demand     chan struct{} // Receive -> poller, capacity 1
 	roomKick   chan struct{} // settlement -> poller waiting for room, capacity 1
 	commitKick chan struct{} // settlement -> committer, capacity 1
@@ -170,6 +171,7 @@ func newConsumerState(cfg Config) *consumerState {
 		parts:      make(map[topicPartition]*partState),
 		changed:    make(chan struct{}),
 		kgoBuf:     newKgoBuffer(),
+		sizer:      newFetchSizer(cfg),
 		demand:     make(chan struct{}, 1),
 		roomKick:   make(chan struct{}, 1),
 		commitKick: make(chan struct{}, 1),

@@ -153,7 +153,8 @@ func newDriver(ctx context.Context, name string, g Global, cfg Config, deadLette
 	if cfg.Consumes() {
 		d.cons = newConsumerState(cfg)
 		opts = append(opts, d.groupOpts()...)
-		opts = append(opts, kgo.WithHooks(d.cons.kgoBuf))
+		opts = append(opts, kgo.WithHooks(d.cons.kgoBuf, d.cons.sizer),
+			kgo.FetchMaxPartitionBytes(d.cons.sizer.cur))
 	}
 	opts = append(opts, kgo.WithHooks(&d.conn))
 	opts = append(opts, extra...)

@@ -319,6 +319,7 @@ func (d *Driver) pollLoop(ctx context.Context) {
 			}
 			fetches := d.client.PollRecords(ctx, pollBatch)
 			d.ingest(fetches)
+			d.resizeFetch()
 			d.client.AllowRebalance()
 			if fetches.IsClientClosed() {
 				return
