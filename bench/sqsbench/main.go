@@ -1,0 +1,472 @@
+// Command sqsbench measures receive+delete throughput of the supervisor on
+// the sqs driver with real PHP echo workers (examples/echo-worker.php),
+// next to a plain aws-sdk-go-v2 consumer on the same queue, against an SQS
+// emulator: moto's server started on a free 127.0.0.1 port, or the one at
+// -endpoint (fauxqs, ElasticMQ, ...). It never talks to AWS: the
+// credentials are dummies and the endpoint is always set.
+//
+// Each round fills the queue with -jobs jobs pushed through the supervisor
+// (PushBatch, each SendMessageBatch confirmed) while its pipeline is
+// paused, then empties it either by resuming the pipeline (timed from the
+// resume until jobs stat counts every job acked) or with the plain consumer
+// (one loop of ReceiveMessage of -prefetch messages and one
+// DeleteMessageBatch per receive, timed until every message was deleted).
+// Rounds alternate plain and supervisor. The plain consumer shows what the
+// emulator allows: on moto both are bound by moto (tens to hundreds of
+// messages/s), not by the supervisor. bench/sqs.sh builds the supervisor
+// and runs it.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/rpc"
+)
+
+// errTimeout is returned when the run does not finish within -timeout.
+var errTimeout = errors.New("sqsbench: timed out")
+
+// params are the command line.
+type params struct {
+	bin, endpoint string
+	jobs, batch   int
+	workers       int
+	concurrency   int
+	prefetch      int
+	rounds        int
+	payloadBytes  int
+	timeout       time.Duration
+}
+
+func main() {
+	var p params
+	flag.StringVar(&p.bin, "bin", "bin/supervisor", "supervisor binary")
+	flag.StringVar(&p.endpoint, "endpoint", os.Getenv("SQS_ENDPOINT"), "SQS emulator URL (default $SQS_ENDPOINT; empty: start moto on 127.0.0.1)")
+	flag.IntVar(&p.jobs, "jobs", 300, "jobs per round (moto slows down with the depth of the queue: each receive costs O(messages queued))")
+	flag.IntVar(&p.batch, "batch", 500, "jobs per PushBatch when filling the queue")
+	flag.IntVar(&p.workers, "workers", 2, "PHP worker processes")
+	flag.IntVar(&p.concurrency, "concurrency", 10, "pipeline concurrency")
+	flag.IntVar(&p.prefetch, "prefetch", 10, "ReceiveMessage MaxNumberOfMessages of both consumers (1..10)")
+	flag.IntVar(&p.rounds, "rounds", 2, "rounds of each consumer (alternating)")
+	flag.IntVar(&p.payloadBytes, "payload", 32, "payload size in bytes")
+	flag.DurationVar(&p.timeout, "timeout", 5*time.Minute, "give up after this long")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	err := run(ctx, p)
+	cancel()
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sqsbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, p params) error {
+	if p.jobs < 1 || p.batch < 1 || p.workers < 1 || p.concurrency < 1 || p.rounds < 1 || p.prefetch < 1 || p.prefetch > 10 {
+		return errors.New("-jobs, -batch, -workers, -concurrency and -rounds must be at least 1, -prefetch 1..10")
+	}
+	dir, err := os.MkdirTemp("", "sqsbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+
+	emulator := p.endpoint
+	if emulator == "" {
+		url, stopMoto, err := startMoto(ctx)
+		if err != nil {
+			return err
+		}
+		defer stopMoto()
+		emulator, p.endpoint = "moto "+url, url
+	}
+	queue := "pv-bench-" + strings.ToLower(rand.Text()[:8])
+	sqsc := sqs.New(sqs.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(p.endpoint),
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: "test", SecretAccessKey: "test", Source: "sqsbench"}, nil
+		}),
+	})
+
+	sv, err := startSupervisor(ctx, p, dir, queue)
+	if err != nil {
+		return err
+	}
+	defer sv.stop()
+	url, err := queueURL(ctx, sqsc, queue)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, _ = sqsc.DeleteQueue(dctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)})
+	}()
+	// Paused from the start: the queue is filled before each round.
+	if err := sv.pause(ctx); err != nil {
+		return err
+	}
+
+	payload := []byte(strings.Repeat("x", p.payloadBytes))
+	var plainTook, svTook time.Duration
+	var acked uint64
+	var cpu time.Duration
+	for r := range p.rounds {
+		for _, plain := range []bool{true, false} {
+			if err := fill(ctx, sv.cl, p, payload, r, plain); err != nil {
+				return err
+			}
+			if err := waitVisible(ctx, sqsc, url, p.jobs); err != nil {
+				return err
+			}
+			if plain {
+				took, err := consumePlain(ctx, sqsc, url, p.prefetch, p.jobs)
+				if err != nil {
+					return err
+				}
+				plainTook += took
+				fmt.Printf("round %d plain aws-sdk-go-v2: %8.0f jobs/s\n", r+1, float64(p.jobs)/took.Seconds())
+				continue
+			}
+			cpu0 := sv.cpu()
+			took, err := consumeSupervisor(ctx, sv.cl, acked+uint64(p.jobs))
+			if err != nil {
+				return err
+			}
+			cpu += sv.cpu() - cpu0
+			acked += uint64(p.jobs)
+			svTook += took
+			fmt.Printf("round %d supervisor:         %8.0f jobs/s\n", r+1, float64(p.jobs)/took.Seconds())
+			if err := sv.pause(ctx); err != nil {
+				return err
+			}
+			if c, err := counts(ctx, sqsc, url); err != nil || c != 0 {
+				return fmt.Errorf("queue %s holds %d messages after the supervisor acked every job (%v)", queue, c, err)
+			}
+		}
+	}
+
+	total := float64(p.jobs * p.rounds)
+	plainRate, svRate := total/plainTook.Seconds(), total/svTook.Seconds()
+	fmt.Printf("sqs driver on %s, prefetch %d, concurrency %d, %d PHP echo workers, %d rounds of %d jobs of %d bytes\n",
+		emulator, p.prefetch, p.concurrency, p.workers, p.rounds, p.jobs, p.payloadBytes)
+	fmt.Printf("plain aws-sdk-go-v2 consumer (receive %d, DeleteMessageBatch): %.0f jobs/s  <- the emulator's bound\n", p.prefetch, plainRate)
+	fmt.Printf("supervisor + PHP echo workers:                                %.0f jobs/s\n", svRate)
+	fmt.Printf("supervisor/plain: %.2f\n", svRate/plainRate)
+	fmt.Printf("supervisor CPU while consuming: %.0f µs/job\n", float64(cpu.Microseconds())/total)
+	return nil
+}
+
+// startMoto runs `python3 -m moto.server` on a free 127.0.0.1 port and
+// waits until it answers; stop kills it and waits for it to exit.
+func startMoto(ctx context.Context) (url string, stop func(), err error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	cmd := exec.Command("python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", strconv.Itoa(port))
+	if err := cmd.Start(); err != nil {
+		return "", nil, fmt.Errorf("start moto (pip install 'moto[server]', or pass -endpoint): %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }() // owned by stop, which waits for it
+	stop = func() {
+		_ = cmd.Process.Kill()
+		<-exited
+	}
+	url = "http://127.0.0.1:" + strconv.Itoa(port)
+	hc := &http.Client{Timeout: time.Second}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if resp, err := hc.Get(url + "/moto-api/"); err == nil {
+			resp.Body.Close()
+			return url, stop, nil
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			stop()
+			return "", nil, fmt.Errorf("moto exited during start: %v (pip install 'moto[server]', or pass -endpoint)", err)
+		case <-ctx.Done():
+			stop()
+			return "", nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return "", nil, errors.New("moto did not answer within 30s")
+		}
+	}
+}
+
+// queueURL looks the queue up (the driver created it at start).
+func queueURL(ctx context.Context, c *sqs.Client, queue string) (string, error) {
+	out, err := c.GetQueueUrl(ctx, &sqs.GetQueueUrlInput{QueueName: aws.String(queue)})
+	if err != nil {
+		return "", fmt.Errorf("GetQueueUrl %s: %w", queue, err)
+	}
+	return aws.ToString(out.QueueUrl), nil
+}
+
+// counts returns the messages of the queue: visible, in flight and delayed.
+func counts(ctx context.Context, c *sqs.Client, url string) (int, error) {
+	out, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(url),
+		AttributeNames: []types.QueueAttributeName{
+			types.QueueAttributeNameApproximateNumberOfMessages,
+			types.QueueAttributeNameApproximateNumberOfMessagesNotVisible,
+			types.QueueAttributeNameApproximateNumberOfMessagesDelayed,
+		},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("GetQueueAttributes: %w", err)
+	}
+	n := 0
+	for _, v := range out.Attributes {
+		i, err := strconv.Atoi(v)
+		if err != nil {
+			return 0, fmt.Errorf("GetQueueAttributes: %q", v)
+		}
+		n += i
+	}
+	return n, nil
+}
+
+// waitVisible waits until every one of the n messages is visible: a long
+// poll of the paused pipeline under way at the pause may hold some until
+// the driver makes them visible again.
+func waitVisible(ctx context.Context, c *sqs.Client, url string, n int) error {
+	for {
+		out, err := c.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+			QueueUrl:       aws.String(url),
+			AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameApproximateNumberOfMessages},
+		})
+		if err != nil {
+			return fmt.Errorf("GetQueueAttributes: %w", err)
+		}
+		v, _ := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)])
+		if v == n {
+			return nil
+		}
+		if v > n {
+			return fmt.Errorf("queue holds %d visible messages after a fill of %d", v, n)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %d of %d messages visible after the fill", errTimeout, v, n)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// fill pushes p.jobs jobs through the supervisor into the paused pipeline.
+func fill(ctx context.Context, cl *rpc.Client, p params, payload []byte, round int, plain bool) error {
+	side := "s"
+	if plain {
+		side = "p"
+	}
+	for pushed := 0; pushed < p.jobs; pushed += p.batch {
+		js := make([]consumer.Job, min(p.batch, p.jobs-pushed))
+		for i := range js {
+			js[i] = consumer.Job{ID: fmt.Sprintf("%d%s%d", round, side, pushed+i), Name: "Bench", Pipeline: "bench", Payload: payload}
+		}
+		if err := cl.PushBatch(ctx, js); err != nil {
+			return fmt.Errorf("push: %w", err)
+		}
+	}
+	return nil
+}
+
+// consumePlain receives n messages, prefetch per ReceiveMessage, deleting
+// each answer with one DeleteMessageBatch, and returns the time until the
+// last delete was confirmed.
+func consumePlain(ctx context.Context, c *sqs.Client, url string, prefetch, n int) (time.Duration, error) {
+	start := time.Now()
+	for left := n; left > 0; {
+		out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl: aws.String(url), MaxNumberOfMessages: int32(prefetch), WaitTimeSeconds: 1,
+			MessageAttributeNames: []string{"All"}, VisibilityTimeout: 30,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return 0, fmt.Errorf("%w in the plain round, %d left", errTimeout, left)
+			}
+			return 0, fmt.Errorf("ReceiveMessage: %w", err)
+		}
+		if len(out.Messages) == 0 {
+			continue
+		}
+		in := &sqs.DeleteMessageBatchInput{QueueUrl: aws.String(url)}
+		for i, m := range out.Messages {
+			in.Entries = append(in.Entries, types.DeleteMessageBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: m.ReceiptHandle})
+		}
+		del, err := c.DeleteMessageBatch(ctx, in)
+		if err != nil {
+			return 0, fmt.Errorf("DeleteMessageBatch: %w", err)
+		}
+		if len(del.Failed) > 0 {
+			return 0, fmt.Errorf("DeleteMessageBatch: %d failed: %s", len(del.Failed), aws.ToString(del.Failed[0].Message))
+		}
+		left -= len(out.Messages)
+	}
+	return time.Since(start), nil
+}
+
+// consumeSupervisor resumes the pipeline and returns the time until jobs
+// stat counts want jobs acked in all. It polls every 250ms: each stat
+// costs the emulator a GetQueueAttributes.
+func consumeSupervisor(ctx context.Context, cl *rpc.Client, want uint64) (time.Duration, error) {
+	start := time.Now()
+	if err := cl.Resume(ctx, "bench"); err != nil {
+		return 0, fmt.Errorf("resume: %w", err)
+	}
+	for {
+		st, err := cl.Stat(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if len(st) == 1 && st[0].Acked >= want {
+			return time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("%w waiting for %d acks", errTimeout, want)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// supervisor is the running `supervisor serve` and an RPC client to it.
+type supervisor struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	cl     *rpc.Client
+}
+
+// pause pauses the pipeline and waits out a long poll that may be under
+// way (wait_time_seconds 1), so the next fill stays in the queue.
+func (s *supervisor) pause(ctx context.Context) error {
+	if err := s.cl.Pause(ctx, "bench"); err != nil {
+		return fmt.Errorf("pause: %w", err)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(1500 * time.Millisecond):
+		return nil
+	}
+}
+
+// stop closes the client, sends SIGTERM and waits for the exit (SIGKILL
+// after 30s).
+func (s *supervisor) stop() {
+	if s.cl != nil {
+		s.cl.Close()
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+}
+
+// startSupervisor runs the supervisor with one sqs pipeline "bench" on
+// queue and waits until the pipeline is consuming.
+func startSupervisor(ctx context.Context, p params, dir, queue string) (*supervisor, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	addr := "tcp://" + l.Addr().String()
+	l.Close()
+	cfg := filepath.Join(dir, ".rr.yaml")
+	yaml := fmt.Sprintf(`version: "3"
+rpc: {listen: %q}
+server: {command: "php examples/echo-worker.php"}
+logs: {level: warn}
+sqs: {key: test, secret: test, region: us-east-1, endpoint: %q}
+jobs:
+  pool: {num_workers: %d, allocate_timeout: 10s, destroy_timeout: 5s}
+  consume: [bench]
+  pipelines:
+    bench:
+      driver: sqs
+      concurrency: %d
+      config: {queue: %q, prefetch: %d, wait_time_seconds: 1, visibility_timeout: 30}
+`, addr, p.endpoint, p.workers, p.concurrency, queue, p.prefetch)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(p.bin, "serve", "-c", cfg)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	s := &supervisor{cmd: cmd, exited: make(chan struct{})}
+	go func() { // owned by stop, which waits for exited
+		_ = cmd.Wait()
+		close(s.exited)
+	}()
+	for {
+		cl, err := rpc.Dial(ctx, addr)
+		if err == nil {
+			st, serr := cl.Stat(ctx)
+			if serr == nil && len(st) == 1 && st[0].Consuming {
+				s.cl = cl
+				return s, nil
+			}
+			cl.Close()
+		}
+		select {
+		case <-s.exited:
+			return nil, errors.New("supervisor exited during start")
+		case <-ctx.Done():
+			s.stop()
+			return nil, fmt.Errorf("supervisor did not start: %w", ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// cpu is the supervisor's CPU time so far (all threads), from schedstat
+// (0 where /proc has none).
+func (s *supervisor) cpu() time.Duration {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", s.cmd.Process.Pid))
+	var ns int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			v, _ := strconv.ParseInt(f[0], 10, 64)
+			ns += v
+		}
+	}
+	return time.Duration(ns)
+}
