@@ -14,8 +14,16 @@ import (
 )
 
 // commitInterval is how often the committer retries commits that failed
-// (successful settlements trigger a commit at once).
+// (successful settlements trigger a commit, see commitGap).
 const commitInterval = time.Second
+
+// commitGap is the least time between two commits of the committer: a
+// settlement after a quiet spell is committed at once, settlements that
+// follow one another closely are committed together at most every
+// commitGap instead of one commit request each. What is committed is the
+// same contiguous done prefix either way; rebalances and Close commit at
+// once.
+const commitGap = 5 * time.Millisecond
 
 // emptyPollBackoff is the pause after a poll that returned only errors.
 const emptyPollBackoff = 100 * time.Millisecond
@@ -95,6 +103,10 @@ func (d *Driver) ingest(fetches kgo.Fetches) {
 func (d *Driver) commitLoop(ctx context.Context) {
 	t := time.NewTicker(commitInterval)
 	defer t.Stop()
+	gap := time.NewTimer(time.Hour)
+	gap.Stop()
+	defer gap.Stop()
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -102,6 +114,17 @@ func (d *Driver) commitLoop(ctx context.Context) {
 		case <-d.cons.commitKick:
 		case <-t.C:
 		}
+		if wait := commitGap - time.Since(last); wait > 0 {
+			// Let the settlements of the next few milliseconds join
+			// this commit.
+			gap.Reset(wait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-gap.C:
+			}
+		}
+		last = time.Now()
 		if err := d.commitNow(ctx); err != nil && ctx.Err() == nil {
 			d.log.Warn("commit failed; will retry", "err", err)
 		}
