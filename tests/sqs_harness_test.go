@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -177,6 +179,7 @@ type sqsOpts struct {
 	visibility  int // visibility_timeout in seconds; 0 = the queue's
 	maxAttempts int
 	deadLetter  string // "" = none
+	attributes  map[string]string
 }
 
 func sqsConfig(t *testing.T, o sqsOpts) string {
@@ -187,6 +190,14 @@ func sqsConfig(t *testing.T, o sqsOpts) string {
 	}
 	if o.visibility > 0 {
 		vis = fmt.Sprintf("        visibility_timeout: %d\n", o.visibility)
+	}
+	if len(o.attributes) > 0 {
+		vis += "        attributes:\n"
+		for _, k := range slices.Sorted(maps.Keys(o.attributes)) {
+			// A JSON string is a valid YAML double-quoted scalar.
+			v, _ := json.Marshal(o.attributes[k])
+			vis += fmt.Sprintf("          %s: %s\n", k, v)
+		}
 	}
 	return writeConfig(t, fmt.Sprintf(`version: "3"
 rpc:
@@ -265,6 +276,25 @@ func (q *sqsInspector) url(name string) string {
 		q.t.Fatalf("GetQueueUrl %s: %v", name, err)
 	}
 	return aws.ToString(out.QueueUrl)
+}
+
+// createQueue creates a standard queue and returns its URL and ARN.
+func (q *sqsInspector) createQueue(name string) (url, arn string) {
+	q.t.Helper()
+	ctx, cancel := q.ctx()
+	defer cancel()
+	out, err := q.cl.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(name)})
+	if err != nil {
+		q.t.Fatalf("CreateQueue %s: %v", name, err)
+	}
+	url = aws.ToString(out.QueueUrl)
+	attrs, err := q.cl.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(url), AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		q.t.Fatalf("GetQueueAttributes %s: %v", name, err)
+	}
+	return url, attrs.Attributes[string(types.QueueAttributeNameQueueArn)]
 }
 
 // sqsCounts are a queue's ApproximateNumberOfMessages* attributes.

@@ -163,6 +163,70 @@ func TestSQSAlwaysFailingJobReachesDeadLetterQueue(t *testing.T) {
 	stopSQSDrained(t, s, q, url)
 }
 
+func TestSQSRedrivePolicyMovesDeadJobWithoutDeadLetter(t *testing.T) {
+	endpoint := startSQS(t)
+	q := newSQSInspector(t, endpoint)
+	queue := sqsQueueName(t, "")
+	dlqURL, dlqARN := q.createQueue(queue + "-redrive")
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	// No dead_letter: the queue's own redrive policy (maxReceiveCount =
+	// max_attempts) moves the dead job, so the driver must leave the
+	// original message in the queue for SQS to move.
+	s := startSQSSupervisor(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
+		workers: 1, concurrency: 1, prefetch: 1, visibility: 10, maxAttempts: 3,
+		attributes: map[string]string{"RedrivePolicy": fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"3"}`, dlqARN)}}))
+	url := q.url(queue)
+
+	out, code := s.cli("push", "--pipeline", "default", "--job", "always-fail", "--payload", "body-2", "--header", "x-key=beta")
+	if code != 0 {
+		t.Fatalf("push exit %d: %s", code, out)
+	}
+	id := strings.TrimSpace(out)
+	s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Dead >= 1 })
+
+	// SQS moves the message when the next receive passes maxReceiveCount.
+	deadline := time.Now().Add(20 * time.Second)
+	for q.counts(dlqURL).visible == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the dead job never reached the redrive queue; queue: %s", q.counts(url))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	msgs := q.receiveAll(dlqURL)
+	if len(msgs) != 1 {
+		t.Fatalf("%d messages in the redrive queue, want 1", len(msgs))
+	}
+	m := msgs[0]
+	got := fmt.Sprintf("rr_id %s, rr_job %s, body %s, receive count %s",
+		attr(m, "rr_id"), attr(m, "rr_job"), aws.ToString(m.Body), m.Attributes["ApproximateReceiveCount"])
+	// The original message, received max_attempts times by the
+	// supervisor and once more by the receive that moved it (SQS's
+	// count goes on in the dead-letter queue; moto's too).
+	if want := fmt.Sprintf("rr_id %s, rr_job always-fail, body body-2, receive count", id); !strings.HasPrefix(got, want) {
+		t.Errorf("redriven message: %s; want %s ...", got, want)
+	}
+	t.Logf("redriven: %s", got)
+	if n, _ := strconv.Atoi(m.Attributes["ApproximateReceiveCount"]); n < 3 {
+		t.Errorf("redriven message was received %d times, want the original message (at least 3)", n)
+	}
+	if h := headersAttr(t, m); !slices.Equal(h["x-key"], []string{"beta"}) {
+		t.Errorf("headers %v in the redrive queue, want x-key beta", h)
+	}
+	var attempts []string
+	for _, l := range readLines(t, log) {
+		if f := strings.Fields(l); f[0] == "start" {
+			attempts = append(attempts, f[2])
+		}
+	}
+	if got := strings.Join(attempts, ","); got != "1,2,3" {
+		t.Errorf("the job ran with attempts [%s], want [1,2,3]", got)
+	}
+	if st := s.stat("default"); st.Dead != 1 || st.Acked != 0 || st.Active != 0 {
+		t.Errorf("after the redrive: %+v", st)
+	}
+	stopSQSDrained(t, s, q, url)
+}
+
 func TestSQSHeartbeatLongJobDeliveredOnce(t *testing.T) {
 	const visibility = 2 // seconds; the job runs 3x as long
 	endpoint := startSQS(t)
