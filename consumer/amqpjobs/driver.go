@@ -92,7 +92,6 @@ type Driver struct {
 	tls        *tls.Config
 	tag        string // consumer tag
 
-	inbox    chan *inbound   // forwarder -> Receive, unbuffered
 	closeCtx context.Context // done when Close starts
 	closing  <-chan struct{} // closeCtx.Done()
 	finished chan struct{}   // closed when Close is done
@@ -106,6 +105,10 @@ type Driver struct {
 	ready   chan struct{} // closed while sess != nil
 	lastErr error
 
+	feedMu      sync.Mutex
+	feed        *feed         // what Receive reads; nil while not consuming
+	feedChanged chan struct{} // closed when feed is replaced
+
 	consumeMu sync.Mutex // serialises Pause, Resume, Close and install
 	paused    bool
 	stopping  bool
@@ -117,11 +120,11 @@ type Driver struct {
 	acked  *attemptMemo
 	dlqGen atomic.Uint64 // session generation the dead_letter queue was declared in
 
-	outstanding atomic.Int64  // handed to the forwarder or out, not settled
+	outstanding atomic.Int64  // taken from a feed, not settled
 	settledSig  chan struct{} // cap 1, poked on every settlement
 
 	cancel context.CancelFunc // stops supervise
-	wg     sync.WaitGroup     // supervise and forwarders
+	wg     sync.WaitGroup     // supervise and the drains of stopConsuming
 
 	closeOnce sync.Once
 	closeErr  error
@@ -135,7 +138,7 @@ var (
 	_ consumer.Pauser    = (*Driver)(nil)
 )
 
-// inbound is one delivery between the forwarder and Receive.
+// inbound is one delivery taken from a feed and the session it came on.
 type inbound struct {
 	s *session
 	m amqp.Delivery
@@ -167,19 +170,19 @@ func New(ctx context.Context, name string, g Global, cfg Config, deadLetter stri
 		tag = "pipevisor-" + name + "-" + uuid.NewString()[:8]
 	}
 	d := &Driver{
-		name:       name,
-		g:          g,
-		cfg:        cfg,
-		deadLetter: deadLetter,
-		log:        log,
-		tls:        tc,
-		tag:        tag,
-		inbox:      make(chan *inbound),
-		finished:   make(chan struct{}),
-		ready:      make(chan struct{}),
-		attempts:   newAttemptMemo(attemptMemoSize),
-		acked:      newAttemptMemo(attemptMemoSize),
-		settledSig: make(chan struct{}, 1),
+		name:        name,
+		g:           g,
+		cfg:         cfg,
+		deadLetter:  deadLetter,
+		log:         log,
+		tls:         tc,
+		tag:         tag,
+		feedChanged: make(chan struct{}),
+		finished:    make(chan struct{}),
+		ready:       make(chan struct{}),
+		attempts:    newAttemptMemo(attemptMemoSize),
+		acked:       newAttemptMemo(attemptMemoSize),
+		settledSig:  make(chan struct{}, 1),
 	}
 	d.closeCtx, d.startClose = context.WithCancel(context.Background())
 	d.closing = d.closeCtx.Done()
@@ -200,42 +203,16 @@ func New(ctx context.Context, name string, g Global, cfg Config, deadLetter stri
 	return d, nil
 }
 
-// Receive blocks until a delivery is available, ctx is done (ctx.Err()) or
-// the driver is closed (consumer.ErrClosed). While the broker is
-// unreachable it keeps waiting. A pipeline without queue gets
-// ErrNotConsuming.
-func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
-	if !d.cfg.Consumes() {
-		return nil, ErrNotConsuming
-	}
-	for {
-		select {
-		case <-d.closing:
-			return nil, consumer.ErrClosed
-		default:
-		}
-		select {
-		case in := <-d.inbox:
-			if del := d.deliver(in); del != nil {
-				return del, nil
-			}
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-d.closing:
-			return nil, consumer.ErrClosed
-		}
-	}
-}
-
 // deliver wraps in as a Delivery, or returns nil when it must not be
 // handed out (an auto-ack message whose ack failed).
-func (d *Driver) deliver(in *inbound) *consumer.Delivery {
-	m := &in.m
+func (d *Driver) deliver(in inbound) *consumer.Delivery {
+	st := &settlement{d: d, in: in}
+	m := &st.in.m
 	if tok, ok := m.Headers[hdrMsg].(string); ok && m.Redelivered {
 		if gen, ok := d.acked.take(tok); ok && uint64(gen) < in.s.gen {
 			// Acked before the connection died, but the broker never
 			// got the ack: the job is done, settle the copy quietly.
-			err := d.ack(in)
+			err := d.ack(&st.in)
 			d.settledOne()
 			if err != nil {
 				d.log.Warn("ack of a redelivered duplicate failed", "err", err)
@@ -243,22 +220,21 @@ func (d *Driver) deliver(in *inbound) *consumer.Delivery {
 			return nil
 		}
 	}
-	dec := decode(m, d.cfg.JobHeader, d.cfg.Priority, uuid.NewString)
-	attempt := d.attemptFor(m, dec)
-	del := &consumer.Delivery{
-		ID:       dec.id,
-		Job:      dec.job,
-		Pipeline: d.name,
-		Driver:   DriverName,
-		Queue:    d.cfg.Queue,
-		Headers:  dec.headers,
-		Body:     m.Body,
-		Attempt:  attempt,
-		Key:      dec.key,
-		Priority: dec.priority,
-	}
+	st.dec = decode(m, d.cfg.JobHeader, d.cfg.Priority, uuid.NewString)
+	dec := &st.dec
+	del := &st.del
+	del.ID = dec.id
+	del.Job = dec.job
+	del.Pipeline = d.name
+	del.Driver = DriverName
+	del.Queue = d.cfg.Queue
+	del.Headers = dec.headers
+	del.Body = m.Body
+	del.Attempt = d.attemptFor(m, st.dec)
+	del.Key = dec.key
+	del.Priority = dec.priority
 	if dec.autoAck {
-		err := d.ack(in)
+		err := d.ack(&st.in)
 		d.settledOne()
 		if err != nil {
 			d.log.Warn("auto-ack failed; the broker redelivers the job", "id", dec.id, "err", err)
@@ -267,7 +243,6 @@ func (d *Driver) deliver(in *inbound) *consumer.Delivery {
 		del.SetSettle(func(context.Context, consumer.Outcome) error { return nil })
 		return del
 	}
-	st := &settlement{d: d, in: in, del: del, dec: dec}
 	del.SetSettle(st.settle)
 	return del
 }
@@ -303,7 +278,7 @@ func (d *Driver) giveBack(s *session, m *amqp.Delivery) {
 	_ = s.ch.Nack(m.DeliveryTag, false, true)
 }
 
-// handOut counts a delivery the forwarder holds or handed out.
+// handOut counts a delivery taken from a feed.
 func (d *Driver) handOut() { d.outstanding.Add(1) }
 
 // settledOne uncounts a delivery and wakes Close.

@@ -50,10 +50,10 @@ type session struct {
 	done     chan struct{} // closed by kill
 	killOnce sync.Once
 
+	tracks    bool // multiple_ack: keep unsettled
 	mu        sync.Mutex
-	unsettled map[uint64]struct{} // tags received by the forwarder, not settled
-	fwdStop   chan struct{}       // non-nil while consuming
-	fwdDone   chan struct{}
+	unsettled map[uint64]struct{} // tags taken from the feed, not settled
+	feed      *feed               // non-nil while consuming
 
 	statMu sync.Mutex
 	statCh *amqp.Channel // passive declares of Stat; nil until first used
@@ -80,8 +80,12 @@ func (s *session) kill() {
 	})
 }
 
-// track records a delivery tag handed to the forwarder.
+// track records a delivery tag taken from the feed. Only multiple_ack
+// needs the set (untrackLowest); without it track and untrack do nothing.
 func (s *session) track(tag uint64) {
+	if !s.tracks {
+		return
+	}
 	s.mu.Lock()
 	s.unsettled[tag] = struct{}{}
 	s.mu.Unlock()
@@ -89,6 +93,9 @@ func (s *session) track(tag uint64) {
 
 // untrack forgets tag.
 func (s *session) untrack(tag uint64) {
+	if !s.tracks {
+		return
+	}
 	s.mu.Lock()
 	delete(s.unsettled, tag)
 	s.mu.Unlock()
@@ -185,6 +192,7 @@ func (d *Driver) connect(ctx context.Context, gen uint64) (*session, error) {
 		connClosed: conn.NotifyClose(make(chan *amqp.Error, 1)),
 		done:       make(chan struct{}),
 		unsettled:  map[uint64]struct{}{},
+		tracks:     d.cfg.MultipleAck,
 	}
 	if d.cfg.Consumes() {
 		pc, err := d.dial(ctx, "publish")
@@ -268,83 +276,6 @@ func withChannel(conn *amqp.Connection, fn func(*amqp.Channel) error) error {
 		err = cerr
 	}
 	return err
-}
-
-// startConsuming starts the consumer and the forwarder on s. The caller
-// holds d.consumeMu.
-func (d *Driver) startConsuming(s *session) error {
-	s.mu.Lock()
-	running := s.fwdStop != nil
-	s.mu.Unlock()
-	if running || s.ch == nil || s.dead() {
-		return nil
-	}
-	msgs, err := s.ch.Consume(d.cfg.Queue, d.tag, false, false, false, false, nil)
-	if err != nil {
-		return fmt.Errorf("basic.consume %q: %w", d.cfg.Queue, err)
-	}
-	stop, done := make(chan struct{}), make(chan struct{})
-	s.mu.Lock()
-	s.fwdStop, s.fwdDone = stop, done
-	s.mu.Unlock()
-	d.wg.Go(func() { d.forward(s, msgs, stop, done) })
-	return nil
-}
-
-// stopConsuming cancels the consumer of s and waits until the forwarder
-// has returned every delivery it did not hand out (basic.nack with
-// requeue). The caller holds d.consumeMu.
-func (d *Driver) stopConsuming(ctx context.Context, s *session) error {
-	s.mu.Lock()
-	stop, done := s.fwdStop, s.fwdDone
-	s.fwdStop, s.fwdDone = nil, nil
-	s.mu.Unlock()
-	if stop == nil {
-		return nil
-	}
-	var err error
-	if !s.dead() {
-		// Waits for cancel-ok: every delivery sent before it is buffered.
-		if cerr := s.ch.Cancel(d.tag, false); cerr != nil && !s.dead() {
-			err = fmt.Errorf("basic.cancel: %w", cerr)
-		}
-	}
-	close(stop)
-	if err != nil {
-		// The consumer may still be active; close the channel so the
-		// broker takes its deliveries back and the forwarder ends.
-		s.kill()
-	}
-	select {
-	case <-done:
-	case <-ctx.Done():
-		return errors.Join(err, ctx.Err())
-	}
-	return err
-}
-
-// forward moves deliveries of one consumer to Receive, one at a time and
-// only when a Receive is waiting. Once stop is closed it returns every
-// delivery it gets to the broker instead, until msgs is closed (after
-// basic.cancel or when the channel dies).
-func (d *Driver) forward(s *session, msgs <-chan amqp.Delivery, stop, done chan struct{}) {
-	defer close(done)
-	for m := range msgs {
-		s.track(m.DeliveryTag)
-		d.handOut()
-		select {
-		case <-stop:
-		default:
-			select {
-			case d.inbox <- &inbound{s: s, m: m}:
-				continue
-			case <-stop:
-			case <-s.done:
-			}
-		}
-		d.settledOne()
-		d.giveBack(s, &m)
-	}
 }
 
 // supervise watches the current session and redials when it dies, until

@@ -13,10 +13,13 @@ import (
 
 // settlement carries out the Outcome of one delivery (DESIGN.md, the AMQP
 // column of "Settlement per driver").
+//
+// One allocation per delivery holds it all: the Delivery handed out is
+// &settlement.del.
 type settlement struct {
 	d   *Driver
-	in  *inbound
-	del *consumer.Delivery
+	in  inbound
+	del consumer.Delivery
 	dec decoded
 }
 
@@ -53,10 +56,10 @@ func (st *settlement) settle(ctx context.Context, o consumer.Outcome) error {
 	}
 	switch o.Action {
 	case consumer.Ack:
-		return d.ack(st.in)
+		return d.ack(&st.in)
 	case consumer.Retry:
 		if o.Delay <= 0 && st.inPlace(o.Headers) {
-			return d.requeueInPlace(ctx, st.in, st.del.ID, st.del.Attempt+1)
+			return d.requeueInPlace(ctx, &st.in, st.del.ID, st.del.Attempt+1)
 		}
 		return st.republish(ctx, o, st.del.Attempt+1)
 	case consumer.Requeue:
@@ -65,11 +68,11 @@ func (st *settlement) settle(ctx context.Context, o consumer.Outcome) error {
 		if o.Delay > 0 {
 			return st.republish(ctx, o, st.del.Attempt)
 		}
-		return d.requeueInPlace(ctx, st.in, st.del.ID, st.del.Attempt)
+		return d.requeueInPlace(ctx, &st.in, st.del.ID, st.del.Attempt)
 	case consumer.Dead:
 		return st.dead(ctx, o)
 	default:
-		return errors.Join(fmt.Errorf("%w: %v", ErrUnknownAction, o.Action), d.nack(st.in, true))
+		return errors.Join(fmt.Errorf("%w: %v", ErrUnknownAction, o.Action), d.nack(&st.in, true))
 	}
 }
 
@@ -130,16 +133,16 @@ func (st *settlement) republish(ctx context.Context, o consumer.Outcome, attempt
 		err = d.publishOne(ctx, message{exchange: "", key: d.cfg.Queue, delay: o.Delay, pub: pub})
 	}
 	if err != nil {
-		return errors.Join(fmt.Errorf("amqpjobs: republish job %q: %w", st.del.ID, err), d.nack(st.in, true))
+		return errors.Join(fmt.Errorf("amqpjobs: republish job %q: %w", st.del.ID, err), d.nack(&st.in, true))
 	}
-	return d.ack(st.in)
+	return d.ack(&st.in)
 }
 
 // dead moves the delivery to the dead-letter target.
 func (st *settlement) dead(ctx context.Context, o consumer.Outcome) error {
 	d := st.d
 	if d.deadLetter == "" {
-		return d.nack(st.in, false)
+		return d.nack(&st.in, false)
 	}
 	err := d.declareDeadLetter(st.in.s)
 	if err == nil {
@@ -151,9 +154,9 @@ func (st *settlement) dead(ctx context.Context, o consumer.Outcome) error {
 		}
 	}
 	if err != nil {
-		return errors.Join(fmt.Errorf("amqpjobs: dead-letter job %q to %q: %w", st.del.ID, d.deadLetter, err), d.nack(st.in, true))
+		return errors.Join(fmt.Errorf("amqpjobs: dead-letter job %q to %q: %w", st.del.ID, d.deadLetter, err), d.nack(&st.in, true))
 	}
-	return d.ack(st.in)
+	return d.ack(&st.in)
 }
 
 // declareDeadLetter makes sure the dead_letter queue exists: an existing
@@ -191,7 +194,7 @@ func (d *Driver) requeueInPlace(ctx context.Context, in *inbound, id string, att
 	d.consumeMu.Lock()
 	defer d.consumeMu.Unlock()
 	in.s.mu.Lock()
-	consuming := in.s.fwdStop != nil && d.cfg.keepsPosition()
+	consuming := in.s.feed != nil && d.cfg.keepsPosition()
 	in.s.mu.Unlock()
 	if consuming {
 		// On failure stopConsuming closes the session; the nack below
