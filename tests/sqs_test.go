@@ -339,5 +339,11 @@ func TestSQSFIFOKeepsOrderPerGroup(t *testing.T) {
 			t.Errorf("%s ran in the order %v, want %v", key, seen[key], want)
 		}
 	}
+	// SQS takes no per-message delay on a FIFO queue: the push says so
+	// and nothing is sent.
+	out, code := s.cli("push", "--pipeline", "default", "--job", "sqs-record", "--payload", "x", "--key", "group-0", "--delay", "2s")
+	if code == 0 || !strings.Contains(out, "FIFO") {
+		t.Errorf("a delayed push to a FIFO queue: exit %d: %s; want a failure that names FIFO", code, out)
+	}
 	stopSQSDrained(t, s, q, url)
 }
