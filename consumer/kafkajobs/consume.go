@@ -242,9 +242,14 @@ func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 	if c == nil {
 		return nil, ErrNotConsuming
 	}
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
+	// The timer is made only when a record waits for its time: most
+	// calls find a record at once or wait for a change.
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		now := time.Now()
 		c.mu.Lock()
@@ -277,7 +282,11 @@ func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 		}
 		var tick <-chan time.Time
 		if !wake.IsZero() {
-			timer.Reset(wake.Sub(now))
+			if timer == nil {
+				timer = time.NewTimer(wake.Sub(now))
+			} else {
+				timer.Reset(wake.Sub(now))
+			}
 			tick = timer.C
 		}
 		select {
@@ -285,7 +294,9 @@ func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 		case <-tick:
 		case <-ctx.Done():
 		}
-		timer.Stop()
+		if timer != nil {
+			timer.Stop()
+		}
 		c.mu.Lock()
 		c.waiters--
 		c.mu.Unlock()

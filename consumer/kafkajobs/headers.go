@@ -58,13 +58,13 @@ type meta struct {
 	attempt    int
 	delayUntil time.Time
 	autoAck    bool
-	headers    map[string][]string
+	headers    map[string][]string // user headers; nil when there are none
 }
 
 // readRecord decodes r's headers. jobHeader is the fallback header for the
 // job name; priority the pipeline default.
 func readRecord(r *kgo.Record, jobHeader string, priority int64) meta {
-	m := meta{priority: priority, attempt: 1, headers: make(map[string][]string)}
+	m := meta{priority: priority, attempt: 1}
 	var fallbackJob string
 	for _, h := range r.Headers {
 		v := string(h.Value)
@@ -92,6 +92,9 @@ func readRecord(r *kgo.Record, jobHeader string, priority int64) meta {
 			fallbackJob = v
 		}
 		if !isReserved(h.Key) {
+			if m.headers == nil {
+				m.headers = make(map[string][]string)
+			}
 			m.headers[h.Key] = append(m.headers[h.Key], v)
 		}
 	}
