@@ -19,17 +19,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/pipevisor/pipevisor/bench/internal/benchkit"
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/rpc"
 )
@@ -90,13 +86,25 @@ func run(ctx context.Context, p params) error {
 	defer conn.Close()
 	defer deleteQueue(conn, queue)
 
-	sv, err := startSupervisor(ctx, p, dir, queue)
+	sv, err := benchkit.StartSupervisor(ctx, benchkit.Config{
+		Bin: p.bin, Dir: dir, Command: "php examples/echo-worker.php", Ready: benchkit.Consuming,
+		Body: fmt.Sprintf(`amqp: {addr: %q}
+jobs:
+  pool: {num_workers: %d, allocate_timeout: 10s, destroy_timeout: 5s}
+  consume: [bench]
+  pipelines:
+    bench:
+      driver: amqp
+      concurrency: %d
+      config: {queue: %q, prefetch: %d}
+`, p.addr, p.workers, p.concurrency, queue, p.concurrency),
+	})
 	if err != nil {
 		return err
 	}
-	defer sv.stop()
+	defer sv.Stop()
 	// Paused from the start: the queue is filled before each round.
-	if err := sv.cl.Pause(ctx, "bench"); err != nil {
+	if err := sv.Client.Pause(ctx, "bench"); err != nil {
 		return fmt.Errorf("pause: %w", err)
 	}
 
@@ -106,7 +114,7 @@ func run(ctx context.Context, p params) error {
 	var cpu time.Duration
 	for r := range p.rounds {
 		for _, plain := range []bool{true, false} {
-			if err := fill(ctx, sv.cl, p, payload, r, plain); err != nil {
+			if err := fill(ctx, sv.Client, p, payload, r, plain); err != nil {
 				return err
 			}
 			if n, err := ready(conn, queue); err != nil || n != p.jobs {
@@ -121,16 +129,16 @@ func run(ctx context.Context, p params) error {
 				fmt.Printf("round %d plain amqp091-go: %8.0f jobs/s\n", r+1, float64(p.jobs)/took.Seconds())
 				continue
 			}
-			cpu0 := sv.cpu()
-			took, err := consumeSupervisor(ctx, sv.cl, acked+uint64(p.jobs))
+			cpu0 := sv.CPU()
+			took, err := consumeSupervisor(ctx, sv, acked+uint64(p.jobs))
 			if err != nil {
 				return err
 			}
-			cpu += sv.cpu() - cpu0
+			cpu += sv.CPU() - cpu0
 			acked += uint64(p.jobs)
 			svTook += took
 			fmt.Printf("round %d supervisor:       %8.0f jobs/s\n", r+1, float64(p.jobs)/took.Seconds())
-			if err := sv.cl.Pause(ctx, "bench"); err != nil {
+			if err := sv.Client.Pause(ctx, "bench"); err != nil {
 				return fmt.Errorf("pause: %w", err)
 			}
 			if n, err := ready(conn, queue); err != nil || n != 0 {
@@ -156,16 +164,9 @@ func fill(ctx context.Context, cl *rpc.Client, p params, payload []byte, round i
 	if plain {
 		side = "p"
 	}
-	for pushed := 0; pushed < p.jobs; pushed += p.batch {
-		js := make([]consumer.Job, min(p.batch, p.jobs-pushed))
-		for i := range js {
-			js[i] = consumer.Job{ID: fmt.Sprintf("%d%s%d", round, side, pushed+i), Name: "Bench", Pipeline: "bench", Payload: payload}
-		}
-		if err := cl.PushBatch(ctx, js); err != nil {
-			return fmt.Errorf("push: %w", err)
-		}
-	}
-	return nil
+	return benchkit.PushAll(ctx, cl, p.jobs, p.batch, func(i int) consumer.Job {
+		return consumer.Job{ID: fmt.Sprintf("%d%s%d", round, side, i), Name: "Bench", Pipeline: "bench", Payload: payload}
+	})
 }
 
 // ready returns the ready messages of queue (passive queue.declare on a
@@ -224,122 +225,13 @@ func consumePlain(ctx context.Context, conn *amqp.Connection, queue string, pref
 
 // consumeSupervisor resumes the pipeline and returns the time until jobs
 // stat counts want jobs acked in all.
-func consumeSupervisor(ctx context.Context, cl *rpc.Client, want uint64) (time.Duration, error) {
+func consumeSupervisor(ctx context.Context, sv *benchkit.Supervisor, want uint64) (time.Duration, error) {
 	start := time.Now()
-	if err := cl.Resume(ctx, "bench"); err != nil {
+	if err := sv.Client.Resume(ctx, "bench"); err != nil {
 		return 0, fmt.Errorf("resume: %w", err)
 	}
-	for {
-		st, err := cl.Stat(ctx)
-		if err != nil {
-			return 0, err
-		}
-		if len(st) == 1 && st[0].Acked >= want {
-			return time.Since(start), nil
-		}
-		select {
-		case <-ctx.Done():
-			return 0, fmt.Errorf("%w waiting for %d acks", errTimeout, want)
-		case <-time.After(2 * time.Millisecond):
-		}
+	if err := sv.WaitAcked(ctx, want, 2*time.Millisecond, nil); err != nil {
+		return 0, err
 	}
-}
-
-// supervisor is the running `supervisor serve` and an RPC client to it.
-type supervisor struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-	cl     *rpc.Client
-}
-
-// stop closes the client, sends SIGTERM and waits for the exit (SIGKILL
-// after 30s).
-func (s *supervisor) stop() {
-	if s.cl != nil {
-		s.cl.Close()
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(30 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-	}
-}
-
-// startSupervisor runs the supervisor with one amqp pipeline "bench" on
-// queue and waits until the pipeline is consuming.
-func startSupervisor(ctx context.Context, p params, dir, queue string) (*supervisor, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := "tcp://" + l.Addr().String()
-	l.Close()
-	cfg := filepath.Join(dir, ".rr.yaml")
-	yaml := fmt.Sprintf(`version: "3"
-rpc: {listen: %q}
-server: {command: "php examples/echo-worker.php"}
-logs: {level: warn}
-amqp: {addr: %q}
-jobs:
-  pool: {num_workers: %d, allocate_timeout: 10s, destroy_timeout: 5s}
-  consume: [bench]
-  pipelines:
-    bench:
-      driver: amqp
-      concurrency: %d
-      config: {queue: %q, prefetch: %d}
-`, addr, p.addr, p.workers, p.concurrency, queue, p.concurrency)
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(p.bin, "serve", "-c", cfg)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &supervisor{cmd: cmd, exited: make(chan struct{})}
-	go func() { // owned by stop, which waits for exited
-		_ = cmd.Wait()
-		close(s.exited)
-	}()
-	// The RPC answers before the pipelines exist: wait for "bench" to be
-	// listed as consuming.
-	for {
-		cl, err := rpc.Dial(ctx, addr)
-		if err == nil {
-			st, serr := cl.Stat(ctx)
-			if serr == nil && len(st) == 1 && st[0].Consuming {
-				s.cl = cl
-				return s, nil
-			}
-			cl.Close()
-		}
-		select {
-		case <-s.exited:
-			return nil, errors.New("supervisor exited during start")
-		case <-ctx.Done():
-			s.stop()
-			return nil, fmt.Errorf("supervisor did not start: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// cpu is the supervisor's CPU time so far (all threads), from schedstat.
-func (s *supervisor) cpu() time.Duration {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", s.cmd.Process.Pid))
-	var ns int64
-	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			v, _ := strconv.ParseInt(f[0], 10, 64)
-			ns += v
-		}
-	}
-	return time.Duration(ns)
+	return time.Since(start), nil
 }
