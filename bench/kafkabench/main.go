@@ -12,20 +12,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/pipevisor/pipevisor/bench/internal/benchkit"
 	"github.com/pipevisor/pipevisor/consumer"
-	"github.com/pipevisor/pipevisor/rpc"
 )
 
 // errTimeout is returned when the run does not finish within -timeout.
@@ -77,12 +74,26 @@ func run(ctx context.Context, p params) error {
 	if err != nil {
 		return err
 	}
-	defer kf.stop()
-	sv, err := startSupervisor(ctx, p, dir, brokers)
+	defer kf.Stop()
+	sv, err := benchkit.StartSupervisor(ctx, benchkit.Config{
+		Bin: p.bin, Dir: dir, Command: "php examples/echo-worker.php",
+		Body: fmt.Sprintf(`kafka: {brokers: ["%s"]}
+jobs:
+  pool: {num_workers: %d, allocate_timeout: 10s, destroy_timeout: 5s}
+  consume: []
+  pipelines:
+    bench:
+      driver: kafka
+      config:
+        ordering: %s
+        consumer_options: {topics: [bench]}
+        group_options: {group_id: bench}
+`, strings.Join(brokers, `", "`), p.workers, p.ordering),
+	})
 	if err != nil {
 		return err
 	}
-	defer sv.stop()
+	defer sv.Stop()
 	admin, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return err
@@ -92,25 +103,21 @@ func run(ctx context.Context, p params) error {
 	// Fill: the pipeline is not in jobs.consume, so pushes only produce.
 	payload := []byte(strings.Repeat("x", p.payloadBytes))
 	t0 := time.Now()
-	for pushed := 0; pushed < p.jobs; pushed += p.batch {
-		js := make([]consumer.Job, min(p.batch, p.jobs-pushed))
-		for i := range js {
-			id := strconv.Itoa(pushed + i)
-			js[i] = consumer.Job{ID: id, Name: "Bench", Pipeline: "bench", Payload: payload, Key: "k" + strconv.Itoa((pushed+i)%p.keys)}
-		}
-		if err := sv.cl.PushBatch(ctx, js); err != nil {
-			return fmt.Errorf("push: %w", err)
-		}
+	err = benchkit.PushAll(ctx, sv.Client, p.jobs, p.batch, func(i int) consumer.Job {
+		return consumer.Job{ID: strconv.Itoa(i), Name: "Bench", Pipeline: "bench", Payload: payload, Key: "k" + strconv.Itoa(i%p.keys)}
+	})
+	if err != nil {
+		return err
 	}
 	pushTook := time.Since(t0)
 
 	// Consume + commit.
-	cpu0 := sv.cpu()
+	cpu0 := sv.CPU()
 	t1 := time.Now()
-	if err := sv.cl.Resume(ctx, "bench"); err != nil {
+	if err := sv.Client.Resume(ctx, "bench"); err != nil {
 		return fmt.Errorf("resume: %w", err)
 	}
-	if err := waitAcked(ctx, sv.cl, uint64(p.jobs), p.trace); err != nil {
+	if err := sv.WaitAcked(ctx, uint64(p.jobs), 5*time.Millisecond, traceAcked(p.trace)); err != nil {
 		return err
 	}
 	ackTook := time.Since(t1)
@@ -118,7 +125,7 @@ func run(ctx context.Context, p params) error {
 		return err
 	}
 	took := time.Since(t1)
-	cpu := sv.cpu() - cpu0
+	cpu := sv.CPU() - cpu0
 
 	fmt.Printf("kafka driver (kfake, %d partitions, %d keys, ordering %s), %d PHP echo workers, %d jobs of %d bytes\n",
 		p.partitions, p.keys, p.ordering, p.workers, p.jobs, p.payloadBytes)
@@ -129,36 +136,8 @@ func run(ctx context.Context, p params) error {
 	return nil
 }
 
-// proc is a child process stopped by signal, then killed.
-type proc struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-}
-
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
-
-func startProc(cmd *exec.Cmd) (*proc, error) {
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proc{cmd: cmd, exited: make(chan struct{})}
-	go func() { // owned by stop, which waits for exited
-		_ = cmd.Wait()
-		close(p.exited)
-	}()
-	return p, nil
-}
-
 // startKfake runs kfakecmd with one topic and returns its brokers.
-func startKfake(ctx context.Context, bin, topic string) (*proc, []string, error) {
+func startKfake(ctx context.Context, bin, topic string) (*benchkit.Proc, []string, error) {
 	cmd := exec.Command(bin, "-topic", topic)
 	cmd.Stderr = os.Stderr
 	// kfakecmd stops at EOF on stdin: hold the pipe open until stop (the
@@ -170,7 +149,7 @@ func startKfake(ctx context.Context, bin, topic string) (*proc, []string, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := startProc(cmd)
+	p, err := benchkit.StartProc(cmd)
 	if err != nil {
 		return nil, nil, fmt.Errorf("starting %s: %w", bin, err)
 	}
@@ -183,100 +162,30 @@ func startKfake(ctx context.Context, bin, topic string) (*proc, []string, error)
 	select {
 	case l := <-line:
 		if l == "" {
-			p.stop()
+			p.Stop()
 			return nil, nil, errors.New("kfakecmd printed no address")
 		}
 		return p, strings.Split(l, ","), nil
 	case <-ctx.Done():
-		p.stop() // EOF on its stdout ends the reader
+		p.Stop() // EOF on its stdout ends the reader
 		<-line
 		return nil, nil, ctx.Err()
 	}
 }
 
-type supervisor struct {
-	*proc
-	cl *rpc.Client
-}
-
-func (s *supervisor) stop() {
-	s.cl.Close()
-	s.proc.stop()
-}
-
-func startSupervisor(ctx context.Context, p params, dir string, brokers []string) (*supervisor, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
+// traceAcked returns a WaitAcked progress that prints the elapsed time
+// and the counts every 100ms to stderr when on, or nil.
+func traceAcked(on bool) func(consumer.Stat) {
+	if !on {
+		return nil
 	}
-	addr := "tcp://" + l.Addr().String()
-	l.Close()
-	cfg := filepath.Join(dir, ".rr.yaml")
-	yaml := fmt.Sprintf(`version: "3"
-rpc: {listen: %q}
-server: {command: "php examples/echo-worker.php"}
-logs: {level: warn}
-kafka: {brokers: ["%s"]}
-jobs:
-  pool: {num_workers: %d, allocate_timeout: 10s, destroy_timeout: 5s}
-  consume: []
-  pipelines:
-    bench:
-      driver: kafka
-      config:
-        ordering: %s
-        consumer_options: {topics: [bench]}
-        group_options: {group_id: bench}
-`, addr, strings.Join(brokers, `", "`), p.workers, p.ordering)
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(p.bin, "serve", "-c", cfg)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	pr, err := startProc(cmd)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		cl, err := rpc.Dial(ctx, addr)
-		if err == nil {
-			if _, err = cl.Stat(ctx); err == nil {
-				return &supervisor{proc: pr, cl: cl}, nil
-			}
-			cl.Close()
-		}
-		select {
-		case <-pr.exited:
-			return nil, errors.New("supervisor exited during start")
-		case <-ctx.Done():
-			pr.stop()
-			return nil, fmt.Errorf("supervisor did not start: %w", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// waitAcked polls Stat until n jobs are acked; with trace it prints the
-// elapsed time and acked count every 100ms to stderr.
-func waitAcked(ctx context.Context, cl *rpc.Client, n uint64, trace bool) error {
 	t0, last := time.Now(), time.Now()
-	for {
-		st, err := cl.Stat(ctx)
-		if err != nil {
-			return err
+	return func(st consumer.Stat) {
+		if time.Since(last) < 100*time.Millisecond {
+			return
 		}
-		if trace && time.Since(last) >= 100*time.Millisecond && len(st) == 1 {
-			last = time.Now()
-			fmt.Fprintf(os.Stderr, "%6dms acked %d active %d ready %d\n", time.Since(t0).Milliseconds(), st[0].Acked, st[0].Active, st[0].Ready)
-		}
-		if len(st) == 1 && st[0].Acked >= n {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w waiting for %d acks", errTimeout, n)
-		case <-time.After(5 * time.Millisecond):
-		}
+		last = time.Now()
+		fmt.Fprintf(os.Stderr, "%6dms acked %d active %d ready %d\n", time.Since(t0).Milliseconds(), st.Acked, st.Active, st.Ready)
 	}
 }
 
@@ -311,21 +220,4 @@ func waitCommitted(ctx context.Context, cl *kgo.Client, group, topic string, par
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-}
-
-// cpu is the process's CPU time so far (all threads), from schedstat.
-func (s *supervisor) cpu() time.Duration {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", s.cmd.Process.Pid))
-	var ns int64
-	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			v, _ := strconv.ParseInt(f[0], 10, 64)
-			ns += v
-		}
-	}
-	return time.Duration(ns)
 }
