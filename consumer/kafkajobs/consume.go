@@ -1,6 +1,7 @@
 package kafkajobs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -94,25 +95,47 @@ func (ps *partState) eligible(ord Ordering, now time.Time) *entry {
 		}
 		return nil
 	}
-	var busy map[string]struct{}
+	// The keys of the records ahead that are out or wait for their time:
+	// a few in a list on the stack, a map once there are many.
+	var (
+		small [busyListMax][]byte
+		list  = small[:0]
+		busy  map[string]struct{}
+	)
 	for _, e := range ps.entries {
 		if e.state == stateDone || e.heldAside(now) {
 			continue
 		}
-		k := string(e.rec.Key)
-		if _, ok := busy[k]; ok {
+		k := e.rec.Key
+		if busy != nil {
+			if _, ok := busy[string(k)]; ok {
+				continue
+			}
+		} else if slices.ContainsFunc(list, func(b []byte) bool { return bytes.Equal(b, k) }) {
 			continue
 		}
 		if e.state == statePending && !e.readyAt.After(now) {
 			return e
 		}
-		if busy == nil {
-			busy = make(map[string]struct{})
+		switch {
+		case busy != nil:
+			busy[string(k)] = struct{}{}
+		case len(list) < busyListMax:
+			list = append(list, k)
+		default:
+			busy = make(map[string]struct{}, 2*busyListMax)
+			for _, b := range list {
+				busy[string(b)] = struct{}{}
+			}
+			busy[string(k)] = struct{}{}
 		}
-		busy[k] = struct{}{}
 	}
 	return nil
 }
+
+// busyListMax is how many busy keys eligible keeps in a list before it
+// switches to a map.
+const busyListMax = 8
 
 // advance pops the done prefix. It reports whether anything was popped.
 func (ps *partState) advance() bool {
@@ -146,7 +169,8 @@ type consumerState struct {
 	parts     map[topicPartition]*partState
 	order     []topicPartition // round-robin order of parts
 	rr        int
-	changed   chan struct{} // closed and replaced on every change
+	changed   chan struct{} // closed and replaced on a change once watched
+	watched   bool          // changed was handed out (changedLocked)
 	waiters   int           // Receive calls waiting
 	active    int           // entries handed out and not settled
 	npaused   int           // partitions paused at the broker
@@ -178,9 +202,21 @@ func newConsumerState(cfg Config) *consumerState {
 	}
 }
 
+// notifyLocked wakes everybody waiting for a change (see changedLocked).
+// Nobody waiting, it does nothing: no channel per settlement.
 func (c *consumerState) notifyLocked() {
+	if !c.watched {
+		return
+	}
 	close(c.changed)
 	c.changed = make(chan struct{})
+	c.watched = false
+}
+
+// changedLocked returns the channel the next notifyLocked closes.
+func (c *consumerState) changedLocked() <-chan struct{} {
+	c.watched = true
+	return c.changed
 }
 
 func (c *consumerState) rebuildOrderLocked() {
@@ -271,7 +307,7 @@ func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 			c.mu.Unlock()
 			return dl, nil
 		}
-		changed := c.changed
+		changed := c.changedLocked()
 		wake := c.nextReadyLocked(now)
 		c.waiters++
 		c.mu.Unlock()

@@ -63,16 +63,20 @@ func (d *Driver) ingest(fetches kgo.Fetches) {
 			ps.progress = now
 		}
 		skipped := false
+		// One allocation for the entries of this poll; the slab's
+		// capacity is fixed, so the pointers stay valid.
+		slab := make([]entry, 0, len(ftp.Records))
 		for _, r := range ftp.Records {
 			if ps.next >= 0 && r.Offset < ps.next {
 				continue
 			}
 			ps.next = r.Offset + 1
 			m := readRecord(r, c.jobHeader, c.priority)
-			e := &entry{
+			slab = append(slab, entry{
 				rec: r, meta: m, attempt: m.attempt,
 				readyAt: m.delayUntil, deferred: !m.delayUntil.IsZero(),
-			}
+			})
+			e := &slab[len(slab)-1]
 			if inRanges(ps.skip, r.Offset) {
 				// Settled by an earlier owner past its commit point.
 				e.state, skipped = stateDone, true
@@ -343,7 +347,7 @@ func (d *Driver) drainRevoked(ctx context.Context, cl *kgo.Client, tps map[strin
 				}
 			}
 		}
-		changed := c.changed
+		changed := c.changedLocked()
 		c.mu.Unlock()
 		if out == 0 {
 			return nil
@@ -415,7 +419,7 @@ func (c *consumerState) beginClose() {
 func (c *consumerState) waitIdle(ctx context.Context) error {
 	for {
 		c.mu.Lock()
-		active, changed := c.active, c.changed
+		active, changed := c.active, c.changedLocked()
 		c.mu.Unlock()
 		if active <= 0 {
 			return nil
