@@ -7,21 +7,17 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/pipevisor/pipevisor/bench/internal/benchkit"
 	"github.com/pipevisor/pipevisor/consumer"
-	"github.com/pipevisor/pipevisor/rpc"
 )
 
 func main() {
@@ -30,67 +26,61 @@ func main() {
 	batch := flag.Int("batch", 1000, "jobs per PushBatch")
 	workers := flag.Int("workers", 2, "PHP worker processes")
 	latencyFor := flag.Duration("latency-for", 3*time.Second, "how long the latency run pushes")
+	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
 	flag.Parse()
-	if err := run(*bin, *jobs, *batch, *workers, *latencyFor); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	if err := run(ctx, *bin, *jobs, *batch, *workers, *latencyFor); err != nil {
 		fmt.Fprintln(os.Stderr, "membench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin string, n, batch, workers int, latencyFor time.Duration) error {
+func run(ctx context.Context, bin string, n, batch, workers int, latencyFor time.Duration) error {
 	dir, err := os.MkdirTemp("", "membench-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	ctx := context.Background()
 
 	// Run 1: throughput, CPU per job, RSS with n jobs queued.
 	sv, err := start(ctx, bin, dir, "echo", workers, "php examples/echo-worker.php", "")
 	if err != nil {
 		return err
 	}
-	defer sv.kill()
+	defer sv.Stop()
 	payload := []byte(strings.Repeat("x", 32))
-	mkBatch := func(k int, body func() []byte) []consumer.Job {
-		js := make([]consumer.Job, k)
-		for i := range js {
-			js[i] = consumer.Job{ID: strconv.Itoa(i), Name: "Bench", Pipeline: "bench", Payload: body()}
-		}
-		return js
+	echoJob := func(i int) consumer.Job {
+		return consumer.Job{ID: strconv.Itoa(i), Name: "Bench", Pipeline: "bench", Payload: payload}
 	}
-	cpu0 := sv.cpu()
+	cpu0 := sv.CPU()
 	t0 := time.Now()
-	for pushed := 0; pushed < n; pushed += batch {
-		if err := sv.cl.PushBatch(ctx, mkBatch(min(batch, n-pushed), func() []byte { return payload })); err != nil {
-			return err
-		}
+	if err := benchkit.PushAll(ctx, sv.Client, n, batch, echoJob); err != nil {
+		return err
 	}
 	pushDone := time.Since(t0)
-	if err := sv.waitAcked(ctx, uint64(n)); err != nil {
+	if err := sv.WaitAcked(ctx, uint64(n), 2*time.Millisecond, nil); err != nil {
 		return err
 	}
 	took := time.Since(t0)
-	cpu := sv.cpu() - cpu0
+	cpu := sv.CPU() - cpu0
 	rate := float64(n) / took.Seconds()
 
-	if err := sv.cl.Pause(ctx, "bench"); err != nil {
+	if err := sv.Client.Pause(ctx, "bench"); err != nil {
 		return err
 	}
-	for pushed := 0; pushed < n; pushed += batch {
-		if err := sv.cl.PushBatch(ctx, mkBatch(min(batch, n-pushed), func() []byte { return payload })); err != nil {
-			return err
-		}
-	}
-	rssQueued := sv.memKB("VmRSS")
-	if err := sv.cl.Resume(ctx, "bench"); err != nil {
+	if err := benchkit.PushAll(ctx, sv.Client, n, batch, echoJob); err != nil {
 		return err
 	}
-	if err := sv.waitAcked(ctx, uint64(2*n)); err != nil {
+	rssQueued := sv.MemKB("VmRSS")
+	if err := sv.Client.Resume(ctx, "bench"); err != nil {
 		return err
 	}
-	peak := sv.memKB("VmHWM")
-	sv.stop()
+	if err := sv.WaitAcked(ctx, uint64(2*n), 2*time.Millisecond, nil); err != nil {
+		return err
+	}
+	peak := sv.MemKB("VmHWM")
+	sv.Stop()
 
 	// Run 2: latency at half the measured rate.
 	latLog := filepath.Join(dir, "latency.log")
@@ -98,7 +88,7 @@ func run(bin string, n, batch, workers int, latencyFor time.Duration) error {
 	if err != nil {
 		return err
 	}
-	defer lv.kill()
+	defer lv.Stop()
 	target := rate / 2
 	tick := 2 * time.Millisecond
 	perTick := max(1, int(target*tick.Seconds()))
@@ -107,19 +97,21 @@ func run(bin string, n, batch, workers int, latencyFor time.Duration) error {
 	end := time.Now().Add(latencyFor)
 	for time.Now().Before(end) {
 		<-tk.C
-		js := mkBatch(perTick, func() []byte {
-			return []byte(fmt.Sprintf("%-32d", time.Now().UnixMicro()))
+		// The payload is the push time in µs, which the latency worker
+		// subtracts from the time it acks.
+		err := benchkit.PushAll(ctx, lv.Client, perTick, perTick, func(i int) consumer.Job {
+			return consumer.Job{ID: strconv.Itoa(sent + i), Name: "Bench", Pipeline: "bench", Payload: fmt.Appendf(nil, "%-32d", time.Now().UnixMicro())}
 		})
-		if err := lv.cl.PushBatch(ctx, js); err != nil {
+		if err != nil {
 			return err
 		}
 		sent += perTick
 	}
 	tk.Stop()
-	if err := lv.waitAcked(ctx, uint64(sent)); err != nil {
+	if err := lv.WaitAcked(ctx, uint64(sent), 2*time.Millisecond, nil); err != nil {
 		return err
 	}
-	lv.stop()
+	lv.Stop()
 	lats, err := readLatencies(latLog)
 	if err != nil {
 		return err
@@ -130,123 +122,28 @@ func run(bin string, n, batch, workers int, latencyFor time.Duration) error {
 	fmt.Printf("supervisor CPU: %.2f µs/job\n", float64(cpu.Microseconds())/float64(n))
 	fmt.Printf("RSS with %d jobs queued: %.1f MB; peak RSS: %.1f MB\n", n, float64(rssQueued)/1024, float64(peak)/1024)
 	fmt.Printf("latency at %.0f jobs/s (%d jobs): p50 %s p99 %s max %s\n", float64(sent)/latencyFor.Seconds(), len(lats),
-		pct(lats, 0.50), pct(lats, 0.99), pct(lats, 1))
+		benchkit.Percentile(lats, 0.50), benchkit.Percentile(lats, 0.99), benchkit.Percentile(lats, 1))
 	return nil
 }
 
-type supervisor struct {
-	cmd *exec.Cmd
-	cl  *rpc.Client
-}
-
-func start(ctx context.Context, bin, dir, name string, workers int, command, latLog string) (*supervisor, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := "tcp://" + l.Addr().String()
-	l.Close()
-	cfg := filepath.Join(dir, name+".rr.yaml")
-	yaml := fmt.Sprintf(`version: "3"
-rpc: {listen: %q}
-server:
-  command: %q
-  env: {BENCH_LATENCY_LOG: %q}
-logs: {level: warn}
-jobs:
+// start runs the supervisor with one memory pipeline "bench" consumed by
+// workers processes of command; latLog goes to the workers as
+// BENCH_LATENCY_LOG.
+func start(ctx context.Context, bin, dir, name string, workers int, command, latLog string) (*benchkit.Supervisor, error) {
+	return benchkit.StartSupervisor(ctx, benchkit.Config{
+		Bin: bin, Dir: dir, Name: name, Command: command,
+		Env: map[string]string{"BENCH_LATENCY_LOG": latLog},
+		Body: fmt.Sprintf(`jobs:
   pool: {num_workers: %d, allocate_timeout: 10s, destroy_timeout: 5s}
   consume: [bench]
   pipelines:
     bench: {driver: memory}
-`, addr, command, latLog, workers)
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(bin, "serve", "-c", cfg)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	sv := &supervisor{cmd: cmd}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		cl, err := rpc.Dial(ctx, addr)
-		if err == nil {
-			sv.cl = cl
-			return sv, nil
-		}
-		if time.Now().After(deadline) {
-			sv.kill()
-			return nil, fmt.Errorf("supervisor did not start: %w", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+`, workers),
+	})
 }
 
-func (s *supervisor) waitAcked(ctx context.Context, n uint64) error {
-	deadline := time.Now().Add(5 * time.Minute)
-	for {
-		st, err := s.cl.Stat(ctx)
-		if err != nil {
-			return err
-		}
-		if len(st) == 1 && st[0].Acked >= n {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return errors.New("jobs were not all acked within 5 minutes")
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
-// cpu is the supervisor's CPU time so far (all threads), from schedstat.
-func (s *supervisor) cpu() time.Duration {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", s.cmd.Process.Pid))
-	var ns int64
-	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(string(b))
-		if len(f) > 0 {
-			v, _ := strconv.ParseInt(f[0], 10, 64)
-			ns += v
-		}
-	}
-	return time.Duration(ns)
-}
-
-// memKB reads a Vm* line of /proc/pid/status in kB.
-func (s *supervisor) memKB(key string) int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
-	if err != nil {
-		return -1
-	}
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, key+":") {
-			f := strings.Fields(l)
-			v, _ := strconv.ParseInt(f[1], 10, 64)
-			return v
-		}
-	}
-	return -1
-}
-
-func (s *supervisor) stop() {
-	s.cl.Close()
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	_ = s.cmd.Wait()
-}
-
-func (s *supervisor) kill() {
-	if s.cmd.ProcessState == nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-	}
-}
-
+// readLatencies reads the latency log the workers wrote (push-to-ack in
+// µs, one a line) and returns it sorted.
 func readLatencies(path string) ([]time.Duration, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -263,12 +160,4 @@ func readLatencies(path string) ([]time.Duration, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
 	return out, sc.Err()
-}
-
-func pct(s []time.Duration, p float64) time.Duration {
-	if len(s) == 0 {
-		return 0
-	}
-	i := int(p * float64(len(s)-1))
-	return s[i].Round(time.Microsecond)
 }
