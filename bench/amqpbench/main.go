@@ -30,9 +30,6 @@ import (
 	"github.com/pipevisor/pipevisor/rpc"
 )
 
-// errTimeout is returned when the run does not finish within -timeout.
-var errTimeout = errors.New("amqpbench: timed out")
-
 // params are the command line.
 type params struct {
 	bin, addr    string
@@ -130,7 +127,7 @@ jobs:
 				continue
 			}
 			cpu0 := sv.CPU()
-			took, err := consumeSupervisor(ctx, sv, acked+uint64(p.jobs))
+			took, err := sv.ResumeUntilAcked(ctx, "bench", acked+uint64(p.jobs), 2*time.Millisecond)
 			if err != nil {
 				return err
 			}
@@ -217,21 +214,8 @@ func consumePlain(ctx context.Context, conn *amqp.Connection, queue string, pref
 				return 0, err
 			}
 		case <-ctx.Done():
-			return 0, fmt.Errorf("%w in the plain round", errTimeout)
+			return 0, fmt.Errorf("%w in the plain round", benchkit.ErrTimeout)
 		}
-	}
-	return time.Since(start), nil
-}
-
-// consumeSupervisor resumes the pipeline and returns the time until jobs
-// stat counts want jobs acked in all.
-func consumeSupervisor(ctx context.Context, sv *benchkit.Supervisor, want uint64) (time.Duration, error) {
-	start := time.Now()
-	if err := sv.Client.Resume(ctx, "bench"); err != nil {
-		return 0, fmt.Errorf("resume: %w", err)
-	}
-	if err := sv.WaitAcked(ctx, want, 2*time.Millisecond, nil); err != nil {
-		return 0, err
 	}
 	return time.Since(start), nil
 }

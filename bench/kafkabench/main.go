@@ -25,9 +25,6 @@ import (
 	"github.com/pipevisor/pipevisor/consumer"
 )
 
-// errTimeout is returned when the run does not finish within -timeout.
-var errTimeout = errors.New("kafkabench: timed out")
-
 // params are the command line.
 type params struct {
 	bin, kfake   string
@@ -216,7 +213,7 @@ func waitCommitted(ctx context.Context, cl *kgo.Client, group, topic string, par
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %d of %d offsets committed", errTimeout, sum, n)
+			return fmt.Errorf("%w: %d of %d offsets committed", benchkit.ErrTimeout, sum, n)
 		case <-time.After(5 * time.Millisecond):
 		}
 	}

@@ -23,12 +23,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -38,12 +36,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/pipevisor/pipevisor/bench/internal/benchkit"
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/rpc"
 )
-
-// errTimeout is returned when the run does not finish within -timeout.
-var errTimeout = errors.New("sqsbench: timed out")
 
 // params are the command line.
 type params struct {
@@ -109,11 +105,23 @@ func run(ctx context.Context, p params) error {
 		}),
 	})
 
-	sv, err := startSupervisor(ctx, p, dir, queue)
+	sv, err := benchkit.StartSupervisor(ctx, benchkit.Config{
+		Bin: p.bin, Dir: dir, Command: "php examples/echo-worker.php", Ready: benchkit.Consuming,
+		Body: fmt.Sprintf(`sqs: {key: test, secret: test, region: us-east-1, endpoint: %q}
+jobs:
+  pool: {num_workers: %d, allocate_timeout: 10s, destroy_timeout: 5s}
+  consume: [bench]
+  pipelines:
+    bench:
+      driver: sqs
+      concurrency: %d
+      config: {queue: %q, prefetch: %d, wait_time_seconds: 1, visibility_timeout: 30}
+`, p.endpoint, p.workers, p.concurrency, queue, p.prefetch),
+	})
 	if err != nil {
 		return err
 	}
-	defer sv.stop()
+	defer sv.Stop()
 	url, err := queueURL(ctx, sqsc, queue)
 	if err != nil {
 		return err
@@ -124,7 +132,7 @@ func run(ctx context.Context, p params) error {
 		_, _ = sqsc.DeleteQueue(dctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)})
 	}()
 	// Paused from the start: the queue is filled before each round.
-	if err := sv.pause(ctx); err != nil {
+	if err := pause(ctx, sv); err != nil {
 		return err
 	}
 
@@ -134,7 +142,7 @@ func run(ctx context.Context, p params) error {
 	var cpu time.Duration
 	for r := range p.rounds {
 		for _, plain := range []bool{true, false} {
-			if err := fill(ctx, sv.cl, p, payload, r, plain); err != nil {
+			if err := fill(ctx, sv.Client, p, payload, r, plain); err != nil {
 				return err
 			}
 			if err := waitVisible(ctx, sqsc, url, p.jobs); err != nil {
@@ -149,16 +157,18 @@ func run(ctx context.Context, p params) error {
 				fmt.Printf("round %d plain aws-sdk-go-v2: %8.0f jobs/s\n", r+1, float64(p.jobs)/took.Seconds())
 				continue
 			}
-			cpu0 := sv.cpu()
-			took, err := consumeSupervisor(ctx, sv.cl, acked+uint64(p.jobs))
+			cpu0 := sv.CPU()
+			// Polled every 250ms: each stat costs the emulator a
+			// GetQueueAttributes.
+			took, err := sv.ResumeUntilAcked(ctx, "bench", acked+uint64(p.jobs), 250*time.Millisecond)
 			if err != nil {
 				return err
 			}
-			cpu += sv.cpu() - cpu0
+			cpu += sv.CPU() - cpu0
 			acked += uint64(p.jobs)
 			svTook += took
 			fmt.Printf("round %d supervisor:         %8.0f jobs/s\n", r+1, float64(p.jobs)/took.Seconds())
-			if err := sv.pause(ctx); err != nil {
+			if err := pause(ctx, sv); err != nil {
 				return err
 			}
 			if c, err := counts(ctx, sqsc, url); err != nil || c != 0 {
@@ -181,21 +191,14 @@ func run(ctx context.Context, p params) error {
 // startMoto runs `python3 -m moto.server` on a free 127.0.0.1 port and
 // waits until it answers; stop kills it and waits for it to exit.
 func startMoto(ctx context.Context) (url string, stop func(), err error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := benchkit.FreePort()
 	if err != nil {
 		return "", nil, err
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
 	cmd := exec.Command("python3", "-m", "moto.server", "-H", "127.0.0.1", "-p", strconv.Itoa(port))
-	if err := cmd.Start(); err != nil {
+	pr, err := benchkit.StartProc(cmd)
+	if err != nil {
 		return "", nil, fmt.Errorf("start moto (pip install 'moto[server]', or pass -endpoint): %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }() // owned by stop, which waits for it
-	stop = func() {
-		_ = cmd.Process.Kill()
-		<-exited
 	}
 	url = "http://127.0.0.1:" + strconv.Itoa(port)
 	hc := &http.Client{Timeout: time.Second}
@@ -203,20 +206,18 @@ func startMoto(ctx context.Context) (url string, stop func(), err error) {
 	for {
 		if resp, err := hc.Get(url + "/moto-api/"); err == nil {
 			resp.Body.Close()
-			return url, stop, nil
+			return url, pr.Stop, nil
 		}
 		select {
-		case err := <-exited:
-			exited <- err
-			stop()
-			return "", nil, fmt.Errorf("moto exited during start: %v (pip install 'moto[server]', or pass -endpoint)", err)
+		case <-pr.Exited():
+			return "", nil, errors.New("moto exited during start (pip install 'moto[server]', or pass -endpoint)")
 		case <-ctx.Done():
-			stop()
+			pr.Stop()
 			return "", nil, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			stop()
+			pr.Stop()
 			return "", nil, errors.New("moto did not answer within 30s")
 		}
 	}
@@ -276,7 +277,7 @@ func waitVisible(ctx context.Context, c *sqs.Client, url string, n int) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w: %d of %d messages visible after the fill", errTimeout, v, n)
+			return fmt.Errorf("%w: %d of %d messages visible after the fill", benchkit.ErrTimeout, v, n)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -288,16 +289,9 @@ func fill(ctx context.Context, cl *rpc.Client, p params, payload []byte, round i
 	if plain {
 		side = "p"
 	}
-	for pushed := 0; pushed < p.jobs; pushed += p.batch {
-		js := make([]consumer.Job, min(p.batch, p.jobs-pushed))
-		for i := range js {
-			js[i] = consumer.Job{ID: fmt.Sprintf("%d%s%d", round, side, pushed+i), Name: "Bench", Pipeline: "bench", Payload: payload}
-		}
-		if err := cl.PushBatch(ctx, js); err != nil {
-			return fmt.Errorf("push: %w", err)
-		}
-	}
-	return nil
+	return benchkit.PushAll(ctx, cl, p.jobs, p.batch, func(i int) consumer.Job {
+		return consumer.Job{ID: fmt.Sprintf("%d%s%d", round, side, i), Name: "Bench", Pipeline: "bench", Payload: payload}
+	})
 }
 
 // consumePlain receives n messages, prefetch per ReceiveMessage, deleting
@@ -312,7 +306,7 @@ func consumePlain(ctx context.Context, c *sqs.Client, url string, prefetch, n in
 		})
 		if err != nil {
 			if ctx.Err() != nil {
-				return 0, fmt.Errorf("%w in the plain round, %d left", errTimeout, left)
+				return 0, fmt.Errorf("%w in the plain round, %d left", benchkit.ErrTimeout, left)
 			}
 			return 0, fmt.Errorf("ReceiveMessage: %w", err)
 		}
@@ -335,41 +329,10 @@ func consumePlain(ctx context.Context, c *sqs.Client, url string, prefetch, n in
 	return time.Since(start), nil
 }
 
-// consumeSupervisor resumes the pipeline and returns the time until jobs
-// stat counts want jobs acked in all. It polls every 250ms: each stat
-// costs the emulator a GetQueueAttributes.
-func consumeSupervisor(ctx context.Context, cl *rpc.Client, want uint64) (time.Duration, error) {
-	start := time.Now()
-	if err := cl.Resume(ctx, "bench"); err != nil {
-		return 0, fmt.Errorf("resume: %w", err)
-	}
-	for {
-		st, err := cl.Stat(ctx)
-		if err != nil {
-			return 0, err
-		}
-		if len(st) == 1 && st[0].Acked >= want {
-			return time.Since(start), nil
-		}
-		select {
-		case <-ctx.Done():
-			return 0, fmt.Errorf("%w waiting for %d acks", errTimeout, want)
-		case <-time.After(250 * time.Millisecond):
-		}
-	}
-}
-
-// supervisor is the running `supervisor serve` and an RPC client to it.
-type supervisor struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-	cl     *rpc.Client
-}
-
 // pause pauses the pipeline and waits out a long poll that may be under
 // way (wait_time_seconds 1), so the next fill stays in the queue.
-func (s *supervisor) pause(ctx context.Context) error {
-	if err := s.cl.Pause(ctx, "bench"); err != nil {
+func pause(ctx context.Context, sv *benchkit.Supervisor) error {
+	if err := sv.Client.Pause(ctx, "bench"); err != nil {
 		return fmt.Errorf("pause: %w", err)
 	}
 	select {
@@ -378,95 +341,4 @@ func (s *supervisor) pause(ctx context.Context) error {
 	case <-time.After(1500 * time.Millisecond):
 		return nil
 	}
-}
-
-// stop closes the client, sends SIGTERM and waits for the exit (SIGKILL
-// after 30s).
-func (s *supervisor) stop() {
-	if s.cl != nil {
-		s.cl.Close()
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(30 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-	}
-}
-
-// startSupervisor runs the supervisor with one sqs pipeline "bench" on
-// queue and waits until the pipeline is consuming.
-func startSupervisor(ctx context.Context, p params, dir, queue string) (*supervisor, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	addr := "tcp://" + l.Addr().String()
-	l.Close()
-	cfg := filepath.Join(dir, ".rr.yaml")
-	yaml := fmt.Sprintf(`version: "3"
-rpc: {listen: %q}
-server: {command: "php examples/echo-worker.php"}
-logs: {level: warn}
-sqs: {key: test, secret: test, region: us-east-1, endpoint: %q}
-jobs:
-  pool: {num_workers: %d, allocate_timeout: 10s, destroy_timeout: 5s}
-  consume: [bench]
-  pipelines:
-    bench:
-      driver: sqs
-      concurrency: %d
-      config: {queue: %q, prefetch: %d, wait_time_seconds: 1, visibility_timeout: 30}
-`, addr, p.endpoint, p.workers, p.concurrency, queue, p.prefetch)
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(p.bin, "serve", "-c", cfg)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	s := &supervisor{cmd: cmd, exited: make(chan struct{})}
-	go func() { // owned by stop, which waits for exited
-		_ = cmd.Wait()
-		close(s.exited)
-	}()
-	for {
-		cl, err := rpc.Dial(ctx, addr)
-		if err == nil {
-			st, serr := cl.Stat(ctx)
-			if serr == nil && len(st) == 1 && st[0].Consuming {
-				s.cl = cl
-				return s, nil
-			}
-			cl.Close()
-		}
-		select {
-		case <-s.exited:
-			return nil, errors.New("supervisor exited during start")
-		case <-ctx.Done():
-			s.stop()
-			return nil, fmt.Errorf("supervisor did not start: %w", ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-// cpu is the supervisor's CPU time so far (all threads), from schedstat
-// (0 where /proc has none).
-func (s *supervisor) cpu() time.Duration {
-	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", s.cmd.Process.Pid))
-	var ns int64
-	for _, t := range tasks {
-		b, err := os.ReadFile(t)
-		if err != nil {
-			continue
-		}
-		if f := strings.Fields(string(b)); len(f) > 0 {
-			v, _ := strconv.ParseInt(f[0], 10, 64)
-			ns += v
-		}
-	}
-	return time.Duration(ns)
 }

@@ -243,6 +243,19 @@ func (s *Supervisor) WaitAcked(ctx context.Context, want uint64, poll time.Durat
 	}
 }
 
+// ResumeUntilAcked resumes pipeline and returns the time from the resume
+// until the only pipeline counts want jobs acked in all (WaitAcked).
+func (s *Supervisor) ResumeUntilAcked(ctx context.Context, pipeline string, want uint64, poll time.Duration) (time.Duration, error) {
+	start := time.Now()
+	if err := s.Client.Resume(ctx, pipeline); err != nil {
+		return 0, fmt.Errorf("resume: %w", err)
+	}
+	if err := s.WaitAcked(ctx, want, poll, nil); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
 // PushAll pushes n jobs, job(i) for i in [0, n), through PushBatch in
 // batches of batch jobs.
 func PushAll(ctx context.Context, cl *rpc.Client, n, batch int, job func(i int) consumer.Job) error {
