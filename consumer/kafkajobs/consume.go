@@ -62,7 +62,10 @@ type partState struct {
 	revoked  bool
 	revoking bool     // being revoked: nothing more is handed out
 	entries  []*entry // offset order; the done prefix is popped
-	next     int64    // next offset expected from fetches; -1 unknown
+	// timed counts the entries with a readyAt (delayed or retried in
+	// place), so that looking for the next one skips partitions without.
+	timed int
+	next  int64 // next offset expected from fetches; -1 unknown
 
 	popped    kgo.EpochOffset // one past the last record popped as done
 	hasPopped bool
@@ -145,6 +148,13 @@ func (ps *partState) advance() bool {
 	}
 	if i == 0 {
 		return false
+	}
+	if ps.timed > 0 {
+		for _, e := range ps.entries[:i] {
+			if !e.readyAt.IsZero() {
+				ps.timed--
+			}
+		}
 	}
 	last := ps.entries[i-1].rec
 	ps.popped = kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}
@@ -258,6 +268,9 @@ func (c *consumerState) pickLocked(now time.Time) (*partState, *entry) {
 func (c *consumerState) nextReadyLocked(now time.Time) time.Time {
 	var next time.Time
 	for _, ps := range c.parts {
+		if ps.timed == 0 {
+			continue
+		}
 		for _, e := range ps.entries {
 			if e.state == statePending && e.readyAt.After(now) && (next.IsZero() || e.readyAt.Before(next)) {
 				next = e.readyAt
@@ -502,9 +515,13 @@ func (d *Driver) redeliver(ps *partState, e *entry, delay time.Duration, inc int
 	if headers != nil {
 		e.meta.headers = headers
 	}
+	if !e.readyAt.IsZero() {
+		ps.timed--
+	}
 	e.readyAt = time.Time{}
 	if delay > 0 {
 		e.readyAt = time.Now().Add(delay)
+		ps.timed++
 	}
 	c.active--
 	c.notifyLocked()

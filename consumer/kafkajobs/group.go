@@ -81,6 +81,9 @@ func (d *Driver) ingest(fetches kgo.Fetches) {
 				// Settled by an earlier owner past its commit point.
 				e.state, skipped = stateDone, true
 			}
+			if !e.readyAt.IsZero() {
+				ps.timed++
+			}
 			ps.entries = append(ps.entries, e)
 		}
 		if skipped {
