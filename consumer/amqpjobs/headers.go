@@ -212,7 +212,6 @@ func decode(m *amqp.Delivery, jobHeader string, defPriority int64, newID func() 
 		out.headers[k] = []string{stringify(v)}
 	}
 	if raw, ok := h[hdrHeaders]; ok {
-		var user map[string][]string
 		var b []byte
 		switch x := raw.(type) {
 		case []byte:
@@ -222,8 +221,10 @@ func decode(m *amqp.Delivery, jobHeader string, defPriority int64, newID func() 
 		}
 		// "{}" is what Publish writes for a job without headers: skip
 		// the decoder for it.
-		if len(b) > 2 && json.Unmarshal(b, &user) == nil {
-			maps.Copy(out.headers, user)
+		if len(b) > 2 {
+			if user, ok := decodeUserHeaders(b); ok {
+				maps.Copy(out.headers, user)
+			}
 		}
 	}
 	out.id, _ = h[hdrID].(string)
