@@ -177,7 +177,7 @@ type consumerState struct {
 
 	mu        sync.Mutex
 	parts     map[topicPartition]*partState
-	order     []topicPartition // round-robin order of parts
+	order     []*partState // parts in round-robin order (rebuildOrderLocked)
 	rr        int
 	changed   chan struct{} // closed and replaced on a change once watched
 	watched   bool          // changed was handed out (changedLocked)
@@ -231,10 +231,11 @@ func (c *consumerState) changedLocked() <-chan struct{} {
 
 func (c *consumerState) rebuildOrderLocked() {
 	c.order = c.order[:0]
-	for tp := range c.parts {
-		c.order = append(c.order, tp)
+	for _, ps := range c.parts {
+		c.order = append(c.order, ps)
 	}
-	slices.SortFunc(c.order, func(a, b topicPartition) int {
+	slices.SortFunc(c.order, func(pa, pb *partState) int {
+		a, b := pa.tp, pb.tp
 		if a.topic != b.topic {
 			if a.topic < b.topic {
 				return -1
@@ -251,7 +252,7 @@ func (c *consumerState) pickLocked(now time.Time) (*partState, *entry) {
 	n := len(c.order)
 	for i := range n {
 		idx := (c.rr + i) % n
-		ps := c.parts[c.order[idx]]
+		ps := c.order[idx]
 		if ps.revoking {
 			continue
 		}

@@ -200,8 +200,8 @@ func (c *consumerState) flowLocked(now time.Time) flowPlan {
 		return total <= pollBatch
 	}
 	var p flowPlan
-	for _, tp := range c.order {
-		ps := c.parts[tp]
+	for _, ps := range c.order {
+		tp := ps.tp
 		switch {
 		case ps.paused:
 			if len(ps.entries) < partitionBuffer/2 || (!ps.stalled(now) && (!waitedFor(ps) || drainsNext(ps))) {
@@ -352,8 +352,8 @@ func (d *Driver) probeEnds(ctx context.Context) {
 	asked := make(map[topicPartition]bool) // asked for the earliest offset
 	c.mu.Lock()
 	topics := make(map[string]int)
-	for _, tp := range c.order {
-		ps := c.parts[tp]
+	for _, ps := range c.order {
+		tp := ps.tp
 		if ps.paused || ps.full() || ps.revoking {
 			continue
 		}
