@@ -14,14 +14,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/pipevisor/pipevisor/consumer"
-	"github.com/pipevisor/pipevisor/rpc"
 )
 
 // The RabbitMQ scenarios of issue 5 (and issue 9's /ready on a broker-side
@@ -160,25 +158,7 @@ func amqpConfig(t *testing.T, o amqpOpts) string {
 	if o.deadLetter != "" {
 		dead = "      dead_letter: " + o.deadLetter + "\n"
 	}
-	return writeConfig(t, fmt.Sprintf(`version: "3"
-rpc:
-  listen: tcp://%s
-server:
-  command: "php tests/testdata/workers/behave.php"
-  env:
-    E2E_LOG: %s
-amqp:
-  addr: %s
-%sjobs:
-  shutdown_timeout: 20s
-  pool:
-    num_workers: %d
-    allocate_timeout: 10s
-    destroy_timeout: 5s
-  consume: ["default"]
-  pipelines:
-    default:
-      driver: amqp
+	return e2eConfig(t, behaveWorker, o.log, o.workers, "amqp:\n  addr: "+o.addr+"\n"+extra, fmt.Sprintf(`      driver: amqp
       concurrency: %d
       retry:
         max_attempts: %d
@@ -187,59 +167,7 @@ amqp:
         queue: %s
         prefetch: %d
         redial_timeout: 5s
-`, freeAddr(t), o.log, o.addr, extra, o.workers, o.concurrency, o.maxAttempts, dead, o.queue, o.prefetch))
-}
-
-// startAMQP runs the supervisor on cfg and waits until pipeline "default"
-// is listed by `jobs stat` and consuming. startSupervisor returns once the
-// RPC answers, but the supervisor serves RPC before its pipelines exist
-// (cmd/supervisor/serve.go starts the RPC server before jobs.Manager.Start,
-// which dials RabbitMQ): a push in that window fails with "unknown
-// pipeline" (reported to the owners of cmd/supervisor).
-func startAMQP(t *testing.T, cfg string) *supervisor {
-	t.Helper()
-	s := startSupervisor(t, cfg)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, code := s.cli("jobs", "stat", "--json")
-		var stats []pipelineStat
-		if code == 0 && json.Unmarshal([]byte(out), &stats) == nil {
-			for _, st := range stats {
-				if st.Pipeline == "default" && st.Consuming {
-					return s
-				}
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("pipeline default not consuming 30s after the RPC answered: exit %d %s", code, out)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// rpcPush pushes jobs through the supervisor's RPC in order, one Push each
-// (batch 1) or with PushBatch of batch jobs.
-func (s *supervisor) rpcPush(jobs []consumer.Job, batch int) {
-	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cl, err := rpc.Dial(ctx, s.rpcAddr())
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer cl.Close()
-	for len(jobs) > 0 {
-		n := min(batch, len(jobs))
-		if n == 1 {
-			err = cl.Push(ctx, jobs[0])
-		} else {
-			err = cl.PushBatch(ctx, jobs[:n])
-		}
-		if err != nil {
-			s.t.Fatalf("push: %v", err)
-		}
-		jobs = jobs[n:]
-	}
+`, o.concurrency, o.maxAttempts, dead, o.queue, o.prefetch))
 }
 
 // stopDrained wants queue empty, then stops the supervisor with SIGTERM,
@@ -250,10 +178,7 @@ func stopDrained(t *testing.T, s *supervisor, addr, queue string) {
 	if n := queueReady(t, addr, queue); n != 0 {
 		t.Errorf("%d messages left in %s", n, queue)
 	}
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := s.wait(30 * time.Second); code != 0 {
+	if code := s.terminate(); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
 	if n := queueReady(t, addr, queue); n != 0 {
@@ -261,11 +186,10 @@ func stopDrained(t *testing.T, s *supervisor, addr, queue string) {
 	}
 }
 
-// ajob is one "ajob" line of behave.php.
+// ajob is one "ajob <id> <attempt> <unix-ms> <payload> <note>" line of
+// behave.php.
 type ajob struct {
-	id      string
-	attempt int
-	at      time.Time
+	loggedJob
 	payload string
 	note    string
 }
@@ -273,34 +197,10 @@ type ajob struct {
 func amqpJobs(t *testing.T, log string) []ajob {
 	t.Helper()
 	var out []ajob
-	for _, l := range readLines(t, log) {
-		f := strings.Fields(l) // ajob <id> <attempt> <unix-ms> <payload> <note>
-		if f[0] != "ajob" {
-			continue
-		}
-		if len(f) != 6 {
-			t.Fatalf("bad ajob line %q", l)
-		}
-		attempt, err1 := strconv.Atoi(f[2])
-		ms, err2 := strconv.ParseInt(f[3], 10, 64)
-		if err1 != nil || err2 != nil {
-			t.Fatalf("bad ajob line %q", l)
-		}
-		out = append(out, ajob{id: f[1], attempt: attempt, at: time.UnixMilli(ms), payload: f[4], note: f[5]})
+	for _, j := range loggedJobs(t, log, "ajob", 6) {
+		out = append(out, ajob{loggedJob: j, payload: j.fields[4], note: j.fields[5]})
 	}
 	return out
-}
-
-// doneCounts counts the "done" lines of each job id in the worker log.
-func doneCounts(t *testing.T, log string) map[string]int {
-	t.Helper()
-	n := map[string]int{}
-	for _, l := range readLines(t, log) {
-		if f := strings.Fields(l); f[0] == "done" {
-			n[f[1]]++
-		}
-	}
-	return n
 }
 
 func TestAMQPPush1000AllAckedQueueDrained(t *testing.T) {
@@ -308,12 +208,9 @@ func TestAMQPPush1000AllAckedQueueDrained(t *testing.T) {
 	needRabbit(t, addr)
 	q := rabbitQueue(t, addr, nil)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startAMQP(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 2, concurrency: 4, prefetch: 10, maxAttempts: 3}))
+	s := startConsuming(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 2, concurrency: 4, prefetch: 10, maxAttempts: 3}))
 
-	out, code := s.cli("push", "--pipeline", "default", "--job", "ack", "--payload", "hello", "--count", "1000")
-	if code != 0 {
-		t.Fatalf("push exit %d: %s", code, out)
-	}
+	s.mustCLI("push", "--pipeline", "default", "--job", "ack", "--payload", "hello", "--count", "1000")
 	st := s.waitStat("default", 60*time.Second, func(st pipelineStat) bool { return st.Acked >= 1000 })
 	if st.Acked != 1000 || st.Dead != 0 || st.Retried != 0 || st.Requeued != 0 {
 		t.Fatalf("want 1000 acked and nothing else; got %+v", st)
@@ -321,7 +218,7 @@ func TestAMQPPush1000AllAckedQueueDrained(t *testing.T) {
 	if st.Driver != "amqp" || !st.Consuming {
 		t.Fatalf("jobs stat: %+v", st)
 	}
-	if n := len(doneCounts(t, log)); n != 1000 {
+	if n := len(dones(t, log)); n != 1000 {
 		t.Fatalf("worker finished %d distinct jobs, want 1000", n)
 	}
 	stopDrained(t, s, addr, q)
@@ -332,13 +229,11 @@ func TestAMQPNackWithRedeliveryKeepsQueueOrder(t *testing.T) {
 	needRabbit(t, addr)
 	q := rabbitQueue(t, addr, nil)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startAMQP(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 1, concurrency: 1, prefetch: 10, maxAttempts: 3}))
+	s := startConsuming(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 1, concurrency: 1, prefetch: 10, maxAttempts: 3}))
 
 	// Paused while 1..100 are published, so the whole sequence is in the
 	// queue before the first job runs.
-	if out, code := s.cli("jobs", "pause", "default"); code != 0 {
-		t.Fatalf("pause: exit %d: %s", code, out)
-	}
+	s.mustCLI("jobs", "pause", "default")
 	jobs := make([]consumer.Job, 100)
 	for i := range jobs {
 		n := i + 1
@@ -348,9 +243,7 @@ func TestAMQPNackWithRedeliveryKeepsQueueOrder(t *testing.T) {
 	if n := queueReady(t, addr, q); n != 100 {
 		t.Fatalf("%d messages in %s after 100 confirmed pushes", n, q)
 	}
-	if out, code := s.cli("jobs", "resume", "default"); code != 0 {
-		t.Fatalf("resume: exit %d: %s", code, out)
-	}
+	s.mustCLI("jobs", "resume", "default")
 	st := s.waitStat("default", 60*time.Second, func(st pipelineStat) bool { return st.Acked >= 100 })
 	if st.Acked != 100 || st.Retried != 1 || st.Dead != 0 {
 		t.Fatalf("want 100 acked after 1 retry; got %+v", st)
@@ -381,12 +274,9 @@ func TestAMQPRequeueWithDelayArrivesLaterWithNewHeaders(t *testing.T) {
 	needRabbit(t, addr)
 	q := rabbitQueue(t, addr, nil, 2*time.Second)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startAMQP(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 1, concurrency: 1, prefetch: 1, maxAttempts: 3}))
+	s := startConsuming(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 1, concurrency: 1, prefetch: 1, maxAttempts: 3}))
 
-	out, code := s.cli("push", "--pipeline", "default", "--job", "amqp-requeue-delay", "--payload", "x")
-	if code != 0 {
-		t.Fatalf("push exit %d: %s", code, out)
-	}
+	out := s.mustCLI("push", "--pipeline", "default", "--job", "amqp-requeue-delay", "--payload", "x")
 	id := strings.TrimSpace(out)
 	st := s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 1 })
 	if st.Requeued != 1 || st.Retried != 0 || st.Dead != 0 {
@@ -418,7 +308,7 @@ func TestAMQPAlwaysFailingJobsEndInDeadLetterQueueWithHeaders(t *testing.T) {
 	q := rabbitQueue(t, addr, []string{".dead"}, time.Second)
 	dlq := q + ".dead"
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startAMQP(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 2, concurrency: 2, prefetch: 2, maxAttempts: 3, deadLetter: dlq}))
+	s := startConsuming(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 2, concurrency: 2, prefetch: 2, maxAttempts: 3, deadLetter: dlq}))
 
 	// always-fail retries in place (basic.nack with requeue); amqp-fail-delay
 	// retries through the delay queue (a republished copy).
@@ -551,7 +441,7 @@ func TestAMQPRedialAcksEveryJobOnceAndReadyFollowsTheConnection(t *testing.T) {
 	)
 	log := filepath.Join(t.TempDir(), "jobs.log")
 	statusAddr := freeAddr(t)
-	s := startAMQP(t, amqpConfig(t, amqpOpts{addr: addr, queue: "redial", log: log, workers: 2,
+	s := startConsuming(t, amqpConfig(t, amqpOpts{addr: addr, queue: "redial", log: log, workers: 2,
 		concurrency: concurrency, prefetch: 10, maxAttempts: 3, status: statusAddr}))
 	ready := "http://" + statusAddr + "/ready"
 	waitReady(t, ready, http.StatusOK, 10*time.Second)
@@ -590,7 +480,7 @@ func TestAMQPRedialAcksEveryJobOnceAndReadyFollowsTheConnection(t *testing.T) {
 	// Every job ran; a job runs twice only when it was in flight when its
 	// channel died (its settlement could not reach the broker), so at most
 	// concurrency jobs per outage.
-	done := doneCounts(t, log)
+	done := dones(t, log)
 	extra := 0
 	for _, j := range jobs {
 		switch n := done[j.ID]; {

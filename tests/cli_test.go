@@ -61,9 +61,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "jobs.log")
 	s := startSupervisor(t, memoryConfig(t, 1, log)) // shutdown_timeout: 20s
 
-	if out, code := s.cli("push", "--pipeline", "default", "--job", "slow", "--payload", "15000"); code != 0 {
-		t.Fatalf("push: exit %d %s", code, out)
-	}
+	s.mustCLI("push", "--pipeline", "default", "--job", "slow", "--payload", "15000")
 	s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Active == 1 })
 	start := time.Now()
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {

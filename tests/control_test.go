@@ -86,20 +86,14 @@ func TestPauseStopsConsumingAndResumeDrains(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "jobs.log")
 	s := startSupervisor(t, memoryConfig(t, 2, log))
 
-	if out, code := s.cli("jobs", "pause", "default"); code != 0 {
-		t.Fatalf("pause: exit %d %s", code, out)
-	}
-	if out, code := s.cli("push", "--pipeline", "default", "--job", "ack", "--payload", "x", "--count", "50"); code != 0 {
-		t.Fatalf("push while paused: exit %d %s", code, out)
-	}
+	s.mustCLI("jobs", "pause", "default")
+	s.mustCLI("push", "--pipeline", "default", "--job", "ack", "--payload", "x", "--count", "50")
 	time.Sleep(500 * time.Millisecond)
 	st := s.stat("default")
 	if st.Ready != 50 || st.Active != 0 || st.Acked != 0 || st.Consuming {
 		t.Fatalf("while paused want 50 ready, none active or acked, not consuming; got %+v", st)
 	}
-	if out, code := s.cli("jobs", "resume", "default"); code != 0 {
-		t.Fatalf("resume: exit %d %s", code, out)
-	}
+	s.mustCLI("jobs", "resume", "default")
 	st = s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 50 })
 	if st.Ready != 0 || !st.Consuming {
 		t.Fatalf("after resume: %+v", st)
@@ -141,25 +135,21 @@ func TestDestroyLetsRunningJobsFinish(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "jobs.log")
 	s := startSupervisor(t, memoryConfig(t, 2, log))
 
-	if out, code := s.cli("push", "--pipeline", "default", "--job", "slow", "--payload", "400", "--count", "10"); code != 0 {
-		t.Fatalf("push: exit %d %s", code, out)
-	}
+	s.mustCLI("push", "--pipeline", "default", "--job", "slow", "--payload", "400", "--count", "10")
 	s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Active == 2 })
-	if out, code := s.cli("jobs", "destroy", "default"); code != 0 {
-		t.Fatalf("destroy: exit %d %s", code, out)
-	}
+	s.mustCLI("jobs", "destroy", "default")
 	// The worker logs "done" just after its reply, which may be after
 	// destroy returned: give it a moment.
-	started, finished := jobIDs(t, log)
+	started, finished := runs(t, log)
 	for deadline := time.Now().Add(3 * time.Second); len(finished) < len(started) && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
-		started, finished = jobIDs(t, log)
+		started, finished = runs(t, log)
 	}
 	if len(started) == 0 || len(started) == 10 {
 		t.Fatalf("%d jobs started; want the running ones only", len(started))
 	}
 	for id := range started {
-		if !finished[id] {
+		if finished[id] == 0 {
 			t.Errorf("job %s was running at destroy and did not finish", id)
 		}
 	}
@@ -171,12 +161,8 @@ func TestResetUnderLoadLosesNoJobAndReplacesEveryWorker(t *testing.T) {
 	s := startSupervisor(t, memoryConfig(t, 2, log))
 
 	before := s.workerPids()
-	if out, code := s.cli("push", "--pipeline", "default", "--job", "slow", "--payload", "5", "--count", "300"); code != 0 {
-		t.Fatalf("push: exit %d %s", code, out)
-	}
-	if out, code := s.cli("reset"); code != 0 {
-		t.Fatalf("reset: exit %d %s", code, out)
-	}
+	s.mustCLI("push", "--pipeline", "default", "--job", "slow", "--payload", "5", "--count", "300")
+	s.mustCLI("reset")
 	st := s.waitStat("default", 60*time.Second, func(st pipelineStat) bool { return st.Acked == 300 })
 	if st.Dead != 0 || st.Retried != 0 {
 		t.Fatalf("reset under load cost jobs: %+v", st)
@@ -219,9 +205,7 @@ func TestSIGHUPReplacesEveryWorker(t *testing.T) {
 	s := startSupervisor(t, memoryConfig(t, 2, log))
 
 	before := s.workerPids()
-	if out, code := s.cli("push", "--pipeline", "default", "--job", "slow", "--payload", "5", "--count", "200"); code != 0 {
-		t.Fatalf("push: exit %d %s", code, out)
-	}
+	s.mustCLI("push", "--pipeline", "default", "--job", "slow", "--payload", "5", "--count", "200")
 	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}

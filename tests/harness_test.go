@@ -13,10 +13,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/rpc"
 )
 
 // env is what TestMain prepared for every test.
@@ -257,19 +261,161 @@ func readLines(t *testing.T, path string) []string {
 	return out
 }
 
-// jobIDs returns the ids of the jobs a test worker logged as started and as
-// done (the "start <id> ..." and "done <id> ..." lines of its E2E_LOG).
-func jobIDs(t *testing.T, log string) (started, finished map[string]bool) {
+// behaveWorker is the worker command of most tests: it runs each job as
+// its name says and logs what it saw to $E2E_LOG.
+const behaveWorker = "php tests/testdata/workers/behave.php"
+
+// e2eConfig writes a .rr.yaml around pipeline "default" and returns its
+// path: rpc on a free loopback port; server.command with E2E_LOG=log in
+// its env; sections, top-level YAML placed before jobs (broker
+// connections, status, metrics; "" for none; each line ending in a
+// newline); and jobs with shutdown_timeout 20s, a pool of workers
+// processes, consume ["default"] and pipeline as the body of
+// jobs.pipelines.default (its keys indented by 6 spaces).
+func e2eConfig(t *testing.T, command, log string, workers int, sections, pipeline string) string {
 	t.Helper()
-	started, finished = map[string]bool{}, map[string]bool{}
+	return writeConfig(t, fmt.Sprintf(`version: "3"
+rpc:
+  listen: tcp://%s
+server:
+  command: %q
+  env:
+    E2E_LOG: %q
+%sjobs:
+  shutdown_timeout: 20s
+  pool:
+    num_workers: %d
+    allocate_timeout: 10s
+    destroy_timeout: 5s
+  consume: ["default"]
+  pipelines:
+    default:
+%s`, freeAddr(t), command, log, sections, workers, pipeline))
+}
+
+// startConsuming runs the supervisor on cfg and waits until pipeline
+// "default" is listed by `jobs stat` and consuming. startSupervisor returns
+// once the RPC answers, but the supervisor serves RPC before its pipelines
+// exist (a broker pipeline is made once its driver connected): a push in
+// that window fails with "unknown pipeline".
+func startConsuming(t *testing.T, cfg string) *supervisor {
+	t.Helper()
+	s := startSupervisor(t, cfg)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, code := s.cli("jobs", "stat", "--json")
+		var stats []pipelineStat
+		if code == 0 && json.Unmarshal([]byte(out), &stats) == nil {
+			for _, st := range stats {
+				if st.Pipeline == "default" && st.Consuming {
+					return s
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pipeline default not consuming 30s after the RPC answered: exit %d %s", code, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// mustCLI runs a client subcommand like cli and fails the test unless it
+// exits 0; it returns the output.
+func (s *supervisor) mustCLI(args ...string) string {
+	s.t.Helper()
+	out, code := s.cli(args...)
+	if code != 0 {
+		s.t.Fatalf("%s exit %d: %s", strings.Join(args, " "), code, out)
+	}
+	return out
+}
+
+// terminate sends SIGTERM and returns the exit code (the test fails when
+// the supervisor has not exited within 30s).
+func (s *supervisor) terminate() int {
+	s.t.Helper()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		s.t.Fatal(err)
+	}
+	return s.wait(30 * time.Second)
+}
+
+// rpcPush pushes jobs through the supervisor's RPC in order, one Push each
+// (batch 1) or with PushBatch of batch jobs.
+func (s *supervisor) rpcPush(jobs []consumer.Job, batch int) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl, err := rpc.Dial(ctx, s.rpcAddr())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer cl.Close()
+	for len(jobs) > 0 {
+		n := min(batch, len(jobs))
+		if batch == 1 {
+			err = cl.Push(ctx, jobs[0])
+		} else {
+			err = cl.PushBatch(ctx, jobs[:n])
+		}
+		if err != nil {
+			s.t.Fatalf("push: %v", err)
+		}
+		jobs = jobs[n:]
+	}
+}
+
+// runs counts the start and done lines per job id of a worker log.
+func runs(t *testing.T, log string) (starts, dones map[string]int) {
+	t.Helper()
+	starts, dones = map[string]int{}, map[string]int{}
 	for _, l := range readLines(t, log) {
-		f := strings.Fields(l)
-		switch f[0] {
+		switch f := strings.Fields(l); f[0] {
 		case "start":
-			started[f[1]] = true
+			starts[f[1]]++
 		case "done":
-			finished[f[1]] = true
+			dones[f[1]]++
 		}
 	}
-	return started, finished
+	return starts, dones
+}
+
+// dones counts the done lines per job id of a worker log.
+func dones(t *testing.T, log string) map[string]int {
+	t.Helper()
+	_, d := runs(t, log)
+	return d
+}
+
+// loggedJob is one line "<tag> <id> <attempt> <unix-ms> ..." of a worker
+// log: a job the worker ran, written before it replied.
+type loggedJob struct {
+	id      string
+	attempt int
+	at      time.Time
+	fields  []string // the whole line, split on blanks
+}
+
+// loggedJobs returns the lines of log tagged tag, in order; a tagged line
+// that has not n (at least 4) fields, or whose attempt or time is not a number, fails
+// the test.
+func loggedJobs(t *testing.T, log, tag string, n int) []loggedJob {
+	t.Helper()
+	var out []loggedJob
+	for _, l := range readLines(t, log) {
+		f := strings.Fields(l)
+		if f[0] != tag {
+			continue
+		}
+		if len(f) != n {
+			t.Fatalf("bad %s line %q: %d fields, want %d", tag, l, len(f), n)
+		}
+		attempt, err1 := strconv.Atoi(f[2])
+		ms, err2 := strconv.ParseInt(f[3], 10, 64)
+		if err1 != nil || err2 != nil {
+			t.Fatalf("bad %s line %q", tag, l)
+		}
+		out = append(out, loggedJob{id: f[1], attempt: attempt, at: time.UnixMilli(ms), fields: f})
+	}
+	return out
 }

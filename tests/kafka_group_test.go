@@ -3,7 +3,6 @@ package tests
 import (
 	"fmt"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -55,10 +54,7 @@ func TestKafkaTwoSupervisorsSplitPartitionsAndOneTakesOver(t *testing.T) {
 		return len(kafkaJobs(t, logA)) >= 20 && len(kafkaJobs(t, logB)) >= 20
 	})
 	beforeB := len(kafkaJobs(t, logB))
-	if err := a.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := a.wait(30 * time.Second); code != 0 {
+	if code := a.terminate(); code != 0 {
 		t.Fatalf("stopped supervisor exit code %d, want 0", code)
 	}
 	jobsA := kafkaJobs(t, logA)

@@ -15,7 +15,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/pipevisor/pipevisor/consumer"
-	"github.com/pipevisor/pipevisor/rpc"
 )
 
 // Helpers of the Kafka scenarios (kafka_test.go): a kfake cluster in its
@@ -126,25 +125,8 @@ func kafkaConfig(t *testing.T, o kafkaOpts) string {
 	if o.retryTopic != "" {
 		cfgExtra = append(cfgExtra, "        retry_topic: "+o.retryTopic)
 	}
-	return writeConfig(t, fmt.Sprintf(`version: "3"
-rpc:
-  listen: tcp://%s
-server:
-  command: "php tests/testdata/workers/behave.php"
-  env:
-    E2E_LOG: %s
-kafka:
-  brokers: ["%s"]
-jobs:
-  shutdown_timeout: 20s
-  pool:
-    num_workers: %d
-    allocate_timeout: 10s
-    destroy_timeout: 5s
-  consume: ["default"]
-  pipelines:
-    default:
-      driver: kafka
+	sections := "kafka:\n  brokers: [\"" + strings.Join(o.brokers, `", "`) + "\"]\n"
+	return e2eConfig(t, behaveWorker, o.log, o.workers, sections, fmt.Sprintf(`      driver: kafka
       concurrency: %d
       retry:
         max_attempts: %d
@@ -154,27 +136,14 @@ jobs:
         consumer_options: {topics: [%s]}
         group_options: {group_id: %s%s}
 %s
-`, freeAddr(t), o.log, strings.Join(o.brokers, `", "`), o.workers, 2*o.workers, o.maxAttempts, o.backoff, o.backoff,
+`, 2*o.workers, o.maxAttempts, o.backoff, o.backoff,
 		strings.Join(extra, "\n"), o.topic, o.group, instance, strings.Join(cfgExtra, "\n")))
 }
 
 // push sends jobs to the supervisor with PushBatch, in order, 500 a call.
 func (s *supervisor) push(jobs []consumer.Job) {
 	s.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cl, err := rpc.Dial(ctx, s.rpcAddr())
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	defer cl.Close()
-	for len(jobs) > 0 {
-		n := min(500, len(jobs))
-		if err := cl.PushBatch(ctx, jobs[:n]); err != nil {
-			s.t.Fatalf("PushBatch: %v", err)
-		}
-		jobs = jobs[n:]
-	}
+	s.rpcPush(jobs, 500)
 }
 
 // kafkaAdmin inspects the cluster from the test: committed offsets, end
@@ -399,21 +368,6 @@ func kafkaJobs(t *testing.T, log string) []kjob {
 		out = append(out, j)
 	}
 	return out
-}
-
-// runs counts the start and done lines per job id of a worker log.
-func runs(t *testing.T, log string) (starts, dones map[string]int) {
-	t.Helper()
-	starts, dones = map[string]int{}, map[string]int{}
-	for _, l := range readLines(t, log) {
-		switch f := strings.Fields(l); f[0] {
-		case "start":
-			starts[f[1]]++
-		case "done":
-			dones[f[1]]++
-		}
-	}
-	return starts, dones
 }
 
 // waitLog polls a worker log until cond holds.

@@ -175,10 +175,7 @@ func TestKafkaCrashedJobHoldsTheCommitAndRunsAgainAfterRestart(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	if err := s1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := s1.wait(30 * time.Second); code != 0 {
+	if code := s1.terminate(); code != 0 {
 		t.Fatalf("first supervisor exit code %d after SIGTERM, want 0", code)
 	}
 	close(stopSampling)
@@ -466,13 +463,9 @@ func TestKafkaPauseKeepsJobsOnTheBrokerAndResumeDrains(t *testing.T) {
 
 	s.push([]consumer.Job{{ID: "first", Name: "kafka-ack", Pipeline: "default"}})
 	s.waitStat("default", 15*time.Second, func(st pipelineStat) bool { return st.Acked == 1 })
-	if out, code := s.cli("jobs", "pause", "default"); code != 0 {
-		t.Fatalf("pause: exit %d %s", code, out)
-	}
+	s.mustCLI("jobs", "pause", "default")
 	// 20 jobs with one key, through the CLI.
-	if out, code := s.cli("push", "--pipeline", "default", "--job", "kafka-ack", "--key", "hot", "--count", "20"); code != 0 {
-		t.Fatalf("push: exit %d %s", code, out)
-	}
+	s.mustCLI("push", "--pipeline", "default", "--job", "kafka-ack", "--key", "hot", "--count", "20")
 	st := s.waitStat("default", 10*time.Second, func(st pipelineStat) bool { return st.Ready == 20 })
 	time.Sleep(500 * time.Millisecond)
 	if st = s.stat("default"); st.Acked != 1 || st.Active != 0 || st.Consuming {
@@ -482,9 +475,7 @@ func TestKafkaPauseKeepsJobsOnTheBrokerAndResumeDrains(t *testing.T) {
 	if end[0]+end[1]-max(got[0], 0)-max(got[1], 0) != 20 {
 		t.Fatalf("while paused: end offsets %v, committed %v; want the 20 new jobs uncommitted", end, got)
 	}
-	if out, code := s.cli("jobs", "resume", "default"); code != 0 {
-		t.Fatalf("resume: exit %d %s", code, out)
-	}
+	s.mustCLI("jobs", "resume", "default")
 	st = s.waitStat("default", 15*time.Second, func(st pipelineStat) bool { return st.Acked == 21 })
 	if !st.Consuming || st.Ready != 0 {
 		t.Fatalf("after resume: %+v", st)

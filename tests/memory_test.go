@@ -15,35 +15,19 @@ import (
 // pipeline "default"; log is the worker's E2E_LOG file.
 func memoryConfig(t *testing.T, workers int, log string) string {
 	t.Helper()
-	return memoryConfigWith(t, "php tests/testdata/workers/behave.php", workers, log)
+	return memoryConfigWith(t, behaveWorker, workers, log)
 }
 
 // memoryConfigWith is memoryConfig with another worker command.
 func memoryConfigWith(t *testing.T, command string, workers int, log string) string {
 	t.Helper()
-	return writeConfig(t, fmt.Sprintf(`version: "3"
-rpc:
-  listen: tcp://%s
-server:
-  command: %q
-  env:
-    E2E_LOG: %s
-jobs:
-  shutdown_timeout: 20s
-  pool:
-    num_workers: %d
-    allocate_timeout: 10s
-    destroy_timeout: 5s
-  consume: ["default"]
-  pipelines:
-    default:
-      driver: memory
+	return e2eConfig(t, command, log, workers, "", `      driver: memory
       config:
         priority: 10
       retry:
         max_attempts: 3
         backoff: {initial: 100ms, max: 1s, multiplier: 2, jitter: 0}
-`, freeAddr(t), command, log, workers))
+`)
 }
 
 func TestMemoryPush1000AllAcked(t *testing.T) {
@@ -51,22 +35,13 @@ func TestMemoryPush1000AllAcked(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "jobs.log")
 	s := startSupervisor(t, memoryConfig(t, 2, log))
 
-	out, code := s.cli("push", "--pipeline", "default", "--job", "ack", "--payload", "hello", "--count", "1000")
-	if code != 0 {
-		t.Fatalf("push exit %d: %s", code, out)
-	}
+	s.mustCLI("push", "--pipeline", "default", "--job", "ack", "--payload", "hello", "--count", "1000")
 	st := s.waitStat("default", 60*time.Second, func(st pipelineStat) bool { return st.Acked >= 1000 })
 	if st.Acked != 1000 || st.Dead != 0 || st.Retried != 0 {
 		t.Fatalf("want 1000 acked, 0 dead, 0 retried; got %+v", st)
 	}
-	ids := map[string]bool{}
-	for _, l := range readLines(t, log) {
-		if f := strings.Fields(l); f[0] == "done" {
-			ids[f[1]] = true
-		}
-	}
-	if len(ids) != 1000 {
-		t.Fatalf("worker finished %d distinct jobs, want 1000", len(ids))
+	if n := len(dones(t, log)); n != 1000 {
+		t.Fatalf("worker finished %d distinct jobs, want 1000", n)
 	}
 }
 
@@ -75,9 +50,7 @@ func TestMemoryNackWithRedeliverySeesAttempt2(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "jobs.log")
 	s := startSupervisor(t, memoryConfig(t, 1, log))
 
-	if out, code := s.cli("push", "--pipeline", "default", "--job", "nack-once", "--payload", "x"); code != 0 {
-		t.Fatalf("push exit %d: %s", code, out)
-	}
+	s.mustCLI("push", "--pipeline", "default", "--job", "nack-once", "--payload", "x")
 	st := s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 1 })
 	if st.Retried != 1 || st.Dead != 0 {
 		t.Fatalf("want 1 retried then acked; got %+v", st)
@@ -98,9 +71,7 @@ func TestMemoryRequeueWithDelayAndHeaders(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "jobs.log")
 	s := startSupervisor(t, memoryConfig(t, 1, log))
 
-	if out, code := s.cli("push", "--pipeline", "default", "--job", "requeue-once", "--payload", "x"); code != 0 {
-		t.Fatalf("push exit %d: %s", code, out)
-	}
+	s.mustCLI("push", "--pipeline", "default", "--job", "requeue-once", "--payload", "x")
 	st := s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 1 })
 	if st.Requeued != 1 {
 		t.Fatalf("want 1 requeued; got %+v", st)
@@ -121,9 +92,7 @@ func TestMemoryAlwaysFailingJobEndsDead(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "jobs.log")
 	s := startSupervisor(t, memoryConfig(t, 1, log))
 
-	if out, code := s.cli("push", "--pipeline", "default", "--job", "always-fail", "--payload", "x"); code != 0 {
-		t.Fatalf("push exit %d: %s", code, out)
-	}
+	s.mustCLI("push", "--pipeline", "default", "--job", "always-fail", "--payload", "x")
 	st := s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Dead == 1 })
 	if st.Acked != 0 {
 		t.Fatalf("a failing job was acked: %+v", st)
@@ -149,12 +118,8 @@ func TestMemoryKill9WorkerMidJobLosesNothing(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "jobs.log")
 	s := startSupervisor(t, memoryConfig(t, 2, log))
 
-	if out, code := s.cli("push", "--pipeline", "default", "--job", "ack", "--payload", "x", "--count", "20"); code != 0 {
-		t.Fatalf("push exit %d: %s", code, out)
-	}
-	if out, code := s.cli("push", "--pipeline", "default", "--job", "hang-once", "--payload", "x"); code != 0 {
-		t.Fatalf("push exit %d: %s", code, out)
-	}
+	s.mustCLI("push", "--pipeline", "default", "--job", "ack", "--payload", "x", "--count", "20")
+	s.mustCLI("push", "--pipeline", "default", "--job", "hang-once", "--payload", "x")
 	// Find the worker stuck in the hang-once job and kill it.
 	var pid int
 	deadline := time.Now().Add(30 * time.Second)
@@ -177,14 +142,8 @@ func TestMemoryKill9WorkerMidJobLosesNothing(t *testing.T) {
 	if st.Dead != 0 {
 		t.Fatalf("%+v", st)
 	}
-	done := map[string]bool{}
-	for _, l := range readLines(t, log) {
-		if f := strings.Fields(l); f[0] == "done" {
-			done[f[1]] = true
-		}
-	}
-	if len(done) != 21 {
-		t.Fatalf("%d distinct jobs done, want 21", len(done))
+	if n := len(dones(t, log)); n != 21 {
+		t.Fatalf("%d distinct jobs done, want 21", n)
 	}
 	// The supervisor replaced the killed worker: it still has 2.
 	deadline = time.Now().Add(15 * time.Second)
@@ -205,19 +164,14 @@ func TestMemorySIGTERMFinishesRunningJobsAndExits0(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "jobs.log")
 	s := startSupervisor(t, memoryConfig(t, 2, log))
 
-	if out, code := s.cli("push", "--pipeline", "default", "--job", "slow", "--payload", "300", "--count", "50"); code != 0 {
-		t.Fatalf("push exit %d: %s", code, out)
-	}
+	s.mustCLI("push", "--pipeline", "default", "--job", "slow", "--payload", "300", "--count", "50")
 	s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked >= 2 })
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := s.wait(30 * time.Second); code != 0 {
+	if code := s.terminate(); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0", code)
 	}
-	started, finished := jobIDs(t, log)
+	started, finished := runs(t, log)
 	for id := range started {
-		if !finished[id] {
+		if finished[id] == 0 {
 			t.Errorf("job %s started but was not finished before exit", id)
 		}
 	}

@@ -19,31 +19,12 @@ import (
 // productionConfig is memoryConfig plus status and metrics addresses.
 func productionConfig(t *testing.T, workers int, log, statusAddr, metricsAddr string) string {
 	t.Helper()
-	return writeConfig(t, fmt.Sprintf(`version: "3"
-rpc:
-  listen: tcp://%s
-server:
-  command: "php tests/testdata/workers/behave.php"
-  env:
-    E2E_LOG: %s
-status:
-  address: %s
-metrics:
-  address: %s
-jobs:
-  shutdown_timeout: 20s
-  pool:
-    num_workers: %d
-    allocate_timeout: 10s
-    destroy_timeout: 5s
-  consume: ["default"]
-  pipelines:
-    default:
-      driver: memory
+	sections := fmt.Sprintf("status:\n  address: %s\nmetrics:\n  address: %s\n", statusAddr, metricsAddr)
+	return e2eConfig(t, behaveWorker, log, workers, sections, `      driver: memory
       retry:
         max_attempts: 3
         backoff: {initial: 50ms, max: 200ms, multiplier: 2, jitter: 0}
-`, freeAddr(t), log, statusAddr, metricsAddr, workers))
+`)
 }
 
 // httpGet returns the status and body of a GET, failing the test on a
@@ -150,9 +131,7 @@ func TestProductionMetricsMatchJobs(t *testing.T) {
 	}
 
 	// A rolling reset replaces both workers: two restarts, reason reset.
-	if out, code := s.cli("reset"); code != 0 {
-		t.Fatalf("reset: exit %d: %s", code, out)
-	}
+	s.mustCLI("reset")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		_, body = httpGet(t, "http://"+metricsAddr+"/metrics")
@@ -166,9 +145,7 @@ func TestProductionMetricsMatchJobs(t *testing.T) {
 	}
 
 	// Shutdown: while a running job drains, /ready is 503 and says why.
-	if out, code := s.cli("push", "--pipeline", "default", "--job", "slow", "--payload", "1500"); code != 0 {
-		t.Fatalf("push slow: exit %d: %s", code, out)
-	}
+	s.mustCLI("push", "--pipeline", "default", "--job", "slow", "--payload", "1500")
 	s.waitStat("default", 10*time.Second, func(st pipelineStat) bool { return st.Active == 1 })
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -280,10 +257,7 @@ func TestProductionSdNotifyReadyWatchdogStopping(t *testing.T) {
 	s := startSupervisor(t, memoryConfig(t, 1, log), "NOTIFY_SOCKET="+ns.path, "WATCHDOG_USEC=200000")
 
 	ns.waitFor(t, 10*time.Second, "two WATCHDOG=1", func(m []string) bool { return count(m, "WATCHDOG=1") >= 2 })
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := s.wait(30 * time.Second); code != 0 {
+	if code := s.terminate(); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM", code)
 	}
 	ns.waitFor(t, 5*time.Second, "STOPPING=1", func(m []string) bool { return count(m, "STOPPING=1") == 1 })

@@ -199,28 +199,8 @@ func sqsConfig(t *testing.T, o sqsOpts) string {
 			vis += fmt.Sprintf("          %s: %s\n", k, v)
 		}
 	}
-	return writeConfig(t, fmt.Sprintf(`version: "3"
-rpc:
-  listen: tcp://%s
-server:
-  command: "php tests/testdata/workers/behave.php"
-  env:
-    E2E_LOG: %s
-sqs:
-  key: test
-  secret: test
-  region: us-east-1
-  endpoint: %s
-jobs:
-  shutdown_timeout: 20s
-  pool:
-    num_workers: %d
-    allocate_timeout: 10s
-    destroy_timeout: 5s
-  consume: ["default"]
-  pipelines:
-    default:
-      driver: sqs
+	sections := "sqs:\n  key: test\n  secret: test\n  region: us-east-1\n  endpoint: " + o.endpoint + "\n"
+	return e2eConfig(t, behaveWorker, o.log, o.workers, sections, fmt.Sprintf(`      driver: sqs
       concurrency: %d
       retry:
         max_attempts: %d
@@ -229,16 +209,7 @@ jobs:
         queue: %s
         prefetch: %d
         wait_time_seconds: 1
-%s`, freeAddr(t), o.log, o.endpoint, o.workers, o.concurrency, o.maxAttempts, dead, o.queue, o.prefetch, vis))
-}
-
-// startSQSSupervisor runs the supervisor on cfg and waits until pipeline
-// "default" is listed by `jobs stat` and consuming.
-func startSQSSupervisor(t *testing.T, cfg string) *supervisor {
-	t.Helper()
-	s := startSupervisor(t, cfg)
-	s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Consuming })
-	return s
+%s`, o.concurrency, o.maxAttempts, dead, o.queue, o.prefetch, vis))
 }
 
 // sqsInspector reads queues of the emulator from the test, with a plain
@@ -397,10 +368,7 @@ func stopSQSDrained(t *testing.T, s *supervisor, q *sqsInspector, url string) {
 	if c := q.counts(url); c != (sqsCounts{}) {
 		t.Errorf("queue not empty after every job was acked: %s", c)
 	}
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	if code := s.wait(30 * time.Second); code != 0 {
+	if code := s.terminate(); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0", code)
 	}
 	if c := q.counts(url); c != (sqsCounts{}) {
@@ -408,30 +376,8 @@ func stopSQSDrained(t *testing.T, s *supervisor, q *sqsInspector, url string) {
 	}
 }
 
-// sjob is one "sjob" line of behave.php.
-type sjob struct {
-	id      string
-	attempt int
-	at      time.Time
-}
-
-func sqsJobs(t *testing.T, log string) []sjob {
+// sqsJobs returns the "sjob <id> <attempt> <unix-ms>" lines of behave.php.
+func sqsJobs(t *testing.T, log string) []loggedJob {
 	t.Helper()
-	var out []sjob
-	for _, l := range readLines(t, log) {
-		f := strings.Fields(l) // sjob <id> <attempt> <unix-ms>
-		if f[0] != "sjob" {
-			continue
-		}
-		if len(f) != 4 {
-			t.Fatalf("bad sjob line %q", l)
-		}
-		attempt, err1 := strconv.Atoi(f[2])
-		ms, err2 := strconv.ParseInt(f[3], 10, 64)
-		if err1 != nil || err2 != nil {
-			t.Fatalf("bad sjob line %q", l)
-		}
-		out = append(out, sjob{id: f[1], attempt: attempt, at: time.UnixMilli(ms)})
-	}
-	return out
+	return loggedJobs(t, log, "sjob", 4)
 }

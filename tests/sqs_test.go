@@ -27,14 +27,11 @@ func TestSQSPushAllAckedQueueEmpty(t *testing.T) {
 	q := newSQSInspector(t, endpoint)
 	queue := sqsQueueName(t, "")
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startSQSSupervisor(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
+	s := startConsuming(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
 		workers: 2, concurrency: 4, prefetch: 10, maxAttempts: 3}))
 	url := q.url(queue)
 
-	out, code := s.cli("push", "--pipeline", "default", "--job", "ack", "--payload", "hello", "--count", strconv.Itoa(total))
-	if code != 0 {
-		t.Fatalf("push exit %d: %s", code, out)
-	}
+	s.mustCLI("push", "--pipeline", "default", "--job", "ack", "--payload", "hello", "--count", strconv.Itoa(total))
 	st := s.waitStat("default", 60*time.Second, func(st pipelineStat) bool { return st.Acked >= total })
 	if st.Acked != total || st.Dead != 0 || st.Retried != 0 || st.Requeued != 0 {
 		t.Fatalf("want %d acked and nothing else; got %+v", total, st)
@@ -42,7 +39,7 @@ func TestSQSPushAllAckedQueueEmpty(t *testing.T) {
 	if st.Driver != "sqs" || !st.Consuming {
 		t.Fatalf("jobs stat: %+v", st)
 	}
-	done := doneCounts(t, log)
+	done := dones(t, log)
 	if len(done) != total {
 		t.Fatalf("worker finished %d distinct jobs, want %d", len(done), total)
 	}
@@ -59,14 +56,11 @@ func TestSQSNackWithDelayComesBackAsAttempt2(t *testing.T) {
 	q := newSQSInspector(t, endpoint)
 	queue := sqsQueueName(t, "")
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startSQSSupervisor(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
+	s := startConsuming(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
 		workers: 1, concurrency: 1, prefetch: 1, visibility: 10, maxAttempts: 3}))
 	url := q.url(queue)
 
-	out, code := s.cli("push", "--pipeline", "default", "--job", "sqs-nack-delay", "--payload", "x")
-	if code != 0 {
-		t.Fatalf("push exit %d: %s", code, out)
-	}
+	out := s.mustCLI("push", "--pipeline", "default", "--job", "sqs-nack-delay", "--payload", "x")
 	id := strings.TrimSpace(out)
 
 	// While the retry waits out its 2s, the message stays in the queue
@@ -107,7 +101,7 @@ func TestSQSAlwaysFailingJobReachesDeadLetterQueue(t *testing.T) {
 	queue := sqsQueueName(t, "")
 	dlq := queue + "-dead"
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startSQSSupervisor(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
+	s := startConsuming(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
 		workers: 1, concurrency: 1, prefetch: 1, visibility: 10, maxAttempts: 3, deadLetter: dlq}))
 	url, dlqURL := q.url(queue), q.url(dlq)
 
@@ -172,15 +166,12 @@ func TestSQSRedrivePolicyMovesDeadJobWithoutDeadLetter(t *testing.T) {
 	// No dead_letter: the queue's own redrive policy (maxReceiveCount =
 	// max_attempts) moves the dead job, so the driver must leave the
 	// original message in the queue for SQS to move.
-	s := startSQSSupervisor(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
+	s := startConsuming(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
 		workers: 1, concurrency: 1, prefetch: 1, visibility: 10, maxAttempts: 3,
 		attributes: map[string]string{"RedrivePolicy": fmt.Sprintf(`{"deadLetterTargetArn":%q,"maxReceiveCount":"3"}`, dlqARN)}}))
 	url := q.url(queue)
 
-	out, code := s.cli("push", "--pipeline", "default", "--job", "always-fail", "--payload", "body-2", "--header", "x-key=beta")
-	if code != 0 {
-		t.Fatalf("push exit %d: %s", code, out)
-	}
+	out := s.mustCLI("push", "--pipeline", "default", "--job", "always-fail", "--payload", "body-2", "--header", "x-key=beta")
 	id := strings.TrimSpace(out)
 	s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Dead >= 1 })
 
@@ -235,14 +226,11 @@ func TestSQSHeartbeatLongJobDeliveredOnce(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "jobs.log")
 	// Two idle slots and workers: a message that became visible again
 	// mid-job would be received and run a second time.
-	s := startSQSSupervisor(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
+	s := startConsuming(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
 		workers: 2, concurrency: 2, prefetch: 1, visibility: visibility, maxAttempts: 3}))
 	url := q.url(queue)
 
-	out, code := s.cli("push", "--pipeline", "default", "--job", "slow", "--payload", strconv.Itoa(3*visibility*1000))
-	if code != 0 {
-		t.Fatalf("push exit %d: %s", code, out)
-	}
+	out := s.mustCLI("push", "--pipeline", "default", "--job", "slow", "--payload", strconv.Itoa(3*visibility*1000))
 	id := strings.TrimSpace(out)
 	waitLog(t, log, 30*time.Second, "the job to start", func(lines []string) bool { return len(lines) > 0 })
 
@@ -277,7 +265,7 @@ func TestSQSFIFOKeepsOrderPerGroup(t *testing.T) {
 	q := newSQSInspector(t, endpoint)
 	queue := sqsQueueName(t, ".fifo")
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startSQSSupervisor(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
+	s := startConsuming(t, sqsConfig(t, sqsOpts{endpoint: endpoint, queue: queue, log: log,
 		workers: 2, concurrency: 4, prefetch: 10, visibility: 10, maxAttempts: 3}))
 	url := q.url(queue)
 
@@ -286,9 +274,7 @@ func TestSQSFIFOKeepsOrderPerGroup(t *testing.T) {
 	// 5 jobs of one key (`supervisor push --key`): group-0 0..4, group-1
 	// 0..4, ..., group-0 5..9, ...; a receive brings several jobs of one
 	// group at once, which the 4 slots could run side by side.
-	if out, code := s.cli("jobs", "pause", "default"); code != 0 {
-		t.Fatalf("pause: exit %d: %s", code, out)
-	}
+	s.mustCLI("jobs", "pause", "default")
 	const run = 5
 	for first := 0; first < perKey; first += run {
 		for k := range keys {
@@ -307,9 +293,7 @@ func TestSQSFIFOKeepsOrderPerGroup(t *testing.T) {
 	if c := q.counts(url); c.visible+c.notVisible != keys*perKey || c.delayed != 0 {
 		t.Fatalf("queue after %d confirmed pushes into the paused pipeline: %s", keys*perKey, c)
 	}
-	if out, code := s.cli("jobs", "resume", "default"); code != 0 {
-		t.Fatalf("resume: exit %d: %s", code, out)
-	}
+	s.mustCLI("jobs", "resume", "default")
 
 	st := s.waitStat("default", 60*time.Second, func(st pipelineStat) bool { return st.Acked >= keys*perKey })
 	if st.Acked != keys*perKey || st.Retried != 0 || st.Dead != 0 || st.Requeued != 0 {
