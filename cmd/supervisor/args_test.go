@@ -6,17 +6,20 @@ import (
 )
 
 func TestInterspersedMovesTrailingFlagsFirst(t *testing.T) {
+	g := grammarOf(newApp())
 	cases := []struct{ in, want string }{
 		{"supervisor jobs pause default -c x.yaml", "supervisor jobs pause -c x.yaml default"},
 		{"supervisor jobs destroy a b --json --rpc tcp://h:1", "supervisor jobs destroy --json --rpc tcp://h:1 a b"},
 		{"supervisor jobs stat --json -c x", "supervisor jobs stat --json -c x"},
 		{"supervisor push --pipeline p --job j", "supervisor push --pipeline p --job j"},
+		{"supervisor serve --cpuprofile cpu.prof -c x", "supervisor serve --cpuprofile cpu.prof -c x"},
+		{"supervisor validate -c x --unit u.service", "supervisor validate -c x --unit u.service"},
 		{"supervisor jobs pause a -- -c", "supervisor jobs pause a -- -c"},
 		{"supervisor --version", "supervisor --version"},
 		{"supervisor", "supervisor"},
 	}
 	for _, c := range cases {
-		got := strings.Join(interspersed(strings.Fields(c.in)), " ")
+		got := strings.Join(g.interspersed(strings.Fields(c.in)), " ")
 		if got != c.want {
 			t.Errorf("interspersed(%q) = %q, want %q", c.in, got, c.want)
 		}

@@ -26,7 +26,7 @@ func main() {
 // run executes the CLI and returns the process exit code.
 func run(args []string) int {
 	app := newApp()
-	if err := app.Run(interspersed(args)); err != nil {
+	if err := app.Run(grammarOf(app).interspersed(args)); err != nil {
 		if ec, ok := err.(cli.ExitCoder); ok {
 			if msg := err.Error(); msg != "" {
 				fmt.Fprintln(os.Stderr, msg)
