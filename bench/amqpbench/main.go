@@ -26,8 +26,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/pipevisor/pipevisor/bench/internal/benchkit"
-	"github.com/pipevisor/pipevisor/consumer"
-	"github.com/pipevisor/pipevisor/rpc"
 )
 
 // params are the command line.
@@ -100,70 +98,45 @@ jobs:
 		return err
 	}
 	defer sv.Stop()
-	// Paused from the start: the queue is filled before each round.
-	if err := sv.Client.Pause(ctx, "bench"); err != nil {
-		return fmt.Errorf("pause: %w", err)
-	}
-
-	payload := []byte(strings.Repeat("x", p.payloadBytes))
-	var plainTook, svTook time.Duration
-	var acked uint64
-	var cpu time.Duration
-	for r := range p.rounds {
-		for _, plain := range []bool{true, false} {
-			if err := fill(ctx, sv.Client, p, payload, r, plain); err != nil {
-				return err
-			}
-			if n, err := ready(conn, queue); err != nil || n != p.jobs {
-				return fmt.Errorf("queue %s holds %d messages after the fill, want %d (%v)", queue, n, p.jobs, err)
-			}
-			if plain {
-				took, err := consumePlain(ctx, conn, queue, p.concurrency, p.jobs)
-				if err != nil {
-					return err
-				}
-				plainTook += took
-				fmt.Printf("round %d plain amqp091-go: %8.0f jobs/s\n", r+1, float64(p.jobs)/took.Seconds())
-				continue
-			}
-			cpu0 := sv.CPU()
-			took, err := sv.ResumeUntilAcked(ctx, "bench", acked+uint64(p.jobs), 2*time.Millisecond)
-			if err != nil {
-				return err
-			}
-			cpu += sv.CPU() - cpu0
-			acked += uint64(p.jobs)
-			svTook += took
-			fmt.Printf("round %d supervisor:       %8.0f jobs/s\n", r+1, float64(p.jobs)/took.Seconds())
+	res, err := benchkit.Rounds{
+		Supervisor: sv, Rounds: p.rounds, Jobs: p.jobs, Batch: p.batch,
+		Payload: []byte(strings.Repeat("x", p.payloadBytes)), Poll: 2 * time.Millisecond,
+		PlainName: "plain amqp091-go",
+		Pause: func(ctx context.Context) error {
 			if err := sv.Client.Pause(ctx, "bench"); err != nil {
 				return fmt.Errorf("pause: %w", err)
 			}
+			return nil
+		},
+		Filled: func(context.Context) error {
+			if n, err := ready(conn, queue); err != nil || n != p.jobs {
+				return fmt.Errorf("queue %s holds %d messages after the fill, want %d (%v)", queue, n, p.jobs, err)
+			}
+			return nil
+		},
+		Plain: func(ctx context.Context) (time.Duration, error) {
+			return consumePlain(ctx, conn, queue, p.concurrency, p.jobs)
+		},
+		Drained: func(context.Context) error {
 			if n, err := ready(conn, queue); err != nil || n != 0 {
 				return fmt.Errorf("queue %s holds %d messages after the supervisor acked every job (%v)", queue, n, err)
 			}
-		}
+			return nil
+		},
+	}.Run(ctx)
+	if err != nil {
+		return err
 	}
 
 	total := float64(p.jobs * p.rounds)
-	plainRate, svRate := total/plainTook.Seconds(), total/svTook.Seconds()
+	plainRate, svRate := total/res.Plain.Seconds(), total/res.Supervisor.Seconds()
 	fmt.Printf("amqp driver, classic queue, prefetch = concurrency = %d, %d PHP echo workers, %d rounds of %d jobs of %d bytes\n",
 		p.concurrency, p.workers, p.rounds, p.jobs, p.payloadBytes)
 	fmt.Printf("plain amqp091-go consumer (manual ack): %.0f jobs/s\n", plainRate)
 	fmt.Printf("supervisor + PHP echo workers:          %.0f jobs/s\n", svRate)
 	fmt.Printf("supervisor/plain: %.2f\n", svRate/plainRate)
-	fmt.Printf("supervisor CPU while consuming: %.2f µs/job\n", float64(cpu.Microseconds())/total)
+	fmt.Printf("supervisor CPU while consuming: %.2f µs/job\n", float64(res.CPU.Microseconds())/total)
 	return nil
-}
-
-// fill pushes p.jobs jobs through the supervisor into the paused pipeline.
-func fill(ctx context.Context, cl *rpc.Client, p params, payload []byte, round int, plain bool) error {
-	side := "s"
-	if plain {
-		side = "p"
-	}
-	return benchkit.PushAll(ctx, cl, p.jobs, p.batch, func(i int) consumer.Job {
-		return consumer.Job{ID: fmt.Sprintf("%d%s%d", round, side, i), Name: "Bench", Pipeline: "bench", Payload: payload}
-	})
 }
 
 // ready returns the ready messages of queue (passive queue.declare on a

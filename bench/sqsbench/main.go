@@ -37,8 +37,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/pipevisor/pipevisor/bench/internal/benchkit"
-	"github.com/pipevisor/pipevisor/consumer"
-	"github.com/pipevisor/pipevisor/rpc"
 )
 
 // params are the command line.
@@ -131,60 +129,36 @@ jobs:
 		defer cancel()
 		_, _ = sqsc.DeleteQueue(dctx, &sqs.DeleteQueueInput{QueueUrl: aws.String(url)})
 	}()
-	// Paused from the start: the queue is filled before each round.
-	if err := pause(ctx, sv); err != nil {
-		return err
-	}
-
-	payload := []byte(strings.Repeat("x", p.payloadBytes))
-	var plainTook, svTook time.Duration
-	var acked uint64
-	var cpu time.Duration
-	for r := range p.rounds {
-		for _, plain := range []bool{true, false} {
-			if err := fill(ctx, sv.Client, p, payload, r, plain); err != nil {
-				return err
-			}
-			if err := waitVisible(ctx, sqsc, url, p.jobs); err != nil {
-				return err
-			}
-			if plain {
-				took, err := consumePlain(ctx, sqsc, url, p.prefetch, p.jobs)
-				if err != nil {
-					return err
-				}
-				plainTook += took
-				fmt.Printf("round %d plain aws-sdk-go-v2: %8.0f jobs/s\n", r+1, float64(p.jobs)/took.Seconds())
-				continue
-			}
-			cpu0 := sv.CPU()
-			// Polled every 250ms: each stat costs the emulator a
-			// GetQueueAttributes.
-			took, err := sv.ResumeUntilAcked(ctx, "bench", acked+uint64(p.jobs), 250*time.Millisecond)
-			if err != nil {
-				return err
-			}
-			cpu += sv.CPU() - cpu0
-			acked += uint64(p.jobs)
-			svTook += took
-			fmt.Printf("round %d supervisor:         %8.0f jobs/s\n", r+1, float64(p.jobs)/took.Seconds())
-			if err := pause(ctx, sv); err != nil {
-				return err
-			}
+	res, err := benchkit.Rounds{
+		Supervisor: sv, Rounds: p.rounds, Jobs: p.jobs, Batch: p.batch,
+		Payload: []byte(strings.Repeat("x", p.payloadBytes)),
+		// Each stat costs the emulator a GetQueueAttributes.
+		Poll:      250 * time.Millisecond,
+		PlainName: "plain aws-sdk-go-v2",
+		Pause:     func(ctx context.Context) error { return pause(ctx, sv) },
+		Filled:    func(ctx context.Context) error { return waitVisible(ctx, sqsc, url, p.jobs) },
+		Plain: func(ctx context.Context) (time.Duration, error) {
+			return consumePlain(ctx, sqsc, url, p.prefetch, p.jobs)
+		},
+		Drained: func(ctx context.Context) error {
 			if c, err := counts(ctx, sqsc, url); err != nil || c != 0 {
 				return fmt.Errorf("queue %s holds %d messages after the supervisor acked every job (%v)", queue, c, err)
 			}
-		}
+			return nil
+		},
+	}.Run(ctx)
+	if err != nil {
+		return err
 	}
 
 	total := float64(p.jobs * p.rounds)
-	plainRate, svRate := total/plainTook.Seconds(), total/svTook.Seconds()
+	plainRate, svRate := total/res.Plain.Seconds(), total/res.Supervisor.Seconds()
 	fmt.Printf("sqs driver on %s, prefetch %d, concurrency %d, %d PHP echo workers, %d rounds of %d jobs of %d bytes\n",
 		emulator, p.prefetch, p.concurrency, p.workers, p.rounds, p.jobs, p.payloadBytes)
 	fmt.Printf("plain aws-sdk-go-v2 consumer (receive %d, DeleteMessageBatch): %.0f jobs/s  <- the emulator's bound\n", p.prefetch, plainRate)
 	fmt.Printf("supervisor + PHP echo workers:                                %.0f jobs/s\n", svRate)
 	fmt.Printf("supervisor/plain: %.2f\n", svRate/plainRate)
-	fmt.Printf("supervisor CPU while consuming: %.0f µs/job\n", float64(cpu.Microseconds())/total)
+	fmt.Printf("supervisor CPU while consuming: %.0f µs/job\n", float64(res.CPU.Microseconds())/total)
 	return nil
 }
 
@@ -281,17 +255,6 @@ func waitVisible(ctx context.Context, c *sqs.Client, url string, n int) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-}
-
-// fill pushes p.jobs jobs through the supervisor into the paused pipeline.
-func fill(ctx context.Context, cl *rpc.Client, p params, payload []byte, round int, plain bool) error {
-	side := "s"
-	if plain {
-		side = "p"
-	}
-	return benchkit.PushAll(ctx, cl, p.jobs, p.batch, func(i int) consumer.Job {
-		return consumer.Job{ID: fmt.Sprintf("%d%s%d", round, side, i), Name: "Bench", Pipeline: "bench", Payload: payload}
-	})
 }
 
 // consumePlain receives n messages, prefetch per ReceiveMessage, deleting
