@@ -42,7 +42,6 @@
 package metrics
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -54,7 +53,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/pipevisor/pipevisor/consumer"
-	"github.com/pipevisor/pipevisor/frame"
 	"github.com/pipevisor/pipevisor/pipeline"
 	"github.com/pipevisor/pipevisor/pool"
 )
@@ -191,26 +189,22 @@ func (m *Metrics) series(name string) *series {
 	return s
 }
 
-// seriesBytes is series for a name held in a byte slice; the lookup of
-// an existing pipeline does not allocate.
-func (m *Metrics) seriesBytes(name []byte) *series {
-	m.mu.RLock()
-	s := m.pipes[string(name)]
-	m.mu.RUnlock()
-	if s != nil {
-		return s
-	}
-	return m.series(string(name))
-}
-
-// Observe records the fate of one job. It implements pipeline.Observer.
-func (m *Metrics) Observe(pipeline string, outcome consumer.Action, took time.Duration) {
-	s := m.series(pipeline)
+// Observe records the fate of one job. It implements pipeline.Observer:
+// the pipeline tells which jobs ran on a worker (their exec time is
+// observed) and which of those the worker failed.
+func (m *Metrics) Observe(name string, f pipeline.Fate) {
+	s := m.series(name)
 	s.received.Inc()
-	if int(outcome) < len(s.byAction) && s.byAction[outcome] != nil {
-		s.byAction[outcome].Inc()
+	if int(f.Action) < len(s.byAction) && s.byAction[f.Action] != nil {
+		s.byAction[f.Action].Inc()
 	}
-	s.jobDur.Observe(took.Seconds())
+	s.jobDur.Observe(f.Took.Seconds())
+	if f.Action != consumer.Release {
+		s.execDur.Observe(f.Exec.Seconds())
+	}
+	if f.Failed {
+		s.failed.Inc()
+	}
 }
 
 // WorkerExited counts a worker restart. It implements pool.Observer.
@@ -261,52 +255,4 @@ func (m *Metrics) known(name string) bool {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.pipes[name] != nil
-}
-
-// Executor wraps ex (the worker pool) to time every execution per
-// pipeline (read from the job's context JSON) and count the failed ones.
-// Errors that are not the worker's doing are not counted as failures and
-// not timed: no free worker (pool.ErrNoWorker), the pool closing
-// (pool.ErrClosed) and a job interrupted through its ctx (shutdown).
-func (m *Metrics) Executor(ex pipeline.Executor) pipeline.Executor {
-	return &timedExecutor{m: m, ex: ex}
-}
-
-type timedExecutor struct {
-	m  *Metrics
-	ex pipeline.Executor
-}
-
-func (t *timedExecutor) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
-	start := time.Now()
-	out, err := t.ex.Exec(ctx, pl)
-	if err != nil && (errors.Is(err, pool.ErrNoWorker) || errors.Is(err, pool.ErrClosed) || ctx.Err() != nil) {
-		return out, err
-	}
-	s := t.m.seriesBytes(pipelineOf(pl.Context))
-	s.execDur.Observe(time.Since(start).Seconds())
-	if err != nil {
-		s.failed.Inc()
-	}
-	return out, err
-}
-
-var pipelineKey = []byte(`"pipeline":"`)
-
-// pipelineOf returns the value of the top-level "pipeline" key of a job
-// context JSON without decoding it, or UnknownPipeline. The key is looked
-// up from the end: the pipeline writes it after the headers, and inside
-// JSON strings a quote is always escaped, so `"pipeline":"` can only be a
-// key followed by a string value.
-func pipelineOf(ctxJSON []byte) []byte {
-	i := bytes.LastIndex(ctxJSON, pipelineKey)
-	if i < 0 {
-		return []byte(UnknownPipeline)
-	}
-	v := ctxJSON[i+len(pipelineKey):]
-	end := bytes.IndexByte(v, '"')
-	if end < 0 || bytes.IndexByte(v[:end], '\\') >= 0 {
-		return []byte(UnknownPipeline)
-	}
-	return v[:end]
 }

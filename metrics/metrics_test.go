@@ -73,12 +73,21 @@ func want(t *testing.T, m *metrics.Metrics, v float64, name string, labels ...st
 	}
 }
 
+// fate is a settled job that ran on a worker (or, for Release, did not).
+func fate(a consumer.Action, took time.Duration) pipeline.Fate {
+	f := pipeline.Fate{Action: a, Took: took}
+	if a != consumer.Release {
+		f.Exec = took / 2
+	}
+	return f
+}
+
 func TestObserveCountsFates(t *testing.T) {
 	m := metrics.New(metrics.Sources{})
 	for _, a := range []consumer.Action{consumer.Ack, consumer.Ack, consumer.Retry, consumer.Requeue, consumer.Dead, consumer.Release} {
-		m.Observe("emails", a, 10*time.Millisecond)
+		m.Observe("emails", fate(a, 10*time.Millisecond))
 	}
-	m.Observe("orders", consumer.Ack, time.Second)
+	m.Observe("orders", fate(consumer.Ack, time.Second))
 	want(t, m, 6, "pipevisor_jobs_received_total", "pipeline", "emails")
 	want(t, m, 2, "pipevisor_jobs_acked_total", "pipeline", "emails")
 	want(t, m, 1, "pipevisor_jobs_retried_total", "pipeline", "emails")
@@ -90,53 +99,27 @@ func TestObserveCountsFates(t *testing.T) {
 	want(t, m, 0, "pipevisor_jobs_dead_total", "pipeline", "orders")
 }
 
-// fakeExec replies with what is queued in errs, in order (nil = ack).
-type fakeExec struct{ errs []error }
-
-func (f *fakeExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
-	err := f.errs[0]
-	f.errs = f.errs[1:]
-	return frame.Payload{}, err
-}
-
-func ctxJSON(pipeline string) []byte {
-	return fmt.Appendf(nil, `{"id":"1","job":"j","driver":"memory","headers":{"pipeline":["x"],"x-attempt":["1"]},"pipeline":%q}`, pipeline)
-}
-
-func TestExecutorTimesAndCountsFailures(t *testing.T) {
+func TestObserveTimesRunsAndCountsFailures(t *testing.T) {
 	m := metrics.New(metrics.Sources{})
-	inner := &fakeExec{errs: []error{
-		nil,
-		&pool.JobError{Message: "boom"},
-		fmt.Errorf("%w (pid 1): exec_ttl 1s exceeded", pool.ErrExecTimeout),
-		fmt.Errorf("%w within allocate_timeout", pool.ErrNoWorker), // not the worker's doing
-		pool.ErrClosed,
-	}}
-	ex := m.Executor(inner)
-	pl := frame.Payload{Context: ctxJSON("emails")}
-	for range 5 {
-		_, _ = ex.Exec(context.Background(), pl)
-	}
-	// A job interrupted through its ctx (shutdown) is not a failure.
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	inner.errs = []error{fmt.Errorf("%w: %w", pool.ErrExecTimeout, context.Canceled)}
-	_, _ = ex.Exec(ctx, pl)
+	m.Observe("emails", fate(consumer.Ack, time.Millisecond))
+	failed := fate(consumer.Retry, time.Millisecond)
+	failed.Failed = true
+	m.Observe("emails", failed) // ERROR frame
+	m.Observe("emails", failed) // exec_ttl
+	// No worker, pool closing, shutdown: released, not run, not failed.
+	m.Observe("emails", fate(consumer.Release, time.Millisecond))
+	m.Observe("emails", fate(consumer.Release, time.Millisecond))
 
 	want(t, m, 3, "pipevisor_exec_duration_seconds", "pipeline", "emails")
 	want(t, m, 2, "pipevisor_jobs_failed_total", "pipeline", "emails")
 }
 
-func TestExecutorDoesNotAllocate(t *testing.T) {
+func TestObserveDoesNotAllocate(t *testing.T) {
 	m := metrics.New(metrics.Sources{})
-	ex := m.Executor(okExec{})
-	pl := frame.Payload{Context: ctxJSON("emails")}
-	_, _ = ex.Exec(context.Background(), pl) // creates the series
-	m.Observe("emails", consumer.Ack, time.Millisecond)
-	ctx := context.Background()
+	m.Observe("emails", fate(consumer.Ack, time.Millisecond)) // creates the series
+	f := fate(consumer.Ack, time.Millisecond)
 	if n := testing.AllocsPerRun(200, func() {
-		_, _ = ex.Exec(ctx, pl)
-		m.Observe("emails", consumer.Ack, time.Millisecond)
+		m.Observe("emails", f)
 	}); n != 0 {
 		t.Fatalf("%v allocations per job", n)
 	}
@@ -146,24 +129,6 @@ type okExec struct{}
 
 func (okExec) Exec(context.Context, frame.Payload) (frame.Payload, error) {
 	return frame.Payload{}, nil
-}
-
-func TestExecutorPipelineName(t *testing.T) {
-	m := metrics.New(metrics.Sources{})
-	ex := m.Executor(okExec{})
-	for _, c := range [][]byte{
-		ctxJSON("orders"),
-		[]byte(`{"id":"1","job":"j","headers":{"pipeline":["decoy"]},"pipeline":"orders","topic":"t","partition":0,"offset":1}`),
-		[]byte(`{"id":"\"pipeline\":\"decoy","pipeline":"orders"}`),
-	} {
-		_, _ = ex.Exec(context.Background(), frame.Payload{Context: c})
-	}
-	_, _ = ex.Exec(context.Background(), frame.Payload{Context: []byte(`{"id":"1"}`)})
-	want(t, m, 3, "pipevisor_exec_duration_seconds", "pipeline", "orders")
-	want(t, m, 1, "pipevisor_exec_duration_seconds", "pipeline", metrics.UnknownPipeline)
-	if _, ok := sample(t, m, "pipevisor_exec_duration_seconds", "pipeline", "decoy"); ok {
-		t.Fatal("a header or id named the pipeline")
-	}
 }
 
 func TestPushed(t *testing.T) {
@@ -230,7 +195,7 @@ func TestScrapeTimeSources(t *testing.T) {
 
 func TestHandlerServesTextFormat(t *testing.T) {
 	m := metrics.New(metrics.Sources{})
-	m.Observe("emails", consumer.Ack, time.Millisecond)
+	m.Observe("emails", fate(consumer.Ack, time.Millisecond))
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
 	resp, err := http.Get(srv.URL)
@@ -254,7 +219,7 @@ func TestThroughManager(t *testing.T) {
 		Factory: func(_ context.Context, p config.Pipeline) (jobs.Driver, error) {
 			return memjobs.New(p.Name, *p.Memory, nil), nil
 		},
-		Executor: m.Executor(okExec{}),
+		Executor: okExec{},
 		Observer: m,
 		Pipelines: map[string]config.Pipeline{
 			"emails": {Driver: config.DriverMemory, Concurrency: 4, Retry: pipeline.Defaults(), Memory: &memjobs.Config{}},

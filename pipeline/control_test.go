@@ -207,15 +207,17 @@ func TestStatMergesDriver(t *testing.T) {
 }
 
 type recordingObserver struct {
-	mu   sync.Mutex
-	seen []consumer.Action
+	mu    sync.Mutex
+	seen  []consumer.Action
+	fates []Fate
 }
 
-func (o *recordingObserver) Observe(pipeline string, a consumer.Action, took time.Duration) {
+func (o *recordingObserver) Observe(pipeline string, f Fate) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if pipeline == "p" && took >= 0 {
-		o.seen = append(o.seen, a)
+	if pipeline == "p" && f.Took >= 0 {
+		o.seen = append(o.seen, f.Action)
+		o.fates = append(o.fates, f)
 	}
 }
 
@@ -245,5 +247,54 @@ func TestObserverSeesEveryFate(t *testing.T) {
 	}
 	if st := p.Stat(context.Background()); st.Requeued != 1 || st.Acked != 1 {
 		t.Errorf("Stat = %+v", st)
+	}
+}
+
+// TestObserverTellsRunsFromFailures: a job that ran has its exec time and
+// is failed only when the worker failed it (an ERROR frame, exec_ttl, a bad
+// reply); a job that reached no worker (Release) has neither.
+func TestObserverTellsRunsFromFailures(t *testing.T) {
+	cases := []struct {
+		name   string
+		reply  frame.Payload
+		err    error
+		action consumer.Action
+		failed bool
+	}{
+		{"ack", frame.Payload{}, nil, consumer.Ack, false},
+		{"error frame", frame.Payload{}, jobErr("boom"), consumer.Retry, true},
+		{"exec_ttl", frame.Payload{}, execTimeoutErr(), consumer.Retry, true},
+		{"bad reply", frame.Payload{Body: []byte("not json")}, nil, consumer.Retry, true},
+		{"no worker", frame.Payload{}, noWorkerErr(), consumer.Release, false},
+		{"pool closed", frame.Payload{}, poolClosedErr(), consumer.Release, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fc := newFakeConsumer(4)
+			fc.holdReleased = true
+			fc.push("j", 1, nil)
+			obs := &recordingObserver{}
+			ex := execFunc(func(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
+				time.Sleep(time.Millisecond)
+				return c.reply, c.err
+			})
+			p := New(Config{Name: "p", Observer: obs, Rand: fixedRand}, fc, ex, nil)
+			start(t, p)
+			fc.next(t)
+			waitFor(t, "an observation", func() bool {
+				obs.mu.Lock()
+				defer obs.mu.Unlock()
+				return len(obs.fates) >= 1
+			})
+			obs.mu.Lock()
+			f := obs.fates[0]
+			obs.mu.Unlock()
+			if f.Action != c.action || f.Failed != c.failed {
+				t.Fatalf("fate %+v, want action %v failed %v", f, c.action, c.failed)
+			}
+			if ran := c.action != consumer.Release; ran != (f.Exec >= time.Millisecond) || f.Took < f.Exec {
+				t.Fatalf("fate %+v: exec time wrong for a job that ran=%v", f, ran)
+			}
+		})
 	}
 }

@@ -138,14 +138,17 @@ func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Deliv
 	defer p.active.Add(-1)
 
 	var (
-		reply frame.Reply
-		err   error
+		reply    frame.Reply
+		err      error
+		execTook time.Duration
 	)
 	if p.stopping() {
 		// Received while Stop was interrupting Receive: do not start it.
 		err = fmt.Errorf("%w: received during shutdown", ErrShutdown)
 	} else {
+		execStart := time.Now()
 		reply, err = p.exec(workCtx, d, buf)
+		execTook = time.Since(execStart)
 	}
 	o := outcomeFor(reply, err, d.Attempt, p.cfg.Retry, p.cfg.Rand)
 
@@ -167,7 +170,13 @@ func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Deliv
 		}
 	}
 	if p.cfg.Observer != nil {
-		p.cfg.Observer.Observe(p.cfg.Name, o.Action, took)
+		// Release is exactly the outcome of a job that reached no worker
+		// (or was cut off by shutdown): it neither ran nor failed.
+		f := Fate{Action: o.Action, Took: took}
+		if o.Action != consumer.Release {
+			f.Exec, f.Failed = execTook, err != nil
+		}
+		p.cfg.Observer.Observe(p.cfg.Name, f)
 	}
 	p.logFate(sctx, d, o, err, serr, took)
 	return o

@@ -29,12 +29,26 @@ type Executor interface {
 	Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error)
 }
 
-// Observer is told the fate of every job once it is settled: the pipeline
-// name, the action taken and the time from receive to settle. It is called
+// Fate is what an Observer learns about one settled job.
+type Fate struct {
+	// Action is the outcome the job was settled with.
+	Action consumer.Action
+	// Took is the time from receive to settle.
+	Took time.Duration
+	// Exec is the time the job spent on a worker (reply parsing
+	// included). It is 0 when Action is Release: the job reached no worker
+	// or was interrupted by shutdown.
+	Exec time.Duration
+	// Failed is true when the execution failed on the worker: an ERROR
+	// frame, a crash, exec_ttl, a reply that is not a valid reply.
+	Failed bool
+}
+
+// Observer is told the fate of every job once it is settled. It is called
 // from the pipeline's goroutines and must be cheap and safe for concurrent
 // use.
 type Observer interface {
-	Observe(pipeline string, outcome consumer.Action, took time.Duration)
+	Observe(pipeline string, f Fate)
 }
 
 // DefaultSettleTimeout bounds one Settle call when Config.SettleTimeout is 0.

@@ -94,14 +94,6 @@ func (pr *production) poolObserver() pool.Observer {
 	return pr.met
 }
 
-// executor wraps the pool for jobs.Config.Executor (exec timing).
-func (pr *production) executor(ex pipeline.Executor) pipeline.Executor {
-	if pr.met == nil {
-		return ex
-	}
-	return pr.met.Executor(ex)
-}
-
 // observer is jobs.Config.Observer: every job's fate for the metrics.
 func (pr *production) observer() pipeline.Observer {
 	if pr.met == nil {

@@ -83,8 +83,8 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 
 	mgr := jobs.New(jobs.Config{
 		Factory:            newFactory(root, log),
-		Executor:           prod.executor(p), // production: exec timing
-		Observer:           prod.observer(),  // production: job fates
+		Executor:           p,
+		Observer:           prod.observer(), // production: job fates, exec times
 		Logger:             log,
 		Pipelines:          root.Jobs.Pipelines,
 		DefaultConcurrency: pcfg.NumWorkers,
