@@ -20,47 +20,44 @@ import (
 // p.DeadLetter is set and may be checked here.
 //
 // To add a driver: add a field to Pipeline (AMQP *amqpjobs.Config, ...),
-// then a case below that fills the driver's Config with any value carried
-// over from p, calls decodeDriverConfig (which applies Defaults, decodes
-// strictly and runs Validate) and stores the result. Return every problem;
+// then a case below that stores the driver's Config, seeded with the
+// pipeline priority, and decodes it with decodeWithPriority (which applies
+// Defaults, decodes strictly, runs Validate and carries the priority back). Return every problem;
 // *Error values are kept as they are, any other error is reported at path.
 func decodeDriver(driver string, node *yaml.Node, path string, p *Pipeline) []error {
 	switch driver {
 	case DriverMemory:
-		cfg := &memjobs.Config{Priority: p.Priority}
-		errs := decodeDriverConfig(node, path, cfg)
+		p.Memory = &memjobs.Config{Priority: p.Priority}
+		errs := decodeWithPriority(node, path, p.Memory, &p.Memory.Priority, p)
 		if p.DeadLetter != "" {
 			errs = append(errs, errAt(pathBeside(path, "dead_letter"), 0,
 				"not supported by the memory driver: dead jobs stay in the pipeline's dead list"))
 		}
-		p.Memory = cfg
-		p.Priority = cfg.Priority
 		return errs
 	case DriverAMQP:
 		// dead_letter is a queue name, declared by the driver when missing.
-		cfg := &amqpjobs.Config{Priority: p.Priority}
-		errs := decodeDriverConfig(node, path, cfg)
-		p.AMQP = cfg
-		p.Priority = cfg.Priority
-		return errs
+		p.AMQP = &amqpjobs.Config{Priority: p.Priority}
+		return decodeWithPriority(node, path, p.AMQP, &p.AMQP.Priority, p)
 	case DriverKafka:
 		// dead_letter is a topic name; empty means dead jobs are logged and dropped.
-		cfg := &kafkajobs.Config{Priority: p.Priority}
-		errs := decodeDriverConfig(node, path, cfg)
-		p.Kafka = cfg
-		p.Priority = cfg.Priority
-		return errs
+		p.Kafka = &kafkajobs.Config{Priority: p.Priority}
+		return decodeWithPriority(node, path, p.Kafka, &p.Kafka.Priority, p)
 	case DriverSQS:
 		// dead_letter is a queue name or URL, created by the driver when
 		// missing; empty leaves dead jobs to the queue's redrive policy.
-		cfg := &sqsjobs.Config{Priority: p.Priority}
-		errs := decodeDriverConfig(node, path, cfg)
-		p.SQS = cfg
-		p.Priority = cfg.Priority
-		return errs
+		p.SQS = &sqsjobs.Config{Priority: p.Priority}
+		return decodeWithPriority(node, path, p.SQS, &p.SQS.Priority, p)
 	default:
 		return []error{errAt(path, node.Line, "driver %s: not built into this binary", driver)}
 	}
+}
+
+// decodeWithPriority runs decodeDriverConfig on cfg and makes the driver's
+// priority (*prio, a field of cfg) the pipeline's.
+func decodeWithPriority(node *yaml.Node, path string, cfg driverConfig, prio *int64, p *Pipeline) []error {
+	errs := decodeDriverConfig(node, path, cfg)
+	p.Priority = *prio
+	return errs
 }
 
 // driverConfig is what every driver's Config provides.
