@@ -28,6 +28,10 @@ var (
 	// broker connection or channel that has since died; the broker
 	// redelivers such a message by itself, so nothing is lost.
 	ErrStaleDelivery = errors.New("consumer: delivery belongs to a dead connection")
+	// ErrUnknownAction is wrapped by Settle errors for an Outcome whose
+	// Action is none of the actions above; drivers hand such a message back
+	// to the broker rather than lose it.
+	ErrUnknownAction = errors.New("consumer: unknown outcome action")
 	// ErrUnknownPipeline is returned when a job names a pipeline that does
 	// not exist.
 	ErrUnknownPipeline = errors.New("consumer: unknown pipeline")

@@ -71,9 +71,6 @@ var (
 	// ErrEarlierFailed marks the jobs of a batch after the first failed
 	// one: they may have reached the broker but are reported as failed.
 	ErrEarlierFailed = errors.New("amqpjobs: an earlier job of the batch failed")
-	// ErrUnknownAction is returned by Settle for an Outcome it does not
-	// know; the message is returned to the queue.
-	ErrUnknownAction = errors.New("amqpjobs: unknown outcome action")
 )
 
 // attemptMemoSize bounds the in-memory map that carries the attempt of a

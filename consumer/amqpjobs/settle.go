@@ -72,7 +72,7 @@ func (st *settlement) settle(ctx context.Context, o consumer.Outcome) error {
 	case consumer.Dead:
 		return st.dead(ctx, o)
 	default:
-		return errors.Join(fmt.Errorf("%w: %v", ErrUnknownAction, o.Action), d.nack(&st.in, true))
+		return errors.Join(fmt.Errorf("%w: %v", consumer.ErrUnknownAction, o.Action), d.nack(&st.in, true))
 	}
 }
 

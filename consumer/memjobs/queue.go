@@ -392,7 +392,7 @@ func (q *Queue) settle(it *item, o consumer.Outcome) error {
 		q.requeue(it, o.Delay)
 	default:
 		q.requeue(it, 0)
-		err = fmt.Errorf("memjobs: settle job %q: %w: %v", it.id, ErrUnknownAction, o.Action)
+		err = fmt.Errorf("memjobs: settle job %q: %w: %v", it.id, consumer.ErrUnknownAction, o.Action)
 	}
 	if q.st == closing && q.active == 0 && q.idle != nil {
 		close(q.idle)

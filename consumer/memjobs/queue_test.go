@@ -443,7 +443,7 @@ func TestUnknownActionKeepsJob(t *testing.T) {
 	q := newQueue(t, memjobs.Config{})
 	publish(t, q, jobs("j", 1)...)
 	d := receive(t, q)
-	if err := d.Settle(context.Background(), consumer.Outcome{Action: consumer.Action(99)}); !errors.Is(err, memjobs.ErrUnknownAction) {
+	if err := d.Settle(context.Background(), consumer.Outcome{Action: consumer.Action(99)}); !errors.Is(err, consumer.ErrUnknownAction) {
 		t.Fatalf("Settle(99) = %v, want ErrUnknownAction", err)
 	}
 	d2 := receive(t, q)

@@ -93,9 +93,6 @@ var (
 	// ErrNotSent marks jobs of a batch that were not sent because an
 	// earlier part of the batch failed.
 	ErrNotSent = errors.New("sqsjobs: not sent after an earlier failure")
-	// ErrUnknownAction is returned by Settle for an Outcome whose Action
-	// is not one of consumer's actions; the message is made visible again.
-	ErrUnknownAction = errors.New("sqsjobs: unknown action")
 )
 
 // api is the part of *sqs.Client the driver uses (tests wrap it to inject

@@ -79,7 +79,7 @@ func (d *Driver) apply(ctx context.Context, e *entry, o consumer.Outcome) (keepO
 	case consumer.Dead:
 		return d.dead(ctx, e, o.Reason)
 	default:
-		return false, errors.Join(fmt.Errorf("%w %d", ErrUnknownAction, o.Action), d.changeVisibility(ctx, []*entry{e}, 0))
+		return false, errors.Join(fmt.Errorf("%w %d", consumer.ErrUnknownAction, o.Action), d.changeVisibility(ctx, []*entry{e}, 0))
 	}
 }
 
