@@ -403,9 +403,7 @@ func (d *Driver) settle(ctx context.Context, ps *partState, e *entry, o consumer
 	case consumer.Release:
 		return d.redeliver(ps, e, o.Delay, 0, nil)
 	case consumer.Retry, consumer.Requeue:
-		if len(o.Headers) > 0 {
-			headers = mergeHeaders(headers, o.Headers)
-		}
+		headers = consumer.MergeHeaders(headers, o.Headers)
 		if d.cfg.RetryTopic == "" {
 			return d.redeliver(ps, e, o.Delay, 1, headers)
 		}

@@ -2,7 +2,6 @@ package kafkajobs
 
 import (
 	"fmt"
-	"maps"
 	"strconv"
 	"time"
 
@@ -113,18 +112,6 @@ func readRecord(r *kgo.Record, jobHeader string, priority int64) meta {
 		m.job = r.Topic
 	}
 	return m
-}
-
-// mergeHeaders returns base with every key of over replaced.
-func mergeHeaders(base, over map[string][]string) map[string][]string {
-	out := maps.Clone(base)
-	if out == nil {
-		out = make(map[string][]string, len(over))
-	}
-	for k, v := range over {
-		out[k] = append([]string(nil), v...)
-	}
-	return out
 }
 
 // copyRecord builds a record for a retried or dead-lettered copy of the

@@ -21,7 +21,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -386,7 +385,7 @@ func (q *Queue) settle(it *item, o consumer.Outcome) error {
 		it.payload, it.headers = nil, nil
 	case consumer.Retry, consumer.Requeue:
 		it.attempt++
-		it.headers = mergeHeaders(it.headers, o.Headers)
+		it.headers = consumer.MergeHeaders(it.headers, o.Headers)
 		q.requeue(it, o.Delay)
 	case consumer.Release:
 		q.requeue(it, o.Delay)
@@ -447,22 +446,6 @@ func (q *Queue) finish(it *item) {
 		now = q.now()
 	}
 	q.schedule(next.it, next.due, now, false)
-}
-
-// mergeHeaders returns old with add's keys replacing its own. old is not
-// modified: the result is a new map whenever add is not empty.
-func mergeHeaders(old, add map[string][]string) map[string][]string {
-	if len(add) == 0 {
-		return old
-	}
-	m := make(map[string][]string, len(old)+len(add))
-	for k, v := range old {
-		m[k] = v
-	}
-	for k, v := range add {
-		m[k] = slices.Clone(v)
-	}
-	return m
 }
 
 // Stat reports the queue's numbers: Ready counts jobs waiting to be

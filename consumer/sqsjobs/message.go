@@ -285,15 +285,3 @@ func sameHeaders(base, over map[string][]string) bool {
 	}
 	return true
 }
-
-// mergeHeaders returns base with every key of over replaced.
-func mergeHeaders(base, over map[string][]string) map[string][]string {
-	out := make(map[string][]string, len(base)+len(over))
-	for k, v := range base {
-		out[k] = slices.Clone(v)
-	}
-	for k, v := range over {
-		out[k] = slices.Clone(v)
-	}
-	return out
-}

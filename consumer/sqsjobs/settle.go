@@ -75,7 +75,7 @@ func (d *Driver) apply(ctx context.Context, e *entry, o consumer.Outcome) (keepO
 		if sameHeaders(e.md.headers, o.Headers) {
 			return false, d.changeVisibility(ctx, []*entry{e}, o.Delay)
 		}
-		return false, d.requeueCopy(ctx, e, mergeHeaders(e.md.headers, o.Headers), o.Delay)
+		return false, d.requeueCopy(ctx, e, consumer.MergeHeaders(e.md.headers, o.Headers), o.Delay)
 	case consumer.Dead:
 		return d.dead(ctx, e, o.Reason)
 	default:
