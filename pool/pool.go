@@ -19,6 +19,7 @@
 package pool
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -135,7 +136,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Pool, error) {
 	p.live = cfg.NumWorkers
 	for _, r := range results {
 		if r.err != nil {
-			firstErr = cmp(firstErr, r.err)
+			firstErr = cmp.Or(firstErr, r.err)
 			p.live--
 			p.failures++
 			continue
@@ -156,13 +157,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Pool, error) {
 	p.wg.Go(p.spawner)
 	p.wg.Go(p.supervise)
 	return p, nil
-}
-
-func cmp(first, err error) error {
-	if first != nil {
-		return first
-	}
-	return err
 }
 
 // buildEnv is the worker environment: ours, then cfg.Env with upper-cased
