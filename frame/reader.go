@@ -3,6 +3,7 @@ package frame
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -102,7 +103,7 @@ func (r *Reader) ReadFrame() (Frame, error) {
 		}
 		nopt := hl - 3
 		for i := range nopt {
-			r.opts[i] = leUint32(full[HeaderSize+i*gf.WORD:])
+			r.opts[i] = binary.LittleEndian.Uint32(full[HeaderSize+i*gf.WORD:])
 		}
 		out.Options = r.opts[:nopt:nopt]
 	}
@@ -116,10 +117,6 @@ func (r *Reader) ReadFrame() (Frame, error) {
 	}
 	out.Payload = p
 	return out, nil
-}
-
-func leUint32(b []byte) uint32 {
-	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }
 
 // readPayload reads exactly size bytes into a new slice. Up to exactAlloc
