@@ -2,8 +2,6 @@ package memjobs_test
 
 import (
 	"context"
-	"runtime"
-	"strconv"
 	"sync"
 	"testing"
 
@@ -94,33 +92,9 @@ func BenchmarkPublishReceiveAckParallel(b *testing.B) {
 }
 
 // BenchmarkQueuedMemory reports the heap bytes one queued job costs with
-// 100,000 jobs queued (as bench/memory.sh queues them: a short id, a
-// 32-byte payload, one job name), including the job's own strings.
+// 100,000 jobs queued (see queuedJobCost).
 func BenchmarkQueuedMemory(b *testing.B) {
-	const n = 100000
-	ctx := context.Background()
 	for b.Loop() {
-		var before, after runtime.MemStats
-		runtime.GC()
-		runtime.ReadMemStats(&before)
-		q := memjobs.New("bench", memjobs.Config{}, nil)
-		for k := range n / 1000 {
-			// Every job gets its own id, name and payload, as a decoded
-			// RPC request hands them over.
-			js := make([]consumer.Job, 1000)
-			for i := range js {
-				js[i] = consumer.Job{ID: strconv.Itoa(k*1000 + i), Name: string([]byte("App\\Jobs\\Echo")),
-					Payload: []byte("0123456789abcdef0123456789abcdef")}
-			}
-			if err := q.Publish(ctx, js); err != nil {
-				b.Fatal(err)
-			}
-		}
-		runtime.GC()
-		runtime.ReadMemStats(&after)
-		b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/n, "B/queued-job")
-		if st, _ := q.Stat(ctx); st.Ready != n {
-			b.Fatalf("Ready = %d, want %d", st.Ready, n)
-		}
+		b.ReportMetric(queuedJobCost(b, 100000, 1000), "B/queued-job")
 	}
 }

@@ -1,7 +1,9 @@
 package memjobs
 
 import (
+	"bytes"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pipevisor/pipevisor/consumer"
@@ -31,10 +33,10 @@ func (q *Queue) addDead(it *item, reason string) {
 	}
 	q.dead = append(q.dead, DeadJob{
 		Job: consumer.Job{
-			ID:       it.id,
+			ID:       strings.Clone(it.id), // not the pack's buffers
 			Name:     it.name,
 			Pipeline: q.name,
-			Payload:  it.payload,
+			Payload:  bytes.Clone(it.payload),
 			Headers:  it.headers,
 			Priority: it.prio,
 			Key:      it.key(),

@@ -18,13 +18,13 @@
 package memjobs
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
-
-	"github.com/google/uuid"
 
 	"github.com/pipevisor/pipevisor/consumer"
 )
@@ -51,10 +51,11 @@ const (
 	stateDone                         // acked, dead or auto-acked
 )
 
-// item is one queued job. Items of one Publish call share one allocation;
-// the struct is kept at 96 bytes because 100,000 of them may be queued:
-// what only keyed jobs need lives in their lane, and the job names of a
-// batch share one string.
+// item is one job outside a pack: handed out, put back, delayed, keyed,
+// or dead. The items of a pack share one allocation, made when its first
+// job is taken; the keyed and delayed jobs of one Publish call share
+// another. The struct is kept at 96 bytes: what only keyed jobs need lives
+// in their lane, and job names are shared strings.
 type item struct {
 	id      string
 	name    string
@@ -66,6 +67,7 @@ type item struct {
 	attempt int32
 	autoAck bool
 	state   itemState
+	packed  bool // taken from a pack: id and payload alias the pack's buffers
 }
 
 // key returns the job's ordering key; empty once the job is done.
@@ -156,8 +158,10 @@ func (q *Queue) now() int64 { return int64(time.Since(q.start)) }
 // queued; it fails only when the queue is closed (consumer.ErrClosed) or
 // ctx is already done, and then queues none. A job without an ID gets a
 // random UUID; a job with priority 0 gets the pipeline priority; a job with
-// a Delay becomes ready once the delay has passed. Publish keeps references
-// to each job's Payload and Headers: callers must not modify them later.
+// a Delay becomes ready once the delay has passed. Publish copies plain
+// jobs (no key, no delay) into compact packs (a job published alone, only
+// once a backlog has built up) and keeps references to the Payload and
+// Headers of the others: callers must not modify them later.
 func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("memjobs: publish to %q: %w", q.name, err)
@@ -165,31 +169,7 @@ func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 	if len(jobs) == 0 {
 		return nil
 	}
-	slab := make([]item, len(jobs))
-	hasDelay := false
-	for i := range jobs {
-		j := &jobs[i]
-		it := &slab[i]
-		it.id = j.ID
-		if it.id == "" {
-			it.id = uuid.NewString()
-		}
-		it.name = j.Name
-		if i > 0 && j.Name == slab[i-1].name {
-			it.name = slab[i-1].name // one string for the batch: names repeat
-		}
-		it.payload = j.Payload
-		it.headers = j.Headers
-		it.prio = j.Priority
-		if it.prio == 0 {
-			it.prio = q.cfg.Priority
-		}
-		it.attempt = 1
-		it.autoAck = j.AutoAck
-		if j.Delay > 0 {
-			hasDelay = true
-		}
-	}
+	b := q.encode(jobs)
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -197,30 +177,42 @@ func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 		return fmt.Errorf("memjobs: publish to %q: %w", q.name, consumer.ErrClosed)
 	}
 	var now int64
-	if hasDelay || q.delayed.len() > 0 {
+	if b.hasDelay || q.delayed.len() > 0 {
 		now = q.now()
 		// Jobs whose delay ended before this publish queue ahead of it.
 		q.promoteDue(now)
 	}
-	for i := range slab {
-		it := &slab[i]
-		q.seq++
-		it.seq = q.seq
-		var due int64
-		if d := jobs[i].Delay; d > 0 {
-			due = now + int64(d)
+	// Seqs in the batch are relative: job i has seq i+1.
+	base := q.seq
+	q.seq += uint64(len(jobs))
+	for _, op := range b.ops {
+		if p := op.pack; p != nil {
+			p.nextSeq += base
+			q.ready.pushPack(p)
+			continue
 		}
-		if key := jobs[i].Key; key != "" {
-			if l := q.lanes[key]; l != nil {
+		it := op.it
+		it.seq += base
+		var due int64
+		if op.delay > 0 {
+			due = now + int64(op.delay)
+		}
+		if op.key != "" {
+			if l := q.lanes[op.key]; l != nil {
 				it.lane = l
 				it.state = statePending
 				l.pending = append(l.pending, pending{it: it, due: due})
 				q.pendingN++
 				continue
 			}
-			l := &lane{key: key, head: it}
+			l := &lane{key: op.key, head: it}
 			it.lane = l
-			q.lanes[key] = l
+			q.lanes[op.key] = l
+		} else if due == 0 {
+			// Neither keyed nor delayed: a plain job published alone.
+			it.state = stateReady
+			q.ready.pushAlone(it)
+			continue
 		}
 		q.schedule(it, due, now, true)
 	}
@@ -405,12 +397,29 @@ func (q *Queue) settle(it *item, o consumer.Outcome) error {
 // original position. Its lane, if any, stays blocked. Caller holds q.mu.
 func (q *Queue) requeue(it *item, delay time.Duration) {
 	if delay > 0 {
+		if it.packed {
+			it = it.detach()
+		}
 		it.state = stateDelayed
 		q.delayed.push(entry{k1: q.now() + int64(delay), k2: it.seq, it: it})
 		return
 	}
 	it.state = stateReady
 	q.ready.pushBack(it)
+}
+
+// detach returns a copy of a packed item that holds its own id and
+// payload, and marks it done: a job waiting for a delay then keeps only its
+// own bytes alive, not the buffers and items of its whole pack. Items with
+// a lane are never packed (their lane points at them).
+func (it *item) detach() *item {
+	c := *it
+	c.id = strings.Clone(it.id)
+	c.payload = bytes.Clone(it.payload)
+	c.packed = false
+	it.state = stateDone
+	it.payload, it.headers = nil, nil
+	return &c
 }
 
 // finish marks it done and lets the next job of its lane go. Caller holds

@@ -484,9 +484,20 @@ func TestConcurrentMixedOutcomes(t *testing.T) {
 						batch[k].Key = ""
 					}
 				}
-				if err := q.Publish(ctx, batch); err != nil {
-					fail(err)
-					return
+				// Every other batch goes one job at a time: plain jobs
+				// published alone join open packs once a backlog builds.
+				parts := [][]consumer.Job{batch}
+				if (i/10)%2 == 1 {
+					parts = parts[:0]
+					for k := range batch {
+						parts = append(parts, batch[k:k+1])
+					}
+				}
+				for _, part := range parts {
+					if err := q.Publish(ctx, part); err != nil {
+						fail(err)
+						return
+					}
 				}
 			}
 		})
