@@ -29,6 +29,7 @@ func BenchmarkExec(b *testing.B) {
 	}{
 		{"ack/serial/1-worker", "ack", 1, false},
 		{"ack/serial/1-worker/cancelable-ctx", "ack", 1, false},
+		{"ack/serial/1-worker/exec_ttl", "ack", 1, false},
 		{"ack/parallel/2-workers", "ack", 2, true},
 		{"echo/parallel/2-workers", "echo", 2, true},
 	} {
@@ -39,7 +40,11 @@ func BenchmarkExec(b *testing.B) {
 				ctx, cancel = context.WithCancel(ctx)
 				defer cancel()
 			}
-			p, err := New(ctx, fakeConfig(bc.mode, bc.workers), nil)
+			cfg := fakeConfig(bc.mode, bc.workers)
+			if strings.HasSuffix(bc.name, "exec_ttl") {
+				cfg.Supervisor.ExecTTL = time.Minute
+			}
+			p, err := New(ctx, cfg, nil)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -261,10 +261,10 @@ func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
 	p.mu.Unlock()
 	// A worker was handed over while we gave up: give it back.
 	if w := <-wt.ch; w != nil {
+		// Through the same checks as after a job: it may have exited, be
+		// due to retire, or the pool may have closed meanwhile.
 		p.mu.Lock()
-		w.cur = nil
-		p.unwatchLocked(w)
-		p.ready(w)
+		p.putBackLocked(w)
 		p.mu.Unlock()
 	}
 	return nil, err
@@ -286,16 +286,17 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 		return frame.Payload{}, fmt.Errorf("%w: job not sent: %w", ErrNoWorker, context.Cause(ctx))
 	}
 	// From here on, ctx ending interrupts the pipes (see watchLocked).
-	if !dl.IsZero() || !w.stdout.blocking {
-		// A blocking stdout has no deadline between jobs (run disarms
-		// it); a pollable one may still have an interrupt's.
+	if w.stdout.blocking {
+		// An interrupted worker is retired: its pipes carry no
+		// deadline between jobs; the exec timer interrupts both, and
+		// holds no deadline between jobs either (run clears it).
+		if !dl.IsZero() {
+			w.exec.set(dl)
+		}
+	} else {
+		// A pollable stdout may still have an interrupt's deadline.
 		_ = w.stdout.SetReadDeadline(dl)
-	}
-	if !w.stdout.blocking || !dl.Equal(w.wdl) {
-		// With a blocking stdout an interrupted worker is retired, so
-		// the deadline last set here is still in force.
 		_ = w.stdin.SetWriteDeadline(dl)
-		w.wdl = dl
 	}
 
 	w.opt[0] = uint32(len(pl.Context))
@@ -309,7 +310,11 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 		f, err = w.r.ReadFrame()
 	}
 	if !dl.IsZero() {
-		_ = w.stdout.SetReadDeadline(time.Time{}) // disarm the deadline's timer
+		if w.stdout.blocking {
+			w.exec.set(time.Time{})
+		} else {
+			_ = w.stdout.SetReadDeadline(time.Time{}) // disarm the deadline's timer
+		}
 	}
 	if err != nil {
 		return frame.Payload{}, p.fail(ctx, w, err)
@@ -389,11 +394,18 @@ func (p *Pool) release(w *worker, ran, ok bool) {
 		w.jobs++
 		w.lastUsed = now
 	}
-	w.cur = nil
-	p.unwatchLocked(w)
 	if ok {
 		p.failures = 0
 	}
+	p.putBackLocked(w)
+}
+
+// putBackLocked ends w's hand-out: a worker that exited meanwhile is
+// given to its reaper, one to retire (or any, once the pool is closed) is
+// stopped, any other goes to a waiting Exec or idle. Called with p.mu held.
+func (p *Pool) putBackLocked(w *worker) {
+	w.cur = nil
+	p.unwatchLocked(w)
 	if w.stdout.Tripped() && w.retire == "" {
 		// Interrupted right after the reply came: the worker answered,
 		// but a byte of ours may be in its stdout. Replace it.
@@ -453,7 +465,10 @@ func (p *Pool) ready(w *worker) {
 // already reserved). Called with p.mu held.
 func (p *Pool) add(w *worker) {
 	if w.state == stateDead {
-		// It exited right after its handshake and was already reaped.
+		// It exited right after its handshake and was already reaped
+		// (forget left its pipes to us).
+		_ = w.stdin.Close()
+		_ = w.stdout.Close()
 		p.live--
 		p.failures++
 		p.kick()
@@ -484,6 +499,7 @@ func (p *Pool) uncount(w *worker) {
 // forget removes a reaped worker from the pool and closes its pipes.
 // Called with p.mu held.
 func (p *Pool) forget(w *worker) {
+	starting := w.state == stateStarting
 	if w.state == stateReady {
 		// It exited on its own while idle.
 		for i, x := range p.idle {
@@ -503,8 +519,13 @@ func (p *Pool) forget(w *worker) {
 			break
 		}
 	}
-	_ = w.stdin.Close()
-	_ = w.stdout.Close()
+	w.exec.stop()
+	if !starting {
+		// A worker still in its handshake: spawn reads its pipes and
+		// closes them when the handshake fails.
+		_ = w.stdin.Close()
+		_ = w.stdout.Close()
+	}
 	p.broadcast()
 }
 

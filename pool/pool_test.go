@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -581,4 +582,24 @@ func TestStop(t *testing.T) {
 		wg.Wait()
 		mustBe(t, waitErr, ErrClosed)
 	})
+}
+
+// TestExecTTLCountsFromEachJob: exec_ttl bounds each job from its own
+// start. Back-to-back jobs that together run far past exec_ttl all
+// succeed, and a job that overruns after them is still cut off in time.
+func TestExecTTLCountsFromEachJob(t *testing.T) {
+	cfg := fakeConfig("slow", 1)
+	cfg.Supervisor.ExecTTL = 500 * time.Millisecond
+	p := start(t, cfg, nil)
+	for i := range 12 { // 1.2 s in all, past two exec_ttl periods
+		if _, err := p.Exec(context.Background(), job(strconv.Itoa(i), "100ms")); err != nil {
+			t.Fatalf("job %d of 100ms under exec_ttl 500ms: %v", i, err)
+		}
+	}
+	t0 := time.Now()
+	_, err := p.Exec(context.Background(), job("late", "30s"))
+	mustBe(t, err, ErrExecTimeout)
+	if d := time.Since(t0); d < 450*time.Millisecond || d > 5*time.Second {
+		t.Fatalf("a 30s job under exec_ttl 500ms ended after %v", d)
+	}
 }

@@ -65,7 +65,7 @@ type worker struct {
 	r        *frame.Reader
 	buf      []byte    // frame buffer reused by every Exec
 	opt      [1]uint32 // option 0 of the job frame
-	wdl      time.Time // write deadline set on stdin (blocking stdout only)
+	exec     execTimer // the running job's deadline (blocking stdout only)
 	created  time.Time
 	stderr   *stderrLog
 	exited   chan struct{} // closed once the process is reaped
@@ -140,11 +140,14 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 		released: make(chan struct{}, 1),
 	}
 	w.lastUsed = w.created
+	w.exec.expire = w.interrupt
 	sl.pid.Store(int64(w.pid))
 	p.wg.Go(func() { p.reap(w) })
 	if err := p.handshake(ctx, w); err != nil {
 		w.kill()
 		<-w.exited
+		_ = w.stdin.Close()
+		_ = w.stdout.Close()
 		return nil, fmt.Errorf("pool: worker %s (pid %d) did not start: %w%s", p.cmdline, w.pid, err, describeExit(w.exit, sl.tail()))
 	}
 	return w, nil
@@ -200,6 +203,9 @@ func (p *Pool) handshake(ctx context.Context, w *worker) error {
 // read what the worker wrote before its read is interrupted.
 func (p *Pool) reap(w *worker) {
 	err := w.cmd.Wait()
+	// Whatever the worker left running in its process group goes with
+	// it (the group id cannot be reused while a member lives).
+	w.kill()
 	w.stdout.closeWake() // a read now ends with EOF unless a grandchild holds stdout
 	w.stderr.flush()
 	w.exit = exitStatus(err, w.cmd.ProcessState)

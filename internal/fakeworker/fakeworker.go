@@ -19,7 +19,7 @@
 // stderr, then exits mid-job: stdout never reaches EOF).
 //
 // Environment knobs: FAKEWORKER_DELAY (slow: how long a job takes, a Go
-// duration, default 2s), FAKEWORKER_N (die-after: jobs before exiting,
+// duration, default 2s; a job whose payload is a Go duration takes that), FAKEWORKER_N (die-after: jobs before exiting,
 // default 3), FAKEWORKER_ONCE_FILE (ask-stop: only the worker that creates
 // this file asks to stop, once, so a pool can make progress),
 // FAKEWORKER_MB (hog: megabytes to allocate and touch at boot, default 64),
@@ -104,7 +104,8 @@ type worker struct {
 	mode   string
 	relay  *pipe.Relay
 	out    io.Writer
-	errw   *bufio.Writer
+	errw   *bufio.Writer // buffers errOut
+	errOut io.Writer
 	jobs   int
 	dieN   int
 	delay  time.Duration
@@ -117,12 +118,13 @@ type worker struct {
 // unknown mode exits with code 2.
 func Run(mode string, in io.Reader, out io.Writer, errOut io.Writer) int {
 	w := &worker{
-		mode:  mode,
-		relay: pipe.NewPipeRelay(io.NopCloser(in), nopCloser{out}),
-		out:   out,
-		errw:  bufio.NewWriter(errOut),
-		dieN:  envInt("FAKEWORKER_N", 3),
-		delay: envDuration("FAKEWORKER_DELAY", 2*time.Second),
+		mode:   mode,
+		relay:  pipe.NewPipeRelay(io.NopCloser(in), nopCloser{out}),
+		out:    out,
+		errw:   bufio.NewWriter(errOut),
+		errOut: errOut,
+		dieN:   envInt("FAKEWORKER_N", 3),
+		delay:  envDuration("FAKEWORKER_DELAY", 2*time.Second),
 	}
 	defer w.errw.Flush()
 	known := false
@@ -245,7 +247,11 @@ func (w *worker) job(pl frame.Payload) (code int, done bool) {
 	case "error-frame", "always-fail":
 		err = w.send(gf.ERROR, nil, []byte("fakeworker: job failed on purpose"))
 	case "slow":
-		time.Sleep(w.delay)
+		d := w.delay
+		if pd, err := time.ParseDuration(string(pl.Body)); err == nil {
+			d = pd
+		}
+		time.Sleep(d)
 		err = w.reply(nil, []byte(AckBody))
 	case "crash":
 		w.logf("PHP Fatal error: Allowed memory size exhausted (fakeworker crash mode)")
@@ -254,7 +260,14 @@ func (w *worker) job(pl frame.Payload) (code int, done bool) {
 		_, err = fmt.Fprintf(w.out, "debug: handling job %d\n", w.jobs)
 	case "orphan-crash":
 		cmd := exec.Command("sleep", "30")
-		cmd.Stdout, cmd.Stderr = w.out, w.errw
+		// Only real files: for any other writer os/exec would copy in a
+		// goroutine of its own, racing with this worker's own writes.
+		if f, ok := w.out.(*os.File); ok {
+			cmd.Stdout = f
+		}
+		if f, ok := w.errOut.(*os.File); ok {
+			cmd.Stderr = f
+		}
 		if err := cmd.Start(); err != nil {
 			w.logf("fakeworker: %v", err)
 		}
