@@ -181,6 +181,22 @@ func TestReceiveErrorsAreRetried(t *testing.T) {
 	waitFor(t, "healthy again", func() bool { return p.Check() == nil })
 }
 
+// TestReceiveRecoveryClearsTheErrorOnAnIdleQueue: once the broker answers
+// again, the pipeline turns healthy although no message arrives to end
+// the retried Receive (an idle queue must not stay red forever).
+func TestReceiveRecoveryClearsTheErrorOnAnIdleQueue(t *testing.T) {
+	fc := &flakyConsumer{fakeConsumer: newFakeConsumer(4)}
+	fc.broken.Store(true)
+	p := New(Config{Name: "p"}, fc, execFunc(ackExec), nil)
+	start(t, p)
+	waitFor(t, "the receive error", func() bool { return errors.Is(p.Check(), errBrokerDown) })
+	fc.broken.Store(false)
+	waitFor(t, "healthy again with nothing to receive", func() bool { return p.Check() == nil })
+	if st := p.Stat(context.Background()); !st.Consuming || st.Error != "" {
+		t.Errorf("Stat = %+v, want consuming without error", st)
+	}
+}
+
 func TestStatMergesDriver(t *testing.T) {
 	fc := newFakeConsumer(4)
 	pc := &pausingConsumer{fakeConsumer: fc}
@@ -296,5 +312,54 @@ func TestObserverTellsRunsFromFailures(t *testing.T) {
 				t.Fatalf("fate %+v: exec time wrong for a job that ran=%v", f, ran)
 			}
 		})
+	}
+}
+
+// lateConsumer's Receive waits for its context to end and then returns
+// the delivery it holds anyway: a driver that had a message in hand as
+// Pause cut its Receive short.
+type lateConsumer struct {
+	*fakeConsumer
+	receiving chan struct{}
+}
+
+func (c *lateConsumer) Receive(ctx context.Context) (*consumer.Delivery, error) {
+	select {
+	case c.receiving <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	select {
+	case d := <-c.queue:
+		return d, nil
+	default:
+		return nil, ctx.Err()
+	}
+}
+
+// TestJobReceivedAsPauseCutsReceiveIsReleasedUnstarted: a job that a
+// Receive returns after Pause cancelled it goes back to the broker
+// without reaching a worker or spending an attempt.
+func TestJobReceivedAsPauseCutsReceiveIsReleasedUnstarted(t *testing.T) {
+	fc := newFakeConsumer(4)
+	fc.holdReleased = true
+	lc := &lateConsumer{fakeConsumer: fc, receiving: make(chan struct{}, 1)}
+	var ran atomic.Int32
+	p := New(Config{Name: "p"}, lc, execFunc(func(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
+		ran.Add(1)
+		return ackExec(ctx, pl)
+	}), nil)
+	start(t, p)
+	<-lc.receiving
+	fc.push("late", 1, nil)
+	if err := p.Pause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s := fc.next(t)
+	if s.ID != "late" || s.Outcome.Action != consumer.Release || s.Outcome.Delay != 0 || s.Attempt != 1 {
+		t.Errorf("settled %+v, want late released at once on attempt 1", s)
+	}
+	if n := ran.Load(); n != 0 {
+		t.Errorf("the worker ran %d jobs while pausing, want 0", n)
 	}
 }

@@ -1,6 +1,9 @@
 package pipeline
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors of the pipeline package.
 var (
@@ -16,4 +19,8 @@ var (
 	ErrPaused = errors.New("pipeline: paused")
 	// ErrRunning is returned by Run when the pipeline is already running.
 	ErrRunning = errors.New("pipeline: already running")
+
+	// errReceivedWhilePausing releases a job whose Receive returned after
+	// Pause had cancelled it.
+	errReceivedWhilePausing = fmt.Errorf("%w: received while pausing", ErrPaused)
 )

@@ -21,6 +21,12 @@ const (
 	maxReceiveBackoff = 5 * time.Second
 )
 
+// receiveRecovered: a Receive retried after a failure that has been
+// waiting this long without failing clears the failure (Check turns
+// green) although no message has come yet. Whether the broker connection
+// itself is up is the driver's Checker's to say.
+const receiveRecovered = time.Second
+
 // loop is one concurrency slot: acquire -> Receive -> exec -> settle, until
 // the pipeline stops. workCtx is cancelled (cause ErrShutdown) when running
 // jobs must be interrupted.
@@ -33,7 +39,17 @@ func (p *Pipeline) loop(workCtx context.Context) {
 		if !ok {
 			return
 		}
+		// After a failure, a Receive that blocks without failing is the
+		// broker answering again, also when no message comes to end it.
+		var recovered *time.Timer
+		if wait != minReceiveBackoff {
+			gen := p.recvErrGen()
+			recovered = time.AfterFunc(receiveRecovered, func() { p.clearRecvErr(gen) })
+		}
 		d, err := p.c.Receive(rctx)
+		if recovered != nil {
+			recovered.Stop()
+		}
 		if err != nil {
 			if rctx.Err() != nil {
 				continue // paused or stopping: acquire decides
@@ -58,7 +74,13 @@ func (p *Pipeline) loop(workCtx context.Context) {
 		if d == nil {
 			continue
 		}
-		if o := p.handle(workCtx, settleBase, d, &ctxBuf); o.Action == consumer.Release && o.Delay > 0 {
+		var refuse error
+		if rctx.Err() != nil && errors.Is(context.Cause(rctx), ErrPaused) {
+			// Pause won the race with this Receive: the job goes back
+			// to the broker unstarted, as Pause promises.
+			refuse = errReceivedWhilePausing
+		}
+		if o := p.handle(workCtx, settleBase, d, &ctxBuf, refuse); o.Action == consumer.Release && o.Delay > 0 {
 			// No worker was free: do not churn through the queue
 			// releasing one job after another; let the pool recover.
 			idle(rctx, min(o.Delay, noWorkerPause))
@@ -114,10 +136,30 @@ func (p *Pipeline) acquire(workCtx context.Context) (ctx context.Context, ok boo
 // stopping reports whether Stop (or Run's ctx) began the shutdown.
 func (p *Pipeline) stopping() bool { return p.stopFlag.Load() }
 
+// setRecvErr records the outcome of a Receive retried after failures:
+// err, or nil once it worked.
 func (p *Pipeline) setRecvErr(err error) {
 	p.mu.Lock()
 	p.recvErr = err
+	p.recvGen++
 	p.mu.Unlock()
+}
+
+// recvErrGen returns the generation of the recorded Receive failure.
+func (p *Pipeline) recvErrGen() uint64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.recvGen
+}
+
+// clearRecvErr forgets the Receive failure if none was recorded since
+// generation gen.
+func (p *Pipeline) clearRecvErr(gen uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.recvGen == gen {
+		p.recvErr = nil
+	}
 }
 
 func (p *Pipeline) consumerClosed(err error) {
@@ -132,7 +174,8 @@ func (p *Pipeline) consumerClosed(err error) {
 // delivery is settled (or Settle failed). Settle gets a context derived
 // from settleBase, which is not cancelled by Stop, bounded by SettleTimeout.
 // It returns the outcome. *buf is the slot's buffer for the job context.
-func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Delivery, buf *[]byte) consumer.Outcome {
+// A non-nil refuse (wrapping ErrPaused) releases d without running it.
+func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Delivery, buf *[]byte, refuse error) consumer.Outcome {
 	start := time.Now()
 	p.active.Add(1)
 	defer p.active.Add(-1)
@@ -141,18 +184,22 @@ func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Deliv
 		reply    frame.Reply
 		err      error
 		execTook time.Duration
+		now      = start
 	)
-	if p.stopping() {
+	switch {
+	case p.stopping():
 		// Received while Stop was interrupting Receive: do not start it.
 		err = fmt.Errorf("%w: received during shutdown", ErrShutdown)
-	} else {
-		execStart := time.Now()
+	case refuse != nil:
+		err = refuse
+	default:
 		reply, err = p.exec(workCtx, d, buf)
-		execTook = time.Since(execStart)
+		now = time.Now()
+		execTook = now.Sub(start)
 	}
 	o := outcomeFor(reply, err, d.Attempt, p.cfg.Retry, p.cfg.Rand)
 
-	sctx := newSettleCtx(settleBase, p.cfg.SettleTimeout)
+	sctx := newSettleCtx(settleBase, now, p.cfg.SettleTimeout)
 	serr := d.Settle(sctx, o)
 	sctx.cancel()
 	took := time.Since(start)
@@ -205,7 +252,7 @@ func (p *Pipeline) exec(ctx context.Context, d *consumer.Delivery, buf *[]byte) 
 func (p *Pipeline) logFate(ctx context.Context, d *consumer.Delivery, o consumer.Outcome, err, serr error, took time.Duration) {
 	lvl := slog.LevelDebug
 	if serr != nil || o.Action == consumer.Dead || (err != nil && o.Action == consumer.Retry) ||
-		(o.Action == consumer.Release && !errors.Is(err, ErrShutdown)) {
+		(o.Action == consumer.Release && !errors.Is(err, ErrShutdown) && !errors.Is(err, ErrPaused)) {
 		lvl = slog.LevelWarn
 	}
 	if !p.log.Enabled(ctx, lvl) {

@@ -24,8 +24,9 @@ const NoWorkerDelay = time.Second
 //     one attempt spent; at max_attempts: Dead.
 //   - REQUEUE (type 4): Requeue(delay_seconds, headers), one attempt spent;
 //     at max_attempts: Dead.
-//   - err wrapping ErrShutdown (the job was interrupted by Stop): Release,
-//     no attempt spent.
+//   - err wrapping ErrShutdown (the job was interrupted by Stop) or
+//     ErrPaused (received as Pause cut the Receive short): Release, no
+//     attempt spent.
 //   - pool.ErrNoWorker, pool.ErrClosed: Release after NoWorkerDelay, no
 //     attempt spent (the job never reached a worker).
 //   - any other err (ERROR frame *pool.JobError, pool.ErrExecTimeout,
@@ -36,7 +37,7 @@ const NoWorkerDelay = time.Second
 func outcomeFor(reply frame.Reply, err error, attempt int, policy RetryPolicy, rnd func() float64) consumer.Outcome {
 	if err != nil {
 		switch {
-		case errors.Is(err, ErrShutdown):
+		case errors.Is(err, ErrShutdown), errors.Is(err, ErrPaused):
 			return consumer.Outcome{Action: consumer.Release, Reason: err.Error()}
 		case errors.Is(err, pool.ErrNoWorker), errors.Is(err, pool.ErrClosed):
 			return consumer.Outcome{Action: consumer.Release, Delay: NoWorkerDelay, Reason: err.Error()}

@@ -105,6 +105,7 @@ type Pipeline struct {
 	workCancel context.CancelCauseFunc
 	done       chan struct{} // closed when Run's goroutines have all exited
 	recvErr    error         // last Receive failure, nil once Receive works again
+	recvGen    uint64        // bumped by every setRecvErr
 	closedErr  error         // the consumer was closed under a running pipeline
 
 	stopFlag atomic.Bool // set with state = stateStopped, read per job

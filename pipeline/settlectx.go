@@ -22,13 +22,15 @@ type settleCtx struct {
 	deadline time.Time
 
 	mu    sync.Mutex
-	done  chan struct{} // created by Done, or when the context ends first
+	done  chan struct{} // created by Done; closed when the context ends
 	timer *time.Timer   // armed by Done when the deadline is ahead
 	err   error
 }
 
-func newSettleCtx(parent context.Context, timeout time.Duration) *settleCtx {
-	return &settleCtx{Context: parent, deadline: time.Now().Add(timeout)}
+// newSettleCtx returns a context ending timeout after now (the caller's
+// current time, which it had at hand).
+func newSettleCtx(parent context.Context, now time.Time, timeout time.Duration) *settleCtx {
+	return &settleCtx{Context: parent, deadline: now.Add(timeout)}
 }
 
 // Deadline returns the time the settlement must be done by.
@@ -43,9 +45,12 @@ func (c *settleCtx) Done() <-chan struct{} {
 		return c.done
 	}
 	c.done = make(chan struct{})
-	if d := time.Until(c.deadline); d > 0 && c.err == nil {
+	switch d := time.Until(c.deadline); {
+	case c.err != nil:
+		close(c.done)
+	case d > 0:
 		c.timer = time.AfterFunc(d, c.expire)
-	} else {
+	default:
 		c.endLocked(context.DeadlineExceeded)
 	}
 	return c.done
@@ -79,14 +84,14 @@ func (c *settleCtx) cancel() {
 }
 
 // endLocked records err as the end of the context, once, and closes done
-// if it exists (a later Done creates it closed). Called with c.mu held.
+// if it exists (a later Done creates it closed): most settlements never
+// ask for Done, and then no channel is made. Called with c.mu held.
 func (c *settleCtx) endLocked(err error) {
 	if c.err != nil {
 		return
 	}
 	c.err = err
-	if c.done == nil {
-		c.done = make(chan struct{})
+	if c.done != nil {
+		close(c.done)
 	}
-	close(c.done)
 }

@@ -13,7 +13,7 @@ func TestSettleCtxLikeWithTimeout(t *testing.T) {
 	parent := context.WithValue(context.Background(), ctxKey{}, "v")
 
 	// Cancelled on return without anyone having asked for Done.
-	c := newSettleCtx(parent, time.Hour)
+	c := newSettleCtx(parent, time.Now(), time.Hour)
 	if c.Err() != nil {
 		t.Fatalf("fresh ctx: Err = %v", c.Err())
 	}
@@ -34,7 +34,7 @@ func TestSettleCtxLikeWithTimeout(t *testing.T) {
 	}
 
 	// Done asked first: the timer closes it at the deadline.
-	c = newSettleCtx(parent, 20*time.Millisecond)
+	c = newSettleCtx(parent, time.Now(), 20*time.Millisecond)
 	done := c.Done()
 	if c.Err() != nil {
 		t.Fatalf("before the deadline: Err = %v", c.Err())
@@ -54,7 +54,7 @@ func TestSettleCtxLikeWithTimeout(t *testing.T) {
 
 	// Nobody asked for Done: Err still reports the passed deadline, and a
 	// later Done is closed.
-	c = newSettleCtx(parent, time.Millisecond)
+	c = newSettleCtx(parent, time.Now(), time.Millisecond)
 	deadline := time.Now().Add(5 * time.Second)
 	for c.Err() == nil && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
@@ -69,7 +69,7 @@ func TestSettleCtxLikeWithTimeout(t *testing.T) {
 	}
 
 	// A context derived from it by a driver ends with it.
-	c = newSettleCtx(parent, time.Hour)
+	c = newSettleCtx(parent, time.Now(), time.Hour)
 	child, stop := context.WithCancel(c)
 	defer stop()
 	c.cancel()
