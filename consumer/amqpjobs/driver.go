@@ -264,15 +264,15 @@ func (d *Driver) attemptFor(m *amqp.Delivery, dec decoded) int {
 // (basic.nack with requeue), remembering its attempt so the redelivery
 // does not count as one.
 func (d *Driver) giveBack(s *session, m *amqp.Delivery) {
-	s.untrack(m.DeliveryTag)
 	if s.dead() {
+		s.untrack(m.DeliveryTag)
 		return
 	}
 	dec := decode(m, d.cfg.JobHeader, d.cfg.Priority, func() string { return "" })
 	if !dec.thirdParty || m.MessageId != "" {
 		d.attempts.put(dec.id, d.attemptFor(m, dec))
 	}
-	_ = s.ch.Nack(m.DeliveryTag, false, true)
+	_ = s.nack(m.DeliveryTag, true)
 }
 
 // handOut counts a delivery taken from a feed.

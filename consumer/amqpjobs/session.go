@@ -81,7 +81,7 @@ func (s *session) kill() {
 }
 
 // track records a delivery tag taken from the feed. Only multiple_ack
-// needs the set (untrackLowest); without it track and untrack do nothing.
+// needs the set (see ack); without it track and untrack do nothing.
 func (s *session) track(tag uint64) {
 	if !s.tracks {
 		return
@@ -101,18 +101,41 @@ func (s *session) untrack(tag uint64) {
 	s.mu.Unlock()
 }
 
-// untrackLowest forgets tag and reports whether no earlier tag is
-// unsettled (so an ack with multiple=true settles tag alone).
-func (s *session) untrackLowest(tag uint64) bool {
+// ack sends basic.ack for tag. With multiple_ack, multiple=true is set
+// only when no earlier tag is unsettled, and that check, the frame and
+// forgetting tag happen under s.mu: a concurrent multiple ack can then
+// never cover a tag whose own settle frame has not gone out yet (it would
+// ack a job meant for a retry, or make the broker close the channel over
+// the second ack of one tag).
+func (s *session) ack(tag uint64) error {
+	if !s.tracks {
+		return s.ch.Ack(tag, false)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.unsettled, tag)
+	multiple := true
 	for t := range s.unsettled {
 		if t < tag {
-			return false
+			multiple = false
+			break
 		}
 	}
-	return true
+	err := s.ch.Ack(tag, multiple)
+	delete(s.unsettled, tag)
+	return err
+}
+
+// nack sends basic.nack for tag alone; with multiple_ack the tag stays
+// unsettled until the frame has gone out (see ack).
+func (s *session) nack(tag uint64, requeue bool) error {
+	if !s.tracks {
+		return s.ch.Nack(tag, false, requeue)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.ch.Nack(tag, false, requeue)
+	delete(s.unsettled, tag)
+	return err
 }
 
 // tlsConfig builds the client TLS configuration of g (nil without tls).

@@ -214,13 +214,7 @@ func (d *Driver) requeueInPlace(ctx context.Context, in *inbound, id string, att
 
 // ack acks the delivery on its own channel.
 func (d *Driver) ack(in *inbound) error {
-	multiple := false
-	if d.cfg.MultipleAck {
-		multiple = in.s.untrackLowest(in.m.DeliveryTag)
-	} else {
-		in.s.untrack(in.m.DeliveryTag)
-	}
-	if err := in.s.ch.Ack(in.m.DeliveryTag, multiple); err != nil {
+	if err := in.s.ack(in.m.DeliveryTag); err != nil {
 		return staleOr(in.s, "basic.ack", err)
 	}
 	if tok, ok := in.m.Headers[hdrMsg].(string); ok {
@@ -231,8 +225,7 @@ func (d *Driver) ack(in *inbound) error {
 
 // nack nacks the delivery on its own channel.
 func (d *Driver) nack(in *inbound, requeue bool) error {
-	in.s.untrack(in.m.DeliveryTag)
-	if err := in.s.ch.Nack(in.m.DeliveryTag, false, requeue); err != nil {
+	if err := in.s.nack(in.m.DeliveryTag, requeue); err != nil {
 		return staleOr(in.s, "basic.nack", err)
 	}
 	return nil
