@@ -32,28 +32,33 @@ type commitPoint struct {
 
 // commitPointLocked returns the commit of ps: the offset of its first
 // record not done (or one past the last done record when nothing is
-// pending) and the done offsets beyond it. ok is false before anything
-// was done on ps.
+// pending) and the done offsets beyond it: those of the fetched entries,
+// then those the previous owner listed (ps.skip) past what was fetched,
+// so that a commit made before they are all fetched passes them on to the
+// next owner. ok is false before anything was done on ps.
 func (ps *partState) commitPointLocked() (commitPoint, bool) {
 	if len(ps.entries) == 0 {
 		if !ps.hasPopped {
 			return commitPoint{}, false
 		}
-		return commitPoint{offset: ps.popped}, true
+		return commitPoint{offset: ps.popped, meta: encodeDone(nil, ps.skip, ps.next)}, true
 	}
 	first := ps.entries[0].rec.Offset
 	cp := commitPoint{offset: kgo.EpochOffset{Epoch: -1, Offset: first}}
 	if ps.hasPopped && ps.popped.Offset == first {
 		cp.offset.Epoch = ps.popped.Epoch
 	}
-	cp.meta = encodeDone(ps.entries)
+	cp.meta = encodeDone(ps.entries, ps.skip, ps.next)
 	return cp, true
 }
 
 // encodeDone lists the done entries as ranges of consecutive done
-// entries.
-func encodeDone(entries []*entry) string {
-	var b strings.Builder
+// entries, then the parts of the inherited ranges at or past unfetched
+// (the first offset not fetched; ranges and entries in offset order). The
+// result is at most doneMetaMax bytes: the ranges that do not fit, the
+// highest offsets, are left out. Nothing done yields "".
+func encodeDone(entries []*entry, inherited []offsetRange, unfetched int64) string {
+	var w doneWriter
 	for i := 0; i < len(entries); {
 		if entries[i].state != stateDone {
 			i++
@@ -63,25 +68,59 @@ func encodeDone(entries []*entry) string {
 		for j+1 < len(entries) && entries[j+1].state == stateDone {
 			j++
 		}
-		var part strings.Builder
-		if b.Len() > 0 {
-			part.WriteByte(',')
+		if !w.add(entries[i].rec.Offset, entries[j].rec.Offset) {
+			return w.String()
 		}
-		part.WriteString(strconv.FormatInt(entries[i].rec.Offset, 10))
-		if j > i {
-			part.WriteByte('-')
-			part.WriteString(strconv.FormatInt(entries[j].rec.Offset, 10))
-		}
-		if len(doneMetaPrefix)+b.Len()+part.Len() > doneMetaMax {
-			break
-		}
-		b.WriteString(part.String())
 		i = j + 1
 	}
-	if b.Len() == 0 {
+	for _, r := range inherited {
+		if r.to < unfetched {
+			continue
+		}
+		if !w.add(max(r.from, unfetched), r.to) {
+			break
+		}
+	}
+	return w.String()
+}
+
+// doneWriter builds the commit metadata of encodeDone.
+type doneWriter struct {
+	b    []byte
+	full bool // a range did not fit: nothing more is added
+}
+
+// add appends the range from-to unless the metadata would exceed
+// doneMetaMax; it reports whether it did.
+func (w *doneWriter) add(from, to int64) bool {
+	if w.full {
+		return false
+	}
+	var buf [42]byte
+	part := buf[:0]
+	if len(w.b) > 0 {
+		part = append(part, ',')
+	}
+	part = strconv.AppendInt(part, from, 10)
+	if to > from {
+		part = append(part, '-')
+		part = strconv.AppendInt(part, to, 10)
+	}
+	if len(doneMetaPrefix)+len(w.b)+len(part) > doneMetaMax {
+		w.full = true
+		return false
+	}
+	w.b = append(w.b, part...)
+	return true
+}
+
+// String returns the metadata: doneMetaPrefix and the ranges, or "" when
+// there are none.
+func (w *doneWriter) String() string {
+	if len(w.b) == 0 {
 		return ""
 	}
-	return doneMetaPrefix + b.String()
+	return doneMetaPrefix + string(w.b)
 }
 
 // decodeDone parses commit metadata written by encodeDone; anything else

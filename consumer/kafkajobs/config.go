@@ -90,7 +90,9 @@ type Config struct {
 	Ordering Ordering `yaml:"ordering"`
 	// RetryTopic, when set, turns Retry and Requeue into "produce a copy
 	// to this topic with the next attempt number, then mark the record
-	// done" instead of the default in-place redelivery.
+	// done" instead of the default in-place redelivery. A copy that
+	// cannot be produced falls back to an in-place retry: the attempt
+	// counts, the headers are kept, and the delay is at least a second.
 	RetryTopic string `yaml:"retry_topic"`
 	// JobHeader is the record header holding the job name for records
 	// that lack rr_job (third-party producers). Default rr_job; when the

@@ -22,7 +22,9 @@ const (
 	// bring up to pollBatch-1 more. See flow.go.
 	partitionBuffer = 512
 	// copyRetryDelay is how long a record waits before it is handed out
-	// again when producing its retry or dead-letter copy failed.
+	// again when producing its dead-letter copy failed, and the least
+	// delay of the in-place retry that stands in for a retry copy that
+	// could not be produced.
 	copyRetryDelay = time.Second
 )
 
@@ -43,7 +45,8 @@ type entry struct {
 	state   entryState
 	// deferred marks a record published with a delay that has not been
 	// handed out yet: until its time it holds up nobody (only the commit
-	// point waits for it).
+	// point waits for it); once due, it waits for the later records that
+	// passed it and are still out (see partState.eligible).
 	deferred bool
 }
 
@@ -84,14 +87,18 @@ type partState struct {
 }
 
 // eligible returns the first entry that may be handed out now under ord,
-// or nil.
+// or nil. At most one entry of ps (ordering: partition) or of one key
+// (ordering: key) is out at any time: a delayed record that later records
+// passed while it was held aside is not handed out, once due, until those
+// of them that are out are settled. Only such a record costs a second
+// scan; without delayed records eligible looks at no entry twice.
 func (ps *partState) eligible(ord Ordering, now time.Time) *entry {
 	if ord == OrderPartition {
-		for _, e := range ps.entries {
+		for i, e := range ps.entries {
 			if e.state == stateDone || e.heldAside(now) {
 				continue
 			}
-			if e.state == statePending && !e.readyAt.After(now) {
+			if e.state == statePending && !e.readyAt.After(now) && !(e.deferred && ps.passedAndOut(i, false)) {
 				return e
 			}
 			return nil
@@ -105,7 +112,7 @@ func (ps *partState) eligible(ord Ordering, now time.Time) *entry {
 		list  = small[:0]
 		busy  map[string]struct{}
 	)
-	for _, e := range ps.entries {
+	for i, e := range ps.entries {
 		if e.state == stateDone || e.heldAside(now) {
 			continue
 		}
@@ -117,7 +124,7 @@ func (ps *partState) eligible(ord Ordering, now time.Time) *entry {
 		} else if slices.ContainsFunc(list, func(b []byte) bool { return bytes.Equal(b, k) }) {
 			continue
 		}
-		if e.state == statePending && !e.readyAt.After(now) {
+		if e.state == statePending && !e.readyAt.After(now) && !(e.deferred && ps.passedAndOut(i, true)) {
 			return e
 		}
 		switch {
@@ -139,6 +146,19 @@ func (ps *partState) eligible(ord Ordering, now time.Time) *entry {
 // busyListMax is how many busy keys eligible keeps in a list before it
 // switches to a map.
 const busyListMax = 8
+
+// passedAndOut reports whether a record after ps.entries[i] is out: any
+// record of ps, or with sameKey one with the key of ps.entries[i]. Such a
+// record passed entries[i] while it was held aside.
+func (ps *partState) passedAndOut(i int, sameKey bool) bool {
+	k := ps.entries[i].rec.Key
+	for _, e := range ps.entries[i+1:] {
+		if e.state == stateOut && (!sameKey || bytes.Equal(e.rec.Key, k)) {
+			return true
+		}
+	}
+	return false
+}
 
 // advance pops the done prefix. It reports whether anything was popped.
 func (ps *partState) advance() bool {
@@ -283,7 +303,9 @@ func (c *consumerState) nextReadyLocked(now time.Time) time.Time {
 
 // Receive hands out the next record: per partition in offset order, one
 // at a time (ordering: partition) or one per key (ordering: key), skipping
-// records whose delay or in-place retry has not passed. It blocks until a
+// records whose delay or in-place retry has not passed. A delayed record
+// that later records passed while it waited runs, once due, only when
+// none of them is out. It blocks until a
 // record is available or ctx is done (returning ctx's error). It returns
 // consumer.ErrClosed once Close began and ErrNotConsuming on a push-only
 // pipeline.
@@ -384,7 +406,10 @@ func (d *Driver) delivery(ps *partState, e *entry) *consumer.Delivery {
 }
 
 // settle carries out o for the handed-out entry e of ps (see the
-// settlement table in DESIGN.md). A delivery of a partition that was
+// settlement table in DESIGN.md). With retry_topic, a Retry or Requeue
+// whose copy cannot be produced is retried in place instead, as without
+// retry_topic (the attempt counts, the headers are kept), after its delay
+// but at least copyRetryDelay; the error is returned. A delivery of a partition that was
 // revoked since it was handed out returns consumer.ErrStaleDelivery and
 // changes nothing: the partition's new owner delivers the record again.
 func (d *Driver) settle(ctx context.Context, ps *partState, e *entry, o consumer.Outcome) error {
@@ -414,7 +439,7 @@ func (d *Driver) settle(ctx context.Context, ps *partState, e *entry, o consumer
 		rec := copyRecord(d.cfg.RetryTopic, e, headers, attempt+1, notBefore)
 		if err := d.produceCopy(ctx, rec); err != nil {
 			return errors.Join(fmt.Errorf("kafkajobs: retry copy to %q: %w", d.cfg.RetryTopic, err),
-				d.redeliver(ps, e, copyRetryDelay, 0, nil))
+				d.redeliver(ps, e, max(o.Delay, copyRetryDelay), 1, headers))
 		}
 		return d.finish(ps, e)
 	case consumer.Dead:

@@ -29,15 +29,23 @@
 //     later publishes to that partition fail fast with ErrPartitionFailed
 //     until every record that was in flight to it has its result.
 //
+// Limits: the attempt count of an in-place retry lives in this process
+// (a restart or rebalance hands the record out again as attempt 1 and
+// its retry delay is lost; with retry_topic the copy carries rr_attempt);
+// a Dead whose dead-letter copy cannot be produced is handed to a worker
+// again a second later (the record is never dropped); Stat's Ready is
+// taken from the last fetch's high watermark.
+//
 // Record layout written by Publish: key = job key, or the job id when the
 // job has none; headers rr_id, rr_job, rr_pipeline, rr_priority, plus one
 // record header per value of each user header (a header with two values is
 // two record headers with the same name). Delayed jobs carry
 // rr_delay_until (Unix milliseconds); the consumer holds such a record
 // aside until then: later records (of the partition, or of the key) may
-// pass it, but the commit point waits for it, so a long delay holds back
-// the partition's commits and, past partitionBuffer local records, its
-// fetching. Jobs published with AutoAck carry rr_auto_ack: true and are
+// pass it, and once due it waits until those that passed it are settled
+// (never two records of a partition, or of a key, run at once); the
+// commit point waits for it, so a long delay holds back the partition's
+// commits and, past partitionBuffer local records, its fetching. Jobs published with AutoAck carry rr_auto_ack: true and are
 // marked done when handed out. Retried copies carry rr_attempt; on
 // receipt, x-attempt is read as well. Records written by RoadRunner's kafka driver (rr_job,
 // no rr_id) get the record key as id; records without rr_* headers

@@ -198,6 +198,39 @@ func TestRetryTopicProducesCopyWithAttempt(t *testing.T) {
 	settle(t, copyDl, consumer.Outcome{Action: consumer.Ack})
 }
 
+// TestRetryCopyFailureRetriesInPlace: when the retry copy cannot be
+// produced (the retry topic does not exist), Settle returns the error and
+// the record is retried in place as without retry_topic: it comes back
+// as the next attempt, with the headers the worker asked for, not before
+// the delay the worker asked for.
+func TestRetryCopyFailureRetriesInPlace(t *testing.T) {
+	c := newCluster(t, 1, "orders")
+	cfg := testConfig("orders")
+	cfg.RetryTopic = "orders-retry-missing"
+	d := open(t, c, cfg, "")
+	publish(t, d, consumer.Job{ID: "j", Headers: map[string][]string{"h": {"1"}}})
+
+	dl := receive(t, d)
+	delay := copyRetryDelay + 200*time.Millisecond
+	start := time.Now()
+	err := dl.Settle(testCtx(t, 10*time.Second), consumer.Outcome{
+		Action: consumer.Requeue, Delay: delay, Headers: map[string][]string{"h": {"2"}},
+	})
+	if err == nil {
+		t.Fatal("Settle succeeded without a retry topic to produce to")
+	}
+	again := receive(t, d)
+	waited := time.Since(start)
+	if again.ID != "j" || again.Offset != 0 || again.Attempt != 2 || !reflect.DeepEqual(again.Headers, map[string][]string{"h": {"2"}}) {
+		t.Fatalf("after the failed copy got id %s offset %d attempt %d headers %v; want j, 0, 2, h=[2]",
+			again.ID, again.Offset, again.Attempt, again.Headers)
+	}
+	if waited < delay {
+		t.Fatalf("retried in place after %s, before the requested %s", waited, delay)
+	}
+	settle(t, again, consumer.Outcome{Action: consumer.Ack})
+}
+
 func TestDeadLetterLandsOnDLQWithHeaders(t *testing.T) {
 	c := newCluster(t, 1, "orders", "orders-dlq")
 	d := open(t, c, testConfig("orders"), "orders-dlq")

@@ -228,6 +228,53 @@ func TestRetryWithDelayKeepsKeyOrder(t *testing.T) {
 	}
 }
 
+// TestDueDelayedRecordWaitsForRecordsThatPassedIt: a delayed record A is
+// passed by the later record B of its key while it waits; when A's time
+// comes while B still runs, A is not handed out (never two records of one
+// partition, or of one key, out at once) until B is settled, and then it
+// is. With ordering: key a record of another key still runs beside B.
+func TestDueDelayedRecordWaitsForRecordsThatPassedIt(t *testing.T) {
+	for _, ord := range []Ordering{OrderPartition, OrderKey} {
+		t.Run(string(ord), func(t *testing.T) {
+			c := newCluster(t, 1, "orders")
+			cfg := testConfig("orders")
+			cfg.Ordering = ord
+			d := open(t, c, cfg, "")
+			const delay = 300 * time.Millisecond
+			publish(t, d,
+				consumer.Job{ID: "A", Key: "k", Delay: delay},
+				consumer.Job{ID: "B", Key: "k"},
+				consumer.Job{ID: "C", Key: "other"},
+			)
+			b := receive(t, d)
+			if b.ID != "B" {
+				t.Fatalf("got %s first, want B (A is delayed)", b.ID)
+			}
+			var cdl *consumer.Delivery
+			if ord == OrderKey {
+				if cdl = receive(t, d); cdl.ID != "C" {
+					t.Fatalf("got %s, want C (another key) beside B", cdl.ID)
+				}
+			}
+			receiveNone(t, d, 2*delay) // A falls due while B runs
+			settle(t, b, consumer.Outcome{Action: consumer.Ack})
+			a := receive(t, d)
+			if a.ID != "A" || a.Offset != 0 {
+				t.Fatalf("after B got %s (offset %d), want A (offset 0)", a.ID, a.Offset)
+			}
+			if ord == OrderPartition {
+				receiveNone(t, d, 100*time.Millisecond) // C waits for A
+				settle(t, a, consumer.Outcome{Action: consumer.Ack})
+				cdl = receive(t, d)
+			} else {
+				settle(t, a, consumer.Outcome{Action: consumer.Ack})
+			}
+			settle(t, cdl, consumer.Outcome{Action: consumer.Ack})
+			waitCommitted(t, rawClient(t, c), "orders", 0, 3)
+		})
+	}
+}
+
 // assigned returns the partitions d currently owns, sorted.
 func assigned(d *Driver) []int32 {
 	d.cons.mu.Lock()

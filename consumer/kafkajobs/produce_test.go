@@ -185,7 +185,7 @@ func TestDoneMetadataRoundTrip(t *testing.T) {
 		return es
 	}
 	es := mk(statePending, stateDone, stateDone, stateOut, stateDone)
-	meta := encodeDone(es)
+	meta := encodeDone(es, nil, 0)
 	if meta != "pv1:12-14,18" {
 		t.Fatalf("encoded %q", meta)
 	}
@@ -204,7 +204,7 @@ func TestDoneMetadataRoundTrip(t *testing.T) {
 	for range 2000 {
 		many = append(many, statePending, stateDone)
 	}
-	if got := encodeDone(mk(many...)); len(got) > doneMetaMax {
+	if got := encodeDone(mk(many...), nil, 0); len(got) > doneMetaMax {
 		t.Fatalf("metadata of %d bytes exceeds the cap %d", len(got), doneMetaMax)
 	}
 }
