@@ -2,6 +2,7 @@ package sqsjobs
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -114,9 +115,10 @@ func (d *Driver) pollLoop() {
 	}
 }
 
-// entries wraps received messages; auto-ack ones are deleted first (a
-// failed delete is logged: such a message comes back after its visibility
-// timeout).
+// entries wraps received messages; auto-ack ones are deleted first. One
+// whose delete failed is not handed out: it comes back after its
+// visibility timeout (and is deleted then), instead of running now and
+// again when it comes back.
 func (d *Driver) entries(msgs []types.Message, start time.Time) []*entry {
 	es := make([]*entry, 0, len(msgs))
 	var autoAck []*entry
@@ -137,10 +139,18 @@ func (d *Driver) entries(msgs []types.Message, start time.Time) []*entry {
 	if len(autoAck) > 0 {
 		ctx, cancel := context.WithTimeout(d.bgCtx, 30*time.Second)
 		defer cancel()
+		var failed map[*entry]bool
 		for i, err := range d.deleteBatch(ctx, autoAck) {
 			if err != nil {
-				d.log.Warn("auto-ack delete failed", "id", autoAck[i].md.id, "err", err)
+				d.log.Warn("auto-ack delete failed; the job runs when the message comes back", "id", autoAck[i].md.id, "err", err)
+				if failed == nil {
+					failed = map[*entry]bool{}
+				}
+				failed[autoAck[i]] = true
 			}
+		}
+		if failed != nil {
+			es = slices.DeleteFunc(es, func(e *entry) bool { return failed[e] })
 		}
 	}
 	return es
