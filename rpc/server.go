@@ -135,7 +135,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		}
 		wg.Go(func() {
 			defer t.remove(conn)
-			srv.ServeCodec(&guardedCodec{inner: goridgerpc.NewCodec(conn), log: s.log})
+			srv.ServeCodec(&guardedCodec{inner: goridgerpc.NewCodec(&limitConn{Conn: conn}), log: s.log})
 		})
 	}
 }
