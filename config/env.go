@@ -83,7 +83,7 @@ func expandString(s string, lookup lookupFunc) (string, []string) {
 			continue
 		}
 		b.WriteString(s[:i])
-		end := strings.IndexByte(s[i:], '}')
+		end := closingBrace(s[i:])
 		if end < 0 {
 			reasons = append(reasons, "unterminated ${ in "+quote(s[i:]))
 			return "", reasons
@@ -98,13 +98,35 @@ func expandString(s string, lookup lookupFunc) (string, []string) {
 		v, ok := lookup(name)
 		switch {
 		case hasDef && v == "":
-			b.WriteString(def)
+			// The default may hold references itself: ${A:-${B}}.
+			d, rs := expandString(def, lookup)
+			reasons = append(reasons, rs...)
+			b.WriteString(d)
 		case ok:
 			b.WriteString(v)
 		default:
 			reasons = append(reasons, "environment variable "+name+" is not set (write ${"+name+":-} to allow an empty value)")
 		}
 	}
+}
+
+// closingBrace returns the index in s (which starts with "${") of the "}"
+// that closes it, counting nested "${", or -1.
+func closingBrace(s string) int {
+	depth := 0
+	for j := 0; j < len(s); j++ {
+		switch {
+		case strings.HasPrefix(s[j:], "${"):
+			depth++
+			j++
+		case s[j] == '}':
+			depth--
+			if depth == 0 {
+				return j
+			}
+		}
+	}
+	return -1
 }
 
 // validVarName reports whether s is a shell-style variable name.

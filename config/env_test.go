@@ -118,6 +118,13 @@ func TestExpandString(t *testing.T) {
 		{in: "${}", bad: true},
 		{in: "${A-b}", bad: true},
 		{in: "${A", bad: true},
+		// A default may hold references: expanded only when used.
+		{in: "${U:-${A}}", out: "1"},
+		{in: "${U:-x${A}y}z", out: "x1yz"},
+		{in: "${A:-${U}}", out: "1"},
+		{in: "${U:-${V}}", bad: true},
+		{in: "${U:-${E:-d}}", out: "d"},
+		{in: "${U:-${A}", bad: true},
 	} {
 		got, reasons := expandString(tc.in, lookup)
 		if tc.bad != (len(reasons) > 0) || (!tc.bad && got != tc.out) {

@@ -6,17 +6,22 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// grammar is what interspersed needs to know about the CLI: which words
-// are (sub)commands and which flags take a separate value.
+// grammar is what interspersed needs to know about the CLI: the command
+// tree and which flags take a separate value.
 type grammar struct {
-	commands   map[string]bool
+	commands   *cmdNode
 	valueFlags map[string]bool
 }
 
-// grammarOf collects the command names and value-taking flags of app,
+// cmdNode is one level of the command tree: the subcommands by name.
+type cmdNode struct {
+	subs map[string]*cmdNode
+}
+
+// grammarOf collects the command tree and value-taking flags of app,
 // walking every (sub)command, so the two never drift apart.
 func grammarOf(app *cli.App) grammar {
-	g := grammar{commands: map[string]bool{"help": true}, valueFlags: map[string]bool{}}
+	g := grammar{valueFlags: map[string]bool{}}
 	addFlags := func(fs []cli.Flag) {
 		for _, f := range fs {
 			if _, isBool := f.(*cli.BoolFlag); isBool {
@@ -28,18 +33,21 @@ func grammarOf(app *cli.App) grammar {
 			}
 		}
 	}
-	var walk func(cmds []*cli.Command)
-	walk = func(cmds []*cli.Command) {
+	var walk func(cmds []*cli.Command) *cmdNode
+	walk = func(cmds []*cli.Command) *cmdNode {
+		node := &cmdNode{subs: map[string]*cmdNode{}}
 		for _, c := range cmds {
+			sub := walk(c.Subcommands)
 			for _, n := range c.Names() {
-				g.commands[n] = true
+				node.subs[n] = sub
 			}
 			addFlags(c.Flags)
-			walk(c.Subcommands)
 		}
+		return node
 	}
 	addFlags(app.Flags)
-	walk(app.Commands)
+	g.commands = walk(app.Commands)
+	g.commands.subs["help"] = &cmdNode{subs: map[string]*cmdNode{}}
 	return g
 }
 
@@ -53,8 +61,16 @@ func (g grammar) interspersed(args []string) []string {
 	}
 	out := []string{args[0]}
 	i := 1
-	for ; i < len(args) && g.commands[args[i]]; i++ {
+	// The command path: each word must name a subcommand of the one
+	// before it; the first word that does not is a positional argument
+	// (a pipeline may be called "reset").
+	for node := g.commands; i < len(args); i++ {
+		next := node.subs[args[i]]
+		if next == nil {
+			break
+		}
 		out = append(out, args[i])
+		node = next
 	}
 	var flags, pos []string
 	for ; i < len(args); i++ {

@@ -16,6 +16,10 @@ func TestInterspersedMovesTrailingFlagsFirst(t *testing.T) {
 		{"supervisor validate -c x --unit u.service", "supervisor validate -c x --unit u.service"},
 		{"supervisor jobs pause a -- -c", "supervisor jobs pause a -- -c"},
 		{"supervisor --version", "supervisor --version"},
+		// Pipelines named like commands are arguments, not commands.
+		{"supervisor jobs pause reset --rpc tcp://127.0.0.1:7001", "supervisor jobs pause --rpc tcp://127.0.0.1:7001 reset"},
+		{"supervisor jobs destroy jobs push -c x", "supervisor jobs destroy -c x jobs push"},
+		{"supervisor help jobs", "supervisor help jobs"},
 		{"supervisor", "supervisor"},
 	}
 	for _, c := range cases {
