@@ -27,10 +27,12 @@ namespace Pipevisor;
  * constructor redirects PHP's output (echo, print, var_dump, printf,
  * displayed errors and warnings) to STDERR with an output buffer, and sets
  * display_errors to stderr. The supervisor logs what a worker writes to
- * STDERR. Writing to the STDOUT stream directly (fwrite(STDOUT, ...),
- * php://stdout) bypasses the buffer and breaks the protocol: don't. Output
- * printed before the Consumer is constructed is not redirected either, so
- * create it first.
+ * STDERR. With the default pipes relay (on Linux) it also moves the frames
+ * to a duplicate of stdout and points fd 1 at stderr, so child processes
+ * (proc_open without descriptor 1, popen, exec, system) and output printed
+ * after user code removed the buffer go to STDERR too; STDOUT is closed
+ * then, and php://stdout opened later is stderr. Output printed before the
+ * Consumer is constructed is not redirected, so create it first.
  *
  * One Consumer per process. Not reentrant.
  */
@@ -57,7 +59,7 @@ final class Consumer
     {
         if ($relay === null) {
             $addr = getenv('RR_RELAY');
-            $relay = Relay::create(\is_string($addr) ? $addr : 'pipes');
+            $relay = Relay::create(\is_string($addr) ? $addr : 'pipes', moveOffStdout: $redirectOutput);
         }
         $this->relay = $relay;
         $this->ackFrame = Frame::encode(0, [0], Task::ACK_BODY);
@@ -73,7 +75,9 @@ final class Consumer
      * If the previous task was left without ack()/nack()/requeue(), it is
      * first failed with an error reply: the supervisor retries it with
      * backoff (counting an attempt), so a forgotten reply never acks a job
-     * silently. A reply made on that task afterwards is ignored.
+     * silently. That task then reports the error reply (isCompleted() and
+     * isFails() true, getReplyType() Task::REPLY_ERROR), and a reply made
+     * on it afterwards is ignored.
      *
      * @return null|Task null when the supervisor asked the worker to stop or
      *         closed the relay; every later call returns null too
@@ -83,12 +87,14 @@ final class Consumer
     public function waitTask(): ?Task
     {
         if (!$this->replied && $this->current !== null) {
-            $this->replied = true;
-            $this->relay->send(Frame::encode(Frame::ERROR, [], sprintf(
+            // Through the task, so it reports the ERROR frame it got
+            // (completed, failed) and a later reply on it is ignored.
+            $this->current->error(sprintf(
                 'worker returned without ack, nack or requeue for job %s (%s)',
                 $this->current->getId(),
                 $this->current->getName(),
-            )));
+            ));
+            $this->replied = true;
         }
         $this->current = null;
         while (!$this->stopped) {

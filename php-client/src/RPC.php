@@ -23,7 +23,7 @@ final class RPC
     private int $seq = 0;
 
     /**
-     * @param string $address tcp://host:port or unix:///path
+     * @param string $address tcp://host:port (tcp://:port for 127.0.0.1) or unix:///path
      * @param float $timeout seconds for connecting and for each reply
      * @throws \InvalidArgumentException when the address is not tcp:// or unix://
      */
@@ -67,7 +67,10 @@ final class RPC
         }
         $errno = 0;
         $errstr = '';
-        $sock = @stream_socket_client($this->address, $errno, $errstr, $this->timeout);
+        // An empty host (tcp://:6001, a listen address the supervisor passes
+        // on in RR_RPC unchanged) means this machine.
+        $address = str_starts_with($this->address, 'tcp://:') ? 'tcp://127.0.0.1:' . substr($this->address, 7) : $this->address;
+        $sock = @stream_socket_client($address, $errno, $errstr, $this->timeout);
         if ($sock === false) {
             throw new RPCException(sprintf('rpc: cannot connect to %s (is the supervisor running?): %s', $this->address, $errstr));
         }

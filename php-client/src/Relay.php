@@ -38,13 +38,21 @@ final class Relay
      * an empty string) for STDIN/STDOUT, "tcp://host:port" or "unix:///path"
      * for a socket the supervisor listens on.
      *
+     * With $moveOffStdout (pipes only, Linux: it needs /proc/self/fd), the
+     * frames are written to a duplicate of the original stdout and fd 1 is
+     * pointed at stderr, so that child processes (proc_open without
+     * descriptor 1, popen, exec, system) and output that bypasses PHP's
+     * output buffers write to stderr, not into the frames. STDOUT is closed
+     * then: fwrite(STDOUT, ...) fails instead of corrupting the stream.
+     *
      * @throws RelayException when the address is unknown or the socket cannot be opened
      */
-    public static function create(string $address): self
+    public static function create(string $address, bool $moveOffStdout = false): self
     {
         if ($address === '' || $address === 'pipes' || $address === 'pipe') {
             $in = \defined('STDIN') ? \STDIN : fopen('php://stdin', 'rb');
-            $out = \defined('STDOUT') ? \STDOUT : fopen('php://stdout', 'wb');
+            $out = ($moveOffStdout ? self::moveOffStdout() : null)
+                ?? (\defined('STDOUT') ? \STDOUT : fopen('php://stdout', 'wb'));
             if ($in === false || $out === false) {
                 throw new RelayException('relay: cannot open STDIN/STDOUT');
             }
@@ -118,6 +126,61 @@ final class Relay
         if ($this->out !== $this->in && \is_resource($this->out)) {
             fclose($this->out);
         }
+    }
+
+    /** @var null|resource the stream on fd 1 after moveOffStdout(): stderr, kept open */
+    private static $stdoutToStderr = null;
+
+    /**
+     * Opens a duplicate of fd 1 for the frames, then closes fd 1 and reopens
+     * it on stderr (dup(2) takes the lowest free fd).
+     *
+     * @return null|resource the duplicate; null, with nothing changed, when
+     *         /proc/self/fd cannot tell whether a duplicate was opened
+     */
+    private static function moveOffStdout()
+    {
+        $target = @readlink('/proc/self/fd/1');
+        if ($target === false) {
+            return null;
+        }
+        $before = self::fdsLinkingTo($target);
+        $out = fopen('php://stdout', 'wb');
+        if ($out === false) {
+            return null;
+        }
+        $onFd1 = null;
+        if (self::fdsLinkingTo($target) === $before) {
+            // The first php://stdout opened in PHP CLI is fd 1 itself (when
+            // no STDOUT constant took it); a second open is dup(1).
+            $onFd1 = $out;
+            $out = fopen('php://stdout', 'wb');
+            if ($out === false || self::fdsLinkingTo($target) === $before) {
+                return null;
+            }
+        }
+        if ($onFd1 !== null) {
+            fclose($onFd1);
+        } elseif (\defined('STDOUT')) {
+            fclose(\STDOUT);
+        }
+        if (@readlink('/proc/self/fd/1') === false) {
+            self::$stdoutToStderr = fopen('php://stderr', 'wb') ?: null;
+        }
+
+        return $out;
+    }
+
+    private static function fdsLinkingTo(string $target): int
+    {
+        $n = 0;
+        foreach (scandir('/proc/self/fd') ?: [] as $fd) {
+            if ($fd !== '.' && $fd !== '..' && @readlink("/proc/self/fd/$fd") === $target) {
+                ++$n;
+            }
+        }
+
+        return $n;
     }
 
     /**

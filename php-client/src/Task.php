@@ -82,7 +82,8 @@ final class Task
     {
         $this->context = $context;
         $h = $context['headers'] ?? null;
-        $this->headers = \is_array($h) ? $h : [];
+        // The supervisor writes "name":null for a header without values: an empty list.
+        $this->headers = \is_array($h) ? array_map(static fn (mixed $v): array => $v ?? [], $h) : [];
         $this->state = new \stdClass();
         $this->state->reply = $reply;
         $this->state->type = null;

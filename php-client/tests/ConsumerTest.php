@@ -124,7 +124,13 @@ final class ConsumerTest extends TestCase
 
         $first = $c->waitTask();
         $second = $c->waitTask();
+        self::assertTrue($first->isCompleted(), 'an ERROR frame was sent for it');
+        self::assertTrue($first->isFails());
+        self::assertSame(\Pipevisor\Task::REPLY_ERROR, $first->getReplyType());
         $first->ack(); // too late: ignored, nothing is written for it
+        self::assertFalse($first->isSuccessful(), 'the supervisor got the ERROR frame, not the ack');
+        self::assertSame(\Pipevisor\Task::REPLY_ERROR, $first->getReplyType());
+        self::assertFalse($second->isCompleted());
         $second->ack();
         self::assertNull($c->waitTask());
 

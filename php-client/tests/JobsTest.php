@@ -223,6 +223,26 @@ final class JobsTest extends TestCase
         $jobs->list();
     }
 
+    public function testAnEmptyTcpHostIsLocalhost(): void
+    {
+        // The supervisor passes rpc.listen on in RR_RPC as it is, and ":6001" listens on every interface.
+        $server = stream_socket_server('tcp://127.0.0.1:0', $errno, $errstr);
+        self::assertIsResource($server, $errstr);
+        $this->server = $server;
+        $port = parse_url('tcp://' . stream_socket_get_name($server, false), PHP_URL_PORT);
+        $old = getenv('RR_RPC');
+        putenv("RR_RPC=tcp://:$port");
+        try {
+            $jobs = new Jobs();
+        } finally {
+            putenv($old === false ? 'RR_RPC' : "RR_RPC=$old");
+        }
+        $jobs->getRPC()->connect();
+        $conn = stream_socket_accept($server, 5);
+        self::assertIsResource($conn, 'the client did not connect to 127.0.0.1');
+        $this->conn = $conn;
+    }
+
     public function testAddressComesFromRrRpc(): void
     {
         $old = getenv('RR_RPC');

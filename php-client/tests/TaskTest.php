@@ -90,6 +90,19 @@ final class TaskTest extends TestCase
         self::assertSame('', $t->getHeaderLine('x-missing'));
     }
 
+    public function testAHeaderWithANullValueHasNoValues(): void
+    {
+        // The supervisor writes "name":null for a header without values.
+        $t = $this->task(json_decode('{"headers":{"x-empty":null,"x-attempt":["2"]}}', true, 512, JSON_THROW_ON_ERROR));
+
+        self::assertTrue($t->hasHeader('X-Empty'));
+        self::assertSame([], $t->getHeader('x-empty'));
+        self::assertSame('', $t->getHeaderLine('x-empty'));
+        self::assertSame(['x-empty' => [], 'x-attempt' => ['2']], $t->getHeaders());
+        self::assertSame(['a'], $t->withAddedHeader('x-empty', 'a')->getHeader('x-empty'));
+        self::assertSame(2, $t->getAttempt());
+    }
+
     public function testAckSendsTheGoldenAckBody(): void
     {
         $t = $this->goldenTask();

@@ -176,6 +176,18 @@ final class WorkerProcessTest extends TestCase
         self::assertStringContainsString('Undefined array key "missing"', $r['stderr']);
     }
 
+    public function testChildProcessesAndUnbufferedOutputGoToStderrNotTheProtocol(): void
+    {
+        $r = self::runWorker(__DIR__ . '/fixtures/child-output-worker.php', Golden::bytes('handshake_request') . Golden::bytes('job') . Golden::bytes('job') . Golden::bytes('stop'));
+
+        self::assertSame(0, $r['code'], $r['stderr']);
+        $handshake = Frame::encode(Frame::CONTROL, [], '{"pid":' . $r['pid'] . '}');
+        self::assertSame(bin2hex($handshake . Golden::bytes('reply_ack') . Golden::bytes('reply_ack')), bin2hex($r['stdout']));
+        foreach (['from proc_open', 'from passthru', 'from popen', 'echo after ob_end_clean'] as $line) {
+            self::assertSame(2, substr_count($r['stderr'], $line . "\n"), $line . ' in ' . $r['stderr']);
+        }
+    }
+
     public function testOutputBeforeTheConsumerExistsIsNotRedirected(): void
     {
         // Documented limit: only output after `new Consumer()` is redirected.

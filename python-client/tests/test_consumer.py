@@ -92,6 +92,19 @@ def test_nack_reply() -> None:
     ]
 
 
+def test_fractional_delay_is_rounded_up_not_dropped() -> None:
+    # delay_seconds 0 would be an immediate retry: a fraction waits the next whole second.
+    assert replies_for(lambda t: t.with_delay(0.5).nack("busy", redelivery=True)) == [
+        {"type": 3, "data": {"message": "busy", "requeue": True, "delay_seconds": 1}}
+    ]
+    assert replies_for(lambda t: t.with_delay(2.01).requeue("r")) == [
+        {"type": 4, "data": {"message": "r", "delay_seconds": 3}}
+    ]
+    assert Task({}, b"", lambda b: None).with_delay(4.0).delay == 4
+    with pytest.raises(ValueError):
+        Task({}, b"", lambda b: None).with_delay(-0.5)
+
+
 def test_requeue_reply() -> None:
     assert replies_for(lambda t: t.requeue("later")) == [
         {"type": 4, "data": {"message": "later"}}

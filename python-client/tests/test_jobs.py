@@ -59,6 +59,16 @@ def test_push_with_every_option(server: FakeServer) -> None:
     jobs.close()
 
 
+def test_fractional_delay_is_rounded_up_not_dropped(server: FakeServer) -> None:
+    with Jobs(server.address) as jobs:
+        jobs.push("p", "j", b"", delay=0.5)
+        jobs.push_batch([{"pipeline": "p", "job": "j", "payload": b"", "delay": 1.2}])
+        with pytest.raises(ValueError):
+            jobs.push("p", "j", b"", delay=-0.5)
+    assert server.requests[0][2]["job"]["options"] == {"pipeline": "p", "delay": 1}
+    assert server.requests[1][2]["jobs"][0]["options"] == {"pipeline": "p", "delay": 2}
+
+
 def test_empty_payload_and_headers_are_left_out(server: FakeServer) -> None:
     with Jobs(server.address) as jobs:
         jobs.push("p", "j", b"", id="e", headers={})
@@ -198,6 +208,18 @@ def test_default_address(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Jobs().address == "tcp://127.0.0.1:6001"
 
 
+def test_an_empty_tcp_host_is_localhost() -> None:
+    # The supervisor passes rpc.listen on in RR_RPC as it is, and ":6001" listens on every interface.
+    assert parse_address("tcp://:6001") == (socket.AF_INET, ("127.0.0.1", 6001))
+    s = FakeServer(empty)
+    try:
+        with Jobs(s.address.replace("127.0.0.1", "")) as jobs:
+            jobs.pause("x")
+        assert s.requests[0][1] == "jobs.Pause"
+    finally:
+        s.close()
+
+
 def test_connection_refused_is_an_os_error() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -206,7 +228,7 @@ def test_connection_refused_is_an_os_error() -> None:
         Jobs(f"tcp://127.0.0.1:{port}", timeout=5).list()
 
 
-@pytest.mark.parametrize("bad", ["127.0.0.1:6001", "tcp://nohost", "http://x:1", "unix://", "tcp://:80"])
+@pytest.mark.parametrize("bad", ["127.0.0.1:6001", "tcp://nohost", "http://x:1", "unix://", "tcp://:x"])
 def test_bad_addresses(bad: str) -> None:
     with pytest.raises(ValueError):
         parse_address(bad)

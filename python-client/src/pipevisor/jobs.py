@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
 from .rpc import DEFAULT_ADDRESS, RPC
+from .task import whole_seconds
 
 __all__ = ["Jobs", "PushJob", "PipelineStat", "HeadersIn"]
 
@@ -43,7 +44,7 @@ class PushJob:
     pipeline: str
     job: str
     payload: Union[bytes, str]
-    delay: int = 0
+    delay: float = 0
     priority: int = 0
     key: str = ""
     headers: Optional[HeadersIn] = None
@@ -127,8 +128,7 @@ def job_json(j: PushJob) -> Dict[str, Any]:
         raise ValueError("push: pipeline is required")
     if not j.job:
         raise ValueError("push: job name is required")
-    if int(j.delay) < 0:
-        raise ValueError(f"push: delay must be >= 0, got {j.delay}")
+    delay = whole_seconds(j.delay, "push: delay")
     if not j.id:
         raise ValueError("push: job id is required")
     # Zero and empty fields are left out, the way the Go side encodes them
@@ -137,8 +137,8 @@ def job_json(j: PushJob) -> Dict[str, Any]:
     if j.priority:
         options["priority"] = int(j.priority)
     options["pipeline"] = j.pipeline
-    if j.delay:
-        options["delay"] = int(j.delay)
+    if delay:
+        options["delay"] = delay
     if j.auto_ack:
         options["auto_ack"] = True
     if j.key:
@@ -188,7 +188,7 @@ class Jobs:
         job: str,
         payload: Union[bytes, str],
         *,
-        delay: int = 0,
+        delay: float = 0,
         priority: int = 0,
         key: str = "",
         headers: Optional[HeadersIn] = None,
@@ -198,7 +198,7 @@ class Jobs:
         """Push one job to ``pipeline`` and return its id.
 
         ``payload`` is sent unchanged (a str is UTF-8 encoded). ``delay`` is
-        in seconds. ``key`` orders jobs: jobs with the same key are handled
+        in seconds, a fraction rounded up to a whole second. ``key`` orders jobs: jobs with the same key are handled
         in push order (Kafka record key, SQS FIFO group, memory lane).
         ``id`` defaults to a new UUID4. Returns once the broker confirmed
         the job.

@@ -26,12 +26,15 @@ DEFAULT_ADDRESS = "tcp://127.0.0.1:6001"
 def parse_address(address: str) -> Tuple[int, Any]:
     """Split ``tcp://host:port`` or ``unix://path`` into (socket family, address).
 
-    Raises :class:`ValueError` for anything else.
+    An empty host (``tcp://:6001``, a listen address the supervisor passes
+    on in ``RR_RPC`` unchanged) means 127.0.0.1. Raises :class:`ValueError`
+    for anything else.
     """
     if address.startswith("tcp://"):
         host, sep, port = address[len("tcp://") :].rpartition(":")
-        if not sep or not host or not port.isdigit():
+        if not sep or not port.isdigit():
             raise ValueError(f"bad RPC address {address!r}: want tcp://host:port")
+        host = host or "127.0.0.1"
         return socket.AF_INET6 if host.startswith("[") else socket.AF_INET, (host.strip("[]"), int(port))
     if address.startswith("unix://") and len(address) > len("unix://"):
         return socket.AF_UNIX, address[len("unix://") :]

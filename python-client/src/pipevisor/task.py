@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import json
+import math
 import threading
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
@@ -93,6 +94,17 @@ def _opt_int(value: Any) -> Optional[int]:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def whole_seconds(seconds: float, what: str) -> int:
+    """A delay in the whole seconds the supervisor takes, a fraction rounded up.
+
+    Rounding down would make 0.5 an immediate retry; rounding up waits at
+    least as long as asked. Raises :class:`ValueError` for a negative delay.
+    """
+    if seconds < 0:
+        raise ValueError(f"{what} must be >= 0, got {seconds}")
+    return math.ceil(seconds)
 
 
 class Task:
@@ -219,17 +231,16 @@ class Task:
         t._set_headers = {k: list(v) for k, v in self._set_headers.items()}
         return t
 
-    def with_delay(self, seconds: int) -> "Task":
+    def with_delay(self, seconds: float) -> "Task":
         """Return a copy whose :meth:`nack` / :meth:`requeue` ask for ``seconds`` of delay.
 
-        The copy shares the reply state: whichever of the two replies first
-        is the only reply. Raises :class:`ValueError` for a negative delay.
+        The supervisor counts whole seconds: a fraction is rounded up (0.5
+        waits 1 s), never sooner than asked. The copy shares the reply
+        state: whichever of the two replies first is the only reply. Raises
+        :class:`ValueError` for a negative delay.
         """
-        seconds = int(seconds)
-        if seconds < 0:
-            raise ValueError(f"delay must be >= 0, got {seconds}")
         t = self._copy()
-        t._delay = seconds
+        t._delay = whole_seconds(seconds, "delay")
         return t
 
     def with_header(self, name: str, value: Union[str, Sequence[str]]) -> "Task":
