@@ -274,6 +274,14 @@ const behaveWorker = "php tests/testdata/workers/behave.php"
 // jobs.pipelines.default (its keys indented by 6 spaces).
 func e2eConfig(t *testing.T, command, log string, workers int, sections, pipeline string) string {
 	t.Helper()
+	return e2eConfigPool(t, command, log, fmt.Sprintf("    num_workers: %d\n", workers), sections, pipeline)
+}
+
+// e2eConfigPool is e2eConfig with pool as the keys of jobs.pool besides
+// allocate_timeout and destroy_timeout (indented by 4 spaces, each line
+// ending in a newline).
+func e2eConfigPool(t *testing.T, command, log, pool, sections, pipeline string) string {
+	t.Helper()
 	return writeConfig(t, fmt.Sprintf(`version: "3"
 rpc:
   listen: tcp://%s
@@ -284,13 +292,12 @@ server:
 %sjobs:
   shutdown_timeout: 20s
   pool:
-    num_workers: %d
-    allocate_timeout: 10s
+%s    allocate_timeout: 10s
     destroy_timeout: 5s
   consume: ["default"]
   pipelines:
     default:
-%s`, freeAddr(t), command, log, sections, workers, pipeline))
+%s`, freeAddr(t), command, log, sections, pool, pipeline))
 }
 
 // startConsuming runs the supervisor on cfg and waits until pipeline

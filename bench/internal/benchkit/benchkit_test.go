@@ -36,6 +36,17 @@ func TestProcCPUMemoryAndStop(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		u, _ := p.UserSys()
+		if u > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("UserSys: user time stayed 0 for a busy shell loop")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	if kb := p.MemKB("VmRSS"); kb <= 0 {
 		t.Errorf("MemKB(VmRSS) = %d, want > 0", kb)
 	}
@@ -57,5 +68,24 @@ func TestStartSupervisorExited(t *testing.T) {
 	_, err := StartSupervisor(ctx, Config{Bin: "false", Dir: t.TempDir(), Name: "x", Command: "true"})
 	if !errors.Is(err, ErrExited) {
 		t.Fatalf("StartSupervisor with a binary that exits: %v, want ErrExited", err)
+	}
+}
+
+func TestPollGap(t *testing.T) {
+	ms := time.Millisecond
+	for _, c := range []struct {
+		remaining, done uint64
+		took, want      time.Duration
+	}{
+		{100000, 0, 10 * ms, 2 * ms},      // no progress yet: poll
+		{100000, 1000, 0, 2 * ms},         // no interval: poll
+		{200000, 10000, 10 * ms, 50 * ms}, // 200 ms to go: capped
+		{90000, 10000, 10 * ms, 45 * ms},  // 90 ms to go: half of it
+		{6000, 10000, 10 * ms, 3 * ms},    // 6 ms to go: half of it
+		{1000, 10000, 10 * ms, 2 * ms},    // 1 ms to go: never below poll
+	} {
+		if got := pollGap(c.remaining, c.done, c.took, 2*ms); got != c.want {
+			t.Errorf("pollGap(%d, %d, %s) = %s, want %s", c.remaining, c.done, c.took, got, c.want)
+		}
 	}
 }
