@@ -122,6 +122,18 @@ func run(ctx context.Context, bin string, n, batch, workers, rounds int, latency
 		return err
 	}
 
+	// Run 3: the same jobs through the same workers with no supervisor.
+	var fl []floor
+	for range rounds {
+		f, err := measureFloor(ctx, []string{"php", "examples/echo-worker.php"}, workers, n)
+		if err != nil {
+			return err
+		}
+		fl = append(fl, f)
+	}
+	slices.SortFunc(fl, func(a, b floor) int { return cmp.Compare(a.user+a.sys, b.user+b.sys) })
+	bare := fl[len(fl)/2]
+
 	fmt.Printf("memory driver, %d PHP echo workers, %d jobs of 32 bytes, PushBatch(%d)\n", workers, n, batch)
 	perJob := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
 	slowest, fastest := rs[0].took, rs[0].took
@@ -134,6 +146,9 @@ func run(ctx context.Context, bin string, n, batch, workers, rounds int, latency
 		rate, rounds, float64(n)/slowest.Seconds(), float64(n)/fastest.Seconds(), med.took.Round(time.Millisecond), med.push.Round(time.Millisecond))
 	fmt.Printf("supervisor CPU: %.2f µs/job (user %.1f, kernel %.1f), median round (%.2f-%.2f)\n",
 		perJob(med.cpu), perJob(med.user), perJob(med.sys), perJob(lowCPU), perJob(highCPU))
+	bu, bs := bare.perJob()
+	fmt.Printf("bare pipe round trip (no supervisor: this process writes each job frame to the same workers and reads the reply): %.2f µs/job (user %.1f, kernel %.1f), %.0f jobs/s, median of %d; supervisor beyond that: %.2f µs/job\n",
+		bu+bs, bu, bs, float64(bare.jobs)/bare.took.Seconds(), rounds, perJob(med.cpu)-(bu+bs))
 	fmt.Printf("RSS with %d jobs queued: %.1f MB; peak RSS: %.1f MB\n", n, float64(rssQueued)/1024, float64(peak)/1024)
 	fmt.Printf("latency at %.0f jobs/s (%d jobs): p50 %s p99 %s max %s\n", float64(sent)/latencyFor.Seconds(), len(lats),
 		benchkit.Percentile(lats, 0.50), benchkit.Percentile(lats, 0.99), benchkit.Percentile(lats, 1))
