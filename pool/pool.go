@@ -29,6 +29,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pipevisor/pipevisor/frame"
@@ -86,7 +87,8 @@ type waiter struct {
 	ctx    context.Context
 }
 
-// errRetry: the worker asked to be retired instead of running the job.
+// errRetry: the worker asked to be retired instead of running the job, or
+// could not be sent it.
 var errRetry = errors.New("pool: worker asked to stop")
 
 // New starts cfg.NumWorkers workers (default: one per CPU) and returns
@@ -190,7 +192,10 @@ func buildEnv(extra map[string]string) []string {
 //   - ErrClosed: the pool is stopping.
 //
 // A reply with context {"stop":true} and an empty body retires that worker
-// and runs the job on another one.
+// and runs the job on another one; so does a worker whose stdin has no
+// reader left when the job is written (it exited, or closed stdin, while
+// idle): that worker is replaced and the job, which cannot have reached
+// it, runs elsewhere.
 func (p *Pool) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
 	for tries := 1; ; tries++ {
 		w, err := p.take(ctx, pl.Context)
@@ -202,7 +207,7 @@ func (p *Pool) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error
 			return out, err
 		}
 		if tries > p.cfg.NumWorkers {
-			return frame.Payload{}, fmt.Errorf("%w: %d workers in a row asked to stop instead of running the job", ErrNoWorker, tries)
+			return frame.Payload{}, fmt.Errorf("%w: %d workers in a row asked to stop or had closed stdin instead of running the job", ErrNoWorker, tries)
 		}
 	}
 }
@@ -317,7 +322,13 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 		}
 	}
 	if err != nil {
-		return frame.Payload{}, p.fail(ctx, w, err)
+		ferr := p.fail(ctx, w, err)
+		if errors.Is(err, syscall.EPIPE) && !errors.Is(ferr, ErrClosed) {
+			// No reader was left on the worker's stdin, so the frame
+			// was not read whole: the job did not run there.
+			return frame.Payload{}, errRetry
+		}
+		return frame.Payload{}, ferr
 	}
 	switch {
 	case f.Flags&frame.FlagError != 0:

@@ -349,6 +349,28 @@ func TestWorkerAskingToStopIsReplacedAndJobRunsElsewhere(t *testing.T) {
 	})
 }
 
+// A worker whose stdin has lost its reader while idle (it died, or closed
+// it, before its reaper ran) is replaced, and the job, which it cannot
+// have read, runs on another worker instead of failing as a crash.
+func TestJobWrittenToAWorkerWithoutStdinRunsElsewhere(t *testing.T) {
+	cfg := fakeConfig("deaf-after-boot", 1)
+	cfg.Env["FAKEWORKER_ONCE_FILE"] = filepath.Join(t.TempDir(), "once")
+	p := start(t, cfg, nil)
+	deaf := pids(p)
+	out, err := p.Exec(context.Background(), job("1", "x"))
+	if err != nil {
+		t.Fatalf("Exec = %v, want the job run on the replacement", err)
+	}
+	if string(out.Body) != fakeworker.AckBody {
+		t.Fatalf("reply %q", out.Body)
+	}
+	for pid := range pids(p) {
+		if deaf[pid] {
+			t.Errorf("the worker without stdin (pid %d) is still in the pool", pid)
+		}
+	}
+}
+
 func TestEveryWorkerAskingToStopGivesNoWorker(t *testing.T) {
 	p := start(t, fakeConfig("ask-stop", 1), nil)
 	_, err := p.Exec(context.Background(), job("1", "x"))

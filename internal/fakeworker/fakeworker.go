@@ -16,7 +16,9 @@
 // handshake, then exits 1), bad-options (replies with two options),
 // truncated (sends a reply header announcing more payload than it writes,
 // then exits 1), orphan-crash (starts `sleep 30` holding its stdout and
-// stderr, then exits mid-job: stdout never reaches EOF).
+// stderr, then exits mid-job: stdout never reaches EOF), deaf-after-boot
+// (closes stdin, answers the handshake and lives on without reading; with
+// FAKEWORKER_ONCE_FILE only the first worker does, the others ack).
 //
 // Environment knobs: FAKEWORKER_DELAY (slow: how long a job takes, a Go
 // duration, default 2s; a job whose payload is a Go duration takes that), FAKEWORKER_N (die-after: jobs before exiting,
@@ -52,7 +54,7 @@ func Modes() []string {
 	return []string{
 		"echo", "ack", "error-frame", "always-fail", "slow", "crash", "garbage", "garbage-boot",
 		"bad-crc", "stderr-spam", "ignore-stop", "exit-on-boot", "ask-stop", "die-after",
-		"nack-first", "hog", "env", "mute", "exit-after-boot", "bad-options", "truncated",
+		"nack-first", "hog", "env", "mute", "exit-after-boot", "deaf-after-boot", "bad-options", "truncated",
 		"orphan-crash",
 	}
 }
@@ -102,6 +104,7 @@ func (nopCloser) Close() error { return nil }
 // worker is the state of one Run.
 type worker struct {
 	mode   string
+	in     io.Reader
 	relay  *pipe.Relay
 	out    io.Writer
 	errw   *bufio.Writer // buffers errOut
@@ -119,6 +122,7 @@ type worker struct {
 func Run(mode string, in io.Reader, out io.Writer, errOut io.Writer) int {
 	w := &worker{
 		mode:   mode,
+		in:     in,
 		relay:  pipe.NewPipeRelay(io.NopCloser(in), nopCloser{out}),
 		out:    out,
 		errw:   bufio.NewWriter(errOut),
@@ -216,8 +220,19 @@ func (w *worker) loop() int {
 				w.logf("fakeworker: bad control frame: %v", err)
 				return 1
 			}
+			deaf := w.mode == "deaf-after-boot" && w.claimOnce()
+			if c, ok := w.in.(io.Closer); ok && deaf {
+				// Closed before the reply: the pool's first write
+				// finds no reader, while this process lives on.
+				_ = c.Close()
+			}
 			if err := w.send(gf.CONTROL, nil, frame.PidPayload(os.Getpid())); err != nil {
 				return 1
+			}
+			if deaf {
+				w.logf("fakeworker: closed stdin right after the handshake")
+				time.Sleep(ignoreStopLimit)
+				return 0
 			}
 			if w.mode == "exit-after-boot" {
 				w.logf("fakeworker: exiting right after the handshake")
