@@ -71,19 +71,25 @@ func run(ctx context.Context, bin string, n, batch, workers, rounds int, latency
 	rate := float64(n) / med.took.Seconds()
 	done := uint64(rounds * n)
 
+	// The same jobs pushed while the pipeline is paused, then drained:
+	// the supervisor's CPU split between taking jobs in and running them.
 	if err := sv.Client.Pause(ctx, "bench"); err != nil {
 		return err
 	}
+	cpu0 := sv.CPU()
 	if err := benchkit.PushAll(ctx, sv.Client, n, batch, echoJob); err != nil {
 		return err
 	}
+	pushCPU := sv.CPU() - cpu0
 	rssQueued := sv.MemKB("VmRSS")
+	cpu0 = sv.CPU()
 	if err := sv.Client.Resume(ctx, "bench"); err != nil {
 		return err
 	}
 	if err := sv.WaitAcked(ctx, done+uint64(n), 2*time.Millisecond, nil); err != nil {
 		return err
 	}
+	drainCPU := sv.CPU() - cpu0
 	peak := sv.MemKB("VmHWM")
 	sv.Stop()
 
@@ -146,6 +152,8 @@ func run(ctx context.Context, bin string, n, batch, workers, rounds int, latency
 		rate, rounds, float64(n)/slowest.Seconds(), float64(n)/fastest.Seconds(), med.took.Round(time.Millisecond), med.push.Round(time.Millisecond))
 	fmt.Printf("supervisor CPU: %.2f µs/job (user %.1f, kernel %.1f), median round (%.2f-%.2f)\n",
 		perJob(med.cpu), perJob(med.user), perJob(med.sys), perJob(lowCPU), perJob(highCPU))
+	fmt.Printf("the same jobs pushed while paused, then drained: pushing %.2f µs/job, running %.2f µs/job of supervisor CPU\n",
+		perJob(pushCPU), perJob(drainCPU))
 	bu, bs := bare.perJob()
 	fmt.Printf("bare pipe round trip (no supervisor: this process writes each job frame to the same workers and reads the reply): %.2f µs/job (user %.1f, kernel %.1f), %.0f jobs/s, median of %d; supervisor beyond that: %.2f µs/job\n",
 		bu+bs, bu, bs, float64(bare.jobs)/bare.took.Seconds(), rounds, perJob(med.cpu)-(bu+bs))
