@@ -47,7 +47,9 @@ type Supervisor struct {
 	// ExecTTL is the maximum duration of one job; past it the worker is
 	// killed and the job fails with ErrExecTimeout.
 	ExecTTL time.Duration `yaml:"exec_ttl"`
-	// MaxWorkerMemory is the RSS limit in megabytes.
+	// MaxWorkerMemory is the RSS limit in megabytes, for the worker process
+	// and every process below it together (a `sh -c` wrapper's child, a
+	// forked child).
 	MaxWorkerMemory uint64 `yaml:"max_worker_memory"`
 }
 

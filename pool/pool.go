@@ -42,7 +42,8 @@ type WorkerInfo struct {
 	State string
 	// Jobs is the number of jobs the worker has run.
 	Jobs uint64
-	// RSS is the resident memory in bytes (0 if unknown).
+	// RSS is the resident memory in bytes of the worker process and every
+	// process below it (see workerMemory; 0 if unknown).
 	RSS     uint64
 	Created time.Time
 	// CurrentJob is the "id" of the job running on the worker, if any.
@@ -573,7 +574,7 @@ func (p *Pool) waitFor(ctx context.Context, cond func() bool) error {
 }
 
 // Workers describes every worker process, in start order. RSS is read
-// from /proc now; CurrentJob is decoded from the running job's context.
+// from /proc now (the worker and its descendants); CurrentJob is decoded from the running job's context.
 func (p *Pool) Workers() []WorkerInfo {
 	p.mu.Lock()
 	out := make([]WorkerInfo, len(p.all))
@@ -590,7 +591,7 @@ func (p *Pool) Workers() []WorkerInfo {
 	}
 	p.mu.Unlock()
 	for i := range out {
-		out[i].RSS = readRSS(out[i].Pid)
+		out[i].RSS = workerMemory(out[i].Pid)
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
 	return out

@@ -443,6 +443,23 @@ func TestSupervisorLimits(t *testing.T) {
 		}
 		eventually(t, 5*time.Second, "the hog replaced", func() bool { return lines(t, cfg.Env["FAKEWORKER_LOG"]) >= 2 })
 	})
+	t.Run("max_worker_memory through a shell wrapper", func(t *testing.T) {
+		cfg := fakeConfig("hog", 1)
+		// "; true" keeps sh as the parent: the pool's pid is sh's.
+		cfg.Command = append([]string{"sh", "-c", `"$0" "$@"; true`}, cfg.Command...)
+		cfg.Env["FAKEWORKER_MB"] = "96"
+		cfg.Env["FAKEWORKER_LOG"] = filepath.Join(t.TempDir(), "starts")
+		cfg.Supervisor.MaxWorkerMemory = 48
+		p := start(t, cfg, nil)
+		w := p.Workers()[0]
+		if own := readRSS(w.Pid); own >= 48<<20 {
+			t.Fatalf("the wrapper itself holds %d bytes: the test needs a small parent", own)
+		}
+		if w.RSS < 96<<20 {
+			t.Fatalf("worker RSS %d, want the hog child's 96 MB counted", w.RSS)
+		}
+		eventually(t, 5*time.Second, "the hog replaced", func() bool { return lines(t, cfg.Env["FAKEWORKER_LOG"]) >= 2 })
+	})
 	t.Run("max_worker_memory leaves small workers alone", func(t *testing.T) {
 		cfg := fakeConfig("ack", 1)
 		cfg.Supervisor.MaxWorkerMemory = 512

@@ -109,7 +109,7 @@ func (p *Pool) check(now time.Time) {
 		p.mu.Unlock()
 		rss = make(map[int]uint64, len(pids))
 		for _, pid := range pids {
-			rss[pid] = readRSS(pid)
+			rss[pid] = workerMemory(pid)
 		}
 	}
 	var stop []*worker
