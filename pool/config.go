@@ -33,6 +33,8 @@ type Config struct {
 	// pollStdout makes workers' stdout go through Go's poller, the
 	// fallback when /proc/self/fd cannot be opened (tests).
 	pollStdout bool
+	// steadyAfter overrides steadyUptime (tests).
+	steadyAfter time.Duration
 }
 
 // Supervisor holds the per-worker limits. Zero means no limit.

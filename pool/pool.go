@@ -228,7 +228,7 @@ func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
 			// Died while idle; its reaper has not taken it out yet.
 			w.state = stateStopping
 			p.uncount(w)
-			p.failures++
+			p.idleExitLocked(w)
 			continue
 		default:
 		}
@@ -520,7 +520,7 @@ func (p *Pool) forget(w *worker) {
 				break
 			}
 		}
-		p.failures++
+		p.idleExitLocked(w)
 		p.log.Warn("worker exited while idle", "pid", w.pid, "status", w.exit)
 	}
 	w.state = stateDead

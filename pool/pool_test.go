@@ -642,3 +642,32 @@ func TestExecTTLCountsFromEachJob(t *testing.T) {
 		t.Fatalf("a 30s job under exec_ttl 500ms ended after %v", d)
 	}
 }
+
+// A worker that exits on its own while idle after serving a while is
+// replaced without growing the respawn backoff; one that dies young
+// counts as a failure.
+func TestIdleExitCountsAsFailureOnlyWhenYoung(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		steady time.Duration
+		failed bool
+	}{
+		{"steady worker", 50 * time.Millisecond, false},
+		{"young worker", time.Minute, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := fakeConfig("exit-idle", 1)
+			cfg.Env["FAKEWORKER_DELAY"] = "150ms"
+			cfg.Env["FAKEWORKER_LOG"] = filepath.Join(t.TempDir(), "starts")
+			cfg.steadyAfter = tc.steady
+			p := start(t, cfg, nil)
+			eventually(t, 10*time.Second, "three workers started", func() bool { return lines(t, cfg.Env["FAKEWORKER_LOG"]) >= 3 })
+			p.mu.Lock()
+			failures := p.failures
+			p.mu.Unlock()
+			if (failures > 0) != tc.failed {
+				t.Errorf("failures = %d after idle exits, want failed = %v", failures, tc.failed)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -12,6 +13,21 @@ const (
 	backoffMax = 5 * time.Second
 	mib        = 1 << 20
 )
+
+// defaultSteadyUptime: a worker that exits on its own while idle after
+// living this long does not count as a failure for the respawn backoff.
+const defaultSteadyUptime = 10 * time.Second
+
+// idleExitLocked counts w, which exited on its own while idle, as a
+// failure for the respawn backoff if it died young; a worker that served
+// a while and then ended (a dropped DB connection, its own limits) is
+// replaced without backoff. Called with p.mu held.
+func (p *Pool) idleExitLocked(w *worker) {
+	steady := cmp.Or(p.cfg.steadyAfter, defaultSteadyUptime)
+	if time.Since(w.created) < steady {
+		p.failures++
+	}
+}
 
 // backoff is the wait before the next start after n failures in a row.
 func backoff(n int) time.Duration {

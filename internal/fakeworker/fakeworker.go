@@ -13,7 +13,8 @@
 // ask-stop, die-after, nack-first, hog, env (replies with the values of the
 // environment variables named, comma-separated, in the job body, as a JSON
 // object), mute (never answers anything), exit-after-boot (answers the
-// handshake, then exits 1), bad-options (replies with two options),
+// handshake, then exits 1), exit-idle (answers the handshake, waits
+// FAKEWORKER_DELAY and exits 0 without a job), bad-options (replies with two options),
 // truncated (sends a reply header announcing more payload than it writes,
 // then exits 1), orphan-crash (starts `sleep 30` holding its stdout and
 // stderr, then exits mid-job: stdout never reaches EOF), deaf-after-boot
@@ -54,7 +55,7 @@ func Modes() []string {
 	return []string{
 		"echo", "ack", "error-frame", "always-fail", "slow", "crash", "garbage", "garbage-boot",
 		"bad-crc", "stderr-spam", "ignore-stop", "exit-on-boot", "ask-stop", "die-after",
-		"nack-first", "hog", "env", "mute", "exit-after-boot", "deaf-after-boot", "bad-options", "truncated",
+		"nack-first", "hog", "env", "mute", "exit-after-boot", "exit-idle", "deaf-after-boot", "bad-options", "truncated",
 		"orphan-crash",
 	}
 }
@@ -237,6 +238,11 @@ func (w *worker) loop() int {
 			if w.mode == "exit-after-boot" {
 				w.logf("fakeworker: exiting right after the handshake")
 				return 1
+			}
+			if w.mode == "exit-idle" {
+				time.Sleep(w.delay)
+				w.logf("fakeworker: exiting while idle after %s", w.delay)
+				return 0
 			}
 			continue
 		}
