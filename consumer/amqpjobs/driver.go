@@ -88,6 +88,9 @@ type Driver struct {
 	log        *slog.Logger
 	tls        *tls.Config
 	tag        string // consumer tag
+	// user is the user the driver logs in as: the only user_id the
+	// broker lets it publish (see copyOf).
+	user string
 
 	closeCtx context.Context // done when Close starts
 	closing  <-chan struct{} // closeCtx.Done()
@@ -162,6 +165,10 @@ func New(ctx context.Context, name string, g Global, cfg Config, deadLetter stri
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
+	uri, err := amqp.ParseURI(g.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: addr: %w", ErrInvalidConfig, err)
+	}
 	tag := cfg.ConsumerID
 	if tag == "" {
 		tag = "pipevisor-" + name + "-" + uuid.NewString()[:8]
@@ -174,6 +181,7 @@ func New(ctx context.Context, name string, g Global, cfg Config, deadLetter stri
 		log:         log,
 		tls:         tc,
 		tag:         tag,
+		user:        uri.Username,
 		feedChanged: make(chan struct{}),
 		finished:    make(chan struct{}),
 		ready:       make(chan struct{}),

@@ -145,12 +145,7 @@ func TestDeadLetterExchange(t *testing.T) {
 	cfg := testConfig(t)
 	dlq := cfg.Queue + ".dlx"
 	deleteQueues(t, dlq)
-	if err := admin(t, func(ch *amqp.Channel) error {
-		_, err := ch.QueueDeclare(dlq, false, false, false, false, nil)
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	declareQueue(t, dlq)
 	cfg.QueueHeaders = map[string]any{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": dlq}
 	d := open(t, cfg, "")
 	publish(t, d, consumer.Job{ID: "dlx-1", Name: "Fails", Payload: []byte("p"), Headers: map[string][]string{"x-user": {"u"}}})

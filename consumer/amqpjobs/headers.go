@@ -43,6 +43,11 @@ const (
 	HeaderDeadReason = "x-dead-reason"
 	// HeaderDeadQueue is the queue a dead-lettered copy came from.
 	HeaderDeadQueue = "x-dead-queue"
+	// HeaderOriginalExpiration carries the expiration property of the
+	// delivery a copy was made from when the copy must not keep it: a
+	// copy through the delay queue or to the dead_letter queue (see
+	// copyOf).
+	HeaderOriginalExpiration = "x-original-expiration"
 )
 
 // internal reports whether a table entry is driver bookkeeping that is not
@@ -186,8 +191,12 @@ type decoded struct {
 	id, job, key string
 	pipeline     string
 	headers      map[string][]string
-	priority     int64
-	autoAck      bool
+	// own is rr_headers as decoded (nil when absent, empty or not
+	// JSON): the headers a copy keeps in rr_headers, apart from the
+	// message's other table entries, which it keeps as they are.
+	own      map[string][]string
+	priority int64
+	autoAck  bool
 	// attempt is x-attempt (1 when absent); deliveryCount is the quorum
 	// x-delivery-count (0 when absent).
 	attempt       int
@@ -224,6 +233,7 @@ func decode(m *amqp.Delivery, jobHeader string, defPriority int64, newID func() 
 		if len(b) > 2 {
 			if user, ok := decodeUserHeaders(b); ok {
 				maps.Copy(out.headers, user)
+				out.own = user
 			}
 		}
 	}

@@ -85,6 +85,18 @@ func deleteQueues(t testing.TB, names ...string) {
 	})
 }
 
+// declareQueue declares a plain, non-durable queue or fails (delete it
+// with deleteQueues).
+func declareQueue(t testing.TB, name string) {
+	t.Helper()
+	if err := admin(t, func(ch *amqp.Channel) error {
+		_, err := ch.QueueDeclare(name, false, false, false, false, nil)
+		return err
+	}); err != nil {
+		t.Fatalf("declare %s: %v", name, err)
+	}
+}
+
 // queueCount returns the ready messages of queue.
 func queueCount(t testing.TB, queue string) int {
 	t.Helper()

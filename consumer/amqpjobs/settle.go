@@ -33,6 +33,9 @@ type settlement struct {
 //     confirmed copy with x-attempt = Attempt+1 and the headers merged, to
 //     the delay queue (delay > 0) or the work queue, then basic.ack; when
 //     the copy fails, basic.nack(requeue=true) and the error.
+//     Every copy is the original message with only the driver's
+//     bookkeeping changed (copyOf says what that means for each property
+//     and header, expiration included).
 //   - Dead: with a pipeline dead_letter queue, a confirmed copy there
 //     (with x-dead-reason and x-dead-queue), then basic.ack; else
 //     basic.nack(requeue=false), which dead-letters through the queue's
@@ -94,41 +97,16 @@ func (st *settlement) inPlace(h map[string][]string) bool {
 	return true
 }
 
-// copyJob returns the job of the delivery with o.Headers merged in and the
-// broker's own headers (x-death, x-delivery-count, ...) left out.
-func (st *settlement) copyJob(o consumer.Outcome) consumer.Job {
-	h := make(map[string][]string, len(st.del.Headers)+len(o.Headers))
-	for k, v := range st.del.Headers {
-		if !brokerHeader(k) {
-			h[k] = v
-		}
-	}
-	for k, v := range o.Headers {
-		if k != hdrAttempt {
-			h[k] = v
-		}
-	}
-	pipeline := st.dec.pipeline
-	if pipeline == "" {
-		pipeline = st.d.name
-	}
-	return consumer.Job{
-		ID:       st.del.ID,
-		Name:     st.del.Job,
-		Pipeline: pipeline,
-		Payload:  st.del.Body,
-		Headers:  h,
-		Priority: st.del.Priority,
-		Key:      st.del.Key,
-	}
-}
-
-// republish sends a confirmed copy back to the work queue (through the
-// delay queue when o.Delay > 0) with x-attempt = attempt, then acks the
-// original; if the copy fails the original is requeued.
+// republish sends a confirmed copy (copyOf) back to the work queue
+// (through the delay queue when o.Delay > 0) with x-attempt = attempt,
+// then acks the original; if the copy fails the original is requeued.
 func (st *settlement) republish(ctx context.Context, o consumer.Outcome, attempt int) error {
 	d := st.d
-	pub, _, err := encode(st.copyJob(o), d.name, attempt, d.cfg.Queue, nil)
+	target := toQueue
+	if o.Delay > 0 {
+		target = viaDelay
+	}
+	pub, err := st.copyOf(o, attempt, target, nil)
 	if err == nil {
 		err = d.publishOne(ctx, message{exchange: "", key: d.cfg.Queue, delay: o.Delay, pub: pub})
 	}
@@ -138,7 +116,9 @@ func (st *settlement) republish(ctx context.Context, o consumer.Outcome, attempt
 	return d.ack(&st.in)
 }
 
-// dead moves the delivery to the dead-letter target.
+// dead moves the delivery to the dead-letter target: a confirmed copy
+// (copyOf, with x-dead-reason and x-dead-queue) to the dead_letter queue
+// and then basic.ack, or without one basic.nack(requeue=false).
 func (st *settlement) dead(ctx context.Context, o consumer.Outcome) error {
 	d := st.d
 	if d.deadLetter == "" {
@@ -148,7 +128,7 @@ func (st *settlement) dead(ctx context.Context, o consumer.Outcome) error {
 	if err == nil {
 		extra := amqp.Table{HeaderDeadReason: o.Reason, HeaderDeadQueue: d.cfg.Queue}
 		var pub amqp.Publishing
-		pub, _, err = encode(st.copyJob(o), d.name, st.del.Attempt, d.deadLetter, extra)
+		pub, err = st.copyOf(o, st.del.Attempt, toDeadLetter, extra)
 		if err == nil {
 			err = d.publishOne(ctx, message{exchange: "", key: d.deadLetter, pub: pub})
 		}
