@@ -13,7 +13,17 @@
 // failure the reply has the ERROR flag (0x40) added to the codec flag and
 // payload = method ‖ error text; the text is the message of the error the
 // manager returned, unchanged. Requests on one connection may be pipelined;
-// replies carry the seq they answer.
+// replies carry the seq they answer. A seq may be reused once its reply
+// has been sent; a request that reuses the seq of a call still in
+// progress ends the connection (ErrDuplicateSeq), as does a header whose
+// CRC fails (ErrBadHeader) or one that announces more than MaxRequestSize
+// (ErrRequestTooLarge). Calls already in progress finish and get their
+// replies before the connection closes.
+//
+// Connections may stay open and idle between calls for as long as the
+// client likes. Once the first byte of a frame has arrived, the rest of
+// it must arrive within the frame timeout (DefaultFrameTimeout, one
+// minute; WithFrameTimeout), or the connection ends (ErrFrameTimeout).
 //
 // Codecs: CodecProto (0x80, what RoadRunner's PHP client sends; bodies are
 // the jobs.v1 protobuf messages of package jobsv1) and CodecJSON (0x08, what

@@ -9,6 +9,7 @@ import (
 	"net"
 	netrpc "net/rpc"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pipevisor/pipevisor/consumer"
@@ -61,26 +62,50 @@ type Workers interface {
 // frames, with protobuf and JSON codecs (see the package documentation).
 // A Server may serve several listeners at once.
 type Server struct {
-	jobs    Jobs
-	workers Workers
-	log     *slog.Logger
+	jobs         Jobs
+	workers      Workers
+	log          *slog.Logger
+	frameTimeout time.Duration
+	conns        atomic.Int64 // connection goroutines running
+}
+
+// Option configures a Server built by NewServer.
+type Option func(*Server)
+
+// WithFrameTimeout sets how long the rest of a request frame may take to
+// arrive once its first byte has (DefaultFrameTimeout unless set). A
+// connection that misses it is closed: its calls in progress finish and
+// get their replies first. Time between frames is not limited, so clients
+// may keep a connection open and idle. A d <= 0 keeps the default.
+func WithFrameTimeout(d time.Duration) Option {
+	return func(s *Server) {
+		if d > 0 {
+			s.frameTimeout = d
+		}
+	}
 }
 
 // NewServer returns a server that forwards calls to j and w. w may be nil:
 // informer.Workers and resetter.Reset then fail with ErrNoWorkers. A nil
 // log discards log output.
-func NewServer(j Jobs, w Workers, log *slog.Logger) *Server {
+func NewServer(j Jobs, w Workers, log *slog.Logger, opts ...Option) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{jobs: j, workers: w, log: log}
+	s := &Server{jobs: j, workers: w, log: log, frameTimeout: DefaultFrameTimeout}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // Serve listens on listen (tcp://host:port or unix://path, see Listen) and
 // serves connections until ctx is done. It then closes the listener and
 // every connection, waits for all its goroutines (calls in progress see
 // their ctx cancelled) and returns nil. A listen or accept failure is
-// returned as an error.
+// returned as an error. A connection also ends, with its goroutine, when
+// the client closes it or breaks the rules in the package documentation
+// (Transport), for example by stalling in the middle of a frame.
 func (s *Server) Serve(ctx context.Context, listen string) error {
 	ln, err := Listen(ctx, listen)
 	if err != nil {
@@ -133,9 +158,12 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 			_ = conn.Close()
 			return nil
 		}
+		s.conns.Add(1)
 		wg.Go(func() {
+			defer s.conns.Add(-1)
 			defer t.remove(conn)
-			srv.ServeCodec(&guardedCodec{inner: goridgerpc.NewCodec(&limitConn{Conn: conn}), log: s.log})
+			lc := newLimitConn(conn, s.frameTimeout)
+			srv.ServeCodec(&guardedCodec{inner: goridgerpc.NewCodec(lc), conn: lc, log: s.log})
 		})
 	}
 }
@@ -207,10 +235,14 @@ func (t *tracker) closeAll() {
 // guardedCodec turns a panic inside goridge's codec into an error that
 // ends the connection. goridge v3.8.3 indexes the payload with the
 // client-supplied method length without a bounds check, so a malformed
-// frame would otherwise crash the supervisor.
+// frame would otherwise crash the supervisor. It also tells conn which
+// seq each reply answers (see limitConn.startReply) and writes one reply
+// at a time.
 type guardedCodec struct {
 	inner *goridgerpc.Codec
+	conn  *limitConn
 	log   *slog.Logger
+	wmu   sync.Mutex // held while a reply is written
 }
 
 func (g *guardedCodec) recovered(op string, err *error) {
@@ -223,7 +255,13 @@ func (g *guardedCodec) recovered(op string, err *error) {
 func (g *guardedCodec) ReadRequestHeader(r *netrpc.Request) (err error) {
 	defer g.recovered("read request", &err)
 	err = g.inner.ReadRequestHeader(r)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+	switch {
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case g.conn.err != nil:
+		// limitConn refused the frame; goridge's errors do not unwrap.
+		err = g.conn.err
+		g.log.Warn("rpc: closing connection", "remote", g.conn.RemoteAddr().String(), "err", err)
+	default:
 		g.log.Debug("rpc: read request", "err", err)
 	}
 	return err
@@ -235,6 +273,10 @@ func (g *guardedCodec) ReadRequestBody(body any) (err error) {
 }
 
 func (g *guardedCodec) WriteResponse(r *netrpc.Response, body any) (err error) {
+	g.wmu.Lock()
+	defer g.wmu.Unlock()
+	g.conn.startReply(uint32(r.Seq))
+	defer g.conn.endReply()
 	defer g.recovered("write response", &err)
 	return g.inner.WriteResponse(r, body)
 }
