@@ -30,7 +30,8 @@ import (
 //   - a type implementing yaml.Unmarshaler or encoding.TextUnmarshaler is
 //     handed to yaml.v3, and its error becomes the reason.
 //   - YAML merge keys (<<: *anchor or <<: [*a, *b]) are honoured; keys
-//     written next to the merge win, then earlier mappings of a list.
+//     written next to the merge win, then earlier mappings of a list, and
+//     a winning key replaces the merged value whole (no deep merge).
 
 // nodeDecoder is implemented by types that decode themselves.
 type nodeDecoder interface {
@@ -191,7 +192,25 @@ func mergePairs(n *yaml.Node, path string, visited map[*yaml.Node]bool) ([]pair,
 		seen[k.Value] = k.Line
 		own = append(own, pair{key: k, value: val})
 	}
-	return append(merged, own...), errs
+	return lastOfEachKey(append(merged, own...)), errs
+}
+
+// lastOfEachKey keeps, for each key, only its last pair: a key written
+// next to a merge (or merged from an earlier mapping of a list) replaces
+// the merged value whole, as YAML's merge is shallow; decoding both would
+// merge nested mappings into each other.
+func lastOfEachKey(pairs []pair) []pair {
+	last := make(map[string]int, len(pairs))
+	for i, p := range pairs {
+		last[p.key.Value] = i
+	}
+	out := pairs[:0]
+	for i, p := range pairs {
+		if last[p.key.Value] == i {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // decodeStruct decodes a mapping into a struct by yaml tags.

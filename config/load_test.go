@@ -451,6 +451,37 @@ func TestSelfReferencingAnchorsTerminate(t *testing.T) {
 	}
 }
 
+// A key written next to a merge replaces the merged value whole: YAML's
+// merge is shallow, so the nested mappings are not merged into each other.
+func TestMergeIsShallow(t *testing.T) {
+	r, err := Parse([]byte(`
+version: "3"
+server: {command: w}
+jobs:
+  pipelines:
+    a: &base
+      driver: memory
+      priority: 3
+      retry: {max_attempts: 7, backoff: {initial: 2s, max: 10s, multiplier: 3}}
+    b:
+      <<: *base
+      retry: {backoff: {initial: 1s}}
+    c:
+      driver: memory
+      retry: {backoff: {initial: 1s}}
+`))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	b, c := r.Jobs.Pipelines["b"], r.Jobs.Pipelines["c"]
+	if b.Priority != 3 {
+		t.Errorf("b.priority = %d, want 3 merged in", b.Priority)
+	}
+	if b.Retry != c.Retry {
+		t.Errorf("b.retry = %+v, want %+v: the written retry replaces the merged one whole", b.Retry, c.Retry)
+	}
+}
+
 func TestMergeListEarlierWins(t *testing.T) {
 	r, err := Parse([]byte(`
 version: "3"
