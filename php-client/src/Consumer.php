@@ -34,6 +34,14 @@ namespace Pipevisor;
  * then, and php://stdout opened later is stderr. Output printed before the
  * Consumer is constructed is not redirected, so create it first.
  *
+ * Input safety: likewise, with the default pipes relay (on Linux) the frames
+ * are read from a duplicate of stdin and fd 0 is pointed at /dev/null, so
+ * user code and child processes reading STDIN, php://stdin or an inherited
+ * fd 0 read end of file instead of eating the supervisor's frames. STDIN
+ * stays open where the FFI extension may be used (the CLI default), and is
+ * closed otherwise. Pass a relay (new Consumer(Relay::create('pipes'))) to
+ * keep fd 0 as it is.
+ *
  * One Consumer per process. Not reentrant.
  */
 final class Consumer
@@ -59,7 +67,7 @@ final class Consumer
     {
         if ($relay === null) {
             $addr = getenv('RR_RELAY');
-            $relay = Relay::create(\is_string($addr) ? $addr : 'pipes', moveOffStdout: $redirectOutput);
+            $relay = Relay::create(\is_string($addr) ? $addr : 'pipes', moveOffStdout: $redirectOutput, moveOffStdin: true);
         }
         $this->relay = $relay;
         $this->ackFrame = Frame::encode(0, [0], Task::ACK_BODY);

@@ -45,12 +45,23 @@ final class Relay
      * output buffers write to stderr, not into the frames. STDOUT is closed
      * then: fwrite(STDOUT, ...) fails instead of corrupting the stream.
      *
+     * With $moveOffStdin (pipes only, Linux), the frames are read from a
+     * duplicate of the original stdin and fd 0 is pointed at /dev/null, so
+     * that user code reading STDIN or php://stdin, and child processes that
+     * inherit fd 0 (proc_open without descriptor 0, popen, exec, system,
+     * shell_exec), read end of file instead of the supervisor's frames.
+     * Where the FFI extension may be used (the CLI, unless ffi.enable=0),
+     * /dev/null is dup2(2)ed onto fd 0 and STDIN stays open (reading it gives
+     * EOF); otherwise STDIN is closed (reading it fails) and /dev/null is
+     * opened as fd 0.
+     *
      * @throws RelayException when the address is unknown or the socket cannot be opened
      */
-    public static function create(string $address, bool $moveOffStdout = false): self
+    public static function create(string $address, bool $moveOffStdout = false, bool $moveOffStdin = false): self
     {
         if ($address === '' || $address === 'pipes' || $address === 'pipe') {
-            $in = \defined('STDIN') ? \STDIN : fopen('php://stdin', 'rb');
+            $in = ($moveOffStdin ? self::moveOffStdin() : null)
+                ?? (\defined('STDIN') ? \STDIN : fopen('php://stdin', 'rb'));
             $out = ($moveOffStdout ? self::moveOffStdout() : null)
                 ?? (\defined('STDOUT') ? \STDOUT : fopen('php://stdout', 'wb'));
             if ($in === false || $out === false) {
@@ -128,47 +139,137 @@ final class Relay
         }
     }
 
-    /** @var null|resource the stream on fd 1 after moveOffStdout(): stderr, kept open */
-    private static $stdoutToStderr = null;
+    /** @var list<resource> streams on fd 0 or 1 after moveOffStdin()/moveOffStdout(), kept open */
+    private static array $kept = [];
 
     /**
      * Opens a duplicate of fd 1 for the frames, then closes fd 1 and reopens
-     * it on stderr (dup(2) takes the lowest free fd).
+     * it on stderr (a new fd takes the lowest free number).
      *
      * @return null|resource the duplicate; null, with nothing changed, when
      *         /proc/self/fd cannot tell whether a duplicate was opened
      */
     private static function moveOffStdout()
     {
-        $target = @readlink('/proc/self/fd/1');
+        [$out, $onFd1] = self::duplicate(1, 'wb') ?? [null, null];
+        if ($out === null) {
+            return null;
+        }
+        self::reopen(1, $onFd1, 'php://stderr', 'wb');
+
+        return $out;
+    }
+
+    /**
+     * Opens a duplicate of fd 0 for the frames, then points fd 0 at
+     * /dev/null: with dup2(2) through FFI where it may be used (STDIN stays
+     * open and reads EOF), else by closing STDIN and opening /dev/null (a
+     * new fd takes the lowest free number).
+     *
+     * @return null|resource the duplicate; null, with nothing changed, when
+     *         /proc/self/fd cannot tell whether a duplicate was opened
+     */
+    private static function moveOffStdin()
+    {
+        [$in, $onFd0] = self::duplicate(0, 'rb') ?? [null, null];
+        if ($in === null) {
+            return null;
+        }
+        if (self::dup2DevNull(0)) {
+            if ($onFd0 !== null) {
+                self::$kept[] = $onFd0;
+            }
+
+            return $in;
+        }
+        self::reopen(0, $onFd0, '/dev/null', 'rb');
+
+        return $in;
+    }
+
+    /**
+     * Closes fd 0 or 1 (the stream $onFd, else the STDIN or STDOUT constant)
+     * and, when that freed it, opens $path there (a new fd takes the lowest
+     * free number) and keeps it open.
+     *
+     * @param null|resource $onFd the stream on the fd that duplicate() opened
+     */
+    private static function reopen(int $fd, $onFd, string $path, string $mode): void
+    {
+        $constant = $fd === 0 ? 'STDIN' : 'STDOUT';
+        if ($onFd !== null) {
+            fclose($onFd);
+        } elseif (\defined($constant)) {
+            fclose(\constant($constant));
+        }
+        if (@readlink("/proc/self/fd/$fd") === false && ($s = fopen($path, $mode)) !== false) {
+            self::$kept[] = $s;
+        }
+    }
+
+    /**
+     * Opens a duplicate of fd 0 or 1 through php://stdin or php://stdout.
+     * In PHP CLI the first such open is the fd itself (the STDIN and STDOUT
+     * constants take it when they exist) and later ones are dup(2)s; which
+     * one came back is told by counting the fds in /proc/self/fd that link
+     * to the same file.
+     *
+     * @return null|array{resource, null|resource} the duplicate, and the
+     *         stream this call opened on the fd itself (null when none);
+     *         null when /proc/self/fd cannot tell or no duplicate opened
+     */
+    private static function duplicate(int $fd, string $mode): ?array
+    {
+        $target = @readlink("/proc/self/fd/$fd");
         if ($target === false) {
             return null;
         }
+        $url = $fd === 0 ? 'php://stdin' : 'php://stdout';
         $before = self::fdsLinkingTo($target);
-        $out = fopen('php://stdout', 'wb');
-        if ($out === false) {
+        $dup = @fopen($url, $mode);
+        if ($dup === false) {
             return null;
         }
-        $onFd1 = null;
-        if (self::fdsLinkingTo($target) === $before) {
-            // The first php://stdout opened in PHP CLI is fd 1 itself (when
-            // no STDOUT constant took it); a second open is dup(1).
-            $onFd1 = $out;
-            $out = fopen('php://stdout', 'wb');
-            if ($out === false || self::fdsLinkingTo($target) === $before) {
-                return null;
-            }
+        if (self::fdsLinkingTo($target) > $before) {
+            return [$dup, null];
         }
-        if ($onFd1 !== null) {
-            fclose($onFd1);
-        } elseif (\defined('STDOUT')) {
-            fclose(\STDOUT);
+        // $dup is the fd itself: keep it open whatever happens next.
+        self::$kept[] = $onFd = $dup;
+        $dup = @fopen($url, $mode);
+        if ($dup === false || self::fdsLinkingTo($target) === $before) {
+            return null;
         }
-        if (@readlink('/proc/self/fd/1') === false) {
-            self::$stdoutToStderr = fopen('php://stderr', 'wb') ?: null;
-        }
+        array_pop(self::$kept);
 
-        return $out;
+        return [$dup, $onFd];
+    }
+
+    /**
+     * Points $fd at /dev/null with open(2) and dup2(2) called through FFI.
+     *
+     * @return bool false, with nothing changed, when FFI is not loaded, may
+     *         not be used here (ffi.enable) or a call failed
+     */
+    private static function dup2DevNull(int $fd): bool
+    {
+        if (!\extension_loaded('FFI')) {
+            return false;
+        }
+        try {
+            $libc = \FFI::cdef('int open(const char *path, int flags, ...); int dup2(int oldfd, int newfd); int close(int fd);');
+            $null = $libc->open('/dev/null', 0 /* O_RDONLY */);
+            if ($null < 0) {
+                return false;
+            }
+            $ok = $null === $fd || $libc->dup2($null, $fd) === $fd;
+            if ($null !== $fd) {
+                $libc->close($null);
+            }
+
+            return $ok;
+        } catch (\Throwable) {
+            return false;
+        }
     }
 
     private static function fdsLinkingTo(string $target): int

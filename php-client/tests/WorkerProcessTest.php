@@ -188,6 +188,83 @@ final class WorkerProcessTest extends TestCase
         }
     }
 
+    /**
+     * Runs the stdin-reader fixture: sends the handshake and a first job,
+     * waits until the job starts reading its stdin, then sends a second job
+     * and the stop frame back to back and closes the pipe. A read of fd 0
+     * that reached the supervisor's pipe would take those frames.
+     *
+     * @param list<string> $phpArgs
+     * @return array{stdout: string, stderr: string, code: int, pid: int}
+     */
+    private static function runStdinReader(string $ways, array $phpArgs = []): array
+    {
+        $proc = proc_open(
+            [\PHP_BINARY, '-d', 'display_errors=1', '-d', 'error_reporting=-1', ...$phpArgs, __DIR__ . '/fixtures/stdin-reader-worker.php'],
+            [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => ['pipe', 'w']],
+            $pipes,
+            null,
+            ['READ_STDIN' => $ways] + getenv(),
+        );
+        self::assertIsResource($proc);
+        $pid = proc_get_status($proc)['pid'];
+        fwrite($pipes[0], Golden::bytes('handshake_request') . self::job('stdin-1', []));
+        $stderr = '';
+        $deadline = microtime(true) + self::DEADLINE;
+        while (!str_contains($stderr, "job stdin-1 reads stdin\n")) {
+            $r = [$pipes[2]];
+            $w = $e = null;
+            if (microtime(true) > $deadline || stream_select($r, $w, $e, 0, 100000) === false || feof($pipes[2])) {
+                proc_terminate($proc, 9);
+                self::fail('the first job did not start; stderr: ' . $stderr);
+            }
+            $stderr .= $r === [] ? '' : fread($pipes[2], 65536);
+        }
+        fwrite($pipes[0], self::job('stdin-2', []) . Golden::bytes('stop'));
+        fclose($pipes[0]);
+        [$stdout, $rest] = self::drain($proc, $pipes[1], $pipes[2]);
+
+        return ['stdout' => $stdout, 'stderr' => $stderr . $rest, 'code' => proc_close($proc), 'pid' => $pid];
+    }
+
+    /** @return array<string, array{string, string}> */
+    public static function stdinReaders(): array
+    {
+        return [
+            'fgets(STDIN)' => ['fgets', 'false'],
+            'php://stdin' => ['php://stdin', 'string(0)'],
+            'proc_open cat' => ['proc_open', 'string(0)'],
+            'shell_exec cat' => ['shell_exec', 'NULL'],
+        ];
+    }
+
+    /** @dataProvider stdinReaders */
+    public function testJobsReadingStdinSeeEndOfFileNotTheFrames(string $way, string $seen): void
+    {
+        $r = self::runStdinReader($way);
+
+        self::assertSame(0, $r['code'], $r['stderr']);
+        $handshake = Frame::encode(Frame::CONTROL, [], '{"pid":' . $r['pid'] . '}');
+        self::assertSame(bin2hex($handshake . Golden::bytes('reply_ack') . Golden::bytes('reply_ack')), bin2hex($r['stdout']), $r['stderr']);
+        self::assertStringContainsString("job stdin-1 $way: $seen\n", $r['stderr']);
+        self::assertStringContainsString("job stdin-2 $way: $seen\n", $r['stderr']);
+    }
+
+    public function testWithoutFfiStdinIsClosedAndFd0ReadsEndOfFile(): void
+    {
+        $r = self::runStdinReader('fgets,php://stdin,proc_open,shell_exec', ['-d', 'ffi.enable=0']);
+
+        self::assertSame(0, $r['code'], $r['stderr']);
+        $handshake = Frame::encode(Frame::CONTROL, [], '{"pid":' . $r['pid'] . '}');
+        self::assertSame(bin2hex($handshake . Golden::bytes('reply_ack') . Golden::bytes('reply_ack')), bin2hex($r['stdout']), $r['stderr']);
+        foreach (['stdin-1', 'stdin-2'] as $id) {
+            self::assertStringContainsString("job $id fgets: TypeError fgets(): supplied resource is not a valid stream resource\n", $r['stderr']);
+            self::assertStringContainsString("job $id php://stdin: string(0)\n", $r['stderr']);
+            self::assertStringContainsString("job $id proc_open: string(0)\n", $r['stderr']);
+            self::assertStringContainsString("job $id shell_exec: NULL\n", $r['stderr']);
+        }
+    }
+
     public function testOutputBeforeTheConsumerExistsIsNotRedirected(): void
     {
         // Documented limit: only output after `new Consumer()` is redirected.
