@@ -171,6 +171,14 @@ while ($task = $consumer->waitTask()) {
                 $reply = 'ack';
             }
             break;
+        case 'read-stdin':
+            // Reads its stdin as a job or a library might: the Consumer has
+            // pointed fd 0 at /dev/null, so all three see end of file.
+            $seen = [fgets(STDIN), file_get_contents('php://stdin'), shell_exec('cat')];
+            file_put_contents($log, "stdin $id " . implode(' ', array_map(static fn ($v) => var_export($v, true), $seen)) . "\n", FILE_APPEND | LOCK_EX);
+            $task->ack();
+            $reply = 'ack';
+            break;
         default:
             $task->ack();
             $reply = 'ack';
