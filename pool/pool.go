@@ -574,7 +574,8 @@ func (p *Pool) waitFor(ctx context.Context, cond func() bool) error {
 }
 
 // Workers describes every worker process, in start order. RSS is read
-// from /proc now (the worker and its descendants); CurrentJob is decoded from the running job's context.
+// from /proc now (the worker and its descendants); CurrentJob is decoded
+// from the running job's context.
 func (p *Pool) Workers() []WorkerInfo {
 	p.mu.Lock()
 	out := make([]WorkerInfo, len(p.all))
