@@ -55,6 +55,12 @@ final class Relay
      * EOF); otherwise STDIN is closed (reading it fails) and /dev/null is
      * opened as fd 0.
      *
+     * Where FFI may be used, both duplicates are close-on-exec (FD_CLOEXEC),
+     * so child processes do not inherit the supervisor's pipes: a child left
+     * running after its job (`cmd &`, a daemon) cannot read or write frames,
+     * and the supervisor sees the worker's stdout end when the worker exits.
+     * Without FFI children inherit the duplicates.
+     *
      * @throws RelayException when the address is unknown or the socket cannot be opened
      */
     public static function create(string $address, bool $moveOffStdout = false, bool $moveOffStdin = false): self
@@ -211,8 +217,9 @@ final class Relay
      * Opens a duplicate of fd 0 or 1 through php://stdin or php://stdout.
      * In PHP CLI the first such open is the fd itself (the STDIN and STDOUT
      * constants take it when they exist) and later ones are dup(2)s; which
-     * one came back is told by counting the fds in /proc/self/fd that link
-     * to the same file.
+     * one came back is told by the fds in /proc/self/fd that link to the
+     * same file. The duplicate is marked close-on-exec where FFI may be used
+     * (see closeOnExec()).
      *
      * @return null|array{resource, null|resource} the duplicate, and the
      *         stream this call opened on the fd itself (null when none);
@@ -230,18 +237,55 @@ final class Relay
         if ($dup === false) {
             return null;
         }
-        if (self::fdsLinkingTo($target) > $before) {
+        $added = array_diff(self::fdsLinkingTo($target), $before);
+        if ($added !== []) {
+            self::closeOnExec($added);
+
             return [$dup, null];
         }
         // $dup is the fd itself: keep it open whatever happens next.
         self::$kept[] = $onFd = $dup;
         $dup = @fopen($url, $mode);
-        if ($dup === false || self::fdsLinkingTo($target) === $before) {
+        if ($dup === false) {
             return null;
         }
+        $added = array_diff(self::fdsLinkingTo($target), $before);
+        if ($added === []) {
+            return null;
+        }
+        self::closeOnExec($added);
         array_pop(self::$kept);
 
         return [$dup, $onFd];
+    }
+
+    /**
+     * Sets FD_CLOEXEC on the duplicates with fcntl(2) through FFI, so that
+     * child processes (proc_open, exec, shell_exec, popen, pcntl_exec...)
+     * do not inherit the supervisor's pipes: a child that outlives its job
+     * would otherwise keep them open (the supervisor would not see the
+     * worker's stdout end when the worker exits) and could read or write
+     * frames. Where FFI may not be used nothing changes: the duplicates stay
+     * inheritable.
+     *
+     * @param array<int> $fds
+     */
+    private static function closeOnExec(array $fds): void
+    {
+        $libc = self::libc();
+        if ($libc === null) {
+            return;
+        }
+        try {
+            foreach ($fds as $fd) {
+                $flags = $libc->fcntl($fd, 1 /* F_GETFD */);
+                if ($flags >= 0) {
+                    $libc->fcntl($fd, 2 /* F_SETFD */, $flags | 1 /* FD_CLOEXEC */);
+                }
+            }
+        } catch (\Throwable) {
+            // Left inheritable, as without FFI.
+        }
     }
 
     /**
@@ -252,11 +296,11 @@ final class Relay
      */
     private static function dup2DevNull(int $fd): bool
     {
-        if (!\extension_loaded('FFI')) {
+        $libc = self::libc();
+        if ($libc === null) {
             return false;
         }
         try {
-            $libc = \FFI::cdef('int open(const char *path, int flags, ...); int dup2(int oldfd, int newfd); int close(int fd);');
             $null = $libc->open('/dev/null', 0 /* O_RDONLY */);
             if ($null < 0) {
                 return false;
@@ -272,16 +316,35 @@ final class Relay
         }
     }
 
-    private static function fdsLinkingTo(string $target): int
+    /**
+     * The few libc calls the pipes relay makes through FFI.
+     *
+     * @return null|\FFI null when FFI is not loaded or may not be used here
+     *         (ffi.enable=0, or preload outside the CLI)
+     */
+    private static function libc(): ?\FFI
     {
-        $n = 0;
+        if (!\extension_loaded('FFI')) {
+            return null;
+        }
+        try {
+            return \FFI::cdef('int open(const char *path, int flags, ...); int dup2(int oldfd, int newfd); int close(int fd); int fcntl(int fd, int cmd, ...);');
+        } catch (\Throwable) {
+            return null;
+        }
+    }
+
+    /** @return list<int> the fds in /proc/self/fd that link to $target */
+    private static function fdsLinkingTo(string $target): array
+    {
+        $fds = [];
         foreach (scandir('/proc/self/fd') ?: [] as $fd) {
             if ($fd !== '.' && $fd !== '..' && @readlink("/proc/self/fd/$fd") === $target) {
-                ++$n;
+                $fds[] = (int) $fd;
             }
         }
 
-        return $n;
+        return $fds;
     }
 
     /**

@@ -199,32 +199,60 @@ final class WorkerProcessTest extends TestCase
      */
     private static function runStdinReader(string $ways, array $phpArgs = []): array
     {
-        $proc = proc_open(
-            [\PHP_BINARY, '-d', 'display_errors=1', '-d', 'error_reporting=-1', ...$phpArgs, __DIR__ . '/fixtures/stdin-reader-worker.php'],
-            [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => ['pipe', 'w']],
-            $pipes,
-            null,
-            ['READ_STDIN' => $ways] + getenv(),
-        );
-        self::assertIsResource($proc);
-        $pid = proc_get_status($proc)['pid'];
+        [$proc, $pipes, $pid] = self::startFixture('stdin-reader-worker.php', ['READ_STDIN' => $ways], $phpArgs);
         fwrite($pipes[0], Golden::bytes('handshake_request') . self::job('stdin-1', []));
         $stderr = '';
-        $deadline = microtime(true) + self::DEADLINE;
-        while (!str_contains($stderr, "job stdin-1 reads stdin\n")) {
-            $r = [$pipes[2]];
-            $w = $e = null;
-            if (microtime(true) > $deadline || stream_select($r, $w, $e, 0, 100000) === false || feof($pipes[2])) {
-                proc_terminate($proc, 9);
-                self::fail('the first job did not start; stderr: ' . $stderr);
-            }
-            $stderr .= $r === [] ? '' : fread($pipes[2], 65536);
-        }
+        self::awaitStderr($proc, $pipes[2], '/^job stdin-1 reads stdin$/m', $stderr, 'the first job did not start');
         fwrite($pipes[0], self::job('stdin-2', []) . Golden::bytes('stop'));
         fclose($pipes[0]);
         [$stdout, $rest] = self::drain($proc, $pipes[1], $pipes[2]);
 
         return ['stdout' => $stdout, 'stderr' => $stderr . $rest, 'code' => proc_close($proc), 'pid' => $pid];
+    }
+
+    /**
+     * Starts a fixture worker with pipes on its fd 0, 1 and 2.
+     *
+     * @param array<string, string> $env added to the environment
+     * @param list<string> $phpArgs
+     * @return array{resource, array<int, resource>, int} the process, its pipes and its pid
+     */
+    private static function startFixture(string $fixture, array $env, array $phpArgs): array
+    {
+        $proc = proc_open(
+            [\PHP_BINARY, '-d', 'display_errors=1', '-d', 'error_reporting=-1', ...$phpArgs, __DIR__ . '/fixtures/' . $fixture],
+            [0 => ['pipe', 'r'], 1 => ['pipe', 'w'], 2 => ['pipe', 'w']],
+            $pipes,
+            null,
+            $env + getenv(),
+        );
+        self::assertIsResource($proc);
+
+        return [$proc, $pipes, proc_get_status($proc)['pid']];
+    }
+
+    /**
+     * Reads a worker's stderr into $stderr until it matches $pattern; kills
+     * the worker and fails with $what when it does not within DEADLINE.
+     *
+     * @param resource $proc
+     * @param resource $pipe
+     * @return array<int, string> the matches
+     */
+    private static function awaitStderr($proc, $pipe, string $pattern, string &$stderr, string $what): array
+    {
+        $deadline = microtime(true) + self::DEADLINE;
+        while (!preg_match($pattern, $stderr, $m)) {
+            $r = [$pipe];
+            $w = $e = null;
+            if (microtime(true) > $deadline || stream_select($r, $w, $e, 0, 100000) === false || feof($pipe)) {
+                proc_terminate($proc, 9);
+                self::fail($what . '; stderr: ' . $stderr);
+            }
+            $stderr .= $r === [] ? '' : fread($pipe, 65536);
+        }
+
+        return $m;
     }
 
     /** @return array<string, array{string, string}> */
@@ -263,6 +291,152 @@ final class WorkerProcessTest extends TestCase
             self::assertStringContainsString("job $id proc_open: string(0)\n", $r['stderr']);
             self::assertStringContainsString("job $id shell_exec: NULL\n", $r['stderr']);
         }
+    }
+
+    /**
+     * Runs the background-child fixture: sends the handshake and a job, waits
+     * until the job reports the child it leaves running and notes which
+     * files that child and the worker have open, then sends the stop frame,
+     * closes the pipe and reads the worker's stdout until end of file or
+     * until $eofWithin seconds pass. Then it waits for the worker to exit,
+     * kills the child and reads the worker's stderr to its end.
+     *
+     * @param list<string> $phpArgs
+     * @return array{stdout: string, eof: bool, seconds: float, childAlive: bool, childFds: list<string>, workerFds: list<string>, stdinPipe: string, stdoutPipe: string, stderr: string, code: int, pid: int}
+     */
+    private static function runBackgroundChild(string $way, float $eofWithin, array $phpArgs = []): array
+    {
+        [$proc, $pipes, $pid] = self::startFixture('background-child-worker.php', ['BACKGROUND' => $way], $phpArgs);
+        // A pipe's inode is the number /proc/<pid>/fd shows: pipe:[inode].
+        $stdinPipe = 'pipe:[' . fstat($pipes[0])['ino'] . ']';
+        $stdoutPipe = 'pipe:[' . fstat($pipes[1])['ino'] . ']';
+        $child = 0;
+        try {
+            fwrite($pipes[0], Golden::bytes('handshake_request') . self::job('bg-1', []));
+            $stderr = '';
+            $m = self::awaitStderr($proc, $pipes[2], '/^job bg-1 child (\d+)$/m', $stderr, 'the job did not start its child');
+            $deadline = microtime(true) + self::DEADLINE;
+            $child = (int) $m[1];
+            self::assertGreaterThan(0, $child, $stderr);
+            // Until it has exec'd sleep the forked child still has every fd.
+            while (!str_starts_with((string) @file_get_contents("/proc/$child/cmdline"), "sleep\0")) {
+                if (microtime(true) > $deadline) {
+                    self::fail("the child $child did not exec sleep");
+                }
+                usleep(1000);
+            }
+            $childFds = self::openFiles($child);
+            $workerFds = self::openFiles($pid);
+
+            fwrite($pipes[0], Golden::bytes('stop'));
+            fclose($pipes[0]);
+            $start = microtime(true);
+            $stdout = '';
+            $eof = false;
+            while (!$eof && ($left = $start + $eofWithin - microtime(true)) > 0) {
+                $r = [$pipes[1]];
+                $w = $e = null;
+                if (stream_select($r, $w, $e, (int) $left, (int) (fmod($left, 1.0) * 1e6)) === false) {
+                    self::fail('stream_select failed');
+                }
+                if ($r !== []) {
+                    $chunk = fread($pipes[1], 65536);
+                    $stdout .= (string) $chunk;
+                    $eof = ($chunk === '' || $chunk === false) && feof($pipes[1]);
+                }
+            }
+            $seconds = microtime(true) - $start;
+            $childAlive = is_dir("/proc/$child");
+
+            while (($status = proc_get_status($proc))['running']) {
+                if (microtime(true) > $deadline) {
+                    self::fail('the worker did not exit; stderr: ' . $stderr);
+                }
+                usleep(10000);
+            }
+            $code = $status['exitcode'];
+        } finally {
+            if ($child > 0) {
+                self::kill($child);
+            }
+            if (!isset($code)) {
+                proc_terminate($proc, 9);
+            }
+        }
+        [$rest, $stderrRest] = self::drain($proc, $pipes[1], $pipes[2]);
+        proc_close($proc);
+
+        return [
+            'stdout' => $stdout . $rest, 'eof' => $eof, 'seconds' => $seconds, 'childAlive' => $childAlive,
+            'childFds' => $childFds, 'workerFds' => $workerFds, 'stdinPipe' => $stdinPipe, 'stdoutPipe' => $stdoutPipe,
+            'stderr' => $stderr . $stderrRest, 'code' => $code, 'pid' => $pid,
+        ];
+    }
+
+    /** @return list<string> what the fds in /proc/<pid>/fd link to */
+    private static function openFiles(int $pid): array
+    {
+        $files = [];
+        foreach (scandir("/proc/$pid/fd") ?: [] as $fd) {
+            if ($fd !== '.' && $fd !== '..' && ($target = @readlink("/proc/$pid/fd/$fd")) !== false) {
+                $files[] = $target;
+            }
+        }
+        self::assertNotSame([], $files, "cannot read /proc/$pid/fd");
+
+        return $files;
+    }
+
+    private static function kill(int $pid): void
+    {
+        if (\function_exists('posix_kill')) {
+            posix_kill($pid, 9);
+        } else {
+            exec('kill -9 ' . $pid . ' 2>/dev/null');
+        }
+    }
+
+    /** @return array<string, array{string}> */
+    public static function backgroundChildren(): array
+    {
+        return [
+            'proc_open sleep' => ['proc_open'],
+            'shell_exec sleep &' => ['shell_exec'],
+        ];
+    }
+
+    /** @dataProvider backgroundChildren */
+    public function testChildLeftRunningByAJobDoesNotHoldTheSupervisorsPipes(string $way): void
+    {
+        $r = self::runBackgroundChild($way, 10.0);
+
+        self::assertTrue($r['eof'], sprintf('the worker\'s stdout did not end within 10 s of the stop frame; stderr: %s', $r['stderr']));
+        // The worker holds both pipes (through its duplicates): the names are right.
+        self::assertContains($r['stdinPipe'], $r['workerFds']);
+        self::assertContains($r['stdoutPipe'], $r['workerFds']);
+        self::assertNotContains($r['stdinPipe'], $r['childFds'], 'the child inherited the frames-in pipe');
+        self::assertNotContains($r['stdoutPipe'], $r['childFds'], 'the child inherited the frames-out pipe');
+        self::assertContains('/dev/null', $r['childFds'], 'fd 0 of the child');
+        self::assertTrue($r['childAlive'], 'the child (sleep 30) ended before the worker\'s stdout did');
+        self::assertLessThan(5.0, $r['seconds']);
+        self::assertSame(0, $r['code'], $r['stderr']);
+        $handshake = Frame::encode(Frame::CONTROL, [], '{"pid":' . $r['pid'] . '}');
+        self::assertSame(bin2hex($handshake . Golden::bytes('reply_ack')), bin2hex($r['stdout']), $r['stderr']);
+    }
+
+    public function testWithoutFfiChildrenInheritThePipesAndTheWorkerStillWorks(): void
+    {
+        // Documented limit: without FFI the duplicates stay inheritable, so
+        // the worker's stdout ends only when the child left running ends.
+        $r = self::runBackgroundChild('proc_open', 1.0, ['-d', 'ffi.enable=0']);
+
+        self::assertContains($r['stdinPipe'], $r['childFds']);
+        self::assertContains($r['stdoutPipe'], $r['childFds']);
+        self::assertFalse($r['eof'], 'the worker\'s stdout ended while the child held it');
+        self::assertTrue($r['childAlive']);
+        self::assertSame(0, $r['code'], $r['stderr']);
+        $handshake = Frame::encode(Frame::CONTROL, [], '{"pid":' . $r['pid'] . '}');
+        self::assertSame(bin2hex($handshake . Golden::bytes('reply_ack')), bin2hex($r['stdout']), $r['stderr']);
     }
 
     public function testOutputBeforeTheConsumerExistsIsNotRedirected(): void

@@ -39,6 +39,7 @@ function sqsLog(string $log, Pipevisor\Task $task): void
     file_put_contents($log, $line, FILE_APPEND | LOCK_EX);
 }
 
+$children = []; // processes jobs leave running
 $consumer = new Consumer();
 while ($task = $consumer->waitTask()) {
     $id = $task->getId();
@@ -176,6 +177,14 @@ while ($task = $consumer->waitTask()) {
             // pointed fd 0 at /dev/null, so all three see end of file.
             $seen = [fgets(STDIN), file_get_contents('php://stdin'), shell_exec('cat')];
             file_put_contents($log, "stdin $id " . implode(' ', array_map(static fn ($v) => var_export($v, true), $seen)) . "\n", FILE_APPEND | LOCK_EX);
+            $task->ack();
+            $reply = 'ack';
+            break;
+        case 'leave-child':
+            // Leaves `sleep 60` running (inheriting fd 0, 1 and 2, never
+            // proc_close()d) and logs "child <id> <pid>".
+            $children[] = $child = proc_open(['sleep', '60'], [], $pipes);
+            file_put_contents($log, "child $id " . proc_get_status($child)['pid'] . "\n", FILE_APPEND | LOCK_EX);
             $task->ack();
             $reply = 'ack';
             break;
