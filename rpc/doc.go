@@ -24,6 +24,17 @@
 // client likes. Once the first byte of a frame has arrived, the rest of
 // it must arrive within the frame timeout (DefaultFrameTimeout, one
 // minute; WithFrameTimeout), or the connection ends (ErrFrameTimeout).
+// Writing a reply must finish within the frame timeout too, or the
+// connection ends at once (ErrReplyTimeout) and the replies of the calls
+// still in progress are lost: a client has to read its replies.
+//
+// A connection has at most DefaultMaxCallsInProgress (128;
+// WithMaxCallsInProgress) calls in progress, from the arrival of a
+// request to the writing of its reply. At the limit the server reads no
+// further requests from it until a reply has been written; pipelined
+// requests past the limit wait in the socket buffers and are read as
+// calls finish, so a client that reads its replies may pipeline any
+// number.
 //
 // Codecs: CodecProto (0x80, what RoadRunner's PHP client sends; bodies are
 // the jobs.v1 protobuf messages of package jobsv1) and CodecJSON (0x08, what

@@ -19,10 +19,17 @@ import (
 const MaxRequestSize = 64 << 20
 
 // DefaultFrameTimeout is how long the rest of a request frame may take to
-// arrive once its first byte has (see WithFrameTimeout). It is the default
-// jobs.timeout: a frame that cannot cross the connection in that time
-// would miss its call's deadline anyway.
+// arrive once its first byte has, and how long writing a reply may take
+// (see WithFrameTimeout). It is the default jobs.timeout: a frame that
+// cannot cross the connection in that time would miss its call's deadline
+// anyway.
 const DefaultFrameTimeout = time.Minute
+
+// DefaultMaxCallsInProgress is how many calls one connection may have in
+// progress at once, from reading a request's header to writing its reply
+// (see WithMaxCallsInProgress). While that many are in progress the
+// server reads no further requests from the connection.
+const DefaultMaxCallsInProgress = 128
 
 // ErrRequestTooLarge ends a connection whose request frame announces a
 // payload over MaxRequestSize.
@@ -31,6 +38,10 @@ var ErrRequestTooLarge = errors.New("rpc: request frame too large")
 // ErrFrameTimeout ends a connection that began a request frame and did not
 // finish it within the frame timeout.
 var ErrFrameTimeout = errors.New("rpc: request frame incomplete")
+
+// ErrReplyTimeout ends a connection on which writing a reply did not
+// finish within the frame timeout: the client is not reading its replies.
+var ErrReplyTimeout = errors.New("rpc: reply not written")
 
 // ErrBadHeader ends a connection whose request frame header fails its CRC.
 var ErrBadHeader = errors.New("rpc: request frame header CRC mismatch")
@@ -68,9 +79,16 @@ const requestHeaderSize = frame.HeaderSize + 2*gf.WORD
 //   - The seq of a request must not be that of a call in progress (if seqs
 //     is set; see seqSet).
 //
+// Each Write (goridge writes a reply frame in one) must finish within
+// timeout too (if timeout > 0); one that does not closes the connection
+// and fails with ErrReplyTimeout, and so does every Write after it. A
+// client that sends requests and never reads the replies fills its
+// receive buffer, and without the bound the reply write would block
+// forever, and with it every other call on the connection.
+//
 // Reads and the header state belong to the one goroutine that reads the
-// connection; Write, startReply and endReply to the goroutine writing a
-// reply (net/rpc and guardedCodec write one reply at a time).
+// connection; Write, werr, startReply and endReply to the goroutine
+// writing a reply (net/rpc and guardedCodec write one reply at a time).
 type limitConn struct {
 	net.Conn
 	timeout time.Duration // 0: no frame timeout
@@ -84,6 +102,7 @@ type limitConn struct {
 	deadline  time.Time // read deadline set for the current frame; zero: none set
 	replySeq  uint32    // seq of the reply being written
 	replyOpen bool      // replySeq is still in seqs
+	werr      error     // why writes fail: a reply write timed out and the connection is closed
 }
 
 // newLimitConn wraps conn with a frame timeout and a seq check.
@@ -210,7 +229,21 @@ func (c *limitConn) endReply() {
 
 func (c *limitConn) Write(p []byte) (int, error) {
 	c.endReply()
-	return c.Conn.Write(p)
+	if c.werr != nil {
+		return 0, c.werr
+	}
+	if c.timeout > 0 {
+		if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+			return 0, fmt.Errorf("rpc: set write deadline: %w", err)
+		}
+	}
+	n, err := c.Conn.Write(p)
+	if err != nil && c.timeout > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		c.werr = fmt.Errorf("%w within %v: %d of %d bytes went out", ErrReplyTimeout, c.timeout, n, len(p))
+		_ = c.Conn.Close() // the reader's Read fails and the connection ends
+		return n, c.werr
+	}
+	return n, err
 }
 
 // seqSet holds the seqs of the calls in progress on one connection, from

@@ -66,6 +66,7 @@ type Server struct {
 	workers      Workers
 	log          *slog.Logger
 	frameTimeout time.Duration
+	maxCalls     int          // calls in progress per connection
 	conns        atomic.Int64 // connection goroutines running
 }
 
@@ -73,14 +74,33 @@ type Server struct {
 type Option func(*Server)
 
 // WithFrameTimeout sets how long the rest of a request frame may take to
-// arrive once its first byte has (DefaultFrameTimeout unless set). A
-// connection that misses it is closed: its calls in progress finish and
-// get their replies first. Time between frames is not limited, so clients
-// may keep a connection open and idle. A d <= 0 keeps the default.
+// arrive once its first byte has, and how long writing one reply may take
+// (DefaultFrameTimeout unless set). A connection whose request frame
+// misses it is closed once its calls in progress have finished and got
+// their replies. A connection whose reply write misses it (the client
+// does not read its replies) is closed at once: the calls in progress
+// finish, their replies are lost. Time between frames is not limited, so
+// clients may keep a connection open and idle. A d <= 0 keeps the
+// default.
 func WithFrameTimeout(d time.Duration) Option {
 	return func(s *Server) {
 		if d > 0 {
 			s.frameTimeout = d
+		}
+	}
+}
+
+// WithMaxCallsInProgress sets how many calls one connection may have in
+// progress at once (DefaultMaxCallsInProgress unless set). A call is in
+// progress from the arrival of its request until its reply is written.
+// When the limit is reached the server stops reading that connection
+// until a reply has been written, so a client may pipeline any number of
+// requests: the later ones wait in the socket buffers. An n <= 0 keeps the
+// default.
+func WithMaxCallsInProgress(n int) Option {
+	return func(s *Server) {
+		if n > 0 {
+			s.maxCalls = n
 		}
 	}
 }
@@ -92,7 +112,7 @@ func NewServer(j Jobs, w Workers, log *slog.Logger, opts ...Option) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{jobs: j, workers: w, log: log, frameTimeout: DefaultFrameTimeout}
+	s := &Server{jobs: j, workers: w, log: log, frameTimeout: DefaultFrameTimeout, maxCalls: DefaultMaxCallsInProgress}
 	for _, o := range opts {
 		o(s)
 	}
@@ -105,7 +125,8 @@ func NewServer(j Jobs, w Workers, log *slog.Logger, opts ...Option) *Server {
 // their ctx cancelled) and returns nil. A listen or accept failure is
 // returned as an error. A connection also ends, with its goroutine, when
 // the client closes it or breaks the rules in the package documentation
-// (Transport), for example by stalling in the middle of a frame.
+// (Transport), for example by stalling in the middle of a frame or by
+// not reading its replies.
 func (s *Server) Serve(ctx context.Context, listen string) error {
 	ln, err := Listen(ctx, listen)
 	if err != nil {
@@ -163,7 +184,12 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 			defer s.conns.Add(-1)
 			defer t.remove(conn)
 			lc := newLimitConn(conn, s.frameTimeout)
-			srv.ServeCodec(&guardedCodec{inner: goridgerpc.NewCodec(lc), conn: lc, log: s.log})
+			srv.ServeCodec(&guardedCodec{
+				inner: goridgerpc.NewCodec(lc),
+				conn:  lc,
+				log:   s.log,
+				calls: make(chan struct{}, s.maxCalls),
+			})
 		})
 	}
 }
@@ -236,13 +262,24 @@ func (t *tracker) closeAll() {
 // ends the connection. goridge v3.8.3 indexes the payload with the
 // client-supplied method length without a bounds check, so a malformed
 // frame would otherwise crash the supervisor. It also tells conn which
-// seq each reply answers (see limitConn.startReply) and writes one reply
-// at a time.
+// seq each reply answers (see limitConn.startReply), writes one reply at a
+// time, and bounds the calls in progress.
+//
+// Bounding the calls: net/rpc reads requests in one goroutine and runs
+// each call in a goroutine of its own, which ends once the reply is
+// written; a client that never reads its replies would otherwise make it
+// start goroutines without end. Every request header net/rpc reads
+// successfully gets exactly one WriteResponse (the call's reply, or the
+// error reply to a request it cannot serve), so ReadRequestHeader takes a
+// slot of calls before reading (waiting while all are taken) and keeps it
+// on success; WriteResponse gives it back once the reply is written or
+// has failed.
 type guardedCodec struct {
 	inner *goridgerpc.Codec
 	conn  *limitConn
 	log   *slog.Logger
-	wmu   sync.Mutex // held while a reply is written
+	calls chan struct{} // one element per call in progress; its capacity is the limit
+	wmu   sync.Mutex    // held while a reply is written
 }
 
 func (g *guardedCodec) recovered(op string, err *error) {
@@ -253,6 +290,12 @@ func (g *guardedCodec) recovered(op string, err *error) {
 }
 
 func (g *guardedCodec) ReadRequestHeader(r *netrpc.Request) (err error) {
+	g.calls <- struct{}{}
+	defer func() {
+		if err != nil {
+			<-g.calls // no reply follows
+		}
+	}()
 	defer g.recovered("read request", &err)
 	err = g.inner.ReadRequestHeader(r)
 	switch {
@@ -273,12 +316,20 @@ func (g *guardedCodec) ReadRequestBody(body any) (err error) {
 }
 
 func (g *guardedCodec) WriteResponse(r *netrpc.Response, body any) (err error) {
+	defer func() { <-g.calls }()
 	g.wmu.Lock()
 	defer g.wmu.Unlock()
+	timedOut := g.conn.werr != nil
 	g.conn.startReply(uint32(r.Seq))
 	defer g.conn.endReply()
 	defer g.recovered("write response", &err)
-	return g.inner.WriteResponse(r, body)
+	err = g.inner.WriteResponse(r, body)
+	if !timedOut && g.conn.werr != nil {
+		// goridge drops the write error of an error reply; werr has it.
+		g.log.Warn("rpc: closing connection", "remote", g.conn.RemoteAddr().String(), "err", g.conn.werr)
+		err = g.conn.werr
+	}
+	return err
 }
 
 func (g *guardedCodec) Close() error { return g.inner.Close() }
