@@ -20,7 +20,7 @@ const MaxRequestSize = 64 << 20
 
 // DefaultFrameTimeout is how long the rest of a request frame may take to
 // arrive once its first byte has, and how long writing a reply may take
-// (see WithFrameTimeout). It is the default jobs.timeout: a frame that
+// (see WithFrameTimeout). The supervisor sets it to jobs.timeout: a frame that
 // cannot cross the connection in that time would miss its call's deadline
 // anyway.
 const DefaultFrameTimeout = time.Minute

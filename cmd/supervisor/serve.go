@@ -89,8 +89,11 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 		Pipelines:          root.Jobs.Pipelines,
 		DefaultConcurrency: pcfg.NumWorkers,
 	})
-	srv := rpc.NewServer(withTimeout(prod.jobs(mgr), root.Jobs.Timeout), poolWorkers{p}, log) // production: push counts
-	prod.serve(mgr, p)                                                                        // production: /health, /ready, /metrics
+	// A request frame or reply that cannot cross the connection within
+	// jobs.timeout would miss its call's deadline anyway.
+	srv := rpc.NewServer(withTimeout(prod.jobs(mgr), root.Jobs.Timeout), poolWorkers{p}, log, // production: push counts
+		rpc.WithFrameTimeout(root.Jobs.Timeout))
+	prod.serve(mgr, p) // production: /health, /ready, /metrics
 
 	// The pipelines start before the RPC server serves, so no push can
 	// name a pipeline that does not exist yet. Clients that connect
