@@ -21,10 +21,11 @@ const (
 	// locally (handed out, waiting or not yet handed out); a poll may
 	// bring up to pollBatch-1 more. See flow.go.
 	partitionBuffer = 512
-	// copyRetryDelay is how long a record waits before it is handed out
-	// again when producing its dead-letter copy failed, and the least
-	// delay of the in-place retry that stands in for a retry copy that
-	// could not be produced.
+	// copyRetryDelay is the first wait before a dead-letter copy that
+	// could not be produced is tried again (then doubling up to
+	// maxCopyRetryDelay, see deadletter.go), and the least delay of the
+	// in-place retry that stands in for a retry copy that could not be
+	// produced.
 	copyRetryDelay = time.Second
 )
 
@@ -34,6 +35,10 @@ const (
 	statePending entryState = iota // fetched, waiting to be handed out
 	stateOut                       // handed out, not settled
 	stateDone                      // settled for good: may be committed
+	// stateDead: settled Dead, its dead-letter copy not produced yet.
+	// Never handed out again; its partition (or key) waits for it as for
+	// an in-place retry, and so does the commit point (deadletter.go).
+	stateDead
 )
 
 // entry is one fetched record and its local state.
@@ -48,6 +53,7 @@ type entry struct {
 	// point waits for it); once due, it waits for the later records that
 	// passed it and are still out (see partState.eligible).
 	deferred bool
+	dead     *deadCopy // the pending dead-letter copy in stateDead
 }
 
 // heldAside reports whether e is a delayed record that later records may
@@ -68,6 +74,7 @@ type partState struct {
 	// timed counts the entries with a readyAt (delayed or retried in
 	// place), so that looking for the next one skips partitions without.
 	timed int
+	ndead int   // entries in stateDead
 	next  int64 // next offset expected from fetches; -1 unknown
 
 	popped    kgo.EpochOffset // one past the last record popped as done
@@ -88,7 +95,9 @@ type partState struct {
 
 // eligible returns the first entry that may be handed out now under ord,
 // or nil. At most one entry of ps (ordering: partition) or of one key
-// (ordering: key) is out at any time: a delayed record that later records
+// (ordering: key) is out at any time, and an entry waiting for an
+// in-place retry or for its dead-letter copy holds back the later ones
+// of ps (or of its key). A delayed record that later records
 // passed while it was held aside is not handed out, once due, until those
 // of them that are out are settled. Only such a record costs a second
 // scan; without delayed records eligible looks at no entry twice.
@@ -215,6 +224,7 @@ type consumerState struct {
 	demand     chan struct{} // Receive -> poller, capacity 1
 	roomKick   chan struct{} // settlement -> poller waiting for room, capacity 1
 	commitKick chan struct{} // settlement -> committer, capacity 1
+	deadKick   chan struct{} // failed dead-letter copy -> its retrier, capacity 1
 }
 
 func newConsumerState(cfg Config) *consumerState {
@@ -229,6 +239,7 @@ func newConsumerState(cfg Config) *consumerState {
 		demand:     make(chan struct{}, 1),
 		roomKick:   make(chan struct{}, 1),
 		commitKick: make(chan struct{}, 1),
+		deadKick:   make(chan struct{}, 1),
 	}
 }
 
@@ -303,12 +314,12 @@ func (c *consumerState) nextReadyLocked(now time.Time) time.Time {
 
 // Receive hands out the next record: per partition in offset order, one
 // at a time (ordering: partition) or one per key (ordering: key), skipping
-// records whose delay or in-place retry has not passed. A delayed record
-// that later records passed while it waited runs, once due, only when
-// none of them is out. It blocks until a
-// record is available or ctx is done (returning ctx's error). It returns
-// consumer.ErrClosed once Close began and ErrNotConsuming on a push-only
-// pipeline.
+// records whose delay or in-place retry has not passed and dead records
+// whose dead-letter copy is pending (never handed out again). A delayed
+// record that later records passed while it waited runs, once due, only
+// when none of them is out. It blocks until a record is available or ctx
+// is done (returning ctx's error). It returns consumer.ErrClosed once
+// Close began and ErrNotConsuming on a push-only pipeline.
 func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 	c := d.cons
 	if c == nil {
@@ -409,9 +420,11 @@ func (d *Driver) delivery(ps *partState, e *entry) *consumer.Delivery {
 // settlement table in DESIGN.md). With retry_topic, a Retry or Requeue
 // whose copy cannot be produced is retried in place instead, as without
 // retry_topic (the attempt counts, the headers are kept), after its delay
-// but at least copyRetryDelay; the error is returned. A delivery of a partition that was
-// revoked since it was handed out returns consumer.ErrStaleDelivery and
-// changes nothing: the partition's new owner delivers the record again.
+// but at least copyRetryDelay; the error is returned. A Dead whose
+// dead-letter copy cannot be produced is not handed out again (see
+// settleDead). A delivery of a partition that was revoked since it was
+// handed out returns consumer.ErrStaleDelivery and changes nothing: the
+// partition's new owner delivers the record again.
 func (d *Driver) settle(ctx context.Context, ps *partState, e *entry, o consumer.Outcome) error {
 	c := d.cons
 	c.mu.Lock()
@@ -443,23 +456,7 @@ func (d *Driver) settle(ctx context.Context, ps *partState, e *entry, o consumer
 		}
 		return d.finish(ps, e)
 	case consumer.Dead:
-		if d.deadLetter == "" {
-			d.log.Warn("dead job dropped: the pipeline has no dead_letter topic",
-				"id", e.meta.id, "job", e.meta.job, "topic", e.rec.Topic,
-				"partition", e.rec.Partition, "offset", e.rec.Offset, "reason", o.Reason)
-			return d.finish(ps, e)
-		}
-		rec := copyRecord(d.deadLetter, e, headers, attempt, time.Time{},
-			kgo.RecordHeader{Key: hdrDeadReason, Value: []byte(o.Reason)},
-			kgo.RecordHeader{Key: hdrSourceTopic, Value: []byte(e.rec.Topic)},
-			kgo.RecordHeader{Key: hdrSourcePartition, Value: fmt.Appendf(nil, "%d", e.rec.Partition)},
-			kgo.RecordHeader{Key: hdrSourceOffset, Value: fmt.Appendf(nil, "%d", e.rec.Offset)},
-		)
-		if err := d.produceCopy(ctx, rec); err != nil {
-			return errors.Join(fmt.Errorf("kafkajobs: dead-letter copy to %q: %w", d.deadLetter, err),
-				d.redeliver(ps, e, copyRetryDelay, 0, nil))
-		}
-		return d.finish(ps, e)
+		return d.settleDead(ctx, ps, e, o, headers, attempt)
 	default:
 		return errors.Join(fmt.Errorf("kafkajobs: unknown outcome action %v", o.Action),
 			d.redeliver(ps, e, 0, 0, nil))
@@ -500,13 +497,17 @@ func (d *Driver) finish(ps *partState, e *entry) error {
 	return nil
 }
 
-// finishLocked marks the handed-out entry e done, wakes the committer
-// and, while partitions are paused, resumes those that may fetch again.
+// finishLocked marks the handed-out entry e done (see doneLocked).
 func (d *Driver) finishLocked(ps *partState, e *entry) {
+	d.cons.active--
+	d.doneLocked(ps, e, time.Now())
+}
+
+// doneLocked marks e done, wakes the committer and, while partitions are
+// paused, resumes those that may fetch again.
+func (d *Driver) doneLocked(ps *partState, e *entry, now time.Time) {
 	c := d.cons
-	now := time.Now()
 	e.state = stateDone
-	c.active--
 	wasFull := ps.full()
 	ps.advance()
 	if wasFull && !ps.full() {

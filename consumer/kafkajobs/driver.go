@@ -20,6 +20,11 @@
 //     partition, the default); with ordering: key, records with different
 //     keys run in parallel and records with one key stay in offset order.
 //     In-place retries keep that order: the partition (or key) waits.
+//   - A dead job is not handed out again. When its dead-letter copy cannot
+//     be produced, the same copy is produced again (after copyRetryDelay,
+//     doubling up to maxCopyRetryDelay) until it lands; meanwhile the
+//     partition (or key) waits as for an in-place retry, and the commit
+//     point stays before the record (see deadletter.go).
 //   - Flow control. Records are fetched only when Receive is waiting and
 //     nothing local can be handed out, a poll at a time (pollBatch), and
 //     not while a partition's local buffer is full; a full partition is
@@ -32,9 +37,12 @@
 // Limits: the attempt count of an in-place retry lives in this process
 // (a restart or rebalance hands the record out again as attempt 1 and
 // its retry delay is lost; with retry_topic the copy carries rr_attempt);
-// a Dead whose dead-letter copy cannot be produced is handed to a worker
-// again a second later (the record is never dropped); Stat's Ready is
-// taken from the last fetch's high watermark.
+// a dead record whose dead-letter copy is still pending when the driver
+// closes or the partition is revoked or lost is left uncommitted, so the
+// partition's next owner runs the job again (and a copy whose answer was
+// lost may land twice); while the dead-letter topic stays unavailable its
+// partition (or key) makes no progress; Stat's Ready is taken from the
+// last fetch's high watermark.
 //
 // Record layout written by Publish: key = job key, or the job id when the
 // job has none; headers rr_id, rr_job, rr_pipeline, rr_priority, plus one
@@ -113,8 +121,8 @@ type Driver struct {
 	cons *consumerState // nil for a push-only pipeline
 	conn connHealth
 
-	cancel context.CancelFunc // stops the poller and committer
-	wg     sync.WaitGroup     // poller and committer
+	cancel context.CancelFunc // stops the poller, committer and dead-letter retrier
+	wg     sync.WaitGroup     // poller, committer and dead-letter retrier
 
 	closeOnce sync.Once
 	closeErr  error
@@ -186,6 +194,10 @@ func newDriver(ctx context.Context, name string, g Global, cfg Config, deadLette
 		d.wg.Add(2)
 		go func() { defer d.wg.Done(); d.pollLoop(runCtx) }()
 		go func() { defer d.wg.Done(); d.commitLoop(runCtx) }()
+		if deadLetter != "" {
+			d.wg.Add(1)
+			go func() { defer d.wg.Done(); d.deadLetterLoop(runCtx) }()
+		}
 	}
 	return d, nil
 }
@@ -328,8 +340,9 @@ func tlsConfig(t *TLS) (*tls.Config, error) {
 // Close stops fetching, waits until every handed-out delivery is settled
 // (or ctx is done), commits the done prefix of every partition (with up
 // to finalCommitGrace of its own if ctx already ended), leaves the group
-// and closes the client. Records fetched but not handed out, and
-// records waiting for an in-place retry, are left uncommitted: the group
+// and closes the client. Records fetched but not handed out, records
+// waiting for an in-place retry and dead records whose dead-letter copy
+// is still pending (its retries stop) are left uncommitted: the group
 // delivers them again. Close is idempotent; later calls return the first
 // result. After Close, Receive, Publish and Settle return
 // consumer.ErrClosed.
@@ -386,7 +399,9 @@ func (d *Driver) Check() error {
 // partitions (high watermark minus what was handed out, taken from the
 // last fetch) plus local records not yet handed out, Delayed the records
 // waiting for a delay or an in-place retry, Active the records handed out
-// and not settled. A push-only pipeline reports -1 for Ready and Delayed.
+// and not settled. A dead record whose dead-letter copy is pending counts
+// in none of them: it is settled and never runs again. A push-only
+// pipeline reports -1 for Ready and Delayed.
 func (d *Driver) Stat(context.Context) (consumer.Stat, error) {
 	st := consumer.Stat{
 		Pipeline: d.name,

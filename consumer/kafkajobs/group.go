@@ -317,10 +317,11 @@ func (d *Driver) revokeWait(cl *kgo.Client) time.Duration {
 }
 
 // drainRevoked marks the partitions of tps as revoking (Receive no longer
-// hands out their records) and waits until none of their records is
-// handed out and unsettled, revokeWait passed or ctx is done. While Close
-// leaves the group it does not wait: Close already waited for every
-// delivery.
+// hands out their records, nor does the dead-letter retrier start copies
+// of them) and waits until none of their records is handed out and
+// unsettled or has its dead-letter copy in flight, revokeWait passed or
+// ctx is done. While Close leaves the group it does not wait: Close
+// already waited for every delivery.
 func (d *Driver) drainRevoked(ctx context.Context, cl *kgo.Client, tps map[string][]int32) error {
 	c := d.cons
 	var parts []*partState
@@ -345,7 +346,7 @@ func (d *Driver) drainRevoked(ctx context.Context, cl *kgo.Client, tps map[strin
 		out := 0
 		for _, ps := range parts {
 			for _, e := range ps.entries {
-				if e.state == stateOut {
+				if e.state == stateOut || (e.state == stateDead && e.dead.inFlight) {
 					out++
 				}
 			}

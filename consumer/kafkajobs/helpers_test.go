@@ -196,3 +196,31 @@ func header(r *kgo.Record, key string) (string, bool) {
 	}
 	return "", false
 }
+
+// waitSplit waits until d1 and d2 own one partition each and returns
+// them: the one d1 kept and the one that moved to d2.
+func waitSplit(t testing.TB, d1, d2 *Driver) (kept, moved int32) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for len(assigned(d1)) != 1 || len(assigned(d2)) != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no split: %v and %v", assigned(d1), assigned(d2))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return assigned(d1)[0], assigned(d2)[0]
+}
+
+// checkRecord fails the test unless r has the given key, value and
+// header values.
+func checkRecord(t testing.TB, r *kgo.Record, key, value string, headers map[string]string) {
+	t.Helper()
+	if string(r.Key) != key || string(r.Value) != value {
+		t.Fatalf("record key %q value %q, want %q and %q", r.Key, r.Value, key, value)
+	}
+	for k, want := range headers {
+		if got, _ := header(r, k); got != want {
+			t.Errorf("header %s = %q, want %q", k, got, want)
+		}
+	}
+}

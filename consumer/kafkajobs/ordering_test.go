@@ -405,14 +405,7 @@ func TestRebalanceMakesMovedDeliveriesStale(t *testing.T) {
 	}
 
 	d2 := open(t, c, cfg, "")
-	deadline := time.Now().Add(15 * time.Second)
-	for len(assigned(d1)) != 1 || len(assigned(d2)) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no split: %v and %v", assigned(d1), assigned(d2))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	kept, moved := assigned(d1)[0], assigned(d2)[0]
+	kept, moved := waitSplit(t, d1, d2)
 	err := held[moved].Settle(testCtx(t, 5*time.Second), consumer.Outcome{Action: consumer.Ack})
 	if !errors.Is(err, consumer.ErrStaleDelivery) {
 		t.Fatalf("settling a delivery of the moved partition: %v, want ErrStaleDelivery", err)

@@ -42,14 +42,7 @@ func TestRebalanceWaitsForRunningJobs(t *testing.T) {
 		}
 	}
 
-	deadline := time.Now().Add(15 * time.Second)
-	for len(assigned(d1)) != 1 || len(assigned(d2)) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no split: %v and %v", assigned(d1), assigned(d2))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	kept, moved := assigned(d1)[0], assigned(d2)[0]
+	kept, moved := waitSplit(t, d1, d2)
 	want := map[int32]string{0: "b0", 1: "b1"}
 	for _, m := range []struct {
 		d *Driver

@@ -1,0 +1,212 @@
+package kafkajobs
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/pipevisor/pipevisor/consumer"
+)
+
+// Dead records and their dead-letter copies.
+//
+// A delivery settled Dead is produced to the dead-letter topic and then
+// marked done. When that produce fails, the record is dead all the same:
+// it is never handed out again. It stays in its partition as stateDead
+// ("dead, copy pending") with the copy it had built, and the dead-letter
+// retrier (deadLetterLoop, one per driver, owned by Close) produces that
+// same copy again after copyRetryDelay, doubling up to maxCopyRetryDelay,
+// until it lands; then the record is done and may be committed. Until
+// then:
+//   - the commit point stays before it, so a restart, Close or rebalance
+//     leaves it uncommitted and the partition's next owner runs the job
+//     again (as for every record not settled for good);
+//   - its partition (ordering: partition) or key (ordering: key) waits, as
+//     for a record waiting for an in-place retry: no later record of it is
+//     handed out, so none is processed, let alone committed, past it;
+//   - it counts neither as active (it is settled) nor as ready or delayed
+//     in Stat (it will not run again).
+//
+// A partition being revoked gets no new copy attempts; the revocation
+// waits for an attempt in flight as it waits for a running job, and a
+// copy still pending when the partition is dropped is dropped with it.
+
+// maxCopyRetryDelay caps the wait between two attempts at a dead-letter
+// copy (see copyRetryDelay).
+const maxCopyRetryDelay = 5 * time.Second
+
+// deadCopy is the pending dead-letter copy of a record in stateDead.
+type deadCopy struct {
+	rec      *kgo.Record   // the copy as first built; each attempt produces a fresh record of it
+	at       time.Time     // next attempt not before
+	wait     time.Duration // the wait before the next attempt after a failure
+	inFlight bool          // an attempt is being produced
+}
+
+// settleDead carries out a Dead outcome for the handed-out entry e of ps:
+// with a dead-letter topic it produces the dead-letter copy (the user
+// headers and attempt the delivery had, the reason and the source
+// topic, partition and offset) and marks e done. When the copy cannot be
+// produced, e becomes a dead record whose copy is retried by the driver
+// (see the comment at the top of this file) and the error is returned:
+// the job does not run again. Without a dead-letter topic the job is
+// logged and dropped.
+func (d *Driver) settleDead(ctx context.Context, ps *partState, e *entry, o consumer.Outcome, headers map[string][]string, attempt int) error {
+	if d.deadLetter == "" {
+		d.log.Warn("dead job dropped: the pipeline has no dead_letter topic",
+			"id", e.meta.id, "job", e.meta.job, "topic", e.rec.Topic,
+			"partition", e.rec.Partition, "offset", e.rec.Offset, "reason", o.Reason)
+		return d.finish(ps, e)
+	}
+	rec := copyRecord(d.deadLetter, e, headers, attempt, time.Time{},
+		kgo.RecordHeader{Key: hdrDeadReason, Value: []byte(o.Reason)},
+		kgo.RecordHeader{Key: hdrSourceTopic, Value: []byte(e.rec.Topic)},
+		kgo.RecordHeader{Key: hdrSourcePartition, Value: fmt.Appendf(nil, "%d", e.rec.Partition)},
+		kgo.RecordHeader{Key: hdrSourceOffset, Value: fmt.Appendf(nil, "%d", e.rec.Offset)},
+	)
+	err := d.produceCopy(ctx, freshCopy(rec))
+	if err == nil {
+		return d.finish(ps, e)
+	}
+	if herr := d.holdDead(ps, e, rec); herr != nil {
+		return fmt.Errorf("kafkajobs: dead-letter copy to %q: %w; %w", d.deadLetter, err, herr)
+	}
+	return fmt.Errorf("kafkajobs: dead-letter copy to %q (retried; the job does not run again): %w", d.deadLetter, err)
+}
+
+// freshCopy returns a new record with the topic, key, value and headers
+// of tmpl: kgo fills in a produced record (partition, offset, timestamp,
+// producer fields) and may still hold one whose produce was given up.
+func freshCopy(tmpl *kgo.Record) *kgo.Record {
+	return &kgo.Record{Topic: tmpl.Topic, Key: tmpl.Key, Value: tmpl.Value, Headers: tmpl.Headers}
+}
+
+// holdDead turns the handed-out entry e into a dead record whose copy rec
+// is produced again after copyRetryDelay, and wakes the retrier. A
+// delivery of a revoked partition returns consumer.ErrStaleDelivery.
+func (d *Driver) holdDead(ps *partState, e *entry, rec *kgo.Record) error {
+	c := d.cons
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.staleLocked(ps); err != nil {
+		return err
+	}
+	e.state = stateDead
+	e.dead = &deadCopy{rec: rec, at: time.Now().Add(copyRetryDelay), wait: copyRetryDelay}
+	ps.ndead++
+	c.active--
+	select {
+	case c.deadKick <- struct{}{}:
+	default:
+	}
+	c.notifyLocked()
+	return nil
+}
+
+// deadItem is one dead record whose copy an attempt produces.
+type deadItem struct {
+	ps *partState
+	e  *entry
+}
+
+// deadLetterLoop produces the pending dead-letter copies, each once its
+// wait passed, until ctx is done. Close owns it.
+func (d *Driver) deadLetterLoop(ctx context.Context) {
+	c := d.cons
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	for ctx.Err() == nil {
+		due, next := c.takeDueDead(time.Now())
+		if len(due) > 0 {
+			d.retryDead(ctx, due)
+			continue
+		}
+		var tick <-chan time.Time
+		if !next.IsZero() {
+			timer.Reset(time.Until(next))
+			tick = timer.C
+		}
+		select {
+		case <-ctx.Done():
+		case <-c.deadKick:
+		case <-tick:
+		}
+		timer.Stop()
+	}
+}
+
+// takeDueDead marks the dead records whose copy is due as in flight and
+// returns them, with the earliest later attempt time (zero if none).
+// Partitions being revoked are skipped.
+func (c *consumerState) takeDueDead(now time.Time) ([]deadItem, time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var (
+		due  []deadItem
+		next time.Time
+	)
+	for _, ps := range c.order {
+		if ps.ndead == 0 || ps.revoking {
+			continue
+		}
+		for _, e := range ps.entries {
+			if e.state != stateDead || e.dead.inFlight {
+				continue
+			}
+			if at := e.dead.at; at.After(now) {
+				if next.IsZero() || at.Before(next) {
+					next = at
+				}
+				continue
+			}
+			e.dead.inFlight = true
+			due = append(due, deadItem{ps, e})
+		}
+	}
+	return due, next
+}
+
+// retryDead produces the copies of due, within the producer's delivery
+// timeout, and settles each record that landed for good; the others wait
+// twice as long as last time (at most maxCopyRetryDelay). Results for
+// partitions dropped meanwhile are ignored: their new owner has the
+// records.
+func (d *Driver) retryDead(ctx context.Context, due []deadItem) {
+	recs := make([]*kgo.Record, len(due))
+	for i, it := range due {
+		recs[i] = freshCopy(it.e.dead.rec)
+	}
+	pctx, cancel := context.WithTimeout(ctx, d.cfg.ProducerOptions.DeliveryTimeout)
+	errs := d.prod.produce(pctx, recs)
+	cancel()
+
+	c := d.cons
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	for i, it := range due {
+		ps, e := it.ps, it.e
+		dc := e.dead
+		dc.inFlight = false
+		if ps.revoked {
+			continue
+		}
+		args := []any{"id", e.meta.id, "job", e.meta.job, "topic", e.rec.Topic,
+			"partition", e.rec.Partition, "offset", e.rec.Offset, "dead_letter", d.deadLetter}
+		if err := errs[i]; err != nil {
+			dc.wait = min(2*dc.wait, maxCopyRetryDelay)
+			dc.at = now.Add(dc.wait)
+			d.log.Warn("dead-letter copy failed; will retry", append(args, "err", err, "retry_in", dc.wait)...)
+			continue
+		}
+		d.log.Info("dead-letter copy produced after a failure", args...)
+		e.dead = nil
+		ps.ndead--
+		d.doneLocked(ps, e, now)
+	}
+	// A revocation may wait for the attempt that just ended.
+	c.notifyLocked()
+}
