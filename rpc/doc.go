@@ -33,8 +33,12 @@
 // request to the writing of its reply. At the limit the server reads no
 // further requests from it until a reply has been written; pipelined
 // requests past the limit wait in the socket buffers and are read as
-// calls finish, so a client that reads its replies may pipeline any
-// number.
+// calls finish. So past the limit a client must read replies while it is
+// still writing requests: one that writes everything before reading
+// anything can fill both directions' buffers, and then the connection
+// ends with ErrReplyTimeout and the replies of calls that already ran are
+// lost. (Every client of ours, and RoadRunner's, has one call in flight
+// per connection.)
 //
 // Codecs: CodecProto (0x80, what RoadRunner's PHP client sends; bodies are
 // the jobs.v1 protobuf messages of package jobsv1) and CodecJSON (0x08, what

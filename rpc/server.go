@@ -94,9 +94,9 @@ func WithFrameTimeout(d time.Duration) Option {
 // progress at once (DefaultMaxCallsInProgress unless set). A call is in
 // progress from the arrival of its request until its reply is written.
 // When the limit is reached the server stops reading that connection
-// until a reply has been written, so a client may pipeline any number of
-// requests: the later ones wait in the socket buffers. An n <= 0 keeps the
-// default.
+// until a reply has been written: the later requests wait in the socket
+// buffers, so a client that pipelines past the limit must read replies
+// as it writes (see the package doc). An n <= 0 keeps the default.
 func WithMaxCallsInProgress(n int) Option {
 	return func(s *Server) {
 		if n > 0 {

@@ -89,8 +89,8 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 		Pipelines:          root.Jobs.Pipelines,
 		DefaultConcurrency: pcfg.NumWorkers,
 	})
-	// A request frame or reply that cannot cross the connection within
-	// jobs.timeout would miss its call's deadline anyway.
+	// A request frame or a reply may take jobs.timeout to cross the
+	// connection, as long as a call may take.
 	srv := rpc.NewServer(withTimeout(prod.jobs(mgr), root.Jobs.Timeout), poolWorkers{p}, log, // production: push counts
 		rpc.WithFrameTimeout(root.Jobs.Timeout))
 	prod.serve(mgr, p) // production: /health, /ready, /metrics
