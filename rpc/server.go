@@ -10,6 +10,7 @@ import (
 	netrpc "net/rpc"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/pipevisor/pipevisor/consumer"
@@ -135,6 +136,25 @@ func (s *Server) Serve(ctx context.Context, listen string) error {
 	return s.ServeListener(ctx, ln)
 }
 
+// retryableAccept reports whether an accept error passes: a timeout, or
+// the process or system out of file descriptors or memory for a moment
+// (EMFILE, ENFILE, ENOBUFS, ENOMEM), or a connection aborted before it was
+// accepted (ECONNABORTED). The server keeps serving its open connections
+// and accepts again after a backoff instead of shutting the supervisor
+// down.
+func retryableAccept(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
 // ServeListener is Serve on a listener the caller opened (for example with
 // Listen, to learn the port before serving). It takes ownership of ln and
 // closes it before returning.
@@ -163,8 +183,7 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if retryableAccept(err) {
 				s.log.Warn("rpc: accept", "err", err)
 				if sleepCtx(ctx, backoff) != nil {
 					return nil
