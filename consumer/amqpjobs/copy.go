@@ -38,7 +38,7 @@ func routingHeader(k string) bool {
 //   - Body and properties are the delivery's (content type and
 //     encoding, delivery mode, priority, correlation id, reply-to,
 //     message id, timestamp, type, app id, user id), unset ones staying
-//     unset. Two exceptions: user_id is kept only when it is the user the
+//     unset. Three exceptions: a dead_letter copy is persistent; user_id is kept only when it is the user the
 //     driver logs in as, since the broker refuses any other from it (406,
 //     unless that user has the impersonator tag); and expiration, below.
 //   - expiration is kept on a copy to the work queue; its TTL counts
@@ -58,7 +58,8 @@ func routingHeader(k string) bool {
 //     x-last-death-*, x-delivery-count) and CC/BCC (see routingHeader).
 //   - The bookkeeping is written as Publish writes it (rr_* headers,
 //     x-attempt = attempt, a fresh pv_msg), rr_headers holding the
-//     delivery's rr_headers with o.Headers merged in. An o.Headers entry
+//     delivery's rr_headers (less stale bookkeeping and broker headers)
+//     with o.Headers merged in. An o.Headers entry
 //     equal to what the worker was given is no change, so a worker that
 //     sends back every header it got leaves foreign headers where they
 //     are; one that changes a foreign header moves it into rr_headers
@@ -77,6 +78,10 @@ func (st *settlement) copyOf(o consumer.Outcome, attempt int, target copyTarget,
 	if own == nil {
 		own = map[string][]string{}
 	}
+	// rr_headers of a message that went through RoadRunner's Requeue
+	// holds its table entries, stringified: bookkeeping and broker hop
+	// headers there are stale (the table gets fresh ones below).
+	maps.DeleteFunc(own, func(k string, _ []string) bool { return internal(k) || brokerHeader(k) })
 	for k, v := range o.Headers {
 		if brokerHeader(k) {
 			continue
@@ -98,6 +103,11 @@ func (st *settlement) copyOf(o consumer.Outcome, attempt int, target copyTarget,
 		Timestamp:       m.Timestamp,
 		Type:            m.Type,
 		AppId:           m.AppId,
+	}
+	if target == toDeadLetter {
+		// A dead letter stays until someone looks at it: also across a
+		// broker restart, whatever mode the original had.
+		p.DeliveryMode = amqp.Persistent
 	}
 	if m.UserId == st.d.user {
 		p.UserId = m.UserId

@@ -200,7 +200,9 @@ func TestDeadLetterCopyKeepsMessage(t *testing.T) {
 		return len(msgs) > 0
 	})
 	m := msgs[0]
-	checkCopy(t, m, orig, "", 3)
+	wantDead := orig
+	wantDead.DeliveryMode = amqp.Persistent // a dead letter survives a broker restart
+	checkCopy(t, m, wantDead, "", 3)
 	if m.Headers[HeaderOriginalExpiration] != orig.Expiration || m.Headers[HeaderDeadReason] != "boom" ||
 		m.Headers[HeaderDeadQueue] != cfg.Queue || m.Headers[hdrID] != "dead-props" {
 		t.Errorf("dead letter's headers: %v", m.Headers)
@@ -250,5 +252,35 @@ func TestCopyOf(t *testing.T) {
 	st.in.m.UserId = "guest"
 	if p, _ := st.copyOf(o, 1, toQueue, nil); p.UserId != "guest" {
 		t.Errorf("own user_id not kept: %q", p.UserId)
+	}
+}
+
+// TestCopyDropsStaleBookkeepingFromRRHeaders: rr_headers of a message that
+// went through RoadRunner's Requeue holds its table entries stringified;
+// a copy keeps the user's headers from it but not the stale attempt,
+// broker hop or message id entries (the table carries fresh ones).
+func TestCopyDropsStaleBookkeepingFromRRHeaders(t *testing.T) {
+	cfg := testConfig(t)
+	d := open(t, cfg, "")
+	publishRaw(t, cfg.Queue, amqp.Publishing{Body: []byte("b"), Headers: amqp.Table{
+		"rr_id": "rr-1", "rr_job": "App\\Job", "x-attempt": int64(1),
+		"rr_headers": []byte(`{"user":["u"],"kept":["k"],"x-attempt":["1"],"x-death":["stale"],"pv_msg":["old"],"rr_id":["old"]}`),
+	}})
+	del := recv(t, d)
+	pause(t, d)
+	settle(t, del, consumer.Outcome{Action: consumer.Requeue, Headers: map[string][]string{"user": {"v"}}})
+	waitFor(t, 5*time.Second, "the copy", func() bool { return queueCount(t, cfg.Queue) > 0 })
+	m := peekAll(t, cfg.Queue)[0]
+	own := ownHeaders(t, m)
+	for _, k := range []string{"x-attempt", "x-death", "pv_msg", "rr_id"} {
+		if v, ok := own[k]; ok {
+			t.Errorf("the copy's rr_headers carries %s=%v (table x-attempt=%v)", k, v, m.Headers[hdrAttempt])
+		}
+	}
+	if !slices.Equal(own["user"], []string{"v"}) || !slices.Equal(own["kept"], []string{"k"}) {
+		t.Errorf("rr_headers = %v, want user=[v] (the worker's) and kept=[k]", own)
+	}
+	if a, ok := toInt(m.Headers[hdrAttempt]); !ok || a != 2 {
+		t.Errorf("x-attempt = %v, want 2", m.Headers[hdrAttempt])
 	}
 }
