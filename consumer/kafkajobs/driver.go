@@ -40,7 +40,10 @@
 // a dead record whose dead-letter copy is still pending when the driver
 // closes or the partition is revoked or lost is left uncommitted, so the
 // partition's next owner runs the job again (and a copy whose answer was
-// lost may land twice); while the dead-letter topic stays unavailable its
+// lost may land twice - also while running, when a copy is still
+// unanswered after the settle context or the producer's delivery timeout
+// and then lands: the next attempt writes a second copy); while the
+// dead-letter topic stays unavailable its
 // partition (or key) makes no progress; Stat's Ready is taken from the
 // last fetch's high watermark.
 //
