@@ -248,6 +248,20 @@ type Stater interface {
 	Stat(ctx context.Context) (Stat, error)
 }
 
+// ReadyReceiver hands out, without waiting, deliveries that are ready now.
+// With jobs.pool.pipelining above 1, the pipeline calls it after a
+// Receive returned one delivery, to fill a batch of jobs written to one
+// worker ahead of their replies.
+type ReadyReceiver interface {
+	// ReceiveReady appends to dst at most max deliveries that can be
+	// handed out at once and returns dst. It never waits. Each delivery is
+	// exactly what Receive would have returned (counted as in flight, with
+	// its once-only Settle), in the order Receive would have returned
+	// them. dst comes back unchanged when nothing is ready or the consumer
+	// is paused or closed.
+	ReceiveReady(dst []*Delivery, max int) []*Delivery
+}
+
 // Checker reports whether the driver is connected and consuming; /ready and
 // jobs.Stat use it. A nil error means healthy.
 type Checker interface {

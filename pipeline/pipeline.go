@@ -29,6 +29,17 @@ type Executor interface {
 	Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error)
 }
 
+// BatchExecutor runs several jobs on one worker, each written before the
+// reply to the one before it has come. *pool.Pool satisfies it.
+type BatchExecutor interface {
+	// ExecBatch runs the jobs in pls and calls done exactly once per job,
+	// in the order the replies come, with what Exec would have returned
+	// for that job. It returns once done was called for every job. The
+	// payloads are only valid until their done call; done must not call
+	// back into the executor.
+	ExecBatch(ctx context.Context, pls []frame.Payload, done func(i int, out frame.Payload, err error))
+}
+
 // Fate is what an Observer learns about one settled job.
 type Fate struct {
 	// Action is the outcome the job was settled with.
@@ -63,8 +74,14 @@ type Config struct {
 	Driver   string
 	Queue    string
 	Priority int64
-	// Concurrency is the number of jobs in flight; values below 1 mean 1.
+	// Concurrency is the number of slots; values below 1 mean 1. Each
+	// slot has one job in flight, or up to Pipelining.
 	Concurrency int
+	// Pipelining is the most jobs a slot takes at once and hands to one
+	// worker, written ahead of their replies (jobs.pool.pipelining). It
+	// applies when the consumer is a consumer.ReadyReceiver and the
+	// Executor a BatchExecutor; values below 2 mean one job at a time.
+	Pipelining int
 	// Retry is the retry policy; zero fields take their defaults
 	// (RetryPolicy.WithDefaults).
 	Retry RetryPolicy

@@ -25,6 +25,10 @@ type Config struct {
 	DestroyTimeout time.Duration `yaml:"destroy_timeout"`
 	// ResetTimeout bounds a rolling reset of the whole pool (default 60s).
 	ResetTimeout time.Duration `yaml:"reset_timeout"`
+	// Pipelining is the most jobs ExecBatch writes to one worker ahead of
+	// their replies (0 or 1: one job at a time). Jobs wait behind the
+	// one running on the same worker, so set it only for short jobs.
+	Pipelining int `yaml:"pipelining"`
 	// Supervisor holds the limits checked on every tick.
 	Supervisor Supervisor `yaml:"supervisor"`
 	// Observer, when not nil, is told why each worker left (metrics).
