@@ -51,6 +51,7 @@ func TestLoadFullExample(t *testing.T) {
 		AllocateTimeout: 60 * time.Second,
 		DestroyTimeout:  60 * time.Second,
 		ResetTimeout:    60 * time.Second,
+		Pipelining:      1,
 		Supervisor: pool.Supervisor{
 			WatchTick:       5 * time.Second,
 			TTL:             time.Hour,
@@ -102,7 +103,7 @@ func TestLoadFullExample(t *testing.T) {
 func samePool(a, b pool.Config) bool {
 	return slices.Equal(a.Command, b.Command) && a.NumWorkers == b.NumWorkers && a.MaxJobs == b.MaxJobs &&
 		a.AllocateTimeout == b.AllocateTimeout && a.DestroyTimeout == b.DestroyTimeout &&
-		a.ResetTimeout == b.ResetTimeout && a.Supervisor == b.Supervisor && len(a.Env) == len(b.Env)
+		a.ResetTimeout == b.ResetTimeout && a.Pipelining == b.Pipelining && a.Supervisor == b.Supervisor && len(a.Env) == len(b.Env)
 }
 
 func TestMinimalConfigGetsDefaults(t *testing.T) {
@@ -124,7 +125,8 @@ jobs:
 	}
 	p := r.Jobs.Pool
 	if p.NumWorkers != runtime.NumCPU() || p.AllocateTimeout != DefaultPoolTimeout || p.DestroyTimeout != DefaultPoolTimeout ||
-		p.ResetTimeout != DefaultPoolTimeout || p.Supervisor.WatchTick != DefaultWatchTick || p.MaxJobs != 0 || p.Supervisor.ExecTTL != 0 {
+		p.ResetTimeout != DefaultPoolTimeout || p.Supervisor.WatchTick != DefaultWatchTick || p.MaxJobs != 0 || p.Supervisor.ExecTTL != 0 ||
+		p.Pipelining != DefaultPipelining {
 		t.Errorf("pool defaults: %+v", p)
 	}
 	if r.Jobs.ShutdownTimeout != DefaultShutdownTimeout || r.Jobs.Timeout != DefaultJobsTimeout {
@@ -272,6 +274,52 @@ jobs:
 	}
 }
 
+// TestPipelining covers jobs.pool.pipelining: absent or 0 means 1, 1 to
+// MaxPipelining is taken as is, anything else is an error naming the key,
+// reported with the other problems of the file.
+func TestPipelining(t *testing.T) {
+	for _, tc := range []struct {
+		pool string // the jobs.pool mapping
+		want int
+		errs []string
+	}{
+		{pool: "{num_workers: 2}", want: 1},
+		{pool: "{pipelining: 0}", want: 1},
+		{pool: "{pipelining: null}", want: 1},
+		{pool: "{pipelining: 1}", want: 1},
+		{pool: "{pipelining: 8}", want: 8},
+		{pool: "{pipelining: 64}", want: 64},
+		{pool: "{pipelining: 65, num_workers: -1}", errs: []string{
+			"jobs.pool.num_workers: must be >= 0 (0 means one per CPU; got -1) (line 4)",
+			"jobs.pool.pipelining: must be from 1 to 64, the most jobs written to one worker ahead of its replies (0 means 1; got 65) (line 4)",
+		}},
+		{pool: "{pipelining: -1}", errs: []string{
+			"jobs.pool.pipelining: must be from 1 to 64, the most jobs written to one worker ahead of its replies (0 means 1; got -1) (line 4)",
+		}},
+		{pool: "{pipelining: 2.5}", errs: []string{
+			`jobs.pool.pipelining: cannot unmarshal !!float "2.5" into int (line 4)`,
+		}},
+		{pool: "{pipelining: many}", errs: []string{
+			`jobs.pool.pipelining: cannot unmarshal !!str "many" into int (line 4)`,
+		}},
+	} {
+		r, err := Parse([]byte("version: \"3\"\nserver: {command: w}\njobs:\n  pool: " + tc.pool + "\n"))
+		if got := errorStrings(err); !slices.Equal(got, tc.errs) {
+			t.Errorf("%s: errors:\n%s\nwant:\n%s", tc.pool, strings.Join(got, "\n"), strings.Join(tc.errs, "\n"))
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		if got := r.Jobs.Pool.Pipelining; got != tc.want {
+			t.Errorf("%s: pipelining = %d, want %d", tc.pool, got, tc.want)
+		}
+		if got := r.PoolConfig().Pipelining; got != tc.want {
+			t.Errorf("%s: PoolConfig().Pipelining = %d, want %d", tc.pool, got, tc.want)
+		}
+	}
+}
+
 func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "absent.yaml"))
 	if !errors.Is(err, fs.ErrNotExist) || errors.Is(err, ErrInvalid) {
@@ -362,7 +410,7 @@ jobs:
 `))
 	want := []string{
 		`jobs.pool.num_workers: cannot unmarshal !!str "two" into int (line 8)`,
-		`jobs.pool.bogus_key: unknown key (known keys: command, num_workers, max_jobs, allocate_timeout, destroy_timeout, reset_timeout, supervisor) (line 9)`,
+		`jobs.pool.bogus_key: unknown key (known keys: command, num_workers, max_jobs, allocate_timeout, destroy_timeout, reset_timeout, pipelining, supervisor) (line 9)`,
 		`jobs.pipelines.default.retry.max_attempts: must be >= 1 (1 means no retries; got -1) (line 14)`,
 	}
 	if got := errorStrings(err); !slices.Equal(got, want) {
@@ -422,7 +470,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if r.Jobs.Pool.NumWorkers < 1 || r.Version != "3" {
+		if r.Jobs.Pool.NumWorkers < 1 || r.Jobs.Pool.Pipelining < 1 || r.Jobs.Pool.Pipelining > MaxPipelining || r.Version != "3" {
 			t.Fatalf("loaded without defaults: %+v", r.Jobs.Pool)
 		}
 		for name, p := range r.Jobs.Pipelines {

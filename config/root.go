@@ -41,6 +41,11 @@ const (
 	DefaultPoolTimeout = 60 * time.Second
 	// DefaultWatchTick is jobs.pool.supervisor.watch_tick when absent or 0.
 	DefaultWatchTick = 5 * time.Second
+	// DefaultPipelining is jobs.pool.pipelining when absent or 0: one job
+	// at a time per worker.
+	DefaultPipelining = 1
+	// MaxPipelining is the largest jobs.pool.pipelining accepted.
+	MaxPipelining = 64
 	// DefaultPriority is jobs.pipelines.<name>.priority when neither it
 	// nor the driver config sets one.
 	DefaultPriority int64 = 10
@@ -52,8 +57,9 @@ const (
 // Root is a whole .rr.yaml, decoded, defaulted and validated.
 //
 // After a successful Load every default is filled in: Jobs.Pool.NumWorkers
-// is at least 1, every pipeline's Concurrency is at least 1, timeouts are
-// non-zero where a default exists.
+// is at least 1, Jobs.Pool.Pipelining is from 1 to MaxPipelining, every
+// pipeline's Concurrency is at least 1, timeouts are non-zero where a
+// default exists.
 type Root struct {
 	// Version must be "3" (RoadRunner's config version).
 	Version string `yaml:"version"`
@@ -231,6 +237,9 @@ func (r *Root) applyDerivedDefaults() {
 	}
 	if p.Supervisor.WatchTick == 0 {
 		p.Supervisor.WatchTick = DefaultWatchTick
+	}
+	if p.Pipelining == 0 {
+		p.Pipelining = DefaultPipelining
 	}
 	if r.Jobs.Timeout == 0 {
 		r.Jobs.Timeout = DefaultJobsTimeout

@@ -75,6 +75,9 @@ func (r *Root) validate() (errs, warnings []*Error) {
 	if r.Jobs.Pool.NumWorkers < 0 {
 		add("jobs.pool.num_workers", "must be >= 0 (0 means one per CPU; got %d)", r.Jobs.Pool.NumWorkers)
 	}
+	if n := r.Jobs.Pool.Pipelining; n < 1 || n > MaxPipelining {
+		add("jobs.pool.pipelining", "must be from 1 to %d, the most jobs written to one worker ahead of its replies (0 means 1; got %d)", MaxPipelining, n)
+	}
 
 	for name, p := range r.Jobs.Pipelines {
 		if name == "" || strings.ContainsFunc(name, isSpaceOrControl) {
