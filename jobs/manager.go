@@ -28,7 +28,9 @@ type Driver interface {
 
 // Factory constructs the driver of one pipeline from its configuration. It
 // is supplied by cmd (the only place that knows every driver). The Manager
-// owns the returned driver and closes it.
+// owns the returned driver and closes it. p.Concurrency is the number of
+// slots the pipeline will have (Config.DefaultConcurrency filled in), so a
+// driver's prefetch can follow it.
 type Factory func(ctx context.Context, p config.Pipeline) (Driver, error)
 
 // CloseTimeout bounds closing a driver when the caller's ctx is already
@@ -50,6 +52,10 @@ type Config struct {
 	// (jobs.Declare without "concurrency"): normally the pool size.
 	// Values below 1 mean 1.
 	DefaultConcurrency int
+	// Pipelining is the pool's pipelining (jobs.pool.pipelining), passed
+	// to every pipeline: the most jobs one slot hands to a worker at once
+	// (see pipeline.Config.Pipelining). Values below 2 mean one at a time.
+	Pipelining int
 	// SettleTimeout bounds each Settle call (see pipeline.Config).
 	SettleTimeout time.Duration
 	// Observer, when not nil, is told every job's fate (metrics).
@@ -144,6 +150,7 @@ func (m *Manager) Start(ctx context.Context, consume []string) error {
 	for _, name := range names {
 		p := m.cfg.Pipelines[name]
 		p.Name = name
+		p.Concurrency = m.concurrency(p.Concurrency)
 		var drv Driver
 		drv, err = m.cfg.Factory(ctx, p)
 		if err != nil {
@@ -183,17 +190,23 @@ func (m *Manager) Start(ctx context.Context, consume []string) error {
 	return nil
 }
 
+// concurrency returns the number of slots of a pipeline configured with
+// conc: conc, or DefaultConcurrency when conc is below 1.
+func (m *Manager) concurrency(conc int) int {
+	if conc < 1 {
+		return m.cfg.DefaultConcurrency
+	}
+	return conc
+}
+
 // newEntry wraps a driver in a pipeline.
 func (m *Manager) newEntry(p config.Pipeline, drv Driver) *entry {
-	conc := p.Concurrency
-	if conc < 1 {
-		conc = m.cfg.DefaultConcurrency
-	}
 	pl := pipeline.New(pipeline.Config{
 		Name:          p.Name,
 		Driver:        p.Driver,
 		Priority:      p.Priority,
-		Concurrency:   conc,
+		Concurrency:   m.concurrency(p.Concurrency),
+		Pipelining:    m.cfg.Pipelining,
 		Retry:         p.Retry,
 		SettleTimeout: m.cfg.SettleTimeout,
 		Observer:      m.cfg.Observer,
@@ -306,6 +319,7 @@ func (m *Manager) Declare(ctx context.Context, opts map[string]string) error {
 	if err != nil {
 		return fmt.Errorf("jobs: declare: %w", err)
 	}
+	p.Concurrency = m.concurrency(p.Concurrency)
 	m.mu.Lock()
 	switch {
 	case m.state == stateStopped:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -326,6 +327,50 @@ func TestDeclare(t *testing.T) {
 	}
 	if got := b.m.List(); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Errorf("List = %v", got)
+	}
+}
+
+// TestFactorySeesSlots checks that the Factory is given the number of
+// slots each pipeline gets, DefaultConcurrency filled in, for pipelines
+// from the file and declared ones alike (cmd caps the AMQP prefetch by it).
+func TestFactorySeesSlots(t *testing.T) {
+	var mu sync.Mutex
+	seen := map[string]int{}
+	pa, pb := memPipeline("a"), memPipeline("b")
+	pa.Concurrency = 0
+	m := New(Config{
+		Factory: func(ctx context.Context, p config.Pipeline) (Driver, error) {
+			mu.Lock()
+			seen[p.Name] = p.Concurrency
+			mu.Unlock()
+			return &testDriver{Queue: memjobs.New(p.Name, *p.Memory, nil)}, nil
+		},
+		Executor:           &testExec{},
+		Pipelines:          map[string]config.Pipeline{"a": pa, "b": pb},
+		DefaultConcurrency: 3,
+		Pipelining:         4,
+	})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := m.Stop(ctx); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	})
+	ctx := context.Background()
+	if err := m.Start(ctx, []string{"a", "b"}); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if err := m.Declare(ctx, map[string]string{"name": "c", "driver": "memory"}); err != nil {
+		t.Fatalf("Declare c: %v", err)
+	}
+	if err := m.Declare(ctx, map[string]string{"name": "d", "driver": "memory", "concurrency": "5"}); err != nil {
+		t.Fatalf("Declare d: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if want := map[string]int{"a": 3, "b": 2, "c": 3, "d": 5}; !maps.Equal(seen, want) {
+		t.Errorf("Factory saw concurrency %v, want %v", seen, want)
 	}
 }
 
