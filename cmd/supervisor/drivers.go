@@ -6,6 +6,7 @@ import (
 	"log/slog"
 
 	"github.com/pipevisor/pipevisor/config"
+	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
 	"github.com/pipevisor/pipevisor/consumer/kafkajobs"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
@@ -23,9 +24,9 @@ func newFactory(root *config.Root, log *slog.Logger) jobs.Factory {
 			return memjobs.New(p.Name, *p.Memory, dlog), nil
 		case config.DriverAMQP:
 			cfg := *p.AMQP
-			// Never more unsettled deliveries than the pipeline has slots.
-			if p.Concurrency > 0 && cfg.Prefetch > p.Concurrency {
-				cfg.Prefetch = p.Concurrency
+			// Never more unsettled deliveries than the pipeline can hold.
+			if held := maxHeld(p.Concurrency, root.Jobs.Pool.Pipelining, amqpReady); held > 0 && cfg.Prefetch > held {
+				cfg.Prefetch = held
 			}
 			d, err := amqpjobs.New(ctx, p.Name, root.AMQP, cfg, p.DeadLetter, dlog)
 			if err != nil {
@@ -51,4 +52,25 @@ func newFactory(root *config.Root, log *slog.Logger) jobs.Factory {
 			return nil, fmt.Errorf("pipeline %s: driver %q is not built into this binary", p.Name, p.Driver)
 		}
 	}
+}
+
+// amqpReady reports whether the AMQP driver hands out ready deliveries
+// without waiting (consumer.ReadyReceiver): only then does a pipeline
+// fill batches from it, up to jobs.pool.pipelining per slot.
+var amqpReady = isReadyReceiver((*amqpjobs.Driver)(nil))
+
+// isReadyReceiver reports whether d is a consumer.ReadyReceiver.
+func isReadyReceiver(d jobs.Driver) bool {
+	_, ok := d.(consumer.ReadyReceiver)
+	return ok
+}
+
+// maxHeld returns the most deliveries a pipeline with conc slots holds at
+// once: one per slot, or pipelining per slot when its driver is a
+// consumer.ReadyReceiver (ready) and pipelining is above 1.
+func maxHeld(conc, pipelining int, ready bool) int {
+	if ready && pipelining > 1 {
+		return conc * pipelining
+	}
+	return conc
 }

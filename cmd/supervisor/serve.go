@@ -88,6 +88,7 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 		Logger:             log,
 		Pipelines:          root.Jobs.Pipelines,
 		DefaultConcurrency: pcfg.NumWorkers,
+		Pipelining:         pcfg.Pipelining,
 	})
 	// A request frame or a reply may take jobs.timeout to cross the
 	// connection, as long as a call may take.
