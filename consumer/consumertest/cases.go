@@ -39,6 +39,7 @@ func allCases() []testCase {
 		{name: "PublishDelay", needs: func(f Features) bool { return f.Delay }, run: publishDelay},
 		{name: "AutoAck", needs: func(f Features) bool { return f.AutoAck }, run: autoAck},
 		{name: "Concurrent", run: concurrent},
+		{name: "ReceiveReady", run: receiveReady}, // skipped unless the Consumer is a consumer.ReadyReceiver
 	}
 }
 

@@ -30,6 +30,11 @@
 //     nil; a job published but not handed out survives Close (checked with
 //     Pair.Reopen); a second Close returns nil;
 //   - concurrent publishers and receivers see every job exactly once.
+//
+// A driver whose Consumer implements consumer.ReadyReceiver must also show
+// that ReceiveReady hands out the rest of a backlog once Receive took one
+// job: never more than max per call, appended to dst, each job once and
+// intact, and each can be acked (the case is skipped otherwise).
 package consumertest
 
 import (

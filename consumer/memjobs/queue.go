@@ -41,6 +41,8 @@ var (
 	_ consumer.Checker   = (*Queue)(nil)
 )
 
+var _ consumer.ReadyReceiver = (*Queue)(nil)
+
 type itemState uint8
 
 const (
@@ -102,8 +104,8 @@ const (
 )
 
 // Queue is an in-memory pipeline. It implements consumer.Consumer,
-// consumer.Publisher, consumer.Stater, consumer.Pauser and
-// consumer.Checker. All methods are safe for concurrent use.
+// consumer.Publisher, consumer.Stater, consumer.Pauser, consumer.Checker
+// and consumer.ReadyReceiver. All methods are safe for concurrent use.
 type Queue struct {
 	name  string
 	cfg   Config
@@ -269,6 +271,14 @@ func (q *Queue) take() (*item, string) {
 	if q.delayed.len() > 0 {
 		q.promoteDue(q.now())
 	}
+	return q.takeReady()
+}
+
+// takeReady pops the most urgent job of the ready set, or returns nil when
+// it is empty, and the job's key. Caller holds q.mu and has checked that a
+// job may be handed out (not paused, prefetch cap not reached) and moved
+// due delayed jobs to the ready set.
+func (q *Queue) takeReady() (*item, string) {
 	if q.ready.len() == 0 {
 		return nil, ""
 	}
@@ -333,8 +343,9 @@ func (q *Queue) Receive(ctx context.Context) (*consumer.Delivery, error) {
 	}
 }
 
-// deliver wraps an item taken by Receive. It runs without q.mu: the item
-// is owned by this hand-out until its delivery is settled.
+// deliver wraps an item taken by Receive or ReceiveReady. It needs no
+// lock (Receive calls it without q.mu, ReceiveReady with it): the item is
+// owned by this hand-out until its delivery is settled.
 func (q *Queue) deliver(it *item, key string) *consumer.Delivery {
 	d := &consumer.Delivery{
 		ID:       it.id,
@@ -479,9 +490,10 @@ func (q *Queue) Stat(_ context.Context) (consumer.Stat, error) {
 	}, nil
 }
 
-// Pause stops Receive from handing out jobs until Resume; blocked Receive
-// calls keep waiting. Publish and Settle keep working. It is idempotent
-// and returns consumer.ErrClosed on a closed queue.
+// Pause stops Receive and ReceiveReady from handing out jobs until
+// Resume; blocked Receive calls keep waiting. Publish and Settle keep
+// working. It is idempotent and returns consumer.ErrClosed on a closed
+// queue.
 func (q *Queue) Pause(_ context.Context) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
