@@ -8,10 +8,30 @@ namespace Pipevisor;
  * A bidirectional frame stream to the supervisor: STDIN/STDOUT pipes (the
  * default), or a socket the worker dials (tcp://host:port, unix:///path).
  *
- * Reading a frame costs one read of the 12-byte header and one read of the
- * options and payload (PHP's stream buffer usually serves both from a single
- * read(2)); writing one costs one fwrite(). The relay is not safe for use by
- * two parties at once; a worker process owns exactly one.
+ * The pipes relay never reads past the frame receive() returns. Its input
+ * stream's read buffer is off (stream_set_read_buffer($in, 0)), so each
+ * fread() is one read(2) of at most the bytes the frame still lacks: one of
+ * the 12-byte header, one of the options and payload, and more only when
+ * the pipe hands a frame over in pieces. Frames the supervisor wrote ahead
+ * of their turn (jobs.pool.pipelining) stay in the pipe until receive() is
+ * called for them: when a worker dies or exits without answering, the
+ * supervisor asks the kernel how many bytes of its stdin are unread
+ * (FIONREAD) to tell which queued jobs it never started, and runs those
+ * elsewhere without spending an attempt. A process that inherits the pipe
+ * after receive() returned (proc_open, exec) finds the next frame whole.
+ * The price is one read(2) more per frame than with PHP's 8 KiB buffer,
+ * which usually served the header and the rest from a single read(2).
+ *
+ * Socket relays keep the buffer, and may read ahead: writing ahead and the
+ * FIONREAD count concern the worker's stdin pipe only; a socket relay
+ * carries one job at a time (the next is written after the reply to the
+ * one before) and nothing asks what a socket holds unread, so no one relies
+ * on the bytes staying there, and the buffer saves that read(2). A relay
+ * built with the constructor (RPC's socket, tests) reads $in as it is
+ * given; turn its read buffer off first for the same guarantee.
+ *
+ * Writing a frame costs one fwrite(). The relay is not safe for use by two
+ * parties at once; a worker process owns exactly one.
  */
 final class Relay
 {
@@ -73,6 +93,10 @@ final class Relay
             if ($in === false || $out === false) {
                 throw new RelayException('relay: cannot open STDIN/STDOUT');
             }
+            // Never read past a frame: frames queued behind it must stay in
+            // the pipe (see the class comment). Bytes already buffered (user
+            // code read STDIN before) are still served first.
+            stream_set_read_buffer($in, 0);
 
             return new self($in, $out);
         }
@@ -92,7 +116,9 @@ final class Relay
     }
 
     /**
-     * Reads the next frame. Blocks until one arrives.
+     * Reads the next frame. Blocks until one arrives; a frame that arrives
+     * in pieces is read whole. On the pipes relay nothing past the frame is
+     * read (see the class comment).
      *
      * @return null|Frame null when the stream ended cleanly before a frame
      *         started (the supervisor closed it or went away)
@@ -348,7 +374,8 @@ final class Relay
     }
 
     /**
-     * Reads exactly $n bytes.
+     * Reads exactly $n bytes, looping over short reads (an unbuffered pipe
+     * returns what it holds, up to the bytes asked for).
      *
      * @return null|string null only when $atBoundary and nothing was read before the end of stream
      */
