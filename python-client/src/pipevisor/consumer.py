@@ -10,6 +10,14 @@ ends up on stderr, which the supervisor logs, instead of corrupting the frame
 stream. Likewise stdin is kept for frames and descriptor 0 / ``sys.stdin``
 read from ``/dev/null``.
 
+Frames are read from stdin unbuffered, and never past the frame being
+handled: jobs the supervisor wrote ahead (``jobs.pool.pipelining``) stay in
+the pipe until the consumer gets to them. If the worker dies or exits
+without answering, the supervisor asks the kernel how many bytes of the pipe
+are unread to tell which queued jobs it never started, and runs those
+elsewhere without spending an attempt. Nothing should read stdin before the
+consumer is created: what Python buffered then never reaches the consumer.
+
 Typical worker::
 
     from pipevisor import Consumer
@@ -64,8 +72,16 @@ class Consumer:
     ``sys.stderr`` (so worker output lands in one place); the file
     descriptors are left alone.
 
+    With the pipes relay frames are read from an unbuffered stdin (see the
+    module documentation). A socket relay is read through a buffer that may
+    read ahead: writing ahead and the unread-byte count concern the stdin
+    pipe only; a socket relay carries one job at a time and nothing looks
+    at what it holds unread, and the buffer saves a ``recv`` per frame.
+
     ``Consumer(input_stream, output_stream)`` uses the given binary streams
-    instead (for tests or embedding); nothing global is touched then.
+    instead (for tests or embedding); nothing global is touched then. The
+    consumer reads ``input_stream`` as it is; pass an unbuffered one (for
+    example ``open(fd, "rb", buffering=0)``) for the same guarantee.
 
     Create one consumer per process, before anything is printed: taking
     over stdin/stdout is done once and cannot be repeated.
@@ -107,9 +123,18 @@ class Consumer:
         self._current: Optional[Task] = None
 
     def _take_stdio(self, redirect: bool) -> "tuple[BinaryIO, BinaryIO]":
-        """Claim stdin/stdout for frames; see the module documentation."""
+        """Claim stdin/stdout for frames; see the module documentation.
+
+        Frames are read with a raw, unbuffered file on the stdin pipe, so
+        that each read is one read(2) of at most what the frame lacks.
+        """
         if not redirect:
-            return sys.stdin.buffer, sys.stdout.buffer
+            # A raw file on descriptor 0 that does not own it. Not
+            # sys.stdin.buffer (it reads ahead) nor its .raw (a replaced
+            # sys.stdin may have none).
+            inp = open(0, "rb", buffering=0, closefd=False)  # noqa: SIM115 - lives as long as the consumer
+            self._owned = [inp]
+            return inp, sys.stdout.buffer
         sys.stdout.flush()
         out_fd = os.dup(1)
         in_fd = os.dup(0)
@@ -122,7 +147,7 @@ class Consumer:
         sys.stdout = sys.stderr
         sys.stdin = open(os.devnull, encoding="utf-8")  # noqa: SIM115 - lives as long as the process
         out = os.fdopen(out_fd, "wb")
-        inp = os.fdopen(in_fd, "rb")
+        inp = os.fdopen(in_fd, "rb", buffering=0)
         self._owned = [inp, out]
         return inp, out
 

@@ -12,9 +12,12 @@ little-endian::
     then        options (uint32 each), then the payload
 
 :func:`encode` builds a frame; :func:`read_frame` reads one from a binary
-stream with exactly two reads (the header, then options and payload
-together) and verifies the CRC. :func:`decode` parses a complete frame held
-in memory.
+stream and verifies the CRC. It asks for the 12-byte header, then for the
+options and payload together, more only when a read comes back short, and
+never for a byte past the frame: given an unbuffered stream (as the
+:class:`~pipevisor.Consumer` reads stdin) it leaves the frames behind the
+one it returns unread. :func:`decode` parses a complete frame held in
+memory.
 """
 
 from __future__ import annotations
@@ -167,12 +170,15 @@ def _read_exact(read: Callable[[int], bytes], n: int, first: bytes = b"") -> byt
 
 
 def read_frame(read: Callable[[int], bytes]) -> Optional[Frame]:
-    """Read one frame with ``read`` (for example ``sys.stdin.buffer.read``).
+    """Read one frame with ``read`` (for example ``sys.stdin.buffer.raw.read``).
 
     Returns ``None`` when the stream ends cleanly before the first header
-    byte. ``read(n)`` must block and return up to ``n`` bytes, or ``b""`` at
-    end of stream; a buffered binary stream issues one call for the header
-    and one for the options and payload together.
+    byte. ``read(n)`` must block and return 1 to ``n`` bytes, or ``b""`` at
+    end of stream. It is called with the header size, then with the size of
+    the options and payload, and again for the bytes still missing after a
+    short read; never for more than the frame holds, so an unbuffered
+    ``read`` (a raw file or a socket's ``recv``) consumes nothing past the
+    frame returned. A buffered stream's ``read`` may read ahead of that.
 
     Raises :class:`~pipevisor.errors.FrameError` on a CRC mismatch, a bad
     version or header length, or a stream that ends inside a frame.
