@@ -21,7 +21,6 @@ package pool
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -195,8 +194,10 @@ func buildEnv(extra map[string]string) []string {
 // A reply with context {"stop":true} and an empty body retires that worker
 // and runs the job on another one; so does a worker whose stdin has no
 // reader left when the job is written (it exited, or closed stdin, while
-// idle): that worker is replaced and the job, which cannot have reached
-// it, runs elsewhere.
+// idle), and one that ends without having read any of the job's frame
+// (it was exiting, or left its stdin to a process that does not read it):
+// that worker is replaced and the job, which did not start there, runs
+// elsewhere.
 func (p *Pool) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
 	for tries := 1; ; tries++ {
 		w, err := p.take(ctx, pl.Context)
@@ -208,7 +209,7 @@ func (p *Pool) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error
 			return out, err
 		}
 		if tries > p.cfg.NumWorkers {
-			return frame.Payload{}, fmt.Errorf("%w: %d workers in a row asked to stop or had closed stdin instead of running the job", ErrNoWorker, tries)
+			return frame.Payload{}, fmt.Errorf("%w: %d workers in a row asked to stop, had closed stdin or ended without reading the job", ErrNoWorker, tries)
 		}
 	}
 }
@@ -323,10 +324,21 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 		}
 	}
 	if err != nil {
-		ferr := p.fail(ctx, w, err)
-		if errors.Is(err, syscall.EPIPE) && !errors.Is(ferr, ErrClosed) {
-			// No reader was left on the worker's stdin, so the frame
-			// was not read whole: the job did not run there.
+		wrote := !errors.Is(err, syscall.EPIPE)
+		p.mu.Lock()
+		gone := w.goneMidJob
+		p.mu.Unlock()
+		unread := false
+		if wrote {
+			// Stop the worker before looking at what it left unread.
+			w.kill()
+			unread = unreadBytes(w.stdin) >= execFrameSize(pl)
+		}
+		ferr := p.failGone(ctx, w, err, gone)
+		if (!wrote || unread) && !errors.Is(ferr, ErrClosed) {
+			// No reader was left on the worker's stdin, or the worker
+			// ended without reading the frame: the job did not run
+			// there.
 			return frame.Payload{}, errRetry
 		}
 		return frame.Payload{}, ferr
@@ -360,6 +372,14 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 func (p *Pool) fail(ctx context.Context, w *worker, cause error) error {
 	p.mu.Lock()
 	gone := w.goneMidJob
+	p.mu.Unlock()
+	return p.failGone(ctx, w, cause, gone)
+}
+
+// failGone is fail for a caller that read w.goneMidJob (the process had
+// exited on its own when the exec broke) before it killed w itself.
+func (p *Pool) failGone(ctx context.Context, w *worker, cause error, gone bool) error {
+	p.mu.Lock()
 	p.discard(w)
 	p.mu.Unlock()
 	w.kill()
@@ -571,29 +591,4 @@ func (p *Pool) waitFor(ctx context.Context, cond func() bool) error {
 			return context.Cause(ctx)
 		}
 	}
-}
-
-// Workers describes every worker process, in start order. RSS is read
-// from /proc now (the worker and its descendants); CurrentJob is decoded
-// from the running job's context.
-func (p *Pool) Workers() []WorkerInfo {
-	p.mu.Lock()
-	out := make([]WorkerInfo, len(p.all))
-	for i, w := range p.all {
-		out[i] = WorkerInfo{Pid: w.pid, State: w.state.String(), Jobs: w.jobs, Created: w.created}
-		if w.cur != nil {
-			var id struct {
-				ID string `json:"id"`
-			}
-			if json.Unmarshal(w.cur, &id) == nil {
-				out[i].CurrentJob = id.ID
-			}
-		}
-	}
-	p.mu.Unlock()
-	for i := range out {
-		out[i].RSS = workerMemory(out[i].Pid)
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].Created.Before(out[j].Created) })
-	return out
 }

@@ -371,6 +371,26 @@ func TestJobWrittenToAWorkerWithoutStdinRunsElsewhere(t *testing.T) {
 	}
 }
 
+// A worker that ends without reading the job written to it (here it left
+// its stdin to a child that never reads) did not run it: the job runs on
+// the replacement and costs no error.
+func TestJobAWorkerNeverReadRunsElsewhere(t *testing.T) {
+	cfg := fakeConfig("leave-stdin", 1)
+	cfg.Env["FAKEWORKER_ONCE_FILE"] = filepath.Join(t.TempDir(), "once")
+	cfg.Env["FAKEWORKER_DELAY"] = "500ms"
+	p := start(t, cfg, nil)
+	run(t, p, job("1", "first"))
+	// The worker now lingers for 500ms without reading; this job is
+	// written into its pipe.
+	out, err := p.Exec(context.Background(), job("2", "second"))
+	if err != nil {
+		t.Fatalf("Exec = %v, want the job run on the replacement", err)
+	}
+	if string(out.Body) != "second" {
+		t.Fatalf("reply %q", out.Body)
+	}
+}
+
 func TestEveryWorkerAskingToStopGivesNoWorker(t *testing.T) {
 	p := start(t, fakeConfig("ask-stop", 1), nil)
 	_, err := p.Exec(context.Background(), job("1", "x"))

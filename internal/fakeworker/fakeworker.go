@@ -19,11 +19,17 @@
 // then exits 1), orphan-crash (starts `sleep 30` holding its stdout and
 // stderr, then exits mid-job: stdout never reaches EOF), deaf-after-boot
 // (closes stdin, answers the handshake and lives on without reading; with
-// FAKEWORKER_ONCE_FILE only the first worker does, the others ack).
+// FAKEWORKER_ONCE_FILE only the first worker does, the others ack),
+// crash-after (echoes, but exits 70 on reading job FAKEWORKER_N without
+// answering it; with FAKEWORKER_ONCE_FILE only the first worker to get
+// that far does). ask-stop exits right after its stop reply, as the
+// clients do. leave-stdin (echoes the first job, then starts `sleep 30`
+// holding its stdin, waits FAKEWORKER_DELAY without reading and exits 0;
+// with FAKEWORKER_ONCE_FILE only the first worker does, the others echo).
 //
 // Environment knobs: FAKEWORKER_DELAY (slow: how long a job takes, a Go
 // duration, default 2s; a job whose payload is a Go duration takes that), FAKEWORKER_N (die-after: jobs before exiting,
-// default 3), FAKEWORKER_ONCE_FILE (ask-stop: only the worker that creates
+// default 3; crash-after: the job it crashes in), FAKEWORKER_ONCE_FILE (ask-stop: only the worker that creates
 // this file asks to stop, once, so a pool can make progress),
 // FAKEWORKER_MB (hog: megabytes to allocate and touch at boot, default 64),
 // FAKEWORKER_LOG (every worker appends "<pid>\n" to this file at boot, so
@@ -56,7 +62,7 @@ func Modes() []string {
 		"echo", "ack", "error-frame", "always-fail", "slow", "crash", "garbage", "garbage-boot",
 		"bad-crc", "stderr-spam", "ignore-stop", "exit-on-boot", "ask-stop", "die-after",
 		"nack-first", "hog", "env", "mute", "exit-after-boot", "exit-idle", "deaf-after-boot", "bad-options", "truncated",
-		"orphan-crash",
+		"orphan-crash", "crash-after", "leave-stdin",
 	}
 }
 
@@ -313,10 +319,35 @@ func (w *worker) job(pl frame.Payload) (code int, done bool) {
 		err = w.reply(nil, []byte(AckBody))
 	case "ask-stop":
 		if w.jobs == 1 && w.claimOnce() {
-			err = w.reply([]byte(`{"stop":true}`), nil)
-			break
+			// As the PHP and Python clients: no job after asking to stop.
+			if err := w.reply([]byte(`{"stop":true}`), nil); err != nil {
+				return 1, true
+			}
+			return 0, true
 		}
 		err = w.reply(nil, []byte(AckBody))
+	case "leave-stdin":
+		err = w.reply(pl.Context, pl.Body)
+		if err == nil && w.claimOnce() {
+			// A child inherits stdin and never reads it; this process
+			// stops reading and exits a moment later.
+			cmd := exec.Command("sleep", "30")
+			if f, ok := w.in.(*os.File); ok {
+				cmd.Stdin = f
+			}
+			if err := cmd.Start(); err != nil {
+				w.logf("fakeworker: %v", err)
+			}
+			time.Sleep(w.delay)
+			w.logf("fakeworker: exiting, leaving stdin to a child")
+			return 0, true
+		}
+	case "crash-after":
+		if w.jobs == w.dieN && w.claimOnce() {
+			w.logf("fakeworker: crashing in job %d", w.jobs)
+			return 70, true
+		}
+		err = w.reply(pl.Context, pl.Body)
 	case "die-after":
 		err = w.reply(nil, []byte(AckBody))
 		if err == nil && w.jobs >= w.dieN {

@@ -196,9 +196,23 @@ func TestFailureModes(t *testing.T) {
 		if pl := reply(t, f, err); !frame.IsStopReply(pl) {
 			t.Fatalf("first reply %q %q is not a stop request", pl.Context, pl.Body)
 		}
-		f, err = s.exec(`{}`, "x")
-		if pl := reply(t, f, err); string(pl.Body) != AckBody {
-			t.Fatalf("second reply %q", pl.Body)
+		if c := s.wait(); c != 0 {
+			t.Fatalf("exit code %d after asking to stop, want 0", c)
+		}
+	})
+	t.Run("crash-after", func(t *testing.T) {
+		t.Setenv("FAKEWORKER_N", "2")
+		s := start(t, "crash-after")
+		s.handshake()
+		f, err := s.exec(`{"id":"1"}`, "x")
+		if pl := reply(t, f, err); string(pl.Body) != "x" {
+			t.Fatalf("first reply %q, want the echo", pl.Body)
+		}
+		if _, err := s.exec(`{}`, "x"); !errors.Is(err, io.EOF) {
+			t.Fatalf("err = %v, want EOF", err)
+		}
+		if c := s.wait(); c != 70 {
+			t.Fatalf("exit code %d, want 70", c)
 		}
 	})
 }

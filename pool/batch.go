@@ -1,0 +1,299 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/pipevisor/pipevisor/frame"
+)
+
+// MaxPipelining is the largest Config.Pipelining the pool honours.
+const MaxPipelining = 64
+
+// pipeWindow bounds the bytes of job frames written to a worker and not
+// yet answered. The smallest pipe Linux hands out holds one page, so with
+// no more than this written ahead a write never waits for the worker,
+// which may itself be waiting for its reply to be read. A frame larger
+// than the window is written only when nothing else is in flight, as
+// Exec does.
+const pipeWindow = 4096
+
+// execFrameSize is the size of the job frame of pl (one option).
+func execFrameSize(pl frame.Payload) int {
+	return frame.HeaderSize + 4 + len(pl.Context) + len(pl.Body)
+}
+
+// ExecBatch runs the jobs in pls and calls done once per job, in order,
+// with what Exec would have returned for it. Up to Config.Pipelining jobs
+// go to one worker: their frames are written ahead of the replies (as
+// many as fit in a small window; the rest follow as replies come), so the
+// worker finds its next job waiting instead of sleeping until the pool
+// writes it. done runs while the jobs after it are running; it must not
+// call back into the pool.
+//
+// Each job's deadline (exec_ttl, ctx's deadline) counts from when the
+// reply before it came, or from the write for the first. A job the worker
+// did not start runs on another worker and costs nothing: the jobs behind
+// one that crashed, timed out or was answered with a stop request, and a
+// job whose frame the worker never read (it died, or left its stdin to a
+// process that does not read it). A worker that asks to stop must not run
+// the jobs written behind that job (the clients of this project do not).
+func (p *Pool) ExecBatch(ctx context.Context, pls []frame.Payload, done func(i int, out frame.Payload, err error)) {
+	depth := min(max(p.cfg.Pipelining, 1), MaxPipelining)
+	if depth == 1 {
+		for i, pl := range pls {
+			out, err := p.Exec(ctx, pl)
+			done(i, out, err)
+		}
+		return
+	}
+	next, fruitless := 0, 0
+	for next < len(pls) {
+		w, err := p.take(ctx, pls[next].Context)
+		if err != nil {
+			for ; next < len(pls); next++ {
+				done(next, frame.Payload{}, err)
+			}
+			return
+		}
+		n := min(len(pls)-next, depth)
+		if p.cfg.MaxJobs > 0 {
+			p.mu.Lock()
+			left := p.cfg.MaxJobs - min(w.jobs, p.cfg.MaxJobs)
+			p.mu.Unlock()
+			n = min(n, int(max(left, 1)))
+		}
+		k := p.runBatch(ctx, w, pls[next:next+n], next, done)
+		next += k
+		if k > 0 {
+			fruitless = 0
+			continue
+		}
+		if fruitless++; fruitless > p.cfg.NumWorkers {
+			err := fmt.Errorf("%w: %d workers in a row asked to stop, had closed stdin or ended without reading the job", ErrNoWorker, fruitless)
+			for ; next < len(pls); next++ {
+				done(next, frame.Payload{}, err)
+			}
+			return
+		}
+	}
+}
+
+// runBatch runs pls on w, which the caller took, and settles w (release or
+// discard) before returning. It calls done(base+i, ...) for the first k
+// jobs, in order, and returns k; the jobs from k on did not start on w.
+func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, base int, done func(int, frame.Payload, error)) int {
+	if ctx.Err() != nil {
+		p.release(w, false, false)
+		err := fmt.Errorf("%w: job not sent: %w", ErrNoWorker, context.Cause(ctx))
+		for i := range pls {
+			done(base+i, frame.Payload{}, err)
+		}
+		return len(pls)
+	}
+	var sizes [MaxPipelining]int
+	sent, inflight := 0, 0 // frames written; their bytes not yet answered
+	b := &batchRun{p: p, w: w, ctx: ctx}
+	b.arm(time.Now())
+	// write sends the frames that fit in the window, at least one when
+	// nothing is in flight.
+	write := func() error {
+		w.buf = w.buf[:0]
+		for sent < len(pls) {
+			sz := execFrameSize(pls[sent])
+			if inflight > 0 && inflight+sz > pipeWindow {
+				break
+			}
+			w.opt[0] = uint32(len(pls[sent].Context))
+			w.buf = frame.AppendFrame(w.buf, frame.FlagCodecRaw, w.opt[:], pls[sent].Context, pls[sent].Body)
+			sizes[sent] = sz
+			inflight += sz
+			sent++
+		}
+		if len(w.buf) == 0 {
+			return nil
+		}
+		_, err := w.stdin.Write(w.buf)
+		if cap(w.buf) > maxKeptBuf {
+			w.buf = nil
+		}
+		return err
+	}
+	if err := write(); err != nil {
+		b.disarm()
+		ferr := p.fail(ctx, w, err)
+		if errors.Is(err, syscall.EPIPE) && !errors.Is(ferr, ErrClosed) {
+			return 0 // nothing reached the worker
+		}
+		done(base, frame.Payload{}, ferr)
+		return 1
+	}
+	writeErr := false
+	for i := range pls {
+		f, err := w.r.ReadFrame()
+		now := time.Now()
+		if err != nil {
+			b.disarm()
+			// Stop the worker before looking at what it left unread.
+			p.mu.Lock()
+			gone := w.goneMidJob
+			p.mu.Unlock()
+			w.kill()
+			unstarted := unreadBytes(w.stdin) >= inflight
+			ferr := p.failGone(ctx, w, err, gone)
+			if unstarted && !errors.Is(ferr, ErrClosed) {
+				return i
+			}
+			done(base+i, frame.Payload{}, ferr)
+			return i + 1
+		}
+		inflight -= sizes[i]
+		var out frame.Payload
+		var jerr error
+		switch {
+		case f.Flags&frame.FlagError != 0:
+			jerr = &JobError{Pid: w.pid, Message: string(f.Payload)}
+		case f.Flags&frame.FlagControl != 0:
+			b.disarm()
+			done(base+i, frame.Payload{}, p.fail(ctx, w, fmt.Errorf("%w (%.64q) in reply to a job", frame.ErrUnexpectedControl, f.Payload)))
+			return i + 1
+		default:
+			out, err = frame.SplitReply(f)
+			if err != nil {
+				b.disarm()
+				done(base+i, frame.Payload{}, p.fail(ctx, w, err))
+				return i + 1
+			}
+			if frame.IsStopReply(out) {
+				b.disarm()
+				p.mu.Lock()
+				if w.retire == "" {
+					w.retire = "the worker asked to stop"
+				}
+				p.mu.Unlock()
+				p.releaseN(w, i, true)
+				return i
+			}
+		}
+		if i+1 < len(pls) {
+			// The next job runs from now: give it its own deadline and
+			// top up the pipe before settling this one.
+			b.arm(now)
+			if !writeErr && sent < len(pls) {
+				before, beforeBytes := sent, inflight
+				if write() != nil {
+					// Its stdin is broken (no reader, or interrupted):
+					// what was written before still runs, the rest goes
+					// elsewhere.
+					writeErr = true
+					sent, inflight = before, beforeBytes
+				}
+			}
+			if i+1 == sent {
+				// Nothing in flight and nothing more can be written.
+				b.disarm()
+				p.mu.Lock()
+				w.jobs += uint64(i + 1)
+				p.discard(w)
+				p.mu.Unlock()
+				w.kill()
+				done(base+i, out, jerr)
+				return i + 1
+			}
+			p.setCurrent(w, pls[i+1].Context)
+		}
+		done(base+i, out, jerr)
+	}
+	b.disarm()
+	p.releaseN(w, len(pls), true)
+	return len(pls)
+}
+
+// batchRun arms the deadline of the job a batch is running.
+type batchRun struct {
+	p     *Pool
+	w     *worker
+	ctx   context.Context
+	armed bool
+}
+
+// arm sets the running job's deadline: exec_ttl from now, or ctx's
+// deadline when earlier.
+func (b *batchRun) arm(now time.Time) {
+	var dl time.Time
+	if ttl := b.p.cfg.Supervisor.ExecTTL; ttl > 0 {
+		dl = now.Add(ttl)
+	}
+	if d, ok := b.ctx.Deadline(); ok && (dl.IsZero() || d.Before(dl)) {
+		dl = d
+	}
+	if dl.IsZero() {
+		return
+	}
+	b.armed = true
+	if b.w.stdout.blocking {
+		b.w.exec.set(dl)
+		return
+	}
+	_ = b.w.stdout.SetReadDeadline(dl)
+	_ = b.w.stdin.SetWriteDeadline(dl)
+}
+
+// disarm clears the deadline between jobs.
+func (b *batchRun) disarm() {
+	if !b.armed {
+		return
+	}
+	b.armed = false
+	if b.w.stdout.blocking {
+		b.w.exec.set(time.Time{})
+		return
+	}
+	_ = b.w.stdout.SetReadDeadline(time.Time{})
+}
+
+// setCurrent records the context of the job w runs now (Workers).
+func (p *Pool) setCurrent(w *worker, jobCtx []byte) {
+	p.mu.Lock()
+	w.cur = jobCtx
+	p.mu.Unlock()
+}
+
+// releaseN returns w after a batch in which it answered ran jobs (which
+// count toward Jobs and max_jobs); ok resets the start backoff.
+func (p *Pool) releaseN(w *worker, ran int, ok bool) {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if ran > 0 {
+		w.jobs += uint64(ran)
+		w.lastUsed = now
+	}
+	if ok {
+		p.failures = 0
+	}
+	p.putBackLocked(w)
+}
+
+// unreadBytes returns how many bytes written to the pipe whose write end
+// is f have not been read yet (FIONREAD, alias TIOCINQ, works on either end of a pipe),
+// or -1 if that cannot be told (f closed).
+func unreadBytes(f *os.File) int {
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	n := -1
+	_ = sc.Control(func(fd uintptr) {
+		if v, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil {
+			n = v
+		}
+	})
+	return n
+}
