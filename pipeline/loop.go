@@ -34,6 +34,7 @@ func (p *Pipeline) loop(workCtx context.Context) {
 	wait := minReceiveBackoff
 	settleBase := context.WithoutCancel(workCtx) // settling survives Stop
 	var ctxBuf []byte                            // this slot's job context JSON, reused
+	b := p.newBatcher()                          // nil: one job at a time
 	for {
 		rctx, ok := p.acquire(workCtx)
 		if !ok {
@@ -80,7 +81,13 @@ func (p *Pipeline) loop(workCtx context.Context) {
 			// to the broker unstarted, as Pause promises.
 			refuse = errReceivedWhilePausing
 		}
-		if o := p.handle(workCtx, settleBase, d, &ctxBuf, refuse); o.Action == consumer.Release && o.Delay > 0 {
+		var o consumer.Outcome
+		if b != nil && refuse == nil && !p.stopping() {
+			o = b.run(workCtx, settleBase, d, rctx)
+		} else {
+			o = p.handle(workCtx, settleBase, d, &ctxBuf, refuse)
+		}
+		if o.Action == consumer.Release && o.Delay > 0 {
 			// No worker was free: do not churn through the queue
 			// releasing one job after another; let the pool recover.
 			idle(rctx, min(o.Delay, noWorkerPause))
@@ -178,7 +185,6 @@ func (p *Pipeline) consumerClosed(err error) {
 func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Delivery, buf *[]byte, refuse error) consumer.Outcome {
 	start := time.Now()
 	p.active.Add(1)
-	defer p.active.Add(-1)
 
 	var (
 		reply    frame.Reply
@@ -197,6 +203,14 @@ func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Deliv
 		now = time.Now()
 		execTook = now.Sub(start)
 	}
+	return p.finish(settleBase, d, reply, err, start, now, execTook)
+}
+
+// finish settles d after its execution (reply, or err) ended at now, and
+// counts and reports its fate. start is when d was taken for a slot,
+// execTook the time it spent on a worker. It ends d's count in Active.
+func (p *Pipeline) finish(settleBase context.Context, d *consumer.Delivery, reply frame.Reply, err error, start, now time.Time, execTook time.Duration) consumer.Outcome {
+	defer p.active.Add(-1)
 	o := outcomeFor(reply, err, d.Attempt, p.cfg.Retry, p.cfg.Rand)
 
 	sctx := newSettleCtx(settleBase, now, p.cfg.SettleTimeout)
@@ -238,6 +252,12 @@ func (p *Pipeline) exec(ctx context.Context, d *consumer.Delivery, buf *[]byte) 
 		*buf = pl.Context
 	}
 	out, err := p.ex.Exec(ctx, pl)
+	return p.reply(ctx, out, err)
+}
+
+// reply parses what the executor returned for a job run under ctx. An
+// error caused by the shutdown of running jobs wraps ErrShutdown.
+func (p *Pipeline) reply(ctx context.Context, out frame.Payload, err error) (frame.Reply, error) {
 	if err != nil {
 		if ctx.Err() != nil && !errors.Is(err, ErrShutdown) && errors.Is(context.Cause(ctx), ErrShutdown) {
 			err = fmt.Errorf("%w: %w", ErrShutdown, err)

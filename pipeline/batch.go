@@ -1,0 +1,82 @@
+package pipeline
+
+import (
+	"context"
+	"time"
+
+	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/frame"
+)
+
+// batcher is a slot's state for pipelining: after Receive returned one
+// delivery it takes up to Config.Pipelining-1 more that are ready now and
+// hands them all to the executor at once, which writes them to one worker
+// ahead of their replies. Each job is then settled as its reply comes,
+// with the same outcome table as a job run alone.
+type batcher struct {
+	p    *Pipeline
+	rr   consumer.ReadyReceiver
+	bx   BatchExecutor
+	max  int
+	ds   []*consumer.Delivery
+	pls  []frame.Payload
+	bufs [][]byte // the job context JSON of each position, reused
+}
+
+// newBatcher returns a slot's batcher, or nil when jobs go one at a time
+// (Pipelining below 2, a consumer that is not a ReadyReceiver or an
+// executor that is not a BatchExecutor).
+func (p *Pipeline) newBatcher() *batcher {
+	if p.cfg.Pipelining < 2 {
+		return nil
+	}
+	rr, ok := p.c.(consumer.ReadyReceiver)
+	if !ok {
+		return nil
+	}
+	bx, ok := p.ex.(BatchExecutor)
+	if !ok {
+		return nil
+	}
+	return &batcher{
+		p: p, rr: rr, bx: bx, max: p.cfg.Pipelining,
+		ds:   make([]*consumer.Delivery, 0, p.cfg.Pipelining),
+		pls:  make([]frame.Payload, p.cfg.Pipelining),
+		bufs: make([][]byte, p.cfg.Pipelining),
+	}
+}
+
+// run runs first and the deliveries ready now behind it (none once rctx,
+// the slot's receive context, has ended: paused or stopping) and settles
+// each. It returns the outcome of a job released for want of a worker, if
+// any (the slot then rests), else the last outcome.
+func (b *batcher) run(workCtx, settleBase context.Context, first *consumer.Delivery, rctx context.Context) consumer.Outcome {
+	p := b.p
+	b.ds = append(b.ds[:0], first)
+	if rctx.Err() == nil {
+		b.ds = b.rr.ReceiveReady(b.ds, b.max-1)
+	}
+	ds := b.ds
+	start := time.Now()
+	p.active.Add(int64(len(ds)))
+	for i, d := range ds {
+		b.pls[i] = appendPayload(b.bufs[i], d)
+		if cap(b.pls[i].Context) <= maxKeptCtxBuf {
+			b.bufs[i] = b.pls[i].Context
+		}
+	}
+	var rest consumer.Outcome
+	prev := start
+	b.bx.ExecBatch(workCtx, b.pls[:len(ds)], func(i int, out frame.Payload, err error) {
+		now := time.Now()
+		reply, err := p.reply(workCtx, out, err)
+		o := p.finish(settleBase, ds[i], reply, err, start, now, now.Sub(prev))
+		prev = now
+		if rest.Action != consumer.Release || rest.Delay == 0 {
+			rest = o
+		}
+	})
+	clear(b.ds)
+	clear(b.pls)
+	return rest
+}
