@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -29,12 +30,14 @@ func (f floor) perJob() (user, sys float64) {
 // measureFloor starts workers PHP processes of command as the pool does
 // (pipes, pid handshake) and runs n jobs through them from this process
 // with nothing else: each goroutine writes one pre-encoded job frame to
-// its worker and reads the reply, in blocking mode, like a pool slot. It
+// its worker and reads the reply, in blocking mode, like a pool slot
+// (with depth above 1, it keeps depth frames written ahead of the
+// replies, as the pool does with jobs.pool.pipelining). It
 // returns the CPU time this process spent per job, which is the kernel's
 // cost of the round trip (context switches, pipe wakeups; expensive on
 // virtual machines) plus a little framing. The supervisor cannot spend
 // less than this per job on the same machine.
-func measureFloor(ctx context.Context, command []string, workers, n int) (floor, error) {
+func measureFloor(ctx context.Context, command []string, workers, n, depth int) (floor, error) {
 	job := frame.EncodeExec(frame.Payload{
 		Context: []byte(`{"id":"1","job":"Bench","driver":"memory","queue":"bench","headers":{"x-attempt":["1"]},"pipeline":"bench"}`),
 		Body:    []byte("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
@@ -59,12 +62,7 @@ func measureFloor(ctx context.Context, command []string, workers, n int) (floor,
 	var wg sync.WaitGroup
 	for i, w := range ws {
 		wg.Go(func() {
-			for range n / len(ws) {
-				if err := w.roundTrip(job); err != nil {
-					errs[i] = err
-					return
-				}
-			}
+			errs[i] = w.run(job, n/len(ws), depth)
 		})
 	}
 	wg.Wait()
@@ -126,17 +124,26 @@ func startBare(ctx context.Context, command []string) (*bareWorker, error) {
 	return w, nil
 }
 
-// roundTrip sends one job frame and reads the worker's reply.
-func (w *bareWorker) roundTrip(job []byte) error {
-	if _, err := w.stdin.Write(job); err != nil {
-		return fmt.Errorf("floor: write job: %w", err)
-	}
-	f, err := w.r.ReadFrame()
-	if err != nil {
-		return fmt.Errorf("floor: read reply: %w", err)
-	}
-	if f.Flags&frame.FlagError != 0 {
-		return fmt.Errorf("floor: the worker failed the job: %q", f.Payload)
+// run sends the job frame n times, keeping depth of them (at least one)
+// written ahead of the replies, and reads every reply.
+func (w *bareWorker) run(job []byte, n, depth int) error {
+	ahead := bytes.Repeat(job, max(depth, 1))
+	written := 0
+	for read := 0; read < n; read++ {
+		if written == read {
+			k := min(max(depth, 1), n-written)
+			if _, err := w.stdin.Write(ahead[:k*len(job)]); err != nil {
+				return fmt.Errorf("floor: write job: %w", err)
+			}
+			written += k
+		}
+		f, err := w.r.ReadFrame()
+		if err != nil {
+			return fmt.Errorf("floor: read reply: %w", err)
+		}
+		if f.Flags&frame.FlagError != 0 {
+			return fmt.Errorf("floor: the worker failed the job: %q", f.Payload)
+		}
 	}
 	return nil
 }

@@ -15,17 +15,20 @@ func TestMeasureFloorRunsEveryJob(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	f, err := measureFloor(ctx, []string{"php", "../../examples/echo-worker.php"}, 2, 2001)
-	if err != nil {
-		t.Fatal(err)
+	for _, depth := range []int{1, 8} {
+		// 1001 per worker: with 8 ahead, the last write is short.
+		f, err := measureFloor(ctx, []string{"php", "../../examples/echo-worker.php"}, 2, 2003, depth)
+		if err != nil {
+			t.Fatalf("depth %d: %v", depth, err)
+		}
+		if f.jobs != 2002 {
+			t.Errorf("depth %d: jobs = %d, want 2002 (1001 per worker)", depth, f.jobs)
+		}
+		if f.took <= 0 || f.user+f.sys <= 0 {
+			t.Errorf("depth %d: took %s, CPU %s: nothing measured", depth, f.took, f.user+f.sys)
+		}
 	}
-	if f.jobs != 2000 {
-		t.Errorf("jobs = %d, want 2000 (1000 per worker)", f.jobs)
-	}
-	if f.took <= 0 || f.user+f.sys <= 0 {
-		t.Errorf("took %s, CPU %s: nothing measured", f.took, f.user+f.sys)
-	}
-	if _, err := measureFloor(ctx, []string{"php", "../../examples/no-such-worker.php"}, 1, 10); err == nil {
+	if _, err := measureFloor(ctx, []string{"php", "../../examples/no-such-worker.php"}, 1, 10, 1); err == nil {
 		t.Error("a worker that cannot start: no error")
 	}
 }

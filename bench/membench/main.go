@@ -30,16 +30,17 @@ func main() {
 	rounds := flag.Int("rounds", 3, "throughput rounds; the median is reported")
 	latencyFor := flag.Duration("latency-for", 3*time.Second, "how long the latency run pushes")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
+	pipelining := flag.Int("pipelining", 1, "jobs.pool.pipelining: jobs written to a worker ahead of its replies")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	if err := run(ctx, *bin, *jobs, *batch, *workers, max(1, *rounds), *latencyFor); err != nil {
+	if err := run(ctx, *bin, *jobs, *batch, *workers, max(1, *rounds), *latencyFor, max(1, *pipelining)); err != nil {
 		fmt.Fprintln(os.Stderr, "membench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, bin string, n, batch, workers, rounds int, latencyFor time.Duration) error {
+func run(ctx context.Context, bin string, n, batch, workers, rounds int, latencyFor time.Duration, depth int) error {
 	dir, err := os.MkdirTemp("", "membench-")
 	if err != nil {
 		return err
@@ -48,7 +49,7 @@ func run(ctx context.Context, bin string, n, batch, workers, rounds int, latency
 
 	// Run 1: throughput and CPU per job (rounds of n jobs), then RSS with n
 	// jobs queued.
-	sv, err := start(ctx, bin, dir, "echo", workers, "php examples/echo-worker.php", "")
+	sv, err := start(ctx, bin, dir, "echo", workers, depth, "php examples/echo-worker.php", "")
 	if err != nil {
 		return err
 	}
@@ -95,7 +96,7 @@ func run(ctx context.Context, bin string, n, batch, workers, rounds int, latency
 
 	// Run 2: latency at half the measured rate.
 	latLog := filepath.Join(dir, "latency.log")
-	lv, err := start(ctx, bin, dir, "latency", workers, "php bench/latency-worker.php", latLog)
+	lv, err := start(ctx, bin, dir, "latency", workers, depth, "php bench/latency-worker.php", latLog)
 	if err != nil {
 		return err
 	}
@@ -131,7 +132,7 @@ func run(ctx context.Context, bin string, n, batch, workers, rounds int, latency
 	// Run 3: the same jobs through the same workers with no supervisor.
 	var fl []floor
 	for range rounds {
-		f, err := measureFloor(ctx, []string{"php", "examples/echo-worker.php"}, workers, n)
+		f, err := measureFloor(ctx, []string{"php", "examples/echo-worker.php"}, workers, n, depth)
 		if err != nil {
 			return err
 		}
@@ -140,7 +141,7 @@ func run(ctx context.Context, bin string, n, batch, workers, rounds int, latency
 	slices.SortFunc(fl, func(a, b floor) int { return cmp.Compare(a.user+a.sys, b.user+b.sys) })
 	bare := fl[len(fl)/2]
 
-	fmt.Printf("memory driver, %d PHP echo workers, %d jobs of 32 bytes, PushBatch(%d)\n", workers, n, batch)
+	fmt.Printf("memory driver, %d PHP echo workers, %d jobs of 32 bytes, PushBatch(%d), pipelining %d\n", workers, n, batch, depth)
 	perJob := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
 	slowest, fastest := rs[0].took, rs[0].took
 	lowCPU, highCPU := rs[0].cpu, rs[0].cpu
@@ -155,8 +156,8 @@ func run(ctx context.Context, bin string, n, batch, workers, rounds int, latency
 	fmt.Printf("the same jobs pushed while paused, then drained: pushing %.2f µs/job, running %.2f µs/job of supervisor CPU\n",
 		perJob(pushCPU), perJob(drainCPU))
 	bu, bs := bare.perJob()
-	fmt.Printf("bare pipe round trip (no supervisor: this process writes each job frame to the same workers and reads the reply): %.2f µs/job (user %.1f, kernel %.1f), %.0f jobs/s, median of %d; supervisor beyond that: %.2f µs/job\n",
-		bu+bs, bu, bs, float64(bare.jobs)/bare.took.Seconds(), rounds, perJob(med.cpu)-(bu+bs))
+	fmt.Printf("bare pipe round trip (no supervisor: this process writes the job frames to the same workers, %d ahead, and reads the replies): %.2f µs/job (user %.1f, kernel %.1f), %.0f jobs/s, median of %d; supervisor beyond that: %.2f µs/job\n",
+		depth, bu+bs, bu, bs, float64(bare.jobs)/bare.took.Seconds(), rounds, perJob(med.cpu)-(bu+bs))
 	fmt.Printf("RSS with %d jobs queued: %.1f MB; peak RSS: %.1f MB\n", n, float64(rssQueued)/1024, float64(peak)/1024)
 	fmt.Printf("latency at %.0f jobs/s (%d jobs): p50 %s p99 %s max %s\n", float64(sent)/latencyFor.Seconds(), len(lats),
 		benchkit.Percentile(lats, 0.50), benchkit.Percentile(lats, 0.99), benchkit.Percentile(lats, 1))
@@ -201,17 +202,18 @@ func medianRound(rs []round) round {
 
 // start runs the supervisor with one memory pipeline "bench" consumed by
 // workers processes of command, with exec_ttl set as in the example
-// config; latLog goes to the workers as BENCH_LATENCY_LOG.
-func start(ctx context.Context, bin, dir, name string, workers int, command, latLog string) (*benchkit.Supervisor, error) {
+// config and jobs.pool.pipelining depth; latLog goes to the workers as
+// BENCH_LATENCY_LOG.
+func start(ctx context.Context, bin, dir, name string, workers, depth int, command, latLog string) (*benchkit.Supervisor, error) {
 	return benchkit.StartSupervisor(ctx, benchkit.Config{
 		Bin: bin, Dir: dir, Name: name, Command: command,
 		Env: map[string]string{"BENCH_LATENCY_LOG": latLog},
 		Body: fmt.Sprintf(`jobs:
-  pool: {num_workers: %d, allocate_timeout: 10s, destroy_timeout: 5s, supervisor: {exec_ttl: 60s}}
+  pool: {num_workers: %d, pipelining: %d, allocate_timeout: 10s, destroy_timeout: 5s, supervisor: {exec_ttl: 60s}}
   consume: [bench]
   pipelines:
     bench: {driver: memory}
-`, workers),
+`, workers, depth),
 	})
 }
 
