@@ -257,8 +257,10 @@ type ReadyReceiver interface {
 	// handed out at once and returns dst. It never waits. Each delivery is
 	// exactly what Receive would have returned (counted as in flight, with
 	// its once-only Settle), in the order Receive would have returned
-	// them. dst comes back unchanged when nothing is ready or the consumer
-	// is paused or closed.
+	// them. It may leave ready deliveries to Receive calls that are
+	// waiting (other slots), so that a few jobs are spread over workers.
+	// dst comes back unchanged when nothing is ready or the consumer is
+	// paused or closed.
 	ReceiveReady(dst []*Delivery, max int) []*Delivery
 }
 

@@ -11,7 +11,9 @@ import "github.com/pipevisor/pipevisor/consumer"
 // Attempt, counted active until its once-only Settle runs (auto-ack jobs
 // are settled on receipt and not counted), settled with the same effects.
 // The batch stops where Receive would block: at the prefetch cap and when
-// no job is ready; a keyed job comes out only while no other job of its
+// no job is ready; and it leaves one ready job for each Receive that is
+// waiting, so that a few jobs are spread over the pipeline's slots (and
+// so over workers) instead of queueing behind each other. A keyed job comes out only while no other job of its
 // key is handed out, and a delayed job only once its delay has passed. dst
 // comes back unchanged when max < 1, the queue is paused or closed
 // (Close called), or nothing is ready.
@@ -34,7 +36,7 @@ func (q *Queue) ReceiveReady(dst []*consumer.Delivery, max int) []*consumer.Deli
 	}
 	// As take, but paused and due jobs are checked once: neither changes
 	// while q.mu is held. The prefetch cap does, with each job taken.
-	for ; max > 0 && q.active < q.cfg.Prefetch; max-- {
+	for ; max > 0 && q.active < q.cfg.Prefetch && q.ready.len() > q.waiters; max-- {
 		it, key := q.takeReady()
 		if it == nil {
 			break

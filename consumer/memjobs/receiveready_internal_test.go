@@ -8,7 +8,8 @@ import (
 )
 
 // TestReceiveReadyPassesTheBaton: with a Receive blocked, a batch that
-// leaves jobs ready wakes it; a batch that takes the last job does not.
+// leaves jobs ready wakes it, and leaves it one job; a batch that takes
+// the last job wakes nobody.
 func TestReceiveReadyPassesTheBaton(t *testing.T) {
 	q := New("q", Config{}, nil)
 	if err := q.Publish(context.Background(), make([]consumer.Job, 5)); err != nil {
@@ -32,19 +33,28 @@ func TestReceiveReadyPassesTheBaton(t *testing.T) {
 	default:
 		t.Fatal("3 jobs still ready and the blocked Receive was not woken")
 	}
+	// One job is left for the blocked Receive.
+	got = q.ReceiveReady(got, 10)
+	if len(got) != 4 {
+		t.Fatalf("got %d deliveries, want 4: one stays for the waiting Receive", len(got))
+	}
+	select {
+	case <-q.sig:
+	default:
+		t.Fatal("a job left for the blocked Receive and it was not woken")
+	}
+	q.mu.Lock()
+	q.waiters = 0
+	q.mu.Unlock()
 	got = q.ReceiveReady(got, 10)
 	if len(got) != 5 {
 		t.Fatalf("got %d deliveries, want 5", len(got))
 	}
 	select {
 	case <-q.sig:
-		t.Fatal("woke the blocked Receive with nothing left for it")
+		t.Fatal("woke a Receive with nothing left for it")
 	default:
 	}
-
-	q.mu.Lock()
-	q.waiters = 0
-	q.mu.Unlock()
 	for _, d := range got {
 		if err := d.Settle(context.Background(), consumer.Outcome{Action: consumer.Ack}); err != nil {
 			t.Fatal(err)
