@@ -24,6 +24,14 @@ func TestIsReadyReceiver(t *testing.T) {
 	}
 }
 
+// TestAMQPIsReadyReceiver: the AMQP driver hands out ready deliveries, so
+// its prefetch cap is the slots times jobs.pool.pipelining.
+func TestAMQPIsReadyReceiver(t *testing.T) {
+	if !amqpReady {
+		t.Error("*amqpjobs.Driver is not a consumer.ReadyReceiver")
+	}
+}
+
 // TestMaxHeld checks the cap on the AMQP prefetch: the slots, times
 // jobs.pool.pipelining only when the pipeline can fill batches from the
 // driver.

@@ -21,7 +21,8 @@
 //     are never acked on the new one: Settle returns
 //     consumer.ErrStaleDelivery and RabbitMQ redelivers them.
 //   - Flow control: Qos(prefetch) bounds unsettled deliveries, and a
-//     delivery is handed out only to a waiting Receive.
+//     delivery is handed out only to a waiting Receive, or to
+//     ReceiveReady when it is already on this side and no Receive waits.
 //   - Publishes go over a connection of their own, so a broker that blocks
 //     publishers (memory or disk alarm) does not stall acks.
 //
@@ -78,7 +79,8 @@ var (
 const attemptMemoSize = 10000
 
 // Driver is one amqp pipeline. It implements consumer.Consumer,
-// consumer.Publisher, consumer.Stater, consumer.Checker and consumer.Pauser.
+// consumer.Publisher, consumer.Stater, consumer.Checker, consumer.Pauser
+// and consumer.ReadyReceiver.
 // All methods are safe for concurrent use.
 type Driver struct {
 	name       string
