@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"slices"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -212,9 +214,12 @@ func (d *Driver) nack(in *inbound, requeue bool) error {
 }
 
 // staleOr wraps err as consumer.ErrStaleDelivery when the channel of s is
-// gone (the broker requeues the delivery itself).
+// gone (the broker requeues the delivery itself). A write that failed on
+// the connection (reset, closed) means it is gone too, even before the
+// client has noticed and marked the channel dead.
 func staleOr(s *session, op string, err error) error {
-	if s.dead() || errors.Is(err, amqp.ErrClosed) {
+	var ne *net.OpError
+	if s.dead() || errors.Is(err, amqp.ErrClosed) || errors.As(err, &ne) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.EOF) {
 		return fmt.Errorf("%w: %s: %w", consumer.ErrStaleDelivery, op, err)
 	}
 	return fmt.Errorf("amqpjobs: %s: %w", op, err)
