@@ -691,3 +691,29 @@ func TestIdleExitCountsAsFailureOnlyWhenYoung(t *testing.T) {
 		})
 	}
 }
+
+// A worker that runs jobs and then exits with status 0 on its own (an
+// app's max-jobs guard) is no failure: its replacement starts without
+// backoff, however young it was.
+func TestCleanExitAfterJobsIsNoFailure(t *testing.T) {
+	cfg := fakeConfig("die-after", 1)
+	cfg.Env["FAKEWORKER_N"] = "2"
+	cfg.Env["FAKEWORKER_LOG"] = filepath.Join(t.TempDir(), "starts")
+	cfg.steadyAfter = time.Minute
+	p := start(t, cfg, nil)
+	for i := range 6 {
+		run(t, p, job(fmt.Sprint(i), "x"))
+		p.mu.Lock()
+		failures := p.failures
+		p.mu.Unlock()
+		if failures != 0 {
+			t.Fatalf("after job %d: failures = %d, want 0", i, failures)
+		}
+	}
+	eventually(t, 5*time.Second, "the fourth worker", func() bool { return lines(t, cfg.Env["FAKEWORKER_LOG"]) >= 4 })
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failures != 0 {
+		t.Errorf("failures = %d after clean exits, want 0", p.failures)
+	}
+}

@@ -70,6 +70,7 @@ type worker struct {
 	stderr   *stderrLog
 	exited   chan struct{} // closed once the process is reaped
 	exit     string        // exit status; read only after exited is closed
+	exitOK   bool          // it exited with status 0; read only after exited is closed
 	released chan struct{} // cap 1: an Exec let go of a worker whose process exited mid-job
 
 	// guarded by Pool.mu
@@ -209,6 +210,7 @@ func (p *Pool) reap(w *worker) {
 	w.stdout.closeWake() // a read now ends with EOF unless a grandchild holds stdout
 	w.stderr.flush()
 	w.exit = exitStatus(err, w.cmd.ProcessState)
+	w.exitOK = err == nil
 	close(w.exited)
 
 	p.mu.Lock()

@@ -19,12 +19,14 @@ const (
 const defaultSteadyUptime = 10 * time.Second
 
 // idleExitLocked counts w, which exited on its own while idle, as a
-// failure for the respawn backoff if it died young; a worker that served
-// a while and then ended (a dropped DB connection, its own limits) is
-// replaced without backoff. Called with p.mu held.
+// failure for the respawn backoff if it died young without having done
+// its work: a worker that served a while and then ended (a dropped DB
+// connection), or that ran jobs and exited with status 0 (its own
+// max-jobs or memory guard), is replaced without backoff. Called with
+// p.mu held.
 func (p *Pool) idleExitLocked(w *worker) {
 	steady := cmp.Or(p.cfg.steadyAfter, defaultSteadyUptime)
-	if time.Since(w.created) < steady {
+	if time.Since(w.created) < steady && (w.jobs == 0 || !w.exitOK) {
 		p.failures++
 	}
 }
