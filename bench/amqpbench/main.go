@@ -34,6 +34,7 @@ type params struct {
 	jobs, batch  int
 	workers      int
 	concurrency  int
+	pipelining   int
 	rounds       int
 	payloadBytes int
 	timeout      time.Duration
@@ -50,7 +51,8 @@ func main() {
 	flag.IntVar(&p.jobs, "jobs", 20000, "jobs per round")
 	flag.IntVar(&p.batch, "batch", 1000, "jobs per PushBatch when filling the queue")
 	flag.IntVar(&p.workers, "workers", 2, "PHP worker processes")
-	flag.IntVar(&p.concurrency, "concurrency", 8, "pipeline concurrency, which is also the prefetch of both consumers")
+	flag.IntVar(&p.concurrency, "concurrency", 8, "pipeline concurrency; times -pipelining, the prefetch of both consumers")
+	flag.IntVar(&p.pipelining, "pipelining", 1, "jobs.pool.pipelining: jobs written to a worker ahead of its replies")
 	flag.IntVar(&p.rounds, "rounds", 2, "rounds of each consumer (alternating)")
 	flag.IntVar(&p.payloadBytes, "payload", 32, "payload size in bytes")
 	flag.DurationVar(&p.timeout, "timeout", 5*time.Minute, "give up after this long")
@@ -64,9 +66,10 @@ func main() {
 }
 
 func run(ctx context.Context, p params) error {
-	if p.jobs < 1 || p.batch < 1 || p.workers < 1 || p.concurrency < 1 || p.rounds < 1 {
-		return errors.New("-jobs, -batch, -workers, -concurrency and -rounds must be at least 1")
+	if p.jobs < 1 || p.batch < 1 || p.workers < 1 || p.concurrency < 1 || p.pipelining < 1 || p.rounds < 1 {
+		return errors.New("-jobs, -batch, -workers, -concurrency, -pipelining and -rounds must be at least 1")
 	}
+	prefetch := p.concurrency * p.pipelining
 	dir, err := os.MkdirTemp("", "amqpbench-")
 	if err != nil {
 		return err
@@ -85,14 +88,14 @@ func run(ctx context.Context, p params) error {
 		Bin: p.bin, Dir: dir, Command: "php examples/echo-worker.php", Ready: benchkit.Consuming,
 		Body: fmt.Sprintf(`amqp: {addr: %q}
 jobs:
-  pool: {num_workers: %d, allocate_timeout: 10s, destroy_timeout: 5s}
+  pool: {num_workers: %d, pipelining: %d, allocate_timeout: 10s, destroy_timeout: 5s}
   consume: [bench]
   pipelines:
     bench:
       driver: amqp
       concurrency: %d
       config: {queue: %q, prefetch: %d}
-`, p.addr, p.workers, p.concurrency, queue, p.concurrency),
+`, p.addr, p.workers, p.pipelining, p.concurrency, queue, prefetch),
 	})
 	if err != nil {
 		return err
@@ -115,7 +118,7 @@ jobs:
 			return nil
 		},
 		Plain: func(ctx context.Context) (time.Duration, error) {
-			return consumePlain(ctx, conn, queue, p.concurrency, p.jobs)
+			return consumePlain(ctx, conn, queue, prefetch, p.jobs)
 		},
 		Drained: func(context.Context) error {
 			if n, err := ready(conn, queue); err != nil || n != 0 {
@@ -130,8 +133,8 @@ jobs:
 
 	total := float64(p.jobs * p.rounds)
 	plainRate, svRate := total/res.Plain.Seconds(), total/res.Supervisor.Seconds()
-	fmt.Printf("amqp driver, classic queue, prefetch = concurrency = %d, %d PHP echo workers, %d rounds of %d jobs of %d bytes\n",
-		p.concurrency, p.workers, p.rounds, p.jobs, p.payloadBytes)
+	fmt.Printf("amqp driver, classic queue, concurrency %d, pipelining %d, prefetch %d, %d PHP echo workers, %d rounds of %d jobs of %d bytes\n",
+		p.concurrency, p.pipelining, prefetch, p.workers, p.rounds, p.jobs, p.payloadBytes)
 	fmt.Printf("plain amqp091-go consumer (manual ack): %.0f jobs/s\n", plainRate)
 	fmt.Printf("supervisor + PHP echo workers:          %.0f jobs/s\n", svRate)
 	fmt.Printf("supervisor/plain: %.2f\n", svRate/plainRate)
