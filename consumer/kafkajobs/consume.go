@@ -341,16 +341,7 @@ func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 			return nil, consumer.ErrClosed
 		}
 		if ps, e := c.pickLocked(now); e != nil {
-			e.state, e.deferred = stateOut, false
-			c.active++
-			ps.progress = now
-			dl := d.delivery(ps, e)
-			if e.meta.autoAck {
-				// Settled on receipt: done (and committed) before the
-				// job runs; settling the delivery changes nothing.
-				d.finishLocked(ps, e)
-				dl.SetSettle(func(context.Context, consumer.Outcome) error { return nil })
-			}
+			dl := d.handOutLocked(ps, e, now)
 			c.mu.Unlock()
 			return dl, nil
 		}
@@ -387,6 +378,23 @@ func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 			return nil, err
 		}
 	}
+}
+
+// handOutLocked hands out e of ps, picked by pickLocked: it marks e out,
+// counts it active and returns its delivery. An auto-ack record is
+// settled on receipt: done (and committed) before the job runs, and
+// settling its delivery changes nothing. Receive and ReceiveReady both
+// hand out through it; called with c.mu held.
+func (d *Driver) handOutLocked(ps *partState, e *entry, now time.Time) *consumer.Delivery {
+	e.state, e.deferred = stateOut, false
+	d.cons.active++
+	ps.progress = now
+	dl := d.delivery(ps, e)
+	if e.meta.autoAck {
+		d.finishLocked(ps, e)
+		dl.SetSettle(func(context.Context, consumer.Outcome) error { return nil })
+	}
+	return dl
 }
 
 // delivery wraps e for the pipeline; called with c.mu held.

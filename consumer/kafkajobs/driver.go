@@ -111,8 +111,8 @@ var (
 
 // Driver is one kafka pipeline: a producer, and a group consumer when the
 // pipeline has topics. It implements consumer.Consumer, consumer.Publisher,
-// consumer.Stater and consumer.Checker. All methods are safe for concurrent
-// use.
+// consumer.Stater, consumer.Checker and consumer.ReadyReceiver. All methods
+// are safe for concurrent use.
 type Driver struct {
 	name       string
 	cfg        Config
@@ -132,10 +132,11 @@ type Driver struct {
 }
 
 var (
-	_ consumer.Consumer  = (*Driver)(nil)
-	_ consumer.Publisher = (*Driver)(nil)
-	_ consumer.Stater    = (*Driver)(nil)
-	_ consumer.Checker   = (*Driver)(nil)
+	_ consumer.Consumer      = (*Driver)(nil)
+	_ consumer.Publisher     = (*Driver)(nil)
+	_ consumer.Stater        = (*Driver)(nil)
+	_ consumer.Checker       = (*Driver)(nil)
+	_ consumer.ReadyReceiver = (*Driver)(nil)
 )
 
 // New connects to the brokers of g and returns the driver of pipeline name.
