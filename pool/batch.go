@@ -17,12 +17,40 @@ import (
 const MaxPipelining = 64
 
 // pipeWindow bounds the bytes of job frames written to a worker and not
-// yet answered. The smallest pipe Linux hands out holds one page, so with
-// no more than this written ahead a write never waits for the worker,
-// which may itself be waiting for its reply to be read. A frame larger
-// than the window is written only when nothing else is in flight, as
-// Exec does.
-const pipeWindow = 4096
+// yet answered, so that a write never waits for the worker, which may
+// itself be waiting for its reply to be read. That holds in a pipe of at
+// least minWindowPipe bytes (unread bytes span at most two of its pages,
+// a write of up to a page needs at most two more). A frame larger than
+// the window is written only when nothing else is in flight, as Exec
+// does; so is every frame to a worker whose stdin pipe is smaller (the
+// kernel gives one-page pipes to a user past pipe-user-pages-soft).
+const (
+	pipeWindow    = 4096
+	minWindowPipe = 4 * 4096
+)
+
+// writeAheadWindow returns the window for a worker whose stdin pipe has
+// the write end f: pipeWindow, or 0 when the pipe is too small and
+// cannot be grown.
+func writeAheadWindow(f *os.File) int {
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	size := 0
+	_ = sc.Control(func(fd uintptr) {
+		size, _ = unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0)
+		if size < minWindowPipe {
+			if n, err := unix.FcntlInt(fd, unix.F_SETPIPE_SZ, minWindowPipe); err == nil {
+				size = n
+			}
+		}
+	})
+	if size < minWindowPipe {
+		return 0
+	}
+	return pipeWindow
+}
 
 // execFrameSize is the size of the job frame of pl (one option).
 func execFrameSize(pl frame.Payload) int {
@@ -37,8 +65,9 @@ func execFrameSize(pl frame.Payload) int {
 // writes it. done runs while the jobs after it are running; it must not
 // call back into the pool.
 //
-// Each job's deadline (exec_ttl, ctx's deadline) counts from when the
-// reply before it came, or from the write for the first. A job the worker
+// Each job's deadline (exec_ttl, ctx's deadline) counts from when the job
+// before it was answered and its done returned (a slow settle is not the
+// next job's time), or from the write for the first. A job the worker
 // did not start runs on another worker and costs nothing: the jobs behind
 // one that crashed, timed out or was answered with a stop request, and a
 // job whose frame the worker never read (it died, or left its stdin to a
@@ -107,7 +136,7 @@ func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, bas
 		w.buf = w.buf[:0]
 		for sent < len(pls) {
 			sz := execFrameSize(pls[sent])
-			if inflight > 0 && inflight+sz > pipeWindow {
+			if inflight > 0 && inflight+sz > w.window {
 				break
 			}
 			w.opt[0] = uint32(len(pls[sent].Context))
@@ -136,18 +165,16 @@ func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, bas
 	}
 	writeErr := false
 	for i := range pls {
+		w.reading.Store(true)
 		f, err := w.r.ReadFrame()
-		now := time.Now()
+		w.reading.Store(false)
+		// No deadline runs while this reply is handled and settled: a
+		// slow settle must not count against the next job.
+		b.disarm()
 		if err != nil {
-			b.disarm()
-			// Stop the worker before looking at what it left unread.
-			p.mu.Lock()
-			gone := w.goneMidJob
-			p.mu.Unlock()
-			w.kill()
-			unstarted := unreadBytes(w.stdin) >= inflight
-			ferr := p.failGone(ctx, w, err, gone)
-			if unstarted && !errors.Is(ferr, ErrClosed) {
+			// inflight still counts job i: did it start?
+			started, ferr := p.abandon(ctx, w, err, inflight, i > 0)
+			if !started && !errors.Is(ferr, ErrClosed) {
 				return i
 			}
 			done(base+i, frame.Payload{}, ferr)
@@ -155,36 +182,37 @@ func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, bas
 		}
 		inflight -= sizes[i]
 		var out frame.Payload
-		var jerr error
+		var jerr, bad error
 		switch {
 		case f.Flags&frame.FlagError != 0:
 			jerr = &JobError{Pid: w.pid, Message: string(f.Payload)}
 		case f.Flags&frame.FlagControl != 0:
-			b.disarm()
-			done(base+i, frame.Payload{}, p.fail(ctx, w, fmt.Errorf("%w (%.64q) in reply to a job", frame.ErrUnexpectedControl, f.Payload)))
-			return i + 1
+			bad = fmt.Errorf("%w (%.64q) in reply to a job", frame.ErrUnexpectedControl, f.Payload)
 		default:
-			out, err = frame.SplitReply(f)
-			if err != nil {
-				b.disarm()
-				done(base+i, frame.Payload{}, p.fail(ctx, w, err))
-				return i + 1
-			}
-			if frame.IsStopReply(out) {
-				b.disarm()
+			if out, bad = frame.SplitReply(f); bad == nil && frame.IsStopReply(out) {
 				p.mu.Lock()
 				if w.retire == "" {
 					w.retire = "the worker asked to stop"
 				}
 				p.mu.Unlock()
-				p.releaseN(w, i, true)
+				p.releaseN(w, i, i > 0)
 				return i
 			}
 		}
-		if i+1 < len(pls) {
-			// The next job runs from now: give it its own deadline and
-			// top up the pipe before settling this one.
-			b.arm(now)
+		if bad != nil {
+			// Job i fails; the job behind it may have started too.
+			nextStarted, ferr := p.abandon(ctx, w, bad, inflight, false)
+			done(base+i, frame.Payload{}, ferr)
+			if i+1 < sent && nextStarted && !errors.Is(ferr, ErrClosed) {
+				done(base+i+1, frame.Payload{}, ferr)
+				return i + 2
+			}
+			return i + 1
+		}
+		last := i+1 == len(pls)
+		if !last {
+			// Top up the pipe before settling this job, so the worker
+			// has its next one.
 			if !writeErr && sent < len(pls) {
 				before, beforeBytes := sent, inflight
 				if write() != nil {
@@ -197,7 +225,6 @@ func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, bas
 			}
 			if i+1 == sent {
 				// Nothing in flight and nothing more can be written.
-				b.disarm()
 				p.mu.Lock()
 				w.jobs += uint64(i + 1)
 				p.discard(w)
@@ -209,10 +236,33 @@ func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, bas
 			p.setCurrent(w, pls[i+1].Context)
 		}
 		done(base+i, out, jerr)
+		if !last {
+			// The next job's deadline counts from now.
+			b.arm(time.Now())
+		}
 	}
-	b.disarm()
 	p.releaseN(w, len(pls), true)
 	return len(pls)
+}
+
+// abandon kills w, whose batch cause broke, and replaces it. inflight is
+// the size of the frames written to w and not answered; started reports
+// whether w read any of them (the first of them started), which is how a
+// job a worker never started is told from one it crashed in. ran says w
+// answered jobs before: a worker that then exited with status 0 on its
+// own, without starting the next one, is no failure for the respawn
+// backoff. The error is what the job that was running gets.
+func (p *Pool) abandon(ctx context.Context, w *worker, cause error, inflight int, ran bool) (started bool, err error) {
+	p.mu.Lock()
+	gone := w.goneMidJob
+	ran = ran || w.jobs > 0
+	p.mu.Unlock()
+	// Stop the worker before looking at what it left unread.
+	w.kill()
+	started = unreadBytes(w.stdin) < inflight
+	// exitOK may be read: gone means the process was reaped.
+	clean := gone && !started && ran && w.exitOK
+	return started, p.failGone(ctx, w, cause, gone, clean)
 }
 
 // batchRun arms the deadline of the job a batch is running.
@@ -233,14 +283,15 @@ func (b *batchRun) arm(now time.Time) {
 	if d, ok := b.ctx.Deadline(); ok && (dl.IsZero() || d.Before(dl)) {
 		dl = d
 	}
-	if dl.IsZero() {
-		return
-	}
-	b.armed = true
 	if b.w.stdout.blocking {
-		b.w.exec.set(dl)
+		if !dl.IsZero() {
+			b.armed = true
+			b.w.exec.set(dl)
+		}
 		return
 	}
+	// A pollable stdout may still have an earlier deadline: always set.
+	b.armed = true
 	_ = b.w.stdout.SetReadDeadline(dl)
 	_ = b.w.stdin.SetWriteDeadline(dl)
 }
@@ -256,6 +307,7 @@ func (b *batchRun) disarm() {
 		return
 	}
 	_ = b.w.stdout.SetReadDeadline(time.Time{})
+	_ = b.w.stdin.SetWriteDeadline(time.Time{})
 }
 
 // setCurrent records the context of the job w runs now (Workers).

@@ -230,3 +230,86 @@ func TestExecBatchCtxEnds(t *testing.T) {
 		mustBe(t, r.err, ErrNoWorker)
 	}
 }
+
+// A slow settle of one job (done) does not count against the exec_ttl of
+// the job behind it, which answered in time.
+func TestExecBatchSlowSettleIsNotTheNextJobsTime(t *testing.T) {
+	for _, poll := range []bool{false, true} {
+		t.Run(fmt.Sprint("poll=", poll), func(t *testing.T) {
+			cfg := fakeConfig("slow", 1)
+			cfg.Pipelining = 2
+			cfg.pollStdout = poll
+			cfg.Supervisor.ExecTTL = 200 * time.Millisecond
+			p := start(t, cfg, nil)
+			var errs [2]error
+			p.ExecBatch(context.Background(), []frame.Payload{job("0", "1ms"), job("1", "50ms")}, func(i int, _ frame.Payload, err error) {
+				errs[i] = err
+				if i == 0 {
+					time.Sleep(500 * time.Millisecond) // a slow Settle
+				}
+			})
+			for i, err := range errs {
+				if err != nil {
+					t.Errorf("job %d: %v", i, err)
+				}
+			}
+		})
+	}
+}
+
+// A worker that answers the last job it takes and exits cleanly while the
+// job before is being settled slowly: the answer is kept, and the exit is
+// no failure for the respawn backoff.
+func TestExecBatchCleanExitDuringASlowSettle(t *testing.T) {
+	cfg := fakeConfig("die-after", 1)
+	cfg.Env["FAKEWORKER_N"] = "2"
+	cfg.Pipelining = 3
+	cfg.steadyAfter = time.Minute
+	p := start(t, cfg, nil)
+	for round := range 3 {
+		var errs [3]error
+		p.ExecBatch(context.Background(), jobs(3), func(i int, _ frame.Payload, err error) {
+			errs[i] = err
+			if i == 0 {
+				time.Sleep(400 * time.Millisecond)
+			}
+		})
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("round %d, job %d: %v", round, i, err)
+			}
+		}
+		p.mu.Lock()
+		failures := p.failures
+		p.mu.Unlock()
+		if failures != 0 {
+			t.Fatalf("round %d: failures = %d, want 0 (clean exits)", round, failures)
+		}
+	}
+}
+
+// In poller mode, a deadline an earlier job left on the pipes does not
+// fail a batch run without one.
+func TestExecBatchNoStaleDeadline(t *testing.T) {
+	cfg := fakeConfig("echo", 1)
+	cfg.Pipelining = 4
+	cfg.pollStdout = true
+	p := start(t, cfg, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	if _, err := p.Exec(ctx, job("a", "x")); err != nil {
+		t.Fatal(err)
+	}
+	res := execBatch(t, ctx, p, jobs(3))
+	cancel()
+	for i, r := range res {
+		if r.err != nil {
+			t.Fatalf("batch under the deadline, job %d: %v", i, r.err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // past that deadline
+	for i, r := range execBatch(t, context.Background(), p, jobs(3)) {
+		if r.err != nil {
+			t.Errorf("job %d: %v", i, r.err)
+		}
+	}
+}

@@ -314,7 +314,9 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 	}
 	var f frame.Frame
 	if err == nil {
+		w.reading.Store(true)
 		f, err = w.r.ReadFrame()
+		w.reading.Store(false)
 	}
 	if !dl.IsZero() {
 		if w.stdout.blocking {
@@ -324,18 +326,16 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 		}
 	}
 	if err != nil {
-		wrote := !errors.Is(err, syscall.EPIPE)
-		p.mu.Lock()
-		gone := w.goneMidJob
-		p.mu.Unlock()
-		unread := false
-		if wrote {
-			// Stop the worker before looking at what it left unread.
-			w.kill()
-			unread = unreadBytes(w.stdin) >= execFrameSize(pl)
+		var ferr error
+		unread := errors.Is(err, syscall.EPIPE)
+		if unread {
+			ferr = p.fail(ctx, w, err)
+		} else {
+			var started bool
+			started, ferr = p.abandon(ctx, w, err, execFrameSize(pl), false)
+			unread = !started
 		}
-		ferr := p.failGone(ctx, w, err, gone)
-		if (!wrote || unread) && !errors.Is(ferr, ErrClosed) {
+		if unread && !errors.Is(ferr, ErrClosed) {
 			// No reader was left on the worker's stdin, or the worker
 			// ended without reading the frame: the job did not run
 			// there.
@@ -373,12 +373,15 @@ func (p *Pool) fail(ctx context.Context, w *worker, cause error) error {
 	p.mu.Lock()
 	gone := w.goneMidJob
 	p.mu.Unlock()
-	return p.failGone(ctx, w, cause, gone)
+	return p.failGone(ctx, w, cause, gone, false)
 }
 
 // failGone is fail for a caller that read w.goneMidJob (the process had
 // exited on its own when the exec broke) before it killed w itself.
-func (p *Pool) failGone(ctx context.Context, w *worker, cause error, gone bool) error {
+// clean says w ended cleanly (it ran jobs and exited with status 0
+// before starting the one it was given): no failure for the respawn
+// backoff.
+func (p *Pool) failGone(ctx context.Context, w *worker, cause error, gone, clean bool) error {
 	p.mu.Lock()
 	p.discard(w)
 	p.mu.Unlock()
@@ -397,9 +400,11 @@ func (p *Pool) failGone(ctx context.Context, w *worker, cause error, gone bool) 
 		}
 		return fmt.Errorf("%w (pid %d): exec_ttl %s exceeded", ErrExecTimeout, w.pid, p.cfg.Supervisor.ExecTTL)
 	}
-	p.mu.Lock()
-	p.failures++
-	p.mu.Unlock()
+	if !clean {
+		p.mu.Lock()
+		p.failures++
+		p.mu.Unlock()
+	}
 	t := time.NewTimer(time.Second)
 	select {
 	case <-w.exited:

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -71,6 +72,8 @@ type worker struct {
 	exited   chan struct{} // closed once the process is reaped
 	exit     string        // exit status; read only after exited is closed
 	exitOK   bool          // it exited with status 0; read only after exited is closed
+	reading  atomic.Bool   // an Exec is waiting for a reply on stdout
+	window   int           // bytes of job frames that may be written ahead of replies (see pipeWindow)
 	released chan struct{} // cap 1: an Exec let go of a worker whose process exited mid-job
 
 	// guarded by Pool.mu
@@ -130,6 +133,7 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 	}
 	stdout := newStdoutPipe(outR, p.cfg.pollStdout)
 	w := &worker{
+		window:   writeAheadWindow(inW),
 		pid:      cmd.Process.Pid,
 		cmd:      cmd,
 		stdin:    inW,
@@ -226,12 +230,21 @@ func (p *Pool) reap(w *worker) {
 	if !busy {
 		return
 	}
-	t := time.NewTimer(exitGrace)
-	select {
-	case <-w.released:
-	case <-t.C:
-		w.interrupt()
-		<-w.released
+	// The Exec may be busy elsewhere (settling a job of its batch) with a
+	// reply still to read: interrupt only a read that has waited a whole
+	// grace without an end (a grandchild holds stdout).
+	t := time.NewTicker(exitGrace)
+	for waiting := true; waiting; {
+		select {
+		case <-w.released:
+			waiting = false
+		case <-t.C:
+			if w.reading.Load() {
+				w.interrupt()
+				<-w.released
+				waiting = false
+			}
+		}
 	}
 	t.Stop()
 	p.mu.Lock()
