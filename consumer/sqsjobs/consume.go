@@ -22,6 +22,11 @@ func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 	if err != nil {
 		return nil, err
 	}
+	return d.delivery(e), nil
+}
+
+// delivery wraps the handed-out e for the pipeline; its Settle settles e.
+func (d *Driver) delivery(e *entry) *consumer.Delivery {
 	dl := &consumer.Delivery{
 		ID:       e.md.id,
 		Job:      e.md.job,
@@ -35,7 +40,7 @@ func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 		Priority: e.md.priority,
 	}
 	dl.SetSettle(func(ctx context.Context, o consumer.Outcome) error { return d.settle(ctx, e, o) })
-	return dl, nil
+	return dl
 }
 
 // shortPollPause is the longest wait between two empty short polls.

@@ -29,9 +29,12 @@
 //     timeout has passed, so a long job is never delivered twice; a
 //     message that waited that long in the buffer unclaimed (the pipeline
 //     paused) is made visible again for other consumers.
-//   - Flow control: ReceiveMessage asks for at most min(prefetch, Receive
-//     calls waiting) messages, and never while prefetch messages are
-//     already received and not handed out.
+//   - Flow control: ReceiveMessage asks only for what callers asked of
+//     the driver: one message per Receive call waiting; with pipelining,
+//     once ReceiveReady was called with max m, m more per waiting Receive
+//     (the batch its caller takes right after), and, once, m for a
+//     ReceiveReady that found nothing ready. Never more than prefetch
+//     messages are received and not handed out.
 //   - FIFO queues (".fifo"): MessageGroupId is the job's key, else
 //     message_group_id, else DefaultGroupID; MessageDeduplicationId is the
 //     job id (a requeued copy gets a fresh one). A group's next message is
@@ -111,8 +114,8 @@ type api interface {
 }
 
 // Driver is one sqs pipeline. It implements consumer.Consumer,
-// consumer.Publisher, consumer.Stater and consumer.Checker. All methods are
-// safe for concurrent use.
+// consumer.Publisher, consumer.Stater, consumer.Checker and
+// consumer.ReadyReceiver. All methods are safe for concurrent use.
 type Driver struct {
 	name      string
 	cfg       Config
@@ -297,7 +300,8 @@ func (d *Driver) declare(ctx context.Context, queue string, attrs, tags map[stri
 func (d *Driver) QueueURL() string { return d.queueURL }
 
 // Close stops receiving, makes the messages received but not handed out
-// visible again, waits until every handed-out delivery is settled or ctx
+// visible again (auto-ack ones, deleted on receipt, are sent again: see
+// sendBack), waits until every handed-out delivery is settled or ctx
 // is done, then stops the heartbeat and the deleter. A long poll under
 // way is abandoned: a message SQS hands to it anyway stays invisible
 // until its visibility timeout passes (nothing is lost). Deliveries still unsettled when ctx ends become visible
@@ -314,7 +318,8 @@ func (d *Driver) close(ctx context.Context) error {
 	d.st.beginClose()
 	d.stopPoll()
 	d.pollWG.Wait()
-	releaseErr := d.changeVisibility(ctx, d.st.takeBuffered(), 0)
+	buffered, autoAck := d.st.takeBuffered()
+	releaseErr := errors.Join(d.changeVisibility(ctx, buffered, 0), d.sendBack(ctx, autoAck))
 	waitErr := d.st.waitIdle(ctx)
 	d.st.finishClose()
 	close(d.deleterEnd)

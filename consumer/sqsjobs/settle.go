@@ -106,6 +106,33 @@ func (d *Driver) requeueCopy(ctx context.Context, e *entry, headers map[string][
 	return d.deleteMessage(ctx, e)
 }
 
+// sendBack sends again, at Close, the auto-ack messages that were
+// received (and so deleted) but never handed out: their jobs never ran.
+// Each copy keeps the job id, headers, auto-ack flag and the attempts
+// spent (the next receive is the same attempt); on a FIFO queue it goes
+// to its group's tail with a fresh deduplication id. A job whose copy
+// could not be sent is lost: it is logged and in the error.
+func (d *Driver) sendBack(ctx context.Context, es []*entry) error {
+	var errs []error
+	for _, e := range es {
+		out := copyMessage(e.msg, e.md, e.md.headers, e.md.attempt-1, map[string]string{attrAutoAck: "true"})
+		in := &sqs.SendMessageInput{
+			QueueUrl:          aws.String(d.queueURL),
+			MessageBody:       aws.String(out.body),
+			MessageAttributes: out.attrs,
+		}
+		if d.fifo {
+			in.MessageGroupId = aws.String(e.group)
+			in.MessageDeduplicationId = aws.String(uuid.NewString())
+		}
+		if _, err := d.client.SendMessage(ctx, in); err != nil {
+			d.log.Error("auto-ack job received but never handed out is lost: sending it back failed", "id", e.md.id, "err", err)
+			errs = append(errs, fmt.Errorf("send back auto-ack job %s: %w", e.md.id, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // dead moves e to the dead-letter queue, leaves it to the queue's redrive
 // policy, or deletes it; see the package documentation.
 func (d *Driver) dead(ctx context.Context, e *entry, reason string) (bool, error) {

@@ -70,6 +70,8 @@ type state struct {
 	groups    map[string]*group
 	buffered  int                 // ready plus queued in groups
 	requested int                 // asked for by polls under way
+	batch     int                 // max of the last ReceiveReady: asked for per waiting Receive
+	ahead     int                 // asked for once by a ReceiveReady that found nothing ready
 	inflight  map[*entry]struct{} // received and not claimed: heartbeat set
 	handed    int                 // handed out and not settled
 	changed   chan struct{}       // closed and replaced on every change
@@ -134,17 +136,23 @@ func (s *state) broadcastLocked() {
 
 // reserve returns how many messages a poller may ask for now and counts
 // them as requested until received is called (0: wait for ch before
-// asking again); ok is false once Close began. Messages already
-// requested, buffered, or queued behind their FIFO group's head count
-// against the waiting Receive calls and the prefetch.
+// asking again); ok is false once Close began. What is asked for: one
+// message per waiting Receive call, plus batch per waiting call once
+// ReceiveReady was used (the batch its caller fills right after), plus,
+// this once, ahead. Messages already requested, buffered, or queued
+// behind their FIFO group's head count against that, and against the
+// prefetch.
 func (s *state) reserve() (n int, ch <-chan struct{}, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return 0, nil, false
 	}
+	ahead := s.ahead
+	s.ahead = 0 // asked for now or never: a caller that went away asks no more
 	queued := s.buffered - len(s.ready)
-	n = min(s.prefetch-s.buffered-s.requested, s.waiters-len(s.ready)-queued-s.requested, MaxPrefetch)
+	want := s.waiters*(1+s.batch) + ahead
+	n = min(s.prefetch-s.buffered-s.requested, want-len(s.ready)-queued-s.requested, MaxPrefetch)
 	if n <= 0 {
 		return 0, s.changed, true
 	}
@@ -204,16 +212,9 @@ func (s *state) take(ctx context.Context) (*entry, error) {
 			return nil, consumer.ErrClosed
 		}
 		if len(s.ready) > 0 {
-			e := s.ready[0]
-			s.ready[0] = nil
-			s.ready = s.ready[1:]
-			s.buffered--
+			e := s.handOutLocked()
 			if registered {
 				s.waiters--
-			}
-			if !e.md.autoAck {
-				e.handed = true
-				s.handed++
 			}
 			s.broadcastLocked()
 			s.mu.Unlock()
@@ -237,6 +238,22 @@ func (s *state) take(ctx context.Context) (*entry, error) {
 		}
 		s.mu.Lock()
 	}
+}
+
+// handOutLocked takes the first ready message out of the buffer and,
+// unless it is an auto-ack one (deleted on receipt), counts it handed out
+// (kept invisible by the heartbeat until settled). s.ready must not be
+// empty; the caller broadcasts.
+func (s *state) handOutLocked() *entry {
+	e := s.ready[0]
+	s.ready[0] = nil
+	s.ready = s.ready[1:]
+	s.buffered--
+	if !e.md.autoAck {
+		e.handed = true
+		s.handed++
+	}
+	return e
 }
 
 // settled records that the handed-out e was settled. With keepOrder (the
@@ -275,12 +292,14 @@ func (s *state) settled(e *entry, keepOrder bool) []*entry {
 }
 
 // takeBuffered empties the buffer at Close and returns, claimed, the
-// messages that must be made visible again (auto-ack ones are gone).
-func (s *state) takeBuffered() []*entry {
+// messages that must be made visible again, and apart the auto-ack ones:
+// deleted on receipt, they are gone from the queue unless sent again.
+func (s *state) takeBuffered() (out, autoAck []*entry) {
 	s.mu.Lock()
-	var out []*entry
 	for _, e := range s.ready {
-		if !e.md.autoAck {
+		if e.md.autoAck {
+			autoAck = append(autoAck, e)
+		} else {
 			out = append(out, e)
 		}
 	}
@@ -298,7 +317,7 @@ func (s *state) takeBuffered() []*entry {
 	for _, e := range out {
 		e.claim()
 	}
-	return out
+	return out, autoAck
 }
 
 // due sorts the messages whose visibility ends within half of vis: those

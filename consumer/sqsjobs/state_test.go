@@ -169,7 +169,7 @@ func TestStateCloseWakesTake(t *testing.T) {
 	s2.init(10, false)
 	x, auto := fifoEntry("", "x"), &entry{md: meta{id: "auto", autoAck: true}}
 	s2.received(0, []*entry{x, auto})
-	if out := s2.takeBuffered(); len(out) != 1 || out[0] != x || !x.done {
-		t.Fatalf("takeBuffered = %v, want [x] claimed (auto-ack ones are gone)", out)
+	if out, aa := s2.takeBuffered(); len(out) != 1 || out[0] != x || !x.done || len(aa) != 1 || aa[0] != auto {
+		t.Fatalf("takeBuffered = %v, %v; want [x] claimed and [auto] apart", out, aa)
 	}
 }
