@@ -3,6 +3,7 @@ package kafkajobs
 import (
 	"context"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -271,5 +272,179 @@ func TestDeadLetterCopyPendingDroppedOnRevoke(t *testing.T) {
 	}
 	if n := logSize(t, cl, "orders-dlq"); n != 2 {
 		t.Fatalf("dead-letter topic holds %d records, want 2", n)
+	}
+}
+
+// dlqHold holds the first produce request to a topic at the broker until
+// release is closed; then the broker takes it (code 0) or answers it with
+// code. It counts the produce requests to the topic; the others pass.
+type dlqHold struct {
+	arrived  chan struct{}
+	release  chan struct{}
+	once     sync.Once
+	attempts atomic.Int32
+}
+
+// answer lets the broker answer the held request.
+func (h *dlqHold) answer() { h.once.Do(func() { close(h.release) }) }
+
+func holdProducesTo(t *testing.T, c *kfake.Cluster, topic string, code int16) *dlqHold {
+	t.Helper()
+	id := topicID(t, rawClient(t, c), topic)
+	h := &dlqHold{arrived: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(h.answer)
+	c.ControlKey(int16(kmsg.Produce), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.ProduceRequest)
+		for _, rt := range req.Topics {
+			if rt.Topic != topic && rt.TopicID != id {
+				continue
+			}
+			if h.attempts.Add(1) != 1 {
+				return nil, nil, false
+			}
+			close(h.arrived)
+			c.SleepControl(func() { <-h.release })
+			if code != 0 {
+				return failProduce(req, code), nil, true
+			}
+			return nil, nil, false
+		}
+		return nil, nil, false
+	})
+	return h
+}
+
+// countJob returns how many records of topic carry the job id.
+func countJob(t *testing.T, c *kfake.Cluster, topic, id string) int {
+	t.Helper()
+	cl := rawClient(t, c)
+	size := logSize(t, cl, topic)
+	n := 0
+	for _, r := range consumeAll(t, c, topic, int(size)) {
+		if v, _ := header(r, hdrID); v == id {
+			n++
+		}
+	}
+	return n
+}
+
+// settleDeadUnanswered settles dl Dead with a short context while the
+// broker holds the dead-letter produce: Settle ends in bounded time with
+// an error, and the job is not handed out again.
+func settleDeadUnanswered(t *testing.T, h *dlqHold, dl *consumer.Delivery) {
+	t.Helper()
+	start := time.Now()
+	err := dl.Settle(testCtx(t, 300*time.Millisecond), consumer.Outcome{Action: consumer.Dead, Reason: "boom"})
+	if err == nil {
+		t.Fatal("Settle(Dead) succeeded while the broker holds the dead-letter produce")
+	}
+	if took := time.Since(start); took > onWireGrace+3*time.Second {
+		t.Fatalf("Settle(Dead) took %s", took)
+	}
+	select {
+	case <-h.arrived:
+	default:
+		t.Fatal("the dead-letter produce never reached the broker")
+	}
+}
+
+// TestDeadLetterCopyUnansweredIsNotProducedAgain: the broker answers the
+// dead-letter produce only long after the settle context ended. Meanwhile
+// the copy is not produced again (its outcome is unknown), the partition
+// waits and the commit point stays before the record; once the broker
+// takes it, the topic holds exactly one copy and the partition goes on
+// and is committed past the record.
+func TestDeadLetterCopyUnansweredIsNotProducedAgain(t *testing.T) {
+	c := newCluster(t, 1, "orders", "orders-dlq")
+	d := open(t, c, testConfig("orders"), "orders-dlq")
+	publish(t, d, consumer.Job{ID: "x", Key: "a"}, consumer.Job{ID: "y", Key: "b"})
+	h := holdProducesTo(t, c, "orders-dlq", 0)
+
+	settleDeadUnanswered(t, h, receive(t, d))
+	// Several retry periods: an attempt would be made now without the fix.
+	receiveNone(t, d, 3*copyRetryDelay)
+	if n := h.attempts.Load(); n != 1 {
+		t.Fatalf("%d dead-letter produce requests while the first is unanswered, want 1", n)
+	}
+	cl := rawClient(t, c)
+	if got := committed(t, cl, testGroup, "orders", 0); got > 0 {
+		t.Fatalf("committed offset %d passes the dead record at offset 0", got)
+	}
+
+	h.answer()
+	y := receive(t, d)
+	if y.ID != "y" {
+		t.Fatalf("got %s offset %d after the copy landed, want y", y.ID, y.Offset)
+	}
+	waitCommitted(t, cl, "orders", 0, 1)
+	settle(t, y, consumer.Outcome{Action: consumer.Ack})
+	waitCommitted(t, cl, "orders", 0, 2)
+	time.Sleep(2 * copyRetryDelay) // room for a second copy to show up
+	if n := countJob(t, c, "orders-dlq", "x"); n != 1 {
+		t.Fatalf("dead-letter topic holds %d copies of x, want exactly 1", n)
+	}
+}
+
+// TestDeadLetterCopyUnansweredThenFailedIsRetried: the broker holds the
+// dead-letter produce past the settle context and then refuses it. Only
+// then is the copy produced again; it lands once and the partition is
+// committed past the record.
+func TestDeadLetterCopyUnansweredThenFailedIsRetried(t *testing.T) {
+	c := newCluster(t, 1, "orders", "orders-dlq")
+	d := open(t, c, testConfig("orders"), "orders-dlq")
+	publish(t, d, consumer.Job{ID: "x", Key: "a"}, consumer.Job{ID: "y", Key: "b"})
+	h := holdProducesTo(t, c, "orders-dlq", kerr.InvalidRecord.Code)
+
+	settleDeadUnanswered(t, h, receive(t, d))
+	receiveNone(t, d, 3*copyRetryDelay)
+	if n := h.attempts.Load(); n != 1 {
+		t.Fatalf("%d dead-letter produce requests while the first is unanswered, want 1", n)
+	}
+
+	h.answer() // refused: the copy is produced again
+	y := receive(t, d)
+	if y.ID != "y" {
+		t.Fatalf("got %s offset %d after the copy landed, want y", y.ID, y.Offset)
+	}
+	if n := h.attempts.Load(); n < 2 {
+		t.Fatalf("%d dead-letter produce requests, want a retry after the refusal", n)
+	}
+	cl := rawClient(t, c)
+	waitCommitted(t, cl, "orders", 0, 1)
+	settle(t, y, consumer.Outcome{Action: consumer.Ack})
+	waitCommitted(t, cl, "orders", 0, 2)
+	time.Sleep(2 * copyRetryDelay)
+	if n := countJob(t, c, "orders-dlq", "x"); n != 1 {
+		t.Fatalf("dead-letter topic holds %d copies of x, want exactly 1", n)
+	}
+}
+
+// TestDeadLetterCopyUnansweredLeftOnClose: Close returns promptly while
+// the broker still holds a dead-letter produce, with every produce
+// promise run (none reaches the driver later), and leaves the record
+// uncommitted.
+func TestDeadLetterCopyUnansweredLeftOnClose(t *testing.T) {
+	c := newCluster(t, 1, "orders", "orders-dlq")
+	d := open(t, c, testConfig("orders"), "orders-dlq")
+	publish(t, d, consumer.Job{ID: "x"})
+	h := holdProducesTo(t, c, "orders-dlq", 0)
+	settleDeadUnanswered(t, h, receive(t, d))
+
+	start := time.Now()
+	if err := d.Close(testCtx(t, 10*time.Second)); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("Close took %s with an unanswered dead-letter copy", took)
+	}
+	d.prod.mu.Lock()
+	outstanding := d.prod.promises
+	d.prod.mu.Unlock()
+	if outstanding != 0 {
+		t.Fatalf("%d produce promises still to run after Close", outstanding)
+	}
+	if got := committed(t, rawClient(t, c), testGroup, "orders", 0); got > 0 {
+		t.Fatalf("committed offset %d passes the dead record", got)
 	}
 }

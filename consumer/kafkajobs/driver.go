@@ -22,9 +22,11 @@
 //     In-place retries keep that order: the partition (or key) waits.
 //   - A dead job is not handed out again. When its dead-letter copy cannot
 //     be produced, the same copy is produced again (after copyRetryDelay,
-//     doubling up to maxCopyRetryDelay) until it lands; meanwhile the
-//     partition (or key) waits as for an in-place retry, and the commit
-//     point stays before the record (see deadletter.go).
+//     doubling up to maxCopyRetryDelay) until it lands; a copy the broker
+//     has not answered yet is not produced again before kgo reports its
+//     outcome. Meanwhile the partition (or key) waits as for an in-place
+//     retry, and the commit point stays before the record (see
+//     deadletter.go).
 //   - Flow control. Records are fetched only when Receive is waiting and
 //     nothing local can be handed out, a poll at a time (pollBatch), and
 //     not while a partition's local buffer is full; a full partition is
@@ -40,10 +42,10 @@
 // a dead record whose dead-letter copy is still pending when the driver
 // closes or the partition is revoked or lost is left uncommitted, so the
 // partition's next owner runs the job again (and a copy whose answer was
-// lost may land twice - also while running, when a copy is still
+// lost may land twice; while the partition stays here, a copy still
 // unanswered after the settle context or the producer's delivery timeout
-// and then lands: the next attempt writes a second copy); while the
-// dead-letter topic stays unavailable its
+// is not produced again before kgo reports its outcome); while the
+// dead-letter topic stays unavailable or unanswered its
 // partition (or key) makes no progress; Stat's Ready is taken from the
 // last fetch's high watermark.
 //
@@ -346,10 +348,12 @@ func tlsConfig(t *TLS) (*tls.Config, error) {
 // to finalCommitGrace of its own if ctx already ended), leaves the group
 // and closes the client. Records fetched but not handed out, records
 // waiting for an in-place retry and dead records whose dead-letter copy
-// is still pending (its retries stop) are left uncommitted: the group
-// delivers them again. Close is idempotent; later calls return the first
-// result. After Close, Receive, Publish and Settle return
-// consumer.ErrClosed.
+// is still pending (its retries stop; an outcome kgo reports after Close
+// is ignored) are left uncommitted: the group delivers them again.
+// Closing the client fails the records it still holds; Close waits up to
+// onWireGrace for their promises. Close is idempotent; later calls
+// return the first result. After Close, Receive, Publish and Settle
+// return consumer.ErrClosed.
 func (d *Driver) Close(ctx context.Context) error {
 	d.closeOnce.Do(func() { d.closeErr = d.close(ctx) })
 	return d.closeErr
@@ -359,7 +363,7 @@ func (d *Driver) close(ctx context.Context) error {
 	d.prod.close()
 	if d.cons == nil {
 		d.cancel()
-		d.client.Close()
+		d.closeClient(ctx)
 		return nil
 	}
 	d.cons.beginClose()
@@ -378,11 +382,24 @@ func (d *Driver) close(ctx context.Context) error {
 	d.client.AllowRebalance()
 	leaveErr := d.client.LeaveGroupContext(ctx)
 	d.cons.finishClose()
-	d.client.Close()
+	d.closeClient(ctx)
 	if err := joinLine(waitErr, commitErr, leaveErr); err != nil {
 		return fmt.Errorf("kafkajobs: close %s: %w", d.name, err)
 	}
 	return nil
+}
+
+// closeClient closes the client, which fails every record it still holds,
+// and waits (up to onWireGrace, even when ctx is done) until the promises
+// of those records returned: a dead-letter copy answered late reports its
+// outcome from its promise, and no promise runs driver code after Close.
+func (d *Driver) closeClient(ctx context.Context) {
+	d.client.Close()
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), onWireGrace)
+	defer cancel()
+	if err := d.prod.waitPromises(wctx); err != nil {
+		d.log.Warn("closing the client left produce promises to run", "err", err)
+	}
 }
 
 // Check reports whether the driver is usable: nil when healthy,

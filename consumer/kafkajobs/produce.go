@@ -56,7 +56,16 @@ type producer struct {
 	closed bool
 	topics map[string]*topicMeta
 	health map[topicPartition]*partitionHealth
+	// promises counts the records handed to kgo whose promise has not
+	// returned yet; drained, when set, is closed once it drops to zero
+	// (see waitPromises).
+	promises int
+	drained  chan struct{}
 }
+
+// errUnanswered marks a record whose produce wait ended before kgo
+// reported its outcome: the broker may still take it.
+var errUnanswered = errors.New("kafkajobs: waiting for the broker")
 
 func newProducer(client *kgo.Client, cfg Config) *producer {
 	return &producer{
@@ -72,6 +81,39 @@ func (p *producer) close() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
+}
+
+// waitPromises waits until every promise of a record handed to kgo has
+// returned, or ctx is done. Close calls it after closing the client,
+// which fails every record it still holds.
+func (p *producer) waitPromises(ctx context.Context) error {
+	p.mu.Lock()
+	if p.promises == 0 {
+		p.mu.Unlock()
+		return nil
+	}
+	if p.drained == nil {
+		p.drained = make(chan struct{})
+	}
+	drained, n := p.drained, p.promises
+	p.mu.Unlock()
+	select {
+	case <-drained:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%d produce promises outstanding: %w", n, ctx.Err())
+	}
+}
+
+// promiseReturned counts one promise as returned (see waitPromises).
+func (p *producer) promiseReturned() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.promises--
+	if p.promises == 0 && p.drained != nil {
+		close(p.drained)
+		p.drained = nil
+	}
 }
 
 func (p *producer) isClosed() bool {
@@ -189,15 +231,27 @@ func (d *Driver) jobRecord(topic string, j consumer.Job) *kgo.Record {
 // here) and waits for every promise or ctx. The i-th error belongs to
 // recs[i]. When ctx ends first, produce waits up to onWireGrace more for
 // the answers of records already sent; every record still unresolved is
-// then reported as failed (its promise still runs later and updates the
-// partition health).
+// then reported as failed with an error wrapping errUnanswered (its
+// promise still runs later and updates the partition health).
 func (p *producer) produce(ctx context.Context, recs []*kgo.Record) []error {
+	return p.produceThen(ctx, recs, nil)
+}
+
+// produceThen is produce; in addition, for each record reported with
+// errUnanswered, late (when not nil) is called once with its index and
+// the outcome kgo reports later, from the record's promise: it must be
+// quick and must not call into the producer. kgo ends every record (its
+// record delivery timeout, producer_options.delivery_timeout, once it may
+// fail it safely; an answer from the broker; or the client's Close), so
+// late runs eventually.
+func (p *producer) produceThen(ctx context.Context, recs []*kgo.Record, late func(i int, err error)) []error {
 	var (
-		mu      sync.Mutex // guards errs and pending against the promises
-		errs    = make([]error, len(recs))
-		settled = make([]bool, len(recs))
-		pending = 1 // released by the loop below once every record is handed over
-		done    = make(chan struct{})
+		mu       sync.Mutex // guards errs, settled, pending and returned against the promises
+		errs     = make([]error, len(recs))
+		settled  = make([]bool, len(recs))
+		pending  = 1 // released by the loop below once every record is handed over
+		done     = make(chan struct{})
+		returned bool // the results were taken: later outcomes go to late
 	)
 	finish := func() { // with mu held
 		pending--
@@ -221,12 +275,20 @@ func (p *producer) produce(ctx context.Context, recs []*kgo.Record) []error {
 		mu.Lock()
 		pending++
 		mu.Unlock()
+		p.mu.Lock()
+		p.promises++
+		p.mu.Unlock()
 		p.client.Produce(ctx, r, func(_ *kgo.Record, err error) {
+			defer p.promiseReturned()
 			p.release(tp, err)
 			mu.Lock()
-			defer mu.Unlock()
 			errs[i], settled[i] = err, true
 			finish()
+			after := returned
+			mu.Unlock()
+			if after && late != nil {
+				late(i, err)
+			}
 		})
 	}
 	mu.Lock()
@@ -247,11 +309,12 @@ func (p *producer) produce(ctx context.Context, recs []*kgo.Record) []error {
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	returned = true
 	out := make([]error, len(errs))
 	for i, err := range errs {
 		out[i] = err
 		if !settled[i] {
-			out[i] = fmt.Errorf("kafkajobs: waiting for the broker: %w", context.Cause(ctx))
+			out[i] = fmt.Errorf("%w: %w", errUnanswered, context.Cause(ctx))
 		}
 	}
 	return out
