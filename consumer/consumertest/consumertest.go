@@ -32,9 +32,11 @@
 //   - concurrent publishers and receivers see every job exactly once.
 //
 // A driver whose Consumer implements consumer.ReadyReceiver must also show
-// that ReceiveReady hands out the rest of a backlog once Receive took one
-// job: never more than max per call, appended to dst, each job once and
-// intact, and each can be acked (the case is skipped otherwise).
+// that ReceiveReady hands out jobs of a backlog drained as a pipelined
+// slot does (Receive one, then ReceiveReady for the batch behind it): at
+// least one over the run, never more than max per call, appended to dst,
+// each job once and intact, and each can be acked (the case is skipped
+// otherwise). A driver need not fetch for a ReceiveReady alone.
 package consumertest
 
 import (

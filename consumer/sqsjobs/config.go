@@ -50,9 +50,10 @@ type Config struct {
 	// Prefetch caps ReceiveMessage's MaxNumberOfMessages (1..10) and the
 	// messages received but not yet handed out. The driver asks only for
 	// the Receive calls waiting and, with jobs.pool.pipelining N > 1, the
-	// N-1 jobs each such caller takes right after with ReceiveReady. A
-	// pipelined batch holds at most prefetch jobs: a prefetch below N
-	// makes batches smaller, and the default 1 makes next to none.
+	// N-1 jobs each such caller takes right after with ReceiveReady;
+	// nothing is fetched ahead while no Receive waits. A pipelined batch
+	// holds at most prefetch jobs: a prefetch below N makes batches
+	// smaller, and the default 1 makes next to none.
 	Prefetch int `yaml:"prefetch"`
 	// VisibilityTimeout is passed to ReceiveMessage; 0 uses the queue's
 	// own VisibilityTimeout attribute. While a job runs the driver keeps

@@ -32,9 +32,11 @@
 //   - Flow control: ReceiveMessage asks only for what callers asked of
 //     the driver: one message per Receive call waiting; with pipelining,
 //     once ReceiveReady was called with max m, m more per waiting Receive
-//     (the batch its caller takes right after), and, once, m for a
-//     ReceiveReady that found nothing ready. Never more than prefetch
-//     messages are received and not handed out.
+//     (the batch its caller takes right after). Nothing is fetched ahead
+//     while no Receive waits (a ReceiveReady that finds nothing ready
+//     fetches nothing): messages nobody takes would be received twice,
+//     counted against a redrive policy's maxReceiveCount. Never more than
+//     prefetch messages are received and not handed out.
 //   - FIFO queues (".fifo"): MessageGroupId is the job's key, else
 //     message_group_id, else DefaultGroupID; MessageDeduplicationId is the
 //     job id (a requeued copy gets a fresh one). A group's next message is

@@ -24,16 +24,20 @@ var _ consumer.ReadyReceiver = (*Driver)(nil)
 // pause of its own (it is no consumer.Pauser): a paused pipeline calls
 // neither Receive nor ReceiveReady.
 //
-// ReceiveReady never calls SQS, but it tells the poller what its caller
-// takes. Once it was called with max m, a poll for waiting Receive calls
-// asks for m more messages per call (within the prefetch), so that the
-// batch that follows a Receive is buffered when that Receive returns.
-// And when it finds nothing ready while no poll is under way and no
-// Receive waits, the poller asks once for m messages (within the
-// prefetch), for a later Receive or ReceiveReady. Messages fetched so
-// that nobody takes go back when half of their visibility timeout has
-// passed, as those fetched for a Receive that gave up, and their receive
-// is not counted as an attempt.
+// ReceiveReady never calls SQS and makes the poller fetch nothing, but it
+// tells the poller what its caller takes. Once it was called with max m,
+// a poll for waiting Receive calls asks for m more messages per call
+// (within the prefetch), so that the batch that follows a Receive is
+// buffered when that Receive returns: messages are fetched only for a
+// slot about to run them. A ReceiveReady that finds nothing ready fetches
+// nothing ahead: with every slot busy such messages would wait unclaimed,
+// hidden from other consumers (and, on a FIFO queue, locking their
+// groups), go back at half of their visibility timeout and be received a
+// second time, which SQS counts against a redrive policy's
+// maxReceiveCount. Messages fetched for a batch that is not taken (the
+// pipeline paused between Receive and ReceiveReady) go back when half of
+// their visibility timeout has passed, as those fetched for a Receive
+// that gave up, and their receive is not counted as an attempt.
 func (d *Driver) ReceiveReady(dst []*consumer.Delivery, max int) []*consumer.Delivery {
 	if max < 1 {
 		return dst
@@ -47,27 +51,26 @@ func (d *Driver) ReceiveReady(dst []*consumer.Delivery, max int) []*consumer.Del
 
 // takeReady is take without waiting: it appends to dst up to max ready
 // messages, handed out, leaving one for each waiting take. It records max
-// (at most MaxPrefetch) as the batch that reserve adds per waiting take,
-// and when nothing was ready, no poll is under way and no take waits, it
-// asks reserve for that many once (ahead). After Close began it does
-// nothing.
+// (at most MaxPrefetch) as the batch that reserve adds per waiting take;
+// it never makes reserve ask for anything while no take waits. After
+// Close began it does nothing.
 func (s *state) takeReady(dst []*entry, max int) []*entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing || max < 1 {
 		return dst
 	}
-	s.batch = min(max, MaxPrefetch)
+	batch := min(max, MaxPrefetch)
+	grew := batch > s.batch
+	s.batch = batch
 	n := len(dst)
 	for len(dst)-n < max && len(s.ready) > s.waiters {
 		dst = append(dst, s.handOutLocked())
 	}
-	switch {
-	case len(dst) > n:
-		s.broadcastLocked() // the buffer shrank: the poller may ask again
-	case s.waiters == 0 && s.requested == 0:
-		s.ahead = s.batch
-		s.broadcastLocked() // wake the poller
+	if len(dst) > n || (grew && s.waiters > 0) {
+		// The buffer shrank, or waiting takes now want a larger batch:
+		// the poller may ask again (for waiting takes only).
+		s.broadcastLocked()
 	}
 	return dst
 }

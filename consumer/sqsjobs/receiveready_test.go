@@ -15,25 +15,26 @@ import (
 
 // TestStateTakeReady: takeReady hands out ready messages without
 // waiting, at most max, after what dst held, leaving one for each waiting
-// take and the rest of a FIFO group behind its head; it asks the poller
-// once for max when it found nothing; its max is added to polls for
-// waiting takes; after Close began it does nothing.
+// take and the rest of a FIFO group behind its head; when it finds
+// nothing it makes the poller ask for nothing (no take waits); its max is
+// added to polls for waiting takes; after Close began it does nothing.
 func TestStateTakeReady(t *testing.T) {
 	var s state
 	s.init(10, true)
 	if got := s.takeReady(nil, 3); len(got) != 0 {
 		t.Fatalf("takeReady with nothing buffered = %v", got)
 	}
-	if n, _, _ := s.reserve(); n != 3 {
-		t.Fatalf("reserve after takeReady(3) found nothing = %d, want 3", n)
-	}
 	if n, _, _ := s.reserve(); n != 0 {
-		t.Fatalf("second reserve = %d, want 0 (asked for once)", n)
+		t.Fatalf("reserve after takeReady(3) found nothing, no take waiting = %d, want 0 (nothing fetched ahead)", n)
+	}
+	s.waiters = 1 // a take waits: it asks for itself and the batch behind it
+	if n, _, _ := s.reserve(); n != 4 {
+		t.Fatalf("reserve with one take waiting, batch 3 = %d, want 4", n)
 	}
 	a1, a2, b1, c1 := fifoEntry("a", "a1"), fifoEntry("a", "a2"), fifoEntry("b", "b1"), fifoEntry("c", "c1")
-	s.received(3, []*entry{a1, a2, b1, c1})
+	s.received(4, []*entry{a1, a2, b1, c1})
 
-	s.waiters = 1 // a take waits: one ready message is left to it
+	// One take still waits: one ready message is left to it.
 	seed := fifoEntry("x", "seed")
 	got := s.takeReady([]*entry{seed}, 10)
 	if !slices.Equal(got, []*entry{seed, a1, b1}) {
@@ -48,15 +49,13 @@ func TestStateTakeReady(t *testing.T) {
 	if s.active() != 3 {
 		t.Fatalf("active = %d, want 3", s.active())
 	}
-	// Nothing ready (a2 and a3 wait behind a1): one poll for 10 minus
-	// the two buffered.
+	// Nothing ready (a2 and a3 wait behind a1), no take waits: no poll.
 	if got := s.takeReady(nil, 10); len(got) != 0 {
 		t.Fatalf("takeReady with a2 queued behind a1 = %v", ids(got))
 	}
-	if n, _, _ := s.reserve(); n != 8 {
-		t.Fatalf("reserve = %d, want 8", n)
+	if n, _, _ := s.reserve(); n != 0 {
+		t.Fatalf("reserve with nothing ready and no take waiting = %d, want 0", n)
 	}
-	s.received(8, nil)
 	s.settled(a1, true)
 	if got := s.takeReady(nil, 10); len(got) != 1 || got[0] != a2 {
 		t.Fatalf("after a1 was acked takeReady = %v, want [a2] (a3 behind it)", ids(got))
@@ -82,8 +81,8 @@ func TestStateTakeReady(t *testing.T) {
 	if got := s.takeReady(nil, 10); len(got) != 0 {
 		t.Fatalf("takeReady after Close began = %v", ids(got))
 	}
-	if s.ahead != 0 {
-		t.Fatalf("takeReady after Close began asked for %d", s.ahead)
+	if n, _, ok := s.reserve(); n != 0 || ok {
+		t.Fatalf("reserve after Close began = %d, %v", n, ok)
 	}
 }
 
@@ -143,11 +142,11 @@ func queueEmpty(t *testing.T, url string) {
 }
 
 // TestReceiveReady: as a pipelined slot uses it. The first Receive
-// fetches one message; ReceiveReady finds nothing and the poller fetches
-// the rest for it. Once ReceiveReady was used, a Receive fetches for the
-// batch behind it as well: with 10 messages buffered, the ReceiveReady
-// right after it hands out 9 at once. Every job once, intact, attempt 1;
-// acked, the queue is empty.
+// fetches one message; ReceiveReady finds nothing and fetches nothing.
+// Once ReceiveReady was used, a Receive fetches for the batch behind it
+// as well: with 10 messages buffered, the ReceiveReady right after it
+// hands out 9 at once. Every job once, intact, attempt 1; acked, the
+// queue is empty.
 func TestReceiveReady(t *testing.T) {
 	d := open(t, testConfig(uniqueName("")), "")
 	var jobs []consumer.Job
@@ -170,34 +169,31 @@ func TestReceiveReady(t *testing.T) {
 		}
 	}
 
-	// Round 1: Receive fetched one; ReceiveReady asks for the batch.
+	// Round 1: Receive fetched one; ReceiveReady fetches nothing more.
 	got := []*consumer.Delivery{receive(t, d, 10*time.Second)}
 	if more := d.ReceiveReady(got, 0); len(more) != 1 {
 		t.Fatalf("ReceiveReady(max 0) handed out %d", len(more)-1)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for len(got) < 10 {
-		before := len(got)
-		got = d.ReceiveReady(got, 9)
-		if k := len(got) - before; k > 9 {
-			t.Fatalf("ReceiveReady(max 9) handed out %d", k)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ReceiveReady handed out %d of 9 in 10s", len(got)-1)
-		}
-		time.Sleep(10 * time.Millisecond)
+	got = d.ReceiveReady(got, 9)
+	time.Sleep(300 * time.Millisecond)
+	got = d.ReceiveReady(got, 9)
+	if len(got) != 1 {
+		t.Fatalf("ReceiveReady with nothing buffered and no Receive waiting handed out %d", len(got)-1)
 	}
 	check(got)
 	ackAll(t, got)
 
-	// Round 2: the Receive's poll asks for 1+9; ReceiveReady at once.
-	got = []*consumer.Delivery{receive(t, d, 10*time.Second)}
-	got = d.ReceiveReady(got, 9)
-	if len(got) != 10 {
-		t.Fatalf("ReceiveReady right after a Receive with 10 buffered handed out %d, want 9", len(got)-1)
+	// Rounds 2 and 3: the Receive's poll asks for 1+9; ReceiveReady at
+	// once.
+	for _, want := range []int{10, 9} {
+		got = []*consumer.Delivery{receive(t, d, 10*time.Second)}
+		got = d.ReceiveReady(got, 9)
+		if len(got) != want {
+			t.Fatalf("ReceiveReady right after a Receive with %d buffered handed out %d, want %d", want, len(got)-1, want-1)
+		}
+		check(got)
+		ackAll(t, got)
 	}
-	check(got)
-	ackAll(t, got)
 	if len(seen) != 20 {
 		t.Fatalf("saw %d jobs, want 20", len(seen))
 	}
@@ -206,6 +202,55 @@ func TestReceiveReady(t *testing.T) {
 	}
 	receiveNone(t, d, 500*time.Millisecond)
 	queueEmpty(t, d.QueueURL())
+}
+
+// TestReceiveReadyFetchesNothing: a ReceiveReady with nothing buffered
+// and no Receive waiting makes no ReceiveMessage call, before and after
+// the driver learnt its batch: the queue's messages stay visible for any
+// consumer and are not received (their receive count is not spent).
+func TestReceiveReadyFetchesNothing(t *testing.T) {
+	pc := &pollCounter{}
+	d := openWith(t, func(a api) api { pc.api = a; return pc }, testConfig(uniqueName("")), "")
+	raw := rawClient(t)
+	fetchesNothing := func(what string, want int) {
+		t.Helper()
+		polls := pc.n.Load()
+		for range 5 {
+			if more := d.ReceiveReady(nil, 4); len(more) != 0 {
+				t.Fatalf("%s: ReceiveReady with nothing buffered handed out %v", what, deliveryIDs(more))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if n := pc.n.Load(); n != polls {
+			t.Fatalf("%s: %d ReceiveMessage calls after ReceiveReady, want none", what, n-polls)
+		}
+		visible, notVisible, _ := queueCounts(t, raw, d.QueueURL())
+		if visible != want || notVisible != 0 {
+			t.Fatalf("%s: %d visible, %d not visible, want %d and 0", what, visible, notVisible, want)
+		}
+		d.st.mu.Lock()
+		b, r := d.st.buffered, d.st.requested
+		d.st.mu.Unlock()
+		if b != 0 || r != 0 {
+			t.Fatalf("%s: %d buffered, %d requested, want none", what, b, r)
+		}
+	}
+	var jobs []consumer.Job
+	for i := range 5 {
+		jobs = append(jobs, consumer.Job{ID: fmt.Sprintf("n%d", i), Name: "App.Job", Payload: []byte("x")})
+	}
+	publish(t, d, jobs...)
+	fetchesNothing("first call", 5)
+
+	// The batch is known now: a Receive fetches 1+4, ReceiveReady takes 4.
+	got := []*consumer.Delivery{receive(t, d, 10*time.Second)}
+	got = d.ReceiveReady(got, 4)
+	if len(got) != 5 {
+		t.Fatalf("ReceiveReady right after a Receive handed out %d, want 4", len(got)-1)
+	}
+	ackAll(t, got)
+	publish(t, d, jobs[:3]...)
+	fetchesNothing("after a batch", 3)
 }
 
 // TestReceiveReadyFIFO: on a FIFO queue ReceiveReady hands out the heads
@@ -225,17 +270,14 @@ func TestReceiveReadyFIFO(t *testing.T) {
 
 	var order []string
 	largest := 0
-	batch := []*consumer.Delivery{receive(t, d, 10*time.Second)}
 	deadline := time.Now().Add(15 * time.Second)
 	for len(order) < len(jobs) {
+		// As a pipelined slot: Receive, then the batch behind it.
+		batch := []*consumer.Delivery{receive(t, d, 10*time.Second)}
 		batch = d.ReceiveReady(batch, 9)
 		largest = max(largest, len(batch))
-		if len(batch) == 0 {
-			if time.Now().After(deadline) {
-				t.Fatalf("handed out %v of %d jobs in 15s", order, len(jobs))
-			}
-			time.Sleep(10 * time.Millisecond)
-			continue
+		if time.Now().After(deadline) {
+			t.Fatalf("handed out %v of %d jobs in 15s", order, len(jobs))
 		}
 		groups := map[string]bool{}
 		for _, dl := range batch {
@@ -249,7 +291,6 @@ func TestReceiveReadyFIFO(t *testing.T) {
 			order = append(order, dl.ID)
 		}
 		ackAll(t, batch)
-		batch = batch[:0]
 	}
 	if largest < 2 {
 		t.Errorf("ReceiveReady never handed out two group heads at once (order %v)", order)
@@ -279,8 +320,9 @@ func deliveryIDs(dls []*consumer.Delivery) []string {
 
 // TestReceiveReadyPausedAndClosed: a paused pipeline calls neither
 // Receive nor ReceiveReady, and then nothing more is fetched for it: the
-// messages fetched for the last ReceiveReady wait in the buffer, go back
-// to the queue once half of their visibility timeout has passed (no poll
+// messages fetched for the batch behind the last Receive wait in the
+// buffer (the pipeline paused before its ReceiveReady), go back to the
+// queue once half of their visibility timeout has passed (no poll
 // follows), and come out again at attempt 1. After Close, ReceiveReady
 // hands out nothing.
 func TestReceiveReadyPausedAndClosed(t *testing.T) {
@@ -293,12 +335,12 @@ func TestReceiveReadyPausedAndClosed(t *testing.T) {
 		jobs = append(jobs, consumer.Job{ID: fmt.Sprintf("p%d", i), Name: "App.Job", Payload: []byte("x")})
 	}
 	publish(t, d, jobs...)
-	first := receive(t, d, 10*time.Second)
 	if more := d.ReceiveReady(nil, 4); len(more) != 0 {
 		t.Fatalf("ReceiveReady with nothing buffered handed out %v", deliveryIDs(more))
 	}
-	// Paused from here on: the four fetched for that call are buffered
-	// and nobody comes for them.
+	first := receive(t, d, 10*time.Second)
+	// Paused from here on: the four fetched for the batch behind that
+	// Receive are buffered and nobody comes for them.
 	waitBuffered(t, d, 4, 10*time.Second)
 	polls := pc.n.Load()
 	waitBuffered(t, d, 0, 5*time.Second)
@@ -335,13 +377,14 @@ func TestReceiveReadyPausedAndClosed(t *testing.T) {
 	if more := d.ReceiveReady(nil, 10); len(more) != 0 {
 		t.Fatalf("ReceiveReady after Close handed out %v", deliveryIDs(more))
 	}
-	if d.st.ahead != 0 {
-		t.Fatalf("ReceiveReady after Close asked for %d", d.st.ahead)
+	if n, _, ok := d.st.reserve(); n != 0 || ok {
+		t.Fatalf("reserve after Close = %d, %v", n, ok)
 	}
 }
 
 // TestAutoAckBufferedAtClose: auto-ack messages are deleted on receipt;
-// those fetched for a ReceiveReady and never handed out are sent again
+// those fetched for the batch behind a Receive and never handed out (Close
+// came before the ReceiveReady) are sent again
 // at Close, so their jobs are not lost: another consumer gets each once,
 // at attempt 1, still auto-ack (nothing left on the queue after).
 func TestAutoAckBufferedAtClose(t *testing.T) {
@@ -356,10 +399,10 @@ func TestAutoAckBufferedAtClose(t *testing.T) {
 					Headers: map[string][]string{"x-h": {id}}})
 			}
 			publish(t, d, jobs...)
-			first := receive(t, d, 10*time.Second)
 			if more := d.ReceiveReady(nil, 4); len(more) != 0 {
 				t.Fatalf("ReceiveReady with nothing buffered handed out %v", deliveryIDs(more))
 			}
+			first := receive(t, d, 10*time.Second)
 			waitBuffered(t, d, 4, 10*time.Second)
 			if err := d.Close(testCtx(t, 5*time.Second)); err != nil {
 				t.Fatalf("Close: %v", err)

@@ -71,7 +71,6 @@ type state struct {
 	buffered  int                 // ready plus queued in groups
 	requested int                 // asked for by polls under way
 	batch     int                 // max of the last ReceiveReady: asked for per waiting Receive
-	ahead     int                 // asked for once by a ReceiveReady that found nothing ready
 	inflight  map[*entry]struct{} // received and not claimed: heartbeat set
 	handed    int                 // handed out and not settled
 	changed   chan struct{}       // closed and replaced on every change
@@ -138,20 +137,19 @@ func (s *state) broadcastLocked() {
 // them as requested until received is called (0: wait for ch before
 // asking again); ok is false once Close began. What is asked for: one
 // message per waiting Receive call, plus batch per waiting call once
-// ReceiveReady was used (the batch its caller fills right after), plus,
-// this once, ahead. Messages already requested, buffered, or queued
-// behind their FIFO group's head count against that, and against the
-// prefetch.
+// ReceiveReady was used (the batch its caller fills right after). Nothing
+// is asked for while no Receive waits: messages fetched ahead of a job
+// slot would wait unclaimed and be received a second time. Messages
+// already requested, buffered, or queued behind their FIFO group's head
+// count against that, and against the prefetch.
 func (s *state) reserve() (n int, ch <-chan struct{}, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closing {
 		return 0, nil, false
 	}
-	ahead := s.ahead
-	s.ahead = 0 // asked for now or never: a caller that went away asks no more
 	queued := s.buffered - len(s.ready)
-	want := s.waiters*(1+s.batch) + ahead
+	want := s.waiters * (1 + s.batch)
 	n = min(s.prefetch-s.buffered-s.requested, want-len(s.ready)-queued-s.requested, MaxPrefetch)
 	if n <= 0 {
 		return 0, s.changed, true
