@@ -93,6 +93,8 @@ type Config struct {
 	// done" instead of the default in-place redelivery. A copy that
 	// cannot be produced falls back to an in-place retry: the attempt
 	// counts, the headers are kept, and the delay is at least a second.
+	// A copy the broker has not answered when Settle's wait ends is
+	// awaited first: the in-place retry happens only if it fails.
 	RetryTopic string `yaml:"retry_topic"`
 	// JobHeader is the record header holding the job name for records
 	// that lack rr_job (third-party producers). Default rr_job; when the

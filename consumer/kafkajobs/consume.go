@@ -39,6 +39,11 @@ const (
 	// Never handed out again; its partition (or key) waits for it as for
 	// an in-place retry, and so does the commit point (deadletter.go).
 	stateDead
+	// stateCopying: settled Retry or Requeue through retry_topic, its
+	// retry copy still unanswered when Settle's wait ended. Not handed
+	// out again until kgo reports the copy's outcome; its partition (or
+	// key) and the commit point wait for it (retrycopy.go).
+	stateCopying
 )
 
 // entry is one fetched record and its local state.
@@ -53,7 +58,8 @@ type entry struct {
 	// point waits for it); once due, it waits for the later records that
 	// passed it and are still out (see partState.eligible).
 	deferred bool
-	dead     *deadCopy // the pending dead-letter copy in stateDead
+	dead     *deadCopy  // the pending dead-letter copy in stateDead
+	retry    *retryCopy // the unanswered retry copy in stateCopying
 }
 
 // heldAside reports whether e is a delayed record that later records may
@@ -428,7 +434,8 @@ func (d *Driver) delivery(ps *partState, e *entry) *consumer.Delivery {
 // settlement table in DESIGN.md). With retry_topic, a Retry or Requeue
 // whose copy cannot be produced is retried in place instead, as without
 // retry_topic (the attempt counts, the headers are kept), after its delay
-// but at least copyRetryDelay; the error is returned. A Dead whose
+// but at least copyRetryDelay; the error is returned. A copy still
+// unanswered when ctx ends is awaited instead (see settleRetryCopy). A Dead whose
 // dead-letter copy cannot be produced is not handed out again (see
 // settleDead). A delivery of a partition that was revoked since it was
 // handed out returns consumer.ErrStaleDelivery and changes nothing: the
@@ -458,23 +465,13 @@ func (d *Driver) settle(ctx context.Context, ps *partState, e *entry, o consumer
 			notBefore = time.Now().Add(o.Delay)
 		}
 		rec := copyRecord(d.cfg.RetryTopic, e, headers, attempt+1, notBefore)
-		if err := d.produceCopy(ctx, rec); err != nil {
-			return errors.Join(fmt.Errorf("kafkajobs: retry copy to %q: %w", d.cfg.RetryTopic, err),
-				d.redeliver(ps, e, max(o.Delay, copyRetryDelay), 1, headers))
-		}
-		return d.finish(ps, e)
+		return d.settleRetryCopy(ctx, ps, e, rec, max(o.Delay, copyRetryDelay), headers)
 	case consumer.Dead:
 		return d.settleDead(ctx, ps, e, o, headers, attempt)
 	default:
 		return errors.Join(fmt.Errorf("kafkajobs: unknown outcome action %v", o.Action),
 			d.redeliver(ps, e, 0, 0, nil))
 	}
-}
-
-// produceCopy produces one retry or dead-letter copy and waits for the
-// broker's acknowledgement.
-func (d *Driver) produceCopy(ctx context.Context, rec *kgo.Record) error {
-	return d.prod.produce(ctx, []*kgo.Record{rec})[0]
 }
 
 // staleLocked returns the error a settlement of ps gets once the driver is
@@ -543,6 +540,15 @@ func (d *Driver) redeliver(ps *partState, e *entry, delay time.Duration, inc int
 	if err := c.staleLocked(ps); err != nil {
 		return err
 	}
+	c.active--
+	c.putBackLocked(ps, e, time.Now(), delay, inc, headers)
+	return nil
+}
+
+// putBackLocked puts e of ps back in place as pending, to be handed out
+// again after delay from now with its attempt raised by inc; headers,
+// when not nil, replace its user headers. It does not count e as active.
+func (c *consumerState) putBackLocked(ps *partState, e *entry, now time.Time, delay time.Duration, inc int, headers map[string][]string) {
 	e.state = statePending
 	e.attempt += inc
 	if headers != nil {
@@ -553,10 +559,8 @@ func (d *Driver) redeliver(ps *partState, e *entry, delay time.Duration, inc int
 	}
 	e.readyAt = time.Time{}
 	if delay > 0 {
-		e.readyAt = time.Now().Add(delay)
+		e.readyAt = now.Add(delay)
 		ps.timed++
 	}
-	c.active--
 	c.notifyLocked()
-	return nil
 }

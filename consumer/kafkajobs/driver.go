@@ -27,6 +27,12 @@
 //     outcome. Meanwhile the partition (or key) waits as for an in-place
 //     retry, and the commit point stays before the record (see
 //     deadletter.go).
+//   - A Retry or Requeue settled through retry_topic runs once more,
+//     either from the retry topic or, when its copy fails, in place. A
+//     copy still unanswered when Settle's wait ends is awaited: the
+//     record is retried in place only once kgo reports the copy failed,
+//     and is done once it landed; meanwhile the partition (or key) and
+//     the commit point wait for it (see retrycopy.go).
 //   - Flow control. Records are fetched only when Receive is waiting and
 //     nothing local can be handed out, a poll at a time (pollBatch), and
 //     not while a partition's local buffer is full; a full partition is
@@ -44,10 +50,13 @@
 // partition's next owner runs the job again (and a copy whose answer was
 // lost may land twice; while the partition stays here, a copy still
 // unanswered after the settle context or the producer's delivery timeout
-// is not produced again before kgo reports its outcome); while the
-// dead-letter topic stays unavailable or unanswered its
-// partition (or key) makes no progress; Stat's Ready is taken from the
-// last fetch's high watermark.
+// is not produced again before kgo reports its outcome); likewise a
+// record whose retry copy is still unanswered when the driver closes or
+// the partition is revoked (past the revocation wait) or lost is left
+// uncommitted: the next owner runs the job again, and the copy may land
+// as well; while the dead-letter topic stays unavailable or unanswered,
+// or the retry topic unanswered, its partition (or key) makes no
+// progress; Stat's Ready is taken from the last fetch's high watermark.
 //
 // Record layout written by Publish: key = job key, or the job id when the
 // job has none; headers rr_id, rr_job, rr_pipeline, rr_priority, plus one
@@ -347,9 +356,10 @@ func tlsConfig(t *TLS) (*tls.Config, error) {
 // (or ctx is done), commits the done prefix of every partition (with up
 // to finalCommitGrace of its own if ctx already ended), leaves the group
 // and closes the client. Records fetched but not handed out, records
-// waiting for an in-place retry and dead records whose dead-letter copy
+// waiting for an in-place retry, dead records whose dead-letter copy
 // is still pending (its retries stop; an outcome kgo reports after Close
-// is ignored) are left uncommitted: the group delivers them again.
+// is ignored) and records whose retry copy is unanswered (likewise) are
+// left uncommitted: the group delivers them again.
 // Closing the client fails the records it still holds; Close waits up to
 // onWireGrace for their promises. Close is idempotent; later calls
 // return the first result. After Close, Receive, Publish and Settle
@@ -391,8 +401,9 @@ func (d *Driver) close(ctx context.Context) error {
 
 // closeClient closes the client, which fails every record it still holds,
 // and waits (up to onWireGrace, even when ctx is done) until the promises
-// of those records returned: a dead-letter copy answered late reports its
-// outcome from its promise, and no promise runs driver code after Close.
+// of those records returned: a dead-letter or retry copy answered late
+// reports its outcome from its promise, and no promise runs driver code
+// after Close.
 func (d *Driver) closeClient(ctx context.Context) {
 	d.client.Close()
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), onWireGrace)

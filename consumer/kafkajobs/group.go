@@ -319,7 +319,7 @@ func (d *Driver) revokeWait(cl *kgo.Client) time.Duration {
 // drainRevoked marks the partitions of tps as revoking (Receive no longer
 // hands out their records, nor does the dead-letter retrier start copies
 // of them) and waits until none of their records is handed out and
-// unsettled or has its dead-letter copy in flight, revokeWait passed or
+// unsettled or has its dead-letter or retry copy in flight, revokeWait passed or
 // ctx is done. While Close leaves the group it does not wait: Close
 // already waited for every delivery.
 func (d *Driver) drainRevoked(ctx context.Context, cl *kgo.Client, tps map[string][]int32) error {
@@ -346,7 +346,7 @@ func (d *Driver) drainRevoked(ctx context.Context, cl *kgo.Client, tps map[strin
 		out := 0
 		for _, ps := range parts {
 			for _, e := range ps.entries {
-				if e.state == stateOut || (e.state == stateDead && e.dead.inFlight) {
+				if e.state == stateOut || e.state == stateCopying || (e.state == stateDead && e.dead.inFlight) {
 					out++
 				}
 			}
