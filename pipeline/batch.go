@@ -21,6 +21,13 @@ type batcher struct {
 	ds   []*consumer.Delivery
 	pls  []frame.Payload
 	bufs [][]byte // the job context JSON of each position, reused
+
+	// The batch running now, for settled (made once: a func value
+	// passed to ExecBatch would otherwise be allocated per batch).
+	workCtx, settleBase context.Context
+	start, prev         time.Time
+	rest                consumer.Outcome
+	settledFn           func(i int, out frame.Payload, err error)
 }
 
 // newBatcher returns a slot's batcher, or nil when jobs go one at a time
@@ -38,12 +45,14 @@ func (p *Pipeline) newBatcher() *batcher {
 	if !ok {
 		return nil
 	}
-	return &batcher{
+	b := &batcher{
 		p: p, rr: rr, bx: bx, max: p.cfg.Pipelining,
 		ds:   make([]*consumer.Delivery, 0, p.cfg.Pipelining),
 		pls:  make([]frame.Payload, p.cfg.Pipelining),
 		bufs: make([][]byte, p.cfg.Pipelining),
 	}
+	b.settledFn = b.settled
+	return b
 }
 
 // run runs first and the deliveries ready now behind it (none once rctx,
@@ -51,32 +60,35 @@ func (p *Pipeline) newBatcher() *batcher {
 // each. It returns the outcome of a job released for want of a worker, if
 // any (the slot then rests), else the last outcome.
 func (b *batcher) run(workCtx, settleBase context.Context, first *consumer.Delivery, rctx context.Context) consumer.Outcome {
-	p := b.p
 	b.ds = append(b.ds[:0], first)
 	if rctx.Err() == nil {
 		b.ds = b.rr.ReceiveReady(b.ds, b.max-1)
 	}
-	ds := b.ds
-	start := time.Now()
-	p.active.Add(int64(len(ds)))
-	for i, d := range ds {
+	b.p.active.Add(int64(len(b.ds)))
+	for i, d := range b.ds {
 		b.pls[i] = appendPayload(b.bufs[i], d)
 		if cap(b.pls[i].Context) <= maxKeptCtxBuf {
 			b.bufs[i] = b.pls[i].Context
 		}
 	}
-	var rest consumer.Outcome
-	prev := start
-	b.bx.ExecBatch(workCtx, b.pls[:len(ds)], func(i int, out frame.Payload, err error) {
-		now := time.Now()
-		reply, err := p.reply(workCtx, out, err)
-		o := p.finish(settleBase, ds[i], reply, err, start, now, now.Sub(prev))
-		prev = now
-		if rest.Action != consumer.Release || rest.Delay == 0 {
-			rest = o
-		}
-	})
+	b.workCtx, b.settleBase = workCtx, settleBase
+	b.start = time.Now()
+	b.prev, b.rest = b.start, consumer.Outcome{}
+	b.bx.ExecBatch(workCtx, b.pls[:len(b.ds)], b.settledFn)
+	rest := b.rest
 	clear(b.ds)
 	clear(b.pls)
+	b.workCtx, b.settleBase, b.rest = nil, nil, consumer.Outcome{}
 	return rest
+}
+
+// settled is ExecBatch's done: it settles job i of the running batch.
+func (b *batcher) settled(i int, out frame.Payload, err error) {
+	now := time.Now()
+	reply, err := b.p.reply(b.workCtx, out, err)
+	o := b.p.finish(b.settleBase, b.ds[i], reply, err, b.start, now, now.Sub(b.prev))
+	b.prev = now
+	if b.rest.Action != consumer.Release || b.rest.Delay == 0 {
+		b.rest = o
+	}
 }

@@ -66,6 +66,14 @@ func TestWithMemjobs(t *testing.T) {
 // BenchmarkMemjobsAck measures the pipeline's own cost per job on the
 // memory driver with an executor that acks at once.
 func BenchmarkMemjobsAck(b *testing.B) {
+	for _, pipelining := range []int{1, 8} {
+		b.Run(fmt.Sprint("pipelining=", pipelining), func(b *testing.B) { benchMemjobsAck(b, pipelining) })
+	}
+}
+
+// benchMemjobsAck is BenchmarkMemjobsAck with Config.Pipelining set; the
+// executor runs batches too (one done call per job).
+func benchMemjobsAck(b *testing.B, pipelining int) {
 	q := memjobs.New("bench", memjobs.Config{}, nil)
 	defer q.Close(context.Background())
 	ctx := context.Background()
@@ -79,7 +87,7 @@ func BenchmarkMemjobsAck(b *testing.B) {
 		done.Add(1)
 		return frame.Payload{}, nil
 	})
-	p := New(Config{Name: "bench", Concurrency: 2}, q, ex, nil)
+	p := New(Config{Name: "bench", Concurrency: 2, Pipelining: pipelining}, q, batchExecFunc(ex), nil)
 	res := make(chan error, 1)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -96,4 +104,18 @@ func BenchmarkMemjobsAck(b *testing.B) {
 	b.StopTimer()
 	_ = p.Stop(ctx)
 	<-res
+}
+
+// batchExecFunc is an execFunc that also runs batches, job by job.
+type batchExecFunc execFunc
+
+func (f batchExecFunc) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
+	return f(ctx, pl)
+}
+
+func (f batchExecFunc) ExecBatch(ctx context.Context, pls []frame.Payload, done func(int, frame.Payload, error)) {
+	for i, pl := range pls {
+		out, err := f(ctx, pl)
+		done(i, out, err)
+	}
 }
