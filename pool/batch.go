@@ -119,7 +119,7 @@ func (p *Pool) ExecBatch(ctx context.Context, pls []frame.Payload, done func(i i
 // jobs, in order, and returns k; the jobs from k on did not start on w.
 func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, base int, done func(int, frame.Payload, error)) int {
 	if ctx.Err() != nil {
-		p.release(w, false, false)
+		p.release(w, 0, false)
 		err := fmt.Errorf("%w: job not sent: %w", ErrNoWorker, context.Cause(ctx))
 		for i := range pls {
 			done(base+i, frame.Payload{}, err)
@@ -128,7 +128,7 @@ func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, bas
 	}
 	var sizes [MaxPipelining]int
 	sent, inflight := 0, 0 // frames written; their bytes not yet answered
-	b := &batchRun{p: p, w: w, ctx: ctx}
+	b := jobDeadline{p: p, w: w, ctx: ctx}
 	b.arm(time.Now())
 	// write sends the frames that fit in the window, at least one when
 	// nothing is in flight.
@@ -195,7 +195,7 @@ func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, bas
 					w.retire = "the worker asked to stop"
 				}
 				p.mu.Unlock()
-				p.releaseN(w, i, i > 0)
+				p.release(w, i, i > 0)
 				return i
 			}
 		}
@@ -241,7 +241,7 @@ func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, bas
 			b.arm(time.Now())
 		}
 	}
-	p.releaseN(w, len(pls), true)
+	p.release(w, len(pls), true)
 	return len(pls)
 }
 
@@ -265,72 +265,11 @@ func (p *Pool) abandon(ctx context.Context, w *worker, cause error, inflight int
 	return started, p.failGone(ctx, w, cause, gone, clean)
 }
 
-// batchRun arms the deadline of the job a batch is running.
-type batchRun struct {
-	p     *Pool
-	w     *worker
-	ctx   context.Context
-	armed bool
-}
-
-// arm sets the running job's deadline: exec_ttl from now, or ctx's
-// deadline when earlier.
-func (b *batchRun) arm(now time.Time) {
-	var dl time.Time
-	if ttl := b.p.cfg.Supervisor.ExecTTL; ttl > 0 {
-		dl = now.Add(ttl)
-	}
-	if d, ok := b.ctx.Deadline(); ok && (dl.IsZero() || d.Before(dl)) {
-		dl = d
-	}
-	if b.w.stdout.blocking {
-		if !dl.IsZero() {
-			b.armed = true
-			b.w.exec.set(dl)
-		}
-		return
-	}
-	// A pollable stdout may still have an earlier deadline: always set.
-	b.armed = true
-	_ = b.w.stdout.SetReadDeadline(dl)
-	_ = b.w.stdin.SetWriteDeadline(dl)
-}
-
-// disarm clears the deadline between jobs.
-func (b *batchRun) disarm() {
-	if !b.armed {
-		return
-	}
-	b.armed = false
-	if b.w.stdout.blocking {
-		b.w.exec.set(time.Time{})
-		return
-	}
-	_ = b.w.stdout.SetReadDeadline(time.Time{})
-	_ = b.w.stdin.SetWriteDeadline(time.Time{})
-}
-
 // setCurrent records the context of the job w runs now (Workers).
 func (p *Pool) setCurrent(w *worker, jobCtx []byte) {
 	p.mu.Lock()
 	w.cur = jobCtx
 	p.mu.Unlock()
-}
-
-// releaseN returns w after a batch in which it answered ran jobs (which
-// count toward Jobs and max_jobs); ok resets the start backoff.
-func (p *Pool) releaseN(w *worker, ran int, ok bool) {
-	now := time.Now()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if ran > 0 {
-		w.jobs += uint64(ran)
-		w.lastUsed = now
-	}
-	if ok {
-		p.failures = 0
-	}
-	p.putBackLocked(w)
 }
 
 // unreadBytes returns how many bytes written to the pipe whose write end

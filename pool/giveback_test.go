@@ -46,7 +46,7 @@ func TestGiveBackOfAWorkerThatExitedDoesNotHangStop(t *testing.T) {
 	})
 
 	p.mu.Lock()
-	go p.release(w, true, true) // A got its reply           (queues 1st)
+	go p.release(w, 1, true) // A got its reply           (queues 1st)
 	time.Sleep(20 * time.Millisecond)
 	_ = syscall.Kill(w.pid, syscall.SIGKILL) // w exits right after replying
 	<-w.exited                               // its reaper   (queues 2nd)

@@ -280,31 +280,13 @@ func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
 // run executes pl on w, which the caller took. It settles w (release or
 // discard) before returning.
 func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payload, error) {
-	var dl time.Time
-	if ttl := p.cfg.Supervisor.ExecTTL; ttl > 0 {
-		dl = time.Now().Add(ttl)
-	}
-	ctxDL, hasDL := ctx.Deadline()
-	if hasDL && (dl.IsZero() || ctxDL.Before(dl)) {
-		dl = ctxDL
-	}
 	if ctx.Err() != nil {
-		p.release(w, false, false)
+		p.release(w, 0, false)
 		return frame.Payload{}, fmt.Errorf("%w: job not sent: %w", ErrNoWorker, context.Cause(ctx))
 	}
 	// From here on, ctx ending interrupts the pipes (see watchLocked).
-	if w.stdout.blocking {
-		// An interrupted worker is retired: its pipes carry no
-		// deadline between jobs; the exec timer interrupts both, and
-		// holds no deadline between jobs either (run clears it).
-		if !dl.IsZero() {
-			w.exec.set(dl)
-		}
-	} else {
-		// A pollable stdout may still have an interrupt's deadline.
-		_ = w.stdout.SetReadDeadline(dl)
-		_ = w.stdin.SetWriteDeadline(dl)
-	}
+	dl := jobDeadline{p: p, w: w, ctx: ctx}
+	dl.arm(time.Now())
 
 	w.opt[0] = uint32(len(pl.Context))
 	w.buf = frame.AppendFrame(w.buf[:0], frame.FlagCodecRaw, w.opt[:], pl.Context, pl.Body)
@@ -318,13 +300,7 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 		f, err = w.r.ReadFrame()
 		w.reading.Store(false)
 	}
-	if !dl.IsZero() {
-		if w.stdout.blocking {
-			w.exec.set(time.Time{})
-		} else {
-			_ = w.stdout.SetReadDeadline(time.Time{}) // disarm the deadline's timer
-		}
-	}
+	dl.disarm()
 	if err != nil {
 		var ferr error
 		unread := errors.Is(err, syscall.EPIPE)
@@ -345,7 +321,7 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 	}
 	switch {
 	case f.Flags&frame.FlagError != 0:
-		p.release(w, true, true)
+		p.release(w, 1, true)
 		return frame.Payload{}, &JobError{Pid: w.pid, Message: string(f.Payload)}
 	case f.Flags&frame.FlagControl != 0:
 		return frame.Payload{}, p.fail(ctx, w, fmt.Errorf("%w (%.64q) in reply to a job", frame.ErrUnexpectedControl, f.Payload))
@@ -360,10 +336,10 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 			w.retire = "the worker asked to stop"
 		}
 		p.mu.Unlock()
-		p.release(w, true, false)
+		p.release(w, 1, false)
 		return frame.Payload{}, errRetry
 	}
-	p.release(w, true, true)
+	p.release(w, 1, true)
 	return out, nil
 }
 
@@ -420,15 +396,15 @@ func (p *Pool) failGone(ctx context.Context, w *worker, cause error, gone, clean
 	return we
 }
 
-// release returns w after a job: ran says the job reached the worker
-// (it counts toward Jobs and max_jobs), ok that the worker answered it
-// (which resets the start backoff). Called without p.mu.
-func (p *Pool) release(w *worker, ran, ok bool) {
+// release returns w after ran jobs reached it (they count toward Jobs
+// and max_jobs); ok says the worker answered (which resets the start
+// backoff). Called without p.mu.
+func (p *Pool) release(w *worker, ran int, ok bool) {
 	now := time.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if ran {
-		w.jobs++
+	if ran > 0 {
+		w.jobs += uint64(ran)
 		w.lastUsed = now
 	}
 	if ok {
