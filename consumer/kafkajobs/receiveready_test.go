@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // publishPerPartition publishes per jobs to each of the n partitions of
@@ -63,7 +64,7 @@ func TestReceiveReadyBatchesAcrossPartitions(t *testing.T) {
 	pubCfg := testConfig("orders")
 	pubCfg.GroupOptions.GroupID = "publisher" // never receives
 	ids := publishPerPartition(t, open(t, c, pubCfg, ""), "orders", parts, per)
-	d := open(t, c, testConfig("orders"), "")
+	d, first := openFetched(t, c, parts*per)
 
 	next := map[int32]int{} // per partition: index of the next ID due
 	seen := map[string]bool{}
@@ -85,7 +86,6 @@ func TestReceiveReadyBatchesAcrossPartitions(t *testing.T) {
 	}
 
 	out := map[int32]*consumer.Delivery{}
-	first := receive(t, d)
 	check(first, out)
 	if got := d.ReceiveReady(nil, 0); len(got) != 0 {
 		t.Fatalf("ReceiveReady(max 0) handed out %d", len(got))
@@ -123,7 +123,15 @@ func TestReceiveReadyBatchesAcrossPartitions(t *testing.T) {
 	receiveNone(t, d, 300*time.Millisecond)
 	cl := rawClient(t, c)
 	for p := range int32(parts) {
-		waitCommitted(t, cl, "orders", p, per)
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+			got := committed(t, cl, d.cfg.GroupOptions.GroupID, "orders", p)
+			if got == per {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("committed offset of orders[%d] is %d, want %d", p, got, per)
+			}
+		}
 	}
 }
 
@@ -201,23 +209,39 @@ func fetchedHeads(t *testing.T, parts int32) (*Driver, *consumer.Delivery) {
 	pubCfg := testConfig("orders")
 	pubCfg.GroupOptions.GroupID = "publisher"
 	publishPerPartition(t, open(t, c, pubCfg, ""), "orders", parts, 1)
-	d := open(t, c, testConfig("orders"), "")
-	first := receive(t, d)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		d.cons.mu.Lock()
+	return openFetched(t, c, int(parts))
+}
+
+// openFetched starts a driver on c's "orders" topic, receives one record
+// and returns once the driver holds want records, the first included.
+// The driver polls only for a Receive that finds nothing ready, and the
+// client's first fetch may hold some partitions only (their offsets not
+// yet known): then it tries again in a fresh group.
+func openFetched(t *testing.T, c *kfake.Cluster, want int) (*Driver, *consumer.Delivery) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		cfg := testConfig("orders")
+		if attempt > 1 {
+			cfg.GroupOptions.GroupID = fmt.Sprintf("%s-%d", testGroup, attempt)
+		}
+		d := open(t, c, cfg, "")
+		first := receive(t, d)
 		n := 0
-		for _, ps := range d.cons.parts {
-			n += len(ps.entries)
+		for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			d.cons.mu.Lock()
+			n = 0
+			for _, ps := range d.cons.parts {
+				n += len(ps.entries)
+			}
+			d.cons.mu.Unlock()
+			if n == want {
+				return d, first
+			}
 		}
-		d.cons.mu.Unlock()
-		if n == int(parts) {
-			return d, first
+		if attempt == 5 {
+			t.Fatalf("%d of %d records fetched by the first poll, in %d groups", n, want, attempt)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d records fetched", n, parts)
-		}
-		time.Sleep(10 * time.Millisecond)
+		settle(t, first, consumer.Outcome{Action: consumer.Release})
 	}
 }
 
