@@ -41,7 +41,8 @@ const (
 )
 
 // ReplyData is the "data" object of a worker reply. One struct serves every
-// reply type.
+// reply type. ParseReply reads headers in every shape RoadRunner's PHP SDK
+// writes them (see decodeReplyHeaders); encoding writes them as an object.
 type ReplyData struct {
 	Message      string              `json:"message,omitempty"`
 	Requeue      bool                `json:"requeue,omitempty"`
@@ -58,7 +59,9 @@ type Reply struct {
 // ParseReply decodes the body of a worker's reply. An empty body is an ACK
 // (RoadRunner compatibility). A body that is not a reply object, or has an
 // unknown type, is an error wrapping ErrBadReply: the pipeline retries such
-// a job instead of acking it.
+// a job instead of acking it. The data's headers are read in every shape
+// RoadRunner's PHP SDK versions write them (decodeReplyHeaders): a worker's
+// headers on a REQUEUE or a legacy fail() with requeue are never dropped.
 //
 // The bodies an acking worker usually sends (our PHP and Python clients'
 // `{"type":2,"data":{}}`, RoadRunner's PHP client's `{"type":2,"data":[]}`
@@ -86,9 +89,20 @@ func parseReplyJSON(body []byte) (Reply, error) {
 	var data ReplyData
 	// PHP's json_encode turns an empty data array into [], not {}.
 	if d := bytes.TrimSpace(r.Data); len(d) > 0 && !bytes.Equal(d, []byte("[]")) && !bytes.Equal(d, []byte("null")) {
-		if err := json.Unmarshal(d, &data); err != nil {
+		var wire struct {
+			Message      string          `json:"message"`
+			Requeue      bool            `json:"requeue"`
+			DelaySeconds int64           `json:"delay_seconds"`
+			Headers      json.RawMessage `json:"headers"`
+		}
+		if err := json.Unmarshal(d, &wire); err != nil {
 			return Reply{}, fmt.Errorf("%w: data: %v (reply started with %q)", ErrBadReply, err, head(body, 64))
 		}
+		h, err := decodeReplyHeaders(wire.Headers)
+		if err != nil {
+			return Reply{}, fmt.Errorf("%w: data.headers: %v (reply started with %q)", ErrBadReply, err, head(body, 64))
+		}
+		data = ReplyData{Message: wire.Message, Requeue: wire.Requeue, DelaySeconds: wire.DelaySeconds, Headers: h}
 	}
 	if r.Type == nil {
 		return Reply{}, fmt.Errorf("%w: no \"type\" field (reply started with %q)", ErrBadReply, head(body, 64))

@@ -2,48 +2,52 @@ package frame
 
 import (
 	"errors"
+	"reflect"
 	"testing"
 )
 
+// TestParseReplyGoldenBodies: every from_worker reply vector decodes to
+// exactly the Reply it stands for, headers included.
 func TestParseReplyGoldenBodies(t *testing.T) {
+	counted := map[string][]string{"x-attempt": {"1"}, "attempts": {"1"}}
 	want := map[string]Reply{
 		"reply_ack":                   {Type: ReplyAck},
 		"reply_nack":                  {Type: ReplyNack, Data: ReplyData{Message: "invalid payload: missing user_id"}},
 		"reply_nack_requeue":          {Type: ReplyNack, Data: ReplyData{Message: "database is busy", Requeue: true, DelaySeconds: 5}},
-		"reply_requeue":               {Type: ReplyRequeue, Data: ReplyData{Message: "rate limited", DelaySeconds: 30}},
+		"reply_requeue":               {Type: ReplyRequeue, Data: ReplyData{Message: "rate limited", DelaySeconds: 30, Headers: map[string][]string{"x-retry-reason": {"rate-limit"}}}},
 		"reply_legacy_complete":       {Type: ReplyNoError},
-		"reply_legacy_fail":           {Type: ReplyError, Data: ReplyData{Message: "mailer down", Requeue: true, DelaySeconds: 10}},
+		"reply_legacy_fail":           {Type: ReplyError, Data: ReplyData{Message: "mailer down", Requeue: true, DelaySeconds: 10, Headers: map[string][]string{"x-attempt": {"2"}}}},
 		"reply_legacy_fail_norequeue": {Type: ReplyError, Data: ReplyData{Message: "bad template"}},
-		"reply_empty":                 {Type: ReplyAck},
+		"reply_rr_fail_requeue":       {Type: ReplyError, Data: ReplyData{Message: "failed", Requeue: true, DelaySeconds: 5, Headers: counted}},
+		"reply_rr_fail_requeue_int_header": {Type: ReplyError, Data: ReplyData{Message: "failed", Requeue: true, DelaySeconds: 5,
+			Headers: map[string][]string{"x-attempt": {"2"}, "attempts": {"2"}}}},
+		"reply_rr_fail_requeue_empty_headers": {Type: ReplyError, Data: ReplyData{Message: "failed", Requeue: true}},
+		"reply_rr_fail_norequeue":             {Type: ReplyError, Data: ReplyData{Message: "bad template"}},
+		"reply_rr_requeue":                    {Type: ReplyRequeue, Data: ReplyData{Message: "failed", DelaySeconds: 5, Headers: counted}},
+		"reply_empty":                         {Type: ReplyAck},
 	}
+	seen := 0
 	for _, v := range goldenVectors() {
-		w, ok := want[v.Name]
-		if !ok {
+		if v.Direction != "from_worker" || v.Flags != 0 || len(v.Context) > 0 {
 			continue
 		}
+		w, ok := want[v.Name]
+		if !ok {
+			t.Errorf("reply vector %s has no expected Reply in this test", v.Name)
+			continue
+		}
+		seen++
 		got, err := ParseReply([]byte(v.Body))
 		if err != nil {
 			t.Fatalf("%s: %v", v.Name, err)
 		}
-		if got.Type != w.Type || got.Data.Message != w.Data.Message || got.Data.Requeue != w.Data.Requeue || got.Data.DelaySeconds != w.Data.DelaySeconds {
+		if !reflect.DeepEqual(got, w) {
 			t.Errorf("%s: got %+v, want %+v", v.Name, got, w)
 		}
 	}
-	r, _ := ParseReply([]byte(goldenBody(t, "reply_requeue")))
-	if h := r.Data.Headers["x-retry-reason"]; len(h) != 1 || h[0] != "rate-limit" {
-		t.Errorf("requeue headers = %v", r.Data.Headers)
+	if seen != len(want) {
+		t.Errorf("checked %d reply vectors, want %d", seen, len(want))
 	}
-}
-
-func goldenBody(t *testing.T, name string) string {
-	t.Helper()
-	for _, v := range goldenVectors() {
-		if v.Name == name {
-			return v.Body
-		}
-	}
-	t.Fatalf("no vector %s", name)
-	return ""
 }
 
 func TestParseReplyPHPEmptyData(t *testing.T) {
