@@ -268,7 +268,7 @@ func (p *Pool) abandon(ctx context.Context, w *worker, cause error, inflight int
 // setCurrent records the context of the job w runs now (Workers).
 func (p *Pool) setCurrent(w *worker, jobCtx []byte) {
 	p.mu.Lock()
-	w.cur = jobCtx
+	w.setJob(jobCtx)
 	p.mu.Unlock()
 }
 

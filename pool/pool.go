@@ -47,6 +47,9 @@ type WorkerInfo struct {
 	Created time.Time
 	// CurrentJob is the "id" of the job running on the worker, if any.
 	CurrentJob string
+	// CurrentJobSince is when the worker was handed CurrentJob (zero when
+	// idle); with pipelining, when the job before it was answered.
+	CurrentJobSince time.Time
 }
 
 // Pool is a pool of worker processes. Its methods are safe for concurrent
@@ -66,6 +69,7 @@ type Pool struct {
 	watchWG  sync.WaitGroup // one per watch: its callback, or its successful stop
 	live     int            // counted workers plus spawns in progress
 	failures int            // start failures and crashes since the last good job
+	started  bool // Start was called
 	closed   bool
 	stopping bool
 	changed  chan struct{} // closed and replaced whenever a worker joins or leaves
@@ -91,13 +95,29 @@ type waiter struct {
 // could not be sent it.
 var errRetry = errors.New("pool: worker asked to stop")
 
-// New starts cfg.NumWorkers workers (default: one per CPU) and returns
-// once their handshakes are done. ctx bounds only this start; the pool
-// lives until Stop. Workers that fail to start are retried in the
-// background with backoff; if none starts, New returns an error naming
-// the command and quoting what the worker said, and leaves nothing
-// running. log receives the workers' stderr lines (nil discards them).
+// New is Open followed by Start: it starts cfg.NumWorkers workers
+// (default: one per CPU) and returns once their handshakes are done. ctx
+// bounds only this start; the pool lives until Stop. If no worker starts,
+// New returns Start's error and leaves nothing running.
 func New(ctx context.Context, cfg Config, log *slog.Logger) (*Pool, error) {
+	p, err := Open(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Start(ctx); err != nil {
+		_ = p.Stop(context.Background())
+		return nil, err
+	}
+	return p, nil
+}
+
+// Open returns a pool with no worker yet; Start brings the workers up.
+// Meanwhile Exec waits for a worker as it does when all are busy (up to
+// AllocateTimeout), so jobs may be handed to the pool before its workers
+// answer their handshakes: a worker may call the supervisor's RPC before
+// its first job. log receives the workers' stderr lines (nil discards
+// them). The only error is a missing command.
+func Open(cfg Config, log *slog.Logger) (*Pool, error) {
 	cfg = cfg.withDefaults()
 	if len(cfg.Command) == 0 || cfg.Command[0] == "" {
 		return nil, errors.New("pool: no worker command")
@@ -118,12 +138,36 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Pool, error) {
 		stopped:   make(chan struct{}),
 	}
 	p.life, p.endLife = context.WithCancel(context.Background())
+	return p, nil
+}
+
+// Start starts cfg.NumWorkers workers at once and returns when each has
+// answered its handshake or failed to; it may be called once. Workers
+// that fail to start are retried in the background with backoff. If none
+// starts, Start returns an error naming the command and quoting what the
+// worker said; the pool then runs nothing, and the caller must still
+// Stop it. ctx (and Stop) cut the start short: ErrClosed when Stop came
+// first.
+func (p *Pool) Start(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed || p.started {
+		p.mu.Unlock()
+		return fmt.Errorf("%w (or already started)", ErrClosed)
+	}
+	p.started = true
+	p.live = p.cfg.NumWorkers // the slots the spawns below fill
+	p.wg.Add(1)               // Stop waits for this start
+	p.mu.Unlock()
+	defer p.wg.Done()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(p.life, cancel)()
 
 	type result struct {
 		w   *worker
 		err error
 	}
-	results := make([]result, cfg.NumWorkers)
+	results := make([]result, p.cfg.NumWorkers)
 	var start sync.WaitGroup
 	for i := range results {
 		start.Go(func() {
@@ -135,7 +179,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Pool, error) {
 	var firstErr error
 	started := 0
 	p.mu.Lock()
-	p.live = cfg.NumWorkers
 	for _, r := range results {
 		if r.err != nil {
 			firstErr = cmp.Or(firstErr, r.err)
@@ -146,19 +189,21 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Pool, error) {
 		started++
 		p.add(r.w)
 	}
+	closed := p.closed
 	p.mu.Unlock()
-	if started == 0 {
-		p.endLife()
-		p.wg.Wait()
-		return nil, fmt.Errorf("pool: no worker started with command %s: %w", p.cmdline, firstErr)
+	switch {
+	case started == 0:
+		return fmt.Errorf("pool: no worker started with command %s: %w", p.cmdline, firstErr)
+	case closed:
+		return ErrClosed
 	}
 	if firstErr != nil {
-		log.Error("some workers did not start; retrying in the background", "started", started, "want", cfg.NumWorkers, "err", firstErr)
+		p.log.Error("some workers did not start; retrying in the background", "started", started, "want", p.cfg.NumWorkers, "err", firstErr)
 		p.kick()
 	}
 	p.wg.Go(p.spawner)
 	p.wg.Go(p.supervise)
-	return p, nil
+	return nil
 }
 
 // buildEnv is the worker environment: ours, then cfg.Env with upper-cased
@@ -234,7 +279,7 @@ func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
 		default:
 		}
 		w.state = stateWorking
-		w.cur = jobCtx
+		w.setJob(jobCtx)
 		p.watchLocked(ctx, w)
 		p.mu.Unlock()
 		return w, nil
@@ -417,7 +462,7 @@ func (p *Pool) release(w *worker, ran int, ok bool) {
 // given to its reaper, one to retire (or any, once the pool is closed) is
 // stopped, any other goes to a waiting Exec or idle. Called with p.mu held.
 func (p *Pool) putBackLocked(w *worker) {
-	w.cur = nil
+	w.setJob(nil)
 	p.unwatchLocked(w)
 	if w.stdout.Tripped() && w.retire == "" {
 		// Interrupted right after the reply came: the worker answered,
@@ -449,7 +494,7 @@ func (p *Pool) putBackLocked(w *worker) {
 // discard takes a broken worker out of service; the caller kills it.
 // Called with p.mu held.
 func (p *Pool) discard(w *worker) {
-	w.cur = nil
+	w.setJob(nil)
 	p.unwatchLocked(w)
 	w.state = stateStopping
 	p.uncount(w)
@@ -465,7 +510,7 @@ func (p *Pool) ready(w *worker) {
 		wt := p.waiters[0]
 		p.waiters = p.waiters[:copy(p.waiters, p.waiters[1:])]
 		w.state = stateWorking
-		w.cur = wt.jobCtx
+		w.setJob(wt.jobCtx)
 		p.watchLocked(wt.ctx, w)
 		wt.ch <- w
 		return

@@ -497,13 +497,17 @@ func TestWorkersShowsCurrentJob(t *testing.T) {
 	cfg.Env["FAKEWORKER_DELAY"] = "400ms"
 	p := start(t, cfg, nil)
 	var wg sync.WaitGroup
+	sent := time.Now()
 	wg.Go(func() { run(t, p, job("job-42", "x")) })
 	eventually(t, 2*time.Second, "the job to show", func() bool {
 		ws := p.Workers()
 		return len(ws) == 1 && ws[0].State == "working" && ws[0].CurrentJob == "job-42"
 	})
+	if since := p.Workers()[0].CurrentJobSince; since.Before(sent) || since.After(time.Now()) {
+		t.Fatalf("CurrentJobSince %v, want between %v and now", since, sent)
+	}
 	wg.Wait()
-	if ws := p.Workers(); ws[0].CurrentJob != "" || ws[0].Jobs != 1 {
+	if ws := p.Workers(); ws[0].CurrentJob != "" || !ws[0].CurrentJobSince.IsZero() || ws[0].Jobs != 1 {
 		t.Fatalf("after the job: %+v", ws[0])
 	}
 }

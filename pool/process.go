@@ -82,9 +82,21 @@ type worker struct {
 	retire     string // non-empty: replace after the current job, and why
 	jobs       uint64
 	lastUsed   time.Time
-	cur        []byte          // context JSON of the running job (CurrentJob)
+	cur        []byte          // context JSON of the running job (CurrentJob); set with setJob
+	curSince   time.Time       // when cur was handed to the worker
 	done       <-chan struct{} // Done of the running job's ctx (see watchLocked)
 	goneMidJob bool            // the process exited while a job was running
+}
+
+// setJob records the job w runs now (its context JSON, nil for none) and
+// when it got it, for Workers. Called with Pool.mu held.
+func (w *worker) setJob(jobCtx []byte) {
+	w.cur = jobCtx
+	if jobCtx == nil {
+		w.curSince = time.Time{}
+		return
+	}
+	w.curSince = time.Now()
 }
 
 // kill sends SIGKILL to the worker's process group. Safe to call any

@@ -19,6 +19,7 @@ func (p *Pool) Workers() []WorkerInfo {
 			}
 			if json.Unmarshal(w.cur, &id) == nil {
 				out[i].CurrentJob = id.ID
+				out[i].CurrentJobSince = w.curSince
 			}
 		}
 	}
