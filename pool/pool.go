@@ -69,7 +69,7 @@ type Pool struct {
 	watchWG  sync.WaitGroup // one per watch: its callback, or its successful stop
 	live     int            // counted workers plus spawns in progress
 	failures int            // start failures and crashes since the last good job
-	started  bool // Start was called
+	started  bool           // Start was called
 	closed   bool
 	stopping bool
 	changed  chan struct{} // closed and replaced whenever a worker joins or leaves
