@@ -52,7 +52,13 @@ var clientAuthTypes = []string{
 // Config holds the pipeline keys of an amqp pipeline
 // (jobs.pipelines.<name>.config). The key names are RoadRunner's flat
 // ("v1") amqp keys; Declare, JobHeader and ConfirmTimeout are ours.
+// RoadRunner's nested version 2 format (ConfigV2) decodes onto the same
+// fields (see ConfigV2.Flat).
 type Config struct {
+	// Version is RoadRunner's pipeline config format: 0 or 1 for these
+	// flat keys. A version 2 config is decoded as ConfigV2 and flattened
+	// into this struct (Version is 2 then).
+	Version int `yaml:"version"`
 	// Prefetch is the basic.qos prefetch count: the most deliveries the
 	// broker sends before some are settled (default 10).
 	Prefetch int `yaml:"prefetch"`
@@ -104,6 +110,14 @@ type Config struct {
 	// Declare declares the exchange, the queue and its binding on every
 	// (re)connect (default true). With false they must exist already.
 	Declare *bool `yaml:"declare"`
+	// ExchangeDeclare, when false, leaves the exchange undeclared (it must
+	// exist); RoadRunner's key (exchange.declare in version 2). Unset
+	// means Declare.
+	ExchangeDeclare *bool `yaml:"exchange_declare"`
+	// QueueDeclare, when false, neither declares the queue nor binds it
+	// (both must exist); RoadRunner's key (queue.declare in version 2).
+	// Unset means Declare.
+	QueueDeclare *bool `yaml:"queue_declare"`
 	// JobHeader names the message header that carries the job name for
 	// messages without rr_job (third-party producers). When it is empty
 	// or the header is missing, the job name is the routing key.
@@ -153,6 +167,45 @@ func (c *Config) Key() string {
 // (Declare unset counts as true).
 func (c *Config) Declares() bool { return c.Declare == nil || *c.Declare }
 
+// DeclaresExchange reports whether the driver declares the exchange:
+// ExchangeDeclare when set, else Declares.
+func (c *Config) DeclaresExchange() bool {
+	if c.ExchangeDeclare != nil {
+		return *c.ExchangeDeclare
+	}
+	return c.Declares()
+}
+
+// DeclaresQueue reports whether the driver declares the queue and binds
+// it to the exchange: QueueDeclare when set, else Declares.
+func (c *Config) DeclaresQueue() bool {
+	if c.QueueDeclare != nil {
+		return *c.QueueDeclare
+	}
+	return c.Declares()
+}
+
+// MaxPrefetch is the largest basic.qos prefetch count (a 16-bit field).
+const MaxPrefetch = 65535
+
+// Clamp brings out-of-range values into range the way RoadRunner accepts
+// them, and returns one *consumer.FieldError per change, for warnings: a
+// negative prefetch becomes DefaultPrefetch (RoadRunner's default for
+// prefetch <= 0), one above MaxPrefetch becomes MaxPrefetch (the wire
+// field holds no more). Call it after decoding, before Validate.
+func (c *Config) Clamp() []*consumer.FieldError {
+	var out []*consumer.FieldError
+	switch {
+	case c.Prefetch < 0:
+		out = append(out, &consumer.FieldError{Key: "prefetch", Reason: fmt.Sprintf("%d is below 1: using the default %d", c.Prefetch, DefaultPrefetch)})
+		c.Prefetch = DefaultPrefetch
+	case c.Prefetch > MaxPrefetch:
+		out = append(out, &consumer.FieldError{Key: "prefetch", Reason: fmt.Sprintf("%d is above the AMQP limit: using %d", c.Prefetch, MaxPrefetch)})
+		c.Prefetch = MaxPrefetch
+	}
+	return out
+}
+
 // Consumes reports whether the pipeline consumes (it has a queue); a
 // pipeline without a queue can only publish.
 func (c *Config) Consumes() bool { return c.Queue != "" }
@@ -182,6 +235,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	add := func(key, format string, args ...any) {
 		errs = append(errs, &consumer.FieldError{Key: key, Reason: fmt.Sprintf(format, args...)})
+	}
+	switch c.Version {
+	case 0, 1, 2:
+	default:
+		add("version", "must be 1 (flat keys) or 2 (exchange: and queue: mappings), got %d", c.Version)
 	}
 	if c.Prefetch <= 0 || c.Prefetch > 65535 {
 		add("prefetch", "must be between 1 and 65535, got %d", c.Prefetch)
@@ -297,4 +355,116 @@ func redact(addr string) string {
 		u.User = url.UserPassword(u.User.Username(), "xxxxx")
 	}
 	return u.String()
+}
+
+// ConfigV2 is RoadRunner's version 2 pipeline config (version: 2): the
+// exchange and the queue as mappings of their own. Flat turns it into the
+// Config the driver runs, with the same meaning as the flat keys.
+type ConfigV2 struct {
+	// Version is 2.
+	Version       int           `yaml:"version"`
+	Prefetch      int           `yaml:"prefetch"`
+	Priority      int64         `yaml:"priority"`
+	RedialTimeout time.Duration `yaml:"redial_timeout"`
+	// Exchange is the exchange: mapping.
+	Exchange ExchangeV2 `yaml:"exchange"`
+	// Queue is the queue: mapping.
+	Queue QueueV2 `yaml:"queue"`
+	// JobHeader and ConfirmTimeout are Pipevisor's keys, as in Config.
+	JobHeader      string        `yaml:"job_header"`
+	ConfirmTimeout time.Duration `yaml:"confirm_timeout"`
+}
+
+// ExchangeV2 is the exchange: mapping of a version 2 config.
+type ExchangeV2 struct {
+	Name       string `yaml:"name"`
+	Type       string `yaml:"type"`
+	Durable    bool   `yaml:"durable"`
+	AutoDelete bool   `yaml:"auto_delete"`
+	// Declare false: the exchange must exist (default true).
+	Declare *bool `yaml:"declare"`
+}
+
+// QueueV2 is the queue: mapping of a version 2 config.
+type QueueV2 struct {
+	Name          string         `yaml:"name"`
+	RoutingKey    string         `yaml:"routing_key"`
+	Durable       bool           `yaml:"durable"`
+	AutoDelete    bool           `yaml:"auto_delete"`
+	Exclusive     bool           `yaml:"exclusive"`
+	DeleteOnStop  bool           `yaml:"delete_on_stop"`
+	MultipleAck   bool           `yaml:"multiple_ack"`
+	RequeueOnFail bool           `yaml:"requeue_on_fail"`
+	ConsumerID    string         `yaml:"consumer_id"`
+	Headers       map[string]any `yaml:"headers"`
+	// Declare false: the queue and its binding must exist (default true).
+	Declare *bool `yaml:"declare"`
+}
+
+// Flat returns the flat Config with the same meaning (Version 2). Call
+// Config.Defaults on the result before use.
+func (v *ConfigV2) Flat() Config {
+	return Config{
+		Version:            2,
+		Prefetch:           v.Prefetch,
+		Priority:           v.Priority,
+		RedialTimeout:      v.RedialTimeout,
+		Queue:              v.Queue.Name,
+		Exchange:           v.Exchange.Name,
+		ExchangeType:       v.Exchange.Type,
+		RoutingKey:         v.Queue.RoutingKey,
+		Exclusive:          v.Queue.Exclusive,
+		Durable:            v.Queue.Durable,
+		ExchangeDurable:    v.Exchange.Durable,
+		ExchangeAutoDelete: v.Exchange.AutoDelete,
+		QueueAutoDelete:    v.Queue.AutoDelete,
+		DeleteQueueOnStop:  v.Queue.DeleteOnStop,
+		MultipleAck:        v.Queue.MultipleAck,
+		RequeueOnFail:      v.Queue.RequeueOnFail,
+		QueueHeaders:       v.Queue.Headers,
+		ConsumerID:         v.Queue.ConsumerID,
+		ExchangeDeclare:    v.Exchange.Declare,
+		QueueDeclare:       v.Queue.Declare,
+		JobHeader:          v.JobHeader,
+		ConfirmTimeout:     v.ConfirmTimeout,
+	}
+}
+
+// v1ToV2 maps each flat key to where a version 2 config writes it ("" for
+// keys a version 2 config has no place for).
+var v1ToV2 = map[string]string{
+	"queue":                "queue.name",
+	"exchange":             "exchange.name",
+	"exchange_type":        "exchange.type",
+	"routing_key":          "queue.routing_key",
+	"exclusive":            "queue.exclusive",
+	"durable":              "queue.durable",
+	"exchange_durable":     "exchange.durable",
+	"exchange_auto_delete": "exchange.auto_delete",
+	"queue_auto_delete":    "queue.auto_delete",
+	"delete_queue_on_stop": "queue.delete_on_stop",
+	"multiple_ack":         "queue.multiple_ack",
+	"requeue_on_fail":      "queue.requeue_on_fail",
+	"queue_headers":        "queue.headers",
+	"consumer_id":          "queue.consumer_id",
+	"exchange_declare":     "exchange.declare",
+	"queue_declare":        "queue.declare",
+	"declare":              "exchange.declare and queue.declare",
+}
+
+// V2Key returns where a version 2 config writes the flat key key (or a
+// key below it, as in "queue_headers.x-max-priority"), and whether the
+// key is a flat-only one. Keys shared by both formats (prefetch,
+// priority, redial_timeout, version, job_header, confirm_timeout) return
+// themselves and false.
+func V2Key(key string) (string, bool) {
+	head, rest, _ := strings.Cut(key, ".")
+	v2, ok := v1ToV2[head]
+	if !ok {
+		return key, false
+	}
+	if rest != "" {
+		return v2 + "." + rest, true
+	}
+	return v2, true
 }

@@ -236,7 +236,7 @@ func (d *Driver) connect(ctx context.Context, gen uint64) (*session, error) {
 
 // setup declares the topology and opens the consume channel of s.
 func (d *Driver) setup(s *session) error {
-	if d.cfg.Declares() {
+	if d.cfg.DeclaresExchange() || d.cfg.DeclaresQueue() {
 		if err := d.declare(s.conn); err != nil {
 			return err
 		}
@@ -257,17 +257,18 @@ func (d *Driver) setup(s *session) error {
 	return nil
 }
 
-// declare declares the exchange, the queue and the binding on a channel
-// of its own (a failed declare closes the channel it ran on).
+// declare declares the exchange (unless DeclaresExchange is false), the
+// queue and its binding (unless DeclaresQueue is false) on a channel of
+// its own (a failed declare closes the channel it ran on).
 func (d *Driver) declare(conn *amqp.Connection) error {
 	return withChannel(conn, func(ch *amqp.Channel) error {
 		c := d.cfg
-		if userExchange(c.Exchange) {
+		if c.DeclaresExchange() && userExchange(c.Exchange) {
 			if err := ch.ExchangeDeclare(c.Exchange, c.ExchangeType, c.ExchangeDurable, c.ExchangeAutoDelete, false, false, nil); err != nil {
 				return fmt.Errorf("declare exchange %q: %w", c.Exchange, err)
 			}
 		}
-		if c.Queue == "" {
+		if c.Queue == "" || !c.DeclaresQueue() {
 			return nil
 		}
 		if _, err := ch.QueueDeclare(c.Queue, c.Durable, c.QueueAutoDelete, c.Exclusive, false, queueArgs(c.QueueHeaders)); err != nil {
