@@ -75,7 +75,7 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 
 	pcfg := root.PoolConfig()
 	pcfg.Observer = prod.poolObserver() // production
-	p, err := pool.New(ctx, pcfg, log)
+	p, err := pool.Open(pcfg, log)
 	if err != nil {
 		ln.Close()
 		return cli.Exit(fmt.Sprintf("supervisor: starting workers: %v", err), 1)
@@ -97,8 +97,11 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 	prod.serve(mgr, p) // production: /health, /ready, /metrics
 
 	// The pipelines start before the RPC server serves, so no push can
-	// name a pipeline that does not exist yet. Clients that connect
-	// meanwhile wait in the listener's backlog.
+	// name a pipeline that does not exist yet; clients that connect
+	// meanwhile wait in the listener's backlog. The workers start after
+	// it serves: a worker may call the RPC (declare, push, stat) before
+	// it answers its handshake, and jobs received meanwhile wait for a
+	// worker as they do when every worker is busy.
 	if err := mgr.Start(ctx, root.Jobs.Consume); err != nil {
 		ln.Close()
 		shutdown(root, mgr, p, log)
@@ -115,6 +118,11 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 		defer wg.Done()
 		rpcDone <- srv.ServeListener(rpcCtx, ln)
 	}()
+	if err := p.Start(ctx); err != nil {
+		stopRPC()
+		shutdown(root, mgr, p, log)
+		return cli.Exit(fmt.Sprintf("supervisor: starting workers: %v", err), 1)
+	}
 	prod.ready() // production: READY=1, watchdog
 	log.Info("supervisor ready", "rpc", root.RPC.Listen, "workers", pcfg.NumWorkers, "consume", root.Jobs.Consume)
 
