@@ -20,10 +20,10 @@ const NoWorkerDelay = time.Second
 //
 //   - ACK (type 2), legacy type 0: Ack.
 //   - NACK requeue:false, legacy type 1 requeue:false: Dead with the message.
-//   - NACK requeue:true, legacy type 1 requeue:true: Retry(delay_seconds),
-//     one attempt spent; at max_attempts: Dead.
-//   - REQUEUE (type 4): Requeue(delay_seconds, headers), one attempt spent;
-//     at max_attempts: Dead.
+//   - NACK requeue:true: Retry(delay_seconds).
+//   - REQUEUE (type 4): Requeue(delay_seconds, headers).
+//   - legacy type 1 requeue:true: Requeue(delay_seconds, headers), as
+//     RoadRunner runs it (its SDK's fail() sends the task's headers).
 //   - err wrapping ErrShutdown (the job was interrupted by Stop) or
 //     ErrPaused (received as Pause cut the Receive short): Release, no
 //     attempt spent.
@@ -32,6 +32,14 @@ const NoWorkerDelay = time.Second
 //   - any other err (ERROR frame *pool.JobError, pool.ErrExecTimeout,
 //     pool.ErrWorkerCrashed, frame.ErrBadReply, ...): Retry(backoff),
 //     one attempt spent; at max_attempts: Dead.
+//
+// The three redeliveries the worker decided (NACK requeue:true, REQUEUE,
+// legacy type 1 requeue:true) depend on policy.Configured: without a
+// retry: section they have no attempt cap and keep the worker's delay,
+// as under RoadRunner; with one they are Dead at max_attempts, and the NACK
+// and legacy type 1 that name no delay wait for backoff(attempt). The
+// headers a worker sends are merged into the job's, less AttemptHeader,
+// which the driver keeps counting itself.
 //
 // policy must have gone through WithDefaults; rnd feeds the backoff jitter.
 func outcomeFor(reply frame.Reply, err error, attempt int, policy RetryPolicy, rnd func() float64) consumer.Outcome {
@@ -64,16 +72,23 @@ func outcomeFor(reply frame.Reply, err error, attempt int, policy RetryPolicy, r
 		if !d.Requeue {
 			return consumer.Outcome{Action: consumer.Dead, Reason: reason}
 		}
-		return retryOrDead(consumer.Outcome{Action: consumer.Retry, Delay: delay, Reason: reason}, attempt, policy)
+		if delay == 0 && policy.Configured {
+			delay = policy.backoff(attempt, rnd)
+		}
+		o := consumer.Outcome{Action: consumer.Retry, Delay: delay, Reason: reason}
+		if reply.Type == frame.ReplyError {
+			o.Action, o.Headers = consumer.Requeue, workerHeaders(d.Headers)
+		}
+		return workerDecided(o, attempt, policy)
 	case frame.ReplyRequeue:
 		reason := d.Message
 		if reason == "" {
 			reason = "requeued by the worker"
 		}
-		return retryOrDead(consumer.Outcome{
+		return workerDecided(consumer.Outcome{
 			Action:  consumer.Requeue,
 			Delay:   delay,
-			Headers: cloneHeaders(d.Headers, 0),
+			Headers: workerHeaders(d.Headers),
 			Reason:  reason,
 		}, attempt, policy)
 	default:
@@ -87,6 +102,16 @@ func outcomeFor(reply frame.Reply, err error, attempt int, policy RetryPolicy, r
 	}
 }
 
+// workerDecided returns o, a redelivery the worker asked for: as is when
+// the pipeline has no retry: section (RoadRunner's behaviour), else
+// through retryOrDead.
+func workerDecided(o consumer.Outcome, attempt int, policy RetryPolicy) consumer.Outcome {
+	if !policy.Configured {
+		return o
+	}
+	return retryOrDead(o, attempt, policy)
+}
+
 // retryOrDead returns o, or Dead when attempt was the last one allowed.
 func retryOrDead(o consumer.Outcome, attempt int, policy RetryPolicy) consumer.Outcome {
 	if attempt < policy.MaxAttempts {
@@ -96,6 +121,18 @@ func retryOrDead(o consumer.Outcome, attempt int, policy RetryPolicy) consumer.O
 		Action: consumer.Dead,
 		Reason: fmt.Sprintf("attempt %d of %d failed: %s", attempt, policy.MaxAttempts, o.Reason),
 	}
+}
+
+// workerHeaders returns a copy of the headers a worker sent with its
+// reply, without AttemptHeader (the worker echoes back the value it was
+// given; the driver counts attempts itself); nil when nothing is left.
+func workerHeaders(h map[string][]string) map[string][]string {
+	out := cloneHeaders(h, 0)
+	delete(out, AttemptHeader)
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // cloneHeaders returns a copy of h with room for extra more keys; nil when

@@ -155,7 +155,9 @@ func TestMaxAttemptsDead(t *testing.T) {
 	ex := execFunc(func(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
 		return replyBody(t, frame.Reply{Type: frame.ReplyNack, Data: frame.ReplyData{Message: "nope", Requeue: true}}), nil
 	})
-	p := New(Config{Name: "p", Retry: RetryPolicy{MaxAttempts: 3}}, fc, ex, nil)
+	// A retry: section caps what the worker decided (without one, NACK
+	// with redelivery has no cap).
+	p := New(Config{Name: "p", Retry: RetryPolicy{MaxAttempts: 3, Backoff: Backoff{Initial: time.Millisecond}, Configured: true}}, fc, ex, nil)
 	start(t, p)
 	for attempt := 1; attempt <= 3; attempt++ {
 		s := fc.next(t)

@@ -10,12 +10,23 @@ import (
 
 // RetryPolicy is the per-pipeline retry configuration
 // (jobs.pipelines.<name>.retry in .rr.yaml).
+//
+// Who it governs depends on Configured. Without a retry: section it
+// applies only to what the worker did not decide (an ERROR frame, a crash,
+// exec_ttl, an unparseable reply), with the default values; what the
+// worker decided (NACK with redelivery, REQUEUE, legacy fail with requeue)
+// runs as RoadRunner runs it: no attempt cap, the worker's own delay and
+// headers. With a retry: section it governs both, and a NACK or legacy
+// fail with requeue that names no delay waits for the backoff.
 type RetryPolicy struct {
 	// MaxAttempts is the total number of deliveries a job may have; past it
 	// a failing job is dead-lettered. 0 means the default (3).
 	MaxAttempts int `yaml:"max_attempts"`
 	// Backoff shapes the delay before a failed job runs again.
 	Backoff Backoff `yaml:"backoff"`
+	// Configured reports that the pipeline has a retry: section. It is
+	// set by the config package, never by a key inside the section.
+	Configured bool `yaml:"-"`
 }
 
 // Backoff is an exponential backoff: initial * multiplier^(attempt-1),
@@ -37,8 +48,8 @@ const (
 )
 
 // Defaults returns the default policy: 3 attempts, backoff from 1s doubling
-// up to 1m, with 10% jitter. The config package decodes YAML over it, so an
-// explicit `jitter: 0` in the file disables jitter.
+// up to 1m, with 10% jitter, not Configured. The config package decodes
+// YAML over it, so an explicit `jitter: 0` in the file disables jitter.
 func Defaults() RetryPolicy {
 	return RetryPolicy{
 		MaxAttempts: DefaultMaxAttempts,
