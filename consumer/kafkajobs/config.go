@@ -73,6 +73,15 @@ const (
 // Config holds the pipeline keys of a kafka pipeline
 // (jobs.pipelines.<name>.config). The key names follow RoadRunner's kafka
 // driver; Ordering, RetryTopic and JobHeader are ours.
+//
+// Consuming: with group_options.group_id the pipeline consumes
+// consumer_options.topics in that consumer group and commits what is
+// settled. Without it, as in RoadRunner, it reads the partitions directly:
+// every partition of consumer_options.topics, or the partitions listed in
+// consumer_options.consume_partitions, each from its own start offset.
+// Nothing is committed then: settlement keeps its order and retry rules
+// within the running process, and a restart reads again from
+// consumer_offset (or the consume_partitions offsets).
 type Config struct {
 	// Priority is the pipeline priority; jobs without an rr_priority header
 	// get it. Lower numbers are more urgent.
@@ -100,6 +109,26 @@ type Config struct {
 	// that lack rr_job (third-party producers). Default rr_job; when the
 	// header is missing too, the job name is the topic.
 	JobHeader string `yaml:"job_header"`
+
+	// Topic is RoadRunner 2.x's single topic of a pipeline (still sent by
+	// the PHP SDK 2.x's KafkaCreateInfo): the pipeline consumes it and
+	// publishes to it. It stands for consumer_options.topics: [topic]
+	// when consumer_options names no topics and no consume_partitions,
+	// and is ignored (with a warning) otherwise.
+	Topic string `yaml:"topic"`
+
+	// Brokers, TLS, SASL and Ping override the kafka: section for this
+	// pipeline, as RoadRunner reads a pipeline's config over that section;
+	// SASLOptions is the name Declare (the PHP SDK) uses for SASL. See
+	// Global.Connection.
+	Brokers     []string `yaml:"brokers"`
+	TLS         *TLS     `yaml:"tls"`
+	SASL        *SASL    `yaml:"sasl"`
+	SASLOptions *SASL    `yaml:"sasl_options"`
+	Ping        *Ping    `yaml:"ping"`
+
+	// Legacy holds the keys of RoadRunner 2.x's kafka driver.
+	Legacy `yaml:",inline"`
 }
 
 // ProducerOptions are the producer_options keys.
@@ -114,6 +143,10 @@ type ProducerOptions struct {
 	// RequestTimeout limits how long a broker may take to answer a
 	// produce request (0: franz-go default).
 	RequestTimeout time.Duration `yaml:"request_timeout"`
+	// TransactionTimeout is accepted for RoadRunner compatibility and has
+	// no effect: the driver does not produce in transactions (neither does
+	// RoadRunner's, where it has no effect either).
+	TransactionTimeout time.Duration `yaml:"transaction_timeout"`
 	// DeliveryTimeout limits how long a record may wait to be delivered,
 	// retries included; it also bounds a whole Publish call, partition
 	// lookup included, when the caller's context has no earlier deadline
@@ -121,24 +154,38 @@ type ProducerOptions struct {
 	DeliveryTimeout time.Duration `yaml:"delivery_timeout"`
 	// CompressionCodec is gzip, snappy, lz4 or zstd (default none).
 	CompressionCodec string `yaml:"compression_codec"`
-	// PartitioningStrategy is Uniform (default) or RoundRobin.
+	// PartitioningStrategy is Uniform (default) or RoundRobin. Manual,
+	// LeastBackup and Sticky are accepted for RoadRunner compatibility and
+	// work as Uniform (with a warning): they would not keep a job key on
+	// one partition.
 	PartitioningStrategy string `yaml:"partitioning_strategy"`
+
+	LegacyProducer `yaml:",inline"`
 }
 
 // ConsumerOptions are the consumer_options keys.
 type ConsumerOptions struct {
 	// Topics to consume. The first topic is also where Publish writes.
-	// Empty means a push-only pipeline.
+	// Empty (and no ConsumePartitions, no Config.Topic) means a push-only
+	// pipeline.
 	Topics []string `yaml:"topics"`
+	// ConsumePartitions lists, per topic, the partitions to consume and
+	// where each starts; used only when Topics is empty, and only
+	// without a consumer group (as in RoadRunner). Publish then writes to
+	// the first of these topics (sorted by name).
+	ConsumePartitions map[string]PartitionOffsets `yaml:"consume_partitions"`
 	// ConsumeRegexp treats Topics as regular expressions (consume only).
 	ConsumeRegexp bool `yaml:"consume_regexp"`
 	// MaxFetchMessageSize is the fetch.max.bytes of the consumer.
 	MaxFetchMessageSize int32 `yaml:"max_fetch_message_size"`
 	// MinFetchMessageSize is the fetch.min.bytes of the consumer.
 	MinFetchMessageSize int32 `yaml:"min_fetch_message_size"`
-	// ConsumerOffset is where a group without a committed offset starts
-	// (default AtStart).
+	// ConsumerOffset is where a partition of Topics starts when it has no
+	// committed offset in the group, or always without a group (default
+	// AtStart).
 	ConsumerOffset Offset `yaml:"consumer_offset"`
+
+	LegacyConsumer `yaml:",inline"`
 }
 
 // Offset is a start position: Type is one of the Offset* constants and
@@ -151,7 +198,8 @@ type Offset struct {
 
 // GroupOptions are the group_options keys.
 type GroupOptions struct {
-	// GroupID is the consumer group; required to consume.
+	// GroupID is the consumer group; empty means the partitions are read
+	// directly, without a group and without commits (see Config).
 	GroupID string `yaml:"group_id"`
 	// InstanceID turns on static membership (KIP-345).
 	InstanceID string `yaml:"instance_id"`
@@ -196,13 +244,41 @@ func (c *Config) Defaults() {
 }
 
 // Consumes reports whether the pipeline is configured to consume (it has
-// topics); a pipeline without topics can only publish.
-func (c *Config) Consumes() bool { return len(c.ConsumerOptions.Topics) > 0 }
+// topics or partitions); a pipeline without them can only publish.
+func (c *Config) Consumes() bool {
+	return len(c.topics()) > 0 || len(c.partitions()) > 0
+}
+
+// grouped reports whether the pipeline consumes in a consumer group.
+func (c *Config) grouped() bool { return c.GroupOptions.GroupID != "" }
+
+// topics returns the topics consumed whole: consumer_options.topics, else
+// the legacy topic when no partitions are listed.
+func (c *Config) topics() []string {
+	co := c.ConsumerOptions
+	if len(co.Topics) > 0 {
+		return co.Topics
+	}
+	if c.Topic != "" && len(co.ConsumePartitions) == 0 {
+		return []string{c.Topic}
+	}
+	return nil
+}
+
+// partitions returns consume_partitions when it is used (no topics).
+func (c *Config) partitions() map[string]PartitionOffsets {
+	if len(c.ConsumerOptions.Topics) > 0 {
+		return nil
+	}
+	return c.ConsumerOptions.ConsumePartitions
+}
 
 // Validate reports every problem as a *consumer.FieldError, joined with
 // errors.Join; it returns nil when the config is usable. Call Defaults
-// first: zero values are reported as invalid.
+// first: zero values are reported as invalid. It first folds the
+// RoadRunner 2.x keys (Legacy) into their current keys, which changes c.
 func (c *Config) Validate() error {
+	c.fold()
 	var errs []error
 	add := func(key, format string, args ...any) {
 		errs = append(errs, &consumer.FieldError{Key: key, Reason: fmt.Sprintf(format, args...)})
@@ -242,11 +318,10 @@ func (c *Config) Validate() error {
 		add("producer_options.compression_codec", "must be gzip, snappy, lz4 or zstd; got %q", po.CompressionCodec)
 	}
 	switch po.PartitioningStrategy {
-	case PartitionUniform, PartitionRoundRobin:
-	case "Manual", "LeastBackup", "Sticky":
-		add("producer_options.partitioning_strategy", "%s is not supported: every job record has a key; use %s (key hash) or %s", po.PartitioningStrategy, PartitionUniform, PartitionRoundRobin)
+	case PartitionUniform, PartitionRoundRobin, "Manual", "LeastBackup", "Sticky":
 	default:
-		add("producer_options.partitioning_strategy", "must be %s or %s, got %q", PartitionUniform, PartitionRoundRobin, po.PartitioningStrategy)
+		add("producer_options.partitioning_strategy", "must be %s or %s (Manual, LeastBackup and Sticky work as %s), got %q",
+			PartitionUniform, PartitionRoundRobin, PartitionUniform, po.PartitioningStrategy)
 	}
 
 	co := c.ConsumerOptions
@@ -255,8 +330,21 @@ func (c *Config) Validate() error {
 			add(fmt.Sprintf("consumer_options.topics[%d]", i), "must not be empty")
 		}
 	}
-	if co.ConsumeRegexp && len(co.Topics) == 0 {
+	if co.ConsumeRegexp && len(c.topics()) == 0 {
 		add("consumer_options.consume_regexp", "needs consumer_options.topics")
+	}
+	for topic, parts := range co.ConsumePartitions {
+		if strings.TrimSpace(topic) == "" {
+			add("consumer_options.consume_partitions", "a topic name must not be empty")
+		}
+		for p, o := range parts {
+			if !slices.Contains(offsetTypes, o.Type) {
+				add(fmt.Sprintf("consumer_options.consume_partitions.%s.%d.type", topic, p), "must be one of %s; got %q", strings.Join(offsetTypes, ", "), o.Type)
+			}
+		}
+	}
+	if len(c.partitions()) > 0 && c.grouped() {
+		add("consumer_options.consume_partitions", "cannot be used with group_options.group_id: a group assigns partitions itself (use consumer_options.topics)")
 	}
 	if co.MaxFetchMessageSize < 0 {
 		add("consumer_options.max_fetch_message_size", "must not be negative, got %d", co.MaxFetchMessageSize)
@@ -264,12 +352,8 @@ func (c *Config) Validate() error {
 	if co.MinFetchMessageSize < 0 {
 		add("consumer_options.min_fetch_message_size", "must not be negative, got %d", co.MinFetchMessageSize)
 	}
-	offsetTypes := []string{OffsetAtStart, OffsetAtEnd, OffsetAt, OffsetAfterMilli, OffsetRelative, OffsetWithEpoch}
 	if !slices.Contains(offsetTypes, co.ConsumerOffset.Type) {
 		add("consumer_options.consumer_offset.type", "must be one of %s; got %q", strings.Join(offsetTypes, ", "), co.ConsumerOffset.Type)
-	}
-	if len(co.Topics) > 0 && c.GroupOptions.GroupID == "" {
-		add("group_options.group_id", "is required to consume (commits need a group)")
 	}
 	if c.GroupOptions.RevokeTimeout <= 0 {
 		add("group_options.revoke_timeout", "must be positive, got %s", c.GroupOptions.RevokeTimeout)
@@ -280,85 +364,52 @@ func (c *Config) Validate() error {
 	if c.RetryTopic != "" && strings.TrimSpace(c.RetryTopic) == "" {
 		add("retry_topic", "must not be blank")
 	}
-	return errors.Join(errs...)
-}
-
-// Global is the top-level kafka: section shared by every kafka pipeline.
-type Global struct {
-	// Brokers are the seed brokers, host:port. Required.
-	Brokers []string `yaml:"brokers"`
-	Ping    Ping     `yaml:"ping"`
-	// TLS, when set, dials the brokers over TLS.
-	TLS *TLS `yaml:"tls"`
-	// SASL, when set, authenticates every connection.
-	SASL *SASL `yaml:"sasl"`
-}
-
-// Ping configures the connectivity check New runs before it returns.
-type Ping struct {
-	// Timeout bounds the check (default 10s).
-	Timeout time.Duration `yaml:"timeout"`
-}
-
-// TLS holds PEM file paths. Key and Cert go together (client
-// certificate); RootCA alone verifies the brokers against a private CA.
-type TLS struct {
-	Key    string `yaml:"key"`
-	Cert   string `yaml:"cert"`
-	RootCA string `yaml:"root_ca"`
-}
-
-// SASL mechanisms accepted by SASL.Mechanism.
-const (
-	SASLPlain       = "plain"
-	SASLScramSHA256 = "SCRAM-SHA-256"
-	SASLScramSHA512 = "SCRAM-SHA-512"
-)
-
-// SASL holds the credentials for one SASL mechanism.
-type SASL struct {
-	Mechanism string `yaml:"mechanism"`
-	Username  string `yaml:"username"`
-	Password  string `yaml:"password"`
-}
-
-// Defaults fills in zero fields with their default values.
-func (g *Global) Defaults() {
-	if g.Ping.Timeout == 0 {
-		g.Ping.Timeout = DefaultPingTimeout
+	if po.TransactionTimeout < 0 {
+		add("producer_options.transaction_timeout", "must not be negative, got %s", po.TransactionTimeout)
 	}
-}
-
-// Validate reports every problem as a *consumer.FieldError, joined with
-// errors.Join; nil means usable. Call Defaults first.
-func (g *Global) Validate() error {
-	var errs []error
-	add := func(key, format string, args ...any) {
-		errs = append(errs, &consumer.FieldError{Key: key, Reason: fmt.Sprintf(format, args...)})
-	}
-	if len(g.Brokers) == 0 {
-		add("brokers", "at least one broker is required")
-	}
-	for i, b := range g.Brokers {
+	for i, b := range c.Brokers {
 		if strings.TrimSpace(b) == "" {
 			add(fmt.Sprintf("brokers[%d]", i), "must not be empty")
 		}
 	}
-	if g.Ping.Timeout <= 0 {
-		add("ping.timeout", "must be positive, got %s", g.Ping.Timeout)
+	if c.Ping != nil && c.Ping.Timeout < 0 {
+		add("ping.timeout", "must not be negative, got %s", c.Ping.Timeout)
 	}
-	if g.TLS != nil && (g.TLS.Key == "") != (g.TLS.Cert == "") {
-		add("tls", "key and cert must be set together")
-	}
-	if g.SASL != nil {
-		switch g.SASL.Mechanism {
-		case SASLPlain, SASLScramSHA256, SASLScramSHA512:
-		default:
-			add("sasl.mechanism", "must be %s, %s or %s; got %q", SASLPlain, SASLScramSHA256, SASLScramSHA512, g.SASL.Mechanism)
-		}
-		if g.SASL.Username == "" {
-			add("sasl.username", "is required")
-		}
-	}
+	errs = append(errs, validateTLS("tls", c.TLS)...)
+	errs = append(errs, validateSASL("sasl", c.SASL)...)
+	errs = append(errs, validateSASL("sasl_options", c.SASLOptions)...)
+	errs = append(errs, c.Legacy.validate()...)
 	return errors.Join(errs...)
+}
+
+// Warnings returns the settings of c that are accepted but ignored or
+// replaced, as *consumer.FieldError values joined with errors.Join (nil
+// when there are none). Call it after Validate.
+func (c *Config) Warnings() error {
+	var out []error
+	warn := func(key, format string, args ...any) {
+		out = append(out, &consumer.FieldError{Key: key, Reason: fmt.Sprintf(format, args...)})
+	}
+	co, po := c.ConsumerOptions, c.ProducerOptions
+	if c.Topic != "" && (len(co.Topics) > 0 || len(co.ConsumePartitions) > 0) {
+		warn("topic", "ignored: consumer_options names the topics")
+	}
+	if len(co.Topics) > 0 && len(co.ConsumePartitions) > 0 {
+		warn("consumer_options.consume_partitions", "ignored: consumer_options.topics is set (as in RoadRunner, topics win)")
+	}
+	if c.Consumes() && !c.grouped() {
+		warn("group_options.group_id", "not set: partitions are read without a consumer group and nothing is committed; "+
+			"a restart reads again from consumer_offset (jobs settled before it run again)")
+	}
+	if po.TransactionTimeout != 0 {
+		warn("producer_options.transaction_timeout", "ignored: records are not produced in transactions")
+	}
+	switch po.PartitioningStrategy {
+	case "Manual", "LeastBackup", "Sticky":
+		warn("producer_options.partitioning_strategy", "%s works as %s here: a job key always lands on one partition, so keyed jobs keep their order",
+			po.PartitioningStrategy, PartitionUniform)
+	}
+	out = append(out, tlsWarnings("tls", c.TLS)...)
+	out = append(out, c.legacyWarnings()...)
+	return errors.Join(out...)
 }

@@ -124,7 +124,7 @@ func TestConfigValidateReportsEveryField(t *testing.T) {
 		Ordering: "random",
 		ProducerOptions: ProducerOptions{
 			RequiredAcks: AcksNone, MaxMessageBytes: -1, RequestTimeout: -time.Second,
-			DeliveryTimeout: -time.Second, CompressionCodec: "brotli", PartitioningStrategy: "Manual",
+			DeliveryTimeout: -time.Second, CompressionCodec: "brotli", PartitioningStrategy: "Random",
 		},
 		ConsumerOptions: ConsumerOptions{
 			Topics: []string{"ok", " "}, MaxFetchMessageSize: -1, MinFetchMessageSize: -1,
@@ -139,7 +139,6 @@ func TestConfigValidateReportsEveryField(t *testing.T) {
 		"consumer_options.max_fetch_message_size",
 		"consumer_options.min_fetch_message_size",
 		"consumer_options.topics[1]",
-		"group_options.group_id",
 		"group_options.instance_id",
 		"group_options.revoke_timeout",
 		"job_header",
@@ -184,7 +183,7 @@ sasl: {mechanism: SCRAM-SHA-512, username: u, password: p}
 	bad := Global{Brokers: []string{""}, TLS: &TLS{Key: "k"}, SASL: &SASL{Mechanism: "oauth"}}
 	bad.Defaults()
 	got := fieldKeys(t, bad.Validate())
-	want := []string{"brokers[0]", "sasl.mechanism", "sasl.username", "tls"}
+	want := []string{"brokers[0]", "sasl.mechanism", "tls"}
 	if !slices.Equal(got, want) {
 		t.Fatalf("keys %q want %q", got, want)
 	}

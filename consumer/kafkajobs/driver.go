@@ -1,5 +1,7 @@
 // Package kafkajobs is the kafka driver: it publishes jobs as Kafka records
-// and consumes them with a consumer group through franz-go (kgo).
+// and consumes them through franz-go (kgo), in a consumer group when
+// group_options.group_id is set, else by reading the partitions directly
+// as RoadRunner does (see "Without a consumer group" below).
 //
 // What it promises, beyond RoadRunner's kafka driver:
 //
@@ -41,6 +43,18 @@
 //   - Produce ordering (franz-go #852): when a produce to a partition fails,
 //     later publishes to that partition fail fast with ErrPartitionFailed
 //     until every record that was in flight to it has its result.
+//
+// Without a consumer group (no group_options.group_id) the driver reads
+// every partition of consumer_options.topics, or the partitions listed in
+// consumer_options.consume_partitions, from their start offsets
+// (consumer_offset, or each partition's own). The outcome table holds as
+// above within the running process: a partition's (or key's) records run
+// in offset order, in-place retries keep that order, dead jobs are
+// produced to the dead-letter topic and not handed out again, retry_topic
+// copies run once more. Nothing is committed, so there are no revocations
+// and no commit point: a restart (or a second supervisor reading the same
+// partitions) reads again from the start offsets, and every job past them
+// runs again, settled or not (RoadRunner's behaviour without a group).
 //
 // Limits: the attempt count of an in-place retry lives in this process
 // (a restart or rebalance hands the record out again as attempt 1 and
@@ -88,8 +102,6 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/plain"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/pipevisor/pipevisor/consumer"
 )
@@ -120,8 +132,9 @@ var (
 	ErrUnreachable = errors.New("kafkajobs: brokers unreachable")
 )
 
-// Driver is one kafka pipeline: a producer, and a group consumer when the
-// pipeline has topics. It implements consumer.Consumer, consumer.Publisher,
+// Driver is one kafka pipeline: a producer, and a consumer (in a group,
+// or reading partitions directly) when the pipeline has topics or
+// partitions. It implements consumer.Consumer, consumer.Publisher,
 // consumer.Stater, consumer.Checker and consumer.ReadyReceiver. All methods
 // are safe for concurrent use.
 type Driver struct {
@@ -150,10 +163,13 @@ var (
 	_ consumer.ReadyReceiver = (*Driver)(nil)
 )
 
-// New connects to the brokers of g and returns the driver of pipeline name.
-// It validates g and cfg (after applying their defaults to copies), checks
-// that a broker answers within g.Ping.Timeout, and, when cfg has topics,
-// joins cfg.GroupOptions.GroupID and starts consuming in the background.
+// New connects to the brokers of g (with the pipeline's own brokers, tls,
+// sasl and ping in their place, see Global.Connection) and returns the
+// driver of pipeline name. It validates g and cfg (after applying their
+// defaults to copies), logs cfg's warnings, checks that a broker answers
+// within the ping timeout, and, when cfg has topics or partitions, starts
+// consuming in the background: in cfg.GroupOptions.GroupID, or without a
+// group when that is empty.
 // deadLetter is the topic Dead outcomes are produced to; empty means dead
 // jobs are logged and dropped. log may be nil. ctx bounds only the setup.
 func New(ctx context.Context, name string, g Global, cfg Config, deadLetter string, log *slog.Logger) (*Driver, error) {
@@ -166,10 +182,17 @@ func newDriver(ctx context.Context, name string, g Global, cfg Config, deadLette
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	g.Defaults()
 	cfg.Defaults()
-	if err := errors.Join(g.Validate(), cfg.Validate()); err != nil {
+	cfgErr := cfg.Validate() // folds legacy keys first, so it runs before Connection
+	g = g.Connection(cfg)
+	g.Defaults()
+	if err := errors.Join(g.Validate(), cfgErr); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	if w := errors.Join(cfg.Warnings(), g.Warnings()); w != nil {
+		for _, line := range strings.Split(w.Error(), "\n") {
+			log.Warn("kafka config: "+line, "pipeline", name)
+		}
 	}
 	d := &Driver{
 		name:       name,
@@ -183,7 +206,7 @@ func newDriver(ctx context.Context, name string, g Global, cfg Config, deadLette
 	}
 	if cfg.Consumes() {
 		d.cons = newConsumerState(cfg)
-		opts = append(opts, d.groupOpts()...)
+		opts = append(opts, d.consumeOpts()...)
 		opts = append(opts, kgo.WithHooks(d.cons.kgoBuf, d.cons.sizer),
 			kgo.FetchMaxPartitionBytes(d.cons.sizer.cur))
 	}
@@ -206,9 +229,12 @@ func newDriver(ctx context.Context, name string, g Global, cfg Config, deadLette
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.cancel = cancel
 	if d.cons != nil {
-		d.wg.Add(2)
+		d.wg.Add(1)
 		go func() { defer d.wg.Done(); d.pollLoop(runCtx) }()
-		go func() { defer d.wg.Done(); d.commitLoop(runCtx) }()
+		if cfg.grouped() {
+			d.wg.Add(1)
+			go func() { defer d.wg.Done(); d.commitLoop(runCtx) }()
+		}
 		if deadLetter != "" {
 			d.wg.Add(1)
 			go func() { defer d.wg.Done(); d.deadLetterLoop(runCtx) }()
@@ -260,22 +286,18 @@ func clientOpts(g Global, cfg Config) ([]kgo.Opt, error) {
 	if cfg.AutoCreateTopicsEnable {
 		opts = append(opts, kgo.AllowAutoTopicCreation())
 	}
-	if g.TLS != nil {
+	if g.TLS.enabled() {
 		tc, err := tlsConfig(g.TLS)
 		if err != nil {
 			return nil, err
 		}
-		opts = append(opts, kgo.DialTLSConfig(tc))
+		opts = append(opts, kgo.DialTLSConfig(tc), kgo.DialTimeout(g.TLS.Timeout))
 	}
 	if g.SASL != nil {
-		switch g.SASL.Mechanism {
-		case SASLPlain:
-			opts = append(opts, kgo.SASL(plain.Auth{User: g.SASL.Username, Pass: g.SASL.Password}.AsMechanism()))
-		case SASLScramSHA256:
-			opts = append(opts, kgo.SASL(scram.Auth{User: g.SASL.Username, Pass: g.SASL.Password}.AsSha256Mechanism()))
-		case SASLScramSHA512:
-			opts = append(opts, kgo.SASL(scram.Auth{User: g.SASL.Username, Pass: g.SASL.Password}.AsSha512Mechanism()))
-		}
+		opts = append(opts, kgo.SASL(saslMechanism(g.SASL)))
+	}
+	if cfg.ClientID != "" {
+		opts = append(opts, kgo.ClientID(cfg.ClientID))
 	}
 	co := cfg.ConsumerOptions
 	opts = append(opts, kgo.FetchMaxWait(fetchMaxWait))
@@ -288,13 +310,29 @@ func clientOpts(g Global, cfg Config) ([]kgo.Opt, error) {
 	return opts, nil
 }
 
-// groupOpts are the consumer group options; the callbacks are the
-// driver's rebalance handlers.
-func (d *Driver) groupOpts() []kgo.Opt {
+// consumeOpts are the consuming options: the group's (whose callbacks are
+// the driver's rebalance handlers), or, without a group, the topics or
+// partitions read directly from their start offsets.
+func (d *Driver) consumeOpts() []kgo.Opt {
 	cfg := d.cfg
+	if !cfg.grouped() {
+		opts := []kgo.Opt{
+			kgo.ConsumeStartOffset(startOffset(cfg.ConsumerOptions.ConsumerOffset)),
+			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		}
+		if topics := cfg.topics(); len(topics) > 0 {
+			opts = append(opts, kgo.ConsumeTopics(topics...))
+			if cfg.ConsumerOptions.ConsumeRegexp {
+				opts = append(opts, kgo.ConsumeRegex())
+			}
+		} else {
+			opts = append(opts, kgo.ConsumePartitions(kgoPartitions(cfg.partitions())))
+		}
+		return opts
+	}
 	opts := []kgo.Opt{
 		kgo.ConsumerGroup(cfg.GroupOptions.GroupID),
-		kgo.ConsumeTopics(cfg.ConsumerOptions.Topics...),
+		kgo.ConsumeTopics(cfg.topics()...),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeStartOffset(startOffset(cfg.ConsumerOptions.ConsumerOffset)),
@@ -308,6 +346,13 @@ func (d *Driver) groupOpts() []kgo.Opt {
 	}
 	if cfg.GroupOptions.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(cfg.GroupOptions.InstanceID))
+	}
+	session, heartbeat := cfg.groupTimers()
+	if session > 0 {
+		opts = append(opts, kgo.SessionTimeout(session))
+	}
+	if heartbeat > 0 {
+		opts = append(opts, kgo.HeartbeatInterval(heartbeat))
 	}
 	return opts
 }
@@ -353,9 +398,9 @@ func tlsConfig(t *TLS) (*tls.Config, error) {
 }
 
 // Close stops fetching, waits until every handed-out delivery is settled
-// (or ctx is done), commits the done prefix of every partition (with up
-// to finalCommitGrace of its own if ctx already ended), leaves the group
-// and closes the client. Records fetched but not handed out, records
+// (or ctx is done), and, in a group, commits the done prefix of every
+// partition (with up to finalCommitGrace of its own if ctx already ended)
+// and leaves the group; then it closes the client. Records fetched but not handed out, records
 // waiting for an in-place retry, dead records whose dead-letter copy
 // is still pending (its retries stop; an outcome kgo reports after Close
 // is ignored) and records whose retry copy is unanswered (likewise) are
@@ -380,6 +425,15 @@ func (d *Driver) close(ctx context.Context) error {
 	waitErr := d.cons.waitIdle(ctx)
 	d.cancel()
 	d.wg.Wait()
+	if !d.cfg.grouped() {
+		// Nothing to commit, no group to leave.
+		d.cons.finishClose()
+		d.closeClient(ctx)
+		if waitErr != nil {
+			return fmt.Errorf("kafkajobs: close %s: %w", d.name, waitErr)
+		}
+		return nil
+	}
 	// The final commit gets a short grace of its own when ctx already
 	// ran out waiting: committing the done prefix spares re-running it.
 	commitCtx, cancelCommit := ctx, context.CancelFunc(func() {})
@@ -438,7 +492,7 @@ func (d *Driver) Stat(context.Context) (consumer.Stat, error) {
 	st := consumer.Stat{
 		Pipeline: d.name,
 		Driver:   DriverName,
-		Queue:    strings.Join(d.cfg.ConsumerOptions.Topics, ","),
+		Queue:    strings.Join(d.consumedTopics(), ","),
 		Priority: d.cfg.Priority,
 		Ready:    -1,
 		Delayed:  -1,
@@ -459,4 +513,12 @@ func (d *Driver) Stat(context.Context) (consumer.Stat, error) {
 		}
 	}
 	return st, nil
+}
+
+// consumedTopics names the topics the pipeline consumes (Stat's Queue).
+func (d *Driver) consumedTopics() []string {
+	if t := d.cfg.topics(); len(t) > 0 {
+		return t
+	}
+	return partitionTopics(d.cfg.partitions())
 }

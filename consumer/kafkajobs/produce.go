@@ -122,8 +122,8 @@ func (p *producer) isClosed() bool {
 	return p.closed
 }
 
-// Publish produces one record per job to the pipeline's topic (the first
-// of consumer_options.topics) and returns once the broker acknowledged
+// Publish produces one record per job to the pipeline's topic (see
+// publishTopic) and returns once the broker acknowledged
 // every record, or ctx is done, or producer_options.delivery_timeout
 // passed (then the failed jobs' errors wrap ErrDeliveryTimeout; a record
 // already on the wire gets up to onWireGrace more for its answer). On failure it returns a
@@ -183,12 +183,18 @@ func (d *Driver) Publish(ctx context.Context, jobs []consumer.Job) error {
 	return be
 }
 
+// publishTopic is where Publish writes: the first consumed topic (of
+// consumer_options.topics, or the legacy topic, or the first of
+// consume_partitions by name); none for a regexp consumer or a pipeline
+// without topics.
 func (d *Driver) publishTopic() string {
-	co := d.cfg.ConsumerOptions
-	if co.ConsumeRegexp || len(co.Topics) == 0 {
+	if d.cfg.ConsumerOptions.ConsumeRegexp {
 		return ""
 	}
-	return co.Topics[0]
+	if t := d.consumedTopics(); len(t) > 0 {
+		return t[0]
+	}
+	return ""
 }
 
 // jobRecord builds the record for a published job (see the package doc
