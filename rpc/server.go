@@ -48,6 +48,9 @@ type WorkerInfo struct {
 	RSS        uint64 // resident set size, bytes
 	Created    time.Time
 	CurrentJob string // id of the running job, empty when idle
+	// CurrentJobSince is when the worker was handed CurrentJob; zero
+	// when idle.
+	CurrentJobSince time.Time
 }
 
 // Workers is the worker pool as seen by informer.Workers and

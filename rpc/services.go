@@ -264,35 +264,45 @@ func StatFromProto(ps *jobsv1.Stat) consumer.Stat {
 	}
 }
 
-// WorkerToProto converts a WorkerInfo to the wire Worker (created as Unix
+// WorkerToProto converts a WorkerInfo to the wire Worker (times as Unix
 // nanoseconds, 0 for the zero time).
 func WorkerToProto(w WorkerInfo) *jobsv1.Worker {
-	var created int64
-	if !w.Created.IsZero() {
-		created = w.Created.UnixNano()
-	}
 	return &jobsv1.Worker{
-		Pid:         int64(w.Pid),
-		Status:      w.State,
-		NumExecs:    w.Jobs,
-		Created:     created,
-		MemoryUsage: w.RSS,
-		CurrentJob:  w.CurrentJob,
+		Pid:               int64(w.Pid),
+		Status:            w.State,
+		NumExecs:          w.Jobs,
+		Created:           unixNano(w.Created),
+		MemoryUsage:       w.RSS,
+		CurrentJob:        w.CurrentJob,
+		CurrentJobStarted: unixNano(w.CurrentJobSince),
 	}
+}
+
+// unixNano is t as Unix nanoseconds, 0 for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// fromUnixNano is the inverse of unixNano.
+func fromUnixNano(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // WorkerFromProto is the inverse of WorkerToProto.
 func WorkerFromProto(pw *jobsv1.Worker) WorkerInfo {
-	var created time.Time
-	if pw.GetCreated() != 0 {
-		created = time.Unix(0, pw.GetCreated())
-	}
 	return WorkerInfo{
-		Pid:        int(pw.GetPid()),
-		State:      pw.GetStatus(),
-		Jobs:       pw.GetNumExecs(),
-		RSS:        pw.GetMemoryUsage(),
-		Created:    created,
-		CurrentJob: pw.GetCurrentJob(),
+		Pid:             int(pw.GetPid()),
+		State:           pw.GetStatus(),
+		Jobs:            pw.GetNumExecs(),
+		RSS:             pw.GetMemoryUsage(),
+		Created:         fromUnixNano(pw.GetCreated()),
+		CurrentJob:      pw.GetCurrentJob(),
+		CurrentJobSince: fromUnixNano(pw.GetCurrentJobStarted()),
 	}
 }

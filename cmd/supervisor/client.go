@@ -22,10 +22,13 @@ import (
 // clientTimeout bounds one client command's conversation with the server.
 const clientTimeout = 5 * time.Minute
 
-// rpcAddress returns --rpc, or rpc.listen of the config file, or the
-// default address when the config file does not exist and -c was not given.
+// rpcAddress returns --rpc (host:port without a scheme is tcp), or
+// rpc.listen of the config file, or the default address when the config file does not exist and -c was not given.
 func rpcAddress(c *cli.Context) (string, error) {
 	if a := c.String("rpc"); a != "" {
+		if !strings.Contains(a, "://") {
+			a = "tcp://" + a // RoadRunner's CLI takes host:port
+		}
 		return a, nil
 	}
 	path := c.String("config")
@@ -39,6 +42,16 @@ func rpcAddress(c *cli.Context) (string, error) {
 	return root.RPC.Listen, nil
 }
 
+// dialClient connects to the supervisor at addr; a failure is a cli exit
+// error (code 1) that says what was dialled.
+func dialClient(ctx context.Context, addr string) (*rpc.Client, error) {
+	cl, err := rpc.Dial(ctx, addr)
+	if err != nil {
+		return nil, cli.Exit("supervisor: "+err.Error(), 1)
+	}
+	return cl, nil
+}
+
 // withClient dials the running supervisor and runs fn with a bounded ctx.
 func withClient(c *cli.Context, fn func(ctx context.Context, cl *rpc.Client) error) error {
 	addr, err := rpcAddress(c)
@@ -47,9 +60,9 @@ func withClient(c *cli.Context, fn func(ctx context.Context, cl *rpc.Client) err
 	}
 	ctx, cancel := context.WithTimeout(c.Context, clientTimeout)
 	defer cancel()
-	cl, err := rpc.Dial(ctx, addr)
+	cl, err := dialClient(ctx, addr)
 	if err != nil {
-		return cli.Exit("supervisor: "+err.Error(), 1)
+		return err
 	}
 	defer cl.Close()
 	if err := fn(ctx, cl); err != nil {
@@ -252,39 +265,6 @@ func jobsDestroyAction(c *cli.Context) error {
 			fmt.Fprintln(c.App.Writer, "destroyed", n)
 		}
 		return nil
-	})
-}
-
-// workerJSON is one entry of `workers --json`.
-type workerJSON struct {
-	Pid        int       `json:"pid"`
-	State      string    `json:"state"`
-	Jobs       uint64    `json:"jobs"`
-	RSS        uint64    `json:"rss_bytes"`
-	Created    time.Time `json:"created"`
-	CurrentJob string    `json:"current_job,omitempty"`
-}
-
-func workersAction(c *cli.Context) error {
-	return withClient(c, func(ctx context.Context, cl *rpc.Client) error {
-		ws, err := cl.Workers(ctx)
-		if err != nil {
-			return err
-		}
-		out := make([]workerJSON, len(ws))
-		for i, w := range ws {
-			out[i] = workerJSON{Pid: w.Pid, State: w.State, Jobs: w.Jobs, RSS: w.RSS, Created: w.Created, CurrentJob: w.CurrentJob}
-		}
-		if c.Bool("json") {
-			return writeJSON(c.App.Writer, out)
-		}
-		tw := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "PID\tSTATE\tJOBS\tRSS\tAGE\tCURRENT JOB")
-		for _, w := range out {
-			fmt.Fprintf(tw, "%d\t%s\t%d\t%.1f MB\t%s\t%s\n", w.Pid, w.State, w.Jobs, float64(w.RSS)/(1<<20),
-				time.Since(w.Created).Round(time.Second), w.CurrentJob)
-		}
-		return tw.Flush()
 	})
 }
 

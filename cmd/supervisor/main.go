@@ -12,6 +12,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -48,7 +49,7 @@ func newApp() *cli.App {
 	}
 	rpcFlag := &cli.StringFlag{
 		Name:  "rpc",
-		Usage: "RPC address of the running supervisor (tcp://host:port or unix://path); default: rpc.listen of the config",
+		Usage: "RPC address of the running supervisor (tcp://host:port, host:port or unix://path); default: rpc.listen of the config",
 	}
 	jsonFlag := &cli.BoolFlag{Name: "json", Usage: "print JSON instead of a table"}
 	clientFlags := []cli.Flag{configFlag, rpcFlag}
@@ -104,9 +105,12 @@ func newApp() *cli.App {
 				},
 			},
 			{
-				Name:   "workers",
-				Usage:  "list worker processes",
-				Flags:  append([]cli.Flag{jsonFlag}, clientFlags...),
+				Name:  "workers",
+				Usage: "list worker processes (-i: a live view)",
+				Flags: append([]cli.Flag{jsonFlag,
+					&cli.BoolFlag{Name: "interactive", Aliases: []string{"i"}, Usage: "redraw the list every --interval until Ctrl-C"},
+					&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "refresh period of -i"},
+				}, clientFlags...),
 				Action: workersAction,
 			},
 			{

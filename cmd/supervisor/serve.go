@@ -201,7 +201,8 @@ func (w poolWorkers) Workers() []rpc.WorkerInfo {
 	ws := w.p.Workers()
 	out := make([]rpc.WorkerInfo, len(ws))
 	for i, x := range ws {
-		out[i] = rpc.WorkerInfo{Pid: x.Pid, State: x.State, Jobs: x.Jobs, RSS: x.RSS, Created: x.Created, CurrentJob: x.CurrentJob}
+		out[i] = rpc.WorkerInfo{Pid: x.Pid, State: x.State, Jobs: x.Jobs, RSS: x.RSS, Created: x.Created,
+			CurrentJob: x.CurrentJob, CurrentJobSince: x.CurrentJobSince}
 	}
 	return out
 }

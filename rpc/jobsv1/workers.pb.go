@@ -129,9 +129,11 @@ type Worker struct {
 	// resident set size in bytes
 	MemoryUsage uint64 `protobuf:"varint,5,opt,name=memory_usage,json=memoryUsage,proto3" json:"memory_usage,omitempty"`
 	// id of the job it is running, empty when idle
-	CurrentJob    string `protobuf:"bytes,6,opt,name=current_job,json=currentJob,proto3" json:"current_job,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CurrentJob string `protobuf:"bytes,6,opt,name=current_job,json=currentJob,proto3" json:"current_job,omitempty"`
+	// when the worker was handed current_job, Unix nanoseconds; 0 when idle
+	CurrentJobStarted int64 `protobuf:"varint,7,opt,name=current_job_started,json=currentJobStarted,proto3" json:"current_job_started,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Worker) Reset() {
@@ -204,6 +206,13 @@ func (x *Worker) GetCurrentJob() string {
 		return x.CurrentJob
 	}
 	return ""
+}
+
+func (x *Worker) GetCurrentJobStarted() int64 {
+	if x != nil {
+		return x.CurrentJobStarted
+	}
+	return 0
 }
 
 // ResetRequest is the argument of resetter.Reset. plugin may be empty or
@@ -307,7 +316,7 @@ const file_rpc_jobsv1_workers_proto_rawDesc = "" +
 	"\x06plugin\x18\x01 \x01(\tR\x06plugin\"<\n" +
 	"\n" +
 	"WorkerList\x12.\n" +
-	"\aworkers\x18\x01 \x03(\v2\x14.pipevisor.v1.WorkerR\aworkers\"\xad\x01\n" +
+	"\aworkers\x18\x01 \x03(\v2\x14.pipevisor.v1.WorkerR\aworkers\"\xdd\x01\n" +
 	"\x06Worker\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x03R\x03pid\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1b\n" +
@@ -315,7 +324,8 @@ const file_rpc_jobsv1_workers_proto_rawDesc = "" +
 	"\acreated\x18\x04 \x01(\x03R\acreated\x12!\n" +
 	"\fmemory_usage\x18\x05 \x01(\x04R\vmemoryUsage\x12\x1f\n" +
 	"\vcurrent_job\x18\x06 \x01(\tR\n" +
-	"currentJob\"&\n" +
+	"currentJob\x12.\n" +
+	"\x13current_job_started\x18\a \x01(\x03R\x11currentJobStarted\"&\n" +
 	"\fResetRequest\x12\x16\n" +
 	"\x06plugin\x18\x01 \x01(\tR\x06plugin\"\x1f\n" +
 	"\rResetResponse\x12\x0e\n" +

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/pipevisor/pipevisor/rpc"
+)
+
+// workerJSON is one entry of `workers --json`.
+type workerJSON struct {
+	Pid        int       `json:"pid"`
+	State      string    `json:"state"`
+	Jobs       uint64    `json:"jobs"`
+	RSS        uint64    `json:"rss_bytes"`
+	Created    time.Time `json:"created"`
+	CurrentJob string    `json:"current_job,omitempty"`
+	// CurrentJobSince is when the worker was handed CurrentJob.
+	CurrentJobSince *time.Time `json:"current_job_since,omitempty"`
+}
+
+func toWorkerJSON(ws []rpc.WorkerInfo) []workerJSON {
+	out := make([]workerJSON, len(ws))
+	for i, w := range ws {
+		out[i] = workerJSON{Pid: w.Pid, State: w.State, Jobs: w.Jobs, RSS: w.RSS, Created: w.Created, CurrentJob: w.CurrentJob}
+		if !w.CurrentJobSince.IsZero() {
+			since := w.CurrentJobSince
+			out[i].CurrentJobSince = &since
+		}
+	}
+	return out
+}
+
+// workersAction lists the workers once, or with -i redraws the list every
+// --interval until SIGINT or SIGTERM (exit 0) or until the supervisor
+// stops answering (exit 1).
+func workersAction(c *cli.Context) error {
+	if c.Bool("interactive") {
+		return watchWorkers(c)
+	}
+	return withClient(c, func(ctx context.Context, cl *rpc.Client) error {
+		ws, err := cl.Workers(ctx)
+		if err != nil {
+			return err
+		}
+		if c.Bool("json") {
+			return writeJSON(c.App.Writer, toWorkerJSON(ws))
+		}
+		return printWorkers(c.App.Writer, ws, time.Now())
+	})
+}
+
+// printWorkers writes the workers table; RUNNING is how long the current
+// job has been on its worker at now.
+func printWorkers(w io.Writer, ws []rpc.WorkerInfo, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PID\tSTATE\tJOBS\tRSS\tAGE\tCURRENT JOB\tRUNNING")
+	for _, x := range ws {
+		running := ""
+		if x.CurrentJob != "" && !x.CurrentJobSince.IsZero() {
+			running = now.Sub(x.CurrentJobSince).Round(time.Millisecond).String()
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%.1f MB\t%s\t%s\t%s\n", x.Pid, x.State, x.Jobs, float64(x.RSS)/(1<<20),
+			now.Sub(x.Created).Round(time.Second), x.CurrentJob, running)
+	}
+	return tw.Flush()
+}
+
+// watchWorkers is `workers -i`: a live view in the manner of RoadRunner's
+// `rr workers -i`. On a terminal each frame replaces the last; otherwise
+// frames follow each other, separated by a blank line.
+func watchWorkers(c *cli.Context) error {
+	interval := c.Duration("interval")
+	if interval <= 0 {
+		return cli.Exit("supervisor: --interval must be > 0", 2)
+	}
+	addr, err := rpcAddress(c)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cl, err := dialClient(ctx, addr)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	out := c.App.Writer
+	tty := isTerminal(out)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for frame := 0; ; frame++ {
+		callCtx, cancel := context.WithTimeout(ctx, clientTimeout)
+		ws, err := cl.Workers(callCtx)
+		cancel()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			return cli.Exit("supervisor: "+err.Error(), 1)
+		}
+		now := time.Now()
+		switch {
+		case tty:
+			fmt.Fprint(out, "\x1b[H\x1b[2J")
+		case frame > 0:
+			fmt.Fprintln(out)
+		}
+		fmt.Fprintf(out, "Workers of %s at %s (Ctrl-C to stop)\n", addr, now.Format(time.TimeOnly))
+		if err := printWorkers(out, ws, now); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
