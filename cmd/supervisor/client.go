@@ -23,7 +23,8 @@ import (
 const clientTimeout = 5 * time.Minute
 
 // rpcAddress returns --rpc (host:port without a scheme is tcp), or
-// rpc.listen of the config file, or the default address when the config file does not exist and -c was not given.
+// rpc.listen of the config file, or the default address when the config
+// file does not exist and -c was not given.
 func rpcAddress(c *cli.Context) (string, error) {
 	if a := c.String("rpc"); a != "" {
 		if !strings.Contains(a, "://") {
