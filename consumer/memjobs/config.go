@@ -36,19 +36,6 @@ func (c *Config) Defaults() {
 	}
 }
 
-// Clamp brings out-of-range values into range and returns one
-// *consumer.FieldError per change, for warnings: a negative prefetch
-// becomes DefaultPrefetch (RoadRunner would block every push on it).
-// Call it after decoding, before Validate.
-func (c *Config) Clamp() []*consumer.FieldError {
-	if c.Prefetch < 0 {
-		w := &consumer.FieldError{Key: "prefetch", Reason: fmt.Sprintf("%d is below 1: using the default %d", c.Prefetch, DefaultPrefetch)}
-		c.Prefetch = DefaultPrefetch
-		return []*consumer.FieldError{w}
-	}
-	return nil
-}
-
 // Validate reports every problem as a *consumer.FieldError, joined with
 // errors.Join; it returns nil when the config is usable. Call Defaults
 // first: zero values are reported as invalid.

@@ -42,16 +42,3 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("Validate reported keys %v, want priority and prefetch", keys)
 	}
 }
-
-// TestClamp: a negative prefetch becomes the default with a warning.
-func TestClamp(t *testing.T) {
-	c := memjobs.Config{Prefetch: -5}
-	w := c.Clamp()
-	if c.Prefetch != memjobs.DefaultPrefetch || len(w) != 1 || w[0].Key != "prefetch" {
-		t.Errorf("Clamp(-5) = %d, %v", c.Prefetch, w)
-	}
-	c = memjobs.Config{Prefetch: 7}
-	if w := c.Clamp(); w != nil || c.Prefetch != 7 {
-		t.Errorf("Clamp(7) = %d, %v", c.Prefetch, w)
-	}
-}
