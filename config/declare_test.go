@@ -34,7 +34,7 @@ func TestPipelineFromDeclare(t *testing.T) {
 	if err != nil {
 		t.Fatalf("PipelineFromDeclare: %v", err)
 	}
-	wantRetry := pipeline.RetryPolicy{MaxAttempts: 6, Backoff: pipeline.Backoff{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0}}
+	wantRetry := pipeline.RetryPolicy{MaxAttempts: 6, Backoff: pipeline.Backoff{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0}, Configured: true}
 	if p.Concurrency != 4 || p.Retry != wantRetry || p.Priority != DefaultPriority || p.Memory.Prefetch != 100000 {
 		t.Errorf("pipeline = %+v (memory %+v)", p, p.Memory)
 	}
@@ -79,8 +79,13 @@ func TestPipelineFromDeclareErrors(t *testing.T) {
 		},
 		{
 			name: "unknown key of a driver",
-			m:    map[string]string{"name": "q", "driver": "kafka", "topic": "t"},
-			want: []string{"topic: unknown key (known keys: priority, auto_create_topics_enable, producer_options, consumer_options, group_options, ordering, retry_topic, job_header)"},
+			m:    map[string]string{"name": "q", "driver": "memory", "prefetsh": "1"},
+			want: []string{"prefetsh: unknown key (did you mean prefetch?)"},
+		},
+		{
+			name: "bad JSON inside a driver key",
+			m:    map[string]string{"name": "q", "driver": "amqp", "queue": "q", "queue_headers": `{"x-max-priority": 10`},
+			want: []string{"queue_headers: not valid JSON: line 1: did not find expected ',' or '}'"},
 		},
 		{
 			name: "unknown driver and bad name",

@@ -97,6 +97,7 @@ type Manager struct {
 	state   managerState
 	pipes   map[string]*entry
 	pending map[string]struct{} // names whose Declare is creating a driver
+	consume map[string]bool     // jobs.consume, set by Start; read by Declare
 }
 
 // New returns a manager for cfg. Nothing runs until Start.
@@ -120,11 +121,12 @@ func New(cfg Config) *Manager {
 }
 
 // Start creates the driver of every configured pipeline and starts
-// consuming the pipelines named in consume. The others accept pushes but
-// are not consumed until Resume. A name in consume that is not configured
-// is an error wrapping consumer.ErrUnknownPipeline. When a driver cannot
-// be created, the drivers created so far are closed and the error is
-// returned; Start may then be called again.
+// consuming the pipelines named in consume (jobs.consume). The others
+// accept pushes but are not consumed until Resume. A name in consume that
+// is not configured is remembered, as in RoadRunner: a pipeline of that
+// name created later by Declare starts consuming at once. When a driver
+// cannot be created, the drivers created so far are closed and the error
+// is returned; Start may then be called again.
 func (m *Manager) Start(ctx context.Context, consume []string) error {
 	m.mu.Lock()
 	switch m.state {
@@ -134,12 +136,6 @@ func (m *Manager) Start(ctx context.Context, consume []string) error {
 	case stateStarting, stateStarted:
 		m.mu.Unlock()
 		return ErrStarted
-	}
-	for _, name := range consume {
-		if _, ok := m.cfg.Pipelines[name]; !ok {
-			m.mu.Unlock()
-			return fmt.Errorf("jobs: consume %q: %w", name, consumer.ErrUnknownPipeline)
-		}
 	}
 	m.state = stateStarting
 	m.mu.Unlock()
@@ -183,8 +179,12 @@ func (m *Manager) Start(ctx context.Context, consume []string) error {
 		m.pipes[e.cfg.Name] = e
 	}
 	m.state = stateStarted
+	m.consume = make(map[string]bool, len(consume))
 	for _, name := range consume {
-		m.startLocked(m.pipes[name])
+		m.consume[name] = true
+		if e := m.pipes[name]; e != nil {
+			m.startLocked(e)
+		}
 	}
 	m.mu.Unlock()
 	return nil
@@ -312,12 +312,19 @@ func (m *Manager) List() []string {
 
 // Declare creates a pipeline at runtime from the same keys a pipeline has
 // in .rr.yaml (flattened as jobs.Declare sends them; see
-// config.PipelineFromDeclare, which validates them) and starts consuming
-// it. A name in use is an error wrapping ErrPipelineExists.
+// config.ParseDeclare, which validates them; keys accepted without effect
+// are logged at debug level). As in RoadRunner, the pipeline starts
+// consuming at once only when its name is in jobs.consume (the consume
+// list given to Start); otherwise it accepts pushes and is consumed from
+// the first Resume. A name in use is an error wrapping ErrPipelineExists.
 func (m *Manager) Declare(ctx context.Context, opts map[string]string) error {
-	p, err := config.PipelineFromDeclare(opts)
+	d, err := config.ParseDeclare(opts)
 	if err != nil {
 		return fmt.Errorf("jobs: declare: %w", err)
+	}
+	p := d.Pipeline
+	for _, k := range d.Ignored {
+		m.log.Debug("declare: key has no effect", "pipeline", p.Name, "key", k.Key, "reason", k.Reason)
 	}
 	p.Concurrency = m.concurrency(p.Concurrency)
 	m.mu.Lock()
@@ -341,6 +348,21 @@ func (m *Manager) Declare(ctx context.Context, opts map[string]string) error {
 	m.mu.Unlock()
 
 	drv, err := m.cfg.Factory(ctx, p)
+	var e *entry
+	m.mu.RLock()
+	run := m.consume[p.Name]
+	m.mu.RUnlock()
+	if err == nil {
+		e = m.newEntry(p, drv)
+		if !run {
+			// Not consumed yet: the driver must not hold messages either
+			// (an AMQP consumer would otherwise prefetch).
+			err = e.pl.Pause(ctx)
+			if err != nil {
+				err = errors.Join(err, closeDrivers(ctx, []*entry{e}))
+			}
+		}
+	}
 
 	m.mu.Lock()
 	delete(m.pending, p.Name)
@@ -350,11 +372,12 @@ func (m *Manager) Declare(ctx context.Context, opts map[string]string) error {
 	}
 	if m.state != stateStarted {
 		m.mu.Unlock()
-		return errors.Join(ErrStopped, closeDrivers(ctx, []*entry{{cfg: p, drv: drv}}))
+		return errors.Join(ErrStopped, closeDrivers(ctx, []*entry{e}))
 	}
-	e := m.newEntry(p, drv)
 	m.pipes[p.Name] = e
-	m.startLocked(e)
+	if run {
+		m.startLocked(e)
+	}
 	m.mu.Unlock()
 	return nil
 }

@@ -312,6 +312,13 @@ func TestDeclare(t *testing.T) {
 	if err := b.m.Push(ctx, jobsFor("c", 3)); err != nil {
 		t.Fatal(err)
 	}
+	// Not in jobs.consume: like RoadRunner, it waits for Resume.
+	if s := stat(t, b.m, "c"); s.Consuming || s.Ready != 3 || !b.driver("c").paused.Load() {
+		t.Errorf("declared pipeline before Resume: %+v (driver paused %v)", s, b.driver("c").paused.Load())
+	}
+	if err := b.m.Resume(ctx, []string{"c"}); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, "c drained", func() bool { return stat(t, b.m, "c").Acked == 3 })
 	if s := stat(t, b.m, "c"); s.Driver != "memory" || s.Priority != 3 {
 		t.Errorf("declared pipeline stat: %+v", s)
@@ -481,9 +488,6 @@ func TestReady(t *testing.T) {
 
 func TestStartErrors(t *testing.T) {
 	b := newBundle(t, map[string]config.Pipeline{"a": memPipeline("a"), "z": {Name: "z", Driver: "kafka"}})
-	if err := b.m.Start(context.Background(), []string{"missing"}); !errors.Is(err, consumer.ErrUnknownPipeline) {
-		t.Errorf("Start with an unknown consume name = %v, want ErrUnknownPipeline", err)
-	}
 	err := b.m.Start(context.Background(), []string{"a"})
 	if err == nil || !strings.Contains(err.Error(), `"z"`) {
 		t.Fatalf("Start with a failing factory = %v, want an error naming z", err)
@@ -493,5 +497,29 @@ func TestStartErrors(t *testing.T) {
 	}
 	if got := b.m.List(); len(got) != 0 {
 		t.Errorf("List after a failed Start = %v", got)
+	}
+}
+
+// TestDeclareConsumesWhenListedInConsume checks RoadRunner's rule: a
+// declared pipeline whose name is in jobs.consume starts consuming at
+// once; a name in consume with no configured pipeline is no error.
+func TestDeclareConsumesWhenListedInConsume(t *testing.T) {
+	b := newBundle(t, map[string]config.Pipeline{"a": memPipeline("a")})
+	ctx := context.Background()
+	if err := b.m.Start(ctx, []string{"a", "later"}); err != nil {
+		t.Fatalf("Start with a consume name declared later: %v", err)
+	}
+	if err := b.m.Declare(ctx, map[string]string{"name": "later", "driver": "memory", "consume_all": "x"}); err == nil {
+		t.Fatal("memory has no consume_all: want an error")
+	}
+	if err := b.m.Declare(ctx, map[string]string{"name": "later", "driver": "memory", "prefetch": "10"}); err != nil {
+		t.Fatalf("Declare: %v", err)
+	}
+	if err := b.m.Push(ctx, jobsFor("later", 4)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "later drained without Resume", func() bool { return stat(t, b.m, "later").Acked == 4 })
+	if b.driver("later").paused.Load() {
+		t.Error("driver of a consumed declared pipeline was paused")
 	}
 }
