@@ -82,6 +82,15 @@ type Config struct {
 	// Priority is the pipeline priority; jobs without rr_priority get it.
 	// Lower numbers are more urgent.
 	Priority int64 `yaml:"priority"`
+	// RetainFailedJobs leaves a Dead job in the queue instead of deleting
+	// it (RoadRunner's key): the message becomes visible again after
+	// error_visibility_timeout (0: at once) and the queue's redrive policy
+	// decides its fate. A pipeline dead_letter queue takes precedence.
+	RetainFailedJobs bool `yaml:"retain_failed_jobs"`
+	// MaxMessagesInFlight is RoadRunner's cap on messages received and
+	// not yet settled. The config package turns it into the pipeline's
+	// concurrency when that is not written; the driver does not read it.
+	MaxMessagesInFlight int `yaml:"max_messages_in_flight"`
 }
 
 // Defaults fills in zero fields with their default values.
@@ -98,6 +107,46 @@ func (c *Config) Defaults() {
 	if c.Priority == 0 {
 		c.Priority = DefaultPriority
 	}
+}
+
+// Clamp brings out-of-range values into range as RoadRunner does and
+// returns one *consumer.FieldError per change, for warnings: prefetch
+// below 1 becomes 1 and above MaxPrefetch becomes MaxPrefetch;
+// wait_time_seconds, visibility_timeout and error_visibility_timeout
+// above SQS's limits become the limit. Call it after decoding, before
+// Validate.
+func (c *Config) Clamp() []*consumer.FieldError {
+	var out []*consumer.FieldError
+	warn := func(key, format string, args ...any) {
+		out = append(out, &consumer.FieldError{Key: key, Reason: fmt.Sprintf(format, args...)})
+	}
+	switch {
+	case c.Prefetch < 1:
+		warn("prefetch", "%d is below 1: using 1", c.Prefetch)
+		c.Prefetch = 1
+	case c.Prefetch > MaxPrefetch:
+		warn("prefetch", "%d is above SQS's limit: using %d (one ReceiveMessage returns at most %d)", c.Prefetch, MaxPrefetch, MaxPrefetch)
+		c.Prefetch = MaxPrefetch
+	}
+	for _, f := range []struct {
+		key string
+		d   *time.Duration
+		max time.Duration
+	}{
+		{"wait_time_seconds", &c.WaitTimeSeconds, MaxWaitTime},
+		{"visibility_timeout", &c.VisibilityTimeout, MaxVisibility},
+		{"error_visibility_timeout", &c.ErrorVisibilityTimeout, MaxVisibility},
+	} {
+		if *f.d > f.max {
+			warn(f.key, "%s is above SQS's limit: using %s", *f.d, f.max)
+			*f.d = f.max
+		}
+	}
+	if c.MaxMessagesInFlight < 0 {
+		warn("max_messages_in_flight", "%d is below 0: ignored", c.MaxMessagesInFlight)
+		c.MaxMessagesInFlight = 0
+	}
+	return out
 }
 
 // FIFO reports whether the configured queue is a FIFO queue.

@@ -20,10 +20,12 @@
 //     goroutine (flushes within a few milliseconds); Settle returns only
 //     after SQS confirmed the delete.
 //   - Dead sends a copy to the dead_letter queue and then deletes the
-//     original; without dead_letter, a queue with a RedrivePolicy gets
+//     original; without dead_letter, retain_failed_jobs leaves the
+//     message in the queue (visible again after error_visibility_timeout)
+//     for its redrive policy, and a queue with a RedrivePolicy gets
 //     ChangeMessageVisibility(0) so that SQS's redrive moves the message
-//     once its receive count passes maxReceiveCount; a queue without one
-//     deletes the message (the pipeline logs it).
+//     once its receive count passes maxReceiveCount; otherwise the
+//     message is deleted (the pipeline logs it).
 //   - Heartbeat: one owned goroutine extends the visibility of every
 //     delivery handed out and not settled once half of its visibility
 //     timeout has passed, so a long job is never delivered twice; a

@@ -133,8 +133,9 @@ func (d *Driver) sendBack(ctx context.Context, es []*entry) error {
 	return errors.Join(errs...)
 }
 
-// dead moves e to the dead-letter queue, leaves it to the queue's redrive
-// policy, or deletes it; see the package documentation.
+// dead moves e to the dead-letter queue, leaves it in the queue
+// (retain_failed_jobs, or a redrive policy), or deletes it; see the
+// package documentation.
 func (d *Driver) dead(ctx context.Context, e *entry, reason string) (bool, error) {
 	switch {
 	case d.deadURL != "":
@@ -160,6 +161,10 @@ func (d *Driver) dead(ctx context.Context, e *entry, reason string) (bool, error
 			return false, fmt.Errorf("send to dead-letter queue: %w", err)
 		}
 		return true, d.deleteMessage(ctx, e)
+	case d.cfg.RetainFailedJobs:
+		// Left in the queue: visible again after error_visibility_timeout,
+		// the redrive policy (if any) decides.
+		return false, d.changeVisibility(ctx, []*entry{e}, d.cfg.ErrorVisibilityTimeout)
 	case d.redrive:
 		// SQS moves it once its receive count passes maxReceiveCount.
 		return false, d.changeVisibility(ctx, []*entry{e}, 0)
