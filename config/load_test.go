@@ -74,7 +74,7 @@ func TestLoadFullExample(t *testing.T) {
 	}
 
 	orders := r.Jobs.Pipelines["orders"]
-	wantRetry := pipeline.RetryPolicy{MaxAttempts: 5, Backoff: pipeline.Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 2, Jitter: 0.1}}
+	wantRetry := pipeline.RetryPolicy{MaxAttempts: 5, Backoff: pipeline.Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 2, Jitter: 0.1}, Configured: true}
 	if orders.Name != "orders" || orders.Driver != DriverMemory || orders.Concurrency != 4 || orders.Priority != 10 || orders.Retry != wantRetry {
 		t.Errorf("orders = %+v", orders)
 	}

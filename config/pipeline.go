@@ -44,7 +44,8 @@ type Pipeline struct {
 	// defaults it to jobs.pool.num_workers; PipelineFromDeclare leaves it
 	// 0 when the map has no "concurrency" (use the pool size then).
 	Concurrency int
-	// Retry is complete (no zero fields standing for defaults).
+	// Retry is complete (no zero fields standing for defaults);
+	// Retry.Configured is true when the pipeline has a retry: section.
 	Retry pipeline.RetryPolicy
 	// DeadLetter is the driver-specific dead-letter target; empty means
 	// the driver's default (the memory driver keeps a dead list).
@@ -63,12 +64,22 @@ type Pipeline struct {
 // pipelineKeys is the YAML shape of a pipeline, decoded strictly before the
 // driver's config is decoded by decodeDriver.
 type pipelineKeys struct {
-	Driver      string               `yaml:"driver"`
-	Config      *yaml.Node           `yaml:"config"`
-	Priority    *int64               `yaml:"priority"`
-	Concurrency *int                 `yaml:"concurrency"`
-	Retry       pipeline.RetryPolicy `yaml:"retry"`
-	DeadLetter  string               `yaml:"dead_letter"`
+	Driver      string       `yaml:"driver"`
+	Config      *yaml.Node   `yaml:"config"`
+	Priority    *int64       `yaml:"priority"`
+	Concurrency *int         `yaml:"concurrency"`
+	Retry       retrySection `yaml:"retry"`
+	DeadLetter  string       `yaml:"dead_letter"`
+}
+
+// retrySection is a pipeline's retry: key: the policy decoded over
+// pipeline.Defaults(), Configured when the key is there with a value
+// (written or merged in; retry: with no value, or ~, is no section).
+type retrySection struct{ pipeline.RetryPolicy }
+
+func (r *retrySection) decodeNode(n *yaml.Node, path string) []*Error {
+	r.Configured = true
+	return decodeStruct(n, path, reflect.ValueOf(&r.RetryPolicy).Elem())
 }
 
 // decodeNode decodes jobs.pipelines.<name>; Name is set by the caller.
@@ -80,13 +91,13 @@ func (p *Pipeline) decodeNode(n *yaml.Node, path string) []*Error {
 // config keys are reported under configPath (path.config in a file; the
 // top level for Declare, whose driver keys are flat).
 func decodePipeline(n *yaml.Node, path, configPath string, p *Pipeline) []*Error {
-	keys := pipelineKeys{Retry: pipeline.Defaults()}
+	keys := pipelineKeys{Retry: retrySection{pipeline.Defaults()}}
 	errs := decodeStruct(n, path, reflect.ValueOf(&keys).Elem())
 
 	p.Driver = keys.Driver
 	p.DeadLetter = keys.DeadLetter
-	p.Retry = keys.Retry
-	errs = append(errs, validateRetry(keys.Retry, joinPath(path, "retry"))...)
+	p.Retry = keys.Retry.RetryPolicy
+	errs = append(errs, validateRetry(p.Retry, joinPath(path, "retry"))...)
 	if keys.Concurrency != nil {
 		p.Concurrency = *keys.Concurrency
 		if p.Concurrency < 1 {
