@@ -57,7 +57,19 @@ func decodeDriver(driver string, node *yaml.Node, path string, p *Pipeline) []er
 func decodeWithPriority(node *yaml.Node, path string, cfg driverConfig, prio *int64, p *Pipeline) []error {
 	errs := decodeDriverConfig(node, path, cfg)
 	p.Priority = *prio
+	if w, ok := cfg.(driverWarner); ok && len(errs) == 0 {
+		for _, e := range fieldErrors(w.Warnings(), node, path) {
+			p.Warnings = append(p.Warnings, e.(*Error))
+		}
+	}
 	return errs
+}
+
+// driverWarner is implemented by driver configs that accept settings they
+// ignore or replace; Warnings returns *consumer.FieldError values joined
+// by errors.Join, nil when there are none (called after Validate).
+type driverWarner interface {
+	Warnings() error
 }
 
 // driverConfig is what every driver's Config provides.

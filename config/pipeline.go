@@ -59,6 +59,11 @@ type Pipeline struct {
 	Kafka *kafkajobs.Config
 	// SQS is set when Driver is DriverSQS.
 	SQS *sqsjobs.Config
+
+	// Warnings are the driver config's settings that are accepted but
+	// ignored or replaced (Load copies them into Root.Warnings; a Declare
+	// caller may log them).
+	Warnings []*Error
 }
 
 // pipelineKeys is the YAML shape of a pipeline, decoded strictly before the

@@ -87,6 +87,7 @@ func (r *Root) validate() (errs, warnings []*Error) {
 			warnings = append(warnings, errAt(joinPath(joinPath("jobs.pipelines", name), "concurrency"), 0,
 				"%d is more than jobs.pool.num_workers (%d): the extra jobs wait for a free worker", p.Concurrency, r.Jobs.Pool.NumWorkers))
 		}
+		warnings = append(warnings, p.Warnings...)
 	}
 	seen := map[string]bool{}
 	for i, name := range r.Jobs.Consume {
@@ -127,6 +128,9 @@ func (r *Root) validate() (errs, warnings []*Error) {
 		r.Kafka.Defaults()
 		for _, e := range fieldErrors(r.Kafka.Validate(), &yaml.Node{}, "kafka") {
 			errs = append(errs, e.(*Error))
+		}
+		for _, e := range fieldErrors(r.Kafka.Warnings(), &yaml.Node{}, "kafka") {
+			warnings = append(warnings, e.(*Error))
 		}
 	}
 	for _, name := range r.Jobs.PipelineNames() {

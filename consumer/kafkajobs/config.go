@@ -391,7 +391,7 @@ func (c *Config) Warnings() error {
 		out = append(out, &consumer.FieldError{Key: key, Reason: fmt.Sprintf(format, args...)})
 	}
 	co, po := c.ConsumerOptions, c.ProducerOptions
-	if c.Topic != "" && (len(co.Topics) > 0 || len(co.ConsumePartitions) > 0) {
+	if c.Topic != "" && (len(co.Topics) > 0 || (len(co.ConsumePartitions) > 0 && co.ConsumePartitions[c.Topic] == nil)) {
 		warn("topic", "ignored: consumer_options names the topics")
 	}
 	if len(co.Topics) > 0 && len(co.ConsumePartitions) > 0 {
