@@ -112,7 +112,7 @@ func TestPipelineOverridesConnection(t *testing.T) {
 // TestConfigWarnings names what is accepted but ignored.
 func TestConfigWarnings(t *testing.T) {
 	c := Config{
-		Topic: "t",
+		Topic:           "t",
 		ProducerOptions: ProducerOptions{TransactionTimeout: time.Second, PartitioningStrategy: "Sticky"},
 		ConsumerOptions: ConsumerOptions{
 			Topics:            []string{"a"},
