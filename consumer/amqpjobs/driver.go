@@ -124,6 +124,7 @@ type Driver struct {
 
 	outstanding atomic.Int64  // taken from a feed, not settled
 	settledSig  chan struct{} // cap 1, poked on every settlement
+	delays      delayQueues   // delay queues published to, for Stat
 
 	cancel context.CancelFunc // stops supervise
 	wg     sync.WaitGroup     // supervise and the drains of stopConsuming
@@ -352,44 +353,6 @@ func (d *Driver) Check() error {
 		return fmt.Errorf("%w: %w", ErrDisconnected, d.lastErr)
 	}
 	return ErrDisconnected
-}
-
-// Stat reports the broker-side numbers: Ready is the message count of the
-// queue (a passive queue.declare); Delayed is -1 (messages in delay
-// queues are not counted). A push-only pipeline reports Ready -1. While
-// disconnected Stat returns an error wrapping ErrDisconnected.
-func (d *Driver) Stat(ctx context.Context) (consumer.Stat, error) {
-	st := consumer.Stat{
-		Pipeline:  d.name,
-		Driver:    DriverName,
-		Queue:     d.cfg.Queue,
-		Priority:  d.cfg.Priority,
-		Ready:     -1,
-		Delayed:   -1,
-		Active:    max(d.outstanding.Load(), 0),
-		Consuming: false,
-	}
-	if err := d.Check(); err != nil {
-		st.Error = err.Error()
-		return st, err
-	}
-	d.consumeMu.Lock()
-	st.Consuming = !d.paused && d.cfg.Consumes()
-	d.consumeMu.Unlock()
-	if !d.cfg.Consumes() {
-		return st, nil
-	}
-	s, err := d.waitSession(ctx)
-	if err != nil {
-		return st, err
-	}
-	n, err := s.queueDepth(d.cfg.Queue)
-	if err != nil {
-		st.Error = err.Error()
-		return st, err
-	}
-	st.Ready = int64(n)
-	return st, nil
 }
 
 // queueDepth returns the ready message count of queue (passive declare)

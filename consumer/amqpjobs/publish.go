@@ -162,6 +162,7 @@ func (d *Driver) publish(ctx, waitCtx context.Context, msgs []message) error {
 				return failFrom(i, fmt.Errorf("amqpjobs: declare delay queue %q: %w", name, err))
 			}
 			declared[name] = true
+			d.delays.add(name, m.delay, time.Now())
 		}
 		m.exchange, m.key, m.delay = "", name, 0
 	}
