@@ -124,9 +124,10 @@ func TestDeclareKafkaNullGroupSDK4(t *testing.T) {
 	}
 }
 
-// new KafkaCreateInfo('kafka-legacy', 'legacy-topic', 2, ”, [0 => -2,
-// 1 => 5], 5, 'my-app', '3.2.0.0', 1, [0 => [1]], ['retention.ms' =>
-// '60000']) with SDK 2.x, written for RoadRunner 2.x's kafka driver.
+// new KafkaCreateInfo('kafka-legacy', 'legacy-topic', 2, groupId: "",
+// [0 => -2, 1 => 5], 5, 'my-app', '3.2.0.0', 1, [0 => [1]],
+// ['retention.ms' => '60000']) with SDK 2.x, written for RoadRunner
+// 2.x's kafka driver.
 func TestDeclareKafkaCreateInfoSDK2(t *testing.T) {
 	p := declareKafka(t, map[string]string{
 		"name":               "kafka-legacy",
