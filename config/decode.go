@@ -466,7 +466,7 @@ func indexPath(path string, i int) string {
 // unknownKeyReason explains an unknown key: RoadRunner keys Pipevisor does
 // not implement get a specific reason, typos a suggestion.
 func unknownKeyReason(path, key string, known []string) string {
-	if r := unsupportedRoadRunnerKey(path); r != "" {
+	if r := unsupportedRoadRunnerKey(path, key, known); r != "" {
 		return r
 	}
 	reason := "unknown key"
@@ -482,25 +482,6 @@ func unknownKeyReason(path, key string, known []string) string {
 		reason += " (known keys: " + strings.Join(known, ", ") + ")"
 	}
 	return reason
-}
-
-// unsupportedRoadRunnerKey returns why a RoadRunner key is rejected, or "".
-func unsupportedRoadRunnerKey(path string) string {
-	switch path {
-	case "server.user", "server.group":
-		return "not supported: run the supervisor itself as the wanted user"
-	case "server.on_init":
-		return "not supported (RoadRunner key): run the init command before starting the supervisor"
-	case "jobs.pool.debug", "jobs.pool.max_queue_size", "jobs.pool.stream_timeout", "jobs.pool.dynamic_allocator":
-		return "not supported (RoadRunner key): remove it"
-	case "jobs.pools":
-		return "not supported (RoadRunner v6 named pools): use one jobs.pool"
-	case "metrics.collect":
-		return "not supported (RoadRunner key): application metrics are not collected"
-	case "logs.mode", "logs.output", "logs.err_output", "logs.channels", "logs.file_logger_options", "logs.line_ending":
-		return "not supported (RoadRunner key): use logs.level and logs.encoding; logs go to stderr"
-	}
-	return ""
 }
 
 // editDistance is the Levenshtein distance between a and b.

@@ -3,7 +3,6 @@ package config
 import (
 	"reflect"
 
-	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
 	"github.com/pipevisor/pipevisor/consumer/kafkajobs"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/consumer/sqsjobs"
@@ -36,8 +35,8 @@ func decodeDriver(driver string, node *yaml.Node, path string, p *Pipeline) []er
 		return errs
 	case DriverAMQP:
 		// dead_letter is a queue name, declared by the driver when missing.
-		p.AMQP = &amqpjobs.Config{Priority: p.Priority}
-		return decodeWithPriority(node, path, p.AMQP, &p.AMQP.Priority, p)
+		// RoadRunner's version 2 format is decoded by decodeAMQP.
+		return decodeAMQP(node, path, p)
 	case DriverKafka:
 		// dead_letter is a topic name; empty means dead jobs are logged and dropped.
 		p.Kafka = &kafkajobs.Config{Priority: p.Priority}
@@ -46,7 +45,8 @@ func decodeDriver(driver string, node *yaml.Node, path string, p *Pipeline) []er
 		// dead_letter is a queue name or URL, created by the driver when
 		// missing; empty leaves dead jobs to the queue's redrive policy.
 		p.SQS = &sqsjobs.Config{Priority: p.Priority}
-		return decodeWithPriority(node, path, p.SQS, &p.SQS.Priority, p)
+		errs := decodeWithPriority(node, path, p.SQS, &p.SQS.Priority, p)
+		return append(errs, sqsCompat(node, path, p)...)
 	default:
 		return []error{errAt(path, node.Line, "driver %s: not built into this binary", driver)}
 	}
@@ -55,7 +55,8 @@ func decodeDriver(driver string, node *yaml.Node, path string, p *Pipeline) []er
 // decodeWithPriority runs decodeDriverConfig on cfg and makes the driver's
 // priority (*prio, a field of cfg) the pipeline's.
 func decodeWithPriority(node *yaml.Node, path string, cfg driverConfig, prio *int64, p *Pipeline) []error {
-	errs := decodeDriverConfig(node, path, cfg)
+	errs, warnings := decodeDriverConfigWarn(node, path, cfg)
+	p.Warnings = append(p.Warnings, warnings...)
 	p.Priority = *prio
 	if w, ok := cfg.(driverWarner); ok && len(errs) == 0 {
 		for _, e := range fieldErrors(w.Warnings(), node, path) {
@@ -87,20 +88,30 @@ type driverConfig interface {
 // is reported at once; a key already reported is not reported twice. cfg
 // must be a pointer to a struct with yaml tags.
 func decodeDriverConfig(node *yaml.Node, path string, cfg driverConfig) []error {
+	errs, _ := decodeDriverConfigWarn(node, path, cfg)
+	return errs
+}
+
+// decodeDriverConfigWarn is decodeDriverConfig that also drops RoadRunner
+// keys no driver reads (withoutIgnoredKeys) and runs cfg's Clamp, when it
+// has one, before Validate; it returns their warnings under path.
+func decodeDriverConfigWarn(node *yaml.Node, path string, cfg driverConfig) ([]error, []*Error) {
 	cfg.Defaults()
+	node, warnings := withoutIgnoredKeys(node, path)
 	var out []error
 	seen := map[string]bool{}
 	for _, e := range decodeInto(node, path, reflect.ValueOf(cfg).Elem()) {
 		out = append(out, e)
 		seen[e.Path] = true
 	}
+	warnings = append(warnings, clampWarnings(cfg, node, path)...)
 	for _, err := range fieldErrors(cfg.Validate(), node, path) {
 		if e, ok := err.(*Error); ok && seen[e.Path] {
 			continue
 		}
 		out = append(out, err)
 	}
-	return out
+	return out, warnings
 }
 
 // pathBeside returns the path of key next to the last element of path

@@ -44,12 +44,17 @@ func parse(data []byte, lookup lookupFunc) (*Root, error) {
 	// error hides the validation errors that follow from it.
 	errs := expandTree(top, "", lookup)
 	root := defaultRoot()
+	ours, warnings := withoutForeignSections(top)
 	if !isNull(top) {
-		errs = append(errs, decodeInto(top, "", reflect.ValueOf(root).Elem())...)
+		errs = append(errs, decodeInto(ours, "", reflect.ValueOf(root).Elem())...)
 	}
 	root.applyDerivedDefaults()
-	verrs, warnings := root.validate()
+	verrs, vwarnings := root.validate()
 	errs = append(errs, verrs...)
+	warnings = append(warnings, vwarnings...)
+	if !isNull(top) && findKey(top, "amqp") == nil {
+		warnings = append(warnings, root.defaultAMQPWarnings()...)
+	}
 	for _, e := range append(errs, warnings...) {
 		if e.Line == 0 && e.Path != "" {
 			e.Line = lookupLine(top, e.Path)

@@ -60,7 +60,7 @@ func TestLoadFullExample(t *testing.T) {
 			MaxWorkerMemory: 256,
 		},
 	}
-	if got := r.Jobs.Pool; !samePool(got, wantPool) {
+	if got := r.Jobs.Pool.Config; !samePool(got, wantPool) {
 		t.Errorf("jobs.pool = %+v\nwant %+v", got, wantPool)
 	}
 	if r.Jobs.Timeout != time.Minute || r.Jobs.ShutdownTimeout != 30*time.Second {
@@ -410,7 +410,7 @@ jobs:
 `))
 	want := []string{
 		`jobs.pool.num_workers: cannot unmarshal !!str "two" into int (line 8)`,
-		`jobs.pool.bogus_key: unknown key (known keys: command, num_workers, max_jobs, allocate_timeout, destroy_timeout, reset_timeout, pipelining, supervisor) (line 9)`,
+		`jobs.pool.bogus_key: unknown key (known keys: command, num_workers, max_jobs, allocate_timeout, destroy_timeout, reset_timeout, pipelining, supervisor, debug, max_queue_size, stream_timeout, dynamic_allocator) (line 9)`,
 		`jobs.pipelines.default.retry.max_attempts: must be >= 1 (1 means no retries; got -1) (line 14)`,
 	}
 	if got := errorStrings(err); !slices.Equal(got, want) {

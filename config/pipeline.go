@@ -126,6 +126,9 @@ func decodePipeline(n *yaml.Node, path, configPath string, p *Pipeline) []*Error
 	case keys.Driver == "":
 		errs = append(errs, errAt(joinPath(path, "driver"), 0, "required (one of %s)", strings.Join(driverNames(), ", ")))
 		return errs
+	case slices.Contains(foreignDrivers, keys.Driver):
+		errs = append(errs, errAt(joinPath(path, "driver"), 0, "RoadRunner's %s driver is not shipped with Pipevisor (drivers: %s)", keys.Driver, strings.Join(driverNames(), ", ")))
+		return errs
 	case !slices.Contains(driverNames(), keys.Driver):
 		errs = append(errs, errAt(joinPath(path, "driver"), 0, "unknown driver %s (want one of %s)", quote(keys.Driver), strings.Join(driverNames(), ", ")))
 		return errs

@@ -16,7 +16,7 @@
 package config
 
 import (
-	"log/slog"
+	"maps"
 	"runtime"
 	"slices"
 	"strings"
@@ -71,6 +71,12 @@ type Root struct {
 	// Metrics serves /metrics (Prometheus); off when Address is empty.
 	Metrics Metrics `yaml:"metrics"`
 	Logs    Logs    `yaml:"logs"`
+	// Endure is RoadRunner's plugin container section, accepted and
+	// ignored with a warning (see ignoredWarnings).
+	Endure *Endure `yaml:"endure"`
+	// OTel is RoadRunner's OpenTelemetry section, accepted and ignored
+	// with a warning: tracing is not implemented.
+	OTel *OTel `yaml:"otel"`
 
 	// AMQP is the amqp: section (addr, tls), defaults filled in.
 	AMQP amqpjobs.Global `yaml:"amqp"`
@@ -105,6 +111,50 @@ type Server struct {
 	Env map[string]string `yaml:"env"`
 	// Relay must be "pipes" (the default); sockets are not supported.
 	Relay string `yaml:"relay"`
+	// RelayTimeout is RoadRunner's socket relay timeout: ignored with a
+	// warning (workers talk over pipes).
+	RelayTimeout time.Duration `yaml:"relay_timeout"`
+	// User and Group are RoadRunner's worker user and group: ignored with
+	// a warning (run the supervisor as the wanted user).
+	User  string `yaml:"user"`
+	Group string `yaml:"group"`
+	// OnInit is a command run once before the workers start; nil when
+	// absent. See pool.RunInit and Server.InitConfig.
+	OnInit *OnInit `yaml:"on_init"`
+}
+
+// OnInit is server.on_init (RoadRunner's keys).
+type OnInit struct {
+	// Command is the program and its arguments (required); a string is
+	// split on whitespace.
+	Command []string `yaml:"command"`
+	// ExecTimeout kills the command after this long (default
+	// pool.DefaultInitTimeout, 60s).
+	ExecTimeout time.Duration `yaml:"exec_timeout"`
+	// Env is added to the supervisor's environment for the command (keys
+	// upper-cased; values ${VAR}-expanded once more when it runs, as
+	// RoadRunner does).
+	Env map[string]string `yaml:"env"`
+	// User is RoadRunner's user to run the command as: ignored with a
+	// warning.
+	User string `yaml:"user"`
+	// ExitOnError makes a failing command stop startup (default false:
+	// the failure is logged and the supervisor starts).
+	ExitOnError bool `yaml:"exit_on_error"`
+}
+
+// InitConfig returns server.on_init for pool.RunInit, and false when the
+// section is absent.
+func (s Server) InitConfig() (pool.InitConfig, bool) {
+	if s.OnInit == nil {
+		return pool.InitConfig{}, false
+	}
+	return pool.InitConfig{
+		Command:     slices.Clone(s.OnInit.Command),
+		ExecTimeout: s.OnInit.ExecTimeout,
+		Env:         maps.Clone(s.OnInit.Env),
+		ExitOnError: s.OnInit.ExitOnError,
+	}, true
 }
 
 // Jobs is the jobs: section.
@@ -127,12 +177,35 @@ type Jobs struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// Pool is the worker pool. Command and Env are as written under
 	// jobs.pool; Root.PoolConfig merges in server.* and rpc.listen.
-	Pool pool.Config `yaml:"pool"`
+	Pool JobsPool `yaml:"pool"`
 	// Consume names the pipelines started at boot; each must be declared
 	// under Pipelines. Others start only through jobs.Resume.
 	Consume []string `yaml:"consume"`
 	// Pipelines by name; each Pipeline.Name equals its key.
 	Pipelines map[string]Pipeline `yaml:"pipelines"`
+}
+
+// JobsPool is jobs.pool: the pool's keys plus RoadRunner's pool keys
+// that have no meaning here, accepted and ignored with a warning.
+type JobsPool struct {
+	pool.Config `yaml:",inline"`
+	// Debug (RoadRunner: a new worker per job) is ignored.
+	Debug bool `yaml:"debug"`
+	// MaxQueueSize (RoadRunner: requests waiting for a worker) is
+	// ignored: a pipeline takes no job without a free slot.
+	MaxQueueSize uint64 `yaml:"max_queue_size"`
+	// StreamTimeout (RoadRunner: HTTP streaming) is ignored.
+	StreamTimeout time.Duration `yaml:"stream_timeout"`
+	// DynamicAllocator (RoadRunner: extra workers under load) is
+	// ignored: the pool stays at num_workers.
+	DynamicAllocator *DynamicAllocator `yaml:"dynamic_allocator"`
+}
+
+// DynamicAllocator is jobs.pool.dynamic_allocator (RoadRunner's keys).
+type DynamicAllocator struct {
+	MaxWorkers  uint64        `yaml:"max_workers"`
+	SpawnRate   uint64        `yaml:"spawn_rate"`
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 }
 
 // JobsOptions is jobs.options, accepted for RoadRunner compatibility.
@@ -148,35 +221,59 @@ type Status struct {
 	// UnavailableStatusCode is the HTTP status of /health and /ready when
 	// not healthy or not ready (default 503; 400..599).
 	UnavailableStatusCode int `yaml:"unavailable_status_code"`
+	// CheckTimeout is RoadRunner's wait for plugins' answers (seconds):
+	// ignored with a warning (the checks here do not wait).
+	CheckTimeout int `yaml:"check_timeout"`
 }
 
 // Metrics is the metrics: section.
 type Metrics struct {
 	// Address is host:port for /metrics; empty means off.
 	Address string `yaml:"address"`
+	// Collect is RoadRunner's application metrics, declared here and
+	// set by workers over RPC: ignored with a warning.
+	Collect map[string]Collector `yaml:"collect"`
 }
 
-// Logs is the logs: section.
-type Logs struct {
-	// Level is debug, info (default), warn or error.
-	Level string `yaml:"level"`
-	// Encoding is console (default, human-readable text) or json.
-	Encoding string `yaml:"encoding"`
+// Collector is one metrics.collect entry (RoadRunner's keys).
+type Collector struct {
+	Type       string             `yaml:"type"`
+	Namespace  string             `yaml:"namespace"`
+	Subsystem  string             `yaml:"subsystem"`
+	Help       string             `yaml:"help"`
+	Labels     []string           `yaml:"labels"`
+	Buckets    []float64          `yaml:"buckets"`
+	Objectives map[string]float64 `yaml:"objectives"`
 }
 
-// SlogLevel returns Level as a slog.Level (info for an unknown level,
-// which Load never lets through).
-func (l Logs) SlogLevel() slog.Level {
-	switch l.Level {
-	case "debug":
-		return slog.LevelDebug
-	case "warn":
-		return slog.LevelWarn
-	case "error":
-		return slog.LevelError
-	default:
-		return slog.LevelInfo
-	}
+// Endure is RoadRunner's endure: section (its plugin container).
+type Endure struct {
+	GracePeriod time.Duration `yaml:"grace_period"`
+	PrintGraph  bool          `yaml:"print_graph"`
+	LogLevel    string        `yaml:"log_level"`
+	WatchdogSec int           `yaml:"watchdog_sec"`
+}
+
+// OTel is RoadRunner's otel: section.
+type OTel struct {
+	Resource       *OTelResource     `yaml:"resource"`
+	Insecure       bool              `yaml:"insecure"`
+	Compress       bool              `yaml:"compress"`
+	Exporter       string            `yaml:"exporter"`
+	CustomURL      string            `yaml:"custom_url"`
+	Endpoint       string            `yaml:"endpoint"`
+	Client         string            `yaml:"client"`
+	ServiceName    string            `yaml:"service_name"`
+	ServiceVersion string            `yaml:"service_version"`
+	Headers        map[string]string `yaml:"headers"`
+}
+
+// OTelResource is otel.resource.
+type OTelResource struct {
+	ServiceName       string `yaml:"service_name"`
+	ServiceVersion    string `yaml:"service_version"`
+	ServiceNamespace  string `yaml:"service_namespace"`
+	ServiceInstanceID string `yaml:"service_instance_id"`
 }
 
 // PipelineNames returns the names of the declared pipelines, sorted.
@@ -194,7 +291,7 @@ func (j Jobs) PipelineNames() []string {
 // upper-cased, as RoadRunner does) plus RR_RPC=rpc.listen. The pool adds
 // RR_MODE and RR_RELAY itself. The returned config shares no memory with r.
 func (r *Root) PoolConfig() pool.Config {
-	cfg := r.Jobs.Pool
+	cfg := r.Jobs.Pool.Config
 	cfg.Command = slices.Clone(cfg.Command)
 	if len(cfg.Command) == 0 {
 		cfg.Command = slices.Clone(r.Server.Command)
@@ -218,7 +315,7 @@ func defaultRoot() *Root {
 			ShutdownTimeout: DefaultShutdownTimeout,
 		},
 		Status: Status{UnavailableStatusCode: 503},
-		Logs:   Logs{Level: DefaultLogLevel, Encoding: DefaultLogEncoding},
+		Logs:   Logs{},
 		AMQP:   amqpjobs.Global{Addr: amqpjobs.DefaultAddr},
 	}
 }
@@ -226,6 +323,7 @@ func defaultRoot() *Root {
 // applyDerivedDefaults fills defaults that RoadRunner also applies to an
 // explicit 0, and those that depend on other keys.
 func (r *Root) applyDerivedDefaults() {
+	r.Logs.applyMode()
 	p := &r.Jobs.Pool
 	if p.NumWorkers == 0 {
 		p.NumWorkers = runtime.NumCPU()

@@ -44,10 +44,11 @@ func (r *Root) validate() (errs, warnings []*Error) {
 	}
 	switch r.Server.Relay {
 	case "", "pipes":
-		r.Server.Relay = "pipes"
 	default:
-		add("server.relay", `only "pipes" is supported (got %s): workers talk over stdin/stdout`, quote(r.Server.Relay))
+		// RoadRunner's socket relays: the workers are told RR_RELAY=pipes.
+		warnings = append(warnings, errAt("server.relay", 0, `%s ignored: workers talk over pipes (stdin/stdout; they get RR_RELAY=pipes)`, quote(r.Server.Relay)))
 	}
+	r.Server.Relay = "pipes"
 	upper := map[string]string{}
 	for k := range r.Server.Env {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
@@ -139,16 +140,11 @@ func (r *Root) validate() (errs, warnings []*Error) {
 		}
 	}
 
-	switch r.Logs.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		add("logs.level", "must be debug, info, warn or error (got %s)", quote(r.Logs.Level))
-	}
-	switch r.Logs.Encoding {
-	case "console", "json":
-	default:
-		add("logs.encoding", "must be console or json (got %s)", quote(r.Logs.Encoding))
-	}
+	lerrs, lwarnings := r.Logs.validate()
+	errs = append(errs, lerrs...)
+	warnings = append(warnings, lwarnings...)
+	errs = append(errs, r.validateCompat()...)
+	warnings = append(warnings, r.ignoredWarnings()...)
 	return errs, warnings
 }
 

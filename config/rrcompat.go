@@ -1,0 +1,212 @@
+package config
+
+import (
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/pipevisor/pipevisor/consumer"
+)
+
+// RoadRunner compatibility: what a .rr.yaml written for RoadRunner may
+// hold besides the sections Pipevisor runs, and the RoadRunner keys that
+// are accepted and ignored.
+
+// foreignSections are top-level sections of RoadRunner plugins that
+// Pipevisor does not run. A file may hold them (it can serve RoadRunner
+// too): each is a warning naming it, and its content is not read.
+var foreignSections = []string{
+	"app_logger", "beanstalk", "boltdb", "broadcast", "centrifuge", "fileserver",
+	"google_pub_sub", "googlepubsub", "grpc", "gzip", "headers", "http", "informer",
+	"kv", "lock", "memcached", "memory", "nats", "nsq", "prometheus", "proxy_ip_parser",
+	"redis", "reload", "resetter", "send", "service", "static", "tcp", "temporal",
+	"websockets",
+}
+
+// redactedDefaultAMQP is amqpjobs.DefaultAddr without its password.
+const redactedDefaultAMQP = "amqp://guest:xxxxx@127.0.0.1:5672/"
+
+// foreignDrivers are RoadRunner jobs drivers Pipevisor does not ship: a
+// pipeline naming one is an error that says so.
+var foreignDrivers = []string{"beanstalk", "boltdb", "google_pub_sub", "googlepubsub", "gps", "nats", "nsq"}
+
+// withoutForeignSections returns top without the sections of
+// foreignSections (top itself when it has none) and one warning per
+// section removed.
+func withoutForeignSections(top *yaml.Node) (*yaml.Node, []*Error) {
+	if top.Kind != yaml.MappingNode {
+		return top, nil
+	}
+	var warnings []*Error
+	kept := make([]*yaml.Node, 0, len(top.Content))
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		k := top.Content[i]
+		if k.Kind == yaml.ScalarNode && slices.Contains(foreignSections, k.Value) {
+			warnings = append(warnings, errAt(k.Value, k.Line,
+				"ignored: section of RoadRunner's %s plugin, which Pipevisor does not run", k.Value))
+			continue
+		}
+		kept = append(kept, k, top.Content[i+1])
+	}
+	if len(warnings) == 0 {
+		return top, nil
+	}
+	out := *top
+	out.Content = kept
+	return &out, warnings
+}
+
+// unsupportedRoadRunnerKey returns why a RoadRunner key is rejected, or
+// "". known are the keys of the mapping the key is in.
+func unsupportedRoadRunnerKey(path, key string, known []string) string {
+	switch {
+	case path == "jobs.pools":
+		return "named pools are not implemented yet: use jobs.pool (one pool for every pipeline)"
+	case key == "pool" && slices.Contains(known, "driver") && slices.Contains(known, "dead_letter"):
+		// jobs.pipelines.<name>.pool
+		return "named pools are not implemented yet: remove it, every pipeline runs on jobs.pool"
+	}
+	return ""
+}
+
+// validateCompat checks the RoadRunner sections that have rules of their
+// own (server.on_init).
+func (r *Root) validateCompat() []*Error {
+	var errs []*Error
+	if o := r.Server.OnInit; o != nil {
+		if len(o.Command) == 0 {
+			errs = append(errs, errAt("server.on_init.command", 0, "required: the command to run before the workers start"))
+		}
+		for i, arg := range o.Command {
+			if arg == "" {
+				errs = append(errs, errAt(indexPath("server.on_init.command", i), 0, "must not be empty"))
+			}
+		}
+		for k := range o.Env {
+			if k == "" || strings.ContainsAny(k, "=\x00") {
+				errs = append(errs, errAt(joinPath("server.on_init.env", k), 0, "not a valid environment variable name"))
+			}
+		}
+	}
+	return errs
+}
+
+// ignoredWarnings returns a warning for each RoadRunner key that is set
+// and has no effect here, saying why.
+func (r *Root) ignoredWarnings() []*Error {
+	var w []*Error
+	warn := func(set bool, path, reason string) {
+		if set {
+			w = append(w, errAt(path, 0, "%s", reason))
+		}
+	}
+	const asUser = "ignored: workers run as the supervisor's user (run the supervisor as the wanted user, e.g. systemd User=)"
+	warn(r.Server.RelayTimeout != 0, "server.relay_timeout", "ignored: workers talk over pipes, which have no relay timeout")
+	warn(r.Server.User != "", "server.user", asUser)
+	warn(r.Server.Group != "", "server.group", asUser)
+	if o := r.Server.OnInit; o != nil {
+		warn(o.User != "", "server.on_init.user", "ignored: the command runs as the supervisor's user")
+	}
+
+	j := r.Jobs
+	warn(j.NumPollers != 0, "jobs.num_pollers", "ignored: each pipeline fetches only as many jobs as it has free slots (concurrency)")
+	warn(j.PipelineSize != 0, "jobs.pipeline_size", "ignored: there is no shared priority queue to bound; each pipeline holds at most its prefetch")
+	warn(j.Options.Parallelism != 0, "jobs.options.parallelism", "ignored: the pipelines of jobs.consume all start at boot")
+	warn(j.Pool.Debug, "jobs.pool.debug", "ignored: workers are long-lived (max_jobs: 1 replaces a worker after each job)")
+	warn(j.Pool.MaxQueueSize != 0, "jobs.pool.max_queue_size", "ignored: a pipeline takes no job from its broker without a free slot, so nothing queues for workers")
+	warn(j.Pool.StreamTimeout != 0, "jobs.pool.stream_timeout", "ignored: jobs have no streamed responses")
+	warn(j.Pool.DynamicAllocator != nil, "jobs.pool.dynamic_allocator", "ignored: the pool stays at num_workers until named scaling pools land")
+
+	warn(len(r.Metrics.Collect) > 0, "metrics.collect", "ignored: application metrics declared here are not collected")
+	warn(r.Status.CheckTimeout != 0, "status.check_timeout", "ignored: /health and /ready answer from the supervisor's own state without waiting")
+	warn(r.Endure != nil, "endure", "ignored: RoadRunner's plugin container settings (the shutdown grace period is jobs.shutdown_timeout; the systemd watchdog follows WatchdogSec)")
+	warn(r.OTel != nil, "otel", "ignored: tracing is not implemented yet")
+
+	return w
+}
+
+// defaultAMQPWarnings warns, when the file has no amqp: section, that
+// amqp pipelines connect to the default address (RoadRunner refuses to
+// start without the section).
+func (r *Root) defaultAMQPWarnings() []*Error {
+	for _, name := range r.Jobs.PipelineNames() {
+		if r.Jobs.Pipelines[name].Driver == DriverAMQP {
+			return []*Error{errAt(joinPath(joinPath("jobs.pipelines", name), "driver"), 0,
+				"no amqp: section: amqp pipelines connect to %s", redactedDefaultAMQP)}
+		}
+	}
+	return nil
+}
+
+// clamper is implemented by driver configs that bring out-of-range values
+// into range (as RoadRunner accepts them) and say what they changed.
+type clamper interface {
+	Clamp() []*consumer.FieldError
+}
+
+// clampWarnings runs cfg's Clamp, when it has one, and returns its
+// changes as warnings under path.
+func clampWarnings(cfg any, node *yaml.Node, path string) []*Error {
+	c, ok := cfg.(clamper)
+	if !ok {
+		return nil
+	}
+	var out []*Error
+	for _, fe := range c.Clamp() {
+		out = append(out, errAt(joinPath(path, fe.Key), lookupLine(node, fe.Key), "%s", fe.Reason))
+	}
+	return out
+}
+
+// ignoredDriverKeys are RoadRunner keys written in a pipeline's config
+// that no RoadRunner driver reads either; they are dropped with a
+// warning before the driver's config is decoded.
+var ignoredDriverKeys = map[string]string{
+	"pipeline_size": "ignored: RoadRunner's jobs.pipeline_size, which no driver reads in a pipeline's config",
+}
+
+// withoutIgnoredKeys returns node without the keys of ignoredDriverKeys
+// (node itself when it has none) and a warning for each.
+func withoutIgnoredKeys(node *yaml.Node, path string) (*yaml.Node, []*Error) {
+	if node.Kind != yaml.MappingNode {
+		return node, nil
+	}
+	var warnings []*Error
+	kept := make([]*yaml.Node, 0, len(node.Content))
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		k := node.Content[i]
+		if reason, ok := ignoredDriverKeys[k.Value]; ok {
+			warnings = append(warnings, errAt(joinPath(path, k.Value), k.Line, "%s", reason))
+			continue
+		}
+		kept = append(kept, k, node.Content[i+1])
+	}
+	if warnings == nil {
+		return node, nil
+	}
+	out := *node
+	out.Content = kept
+	return &out, warnings
+}
+
+// sqsCompat applies RoadRunner's sqs keys that concern the pipeline
+// rather than the driver: max_messages_in_flight becomes the pipeline's
+// concurrency when that is not written (both cap the jobs in flight),
+// and retain_failed_jobs next to a dead_letter is a warning.
+func sqsCompat(node *yaml.Node, path string, p *Pipeline) []error {
+	if p.SQS == nil {
+		return nil
+	}
+	if n := p.SQS.MaxMessagesInFlight; n > 0 && p.Concurrency == 0 {
+		p.Concurrency = n
+	} else if n > 0 {
+		p.Warnings = append(p.Warnings, errAt(joinPath(path, "max_messages_in_flight"), lookupLine(node, "max_messages_in_flight"),
+			"ignored: the pipeline's concurrency (%d) caps the jobs in flight", p.Concurrency))
+	}
+	if p.SQS.RetainFailedJobs && p.DeadLetter != "" {
+		p.Warnings = append(p.Warnings, errAt(joinPath(path, "retain_failed_jobs"), lookupLine(node, "retain_failed_jobs"),
+			"ignored: dead jobs go to dead_letter %s", quote(p.DeadLetter)))
+	}
+	return nil
+}
