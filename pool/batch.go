@@ -156,7 +156,7 @@ func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, bas
 	}
 	if err := write(); err != nil {
 		b.disarm()
-		ferr := p.fail(ctx, w, err)
+		ferr := p.fail(ctx, w, err, false)
 		if errors.Is(err, syscall.EPIPE) && !errors.Is(ferr, ErrClosed) {
 			return 0 // nothing reached the worker
 		}
@@ -201,7 +201,7 @@ func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, bas
 		}
 		if bad != nil {
 			// Job i fails; the job behind it may have started too.
-			nextStarted, ferr := p.abandon(ctx, w, bad, inflight, false)
+			nextStarted, ferr := p.abandon(ctx, w, bad, inflight, true)
 			done(base+i, frame.Payload{}, ferr)
 			if i+1 < sent && nextStarted && !errors.Is(ferr, ErrClosed) {
 				done(base+i+1, frame.Payload{}, ferr)
@@ -249,9 +249,9 @@ func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, bas
 // the size of the frames written to w and not answered; started reports
 // whether w read any of them (the first of them started), which is how a
 // job a worker never started is told from one it crashed in. ran says w
-// answered jobs before: a worker that then exited with status 0 on its
-// own, without starting the next one, is no failure for the respawn
-// backoff. The error is what the job that was running gets.
+// ran a job before (or answered the one that broke it): only a worker
+// that neither ran nor started a job counts toward the respawn backoff
+// (see failGone). The error is what the job that was running gets.
 func (p *Pool) abandon(ctx context.Context, w *worker, cause error, inflight int, ran bool) (started bool, err error) {
 	p.mu.Lock()
 	gone := w.goneMidJob
@@ -260,9 +260,7 @@ func (p *Pool) abandon(ctx context.Context, w *worker, cause error, inflight int
 	// Stop the worker before looking at what it left unread.
 	w.kill()
 	started = unreadBytes(w.stdin) < inflight
-	// exitOK may be read: gone means the process was reaped.
-	clean := gone && !started && ran && w.exitOK
-	return started, p.failGone(ctx, w, cause, gone, clean)
+	return started, p.failGone(ctx, w, cause, gone, started || ran)
 }
 
 // setCurrent records the context of the job w runs now (Workers).

@@ -350,7 +350,7 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 		var ferr error
 		unread := errors.Is(err, syscall.EPIPE)
 		if unread {
-			ferr = p.fail(ctx, w, err)
+			ferr = p.fail(ctx, w, err, false)
 		} else {
 			var started bool
 			started, ferr = p.abandon(ctx, w, err, execFrameSize(pl), false)
@@ -369,11 +369,11 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 		p.release(w, 1, true)
 		return frame.Payload{}, &JobError{Pid: w.pid, Message: string(f.Payload)}
 	case f.Flags&frame.FlagControl != 0:
-		return frame.Payload{}, p.fail(ctx, w, fmt.Errorf("%w (%.64q) in reply to a job", frame.ErrUnexpectedControl, f.Payload))
+		return frame.Payload{}, p.fail(ctx, w, fmt.Errorf("%w (%.64q) in reply to a job", frame.ErrUnexpectedControl, f.Payload), true)
 	}
 	out, err := frame.SplitReply(f)
 	if err != nil {
-		return frame.Payload{}, p.fail(ctx, w, err)
+		return frame.Payload{}, p.fail(ctx, w, err, true)
 	}
 	if frame.IsStopReply(out) {
 		p.mu.Lock()
@@ -389,22 +389,27 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 }
 
 // fail handles a broken exec: the worker is killed and replaced, and the
-// error says why.
-func (p *Pool) fail(ctx context.Context, w *worker, cause error) error {
+// error says why. started says the worker started the job it was given
+// (it read it or answered it); see failGone.
+func (p *Pool) fail(ctx context.Context, w *worker, cause error, started bool) error {
 	p.mu.Lock()
 	gone := w.goneMidJob
 	p.mu.Unlock()
-	return p.failGone(ctx, w, cause, gone, false)
+	return p.failGone(ctx, w, cause, gone, started)
 }
 
 // failGone is fail for a caller that read w.goneMidJob (the process had
 // exited on its own when the exec broke) before it killed w itself.
-// clean says w ended cleanly (it ran jobs and exited with status 0
-// before starting the one it was given): no failure for the respawn
-// backoff.
-func (p *Pool) failGone(ctx context.Context, w *worker, cause error, gone, clean bool) error {
+// Only a worker that never started a job counts toward the respawn
+// backoff (it failed to start, as far as the pool can tell): one that a
+// job crashed, hung or made write garbage is replaced at once, so a burst
+// of such jobs does not empty the pool.
+func (p *Pool) failGone(ctx context.Context, w *worker, cause error, gone, started bool) error {
 	p.mu.Lock()
 	p.discard(w)
+	if !started && w.jobs == 0 {
+		p.failures++
+	}
 	p.mu.Unlock()
 	w.kill()
 	select {
@@ -420,11 +425,6 @@ func (p *Pool) failGone(ctx context.Context, w *worker, cause error, gone, clean
 			return fmt.Errorf("%w (pid %d): %w", ErrExecTimeout, w.pid, context.DeadlineExceeded)
 		}
 		return fmt.Errorf("%w (pid %d): exec_ttl %s exceeded", ErrExecTimeout, w.pid, p.cfg.Supervisor.ExecTTL)
-	}
-	if !clean {
-		p.mu.Lock()
-		p.failures++
-		p.mu.Unlock()
 	}
 	t := time.NewTimer(time.Second)
 	select {

@@ -67,6 +67,13 @@ while ($task = $consumer->waitTask()) {
             $task->ack();
             $reply = 'ack';
             break;
+        case 'crash-once':
+            if ($attempt === 1) {
+                exit(70); // the job takes its worker down with it
+            }
+            $task->ack();
+            $reply = 'ack';
+            break;
         case 'slow':
             usleep(((int) $task->getPayload()) * 1000);
             $task->ack();
