@@ -118,6 +118,14 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 		defer wg.Done()
 		rpcDone <- srv.ServeListener(rpcCtx, ln)
 	}()
+	if ic, ok := root.Server.InitConfig(); ok {
+		// server.on_init: once, before the first worker starts.
+		if err := pool.RunInit(ctx, ic, log); err != nil {
+			stopRPC()
+			shutdown(root, mgr, p, log)
+			return cli.Exit(fmt.Sprintf("supervisor: server.on_init: %v", err), 1)
+		}
+	}
 	if err := p.Start(ctx); err != nil {
 		stopRPC()
 		shutdown(root, mgr, p, log)
