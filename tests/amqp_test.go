@@ -144,30 +144,30 @@ type amqpOpts struct {
 	workers     int
 	concurrency int
 	prefetch    int
-	maxAttempts int
+	maxAttempts int    // 0: no retry: section (worker decisions uncapped, as RoadRunner)
 	deadLetter  string // "" = none
 	status      string // status.address; "" = off
 }
 
 func amqpConfig(t *testing.T, o amqpOpts) string {
 	t.Helper()
-	var extra, dead string
+	var extra, retry, dead string
 	if o.status != "" {
 		extra = "status:\n  address: " + o.status + "\n"
+	}
+	if o.maxAttempts > 0 {
+		retry = fmt.Sprintf("      retry:\n        max_attempts: %d\n        backoff: {initial: 100ms, max: 100ms, multiplier: 1, jitter: 0}\n", o.maxAttempts)
 	}
 	if o.deadLetter != "" {
 		dead = "      dead_letter: " + o.deadLetter + "\n"
 	}
 	return e2eConfig(t, behaveWorker, o.log, o.workers, "amqp:\n  addr: "+o.addr+"\n"+extra, fmt.Sprintf(`      driver: amqp
       concurrency: %d
-      retry:
-        max_attempts: %d
-        backoff: {initial: 100ms, max: 100ms, multiplier: 1, jitter: 0}
-%s      config:
+%s%s      config:
         queue: %s
         prefetch: %d
         redial_timeout: 5s
-`, o.concurrency, o.maxAttempts, dead, o.queue, o.prefetch))
+`, o.concurrency, retry, dead, o.queue, o.prefetch))
 }
 
 // stopDrained wants queue empty, then stops the supervisor with SIGTERM,
@@ -224,12 +224,15 @@ func TestAMQPPush1000AllAckedQueueDrained(t *testing.T) {
 	stopDrained(t, s, addr, q)
 }
 
+// TestAMQPNackWithRedeliveryKeepsQueueOrder: on a pipeline without retry:
+// a NACK with redelivery and no delay is requeued in place (basic.nack),
+// as under RoadRunner, and RabbitMQ keeps its position.
 func TestAMQPNackWithRedeliveryKeepsQueueOrder(t *testing.T) {
 	addr := amqpBaseURL()
 	needRabbit(t, addr)
 	q := rabbitQueue(t, addr, nil)
 	log := filepath.Join(t.TempDir(), "jobs.log")
-	s := startConsuming(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 1, concurrency: 1, prefetch: 10, maxAttempts: 3}))
+	s := startConsuming(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 1, concurrency: 1, prefetch: 10}))
 
 	// Paused while 1..100 are published, so the whole sequence is in the
 	// queue before the first job runs.
@@ -305,13 +308,14 @@ func TestAMQPRequeueWithDelayArrivesLaterWithNewHeaders(t *testing.T) {
 func TestAMQPAlwaysFailingJobsEndInDeadLetterQueueWithHeaders(t *testing.T) {
 	addr := amqpBaseURL()
 	needRabbit(t, addr)
-	q := rabbitQueue(t, addr, []string{".dead"}, time.Second)
+	q := rabbitQueue(t, addr, []string{".dead"}, 100*time.Millisecond, time.Second)
 	dlq := q + ".dead"
 	log := filepath.Join(t.TempDir(), "jobs.log")
 	s := startConsuming(t, amqpConfig(t, amqpOpts{addr: addr, queue: q, log: log, workers: 2, concurrency: 2, prefetch: 2, maxAttempts: 3, deadLetter: dlq}))
 
-	// always-fail retries in place (basic.nack with requeue); amqp-fail-delay
-	// retries through the delay queue (a republished copy).
+	// Both retry through a delay queue (a republished copy): always-fail
+	// names no delay, so under retry: it waits for the 100ms backoff;
+	// amqp-fail-delay asks for 1s.
 	pushed := map[string]string{} // id -> job name
 	for _, p := range [][]string{
 		{"--job", "always-fail", "--header", "x-key=alpha", "--header", "x-seq=7"},
