@@ -129,6 +129,29 @@ func TestRRFailRequeueCountsInHeaderAMQP(t *testing.T) {
 	stopDrained(t, s, addr, q)
 }
 
+// TestRRFailRequeueCountsInHeaderKafka: the same on Kafka, where the
+// retry is the same record redelivered in place with the headers the
+// worker set: the job acks on its 4th delivery and the partition is
+// committed past it.
+func TestRRFailRequeueCountsInHeaderKafka(t *testing.T) {
+	requireTool(t, "php")
+	brokers := startKafka(t, "jobs:1")
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startConsuming(t, e2eConfig(t, rrsdkWorker, log, 1, "kafka:\n  brokers: [\""+strings.Join(brokers, `", "`)+"\"]\n", `      driver: kafka
+      config:
+        consumer_options: {topics: [jobs]}
+        group_options: {group_id: rrretry}
+`))
+
+	fail := strings.TrimSpace(s.mustCLI("push", "--pipeline", "default", "--job", "rr-fail-count", "--payload", `{"delay":1,"sdk":"4"}`))
+	st := s.waitStat("default", 60*time.Second, func(st pipelineStat) bool { return st.Acked == 1 })
+	if st.Requeued != 3 || st.Retried != 0 || st.Dead != 0 {
+		t.Fatalf("want 1 acked after 3 requeues; got %+v", st)
+	}
+	checkRuns(t, log, fail, time.Second, "-", "1", "2", "3")
+	newKafkaAdmin(t, brokers).waitAllCommitted("rrretry", "jobs", 1, 10*time.Second)
+}
+
 // TestRRRequeueTenTimesWithoutRetry: requeue() 10 times then ack, on a
 // pipeline without retry:: acked once after 10 requeues (11 runs).
 func TestRRRequeueTenTimesWithoutRetry(t *testing.T) {
