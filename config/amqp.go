@@ -44,6 +44,8 @@ func decodeAMQP(node *yaml.Node, path string, p *Pipeline) []error {
 	}
 
 	node, warnings := withoutIgnoredKeys(node, path)
+	node, negWarnings := withoutNegativeSeconds(node, path, []string{"redial_timeout"})
+	warnings = append(warnings, negWarnings...)
 	for i := 0; i+1 < len(node.Content); i += 2 {
 		k, v := node.Content[i], deref(node.Content[i+1])
 		switch v2, flat := amqpjobs.V2Key(k.Value); {

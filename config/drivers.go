@@ -98,11 +98,16 @@ func decodeDriverConfig(node *yaml.Node, path string, cfg driverConfig) []error 
 func decodeDriverConfigWarn(node *yaml.Node, path string, cfg driverConfig) ([]error, []*Error) {
 	cfg.Defaults()
 	node, warnings := withoutIgnoredKeys(node, path)
+	node, negWarnings := withoutNegativeSeconds(node, path, negativeSeconds(cfg))
+	warnings = append(warnings, negWarnings...)
 	var out []error
 	seen := map[string]bool{}
 	for _, e := range decodeInto(node, path, reflect.ValueOf(cfg).Elem()) {
 		out = append(out, e)
 		seen[e.Path] = true
+	}
+	if zeroIsDefault(cfg) {
+		cfg.Defaults()
 	}
 	warnings = append(warnings, clampWarnings(cfg, node, path)...)
 	for _, err := range fieldErrors(cfg.Validate(), node, path) {

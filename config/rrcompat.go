@@ -7,6 +7,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
+	"github.com/pipevisor/pipevisor/consumer/memjobs"
+	"github.com/pipevisor/pipevisor/consumer/sqsjobs"
 )
 
 // RoadRunner compatibility: what a .rr.yaml written for RoadRunner may
@@ -209,4 +212,57 @@ func sqsCompat(node *yaml.Node, path string, p *Pipeline) []error {
 			"ignored: dead jobs go to dead_letter %s", quote(p.DeadLetter)))
 	}
 	return nil
+}
+
+// zeroIsDefault reports whether cfg is a driver config whose keys
+// RoadRunner reads with 0 meaning "the default" (memory, amqp and sqs:
+// prefetch, priority, redial_timeout, wait_time_seconds, ...): Defaults
+// runs again after decoding so that an explicit 0 gets the default.
+func zeroIsDefault(cfg any) bool {
+	switch cfg.(type) {
+	case *memjobs.Config, *amqpjobs.Config, *sqsjobs.Config:
+		return true
+	}
+	return false
+}
+
+// negativeSeconds returns the keys of cfg that RoadRunner reads as whole
+// seconds and takes below 0 as 0 (sqs) or as the default (amqp).
+func negativeSeconds(cfg any) []string {
+	switch cfg.(type) {
+	case *amqpjobs.Config:
+		return []string{"redial_timeout"}
+	case *sqsjobs.Config:
+		return []string{"visibility_timeout", "wait_time_seconds", "error_visibility_timeout"}
+	}
+	return nil
+}
+
+// withoutNegativeSeconds returns node with each of keys whose value is a
+// negative integer set to 0 (node itself when none is), and a warning for
+// each: RoadRunner accepts them that way.
+func withoutNegativeSeconds(node *yaml.Node, path string, keys []string) (*yaml.Node, []*Error) {
+	if node.Kind != yaml.MappingNode || len(keys) == 0 {
+		return node, nil
+	}
+	var warnings []*Error
+	var content []*yaml.Node
+	for i := 0; i+1 < len(node.Content); i += 2 {
+		k, v := node.Content[i], deref(node.Content[i+1])
+		var secs int64
+		if !slices.Contains(keys, k.Value) || v.Kind != yaml.ScalarNode || v.ShortTag() != "!!int" || v.Decode(&secs) != nil || secs >= 0 {
+			continue
+		}
+		if content == nil {
+			content = slices.Clone(node.Content)
+		}
+		content[i+1] = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: "0", Line: v.Line, Column: v.Column}
+		warnings = append(warnings, errAt(joinPath(path, k.Value), k.Line, "%d is below 0: using 0 (the default)", secs))
+	}
+	if content == nil {
+		return node, nil
+	}
+	out := *node
+	out.Content = content
+	return &out, warnings
 }

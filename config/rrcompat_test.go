@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // parseWith parses a minimal config with extra YAML appended.
@@ -230,5 +231,51 @@ func TestDeclareAMQPDeclareKeys(t *testing.T) {
 	}
 	if p.AMQP.DeclaresExchange() || !p.AMQP.DeclaresQueue() {
 		t.Errorf("declares exchange %v queue %v", p.AMQP.DeclaresExchange(), p.AMQP.DeclaresQueue())
+	}
+}
+
+// TestZeroMeansDefault: in memory, amqp and sqs configs an explicit 0 is
+// the default, as RoadRunner reads it; negative seconds and an amqp
+// priority below 1 are clamped with a warning.
+func TestZeroMeansDefault(t *testing.T) {
+	r, err := parseWith(t, `amqp: {addr: "amqp://guest:guest@127.0.0.1:5672/"}
+jobs:
+  pipelines:
+    m:
+      driver: memory
+      config: {priority: 0, prefetch: 0}
+    a:
+      driver: amqp
+      config: {queue: q, prefetch: 0, priority: 0, redial_timeout: 0}
+    a2:
+      driver: amqp
+      config: {version: 2, prefetch: 0, redial_timeout: -5, priority: -2, queue: {name: q}}
+    s:
+      driver: sqs
+      config: {prefetch: 0, priority: 0, wait_time_seconds: -1, visibility_timeout: -3, error_visibility_timeout: 0}
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := r.Jobs.Pipelines
+	if m := p["m"].Memory; m.Priority != 10 || m.Prefetch != 100000 || p["m"].Priority != 10 {
+		t.Errorf("memory = %+v", m)
+	}
+	for _, name := range []string{"a", "a2"} {
+		if a := p[name].AMQP; a.Prefetch != 10 || a.Priority != 10 || a.RedialTimeout != time.Minute || p[name].Priority != 10 {
+			t.Errorf("%s = %+v", name, a)
+		}
+	}
+	if s := p["s"].SQS; s.Prefetch != 1 || s.Priority != 10 || s.WaitTimeSeconds != 20*time.Second || s.VisibilityTimeout != 0 {
+		t.Errorf("sqs = %+v", s)
+	}
+	want := []string{
+		"jobs.pipelines.a2.config.priority: -2 is below 1: using the default 10 (line 14)",
+		"jobs.pipelines.a2.config.redial_timeout: -5 is below 0: using 0 (the default) (line 14)",
+		"jobs.pipelines.s.config.visibility_timeout: -3 is below 0: using 0 (the default) (line 17)",
+		"jobs.pipelines.s.config.wait_time_seconds: -1 is below 0: using 0 (the default) (line 17)",
+	}
+	if got := warningStrings(r); !slices.Equal(got, want) {
+		t.Errorf("warnings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

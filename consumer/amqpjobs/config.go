@@ -190,11 +190,15 @@ const MaxPrefetch = 65535
 
 // Clamp brings out-of-range values into range the way RoadRunner accepts
 // them, and returns one *consumer.FieldError per change, for warnings: a
-// negative prefetch becomes DefaultPrefetch (RoadRunner's default for
-// prefetch <= 0), one above MaxPrefetch becomes MaxPrefetch (the wire
-// field holds no more). Call it after decoding, before Validate.
+// negative prefetch or priority becomes its default (RoadRunner's for
+// values <= 0), a prefetch above MaxPrefetch becomes MaxPrefetch (the
+// wire field holds no more). Call it after decoding, before Validate.
 func (c *Config) Clamp() []*consumer.FieldError {
 	var out []*consumer.FieldError
+	if c.Priority < 0 {
+		out = append(out, &consumer.FieldError{Key: "priority", Reason: fmt.Sprintf("%d is below 1: using the default %d", c.Priority, DefaultPriority)})
+		c.Priority = DefaultPriority
+	}
 	switch {
 	case c.Prefetch < 0:
 		out = append(out, &consumer.FieldError{Key: "prefetch", Reason: fmt.Sprintf("%d is below 1: using the default %d", c.Prefetch, DefaultPrefetch)})

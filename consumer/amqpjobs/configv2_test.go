@@ -87,3 +87,13 @@ func TestV2Key(t *testing.T) {
 		t.Errorf("V2Key(prefetch) = %q, %v", got, flat)
 	}
 }
+
+// TestClampPriority: a negative priority becomes the default, as
+// RoadRunner reads priority <= 0.
+func TestClampPriority(t *testing.T) {
+	c := Config{Priority: -3, Prefetch: 1}
+	w := c.Clamp()
+	if c.Priority != DefaultPriority || len(w) != 1 || w[0].Key != "priority" {
+		t.Errorf("Clamp of priority -3 = %d, %v", c.Priority, w)
+	}
+}
