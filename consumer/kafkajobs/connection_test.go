@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -133,5 +134,24 @@ func TestConfigWarnings(t *testing.T) {
 	c.ConsumerOptions.Topics = nil
 	if got := fieldKeys(t, c.Validate()); !slices.Equal(got, []string{"consumer_options.consume_partitions"}) {
 		t.Fatalf("consume_partitions with a group: %q", got)
+	}
+}
+
+// TestSASLMechanismNames: each sasl.mechanism builds franz-go's mechanism
+// of that name (aws_msk_iam signs in with IAM).
+func TestSASLMechanismNames(t *testing.T) {
+	for mech, want := range map[string]string{
+		SASLPlain: "PLAIN", SASLScramSHA256: "SCRAM-SHA-256", SASLScramSHA512: "SCRAM-SHA-512", SASLAWSMSKIAM: "AWS_MSK_IAM",
+	} {
+		s := &SASL{Mechanism: mech, Username: "u", Password: "p", Zid: "z", Nonce: "n", AccessKey: "a", SecretKey: "s"}
+		if err := errors.Join(validateSASL("sasl", s)...); err != nil {
+			t.Fatalf("%s: %v", mech, err)
+		}
+		if got := saslMechanism(s).Name(); got != want {
+			t.Errorf("%s: mechanism %s, want %s", mech, got, want)
+		}
+	}
+	if keys := fieldKeys(t, errors.Join(validateSASL("sasl", &SASL{Mechanism: SASLAWSMSKIAM, AccessKey: "a"})...)); !slices.Equal(keys, []string{"sasl.access_key"}) {
+		t.Fatalf("an access_key without secret_key: %q", keys)
 	}
 }

@@ -19,7 +19,7 @@ type Legacy struct {
 	// GroupID is group_options.group_id (used when that is empty).
 	GroupID string `yaml:"group_id"`
 	// PartitionsOffsets lists the partitions of Config.Topic to consume
-	// without a group and each one's start offset: -1 (newest) is AtEnd,
+	// (only without a group, as in 2.x) and each one's start offset: -1 (newest) is AtEnd,
 	// -2 (oldest) AtStart, any other value At(value). It becomes
 	// consumer_options.consume_partitions of Topic.
 	PartitionsOffsets PartitionStarts `yaml:"partitions_offsets"`
@@ -138,7 +138,7 @@ func (c *Config) fold() {
 	if c.GroupOptions.GroupID == "" && l.GroupID != "" {
 		c.GroupOptions.GroupID = l.GroupID
 	}
-	if len(l.PartitionsOffsets) > 0 && c.Topic != "" && len(c.ConsumerOptions.Topics) == 0 && c.ConsumerOptions.ConsumePartitions == nil {
+	if len(l.PartitionsOffsets) > 0 && c.Topic != "" && !c.grouped() && len(c.ConsumerOptions.Topics) == 0 && c.ConsumerOptions.ConsumePartitions == nil {
 		parts := PartitionOffsets{}
 		for p, v := range l.PartitionsOffsets {
 			parts[p] = offsetOfStart(v)
@@ -235,8 +235,12 @@ func (c *Config) legacyWarnings() []error {
 	if l.ReplicationFactor != 0 || l.ReplicaAssignment != nil || l.ConfigEntries != nil || l.CreateTopics != nil {
 		warn("create_topics", "ignored (RoadRunner 2.x topic creation: replication_factor, replica_assignment, config_entries): create topics beforehand, or let the brokers create them with auto_create_topics_enable")
 	}
-	if len(l.PartitionsOffsets) > 0 && c.Topic == "" {
+	switch {
+	case len(l.PartitionsOffsets) == 0:
+	case c.Topic == "":
 		warn("partitions_offsets", "ignored: it needs topic")
+	case c.grouped():
+		warn("partitions_offsets", "ignored in a consumer group: the group assigns partitions, and a partition without a commit starts at consumer_offset")
 	}
 	if s, h := c.groupTimers(); (s > 0 || h > 0) && !c.grouped() {
 		warn("session_timeout", "ignored without a consumer group (session_timeout, heartbeat_interval)")

@@ -261,3 +261,19 @@ func TestLegacyPartitionsOffsets(t *testing.T) {
 	}
 	receiveNone(t, d, 200*time.Millisecond)
 }
+
+// TestLegacyPartitionsOffsetsInAGroup: in a group, 2.x partitions_offsets
+// is ignored with a warning (the group assigns partitions), not an error.
+func TestLegacyPartitionsOffsetsInAGroup(t *testing.T) {
+	c := Config{Topic: "t", Legacy: Legacy{GroupID: "g", PartitionsOffsets: PartitionStarts{0: -2}}}
+	c.Defaults()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	if c.ConsumerOptions.ConsumePartitions != nil || c.GroupOptions.GroupID != "g" {
+		t.Fatalf("folded into %+v", c)
+	}
+	if got := fieldKeys(t, c.Warnings()); !slices.Equal(got, []string{"partitions_offsets"}) {
+		t.Fatalf("warnings %q", got)
+	}
+}
