@@ -212,3 +212,35 @@ func TestDeclareKafkaUnknownKey(t *testing.T) {
 		t.Fatalf("errors %v", err)
 	}
 }
+
+// The map RoadRunner's own kafka tests declare (JSON with line breaks),
+// with and without group_options.
+func TestDeclareKafkaRoadRunnerTestMap(t *testing.T) {
+	m := map[string]string{
+		"driver":                    "kafka",
+		"name":                      "test-3",
+		"priority":                  "3",
+		"auto_create_topics_enable": "true",
+		"producer_options": `{
+				"max_message_bytes": 1000,
+				"required_acks": "LeaderAck",
+				"compression_codec": "snappy",
+				"disable_idempotent": true
+			}`,
+		"consumer_options": `{"topics": ["test-3"], "consumer_offset": {"type": "AtStart"}}`,
+	}
+	p := declareKafka(t, m)
+	k := p.Kafka
+	if k.ProducerOptions.MaxMessageBytes != 1000 || k.ProducerOptions.RequiredAcks != kafkajobs.AcksLeader ||
+		k.ProducerOptions.CompressionCodec != "snappy" || !k.ProducerOptions.DisableIdempotent ||
+		!slices.Equal(k.ConsumerOptions.Topics, []string{"test-3"}) || k.GroupOptions.GroupID != "" || p.Priority != 3 {
+		t.Fatalf("config %+v", k)
+	}
+	m["group_options"] = `{
+				"group_id": "foo-bar",
+				"block_rebalance_on_poll": true
+			}`
+	if p := declareKafka(t, m); p.Kafka.GroupOptions.GroupID != "foo-bar" || len(p.Warnings) != 0 {
+		t.Fatalf("group_options %+v, warnings %v", p.Kafka.GroupOptions, p.Warnings)
+	}
+}
