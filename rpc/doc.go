@@ -87,20 +87,27 @@
 //
 // The RoadRunner Kafka options "topic", "metadata", "offset" and
 // "partition" are accepted and ignored. Declare values are all strings;
-// nested driver options are JSON text inside the string.
+// nested driver options are JSON text inside the string. Declare accepts
+// what every version of RoadRunner's PHP SDK sends for its *CreateInfo
+// (see config.ParseDeclare; testdata/sdk holds the frames). As in
+// RoadRunner, a declared pipeline is consumed at once only when its name
+// is in jobs.consume; otherwise jobs.Resume starts it.
 //
-// STAT:
+// STAT (the RoadRunner fields mean what RoadRunner's driver reports; see
+// RoadRunnerCounts):
 //
 //	{"pipeline":"emails","driver":"memory","queue":"emails",
-//	 "active":2,        // received, not yet settled
-//	 "delayed":1,       // waiting for a delay, -1 unknown
-//	 "reserved":0,
+//	 "active":5,        // the backlog: memory queued + running; amqp, sqs: ready in the queue; kafka 0
+//	 "delayed":1,       // waiting for a delay (amqp: in the pipeline's delay queues); kafka 0
+//	 "reserved":0,      // sqs: received, not yet deleted
 //	 "ready":true,      // RoadRunner meaning: the pipeline is consuming (= "consuming")
 //	 "priority":10,
 //	 "queued":3,        // Pipevisor: waiting on the broker, -1 unknown
 //	 "acked":120,"retried":4,"requeued":1,"dead":2,   // Pipevisor: counters since start
 //	 "consuming":true,  // Pipevisor: false while paused or the broker is down
-//	 "error":"..."}     // Pipevisor: why it is not consuming
+//	 "error":"...",     // Pipevisor: why it is not consuming
+//	 "running":2,       // Pipevisor: received, not yet settled
+//	 "waiting_delay":1} // Pipevisor: waiting for a delay, -1 unknown
 //
 // WORKER:
 //
@@ -115,7 +122,8 @@
 //
 // rpc/jobsv1/jobs.proto keeps every RoadRunner jobs.v1 field number and
 // type; Pipevisor's additions use numbers from 100 up (Options.key = 100;
-// Stat.queued = 100, acked..dead = 101..104, consuming = 105, error = 106).
+// Stat.queued = 100, acked..dead = 101..104, consuming = 105, error = 106,
+// running = 107, waiting_delay = 108).
 //
 // # Server and client
 //

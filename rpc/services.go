@@ -217,34 +217,73 @@ func JobToProto(j consumer.Job) *jobsv1.Job {
 	}
 }
 
-// StatToProto converts a consumer.Stat to the wire Stat: Ready (jobs
-// waiting) goes to queued, Consuming to both consuming and RoadRunner's
-// ready flag.
+// StatToProto converts a consumer.Stat to the wire Stat. The RoadRunner
+// fields carry what RoadRunner's driver of the same name reports (see
+// RoadRunnerCounts); Pipevisor's own numbers go to queued (Ready), running
+// (Active), waiting_delay (Delayed), the counters, consuming and error.
 func StatToProto(st consumer.Stat) *jobsv1.Stat {
 	prio := st.Priority
 	if prio < 0 {
 		prio = 0
 	}
+	rr := RoadRunnerCounts(st)
 	return &jobsv1.Stat{
-		Pipeline:  st.Pipeline,
-		Driver:    st.Driver,
-		Queue:     st.Queue,
-		Active:    st.Active,
-		Delayed:   st.Delayed,
-		Reserved:  st.Reserved,
-		Ready:     st.Consuming,
-		Priority:  uint64(prio),
-		Queued:    st.Ready,
-		Acked:     st.Acked,
-		Retried:   st.Retried,
-		Requeued:  st.Requeued,
-		Dead:      st.Dead,
-		Consuming: st.Consuming,
-		Error:     st.Error,
+		Pipeline:     st.Pipeline,
+		Driver:       st.Driver,
+		Queue:        st.Queue,
+		Active:       rr.Active,
+		Delayed:      rr.Delayed,
+		Reserved:     rr.Reserved,
+		Ready:        st.Consuming,
+		Priority:     uint64(prio),
+		Queued:       st.Ready,
+		Acked:        st.Acked,
+		Retried:      st.Retried,
+		Requeued:     st.Requeued,
+		Dead:         st.Dead,
+		Consuming:    st.Consuming,
+		Error:        st.Error,
+		Running:      st.Active,
+		WaitingDelay: st.Delayed,
 	}
 }
 
-// StatFromProto is the inverse of StatToProto.
+// RRCounts are the numbers of RoadRunner's jobs.Stat: never negative.
+type RRCounts struct {
+	Active, Delayed, Reserved int64
+}
+
+// RoadRunnerCounts returns active, delayed and reserved as RoadRunner's
+// driver named st.Driver reports them, from Pipevisor's exact numbers
+// (unknown ones count as 0, as RoadRunner has no "unknown"):
+//   - memory: active = jobs queued (Ready) + running (Active): every job
+//     pushed and not yet settled that is not waiting for a delay;
+//     delayed = jobs waiting for their delay.
+//   - amqp: active = messages ready in the queue (a passive declare;
+//     deliveries held by consumers are not counted); delayed = messages
+//     in the pipeline's delay queues.
+//   - sqs: active = ApproximateNumberOfMessages, delayed =
+//     ApproximateNumberOfMessagesDelayed, reserved =
+//     ApproximateNumberOfMessagesNotVisible.
+//   - kafka: all 0 (RoadRunner's kafka driver reports none of them).
+//
+// Other drivers get the memory rule.
+func RoadRunnerCounts(st consumer.Stat) RRCounts {
+	n := func(v int64) int64 { return max(v, 0) }
+	switch st.Driver {
+	case "amqp":
+		return RRCounts{Active: n(st.Ready), Delayed: n(st.Delayed)}
+	case "sqs":
+		return RRCounts{Active: n(st.Ready), Delayed: n(st.Delayed), Reserved: n(st.Reserved)}
+	case "kafka":
+		return RRCounts{}
+	default:
+		return RRCounts{Active: n(st.Ready) + n(st.Active), Delayed: n(st.Delayed), Reserved: n(st.Reserved)}
+	}
+}
+
+// StatFromProto is the inverse of StatToProto: it reads Pipevisor's own
+// fields (a RoadRunner server's replies have none of them).
 func StatFromProto(ps *jobsv1.Stat) consumer.Stat {
 	return consumer.Stat{
 		Pipeline:  ps.GetPipeline(),
@@ -252,8 +291,8 @@ func StatFromProto(ps *jobsv1.Stat) consumer.Stat {
 		Queue:     ps.GetQueue(),
 		Priority:  int64(ps.GetPriority()),
 		Ready:     ps.GetQueued(),
-		Active:    ps.GetActive(),
-		Delayed:   ps.GetDelayed(),
+		Active:    ps.GetRunning(),
+		Delayed:   ps.GetWaitingDelay(),
 		Reserved:  ps.GetReserved(),
 		Acked:     ps.GetAcked(),
 		Retried:   ps.GetRetried(),

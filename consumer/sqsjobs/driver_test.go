@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -567,7 +568,7 @@ func TestStatAndCheck(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Queue != queue || st.Driver != DriverName || st.Pipeline != "orders" || st.Priority != DefaultPriority {
+	if st.Queue != d.QueueURL() || !strings.HasSuffix(st.Queue, "/"+queue) || st.Driver != DriverName || st.Pipeline != "orders" || st.Priority != DefaultPriority {
 		t.Errorf("Stat identity %+v", st)
 	}
 	if st.Ready != 1 || st.Reserved != 1 || st.Delayed != 1 || st.Active != 1 || !st.Consuming {

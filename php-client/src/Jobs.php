@@ -140,19 +140,28 @@ final class Jobs
 
     /**
      * State of every pipeline (jobs.Stat). Each entry has all keys, with
-     * 0 / false / "" where the supervisor left a field out:
-     * pipeline, driver, queue, active (received, not settled), delayed
-     * (-1 unknown), reserved, ready (consuming, RoadRunner's name), priority,
-     * queued (waiting on the broker, -1 unknown), acked, retried, requeued,
-     * dead (counters since start), consuming, error (why not consuming).
+     * 0 / false / "" where the supervisor left a field out.
      *
-     * @return list<array{pipeline: string, driver: string, queue: string, active: int, delayed: int, reserved: int, ready: bool, priority: int, queued: int, acked: int, retried: int, requeued: int, dead: int, consuming: bool, error: string}>
+     * RoadRunner's fields mean what RoadRunner's driver reports:
+     *   - active: the backlog (memory: jobs queued or running; amqp and
+     *     sqs: messages ready in the queue; kafka: 0)
+     *   - delayed: jobs waiting for a delay (amqp: messages in the
+     *     pipeline's delay queues; kafka: 0)
+     *   - reserved: sqs messages received and not yet deleted; others 0
+     *   - ready: the pipeline is consuming; pipeline, driver, queue, priority
+     *
+     * Pipevisor's exact numbers: queued (waiting on the broker, -1
+     * unknown), running (received and not settled), waiting_delay (-1
+     * unknown), acked, retried, requeued, dead (counters since start),
+     * consuming, error (why not consuming).
+     *
+     * @return list<array{pipeline: string, driver: string, queue: string, active: int, delayed: int, reserved: int, ready: bool, priority: int, queued: int, acked: int, retried: int, requeued: int, dead: int, consuming: bool, error: string, running: int, waiting_delay: int}>
      */
     public function stat(): array
     {
         $zero = ['pipeline' => '', 'driver' => '', 'queue' => '', 'active' => 0, 'delayed' => 0, 'reserved' => 0,
             'ready' => false, 'priority' => 0, 'queued' => 0, 'acked' => 0, 'retried' => 0, 'requeued' => 0,
-            'dead' => 0, 'consuming' => false, 'error' => ''];
+            'dead' => 0, 'consuming' => false, 'error' => '', 'running' => 0, 'waiting_delay' => 0];
         $out = [];
         foreach ($this->rpc->call('jobs.Stat', [])['stats'] ?? [] as $s) {
             $out[] = array_replace($zero, array_intersect_key((array) $s, $zero));
@@ -162,16 +171,43 @@ final class Jobs
     }
 
     /**
+     * The state of one pipeline, as RoadRunner SDK's
+     * Queue::getPipelineStat() gives it: the jobs.Stat entry of $pipeline
+     * (see stat()), or null when there is no such pipeline.
+     *
+     * @return null|array{pipeline: string, driver: string, queue: string, active: int, delayed: int, reserved: int, ready: bool, priority: int, queued: int, acked: int, retried: int, requeued: int, dead: int, consuming: bool, error: string, running: int, waiting_delay: int}
+     */
+    public function pipelineStat(string $pipeline): ?array
+    {
+        foreach ($this->stat() as $s) {
+            if ($s['pipeline'] === $pipeline) {
+                return $s;
+            }
+        }
+
+        return null;
+    }
+
+    /**
      * Creates a pipeline at runtime (jobs.Declare) with the same keys as a
      * pipeline in .rr.yaml: name, driver, priority and the driver's config
-     * keys. Values are sent as strings: numbers as digits, booleans as
+     * keys, or from a CreateInfo (MemoryCreateInfo, AMQPCreateInfo,
+     * SQSCreateInfo, KafkaCreateInfo), which sends what RoadRunner's PHP
+     * SDK sends. Values are sent as strings: numbers as digits, booleans as
      * "true"/"false", arrays (nested options) as JSON text.
      *
-     * @param array<string, scalar|array<mixed>> $pipeline
+     * As in RoadRunner, the pipeline is consumed at once only when its name
+     * is listed in jobs.consume; otherwise call resume() to start it
+     * (pushing works before).
+     *
+     * @param array<string, scalar|array<mixed>>|Queue\CreateInfo $pipeline
      * @throws RPCException when the supervisor rejects the declaration (its message names the key)
      */
-    public function declare(array $pipeline): void
+    public function declare(array|Queue\CreateInfo $pipeline): void
     {
+        if ($pipeline instanceof Queue\CreateInfo) {
+            $pipeline = $pipeline->toArray();
+        }
         $m = [];
         foreach ($pipeline as $k => $v) {
             $m[(string) $k] = match (true) {
@@ -182,6 +218,20 @@ final class Jobs
             };
         }
         $this->rpc->call('jobs.Declare', ['pipeline' => (object) $m]);
+    }
+
+    /**
+     * RoadRunner SDK's Jobs::create(): declares the pipeline of $info and
+     * returns its name (start it with resume() unless it is in
+     * jobs.consume).
+     *
+     * @throws RPCException when the supervisor rejects the declaration
+     */
+    public function create(Queue\CreateInfo $info): string
+    {
+        $this->declare($info);
+
+        return $info->name;
     }
 
     /**

@@ -7,6 +7,7 @@ namespace Pipevisor\Tests;
 use PHPUnit\Framework\TestCase;
 use Pipevisor\Frame;
 use Pipevisor\Jobs;
+use Pipevisor\Queue;
 use Pipevisor\RPC;
 use Pipevisor\RPCException;
 
@@ -114,11 +115,14 @@ final class JobsTest extends TestCase
             'stat' => function () use ($jobs): void {
                 $stats = $jobs->stat();
                 self::assertCount(2, $stats);
-                self::assertSame(['pipeline' => 'emails', 'driver' => 'memory', 'queue' => 'emails', 'active' => 2, 'delayed' => 1,
+                // active is RoadRunner's backlog (memory: 3 queued + 2 running).
+                self::assertSame(['pipeline' => 'emails', 'driver' => 'memory', 'queue' => 'emails', 'active' => 5, 'delayed' => 1,
                     'reserved' => 0, 'ready' => true, 'priority' => 10, 'queued' => 3, 'acked' => 120, 'retried' => 4,
-                    'requeued' => 1, 'dead' => 2, 'consuming' => true, 'error' => ''], $stats[0]);
+                    'requeued' => 1, 'dead' => 2, 'consuming' => true, 'error' => '', 'running' => 2, 'waiting_delay' => 1], $stats[0]);
                 self::assertSame('images', $stats[1]['pipeline']);
-                self::assertSame(-1, $stats[1]['delayed']);
+                self::assertSame(0, $stats[1]['delayed']);
+                self::assertSame(-1, $stats[1]['waiting_delay']);
+                self::assertSame(-1, $stats[1]['queued']);
                 self::assertSame(0, $stats[1]['active']);
                 self::assertFalse($stats[1]['consuming']);
                 self::assertSame('paused', $stats[1]['error']);
@@ -153,6 +157,112 @@ final class JobsTest extends TestCase
             $seen[] = $v['name'];
         }
         self::assertSame(array_keys($calls), $seen, 'every client call has a golden vector');
+    }
+
+    /**
+     * The client's CreateInfo for each 4.3.0 case of rpc/testdata/sdk/declare.json,
+     * built as a RoadRunner SDK user would build it.
+     *
+     * @return array<string, Queue\CreateInfo>
+     */
+    private static function sdkCreateInfos(): array
+    {
+        return [
+            '4.3.0_memory' => new Queue\MemoryCreateInfo('mem-v430'),
+            '4.3.0_amqp' => new Queue\AMQPCreateInfo('amqp-v430'),
+            '4.3.0_amqp_full' => new Queue\AMQPCreateInfo('amqp-v430f', 3, 16, 'jobs-v430f', 'pipevisor.sdk', 'topics', 'jobs.v430f.#',
+                false, true, false, true, true, true, ['x-max-priority' => 10], true, 5, false, false, 'worker-v430f'),
+            '4.3.0_sqs' => new Queue\SQSCreateInfo('sqs-v430', 10, 10, 30, 5, 'jobs-v430', [
+                'MessageRetentionPeriod' => 3600,
+                'RedrivePolicy' => ['deadLetterTargetArn' => 'arn:aws:sqs:us-east-1:000000000000:dead-v430', 'maxReceiveCount' => 3],
+            ], ['team' => 'billing']),
+            '4.3.0_sqs_fifo' => new Queue\SQSCreateInfo('sqs-v430f', queue: 'jobs-v430f.fifo', messageGroupId: 'group-1', attributes: ['FifoQueue' => 'true']),
+            '4.3.0_kafka' => new Queue\KafkaCreateInfo('kafka-v430',
+                producerOptions: ['disable_idempotent' => false, 'max_message_bytes' => 1000012, 'request_timeout' => '10s',
+                    'required_acks' => 'AllISRAck', 'compression_codec' => 'zstd'],
+                consumerOptions: ['topics' => ['topic-v430'], 'consume_regexp' => false, 'max_fetch_message_size' => 50000,
+                    'min_fetch_message_size' => 1, 'consumer_offset' => ['type' => 'AtStart', 'value' => 1]],
+                groupOptions: ['group_id' => 'group-v430', 'block_rebalance_on_poll' => false]),
+            '4.3.0_kafka_partitions' => new Queue\KafkaCreateInfo('kafka-v430p', autoCreateTopicsEnable: true,
+                consumerOptions: ['topics' => [], 'consume_regexp' => false, 'max_fetch_message_size' => 50000,
+                    'min_fetch_message_size' => 1, 'consumer_offset' => ['type' => 'AtStart', 'value' => 1],
+                    'consume_partitions' => ['topic-v430p' => [['type' => 'AtStart'], ['type' => 'At', 'value' => 5]]]]),
+        ];
+    }
+
+    /**
+     * What RoadRunner's PHP SDK sends to create each pipeline, and jobs.Stat,
+     * as golden JSON-codec frames checked against the Go server
+     * (rpc/testdata/sdk/frames.json): the client sends the same bytes, for the
+     * 4.3.0 cases from its own CreateInfo classes, and reads the backlog as
+     * getPipelineStat() would.
+     */
+    public function testRoadRunnerSDKDeclareAndStatFrames(): void
+    {
+        $json = @file_get_contents(self::RPC_TESTDATA . '/sdk/frames.json');
+        self::assertIsString($json, 'rpc/testdata/sdk/frames.json is missing');
+        $frames = array_values(array_filter(json_decode($json, true, 512, JSON_THROW_ON_ERROR)['frames'], fn ($f) => $f['codec'] === 'json'));
+        $sdk = json_decode((string) file_get_contents(self::RPC_TESTDATA . '/sdk/declare.json'), true, 512, JSON_THROW_ON_ERROR)['cases'];
+        $pairs = [];
+        foreach ($sdk as $c) {
+            $pairs[$c['name']] = $c['pipeline'];
+        }
+        $infos = self::sdkCreateInfos();
+
+        $jobs = $this->jobs();
+        $created = 0;
+        foreach ($frames as $f) {
+            $request = hex2bin($f['request']['frame']);
+            fwrite($this->conn, hex2bin($f['reply']['frame']));
+            if ($f['name'] === 'stat') {
+                $busy = $jobs->pipelineStat('sdk-busy');
+                $statReply = Frame::decode(hex2bin($f['reply']['frame']));
+                $statSeq = $f['seq'];
+            } elseif (isset($infos[$f['name']])) {
+                $info = $infos[$f['name']];
+                $m = [];
+                foreach ($pairs[$f['name']] as [$k, $v]) {
+                    $m[$k] = $v;
+                }
+                self::assertSame($m['name'], $jobs->create($info));
+                $created++;
+            } else {
+                $m = [];
+                foreach ($pairs[$f['name']] as [$k, $v]) {
+                    $m[$k] = $v;
+                }
+                $jobs->declare($m);
+            }
+            self::assertSame(bin2hex($request), bin2hex($this->readRequest(\strlen($request))), "request bytes of {$f['name']}");
+        }
+        self::assertSame(\count($infos), $created, 'every CreateInfo was sent');
+
+        self::assertNotNull($busy);
+        // RoadRunner's numbers: the backlog of the memory pipeline (5 queued + 1 running).
+        self::assertSame(6, $busy['active']);
+        self::assertTrue($busy['ready']);
+        self::assertSame([5, 1], [$busy['queued'], $busy['running']]);
+        // getPipelineStat() of another pipeline: the same reply, to the next call.
+        fwrite($this->conn, Frame::encode($statReply->flags, [$statSeq + 1, 9], $statReply->payload));
+        $rabbit = $jobs->pipelineStat('sdk-amqp');
+        self::assertNotNull($rabbit);
+        // RabbitMQ: 3 ready in the queue, 2 in its delay queues; paused.
+        self::assertSame([3, 2, false], [$rabbit['active'], $rabbit['delayed'], $rabbit['ready']]);
+        self::assertSame([3, 2], [$rabbit['queued'], $rabbit['waiting_delay']]);
+    }
+
+    public function testCreateInfoKeysAreThoseOfTheRoadRunnerSDK(): void
+    {
+        $sdk = json_decode((string) file_get_contents(self::RPC_TESTDATA . '/sdk/declare.json'), true, 512, JSON_THROW_ON_ERROR)['cases'];
+        $want = [];
+        foreach ($sdk as $c) {
+            $want[$c['name']] = array_column($c['pipeline'], 0);
+        }
+        foreach (self::sdkCreateInfos() as $name => $info) {
+            self::assertSame($want[$name], array_keys($info->toArray()), $name);
+        }
+        $this->expectException(\InvalidArgumentException::class);
+        new Queue\MemoryCreateInfo('', 1);
     }
 
     public function testGeneratedIdsAreUuid4AndBodiesOmitZeroFields(): void

@@ -452,16 +452,23 @@ func (x *Stats) GetStats() []*Stat {
 
 // Stat is the state of one pipeline.
 type Stat struct {
-	state    protoimpl.MessageState `protogen:"open.v1"`
-	Pipeline string                 `protobuf:"bytes,1,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
-	Driver   string                 `protobuf:"bytes,2,opt,name=driver,proto3" json:"driver,omitempty"`
-	Queue    string                 `protobuf:"bytes,3,opt,name=queue,proto3" json:"queue,omitempty"`
-	// jobs received and not yet settled
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The RoadRunner fields (1-8) mean what RoadRunner's drivers report:
+	Pipeline string `protobuf:"bytes,1,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	Driver   string `protobuf:"bytes,2,opt,name=driver,proto3" json:"driver,omitempty"`
+	// memory: the pipeline name; amqp: the queue; sqs: the queue URL;
+	// kafka: the topics, comma-separated
+	Queue string `protobuf:"bytes,3,opt,name=queue,proto3" json:"queue,omitempty"`
+	// the backlog, as RoadRunner counts it: memory: jobs queued or running;
+	// amqp and sqs: messages ready in the queue; kafka: 0
 	Active int64 `protobuf:"varint,4,opt,name=active,proto3" json:"active,omitempty"`
-	// jobs waiting for a delay to pass, -1 when unknown
-	Delayed  int64 `protobuf:"varint,5,opt,name=delayed,proto3" json:"delayed,omitempty"`
+	// memory: jobs waiting for their delay; amqp: messages in this
+	// pipeline's delay queues; sqs: ApproximateNumberOfMessagesDelayed;
+	// kafka: 0
+	Delayed int64 `protobuf:"varint,5,opt,name=delayed,proto3" json:"delayed,omitempty"`
+	// sqs: ApproximateNumberOfMessagesNotVisible; others 0
 	Reserved int64 `protobuf:"varint,6,opt,name=reserved,proto3" json:"reserved,omitempty"`
-	// RoadRunner meaning: the pipeline is consuming (same value as consuming)
+	// the pipeline is consuming (same value as consuming)
 	Ready    bool   `protobuf:"varint,7,opt,name=ready,proto3" json:"ready,omitempty"`
 	Priority uint64 `protobuf:"varint,8,opt,name=priority,proto3" json:"priority,omitempty"`
 	// Pipevisor: jobs waiting on the broker, -1 when unknown
@@ -474,7 +481,11 @@ type Stat struct {
 	// Pipevisor: false while paused or while the broker is unreachable
 	Consuming bool `protobuf:"varint,105,opt,name=consuming,proto3" json:"consuming,omitempty"`
 	// Pipevisor: why the pipeline is not consuming, if known
-	Error         string `protobuf:"bytes,106,opt,name=error,proto3" json:"error,omitempty"`
+	Error string `protobuf:"bytes,106,opt,name=error,proto3" json:"error,omitempty"`
+	// Pipevisor: jobs received and not yet settled (running on workers)
+	Running int64 `protobuf:"varint,107,opt,name=running,proto3" json:"running,omitempty"`
+	// Pipevisor: jobs waiting for a delay to pass, -1 when unknown
+	WaitingDelay  int64 `protobuf:"varint,108,opt,name=waiting_delay,json=waitingDelay,proto3" json:"waiting_delay,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -614,6 +625,20 @@ func (x *Stat) GetError() string {
 	return ""
 }
 
+func (x *Stat) GetRunning() int64 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+func (x *Stat) GetWaitingDelay() int64 {
+	if x != nil {
+		return x.WaitingDelay
+	}
+	return 0
+}
+
 // Pipelines is the argument of jobs.Pause, jobs.Resume and jobs.Destroy and
 // the reply of jobs.List and jobs.Destroy.
 type Pipelines struct {
@@ -734,7 +759,7 @@ const file_rpc_jobsv1_jobs_proto_rawDesc = "" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\",\n" +
 	"\x05Stats\x12#\n" +
-	"\x05stats\x18\x01 \x03(\v2\r.jobs.v1.StatR\x05stats\"\xfc\x02\n" +
+	"\x05stats\x18\x01 \x03(\v2\r.jobs.v1.StatR\x05stats\"\xbb\x03\n" +
 	"\x04Stat\x12\x1a\n" +
 	"\bpipeline\x18\x01 \x01(\tR\bpipeline\x12\x16\n" +
 	"\x06driver\x18\x02 \x01(\tR\x06driver\x12\x14\n" +
@@ -750,7 +775,9 @@ const file_rpc_jobsv1_jobs_proto_rawDesc = "" +
 	"\brequeued\x18g \x01(\x04R\brequeued\x12\x12\n" +
 	"\x04dead\x18h \x01(\x04R\x04dead\x12\x1c\n" +
 	"\tconsuming\x18i \x01(\bR\tconsuming\x12\x14\n" +
-	"\x05error\x18j \x01(\tR\x05error\")\n" +
+	"\x05error\x18j \x01(\tR\x05error\x12\x18\n" +
+	"\arunning\x18k \x01(\x03R\arunning\x12#\n" +
+	"\rwaiting_delay\x18l \x01(\x03R\fwaitingDelay\")\n" +
 	"\tPipelines\x12\x1c\n" +
 	"\tpipelines\x18\x01 \x03(\tR\tpipelines\"\a\n" +
 	"\x05EmptyB2Z0github.com/pipevisor/pipevisor/rpc/jobsv1;jobsv1b\x06proto3"
