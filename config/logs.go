@@ -44,8 +44,9 @@ const LevelOff = "off"
 type Logs struct {
 	// Mode is development, production, raw, off or none (any case).
 	Mode string `yaml:"mode"`
-	// Level is debug, info, warn or error (RoadRunner's panic counts as
-	// error, with a warning), or LevelOff after mode off.
+	// Level is debug, info, warn (or warning) or error, in any case;
+	// RoadRunner's panic counts as error, with a warning. Load stores it
+	// lower-cased ("warning" as "warn"), or LevelOff after mode off.
 	Level string `yaml:"level"`
 	// Encoding is console (human-readable text) or json.
 	Encoding string `yaml:"encoding"`
@@ -189,6 +190,11 @@ func (cs closers) Close() error {
 // applyMode fills Level and Encoding from Mode where they are not
 // written (see Logs), then Pipevisor's defaults.
 func (l *Logs) applyMode() {
+	// RoadRunner reads levels in any case, and "warning" as warn.
+	l.Level = strings.ToLower(strings.TrimSpace(l.Level))
+	if l.Level == "warning" {
+		l.Level = "warn"
+	}
 	level, encoding := DefaultLogLevel, DefaultLogEncoding
 	switch strings.ToLower(l.Mode) {
 	case LogModeDevelopment:

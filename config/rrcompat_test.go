@@ -39,6 +39,8 @@ func TestLogsMode(t *testing.T) {
 		{"{mode: production, encoding: console, level: warn}", "warn", "console"},
 		{"{mode: off}", LevelOff, "console"},
 		{"{mode: none, level: debug}", LevelOff, "console"},
+		{"{level: WARNING}", "warn", "console"},
+		{"{level: Debug}", "debug", "console"},
 	} {
 		r, err := parseWith(t, "logs: "+tc.logs+"\n")
 		if err != nil {
