@@ -147,3 +147,22 @@ func TestPipelineFromDeclareSQSWaitTimeAlias(t *testing.T) {
 		t.Fatalf("wait_time (RoadRunner's Declare key) not taken as wait_time_seconds: %+v", p.SQS)
 	}
 }
+
+// TestConsumeMayNameAPipelineDeclaredLater: as in RoadRunner, jobs.consume
+// may list a pipeline that only a jobs.Declare creates; it is a warning,
+// not an error.
+func TestConsumeMayNameAPipelineDeclaredLater(t *testing.T) {
+	r, err := Parse([]byte("version: \"3\"\nserver: {command: w}\njobs:\n  consume: [q, later]\n  pipelines:\n    q: {driver: memory}\n"))
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	var found bool
+	for _, w := range r.Warnings {
+		if w.Path == "jobs.consume[1]" && strings.Contains(w.Reason, "jobs.Declare") {
+			found = true
+		}
+	}
+	if !found || !slices.Equal(r.Jobs.Consume, []string{"q", "later"}) {
+		t.Errorf("warnings %v, consume %v", r.Warnings, r.Jobs.Consume)
+	}
+}

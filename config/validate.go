@@ -97,7 +97,9 @@ func (r *Root) validate() (errs, warnings []*Error) {
 		case seen[name]:
 			add(path, "pipeline %s is listed twice", quote(name))
 		case !hasPipeline(r, name):
-			add(path, "pipeline %s is not declared under jobs.pipelines", quote(name))
+			// As in RoadRunner: a pipeline of that name created later by
+			// jobs.Declare is consumed at once.
+			warnings = append(warnings, errAt(path, 0, "pipeline %s is not under jobs.pipelines: it is consumed once a jobs.Declare creates it", quote(name)))
 		}
 		seen[name] = true
 	}
