@@ -42,9 +42,11 @@ func parse(data []byte, lookup lookupFunc) (*Root, error) {
 	// The order matters: joinErrors keeps the first error at a path, so
 	// a failed ${VAR} hides the decoding error it causes, and a decoding
 	// error hides the validation errors that follow from it.
-	errs := expandTree(top, "", lookup)
-	root := defaultRoot()
+	// Sections of other RoadRunner plugins are neither expanded nor
+	// decoded: an unset ${VAR} there is not our problem.
 	ours, warnings := withoutForeignSections(top)
+	errs := expandTree(ours, "", lookup)
+	root := defaultRoot()
 	if !isNull(top) {
 		errs = append(errs, decodeInto(ours, "", reflect.ValueOf(root).Elem())...)
 	}

@@ -161,6 +161,11 @@ func TestForeignSections(t *testing.T) {
 	if got := warningStrings(r); !slices.Equal(got, want) {
 		t.Errorf("warnings %q", got)
 	}
+	// Not expanded either: an unset ${VAR} in them is no error.
+	r, err = parseWith(t, "http:\n  address: ${PV_TEST_SURELY_UNSET_ADDR}\n")
+	if err != nil || len(r.Warnings) != 1 {
+		t.Fatalf("unset variable in an ignored section: %v", err)
+	}
 	_, err = parseWith(t, "endur: {}\n")
 	if got := errorStrings(err); len(got) != 1 || !strings.Contains(got[0], "endur: unknown key (did you mean endure?)") {
 		t.Errorf("typo: %q", got)
