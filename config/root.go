@@ -159,14 +159,16 @@ func (s Server) InitConfig() (pool.InitConfig, bool) {
 
 // Jobs is the jobs: section.
 type Jobs struct {
-	// NumPollers is accepted for RoadRunner compatibility and ignored:
-	// the pipelines fetch only as much as their concurrency allows.
+	// NumPollers is accepted for RoadRunner compatibility and ignored
+	// with a warning: the pipelines fetch only as much as their
+	// concurrency allows.
 	NumPollers int `yaml:"num_pollers"`
-	// PipelineSize is accepted for RoadRunner compatibility and ignored:
-	// the memory driver's queue is unbounded (prefetch caps in-flight).
+	// PipelineSize is accepted for RoadRunner compatibility and ignored
+	// with a warning: the memory driver's queue is unbounded (prefetch
+	// caps in-flight).
 	PipelineSize int `yaml:"pipeline_size"`
 	// Options (options.parallelism) is accepted for RoadRunner
-	// compatibility and ignored.
+	// compatibility and ignored with a warning.
 	Options JobsOptions `yaml:"options"`
 	// Timeout bounds one jobs.* RPC operation (push, pause, resume,
 	// declare, destroy); RoadRunner's key, default DefaultJobsTimeout.
@@ -210,7 +212,7 @@ type DynamicAllocator struct {
 
 // JobsOptions is jobs.options, accepted for RoadRunner compatibility.
 type JobsOptions struct {
-	// Parallelism is ignored.
+	// Parallelism is ignored with a warning.
 	Parallelism int `yaml:"parallelism"`
 }
 
