@@ -170,9 +170,14 @@ func (p *Pool) check(now time.Time) {
 // (nothing writes it any more by then).
 func (w *worker) retireReason() string { return w.retire }
 
-// Reset replaces every worker, one at a time, while jobs keep running: an
-// idle worker is stopped and replaced, a busy one finishes its job first.
-// No job is lost and every pid changes. Bounded by ResetTimeout and ctx.
+// Reset replaces every worker, one at a time, while jobs keep running:
+// each replacement is started and has answered its handshake before the
+// worker it replaces is retired (an idle one stops now, a busy one after
+// its job), and the next replacement starts once that worker is gone. No
+// job is lost and every pid changes. The first replacement that fails to
+// start ends the reset with its error (quoting what the new worker
+// printed); the workers not yet replaced keep serving, so the pool keeps
+// its size. Bounded by ResetTimeout and ctx.
 func (p *Pool) Reset(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.ResetTimeout)
 	defer cancel()
@@ -190,30 +195,42 @@ func (p *Pool) Reset(ctx context.Context) error {
 		}
 	}
 	p.mu.Unlock()
-	for _, old := range olds {
+	for i, old := range olds {
 		p.mu.Lock()
 		if p.closed {
 			p.mu.Unlock()
 			return ErrClosed
 		}
-		switch old.state {
-		case stateReady:
-			p.idle = slices.DeleteFunc(p.idle, func(x *worker) bool { return x == old })
-			old.state = stateStopping
-			old.retire = "reset"
-			p.uncount(old)
-			p.wg.Go(func() { p.stopWorker(old, "reset") })
-		case stateWorking:
-			if old.retire == "" {
-				old.retire = "reset"
-			}
+		if !old.counted {
+			// It left on its own; the spawner replaced it with the
+			// new code already.
+			p.mu.Unlock()
+			continue
 		}
+		p.live++ // the replacement's slot, until old leaves
 		p.mu.Unlock()
-		err := p.waitFor(ctx, func() bool {
-			return p.closed || (!slices.Contains(p.all, old) && p.running() >= p.cfg.NumWorkers)
-		})
+		w, err := p.spawn(ctx)
+		p.mu.Lock()
 		if err != nil {
-			return fmt.Errorf("pool: reset: replacing worker %d: %w", old.pid, err)
+			p.live--
+			p.mu.Unlock()
+			return fmt.Errorf("pool: reset: replacement %d of %d did not start, the other workers keep running: %w", i+1, len(olds), err)
+		}
+		p.add(w)
+		switch {
+		case p.closed:
+			p.mu.Unlock()
+			return ErrClosed
+		case !w.counted:
+			p.mu.Unlock()
+			return fmt.Errorf("pool: reset: replacement %d of %d (pid %d) exited right after its handshake, the other workers keep running%s",
+				i+1, len(olds), w.pid, describeExit(w.exit, w.stderr.tail()))
+		}
+		p.retireForReset(old)
+		p.mu.Unlock()
+		err = p.waitFor(ctx, func() bool { return p.closed || !slices.Contains(p.all, old) })
+		if err != nil {
+			return fmt.Errorf("pool: reset: waiting for worker %d to finish its job: %w", old.pid, err)
 		}
 	}
 	p.mu.Lock()
@@ -222,6 +239,24 @@ func (p *Pool) Reset(ctx context.Context) error {
 		return ErrClosed
 	}
 	return nil
+}
+
+// retireForReset takes old out of service now if it is idle, or after
+// its job if it is busy; its replacement is in service already. Called
+// with p.mu held.
+func (p *Pool) retireForReset(old *worker) {
+	switch old.state {
+	case stateReady:
+		p.idle = slices.DeleteFunc(p.idle, func(x *worker) bool { return x == old })
+		old.state = stateStopping
+		old.retire = "reset"
+		p.uncount(old)
+		p.wg.Go(func() { p.stopWorker(old, "reset") })
+	case stateWorking:
+		if old.retire == "" {
+			old.retire = "reset"
+		}
+	}
 }
 
 // running counts workers in service. Called with p.mu held.

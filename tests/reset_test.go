@@ -1,0 +1,48 @@
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A rolling reset onto worker code that does not boot fails at once with
+// the new worker's own error, and keeps the old workers serving.
+func TestResetOntoBrokenCodeKeepsTheOldWorkers(t *testing.T) {
+	requireTool(t, "php")
+	dir := t.TempDir()
+	broken := filepath.Join(dir, "broken")
+	cfg := writeConfig(t, `version: "3"
+rpc:
+  listen: tcp://`+freeAddr(t)+`
+server:
+  command: "php tests/testdata/workers/broken-after.php"
+  env:
+    E2E_BROKEN: "`+broken+`"
+jobs:
+  pool: {num_workers: 2, allocate_timeout: 10s, destroy_timeout: 5s, reset_timeout: 60s}
+  consume: ["default"]
+  pipelines:
+    default: {driver: memory}
+`)
+	s := startSupervisor(t, cfg)
+	before := s.workerPids()
+	if err := os.WriteFile(broken, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code := s.cli("reset")
+	if code != 1 || !strings.Contains(out, "PHP Parse error") || !strings.Contains(out, "did not start") {
+		t.Fatalf("reset onto broken code: exit %d %q, want exit 1 quoting the parse error", code, out)
+	}
+	after := s.workerPids()
+	slices.Sort(before)
+	slices.Sort(after)
+	if !slices.Equal(before, after) {
+		t.Fatalf("workers %v after the failed reset, want the old ones %v", after, before)
+	}
+	s.mustCLI("push", "--pipeline", "default", "--job", "ack", "--payload", "x", "--count", "20")
+	s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 20 })
+}
