@@ -312,11 +312,12 @@ func (m *Manager) List() []string {
 
 // Declare creates a pipeline at runtime from the same keys a pipeline has
 // in .rr.yaml (flattened as jobs.Declare sends them; see
-// config.ParseDeclare, which validates them; keys accepted without effect
-// are logged at debug level). As in RoadRunner, the pipeline starts
-// consuming at once only when its name is in jobs.consume (the consume
-// list given to Start); otherwise it accepts pushes and is consumed from
-// the first Resume. A name in use is an error wrapping ErrPipelineExists.
+// config.ParseDeclare, which validates them). Keys accepted without effect
+// are logged at debug level, the driver config's warnings at warn level.
+// As in RoadRunner, the pipeline starts consuming at once only when its
+// name is in jobs.consume (the consume list given to Start); otherwise it
+// accepts pushes and is consumed from the first Resume. A name in use is
+// an error wrapping ErrPipelineExists.
 func (m *Manager) Declare(ctx context.Context, opts map[string]string) error {
 	d, err := config.ParseDeclare(opts)
 	if err != nil {
@@ -325,6 +326,9 @@ func (m *Manager) Declare(ctx context.Context, opts map[string]string) error {
 	p := d.Pipeline
 	for _, k := range d.Ignored {
 		m.log.Debug("declare: key has no effect", "pipeline", p.Name, "key", k.Key, "reason", k.Reason)
+	}
+	for _, w := range p.Warnings {
+		m.log.Warn("declare: "+w.Reason, "pipeline", p.Name, "key", w.Path)
 	}
 	p.Concurrency = m.concurrency(p.Concurrency)
 	m.mu.Lock()
