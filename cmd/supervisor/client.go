@@ -149,7 +149,10 @@ func pushAction(c *cli.Context) error {
 	})
 }
 
-// statJSON is one entry of `jobs stat --json`.
+// statJSON is one entry of `jobs stat --json`: Pipevisor's exact numbers
+// (ready: waiting on the broker, -1 unknown; active: received and not
+// settled; delayed: waiting for a delay, -1 unknown), not the RoadRunner
+// meanings jobs.Stat gives its active/delayed fields.
 type statJSON struct {
 	Pipeline  string `json:"pipeline"`
 	Driver    string `json:"driver"`
@@ -186,7 +189,7 @@ func jobsStatAction(c *cli.Context) error {
 			return writeJSON(c.App.Writer, out)
 		}
 		tw := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "PIPELINE\tDRIVER\tQUEUE\tSTATE\tREADY\tACTIVE\tDELAYED\tACKED\tRETRIED\tREQUEUED\tDEAD")
+		fmt.Fprintln(tw, "PIPELINE\tDRIVER\tQUEUE\tSTATE\tQUEUED\tRUNNING\tDELAYED\tACKED\tRETRIED\tREQUEUED\tDEAD")
 		for _, s := range out {
 			state := "consuming"
 			if !s.Consuming {
