@@ -2,6 +2,7 @@ package kafkajobs
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"slices"
 	"strconv"
@@ -13,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/consumer/consumertest"
 )
 
 // noGroupConfig consumes topic without a consumer group.
@@ -276,4 +278,38 @@ func TestLegacyPartitionsOffsetsInAGroup(t *testing.T) {
 	if got := fieldKeys(t, c.Warnings()); !slices.Equal(got, []string{"partitions_offsets"}) {
 		t.Fatalf("warnings %q", got)
 	}
+}
+
+// TestConformanceWithoutGroup runs the driver conformance suite on
+// pipelines without a consumer group. Reopen is not offered: without a
+// group nothing is committed, so a reopened consumer reads acked jobs
+// again (RoadRunner's behaviour, see TestNoGroupSettlesByTheOutcomeTable).
+func TestConformanceWithoutGroup(t *testing.T) {
+	c := newCluster(t, 1)
+	admin := rawClient(t, c)
+	features := consumertest.Features{
+		Delay:               true,
+		KeyOrder:            true,
+		RetryPosition:       true,
+		AttemptCount:        true,
+		ReleaseKeepsAttempt: true,
+		AutoAck:             true,
+	}
+	consumertest.Run(t, features, func(t *testing.T) consumertest.Pair {
+		id := rand.Text()[:10]
+		topic, dlq := "n-"+id, "n-"+id+"-dlq"
+		createTopics(t, admin, 1, topic, dlq)
+		cfg := noGroupConfig(topic)
+		if strings.HasSuffix(t.Name(), "/ReceiveReady") {
+			cfg.Ordering = OrderKey // as in TestConformance
+		}
+		d := open(t, c, cfg, dlq)
+		return consumertest.Pair{
+			Consumer:  d,
+			Publisher: d,
+			DeadIDs: func(ctx context.Context) ([]string, error) {
+				return recordIDs(ctx, c, dlq)
+			},
+		}
+	})
 }
