@@ -212,6 +212,21 @@ func TestDeclareRoadRunnerServerKeys(t *testing.T) {
 	}
 	wantIgnored(t, d, "wait_time_seconds")
 
+	// Keys RoadRunner's drivers read from a declared pipeline that the
+	// SDK does not send.
+	d, err = ParseDeclare(map[string]string{"name": "q", "driver": "amqp", "queue": "q", "exchange_declare": "false", "queue_declare": "false"})
+	if err != nil || d.Pipeline.AMQP.DeclaresExchange() || d.Pipeline.AMQP.DeclaresQueue() {
+		t.Errorf("amqp exchange_declare/queue_declare: %v %+v", err, d.Pipeline.AMQP)
+	}
+	d, err = ParseDeclare(map[string]string{"name": "q", "driver": "sqs", "retain_failed_jobs": "true", "max_messages_in_flight": "5", "error_visibility_timeout": "10"})
+	if s := d.Pipeline.SQS; err != nil || !s.RetainFailedJobs || s.MaxMessagesInFlight != 5 || s.ErrorVisibilityTimeout != 10*time.Second {
+		t.Errorf("sqs keys: %v %+v", err, s)
+	}
+	d, err = ParseDeclare(map[string]string{"name": "q", "driver": "kafka", "sasl_options": `{"mechanism": "plain", "username": "u", "password": "p"}`})
+	if err != nil || d.Pipeline.Kafka.SASLOptions == nil || d.Pipeline.Kafka.SASLOptions.Username != "u" {
+		t.Errorf("kafka sasl_options: %v %+v", err, d.Pipeline.Kafka)
+	}
+
 	// A kafka timeout sent as a JSON number is nanoseconds (RoadRunner's
 	// JSON decoding); a null means "not set".
 	d, err = ParseDeclare(map[string]string{"name": "q", "driver": "kafka",
