@@ -155,3 +155,38 @@ func TestSASLMechanismNames(t *testing.T) {
 		t.Fatalf("an access_key without secret_key: %q", keys)
 	}
 }
+
+// TestLegacyClientAndGroupKeys: RoadRunner 2.x's client_id names the
+// client, and session_timeout and heartbeat_interval (seconds) are the
+// group's timers.
+func TestLegacyClientAndGroupKeys(t *testing.T) {
+	cfg := Config{Topic: "t", Legacy: Legacy{GroupID: "g", ClientID: "my-app", SessionTimeout: 12, HeartbeatInterval: 2}}
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	g := Global{Brokers: []string{"127.0.0.1:1"}}
+	g.Defaults()
+	opts, err := clientOpts(g, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Driver{cfg: cfg}
+	cl, err := kgo.NewClient(append(opts, d.consumeOpts()...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	if got := cl.OptValue(kgo.ClientID); got != "my-app" {
+		t.Errorf("client id %v", got)
+	}
+	if got := cl.OptValue(kgo.SessionTimeout); got != 12*time.Second {
+		t.Errorf("session timeout %v", got)
+	}
+	if got := cl.OptValue(kgo.HeartbeatInterval); got != 2*time.Second {
+		t.Errorf("heartbeat interval %v", got)
+	}
+	if got := cl.OptValue(kgo.ConsumerGroup); got != "g" {
+		t.Errorf("group %v", got)
+	}
+}
