@@ -193,3 +193,57 @@ sasl: {mechanism: SCRAM-SHA-512, username: u, password: p}
 		t.Fatalf("keys %q", got)
 	}
 }
+
+// TestRoadRunner2Config: a RoadRunner 2.x kafka config (addrs; topic,
+// partitions_offsets, nested producer and consumer keys, create_topics)
+// decodes and folds into the current keys.
+func TestRoadRunner2Config(t *testing.T) {
+	var g Global
+	decodeStrict(t, `addrs: ["127.0.0.1:9092"]`, &g)
+	g.Defaults()
+	if err := g.Validate(); err != nil || !slices.Equal(g.Brokers, []string{"127.0.0.1:9092"}) {
+		t.Fatalf("addrs: brokers %v, %v", g.Brokers, err)
+	}
+	var c Config
+	c.Defaults()
+	decodeStrict(t, `
+priority: 1
+topic: orders
+partitions_offsets: {0: -1, 2: 7}
+max_open_requests: 5
+client_id: shop
+kafka_version: 3.1.0
+create_topics:
+  replication_factor: 1
+  replica_assignment: {0: [1]}
+  config_entries: {"retention.ms": "1000"}
+producer_options:
+  max_message_bytes: 1000
+  required_acks: 1
+  timeout: 3
+  compression_codec: none
+  compression_level: 5
+  idempotent: false
+consumer_options:
+  max_fetch_message_size: 50000
+  min_fetch_message_size: 1
+  session_timeout: 10
+  heartbeat_interval: 2
+`, &c)
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	po := c.ProducerOptions
+	if po.RequiredAcks != AcksLeader || !po.DisableIdempotent || po.RequestTimeout != 3*time.Second || po.CompressionCodec != "" || po.MaxMessageBytes != 1000 {
+		t.Fatalf("producer_options became %+v", po)
+	}
+	want := map[string]PartitionOffsets{"orders": {0: {Type: OffsetAtEnd}, 2: {Type: OffsetAt, Value: 7}}}
+	if !reflect.DeepEqual(c.ConsumerOptions.ConsumePartitions, want) || c.ClientID != "shop" {
+		t.Fatalf("consume_partitions %v client_id %q", c.ConsumerOptions.ConsumePartitions, c.ClientID)
+	}
+	got := fieldKeys(t, c.Warnings())
+	wantWarn := []string{"compression_level", "create_topics", "group_options.group_id", "kafka_version", "max_open_requests", "session_timeout"}
+	if !slices.Equal(got, wantWarn) {
+		t.Fatalf("warnings %q, want %q", got, wantWarn)
+	}
+}

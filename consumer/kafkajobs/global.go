@@ -19,7 +19,10 @@ const DefaultTLSTimeout = 10 * time.Second
 type Global struct {
 	// Brokers are the seed brokers, host:port. Required.
 	Brokers []string `yaml:"brokers"`
-	Ping    Ping     `yaml:"ping"`
+	// Addrs is RoadRunner 2.x's name for Brokers, used when Brokers is
+	// empty.
+	Addrs []string `yaml:"addrs"`
+	Ping  Ping     `yaml:"ping"`
 	// TLS dials the brokers over TLS when it names a client certificate
 	// (key and cert) or a root_ca, as in RoadRunner; a tls section with
 	// neither leaves connections in plain text (Warnings says so).
@@ -86,6 +89,9 @@ type SASL struct {
 
 // Defaults fills in zero fields with their default values.
 func (g *Global) Defaults() {
+	if len(g.Brokers) == 0 {
+		g.Brokers = g.Addrs
+	}
 	if g.Ping.Timeout == 0 {
 		g.Ping.Timeout = DefaultPingTimeout
 	}
