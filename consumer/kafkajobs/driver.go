@@ -388,7 +388,11 @@ func tlsConfig(t *TLS) (*tls.Config, error) {
 		if err != nil {
 			return nil, fmt.Errorf("kafkajobs: tls root_ca: %w", err)
 		}
-		pool := x509.NewCertPool()
+		// The CA is added to the system roots, as RoadRunner does.
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("kafkajobs: tls root_ca %s: no PEM certificate found", t.RootCA)
 		}

@@ -207,7 +207,7 @@ func (g Global) Connection(c Config) Global {
 	if c.SASLOptions != nil {
 		g.SASL = c.SASLOptions
 	}
-	if c.Ping != nil {
+	if c.Ping != nil && c.Ping.Timeout > 0 {
 		g.Ping = *c.Ping
 	}
 	return g
