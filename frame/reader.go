@@ -62,6 +62,10 @@ func NewReader(r io.Reader) *Reader {
 	return rd
 }
 
+// Buffered returns how many bytes were read from the stream beyond the
+// frames returned so far.
+func (r *Reader) Buffered() int { return r.br.Buffered() }
+
 // ReadFrame reads one frame. A stream that ends cleanly before the first
 // header byte returns an error wrapping io.EOF. Every other failure wraps
 // one of ErrBadCommand, ErrNotFrame, ErrBadHeader or ErrTruncated, or is

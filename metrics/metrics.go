@@ -135,7 +135,7 @@ func New(src Sources) *Metrics {
 	}
 	for _, r := range []pool.ExitReason{
 		pool.ExitMaxJobs, pool.ExitTTL, pool.ExitIdleTTL, pool.ExitMemory, pool.ExitReset,
-		pool.ExitStopRequested, pool.ExitKilled, pool.ExitCrashed, pool.ExitStartFailed, pool.ExitOther,
+		pool.ExitStopRequested, pool.ExitStrayOutput, pool.ExitKilled, pool.ExitCrashed, pool.ExitStartFailed, pool.ExitOther,
 	} {
 		m.exits[r] = m.restarts.WithLabelValues(string(r))
 	}

@@ -3,6 +3,7 @@ package pool
 import (
 	"context"
 	"errors"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -35,5 +36,37 @@ func TestJobInducedDeathsDoNotBackOff(t *testing.T) {
 				return len(pids(p)) == 2
 			})
 		})
+	}
+}
+
+// Bytes a worker writes to stdout after its reply are not read as the
+// next job's reply: that worker is retired before it is given another
+// job, and every job succeeds.
+func TestStrayOutputAfterAReplyChargesNoJob(t *testing.T) {
+	cfg := fakeConfig("junk-after", 1)
+	p := start(t, cfg, nil)
+	seen := map[int]bool{}
+	for i := range 5 {
+		out := run(t, p, job(strconv.Itoa(i), "body"))
+		if string(out.Body) != "body" {
+			t.Fatalf("job %d replied %q", i, out.Body)
+		}
+		for _, w := range p.Workers() {
+			seen[w.Pid] = true
+		}
+		// Let the stray line reach the pipe before the next job.
+		eventually(t, 2*time.Second, "the stray output to arrive", func() bool {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			for _, w := range p.idle {
+				if !w.wroteAfterReply(true) {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	if len(seen) < 5 {
+		t.Fatalf("%d distinct workers ran 5 jobs, want each retired after its stray output", len(seen))
 	}
 }

@@ -14,6 +14,7 @@ const (
 	ExitMemory        ExitReason = "max_worker_memory" // RSS over supervisor.max_worker_memory
 	ExitReset         ExitReason = "reset"             // replaced by Reset (SIGHUP, `supervisor reset`)
 	ExitStopRequested ExitReason = "stop_requested"    // the worker replied {"stop":true}
+	ExitStrayOutput   ExitReason = "stray_output"      // wrote to stdout when no job was waiting for a reply
 	ExitKilled        ExitReason = "killed"            // SIGKILLed after a failed job (exec_ttl, a broken reply, an interrupted job) or by someone else
 	ExitCrashed       ExitReason = "crashed"           // exited on its own, idle or mid-job
 	ExitStartFailed   ExitReason = "start_failed"      // died or failed the handshake while starting
@@ -67,6 +68,8 @@ func retireReason(why string) ExitReason {
 		return ExitMemory
 	case strings.Contains(why, "asked to stop"):
 		return ExitStopRequested
+	case why == reasonWroteAfterReply:
+		return ExitStrayOutput
 	}
 	return ExitOther
 }

@@ -112,6 +112,7 @@ func TestRetireReasonCoversCheckNotes(t *testing.T) {
 		"idle for 10s (idle_ttl)":          ExitIdleTTL,
 		"rss 90 MB over max_worker_memory": ExitMemory,
 		"the worker asked to stop":         ExitStopRequested,
+		reasonWroteAfterReply:              ExitStrayOutput,
 		"something new":                    ExitOther,
 	} {
 		if got := retireReason(why); got != want {

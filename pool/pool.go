@@ -278,6 +278,10 @@ func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
 			continue
 		default:
 		}
+		if w.wroteAfterReply(true) {
+			p.retireLocked(w, reasonWroteAfterReply)
+			continue
+		}
 		w.state = stateWorking
 		w.setJob(jobCtx)
 		p.watchLocked(ctx, w)
@@ -464,6 +468,10 @@ func (p *Pool) release(w *worker, ran int, ok bool) {
 func (p *Pool) putBackLocked(w *worker) {
 	w.setJob(nil)
 	p.unwatchLocked(w)
+	if w.retire == "" && w.wroteAfterReply(false) {
+		// Whatever it wrote would be read as the next job's reply.
+		w.retire = reasonWroteAfterReply
+	}
 	if w.stdout.Tripped() && w.retire == "" {
 		// Interrupted right after the reply came: the worker answered,
 		// but a byte of ours may be in its stdout. Replace it.
@@ -483,9 +491,7 @@ func (p *Pool) putBackLocked(w *worker) {
 		if why == "" {
 			why = "pool stopping"
 		}
-		w.state = stateStopping
-		p.uncount(w)
-		p.wg.Go(func() { p.stopWorker(w, why) })
+		p.retireLocked(w, why)
 		return
 	}
 	p.ready(w)

@@ -99,6 +99,22 @@ func (w *worker) setJob(jobCtx []byte) {
 	w.curSince = time.Now()
 }
 
+// reasonWroteAfterReply retires a worker that wrote to stdout when no job
+// was waiting for a reply: those bytes would be read as the reply of the
+// next job, which would fail for nothing.
+const reasonWroteAfterReply = "wrote to stdout after its reply"
+
+// wroteAfterReply reports whether w's stdout holds bytes that no job
+// asked for: read ahead with its last reply, or (when inPipe is set, at
+// the price of a system call) still in the pipe. Call it only when w has
+// no job in flight.
+func (w *worker) wroteAfterReply(inPipe bool) bool {
+	if w.r.Buffered() > 0 {
+		return true
+	}
+	return inPipe && unreadBytes(w.stdout.f) > 0
+}
+
 // kill sends SIGKILL to the worker's process group. Safe to call any
 // number of times, also after the process exited.
 func (w *worker) kill() {

@@ -241,6 +241,15 @@ func (p *Pool) Reset(ctx context.Context) error {
 	return nil
 }
 
+// retireLocked stops w, which is out of the idle list and holds no job,
+// for the reason why; the spawner replaces it. Called with p.mu held.
+func (p *Pool) retireLocked(w *worker, why string) {
+	w.state = stateStopping
+	w.retire = why
+	p.uncount(w)
+	p.wg.Go(func() { p.stopWorker(w, why) })
+}
+
 // retireForReset takes old out of service now if it is idle, or after
 // its job if it is busy; its replacement is in service already. Called
 // with p.mu held.
@@ -248,10 +257,7 @@ func (p *Pool) retireForReset(old *worker) {
 	switch old.state {
 	case stateReady:
 		p.idle = slices.DeleteFunc(p.idle, func(x *worker) bool { return x == old })
-		old.state = stateStopping
-		old.retire = "reset"
-		p.uncount(old)
-		p.wg.Go(func() { p.stopWorker(old, "reset") })
+		p.retireLocked(old, "reset")
 	case stateWorking:
 		if old.retire == "" {
 			old.retire = "reset"

@@ -26,6 +26,8 @@
 // clients do. leave-stdin (echoes the first job, then starts `sleep 30`
 // holding its stdin, waits FAKEWORKER_DELAY without reading and exits 0;
 // with FAKEWORKER_ONCE_FILE only the first worker does, the others echo).
+// junk-after (echoes each job, then writes a line of text to stdout after
+// its reply, as a debug print after the ack would).
 //
 // Environment knobs: FAKEWORKER_DELAY (slow: how long a job takes, a Go
 // duration, default 2s; a job whose payload is a Go duration takes that), FAKEWORKER_N (die-after: jobs before exiting,
@@ -62,7 +64,7 @@ func Modes() []string {
 		"echo", "ack", "error-frame", "always-fail", "slow", "crash", "garbage", "garbage-boot",
 		"bad-crc", "stderr-spam", "ignore-stop", "exit-on-boot", "ask-stop", "die-after",
 		"nack-first", "hog", "env", "mute", "exit-after-boot", "exit-idle", "deaf-after-boot", "bad-options", "truncated",
-		"orphan-crash", "crash-after", "leave-stdin",
+		"orphan-crash", "crash-after", "leave-stdin", "junk-after",
 	}
 }
 
@@ -348,6 +350,10 @@ func (w *worker) job(pl frame.Payload) (code int, done bool) {
 			return 70, true
 		}
 		err = w.reply(pl.Context, pl.Body)
+	case "junk-after":
+		if err = w.reply(pl.Context, pl.Body); err == nil {
+			_, err = fmt.Fprintf(w.out, "debug: job %d done\n", w.jobs)
+		}
 	case "die-after":
 		err = w.reply(nil, []byte(AckBody))
 		if err == nil && w.jobs >= w.dieN {
