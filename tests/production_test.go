@@ -67,8 +67,17 @@ func TestProductionMetricsMatchJobs(t *testing.T) {
 	statusAddr, metricsAddr := freeAddr(t), freeAddr(t)
 	s := startSupervisor(t, productionConfig(t, 2, log, statusAddr, metricsAddr))
 
-	if code, body := httpGet(t, "http://"+statusAddr+"/health"); code != 200 || body != "ok\n" {
-		t.Fatalf("/health: %d %q", code, body)
+	// The RPC answers while the workers start; /health once one is up.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		code, body := httpGet(t, "http://"+statusAddr+"/health")
+		if code == 200 && body == "ok\n" {
+			break
+		}
+		if code != 503 || time.Now().After(deadline) {
+			t.Fatalf("/health: %d %q", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if code, body := httpGet(t, "http://"+statusAddr+"/ready"); code != 200 || body != "ready\n" {
 		t.Fatalf("/ready: %d %q", code, body)
@@ -132,7 +141,7 @@ func TestProductionMetricsMatchJobs(t *testing.T) {
 
 	// A rolling reset replaces both workers: two restarts, reason reset.
 	s.mustCLI("reset")
-	deadline := time.Now().Add(30 * time.Second)
+	deadline = time.Now().Add(30 * time.Second)
 	for {
 		_, body = httpGet(t, "http://"+metricsAddr+"/metrics")
 		if v, _ := metricValue(body, "pipevisor_worker_restarts_total", `reason="reset"`); v == 2 {

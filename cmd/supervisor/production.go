@@ -122,14 +122,20 @@ func (j meteredJobs) Push(ctx context.Context, batch []consumer.Job) error {
 	return err
 }
 
-// serve starts the HTTP servers. /ready answers 503 until mgr.Start has
-// started every consumed pipeline.
+// serve starts the HTTP servers. /health answers 503 while no worker is
+// up (also while the first workers start); /ready answers 503 until a
+// worker is up and every consumed pipeline is started.
 func (pr *production) serve(mgr *jobs.Manager, p *pool.Pool) {
 	pr.mgr, pr.pool = mgr, p
 	if pr.statusLn != nil {
 		srv := status.New(status.Config{
-			Health:            pr.health,
-			Ready:             mgr.Ready,
+			Health: pr.health,
+			Ready: func() error {
+				if err := pr.health(); err != nil {
+					return err
+				}
+				return mgr.Ready()
+			},
 			UnavailableStatus: pr.root.Status.UnavailableStatusCode,
 			Logger:            pr.log,
 		})
