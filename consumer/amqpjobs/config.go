@@ -329,7 +329,8 @@ func (g *Global) Validate() error {
 	u, err := url.Parse(g.Addr)
 	switch {
 	case err != nil:
-		add("addr", "not a URL: %v", err)
+		// url.Parse's error quotes the whole address, password included.
+		add("addr", "not a valid URL: %q (percent-encode special characters in the user and password, e.g. %% as %%25 and @ as %%40)", redact(g.Addr))
 	case u.Scheme != "amqp" && u.Scheme != "amqps":
 		add("addr", "must start with amqp:// or amqps://, got %q", redact(g.Addr))
 	case u.Host == "":
@@ -349,16 +350,32 @@ func (g *Global) Validate() error {
 	return errors.Join(errs...)
 }
 
-// redact hides the password of an AMQP URL for error messages and logs.
+// redact hides the password of an AMQP URL for error messages and logs,
+// also in an address that is not a valid URL: there everything between
+// the user's ":" and the last "@" goes.
 func redact(addr string) string {
-	u, err := url.Parse(addr)
-	if err != nil || u.User == nil {
+	if u, err := url.Parse(addr); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
 		return addr
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	scheme, rest, ok := strings.Cut(addr, "://")
+	if !ok {
+		scheme, rest = "", addr
+	} else {
+		scheme += "://"
 	}
-	return u.String()
+	at := strings.LastIndex(rest, "@")
+	if at < 0 {
+		return addr
+	}
+	user, _, hasPassword := strings.Cut(rest[:at], ":")
+	if !hasPassword {
+		return addr
+	}
+	return scheme + user + ":xxxxx" + rest[at:]
 }
 
 // ConfigV2 is RoadRunner's version 2 pipeline config (version: 2): the

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -175,5 +176,34 @@ func TestTLSConfig(t *testing.T) {
 	}
 	if _, err := New(context.Background(), "x", Global{Addr: "amqps://h/", TLS: &TLS{RootCA: filepath.Join(dir, "missing.pem")}}, Config{Queue: "q"}, "", nil); !errors.Is(err, ErrInvalidConfig) {
 		t.Errorf("New with a missing root CA = %v, want ErrInvalidConfig", err)
+	}
+}
+
+// No error or log text about the address shows its password, whether the
+// address parses or not.
+func TestAddrErrorsNeverShowThePassword(t *testing.T) {
+	const secret = "S3ntinel%ss"
+	for _, addr := range []string{
+		"amqp://app:" + secret + "@127.0.0.1:5672/",   // unescaped %: not a URL
+		"http://app:" + secret + "@127.0.0.1:5672/",   // wrong scheme
+		"amqp://app:" + secret + "@/",                 // no host
+		"amqp://app:" + secret + "@127.0.0.1:1/?x=@y", // an @ after the host
+		"amqps://app:S3ntinel@p@127.0.0.1:5672/%zz",   // an @ in the password
+	} {
+		g := Global{Addr: addr}
+		g.Defaults()
+		var msgs []string
+		if err := g.Validate(); err != nil {
+			msgs = append(msgs, err.Error())
+		}
+		msgs = append(msgs, redact(addr))
+		if _, err := New(context.Background(), "p", g, Config{Queue: "q", RoutingKey: "q"}, "", nil); err != nil {
+			msgs = append(msgs, err.Error())
+		}
+		for _, m := range msgs {
+			if strings.Contains(m, "S3ntinel") {
+				t.Errorf("addr %q: the password shows in %q", addr, m)
+			}
+		}
 	}
 }

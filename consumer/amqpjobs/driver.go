@@ -170,7 +170,8 @@ func New(ctx context.Context, name string, g Global, cfg Config, deadLetter stri
 	}
 	uri, err := amqp.ParseURI(g.Addr)
 	if err != nil {
-		return nil, fmt.Errorf("%w: addr: %w", ErrInvalidConfig, err)
+		// ParseURI's error may quote the address, password included.
+		return nil, fmt.Errorf("%w: addr %q is not a valid AMQP URI", ErrInvalidConfig, redact(g.Addr))
 	}
 	tag := cfg.ConsumerID
 	if tag == "" {
