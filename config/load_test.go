@@ -290,7 +290,7 @@ func TestPipelining(t *testing.T) {
 		{pool: "{pipelining: 8}", want: 8},
 		{pool: "{pipelining: 64}", want: 64},
 		{pool: "{pipelining: 65, num_workers: -1}", errs: []string{
-			"jobs.pool.num_workers: must be >= 0 (0 means one per CPU; got -1) (line 4)",
+			"jobs.pool.num_workers: must be from 0 to 500 (0 means one per CPU; got -1) (line 4)",
 			"jobs.pool.pipelining: must be from 1 to 64, the most jobs written to one worker ahead of its replies (0 means 1; got 65) (line 4)",
 		}},
 		{pool: "{pipelining: -1}", errs: []string{

@@ -46,6 +46,17 @@ const (
 	DefaultPipelining = 1
 	// MaxPipelining is the largest jobs.pool.pipelining accepted.
 	MaxPipelining = 64
+	// MaxNumWorkers is the largest jobs.pool.num_workers accepted
+	// (RoadRunner's pool refuses more than 500 workers too).
+	MaxNumWorkers = 500
+	// DefaultRPCMaxConnections is rpc.max_connections when absent or 0.
+	DefaultRPCMaxConnections = 1024
+	// DefaultRPCMaxInflightBytes is rpc.max_inflight_bytes when absent or
+	// 0: 128 MiB, two requests of the largest size at once.
+	DefaultRPCMaxInflightBytes int64 = 128 << 20
+	// MinRPCMaxInflightBytes is the smallest rpc.max_inflight_bytes
+	// accepted.
+	MinRPCMaxInflightBytes int64 = 1 << 20
 	// DefaultPriority is jobs.pipelines.<name>.priority when neither it
 	// nor the driver config sets one.
 	DefaultPriority int64 = 10
@@ -99,6 +110,16 @@ type RPC struct {
 	// Listen is tcp://host:port or unix:///path/to.sock
 	// (default DefaultRPCListen).
 	Listen string `yaml:"listen"`
+	// MaxConnections is how many RPC connections are served at once
+	// (default DefaultRPCMaxConnections); further clients wait, connected,
+	// until a connection closes. Not a RoadRunner key.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxInflightBytes bounds the request bytes the RPC server holds at
+	// once across all connections, from a request frame's header to its
+	// reply (default DefaultRPCMaxInflightBytes); a frame waits for room
+	// before its body is read. No single request may be larger than this
+	// or than the 64 MiB frame limit. Not a RoadRunner key.
+	MaxInflightBytes int64 `yaml:"max_inflight_bytes"`
 }
 
 // Server is the server: section: how workers are started.
@@ -326,6 +347,12 @@ func defaultRoot() *Root {
 // explicit 0, and those that depend on other keys.
 func (r *Root) applyDerivedDefaults() {
 	r.Logs.applyMode()
+	if r.RPC.MaxConnections == 0 {
+		r.RPC.MaxConnections = DefaultRPCMaxConnections
+	}
+	if r.RPC.MaxInflightBytes == 0 {
+		r.RPC.MaxInflightBytes = DefaultRPCMaxInflightBytes
+	}
 	p := &r.Jobs.Pool
 	if p.NumWorkers == 0 {
 		p.NumWorkers = runtime.NumCPU()

@@ -28,6 +28,12 @@ func (r *Root) validate() (errs, warnings []*Error) {
 	if reason := checkListen(r.RPC.Listen); reason != "" {
 		add("rpc.listen", "%s", reason)
 	}
+	if r.RPC.MaxConnections < 0 {
+		add("rpc.max_connections", "must be >= 0 (0 means %d; got %d)", DefaultRPCMaxConnections, r.RPC.MaxConnections)
+	}
+	if n := r.RPC.MaxInflightBytes; n < MinRPCMaxInflightBytes {
+		add("rpc.max_inflight_bytes", "must be at least %d (1 MiB), in bytes (0 means %d, 128 MiB; got %d)", MinRPCMaxInflightBytes, DefaultRPCMaxInflightBytes, n)
+	}
 
 	if len(r.Server.Command) == 0 && len(r.Jobs.Pool.Command) == 0 {
 		add("server.command", "required (or jobs.pool.command): the command that starts one worker")
@@ -73,8 +79,8 @@ func (r *Root) validate() (errs, warnings []*Error) {
 			add(path, "must be >= 0 (got %d)", v)
 		}
 	}
-	if r.Jobs.Pool.NumWorkers < 0 {
-		add("jobs.pool.num_workers", "must be >= 0 (0 means one per CPU; got %d)", r.Jobs.Pool.NumWorkers)
+	if n := r.Jobs.Pool.NumWorkers; n < 0 || n > MaxNumWorkers {
+		add("jobs.pool.num_workers", "must be from 0 to %d (0 means one per CPU; got %d)", MaxNumWorkers, n)
 	}
 	if n := r.Jobs.Pool.Pipelining; n < 1 || n > MaxPipelining {
 		add("jobs.pool.pipelining", "must be from 1 to %d, the most jobs written to one worker ahead of its replies (0 means 1; got %d)", MaxPipelining, n)

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -141,8 +142,10 @@ func Open(cfg Config, log *slog.Logger) (*Pool, error) {
 	return p, nil
 }
 
-// Start starts cfg.NumWorkers workers at once and returns when each has
-// answered its handshake or failed to; it may be called once. Workers
+// Start starts cfg.NumWorkers workers and returns when each has answered
+// its handshake or failed to; it may be called once. At most
+// maxConcurrentStarts workers are starting at any moment, so a large pool
+// does not fork every process at once and starve the machine. Workers
 // that fail to start are retried in the background with backoff. If none
 // starts, Start returns an error naming the command and quoting what the
 // worker said; the pool then runs nothing, and the caller must still
@@ -169,8 +172,16 @@ func (p *Pool) Start(ctx context.Context) error {
 	}
 	results := make([]result, p.cfg.NumWorkers)
 	var start sync.WaitGroup
+	slots := make(chan struct{}, maxConcurrentStarts())
 	for i := range results {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			results[i] = result{nil, ctx.Err()}
+			continue
+		}
 		start.Go(func() {
+			defer func() { <-slots }()
 			w, err := p.spawn(ctx)
 			results[i] = result{w, err}
 		})
@@ -204,6 +215,14 @@ func (p *Pool) Start(ctx context.Context) error {
 	p.wg.Go(p.spawner)
 	p.wg.Go(p.supervise)
 	return nil
+}
+
+// maxConcurrentStarts is how many workers Start has starting (spawned and
+// not yet through their handshake) at once: one per CPU, at least 4. A
+// worker's boot (interpreter, autoloader, framework) is mostly CPU, so
+// more at once would not make the pool ready sooner.
+func maxConcurrentStarts() int {
+	return max(4, runtime.NumCPU())
 }
 
 // buildEnv is the worker environment: ours, then cfg.Env with upper-cased

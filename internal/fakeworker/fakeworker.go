@@ -35,7 +35,10 @@
 // this file asks to stop, once, so a pool can make progress),
 // FAKEWORKER_MB (hog: megabytes to allocate and touch at boot, default 64),
 // FAKEWORKER_LOG (every worker appends "<pid>\n" to this file at boot, so
-// a test can count starts), FAKEWORKER_BOOT_ONCE_FILE (in any mode: only
+// a test can count starts), FAKEWORKER_BOOT_LOG and FAKEWORKER_BOOT_DELAY
+// (every worker appends "begin <unix ns>" to the file, waits the delay
+// before answering the handshake, then appends "end <unix ns>": the lines
+// tell how many workers were booting at once), FAKEWORKER_BOOT_ONCE_FILE (in any mode: only
 // the worker that creates this file starts; later ones exit on boot with
 // code 3).
 package fakeworker
@@ -162,6 +165,11 @@ func Run(mode string, in io.Reader, out io.Writer, errOut io.Writer) int {
 		}
 		_ = f.Close()
 	}
+	if path := os.Getenv("FAKEWORKER_BOOT_LOG"); path != "" {
+		appendLine(path, fmt.Sprintf("begin %d", time.Now().UnixNano()))
+		time.Sleep(envDuration("FAKEWORKER_BOOT_DELAY", 0))
+		appendLine(path, fmt.Sprintf("end %d", time.Now().UnixNano()))
+	}
 	switch mode {
 	case "mute":
 		_, _ = io.Copy(io.Discard, in)
@@ -179,6 +187,15 @@ func Run(mode string, in io.Reader, out io.Writer, errOut io.Writer) int {
 		}
 	}
 	return w.loop()
+}
+
+// appendLine appends line and a newline to the file at path, in one
+// write (O_APPEND: lines of concurrent workers do not interleave).
+func appendLine(path, line string) {
+	if f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600); err == nil {
+		_, _ = f.WriteString(line + "\n")
+		_ = f.Close()
+	}
 }
 
 func (w *worker) logf(format string, args ...any) {
