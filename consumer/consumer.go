@@ -35,6 +35,11 @@ var (
 	// ErrUnknownPipeline is returned when a job names a pipeline that does
 	// not exist.
 	ErrUnknownPipeline = errors.New("consumer: unknown pipeline")
+	// ErrInDoubt is wrapped by the error of a published job that was sent
+	// to the broker but whose confirm never came (the connection or
+	// channel closed, or the confirm timed out): the job may be on the
+	// broker, and publishing it again may duplicate it.
+	ErrInDoubt = errors.New("consumer: in doubt: sent, but the confirm was lost (it may be in the queue)")
 )
 
 // Action is what should happen to a delivery once a worker is done with it.
@@ -183,9 +188,14 @@ type Consumer interface {
 
 // Publisher puts jobs on a broker.
 type Publisher interface {
-	// Publish sends every job and returns only after the broker confirmed
-	// all of them. On failure no job after the first failed one is
-	// reported as published; a *BatchError tells which failed.
+	// Publish sends every job and returns nil only after the broker
+	// confirmed all of them. Otherwise it returns a *BatchError that names
+	// every job of the batch that was not confirmed (each job it does not
+	// name was confirmed), or another error when no job was confirmed.
+	// A job whose error wraps ErrInDoubt was sent but its confirm was lost
+	// (connection or channel closed, confirm timeout): it may be on the
+	// broker. Any other error means the job is certainly not on the broker
+	// (the broker refused it, or it was never sent). See ReportOf.
 	Publish(ctx context.Context, jobs []Job) error
 }
 
@@ -210,16 +220,28 @@ type Stat struct {
 	Error     string
 }
 
-// BatchError reports which jobs of a batch failed to publish.
+// BatchError reports the jobs of a batch that were not confirmed, by index
+// into the batch; every job it does not name was confirmed. A job's error
+// wraps ErrInDoubt when the job may be on the broker.
 type BatchError struct {
 	Failed map[int]error // index into the batch -> cause
 }
 
 func (e *BatchError) Error() string {
+	first, inDoubt := -1, 0
 	for i, err := range e.Failed {
-		return fmt.Sprintf("consumer: %d of the batch failed to publish (job %d: %v)", len(e.Failed), i, err)
+		if first < 0 || i < first {
+			first = i
+		}
+		if errors.Is(err, ErrInDoubt) {
+			inDoubt++
+		}
 	}
-	return "consumer: batch failed"
+	if first < 0 {
+		return "consumer: batch failed"
+	}
+	return fmt.Sprintf("consumer: %d jobs of the batch not confirmed, %d failed and %d in doubt (job %d: %v)",
+		len(e.Failed), len(e.Failed)-inDoubt, inDoubt, first, e.Failed[first])
 }
 
 // Unwrap returns the causes so errors.Is finds sentinels inside.

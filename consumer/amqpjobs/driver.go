@@ -66,11 +66,14 @@ var (
 	ErrNotConsuming = errors.New("amqpjobs: pipeline has no queue to consume")
 	// ErrNacked is returned for a publish the broker nacked.
 	ErrNacked = errors.New("amqpjobs: broker nacked the publish")
-	// ErrNotConfirmed is returned for a publish whose confirm did not
-	// arrive (timeout, cancelled context, or the channel died).
+	// ErrNotConfirmed is wrapped by the error of a publish the broker did
+	// not confirm; it wraps consumer.ErrInDoubt too when the message was
+	// sent and its confirm was lost (timeout, cancelled context, or the
+	// channel or connection died).
 	ErrNotConfirmed = errors.New("amqpjobs: publish not confirmed")
-	// ErrEarlierFailed marks the jobs of a batch after the first failed
-	// one: they may have reached the broker but are reported as failed.
+	// ErrEarlierFailed marks the jobs of a batch that were never sent
+	// because an earlier step of the batch failed (encoding a job,
+	// declaring a delay queue, sending a message).
 	ErrEarlierFailed = errors.New("amqpjobs: an earlier job of the batch failed")
 )
 

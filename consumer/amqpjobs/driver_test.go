@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -203,6 +204,12 @@ func TestPublishUnknownExchange(t *testing.T) {
 	var be *consumer.BatchError
 	if !errors.As(err, &be) || len(be.Failed) != 3 || !errors.Is(err, ErrNotConfirmed) {
 		t.Fatalf("Publish to a missing exchange = %v, want a BatchError of 3 wrapping ErrNotConfirmed", err)
+	}
+	if rep := consumer.ReportOf(3, err); len(rep.Failed) != 3 {
+		t.Errorf("Publish to a missing exchange: report %+v, want all 3 failed (certainly not routed), none in doubt", rep)
+	}
+	if !strings.Contains(err.Error(), "does not exist") || !strings.Contains(err.Error(), cfg.Exchange) {
+		t.Errorf("error %q does not say that exchange %s does not exist", err, cfg.Exchange)
 	}
 	if _, err := d.Receive(ctx); !errors.Is(err, ErrNotConsuming) {
 		t.Errorf("Receive on a push-only pipeline = %v", err)
