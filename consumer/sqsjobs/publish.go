@@ -2,12 +2,14 @@ package sqsjobs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+	"github.com/aws/smithy-go"
 	"github.com/google/uuid"
 
 	"github.com/pipevisor/pipevisor/consumer"
@@ -29,7 +31,11 @@ const maxBatchBytes = 256 * 1024
 // sent. When SQS refuses some jobs of a batch, the rest of that batch is
 // published and later batches are not sent (ErrNotSent), so that jobs of
 // one key are never reordered. Failures come as a *consumer.BatchError
-// keyed by index into jobs. After Close, Publish returns
+// keyed by index into jobs: a job SQS refused (an entry of the batch's
+// Failed list, or a call SQS answered with a client fault) or never sent
+// is certainly not in the queue; the jobs of a call that ended without an
+// answer (network, timeout, ctx, a server fault) wrap consumer.ErrInDoubt:
+// SQS may have taken them. After Close, Publish returns
 // consumer.ErrClosed.
 func (d *Driver) Publish(ctx context.Context, jobs []consumer.Job) error {
 	if d.st.isClosing() {
@@ -126,6 +132,9 @@ func (d *Driver) sendBatch(ctx context.Context, es []types.SendMessageBatchReque
 			MessageGroupId:         e.MessageGroupId,
 			MessageDeduplicationId: e.MessageDeduplicationId,
 		})
+		if errs[0] != nil {
+			errs[0] = callErr(errs[0])
+		}
 		return errs
 	}
 	// Batch entry ids are the indexes within this call.
@@ -136,6 +145,7 @@ func (d *Driver) sendBatch(ctx context.Context, es []types.SendMessageBatchReque
 	}
 	out, err := d.client.SendMessageBatch(ctx, in)
 	if err != nil {
+		err = callErr(err)
 		for k := range errs {
 			errs[k] = err
 		}
@@ -143,4 +153,15 @@ func (d *Driver) sendBatch(ctx context.Context, es []types.SendMessageBatchReque
 	}
 	fillFailed(errs, out.Failed)
 	return errs
+}
+
+// callErr returns the error of a send call, wrapping consumer.ErrInDoubt
+// unless SQS answered it with a client fault (the request was refused as
+// a whole, so none of its messages was stored).
+func callErr(err error) error {
+	var ae smithy.APIError
+	if errors.As(err, &ae) && ae.ErrorFault() == smithy.FaultClient {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, consumer.ErrInDoubt)
 }
