@@ -16,6 +16,14 @@ import (
 	"time"
 )
 
+// ContextMembers adds members of a driver's own to the job context JSON a
+// worker gets with each job.
+type ContextMembers interface {
+	// AppendContext appends the members, each as `,"name":value` with
+	// the value encoded as JSON, to b and returns the extended slice.
+	AppendContext(b []byte) []byte
+}
+
 // Sentinel errors shared by every driver.
 var (
 	// ErrClosed is returned by Receive, Publish and Settle once the
@@ -113,10 +121,9 @@ type Delivery struct {
 	Key      string              // ordering key (Kafka key, SQS group, memory lane)
 	Priority int64
 
-	// Kafka-only position of the record; Topic is empty for other drivers.
-	Topic     string
-	Partition int32
-	Offset    int64
+	// Context, when not nil, adds the driver's own members to the job
+	// context the worker gets (Kafka: topic, partition, offset).
+	Context ContextMembers
 
 	mu      sync.Mutex
 	settled bool

@@ -35,7 +35,7 @@ func (b *batchExec) ExecBatch(ctx context.Context, pls []frame.Payload, done fun
 	jcs := make([]frame.JobContext, len(pls))
 	for i, pl := range pls {
 		jcs[i] = jobContext(b.t, pl)
-		ids[i] = jcs[i].ID + "@" + jcs[i].Headers[AttemptHeader][0]
+		ids[i] = jcs[i].ID + "@" + jcs[i].Headers[frame.AttemptHeader][0]
 	}
 	b.mu.Lock()
 	b.batches = append(b.batches, ids)
@@ -97,7 +97,7 @@ func TestPipeliningTakesReadyJobsTogether(t *testing.T) {
 func TestPipeliningSettlesEachJobByItsReply(t *testing.T) {
 	q := queueWith(t, 6)
 	ex := &batchExec{t: t, reply: func(_ context.Context, jc frame.JobContext) (frame.Payload, error) {
-		if jc.Headers[AttemptHeader][0] != "1" {
+		if jc.Headers[frame.AttemptHeader][0] != "1" {
 			return frame.Payload{}, nil
 		}
 		switch jc.ID {

@@ -242,7 +242,7 @@ func TestObserverSeesEveryFate(t *testing.T) {
 	fc.push("j", 1, nil)
 	obs := &recordingObserver{}
 	ex := execFunc(func(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
-		if jobContext(t, pl).Headers[AttemptHeader][0] == "1" {
+		if jobContext(t, pl).Headers[frame.AttemptHeader][0] == "1" {
 			return replyBody(t, frame.Reply{Type: frame.ReplyRequeue}), nil
 		}
 		return frame.Payload{}, nil

@@ -11,10 +11,6 @@ import (
 	"github.com/pipevisor/pipevisor/frame"
 )
 
-// AttemptHeader carries the delivery number of a job to the worker ("1" on
-// the first delivery).
-const AttemptHeader = "x-attempt"
-
 // Bounds of the wait between failed Receive calls.
 const (
 	minReceiveBackoff = 50 * time.Millisecond

@@ -42,7 +42,7 @@ func TestWithMemjobs(t *testing.T) {
 				return frame.Payload{}, fmt.Errorf("worker crashed")
 			}
 		case "doomed":
-			return replyBody(t, frame.Reply{Type: frame.ReplyNack, Data: frame.ReplyData{Message: "always " + jc.Headers[AttemptHeader][0], Requeue: true}}), nil
+			return replyBody(t, frame.Reply{Type: frame.ReplyNack, Data: frame.ReplyData{Message: "always " + jc.Headers[frame.AttemptHeader][0], Requeue: true}}), nil
 		}
 		return frame.Payload{}, nil
 	})

@@ -38,7 +38,7 @@ const NoWorkerDelay = time.Second
 // retry: section they have no attempt cap and keep the worker's delay,
 // as under RoadRunner; with one they are Dead at max_attempts, and the NACK
 // and legacy type 1 that name no delay wait for backoff(attempt). The
-// headers a worker sends are merged into the job's, less AttemptHeader,
+// headers a worker sends are merged into the job's, less frame.AttemptHeader,
 // which the driver keeps counting itself.
 //
 // policy must have gone through WithDefaults; rnd feeds the backoff jitter.
@@ -124,11 +124,11 @@ func retryOrDead(o consumer.Outcome, attempt int, policy RetryPolicy) consumer.O
 }
 
 // workerHeaders returns a copy of the headers a worker sent with its
-// reply, without AttemptHeader (the worker echoes back the value it was
+// reply, without frame.AttemptHeader (the worker echoes back the value it was
 // given; the driver counts attempts itself); nil when nothing is left.
 func workerHeaders(h map[string][]string) map[string][]string {
 	out := cloneHeaders(h, 0)
-	delete(out, AttemptHeader)
+	delete(out, frame.AttemptHeader)
 	if len(out) == 0 {
 		return nil
 	}

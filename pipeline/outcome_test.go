@@ -42,7 +42,7 @@ func TestOutcomeFor(t *testing.T) {
 	hdr := map[string][]string{"k": {"v"}}
 	// What RoadRunner's SDK sends: every header the task has, the attempt
 	// header it was given included.
-	echoed := map[string][]string{"k": {"v"}, AttemptHeader: {"2"}}
+	echoed := map[string][]string{"k": {"v"}, frame.AttemptHeader: {"2"}}
 
 	tests := []struct {
 		name    string
@@ -101,7 +101,7 @@ func TestOutcomeFor(t *testing.T) {
 			want: consumer.Outcome{Action: consumer.Requeue, Reason: "requeued by the worker"}},
 		{name: "requeue drops the echoed attempt header", reply: reply(frame.ReplyRequeue, frame.ReplyData{Headers: echoed}), attempt: 2,
 			want: consumer.Outcome{Action: consumer.Requeue, Headers: hdr, Reason: "requeued by the worker"}},
-		{name: "requeue of only the attempt header carries none", reply: reply(frame.ReplyRequeue, frame.ReplyData{Headers: map[string][]string{AttemptHeader: {"1"}}}), attempt: 1,
+		{name: "requeue of only the attempt header carries none", reply: reply(frame.ReplyRequeue, frame.ReplyData{Headers: map[string][]string{frame.AttemptHeader: {"1"}}}), attempt: 1,
 			want: consumer.Outcome{Action: consumer.Requeue, Reason: "requeued by the worker"}},
 		{name: "requeue at max attempts, no cap", reply: reply(frame.ReplyRequeue, frame.ReplyData{Message: "again", Headers: hdr}), attempt: 3,
 			want: consumer.Outcome{Action: consumer.Requeue, Headers: hdr, Reason: "again"}},
@@ -193,10 +193,10 @@ func TestOutcomeFor(t *testing.T) {
 
 func TestOutcomeForCopiesRequeueHeaders(t *testing.T) {
 	for _, typ := range []frame.ReplyType{frame.ReplyRequeue, frame.ReplyError} {
-		h := map[string][]string{"k": {"v"}, AttemptHeader: {"1"}}
+		h := map[string][]string{"k": {"v"}, frame.AttemptHeader: {"1"}}
 		o := outcomeFor(frame.Reply{Type: typ, Data: frame.ReplyData{Requeue: true, Headers: h}}, nil, 1, Defaults(), fixedRand)
 		o.Headers["other"] = []string{"x"}
-		if len(h) != 2 || len(h[AttemptHeader]) != 1 {
+		if len(h) != 2 || len(h[frame.AttemptHeader]) != 1 {
 			t.Fatalf("type %d: outcome headers alias the reply headers: %v", typ, h)
 		}
 	}

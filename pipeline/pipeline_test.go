@@ -95,30 +95,13 @@ func TestJobFrame(t *testing.T) {
 	}
 }
 
-func TestJobFrameKafkaFields(t *testing.T) {
-	d := &consumer.Delivery{ID: "k", Job: "j", Driver: "kafka", Queue: "orders", Pipeline: "p",
-		Attempt: 1, Topic: "orders", Partition: 3, Offset: 42}
-	pl := payload(d)
-	jc := jobContext(t, pl)
-	if jc.Topic != "orders" || jc.Queue != "orders" || jc.Partition == nil || *jc.Partition != 3 || jc.Offset == nil || *jc.Offset != 42 {
-		t.Errorf("kafka context = %s", pl.Context)
-	}
-	if !reflect.DeepEqual(jc.Headers, map[string][]string{"x-attempt": {"1"}}) {
-		t.Errorf("headers = %v", jc.Headers)
-	}
-	d.Driver, d.Topic = "memory", ""
-	if pl = payload(d); strings.Contains(string(pl.Context), "partition") {
-		t.Errorf("non-kafka context has kafka fields: %s", pl.Context)
-	}
-}
-
 func TestRetryThenAck(t *testing.T) {
 	fc := newFakeConsumer(4)
 	fc.push("j", 1, nil)
 	var attempts []string
 	var mu sync.Mutex
 	ex := execFunc(func(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
-		a := jobContext(t, pl).Headers[AttemptHeader][0]
+		a := jobContext(t, pl).Headers[frame.AttemptHeader][0]
 		mu.Lock()
 		attempts = append(attempts, a)
 		mu.Unlock()

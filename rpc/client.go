@@ -133,6 +133,13 @@ func (c *Client) exchange(method string, args, reply proto.Message) error {
 		if err := c.codec.ReadResponseBody(nil); err != nil {
 			return err
 		}
+		if fl, ok := parseFrameLimit(resp.Error); ok {
+			fl.Op = "request"
+			if method == "jobs.Push" || method == "jobs.PushBatch" {
+				fl.Op = "push"
+			}
+			return &ServerError{Method: method, Message: resp.Error, Err: fl}
+		}
 		return &ServerError{Method: method, Message: resp.Error}
 	}
 	return c.codec.ReadResponseBody(reply)

@@ -16,9 +16,24 @@
 // replies carry the seq they answer. A seq may be reused once its reply
 // has been sent; a request that reuses the seq of a call still in
 // progress ends the connection (ErrDuplicateSeq), as does a header whose
-// CRC fails (ErrBadHeader) or one that announces more than MaxRequestSize
-// (ErrRequestTooLarge). Calls already in progress finish and get their
-// replies before the connection closes.
+// CRC fails (ErrBadHeader). A request that announces more than the frame
+// limit (MaxRequestSize, 64 MiB, or rpc.max_inflight_bytes when smaller)
+// gets an error reply, "rpc: request of 65.0 MiB exceeds the RPC frame
+// limit of 64 MiB (68157440 > 67108864 bytes)" (a *FrameLimitError, which
+// the Client returns as "push of ..." for jobs.Push and jobs.PushBatch),
+// once the server has read past its payload; then the connection closes.
+// Calls already in progress finish and get their replies before the
+// connection closes.
+//
+// Limits across connections: the server serves at most
+// DefaultMaxConnections (1024; WithMaxConnections, rpc.max_connections)
+// connections at once; further clients stay in the listener's backlog
+// until one closes. Requests hold their announced payload size in a
+// budget of DefaultMaxInflightBytes (128 MiB; WithMaxInflightBytes,
+// rpc.max_inflight_bytes) from the header's arrival to the reply; a
+// request that does not fit waits, its body unread, for up to the frame
+// timeout, and then gets an error reply (ErrServerBusy) and the
+// connection closes.
 //
 // Connections may stay open and idle between calls for as long as the
 // client likes. Once the first byte of a frame has arrived, the rest of

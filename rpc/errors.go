@@ -41,9 +41,24 @@ var (
 // ServerError is an error the server returned for a call; Message is the
 // server's text, unchanged (for a Jobs or Workers method, the message of
 // the error it returned).
+//
+// Err is set when the Client recognised the message: a *FrameLimitError
+// for a request over the server's frame limit (Error then reads
+// "jobs.Push: push of 64.0 MiB exceeds the RPC frame limit of 64 MiB
+// (67108912 > 67108864 bytes)", and errors.Is(err, ErrRequestTooLarge)
+// holds).
 type ServerError struct {
 	Method  string // for example "jobs.Push"
 	Message string
+	Err     error // nil, or the error Message stands for
 }
 
-func (e *ServerError) Error() string { return e.Method + ": " + e.Message }
+func (e *ServerError) Error() string {
+	if e.Err != nil {
+		return e.Method + ": " + e.Err.Error()
+	}
+	return e.Method + ": " + e.Message
+}
+
+// Unwrap returns Err.
+func (e *ServerError) Unwrap() error { return e.Err }

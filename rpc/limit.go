@@ -1,9 +1,11 @@
 package rpc
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -32,7 +34,10 @@ const DefaultFrameTimeout = time.Minute
 const DefaultMaxCallsInProgress = 128
 
 // ErrRequestTooLarge ends a connection whose request frame announces a
-// payload over MaxRequestSize.
+// payload over the frame limit (MaxRequestSize, or the in-flight byte
+// budget when smaller): the client gets an error reply naming the limit
+// (a *FrameLimitError) once the server has read past the frame, then the
+// connection closes.
 var ErrRequestTooLarge = errors.New("rpc: request frame too large")
 
 // ErrFrameTimeout ends a connection that began a request frame and did not
@@ -68,10 +73,16 @@ const requestHeaderSize = frame.HeaderSize + 2*gf.WORD
 //   - The header CRC must match. goridge answers a mismatch by reading
 //     whatever follows into memory for 2 s (and a header reading "Could
 //     not op" with no time limit at all).
-//   - The payload may announce at most MaxRequestSize. goridge allocates a
+//   - The payload may announce at most maxFrame. goridge allocates a
 //     frame's whole announced payload as soon as it has read the header,
 //     so a 20-byte header announcing 4 GiB would make the server allocate
-//     4 GiB (and, where that fails, abort the process).
+//     4 GiB (and, where that fails, abort the process). A frame over the
+//     limit is refused (see refusal).
+//   - The payload size is reserved in the server's in-flight budget (if
+//     set) before the header's last byte goes to goridge: the read waits
+//     for room, up to timeout, then refuses the frame with ErrServerBusy.
+//     A request's reservation is given back when its reply is written
+//     (endReply), the rest when the connection ends (releaseAll).
 //   - Once the first byte of a frame has arrived, the rest must arrive
 //     within timeout (if timeout > 0), or the read fails with
 //     ErrFrameTimeout. Between frames a read waits without limit, so an
@@ -91,8 +102,17 @@ const requestHeaderSize = frame.HeaderSize + 2*gf.WORD
 // writing a reply (net/rpc and guardedCodec write one reply at a time).
 type limitConn struct {
 	net.Conn
-	timeout time.Duration // 0: no frame timeout
-	seqs    *seqSet       // nil: no seq check
+	timeout  time.Duration   // 0: no frame timeout
+	seqs     *seqSet         // nil: no seq check
+	budget   *budget         // nil: no in-flight budget
+	maxFrame int64           // largest payload a frame may announce
+	ctx      context.Context // ends a wait for the budget (server shutdown)
+	unseqd   int64           // reserved by frames without a seq, until the connection ends
+
+	// refused is the frame refused with an error reply (too large, or no
+	// room in the budget): the reader replies, discards its payload and
+	// ends the connection. nil: none.
+	refused *refusal
 
 	hdr       [maxHeaderSize]byte
 	have      int       // header bytes seen of the current frame
@@ -105,9 +125,27 @@ type limitConn struct {
 	werr      error     // why writes fail: a reply write timed out and the connection is closed
 }
 
-// newLimitConn wraps conn with a frame timeout and a seq check.
+// refusal is a request frame that gets an error reply instead of being
+// read: err is the reply's text, remaining the payload bytes still to
+// discard from the connection.
+type refusal struct {
+	seq       uint32
+	err       error
+	remaining int64
+}
+
+// newLimitConn wraps conn with a frame timeout, a seq check and the frame
+// limit MaxRequestSize; see withBudget for the in-flight budget.
 func newLimitConn(conn net.Conn, timeout time.Duration) *limitConn {
-	return &limitConn{Conn: conn, timeout: timeout, seqs: &seqSet{open: make(map[uint32]struct{})}}
+	return &limitConn{Conn: conn, timeout: timeout, seqs: &seqSet{open: make(map[uint32]int64)}, maxFrame: MaxRequestSize, ctx: context.Background()}
+}
+
+// withBudget makes the frames of c reserve their size in b, waiting while
+// ctx lasts; the frame limit becomes the smaller of MaxRequestSize and
+// the whole budget.
+func (c *limitConn) withBudget(ctx context.Context, b *budget) *limitConn {
+	c.ctx, c.budget, c.maxFrame = ctx, b, min(MaxRequestSize, b.limit)
+	return c
 }
 
 func (c *limitConn) Read(p []byte) (int, error) {
@@ -147,8 +185,17 @@ func (c *limitConn) Read(p []byte) (int, error) {
 		if c.err == nil && c.have < c.hlen {
 			continue // the options
 		}
+		size := int64(gf.From(c.hdr[:], nil).ReadPayloadLen(c.hdr[:]))
+		if c.err == nil {
+			c.err = c.checkSize(size, int64(n-i))
+		}
 		if c.err == nil {
 			c.err = c.checkSeq()
+		}
+		if c.err == nil {
+			var waited bool
+			waited, c.err = c.reserve(size, int64(n-i))
+			began = began || waited // the rest of the frame gets its full timeout from now
 		}
 		if c.err != nil {
 			if start > 0 {
@@ -157,36 +204,119 @@ func (c *limitConn) Read(p []byte) (int, error) {
 			return 0, c.err
 		}
 		c.have = 0
-		c.skip = int(gf.From(c.hdr[:], nil).ReadPayloadLen(c.hdr[:]))
+		c.skip = int(size)
 	}
 	c.setDeadline(began)
 	return n, err
 }
 
-// checkBase checks the base header of the current frame: CRC and size.
+// checkBase checks the CRC of the current frame's base header.
 func (c *limitConn) checkBase() error {
 	h := c.hdr[:frame.HeaderSize]
-	f := gf.From(h, nil)
-	if !f.VerifyCRC(h) {
+	if !gf.From(h, nil).VerifyCRC(h) {
 		return fmt.Errorf("%w: % x", ErrBadHeader, h)
-	}
-	if size := int64(f.ReadPayloadLen(h)); size > MaxRequestSize {
-		return fmt.Errorf("%w: it announces %d bytes, the limit is %d", ErrRequestTooLarge, size, MaxRequestSize)
 	}
 	return nil
 }
 
-// checkSeq registers the seq of the current frame as in progress. A header
-// without exactly two options is goridge's to reject.
+// hasSeq reports whether the current frame is a request with a seq (its
+// header has exactly two options); goridge rejects the others.
+func (c *limitConn) hasSeq() bool {
+	return c.seqs != nil && c.hlen == requestHeaderSize
+}
+
+// seq is the seq of the current frame; hasSeq must hold.
+func (c *limitConn) seq() uint32 {
+	return binary.LittleEndian.Uint32(c.hdr[frame.HeaderSize:])
+}
+
+// checkSeq registers the seq of the current frame as in progress.
 func (c *limitConn) checkSeq() error {
-	if c.seqs == nil || c.hlen != requestHeaderSize {
+	if !c.hasSeq() {
 		return nil
 	}
-	seq := binary.LittleEndian.Uint32(c.hdr[frame.HeaderSize:])
-	if !c.seqs.begin(seq) {
-		return fmt.Errorf("%w: seq %d", ErrDuplicateSeq, seq)
+	if !c.seqs.begin(c.seq()) {
+		return fmt.Errorf("%w: seq %d", ErrDuplicateSeq, c.seq())
 	}
 	return nil
+}
+
+// checkSize refuses the current frame when its payload is over the
+// frame limit; read is how many payload bytes are already in the read
+// buffer. A refused frame with a seq gets an error reply (c.refused).
+func (c *limitConn) checkSize(size, read int64) error {
+	if size <= c.maxFrame {
+		return nil
+	}
+	err := &FrameLimitError{Op: "rpc: request", Size: size, Limit: c.maxFrame}
+	if c.hasSeq() {
+		c.refused = &refusal{seq: c.seq(), err: err, remaining: size - min(size, read)}
+	}
+	return err
+}
+
+// reserve reserves the current frame's payload size in the budget,
+// waiting for room up to the frame timeout; waited reports that it had
+// to wait. A frame that found no room in time is refused: its seq leaves
+// the in-progress set and it gets an error reply (c.refused).
+func (c *limitConn) reserve(size, read int64) (waited bool, err error) {
+	if c.budget == nil || size == 0 {
+		return false, nil
+	}
+	if c.budget.tryAcquire(size) {
+		c.hold(size)
+		return false, nil
+	}
+	err = c.budget.acquire(c.ctx, size, c.timeout)
+	switch {
+	case err == nil:
+		c.hold(size)
+		return true, nil
+	case !errors.Is(err, ErrServerBusy):
+		return true, fmt.Errorf("rpc: waiting for room in the in-flight budget: %w", err)
+	}
+	if c.hasSeq() {
+		c.seqs.end(c.seq())
+		c.refused = &refusal{seq: c.seq(), err: err, remaining: size - min(size, read)}
+	}
+	return true, err
+}
+
+// hold records size as reserved by the current frame: until its reply is
+// written when it has a seq, else until the connection ends.
+func (c *limitConn) hold(size int64) {
+	if c.hasSeq() {
+		c.seqs.hold(c.seq(), size)
+	} else {
+		c.unseqd += size
+	}
+}
+
+// discard reads and drops the rest of the refused frame's payload, within
+// the frame timeout: a client writes its whole request before it reads
+// the reply, and closing the connection under its write would reset the
+// connection and lose the reply.
+func (c *limitConn) discard() error {
+	if c.refused == nil || c.refused.remaining == 0 {
+		return nil
+	}
+	if c.timeout > 0 {
+		if err := c.Conn.SetReadDeadline(time.Now().Add(c.timeout)); err != nil {
+			return err
+		}
+	}
+	_, err := io.CopyN(io.Discard, c.Conn, c.refused.remaining)
+	return err
+}
+
+// releaseAll gives back what the connection still holds in the budget; it
+// runs once the connection is done (no reply is being written).
+func (c *limitConn) releaseAll() {
+	if c.budget == nil {
+		return
+	}
+	c.budget.release(c.seqs.drain() + c.unseqd)
+	c.unseqd = 0
 }
 
 // setDeadline bounds the rest of an incomplete frame by timeout from its
@@ -219,11 +349,14 @@ func (c *limitConn) startReply(seq uint32) {
 }
 
 // endReply takes the reply's seq out of the in-progress set if writing it
-// did not (the codec failed before writing).
+// did not (the codec failed before writing), and gives its request's
+// bytes back to the budget.
 func (c *limitConn) endReply() {
 	if c.replyOpen {
 		c.replyOpen = false
-		c.seqs.end(c.replySeq)
+		if n := c.seqs.end(c.replySeq); c.budget != nil {
+			c.budget.release(n)
+		}
 	}
 }
 
@@ -247,26 +380,49 @@ func (c *limitConn) Write(p []byte) (int, error) {
 }
 
 // seqSet holds the seqs of the calls in progress on one connection, from
-// the request header's arrival until the reply is written.
+// the request header's arrival until the reply is written, each with the
+// bytes its request holds in the budget.
 type seqSet struct {
 	mu   sync.Mutex
-	open map[uint32]struct{}
+	open map[uint32]int64
 }
 
-// begin adds seq; it returns false if seq is already in progress.
+// begin adds seq, holding nothing; it returns false if seq is already in
+// progress.
 func (s *seqSet) begin(seq uint32) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.open[seq]; ok {
 		return false
 	}
-	s.open[seq] = struct{}{}
+	s.open[seq] = 0
 	return true
 }
 
-// end removes seq.
-func (s *seqSet) end(seq uint32) {
+// hold records that seq holds n bytes of the budget.
+func (s *seqSet) hold(seq uint32, n int64) {
 	s.mu.Lock()
-	delete(s.open, seq)
+	s.open[seq] = n
 	s.mu.Unlock()
+}
+
+// end removes seq and returns the bytes it held.
+func (s *seqSet) end(seq uint32) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := s.open[seq]
+	delete(s.open, seq)
+	return n
+}
+
+// drain removes every seq and returns the bytes they held.
+func (s *seqSet) drain() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n int64
+	for seq, held := range s.open {
+		n += held
+		delete(s.open, seq)
+	}
+	return n
 }

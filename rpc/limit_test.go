@@ -30,11 +30,13 @@ func hugeHeader() []byte {
 }
 
 // TestHugeRequestHeaderEndsTheConnection: a request header that announces
-// 4 GiB ends its connection at once, with no allocation of that size (it
-// allocated 4 GiB before, and aborted the process where that failed); the
-// server keeps serving other connections.
+// 4 GiB gets an error reply naming the frame limit at once, with no
+// allocation of that size (it allocated 4 GiB before, and aborted the
+// process where that failed); the connection ends once the rest of the
+// frame has not come within the frame timeout, and the server keeps
+// serving other connections.
 func TestHugeRequestHeaderEndsTheConnection(t *testing.T) {
-	addr := startServer(t, NewServer(&fakeJobs{}, nil, nil), "tcp://127.0.0.1:0")
+	addr := startServer(t, NewServer(&fakeJobs{}, nil, nil, WithFrameTimeout(300*time.Millisecond)), "tcp://127.0.0.1:0")
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
@@ -45,11 +47,17 @@ func TestHugeRequestHeaderEndsTheConnection(t *testing.T) {
 	if err := rc.conn.SetReadDeadline(time.Now().Add(5 * time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := rc.conn.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
-		var ne net.Error
-		if !errors.As(err, &ne) || ne.Timeout() {
-			t.Fatalf("read after a 4 GiB header = %v, want the connection closed", err)
-		}
+	b, err := readFrameBytes(rc.conn)
+	if err != nil {
+		t.Fatalf("no reply to a 4 GiB header: %v", err)
+	}
+	r := parseReply(t, b)
+	want := "rpc: request of 4096.0 MiB exceeds the RPC frame limit of 64 MiB (4294967295 > 67108864 bytes)"
+	if !r.isError() || r.seq != 1 || string(r.body) != want {
+		t.Fatalf("reply: error %v, seq %d, %q; want an error reply to seq 1 reading %q", r.isError(), r.seq, r.body, want)
+	}
+	if _, err := rc.conn.Read(make([]byte, 1)); !closedByPeer(err) {
+		t.Fatalf("read after the reply = %v, want the connection closed", err)
 	}
 	runtime.ReadMemStats(&after)
 	if grew := int64(after.TotalAlloc) - int64(before.TotalAlloc); grew > 64<<20 {

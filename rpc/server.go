@@ -70,8 +70,10 @@ type Server struct {
 	workers      Workers
 	log          *slog.Logger
 	frameTimeout time.Duration
-	maxCalls     int          // calls in progress per connection
-	conns        atomic.Int64 // connection goroutines running
+	maxCalls     int           // calls in progress per connection
+	conns        atomic.Int64  // connection goroutines running
+	slots        chan struct{} // one element per connection served; its capacity is the limit
+	budget       *budget       // request bytes in flight across connections
 }
 
 // Option configures a Server built by NewServer.
@@ -109,6 +111,35 @@ func WithMaxCallsInProgress(n int) Option {
 	}
 }
 
+// WithMaxConnections sets how many connections the server serves at once,
+// across all its listeners (DefaultMaxConnections unless set). At the
+// limit it accepts no further connection until one closes: new clients
+// wait in the listener's backlog, connected but unanswered (their calls
+// time out by their own deadlines). An n <= 0 keeps the default.
+func WithMaxConnections(n int) Option {
+	return func(s *Server) {
+		if n > 0 {
+			s.slots = make(chan struct{}, n)
+		}
+	}
+}
+
+// WithMaxInflightBytes sets the request bytes the server holds at once
+// across all connections (DefaultMaxInflightBytes unless set). A request
+// frame reserves the payload size its header announces before its body
+// is read, and holds it until its reply is written; while the others hold
+// too much, reading that connection waits, up to the frame timeout, and
+// then the request is refused with an error reply (ErrServerBusy). No
+// single frame may announce more than the budget (nor MaxRequestSize): it
+// is refused with a *FrameLimitError. An n <= 0 keeps the default.
+func WithMaxInflightBytes(n int64) Option {
+	return func(s *Server) {
+		if n > 0 {
+			s.budget = newBudget(n)
+		}
+	}
+}
+
 // NewServer returns a server that forwards calls to j and w. w may be nil:
 // informer.Workers and resetter.Reset then fail with ErrNoWorkers. A nil
 // log discards log output.
@@ -116,7 +147,10 @@ func NewServer(j Jobs, w Workers, log *slog.Logger, opts ...Option) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{jobs: j, workers: w, log: log, frameTimeout: DefaultFrameTimeout, maxCalls: DefaultMaxCallsInProgress}
+	s := &Server{
+		jobs: j, workers: w, log: log, frameTimeout: DefaultFrameTimeout, maxCalls: DefaultMaxCallsInProgress,
+		slots: make(chan struct{}, DefaultMaxConnections), budget: newBudget(DefaultMaxInflightBytes),
+	}
 	for _, o := range opts {
 		o(s)
 	}
@@ -181,8 +215,14 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 
 	backoff := 5 * time.Millisecond
 	for {
+		select {
+		case s.slots <- struct{}{}: // at the limit, wait for a connection to end
+		case <-ctx.Done():
+			return nil
+		}
 		conn, err := ln.Accept()
 		if err != nil {
+			<-s.slots
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -198,14 +238,17 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 		}
 		backoff = 5 * time.Millisecond
 		if !t.add(conn) {
+			<-s.slots
 			_ = conn.Close()
 			return nil
 		}
 		s.conns.Add(1)
 		wg.Go(func() {
+			defer func() { <-s.slots }()
 			defer s.conns.Add(-1)
 			defer t.remove(conn)
-			lc := newLimitConn(conn, s.frameTimeout)
+			lc := newLimitConn(conn, s.frameTimeout).withBudget(ctx, s.budget)
+			defer lc.releaseAll() // ServeCodec returns once every reply is written
 			srv.ServeCodec(&guardedCodec{
 				inner: goridgerpc.NewCodec(lc),
 				conn:  lc,
@@ -322,6 +365,9 @@ func (g *guardedCodec) ReadRequestHeader(r *netrpc.Request) (err error) {
 	err = g.inner.ReadRequestHeader(r)
 	switch {
 	case err == nil, errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+	case g.conn.refused != nil:
+		err = g.conn.err
+		g.refuse()
 	case g.conn.err != nil:
 		// limitConn refused the frame; goridge's errors do not unwrap.
 		err = g.conn.err
@@ -330,6 +376,20 @@ func (g *guardedCodec) ReadRequestHeader(r *netrpc.Request) (err error) {
 		g.log.Debug("rpc: read request", "err", err)
 	}
 	return err
+}
+
+// refuse answers the frame limitConn refused with an error reply carrying
+// the reason, then reads past the frame's payload so the client, still
+// writing it, gets to read the reply before the connection closes.
+func (g *guardedCodec) refuse() {
+	r := g.conn.refused
+	g.log.Warn("rpc: refusing request, closing connection", "remote", g.conn.RemoteAddr().String(), "err", r.err)
+	g.wmu.Lock()
+	_ = g.inner.WriteResponse(&netrpc.Response{Seq: uint64(r.seq), Error: r.err.Error()}, nil) // goridge returns the reply text as an error
+	g.wmu.Unlock()
+	if err := g.conn.discard(); err != nil {
+		g.log.Debug("rpc: discarding a refused request", "err", err)
+	}
 }
 
 func (g *guardedCodec) ReadRequestBody(body any) (err error) {

@@ -93,7 +93,8 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 	// A request frame or a reply may take jobs.timeout to cross the
 	// connection, as long as a call may take.
 	srv := rpc.NewServer(withTimeout(prod.jobs(mgr), root.Jobs.Timeout), poolWorkers{p}, log, // production: push counts
-		rpc.WithFrameTimeout(root.Jobs.Timeout))
+		rpc.WithFrameTimeout(root.Jobs.Timeout),
+		rpc.WithMaxConnections(root.RPC.MaxConnections), rpc.WithMaxInflightBytes(root.RPC.MaxInflightBytes))
 	prod.serve(mgr, p) // production: /health, /ready, /metrics
 
 	// The pipelines start before the RPC server serves, so no push can

@@ -64,7 +64,7 @@ func TestDoneOffsetsSurviveAnOwnerThatCommitsEarly(t *testing.T) {
 	var first *consumer.Delivery
 	for range n {
 		dl := receive(t, d1)
-		if dl.Offset == 0 {
+		if PositionOf(dl).Offset == 0 {
 			first = dl
 			continue
 		}
@@ -79,8 +79,8 @@ func TestDoneOffsetsSurviveAnOwnerThatCommitsEarly(t *testing.T) {
 
 	d2 := open(t, c, cfg, "")
 	dl := receive(t, d2)
-	if dl.Offset != 0 {
-		t.Fatalf("second owner got offset %d, want 0 (the rest is done)", dl.Offset)
+	if PositionOf(dl).Offset != 0 {
+		t.Fatalf("second owner got offset %d, want 0 (the rest is done)", PositionOf(dl).Offset)
 	}
 	settle(t, dl, consumer.Outcome{Action: consumer.Ack})
 	if err := d2.Close(testCtx(t, 5*time.Second)); err != nil {

@@ -410,19 +410,17 @@ func (d *Driver) delivery(ps *partState, e *entry) *consumer.Delivery {
 		headers[k] = slices.Clone(v)
 	}
 	dl := &consumer.Delivery{
-		ID:        e.meta.id,
-		Job:       e.meta.job,
-		Pipeline:  d.name,
-		Driver:    DriverName,
-		Queue:     e.rec.Topic,
-		Headers:   headers,
-		Body:      e.rec.Value,
-		Attempt:   e.attempt,
-		Key:       string(e.rec.Key),
-		Priority:  e.meta.priority,
-		Topic:     e.rec.Topic,
-		Partition: e.rec.Partition,
-		Offset:    e.rec.Offset,
+		ID:       e.meta.id,
+		Job:      e.meta.job,
+		Pipeline: d.name,
+		Driver:   DriverName,
+		Queue:    e.rec.Topic,
+		Headers:  headers,
+		Body:     e.rec.Value,
+		Attempt:  e.attempt,
+		Key:      string(e.rec.Key),
+		Priority: e.meta.priority,
+		Context:  Position{Topic: e.rec.Topic, Partition: e.rec.Partition, Offset: e.rec.Offset},
 	}
 	dl.SetSettle(func(ctx context.Context, o consumer.Outcome) error {
 		return d.settle(ctx, ps, e, o)

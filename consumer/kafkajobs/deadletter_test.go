@@ -146,7 +146,7 @@ func TestDeadLetterCopyFailureNeverRunsTheJobAgain(t *testing.T) {
 	outage.on.Store(false)
 	a2 := receive(t, d)
 	if a2.ID != "a2" {
-		t.Fatalf("got %s offset %d after the copy landed, want a2", a2.ID, a2.Offset)
+		t.Fatalf("got %s offset %d after the copy landed, want a2", a2.ID, PositionOf(a2).Offset)
 	}
 	waitCommitted(t, cl, "orders", 0, 1) // x and b1 done, a2 out
 	settle(t, a2, consumer.Outcome{Action: consumer.Ack})
@@ -210,8 +210,8 @@ func TestDeadLetterCopyPendingLeftOnClose(t *testing.T) {
 	outage.on.Store(false)
 	d2 := open(t, c, cfg, "orders-dlq")
 	again := receive(t, d2)
-	if again.ID != "x" || again.Offset != 0 {
-		t.Fatalf("next member got %s offset %d, want x offset 0", again.ID, again.Offset)
+	if again.ID != "x" || PositionOf(again).Offset != 0 {
+		t.Fatalf("next member got %s offset %d, want x offset 0", again.ID, PositionOf(again).Offset)
 	}
 	settle(t, again, consumer.Outcome{Action: consumer.Dead})
 	waitCommitted(t, rawClient(t, c), "orders", 0, 1)
@@ -243,8 +243,8 @@ func TestDeadLetterCopyPendingDroppedOnRevoke(t *testing.T) {
 	d2 := open(t, c, cfg, "orders-dlq")
 	kept, moved := waitSplit(t, d1, d2)
 	again := receive(t, d2)
-	if again.Partition != moved || again.Offset != 0 {
-		t.Fatalf("new owner of partition %d got %s on partition %d offset %d", moved, again.ID, again.Partition, again.Offset)
+	if PositionOf(again).Partition != moved || PositionOf(again).Offset != 0 {
+		t.Fatalf("new owner of partition %d got %s on partition %d offset %d", moved, again.ID, PositionOf(again).Partition, PositionOf(again).Offset)
 	}
 	receiveNone(t, d1, 300*time.Millisecond)
 
@@ -375,7 +375,7 @@ func TestDeadLetterCopyUnansweredIsNotProducedAgain(t *testing.T) {
 	h.answer()
 	y := receive(t, d)
 	if y.ID != "y" {
-		t.Fatalf("got %s offset %d after the copy landed, want y", y.ID, y.Offset)
+		t.Fatalf("got %s offset %d after the copy landed, want y", y.ID, PositionOf(y).Offset)
 	}
 	waitCommitted(t, cl, "orders", 0, 1)
 	settle(t, y, consumer.Outcome{Action: consumer.Ack})
@@ -405,7 +405,7 @@ func TestDeadLetterCopyUnansweredThenFailedIsRetried(t *testing.T) {
 	h.answer() // refused: the copy is produced again
 	y := receive(t, d)
 	if y.ID != "y" {
-		t.Fatalf("got %s offset %d after the copy landed, want y", y.ID, y.Offset)
+		t.Fatalf("got %s offset %d after the copy landed, want y", y.ID, PositionOf(y).Offset)
 	}
 	if n := h.attempts.Load(); n < 2 {
 		t.Fatalf("%d dead-letter produce requests, want a retry after the refusal", n)

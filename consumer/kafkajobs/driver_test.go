@@ -26,12 +26,12 @@ func TestPublishReceiveRoundTrip(t *testing.T) {
 	want := consumer.Delivery{
 		ID: "job-1", Job: "App\\Jobs\\Mail", Pipeline: "orders", Driver: "kafka", Queue: "orders",
 		Headers: map[string][]string{"trace": {"t1"}, "tags": {"a", "b"}}, Body: []byte(`{"to":"a@b"}`),
-		Attempt: 1, Key: "customer-7", Priority: 4, Topic: "orders", Partition: 0, Offset: 0,
+		Attempt: 1, Key: "customer-7", Priority: 4, Context: Position{Topic: "orders", Partition: 0, Offset: 0},
 	}
 	if dl.ID != want.ID || dl.Job != want.Job || dl.Pipeline != want.Pipeline || dl.Driver != want.Driver ||
 		dl.Queue != want.Queue || !reflect.DeepEqual(dl.Headers, want.Headers) || string(dl.Body) != string(want.Body) ||
 		dl.Attempt != want.Attempt || dl.Key != want.Key || dl.Priority != want.Priority ||
-		dl.Topic != want.Topic || dl.Partition != want.Partition || dl.Offset != want.Offset {
+		PositionOf(dl) != want.Context {
 		t.Fatalf("delivery %+v\nwant %+v", dl, &want)
 	}
 	settle(t, dl, consumer.Outcome{Action: consumer.Ack})
@@ -152,8 +152,8 @@ func TestRetryInPlaceKeepsOrderAndCountsAttempts(t *testing.T) {
 	if waited := time.Since(start); waited < 300*time.Millisecond {
 		t.Fatalf("retried job came back after %s, before its delay", waited)
 	}
-	if again.ID != "1" || again.Attempt != 2 || again.Offset != 0 {
-		t.Fatalf("after Retry got id %s attempt %d offset %d; want 1, 2, 0", again.ID, again.Attempt, again.Offset)
+	if again.ID != "1" || again.Attempt != 2 || PositionOf(again).Offset != 0 {
+		t.Fatalf("after Retry got id %s attempt %d offset %d; want 1, 2, 0", again.ID, again.Attempt, PositionOf(again).Offset)
 	}
 	settle(t, again, consumer.Outcome{Action: consumer.Requeue, Headers: map[string][]string{"step": {"2"}}})
 	third := receive(t, d)
@@ -191,7 +191,7 @@ func TestRetryTopicProducesCopyWithAttempt(t *testing.T) {
 	settle(t, dl, consumer.Outcome{Action: consumer.Requeue, Delay: 200 * time.Millisecond, Headers: map[string][]string{"h": {"2"}}})
 	waitCommitted(t, rawClient(t, c), "orders", 0, 1)
 	copyDl := receive(t, d)
-	if copyDl.ID != "r1" || copyDl.Topic != "orders-retry" || copyDl.Attempt != 2 ||
+	if copyDl.ID != "r1" || PositionOf(copyDl).Topic != "orders-retry" || copyDl.Attempt != 2 ||
 		!reflect.DeepEqual(copyDl.Headers, map[string][]string{"h": {"2"}}) || string(copyDl.Body) != "p" {
 		t.Fatalf("retry copy: %+v", copyDl)
 	}
@@ -221,9 +221,9 @@ func TestRetryCopyFailureRetriesInPlace(t *testing.T) {
 	}
 	again := receive(t, d)
 	waited := time.Since(start)
-	if again.ID != "j" || again.Offset != 0 || again.Attempt != 2 || !reflect.DeepEqual(again.Headers, map[string][]string{"h": {"2"}}) {
+	if again.ID != "j" || PositionOf(again).Offset != 0 || again.Attempt != 2 || !reflect.DeepEqual(again.Headers, map[string][]string{"h": {"2"}}) {
 		t.Fatalf("after the failed copy got id %s offset %d attempt %d headers %v; want j, 0, 2, h=[2]",
-			again.ID, again.Offset, again.Attempt, again.Headers)
+			again.ID, PositionOf(again).Offset, again.Attempt, again.Headers)
 	}
 	if waited < delay {
 		t.Fatalf("retried in place after %s, before the requested %s", waited, delay)
@@ -391,7 +391,7 @@ func TestConsumeRegexp(t *testing.T) {
 	got := map[string]bool{}
 	for range 2 {
 		dl := receive(t, d)
-		got[dl.Topic] = true
+		got[PositionOf(dl).Topic] = true
 		settle(t, dl, consumer.Outcome{Action: consumer.Ack})
 	}
 	if !got["orders.eu"] || !got["orders.us"] {

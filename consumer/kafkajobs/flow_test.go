@@ -120,8 +120,8 @@ func TestStalledFullPartitionDoesNotHoldOthersBack(t *testing.T) {
 	}
 	publish(t, d, batch...)
 	head := receive(t, d)
-	if head.Partition != 0 {
-		t.Fatalf("first job on partition %d, want 0", head.Partition)
+	if PositionOf(head).Partition != 0 {
+		t.Fatalf("first job on partition %d, want 0", PositionOf(head).Partition)
 	}
 	// A waiting Receive fills partition 0's buffer behind the running head.
 	receiveNone(t, d, 300*time.Millisecond)
@@ -131,7 +131,7 @@ func TestStalledFullPartitionDoesNotHoldOthersBack(t *testing.T) {
 	for _, want := range []string{"other-1", "other-2"} {
 		dl := receive(t, d)
 		if dl.ID != want {
-			t.Fatalf("got %s on partition %d while partition 0's head runs, want %s", dl.ID, dl.Partition, want)
+			t.Fatalf("got %s on partition %d while partition 0's head runs, want %s", dl.ID, PositionOf(dl).Partition, want)
 		}
 		settle(t, dl, consumer.Outcome{Action: consumer.Ack})
 	}
@@ -184,7 +184,7 @@ func TestBusyFullPartitionLetsOthersThrough(t *testing.T) {
 				if err != nil {
 					return
 				}
-				if dl.Partition == 0 {
+				if PositionOf(dl).Partition == 0 {
 					time.Sleep(20 * time.Millisecond) // a job that takes a while
 				} else {
 					others <- time.Now()

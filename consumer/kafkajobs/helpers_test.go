@@ -93,7 +93,7 @@ func receiveNone(t testing.TB, d *Driver, wait time.Duration) {
 	defer cancel()
 	dl, err := d.Receive(ctx)
 	if err == nil {
-		t.Fatalf("Receive handed out %s (offset %d) while nothing should be available", dl.ID, dl.Offset)
+		t.Fatalf("Receive handed out %s (offset %d) while nothing should be available", dl.ID, PositionOf(dl).Offset)
 	}
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Receive: %v", err)

@@ -51,7 +51,7 @@ func TestNoGroupSettlesByTheOutcomeTable(t *testing.T) {
 	for done := 0; done < n; {
 		dl := receive(t, d)
 		attempts[dl.ID] = append(attempts[dl.ID], dl.Attempt)
-		partitions[dl.Partition] = true
+		partitions[PositionOf(dl).Partition] = true
 		id, _ := strconv.Atoi(dl.ID)
 		switch {
 		case id%4 == 0 && dl.Attempt == 1:

@@ -37,7 +37,7 @@ func drain(ctx context.Context, t testing.TB, wg *sync.WaitGroup, d *Driver, by,
 					return
 				}
 				seq, _ := strconv.Atoi(string(dl.Body))
-				out <- received{id: dl.ID, key: dl.Key, seq: seq, partition: dl.Partition, by: by}
+				out <- received{id: dl.ID, key: dl.Key, seq: seq, partition: PositionOf(dl).Partition, by: by}
 				sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 				err = dl.Settle(sctx, consumer.Outcome{Action: consumer.Ack})
 				cancel()
@@ -184,8 +184,8 @@ func TestNoSkippedCommit(t *testing.T) {
 
 	d2 := open(t, c, cfg, "")
 	again := receive(t, d2)
-	if again.ID != "j1" || again.Offset != 0 {
-		t.Fatalf("new consumer got %s (offset %d) first, want j1", again.ID, again.Offset)
+	if again.ID != "j1" || PositionOf(again).Offset != 0 {
+		t.Fatalf("new consumer got %s (offset %d) first, want j1", again.ID, PositionOf(again).Offset)
 	}
 	last := receive(t, d2)
 	if last.ID != "j4" {
@@ -259,8 +259,8 @@ func TestDueDelayedRecordWaitsForRecordsThatPassedIt(t *testing.T) {
 			receiveNone(t, d, 2*delay) // A falls due while B runs
 			settle(t, b, consumer.Outcome{Action: consumer.Ack})
 			a := receive(t, d)
-			if a.ID != "A" || a.Offset != 0 {
-				t.Fatalf("after B got %s (offset %d), want A (offset 0)", a.ID, a.Offset)
+			if a.ID != "A" || PositionOf(a).Offset != 0 {
+				t.Fatalf("after B got %s (offset %d), want A (offset 0)", a.ID, PositionOf(a).Offset)
 			}
 			if ord == OrderPartition {
 				receiveNone(t, d, 100*time.Millisecond) // C waits for A
@@ -401,7 +401,7 @@ func TestRebalanceMakesMovedDeliveriesStale(t *testing.T) {
 	held := map[int32]*consumer.Delivery{}
 	for range 2 {
 		dl := receive(t, d1)
-		held[dl.Partition] = dl
+		held[PositionOf(dl).Partition] = dl
 	}
 
 	d2 := open(t, c, cfg, "")
@@ -413,8 +413,8 @@ func TestRebalanceMakesMovedDeliveriesStale(t *testing.T) {
 	settle(t, held[kept], consumer.Outcome{Action: consumer.Ack})
 
 	again := receive(t, d2)
-	if again.ID != held[moved].ID || again.Partition != moved {
-		t.Fatalf("new owner got %s on partition %d, want %s on %d", again.ID, again.Partition, held[moved].ID, moved)
+	if again.ID != held[moved].ID || PositionOf(again).Partition != moved {
+		t.Fatalf("new owner got %s on partition %d, want %s on %d", again.ID, PositionOf(again).Partition, held[moved].ID, moved)
 	}
 	settle(t, again, consumer.Outcome{Action: consumer.Ack})
 	cl := rawClient(t, c)

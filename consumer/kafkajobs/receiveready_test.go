@@ -74,15 +74,15 @@ func TestReceiveReadyBatchesAcrossPartitions(t *testing.T) {
 			t.Fatalf("%s handed out twice", dl.ID)
 		}
 		seen[dl.ID] = true
-		if o := out[dl.Partition]; o != nil {
-			t.Fatalf("%s of partition %d handed out while %s of the same partition is out", dl.ID, dl.Partition, o.ID)
+		if o := out[PositionOf(dl).Partition]; o != nil {
+			t.Fatalf("%s of partition %d handed out while %s of the same partition is out", dl.ID, PositionOf(dl).Partition, o.ID)
 		}
-		out[dl.Partition] = dl
-		if i := next[dl.Partition]; i >= per || ids[dl.Partition][i] != dl.ID || dl.Offset != int64(i) || dl.Attempt != 1 || string(dl.Body) != dl.ID {
+		out[PositionOf(dl).Partition] = dl
+		if i := next[PositionOf(dl).Partition]; i >= per || ids[PositionOf(dl).Partition][i] != dl.ID || PositionOf(dl).Offset != int64(i) || dl.Attempt != 1 || string(dl.Body) != dl.ID {
 			t.Fatalf("partition %d: got %s (offset %d, attempt %d), want %s at offset %d, attempt 1",
-				dl.Partition, dl.ID, dl.Offset, dl.Attempt, ids[dl.Partition][min(i, per-1)], i)
+				PositionOf(dl).Partition, dl.ID, PositionOf(dl).Offset, dl.Attempt, ids[PositionOf(dl).Partition][min(i, per-1)], i)
 		}
-		next[dl.Partition]++
+		next[PositionOf(dl).Partition]++
 	}
 
 	out := map[int32]*consumer.Delivery{}
@@ -100,7 +100,7 @@ func TestReceiveReadyBatchesAcrossPartitions(t *testing.T) {
 	for round := 1; ; round++ {
 		// Every partition has a record out: nothing more is ready.
 		if more := d.ReceiveReady(nil, 8); len(more) != 0 {
-			t.Fatalf("round %d: ReceiveReady handed out %s of partition %d with every partition busy", round, more[0].ID, more[0].Partition)
+			t.Fatalf("round %d: ReceiveReady handed out %s of partition %d with every partition busy", round, more[0].ID, PositionOf(more[0]).Partition)
 		}
 		for _, dl := range out {
 			settle(t, dl, consumer.Outcome{Action: consumer.Ack})
@@ -262,19 +262,19 @@ func TestReceiveReadyLeavesOneToEachWaitingReceive(t *testing.T) {
 		t.Fatalf("ReceiveReady with 3 ready and a Receive waiting handed out %d, want 2", len(batch))
 	}
 	left := receive(t, d)
-	inFlight := map[int32]string{first.Partition: first.ID}
+	inFlight := map[int32]string{PositionOf(first).Partition: first.ID}
 	for _, dl := range append(batch, left) {
-		if o, ok := inFlight[dl.Partition]; ok {
-			t.Fatalf("%s of partition %d handed out with %s out", dl.ID, dl.Partition, o)
+		if o, ok := inFlight[PositionOf(dl).Partition]; ok {
+			t.Fatalf("%s of partition %d handed out with %s out", dl.ID, PositionOf(dl).Partition, o)
 		}
-		inFlight[dl.Partition] = dl.ID
+		inFlight[PositionOf(dl).Partition] = dl.ID
 	}
 	// Receive order is round-robin from the first one's partition on:
 	// the batch took the two after it, the waiting Receive the last one.
-	want := []int32{(first.Partition + 1) % 4, (first.Partition + 2) % 4, (first.Partition + 3) % 4}
+	want := []int32{(PositionOf(first).Partition + 1) % 4, (PositionOf(first).Partition + 2) % 4, (PositionOf(first).Partition + 3) % 4}
 	for i, dl := range append(batch, left) {
-		if dl.Partition != want[i] {
-			t.Fatalf("hand-out %d is of partition %d, want %d (round-robin order)", i, dl.Partition, want[i])
+		if PositionOf(dl).Partition != want[i] {
+			t.Fatalf("hand-out %d is of partition %d, want %d (round-robin order)", i, PositionOf(dl).Partition, want[i])
 		}
 	}
 	for _, dl := range append(batch, first, left) {

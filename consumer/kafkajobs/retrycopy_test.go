@@ -33,8 +33,8 @@ func openRetryTopic(t *testing.T, code int16) (*kfake.Cluster, *Driver, *dlqHold
 func settleRetryUnanswered(t *testing.T, c *kfake.Cluster, d *Driver, h *dlqHold) {
 	t.Helper()
 	x := receive(t, d)
-	if x.ID != "x" || x.Topic != "orders" {
-		t.Fatalf("first delivery %s of %s, want x of orders", x.ID, x.Topic)
+	if x.ID != "x" || PositionOf(x).Topic != "orders" {
+		t.Fatalf("first delivery %s of %s, want x of orders", x.ID, PositionOf(x).Topic)
 	}
 	start := time.Now()
 	err := x.Settle(testCtx(t, 300*time.Millisecond), consumer.Outcome{
@@ -78,9 +78,9 @@ func TestRetryCopyUnansweredIsNotRetriedInPlace(t *testing.T) {
 	runs := map[string]int{}
 	for range 2 {
 		dl := receive(t, d)
-		runs[dl.ID+"@"+dl.Topic]++
+		runs[dl.ID+"@"+PositionOf(dl).Topic]++
 		if dl.ID == "x" && (dl.Attempt != 2 || !reflect.DeepEqual(dl.Headers, map[string][]string{"h": {"2"}})) {
-			t.Fatalf("x from %s: attempt %d headers %v, want 2, h=[2]", dl.Topic, dl.Attempt, dl.Headers)
+			t.Fatalf("x from %s: attempt %d headers %v, want 2, h=[2]", PositionOf(dl).Topic, dl.Attempt, dl.Headers)
 		}
 		settle(t, dl, consumer.Outcome{Action: consumer.Ack})
 	}
@@ -105,15 +105,15 @@ func TestRetryCopyUnansweredThenFailedRetriesInPlace(t *testing.T) {
 
 	h.answer() // refused: x is retried in place
 	again := receive(t, d)
-	if again.ID != "x" || again.Topic != "orders" || again.Offset != 0 || again.Attempt != 2 ||
+	if again.ID != "x" || PositionOf(again).Topic != "orders" || PositionOf(again).Offset != 0 || again.Attempt != 2 ||
 		!reflect.DeepEqual(again.Headers, map[string][]string{"h": {"2"}}) {
 		t.Fatalf("after the refused copy got %s of %s offset %d attempt %d headers %v; want x of orders, 0, 2, h=[2]",
-			again.ID, again.Topic, again.Offset, again.Attempt, again.Headers)
+			again.ID, PositionOf(again).Topic, PositionOf(again).Offset, again.Attempt, again.Headers)
 	}
 	settle(t, again, consumer.Outcome{Action: consumer.Ack})
 	y := receive(t, d)
 	if y.ID != "y" {
-		t.Fatalf("got %s of %s after x, want y", y.ID, y.Topic)
+		t.Fatalf("got %s of %s after x, want y", y.ID, PositionOf(y).Topic)
 	}
 	settle(t, y, consumer.Outcome{Action: consumer.Ack})
 	waitCommitted(t, rawClient(t, c), "orders", 0, 2)

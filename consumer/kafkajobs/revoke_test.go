@@ -24,7 +24,7 @@ func TestRebalanceWaitsForRunningJobs(t *testing.T) {
 	held := map[int32]*consumer.Delivery{}
 	for range 2 {
 		dl := receive(t, d1)
-		held[dl.Partition] = dl
+		held[PositionOf(dl).Partition] = dl
 	}
 	if held[0] == nil || held[1] == nil || held[0].ID != "a0" || held[1].ID != "a1" {
 		t.Fatalf("first member runs %v, want a0 and a1", held)
@@ -49,8 +49,8 @@ func TestRebalanceWaitsForRunningJobs(t *testing.T) {
 		p int32
 	}{{d1, kept}, {d2, moved}} {
 		dl := receive(t, m.d)
-		if dl.ID != want[m.p] || dl.Partition != m.p {
-			t.Fatalf("owner of partition %d got %s on partition %d, want %s", m.p, dl.ID, dl.Partition, want[m.p])
+		if dl.ID != want[m.p] || PositionOf(dl).Partition != m.p {
+			t.Fatalf("owner of partition %d got %s on partition %d, want %s", m.p, dl.ID, PositionOf(dl).Partition, want[m.p])
 		}
 		settle(t, dl, consumer.Outcome{Action: consumer.Ack})
 	}
