@@ -81,7 +81,9 @@ type Root struct {
 	Status Status `yaml:"status"`
 	// Metrics serves /metrics (Prometheus); off when Address is empty.
 	Metrics Metrics `yaml:"metrics"`
-	Logs    Logs    `yaml:"logs"`
+	// Dashboard serves the web dashboard; off when Address is empty.
+	Dashboard Dashboard `yaml:"dashboard"`
+	Logs      Logs      `yaml:"logs"`
 	// Endure is RoadRunner's plugin container section, accepted and
 	// ignored with a warning (see ignoredWarnings).
 	Endure *Endure `yaml:"endure"`

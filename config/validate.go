@@ -126,6 +126,7 @@ func (r *Root) validate() (errs, warnings []*Error) {
 	if r.Status.Address != "" && r.Status.Address == r.Metrics.Address {
 		add("metrics.address", "must differ from status.address (%s)", r.Status.Address)
 	}
+	errs = append(errs, r.Dashboard.validate()...)
 
 	for _, e := range fieldErrors(r.AMQP.Validate(), &yaml.Node{}, "amqp") {
 		errs = append(errs, e.(*Error))
