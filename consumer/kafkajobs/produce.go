@@ -123,15 +123,19 @@ func (p *producer) isClosed() bool {
 }
 
 // Publish produces one record per job to the pipeline's topic (see
-// publishTopic) and returns once the broker acknowledged
-// every record, or ctx is done, or producer_options.delivery_timeout
-// passed (then the failed jobs' errors wrap ErrDeliveryTimeout; a record
-// already on the wire gets up to onWireGrace more for its answer). On failure it returns a
-// *consumer.BatchError: every job that failed is in it, and so is every
-// job after the first failed one (the publish is then not reported as
-// successful even if the broker took it; a retry duplicates it, never
-// loses it). A job whose partition has a failed produce in flight fails
-// fast with ErrPartitionFailed. After Close it returns consumer.ErrClosed.
+// publishTopic) and returns once the broker acknowledged every record, or
+// ctx is done, or producer_options.delivery_timeout passed (a record
+// already on the wire gets up to onWireGrace more for its answer). On
+// failure it returns a *consumer.BatchError naming every job that was not
+// acknowledged, each classified by inFlightErr: a job never handed to the
+// broker (ErrNoTopic, ErrPartitionFailed: its partition has a failed
+// produce in flight, no partition count) or one the broker refused with a
+// non-retriable error is certainly not in the topic; a job without an
+// answer (delivery timeout, ctx, retries exhausted, the client closed) or
+// with a retriable error wraps consumer.ErrInDoubt (and ErrDeliveryTimeout
+// when the delivery timeout ended it). Jobs the broker acknowledged are
+// not in the error, whatever happened to the others. After Close it
+// returns consumer.ErrClosed.
 func (d *Driver) Publish(ctx context.Context, jobs []consumer.Job) error {
 	if d.prod.isClosed() {
 		return consumer.ErrClosed
@@ -152,35 +156,49 @@ func (d *Driver) Publish(ctx context.Context, jobs []consumer.Job) error {
 	if topic == "" {
 		errs = make([]error, len(jobs))
 		for i := range errs {
-			errs[i] = ErrNoTopic
+			errs[i] = notSentError{ErrNoTopic}
 		}
 	} else {
 		errs = d.prod.produce(ctx, recs)
 	}
-	first := -1
+	be := &consumer.BatchError{Failed: make(map[int]error)}
 	for i, err := range errs {
-		if err != nil {
-			first = i
-			break
+		if err == nil {
+			continue
 		}
+		if !errors.Is(err, ErrDeliveryTimeout) && (errors.Is(err, kgo.ErrRecordTimeout) || context.Cause(ctx) == ErrDeliveryTimeout) {
+			err = fmt.Errorf("%w: %w", ErrDeliveryTimeout, err)
+		}
+		be.Failed[i] = fmt.Errorf("kafkajobs: publish job %q: %w", jobs[i].ID, inFlightErr(err))
 	}
-	if first < 0 {
+	if len(be.Failed) == 0 {
 		return nil
 	}
-	be := &consumer.BatchError{Failed: make(map[int]error)}
-	for i := first; i < len(errs); i++ {
-		switch {
-		case errs[i] != nil:
-			err := errs[i]
-			if !errors.Is(err, ErrDeliveryTimeout) && (errors.Is(err, kgo.ErrRecordTimeout) || context.Cause(ctx) == ErrDeliveryTimeout) {
-				err = fmt.Errorf("%w: %w", ErrDeliveryTimeout, err)
-			}
-			be.Failed[i] = fmt.Errorf("kafkajobs: publish job %q: %w", jobs[i].ID, err)
-		default:
-			be.Failed[i] = fmt.Errorf("kafkajobs: publish job %q: not reported: job %d of the batch failed first", jobs[i].ID, first)
-		}
-	}
 	return be
+}
+
+// notSentError is the error of a record that was never handed to the
+// client (no topic, no partition, its partition failed): it reads as its
+// cause.
+type notSentError struct{ err error }
+
+func (e notSentError) Error() string { return e.err.Error() }
+func (e notSentError) Unwrap() error { return e.err }
+
+// inFlightErr returns err, wrapping consumer.ErrInDoubt when the record
+// may be in the topic: it was handed to the client and got no answer, or
+// a retriable one. A record never handed over (notSentError) or refused
+// by the broker with a non-retriable error is not in doubt.
+func inFlightErr(err error) error {
+	var ns notSentError
+	var ke *kerr.Error
+	switch {
+	case errors.As(err, &ns):
+		return err
+	case errors.As(err, &ke) && !ke.Retriable:
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, consumer.ErrInDoubt)
 }
 
 // publishTopic is where Publish writes: the first consumed topic (of
@@ -273,7 +291,7 @@ func (p *producer) produceThen(ctx context.Context, recs []*kgo.Record, late fun
 		}
 		if err != nil {
 			mu.Lock()
-			errs[i], settled[i] = err, true
+			errs[i], settled[i] = notSentError{err}, true
 			mu.Unlock()
 			continue
 		}
