@@ -140,7 +140,8 @@ func (c *Client) exchange(method string, args, reply proto.Message) error {
 			}
 			return &ServerError{Method: method, Message: resp.Error, Err: fl}
 		}
-		return &ServerError{Method: method, Message: resp.Error}
+		msg, push := splitPushReport(resp.Error)
+		return &ServerError{Method: method, Message: msg, push: push}
 	}
 	return c.codec.ReadResponseBody(reply)
 }

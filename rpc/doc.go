@@ -133,6 +133,27 @@
 //
 // informer.Workers and resetter.Reset accept an empty plugin or "jobs".
 //
+// # Push errors
+//
+// When the manager did not confirm every job of a jobs.Push or
+// jobs.PushBatch, the reply is an ERROR frame (so RoadRunner's SDK throws
+// as before) whose text, in both codecs, is the manager's message followed
+// by PushReportMarker (" pipevisor-push-report=") and a JSON object that
+// sorts every job of the call, by its index in the request, into one of
+// three lists of inclusive [first,last] ranges:
+//
+//	... pipevisor-push-report={"confirmed":[[0,18],[20,20]],"failed":[],"in_doubt":[[19,19]]}
+//
+// confirmed: the broker confirmed the job. failed: the broker refused it
+// or it was never sent; it is not in the queue and may be pushed again.
+// in_doubt: it was sent but its confirm was lost (connection or channel
+// closed, confirm timeout); it may be in the queue, and pushing it again
+// may duplicate it. An error without the marker (an invalid job, an
+// unknown pipeline, a request over the frame limit) means nothing was
+// published. A client whose call broke before the reply arrived has to
+// treat the whole call as in doubt. PushReport reads the report from the
+// Go client's error.
+//
 // # Protobuf
 //
 // rpc/jobsv1/jobs.proto keeps every RoadRunner jobs.v1 field number and

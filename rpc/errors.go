@@ -51,6 +51,8 @@ type ServerError struct {
 	Method  string // for example "jobs.Push"
 	Message string
 	Err     error // nil, or the error Message stands for
+
+	push *pushReportJSON // the report of a failed push (see PushReport)
 }
 
 func (e *ServerError) Error() string {

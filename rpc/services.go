@@ -18,7 +18,8 @@ type jobsService struct {
 	jobs Jobs
 }
 
-// Push publishes one job (jobs.Push).
+// Push publishes one job (jobs.Push). When the manager does not confirm
+// it the error is a *PushError.
 func (s *jobsService) Push(req *jobsv1.PushRequest, _ *jobsv1.Empty) error {
 	if req.GetJob() == nil {
 		return ErrNoJob
@@ -27,11 +28,15 @@ func (s *jobsService) Push(req *jobsv1.PushRequest, _ *jobsv1.Empty) error {
 	if err != nil {
 		return err
 	}
-	return s.jobs.Push(s.ctx, []consumer.Job{j})
+	if err := s.jobs.Push(s.ctx, []consumer.Job{j}); err != nil {
+		return newPushError(1, err)
+	}
+	return nil
 }
 
 // PushBatch publishes the jobs (jobs.PushBatch). Nothing is published
-// when one of the jobs is invalid; an empty batch is a no-op.
+// when one of the jobs is invalid; an empty batch is a no-op. When the
+// manager does not confirm every job the error is a *PushError.
 func (s *jobsService) PushBatch(req *PushBatchArgs, _ *jobsv1.Empty) error {
 	out, err := req.consumerJobs()
 	if err != nil {
@@ -40,7 +45,10 @@ func (s *jobsService) PushBatch(req *PushBatchArgs, _ *jobsv1.Empty) error {
 	if len(out) == 0 {
 		return nil
 	}
-	return s.jobs.Push(s.ctx, out)
+	if err := s.jobs.Push(s.ctx, out); err != nil {
+		return newPushError(len(out), err)
+	}
+	return nil
 }
 
 // Pause stops consuming the pipelines (jobs.Pause).
