@@ -49,7 +49,7 @@ func TestPipelineFromDeclareErrors(t *testing.T) {
 		{
 			name: "missing name and driver",
 			m:    map[string]string{"prefetch": "1"},
-			want: []string{"driver: required (one of memory, amqp, kafka, sqs)", "name: required"},
+			want: []string{"driver: required (one of memory, boltdb, amqp, kafka, sqs)", "name: required"},
 		},
 		{
 			name: "all problems at once",
@@ -90,7 +90,7 @@ func TestPipelineFromDeclareErrors(t *testing.T) {
 		{
 			name: "unknown driver and bad name",
 			m:    map[string]string{"name": "a b", "driver": "redis"},
-			want: []string{"driver: unknown driver \"redis\" (want one of memory, amqp, kafka, sqs)", "name: a pipeline name must not contain spaces or control characters"},
+			want: []string{"driver: unknown driver \"redis\" (want one of memory, boltdb, amqp, kafka, sqs)", "name: a pipeline name must not contain spaces or control characters"},
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -3,6 +3,7 @@ package config
 import (
 	"reflect"
 
+	"github.com/pipevisor/pipevisor/consumer/boltjobs"
 	"github.com/pipevisor/pipevisor/consumer/kafkajobs"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/consumer/sqsjobs"
@@ -31,6 +32,14 @@ func decodeDriver(driver string, node *yaml.Node, path string, p *Pipeline) []er
 		if p.DeadLetter != "" {
 			errs = append(errs, errAt(pathBeside(path, "dead_letter"), 0,
 				"not supported by the memory driver: dead jobs stay in the pipeline's dead list"))
+		}
+		return errs
+	case DriverBoltDB:
+		p.BoltDB = &boltjobs.Config{Priority: p.Priority}
+		errs := decodeWithPriority(node, path, p.BoltDB, &p.BoltDB.Priority, p)
+		if p.DeadLetter != "" {
+			errs = append(errs, errAt(pathBeside(path, "dead_letter"), 0,
+				"not supported by the boltdb driver: dead jobs stay in the pipeline's dead bucket in its file"))
 		}
 		return errs
 	case DriverAMQP:

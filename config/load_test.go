@@ -488,7 +488,7 @@ func TestSelfReferencingAnchorsTerminate(t *testing.T) {
 	}{
 		{"jobs: &a {\"\": *a}\n", "jobs.: unknown key (known keys: num_pollers, pipeline_size, options, timeout, shutdown_timeout, pool, consume, pipelines) (line 3)"},
 		{"jobs: &a {<<: *a}\n", ""},
-		{"jobs: {pipelines: &a {x: {<<: *a}}}\n", "jobs.pipelines.x.driver: required (one of memory, amqp, kafka, sqs) (line 3)\n" +
+		{"jobs: {pipelines: &a {x: {<<: *a}}}\n", "jobs.pipelines.x.driver: required (one of memory, boltdb, amqp, kafka, sqs) (line 3)\n" +
 			"jobs.pipelines.x.x: unknown key (known keys: driver, config, priority, concurrency, retry, dead_letter) (line 3)"},
 		{"jobs: {pipelines: {x: &b {<<: [*b, *b], driver: memory}}}\n", ""},
 	} {

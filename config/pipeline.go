@@ -9,6 +9,7 @@ import (
 
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
+	"github.com/pipevisor/pipevisor/consumer/boltjobs"
 	"github.com/pipevisor/pipevisor/consumer/kafkajobs"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/consumer/sqsjobs"
@@ -22,6 +23,7 @@ const (
 	DriverAMQP   = "amqp"
 	DriverKafka  = "kafka"
 	DriverSQS    = "sqs"
+	DriverBoltDB = "boltdb"
 )
 
 // Pipeline is one jobs.pipelines.<name> entry (or one jobs.Declare).
@@ -33,7 +35,8 @@ const (
 type Pipeline struct {
 	// Name is the key under jobs.pipelines (or Declare's "name").
 	Name string
-	// Driver is one of DriverMemory, DriverAMQP, DriverKafka, DriverSQS.
+	// Driver is one of DriverMemory, DriverBoltDB, DriverAMQP,
+	// DriverKafka, DriverSQS.
 	Driver string
 	// Priority is the pipeline priority (lower is more urgent; default
 	// DefaultPriority). It may be written at the pipeline level or, as in
@@ -53,6 +56,8 @@ type Pipeline struct {
 
 	// Memory is set when Driver is DriverMemory.
 	Memory *memjobs.Config
+	// BoltDB is set when Driver is DriverBoltDB.
+	BoltDB *boltjobs.Config
 	// AMQP is set when Driver is DriverAMQP.
 	AMQP *amqpjobs.Config
 	// Kafka is set when Driver is DriverKafka.
@@ -232,5 +237,5 @@ func findKey(n *yaml.Node, key string) *yaml.Node {
 
 // driverNames lists the driver names in the order messages show them.
 func driverNames() []string {
-	return []string{DriverMemory, DriverAMQP, DriverKafka, DriverSQS}
+	return []string{DriverMemory, DriverBoltDB, DriverAMQP, DriverKafka, DriverSQS}
 }

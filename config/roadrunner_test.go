@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
+	"github.com/pipevisor/pipevisor/consumer/boltjobs"
 	"github.com/pipevisor/pipevisor/consumer/sqsjobs"
 )
 
 // rrCorpus is the test corpus of testdata/roadrunner: configs written the
-// way RoadRunner's own jobs, memory, amqp, kafka and sqs tests write them
+// way RoadRunner's own jobs, memory, boltdb, amqp, kafka and sqs tests write them
 // (every key and shape those use), plus every other key RoadRunner
 // accepts in the sections Pipevisor runs (every-section.rr.yaml).
 //
@@ -71,10 +72,47 @@ var rrCorpus = map[string]struct {
 			"jobs.pipelines.second.pool: named pools are not implemented yet: remove it, every pipeline runs on jobs.pool (line 37)",
 		},
 	},
+	"boltdb-init.yaml": {
+		check: func(t *testing.T, r *Root) {
+			a, b := r.Jobs.Pipelines["first-db"], r.Jobs.Pipelines["second-db"]
+			if a.BoltDB == nil || a.BoltDB.File != "rr1.db" || a.BoltDB.Prefetch != 100 || a.Priority != 1 || a.BoltDB.Priority != 1 ||
+				b.BoltDB == nil || b.BoltDB.File != "rr2.db" || b.Priority != 2 {
+				t.Errorf("first-db %+v, second-db %+v", a.BoltDB, b.BoltDB)
+			}
+			if a.BoltDB.Mode(r.BoltDB) != 0o755 || r.BoltDB != nil {
+				t.Errorf("mode without a boltdb: section = %v, section %+v", a.BoltDB.Mode(r.BoltDB), r.BoltDB)
+			}
+		},
+	},
+	"boltdb-global.rr.yaml": {
+		warnings: []string{
+			"boltdb.file: ignored: the key of RoadRunner's boltdb kv storage, which Pipevisor does not run; a jobs pipeline names its file in its config.file (line 14)",
+			"boltdb.interval: ignored: the key of RoadRunner's boltdb kv storage (TTL checks), which Pipevisor does not run (line 16)",
+		},
+		check: func(t *testing.T, r *Root) {
+			plain, own := r.Jobs.Pipelines["plain"].BoltDB, r.Jobs.Pipelines["own-mode"].BoltDB
+			if plain == nil || plain.File != boltjobs.DefaultFile || plain.Prefetch != boltjobs.DefaultPrefetch || plain.Priority != boltjobs.DefaultPriority {
+				t.Errorf("plain = %+v", plain)
+			}
+			if m := plain.Mode(r.BoltDB); m != 0o666 {
+				t.Errorf("plain's mode = %v, want the boltdb: section's 0666", m)
+			}
+			if own == nil || own.File != "data/own.db" || own.Mode(r.BoltDB) != 0o600 || own.Prefetch != boltjobs.DefaultPrefetch {
+				t.Errorf("own-mode = %+v", own)
+			}
+		},
+	},
+	"boltdb-bad.rr.yaml": {
+		errs: []string{
+			"jobs.pipelines.broken.dead_letter: not supported by the boltdb driver: dead jobs stay in the pipeline's dead bucket in its file (line 15)",
+			`jobs.pipelines.broken.config.permissions: "0999" is not a file mode: want octal digits from 0 to 0777, such as 0644 (line 17)`,
+			"jobs.pipelines.broken.config.prefetch: must be positive, got -1 (line 18)",
+		},
+	},
 	"other-drivers.rr.yaml": {
 		errs: []string{
-			"jobs.pipelines.tube.driver: RoadRunner's beanstalk driver is not shipped with Pipevisor (drivers: memory, amqp, kafka, sqs) (line 60)",
-			"jobs.pipelines.subject.driver: RoadRunner's nats driver is not shipped with Pipevisor (drivers: memory, amqp, kafka, sqs) (line 91)",
+			"jobs.pipelines.tube.driver: RoadRunner's beanstalk driver is not shipped with Pipevisor (drivers: memory, boltdb, amqp, kafka, sqs) (line 60)",
+			"jobs.pipelines.subject.driver: RoadRunner's nats driver is not shipped with Pipevisor (drivers: memory, boltdb, amqp, kafka, sqs) (line 91)",
 		},
 	},
 	"amqp-v1.rr.yaml": {

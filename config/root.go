@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
+	"github.com/pipevisor/pipevisor/consumer/boltjobs"
 	"github.com/pipevisor/pipevisor/consumer/kafkajobs"
 	"github.com/pipevisor/pipevisor/consumer/sqsjobs"
 	"github.com/pipevisor/pipevisor/pool"
@@ -96,6 +97,10 @@ type Root struct {
 	// Kafka is the kafka: section (brokers, tls, sasl, ping), defaults
 	// filled in; nil when absent (required by kafka pipelines).
 	Kafka *kafkajobs.Global `yaml:"kafka"`
+	// BoltDB is the boltdb: section: permissions, the default mode of
+	// the boltdb pipelines' files (file and interval, RoadRunner's kv
+	// keys, are ignored with a warning); nil when absent.
+	BoltDB *boltjobs.Global `yaml:"boltdb"`
 	// SQS is the sqs: section (key, secret, region, session_token,
 	// endpoint); every key is optional, empty means the AWS SDK's
 	// defaults (credential chain, region).

@@ -8,6 +8,7 @@ import (
 
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
+	"github.com/pipevisor/pipevisor/consumer/boltjobs"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/consumer/sqsjobs"
 )
@@ -20,7 +21,7 @@ import (
 // Pipevisor does not run. A file may hold them (it can serve RoadRunner
 // too): each is a warning naming it, and its content is not read.
 var foreignSections = []string{
-	"app_logger", "beanstalk", "boltdb", "broadcast", "centrifuge", "fileserver",
+	"app_logger", "beanstalk", "broadcast", "centrifuge", "fileserver",
 	"google_pub_sub", "googlepubsub", "grpc", "gzip", "headers", "http", "informer",
 	"kv", "lock", "memcached", "memory", "nats", "nsq", "prometheus", "proxy_ip_parser",
 	"redis", "reload", "resetter", "send", "service", "static", "tcp", "temporal",
@@ -32,7 +33,7 @@ const redactedDefaultAMQP = "amqp://guest:xxxxx@127.0.0.1:5672/"
 
 // foreignDrivers are RoadRunner jobs drivers Pipevisor does not ship: a
 // pipeline naming one is an error that says so.
-var foreignDrivers = []string{"beanstalk", "boltdb", "google_pub_sub", "googlepubsub", "gps", "nats", "nsq"}
+var foreignDrivers = []string{"beanstalk", "google_pub_sub", "googlepubsub", "gps", "nats", "nsq"}
 
 // withoutForeignSections returns top without the sections of
 // foreignSections (top itself when it has none) and one warning per
@@ -124,6 +125,10 @@ func (r *Root) ignoredWarnings() []*Error {
 	warn(len(r.Metrics.Collect) > 0, "metrics.collect", "ignored: application metrics declared here are not collected")
 	warn(r.Status.CheckTimeout != 0, "status.check_timeout", "ignored: /health and /ready answer from the supervisor's own state without waiting")
 	warn(r.Endure != nil, "endure", "ignored: RoadRunner's plugin container settings (the shutdown grace period is jobs.shutdown_timeout; the systemd watchdog follows WatchdogSec)")
+	if b := r.BoltDB; b != nil {
+		warn(b.File != "", "boltdb.file", "ignored: the key of RoadRunner's boltdb kv storage, which Pipevisor does not run; a jobs pipeline names its file in its config.file")
+		warn(b.Interval != 0, "boltdb.interval", "ignored: the key of RoadRunner's boltdb kv storage (TTL checks), which Pipevisor does not run")
+	}
 	warn(r.OTel != nil, "otel", "ignored: tracing is not implemented yet")
 
 	return w
@@ -215,12 +220,12 @@ func sqsCompat(node *yaml.Node, path string, p *Pipeline) []error {
 }
 
 // zeroIsDefault reports whether cfg is a driver config whose keys
-// RoadRunner reads with 0 meaning "the default" (memory, amqp and sqs:
+// RoadRunner reads with 0 meaning "the default" (memory, boltdb, amqp and sqs:
 // prefetch, priority, redial_timeout, wait_time_seconds, ...): Defaults
 // runs again after decoding so that an explicit 0 gets the default.
 func zeroIsDefault(cfg any) bool {
 	switch cfg.(type) {
-	case *memjobs.Config, *amqpjobs.Config, *sqsjobs.Config:
+	case *memjobs.Config, *boltjobs.Config, *amqpjobs.Config, *sqsjobs.Config:
 		return true
 	}
 	return false

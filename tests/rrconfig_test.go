@@ -72,8 +72,8 @@ func TestValidateRoadRunnerConfigs(t *testing.T) {
 			file: "other-drivers.rr.yaml",
 			code: 1,
 			stderr: []string{
-				"  jobs.pipelines.tube.driver: RoadRunner's beanstalk driver is not shipped with Pipevisor (drivers: memory, amqp, kafka, sqs) (line 60)",
-				"  jobs.pipelines.subject.driver: RoadRunner's nats driver is not shipped with Pipevisor (drivers: memory, amqp, kafka, sqs) (line 91)",
+				"  jobs.pipelines.tube.driver: RoadRunner's beanstalk driver is not shipped with Pipevisor (drivers: memory, boltdb, amqp, kafka, sqs) (line 60)",
+				"  jobs.pipelines.subject.driver: RoadRunner's nats driver is not shipped with Pipevisor (drivers: memory, boltdb, amqp, kafka, sqs) (line 91)",
 			},
 		},
 	} {

@@ -6,8 +6,8 @@ import (
 	"log/slog"
 
 	"github.com/pipevisor/pipevisor/config"
-	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
+	"github.com/pipevisor/pipevisor/consumer/boltjobs"
 	"github.com/pipevisor/pipevisor/consumer/kafkajobs"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/consumer/sqsjobs"
@@ -15,20 +15,26 @@ import (
 )
 
 // newFactory returns the jobs.Factory that builds each pipeline's driver:
-// the one place that knows every driver, a plain switch.
+// the one place that knows every driver, a plain switch. The boltdb
+// pipelines naming one file share it (the file closes with its last
+// pipeline).
 func newFactory(root *config.Root, log *slog.Logger) jobs.Factory {
+	files := boltjobs.NewFiles(root.BoltDB, log.With("driver", config.DriverBoltDB))
 	return func(ctx context.Context, p config.Pipeline) (jobs.Driver, error) {
 		dlog := log.With("pipeline", p.Name, "driver", p.Driver)
 		switch p.Driver {
 		case config.DriverMemory:
 			return memjobs.New(p.Name, *p.Memory, dlog), nil
-		case config.DriverAMQP:
-			cfg := *p.AMQP
-			// Never more unsettled deliveries than the pipeline can hold.
-			if held := maxHeld(p.Concurrency, root.Jobs.Pool.Pipelining, amqpReady); held > 0 && cfg.Prefetch > held {
-				cfg.Prefetch = held
+		case config.DriverBoltDB:
+			q, err := files.Open(ctx, p.Name, *p.BoltDB, dlog)
+			if err != nil {
+				return nil, err
 			}
-			d, err := amqpjobs.New(ctx, p.Name, root.AMQP, cfg, p.DeadLetter, dlog)
+			return q, nil
+		case config.DriverAMQP:
+			// The pipeline's prefetch is basic.qos as configured: the
+			// driver holds deliveries ahead of the free slots.
+			d, err := amqpjobs.New(ctx, p.Name, root.AMQP, *p.AMQP, p.DeadLetter, dlog)
 			if err != nil {
 				return nil, err
 			}
@@ -52,25 +58,4 @@ func newFactory(root *config.Root, log *slog.Logger) jobs.Factory {
 			return nil, fmt.Errorf("pipeline %s: driver %q is not built into this binary", p.Name, p.Driver)
 		}
 	}
-}
-
-// amqpReady reports whether the AMQP driver hands out ready deliveries
-// without waiting (consumer.ReadyReceiver): only then does a pipeline
-// fill batches from it, up to jobs.pool.pipelining per slot.
-var amqpReady = isReadyReceiver((*amqpjobs.Driver)(nil))
-
-// isReadyReceiver reports whether d is a consumer.ReadyReceiver.
-func isReadyReceiver(d jobs.Driver) bool {
-	_, ok := d.(consumer.ReadyReceiver)
-	return ok
-}
-
-// maxHeld returns the most deliveries a pipeline with conc slots holds at
-// once: one per slot, or pipelining per slot when its driver is a
-// consumer.ReadyReceiver (ready) and pipelining is above 1.
-func maxHeld(conc, pipelining int, ready bool) int {
-	if ready && pipelining > 1 {
-		return conc * pipelining
-	}
-	return conc
 }

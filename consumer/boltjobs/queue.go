@@ -1,0 +1,382 @@
+// Package boltjobs is the durable embedded driver ("boltdb"): a pipeline
+// keeps its jobs in a bbolt database file, so they survive a restart, a
+// crash of the supervisor or of the machine, with no broker to run.
+//
+// Every job is one record in the pipeline's bucket, keyed by its sequence
+// number (publish order). Publish returns once its jobs are written and
+// fsynced; Ack deletes the record, Dead moves it to the pipeline's dead
+// bucket, Retry and Requeue rewrite it (attempt, headers, due time).
+// Settle returns once the change is queued for the next commit, which
+// follows within one fsync: a crash before that commit runs the job again,
+// as a crash while it runs does. A job handed out is marked running on
+// disk by the next commit; a job found marked at open has its attempt
+// counted, so a job that crashes the supervisor reaches its retry limit.
+//
+// One goroutine per file (owned by Files, stopped when the file's last
+// queue closes) writes: it commits whatever changes accumulated, of every
+// pipeline of the file, in one write transaction ended by one fsync (group
+// commit).
+//
+// In memory a Queue orders jobs as the memory driver does: by priority
+// (lower first; 0 inherits the pipeline priority), then publish order;
+// Retry(0) and Release keep a job's position; delayed jobs wait in a heap
+// of deadlines (wall-clock, kept across restarts); jobs with the same Key
+// are handed out one at a time in publish order. Every job of the
+// pipeline is held in memory too; the file is read once, at open.
+package boltjobs
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/pipevisor/pipevisor/consumer"
+)
+
+// Driver is the driver name reported in deliveries and stats.
+const Driver = "boltdb"
+
+// Compile-time checks of the interfaces a Queue implements.
+var (
+	_ consumer.Consumer      = (*Queue)(nil)
+	_ consumer.Publisher     = (*Queue)(nil)
+	_ consumer.Stater        = (*Queue)(nil)
+	_ consumer.Pauser        = (*Queue)(nil)
+	_ consumer.Checker       = (*Queue)(nil)
+	_ consumer.ReadyReceiver = (*Queue)(nil)
+)
+
+type itemState uint8
+
+const (
+	stateReady   itemState = iota + 1 // in the ready heap
+	stateDelayed                      // in the delay heap
+	statePending                      // behind the head of its lane
+	stateActive                       // handed out, not settled
+	stateDone                         // acked, dead or auto-acked
+)
+
+// item is one job of the queue: its record and where it is.
+type item struct {
+	rec    record
+	seq    uint64 // key on disk: publish order
+	pos    uint64 // position among ready jobs of its priority
+	lane   *lane  // the job's key, until it is done; nil without a key
+	state  itemState
+	marked bool // a running mark is on disk or in the commit being built
+}
+
+// lane holds the jobs of one key: head is the one job of the key that may
+// be ready, delayed or handed out; pending wait behind it in publish order.
+type lane struct {
+	key     string
+	head    *item
+	pending []*item
+}
+
+type queueState uint8
+
+const (
+	open    queueState = iota
+	closing            // Close is waiting for handed-out deliveries
+	closed
+)
+
+// Queue is one boltdb pipeline. It implements consumer.Consumer,
+// consumer.Publisher, consumer.Stater, consumer.Pauser, consumer.Checker
+// and consumer.ReadyReceiver. All methods are safe for concurrent use.
+type Queue struct {
+	name string
+	cfg  Config
+	log  *slog.Logger
+	s    *store
+
+	sig  chan struct{} // capacity 1: wakes one blocked Receive
+	done chan struct{} // closed when Close starts
+
+	mu       sync.Mutex
+	ready    itemHeap // by (priority, pos)
+	delayed  itemHeap // by (due, pos)
+	lanes    map[string]*lane
+	pendingN int
+	seq      uint64 // last sequence number used (disk keys and positions)
+	active   int
+	waiters  int
+	paused   bool
+	st       queueState
+	idle     chan struct{} // closed when active drops to 0 while closing
+	unmarked []*item       // handed out since the last commit
+	deadN    int           // records in the dead bucket
+}
+
+func now() int64 { return time.Now().UnixNano() }
+
+// Name returns the pipeline name.
+func (q *Queue) Name() string { return q.name }
+
+// File returns the absolute path of the pipeline's database file.
+func (q *Queue) File() string { return q.s.path }
+
+// Publish writes every job to the file and returns once the commit that
+// carries them is fsynced; the jobs are queued (may be handed out) from
+// that moment. A job without an ID gets a random UUID; a
+// job with priority 0 gets the pipeline priority; a job with a Delay
+// becomes ready once the delay has passed, a deadline kept across
+// restarts. It fails, with none of the jobs queued, with
+// consumer.ErrClosed after Close, with ctx.Err() when ctx is already done,
+// and with the write error when the commit fails. When ctx ends while it
+// waits for the commit, it returns a *consumer.BatchError whose every job
+// error wraps consumer.ErrInDoubt: the commit goes on, and the jobs are
+// queued if it succeeds.
+func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("boltjobs: publish to %q: %w", q.name, err)
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	t := now()
+	items := make([]item, len(jobs))
+	size := 0
+	for i := range jobs {
+		j := &jobs[i]
+		r := record{id: j.ID, name: j.Name, key: j.Key, payload: j.Payload, headers: j.Headers,
+			prio: j.Priority, attempt: 1, autoAck: j.AutoAck}
+		if r.id == "" {
+			r.id = uuid.NewString()
+		}
+		if r.prio == 0 {
+			r.prio = q.cfg.Priority
+		}
+		if j.Delay > 0 {
+			r.due = t + int64(j.Delay)
+		}
+		items[i].rec = r
+		size += r.encodedSize()
+	}
+	buf := make([]byte, 0, size)
+	ops := make([]op, len(jobs))
+	for i := range items {
+		start := len(buf)
+		buf = items[i].rec.encode(buf)
+		ops[i] = op{q: q, kind: opPut, val: buf[start:len(buf):len(buf)]}
+	}
+
+	q.mu.Lock()
+	if q.st != open {
+		q.mu.Unlock()
+		return fmt.Errorf("boltjobs: publish to %q: %w", q.name, consumer.ErrClosed)
+	}
+	for i := range items {
+		it := &items[i]
+		q.seq++
+		it.seq, it.pos = q.seq, q.seq
+		ops[i].seq = it.seq
+	}
+	w := q.s.enqueueAfter(func() { q.placeCommitted(items) }, ops...)
+	q.mu.Unlock()
+
+	if inDoubt, err := w.wait(ctx); err != nil {
+		if !inDoubt {
+			// The commit failed: nothing was written or queued.
+			return fmt.Errorf("boltjobs: publish to %q: %w", q.name, err)
+		}
+		be := &consumer.BatchError{Failed: make(map[int]error, len(jobs))}
+		for i := range jobs {
+			be.Failed[i] = fmt.Errorf("boltjobs: publish to %q: %w: %w", q.name, consumer.ErrInDoubt, err)
+		}
+		return be
+	}
+	return nil
+}
+
+// placeCommitted queues the items of a Publish once their commit is done:
+// a job is handed out only once it is on disk. The writer calls it.
+func (q *Queue) placeCommitted(items []item) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	t := now()
+	if q.delayed.len() > 0 {
+		q.promoteDue(t)
+	}
+	for i := range items {
+		q.place(&items[i], t)
+	}
+	q.kick()
+}
+
+// place queues a new or loaded item: behind its lane's head when its key
+// has one, else ready or delayed. Caller holds q.mu.
+func (q *Queue) place(it *item, t int64) {
+	if k := it.rec.key; k != "" {
+		if l := q.lanes[k]; l != nil {
+			it.lane = l
+			it.state = statePending
+			l.pending = append(l.pending, it)
+			q.pendingN++
+			return
+		}
+		l := &lane{key: k, head: it}
+		it.lane = l
+		q.lanes[k] = l
+	}
+	q.schedule(it, t)
+}
+
+// schedule puts it in the delay heap when its due time is after t, else
+// in the ready heap at its position. Caller holds q.mu.
+func (q *Queue) schedule(it *item, t int64) {
+	if it.rec.due > t {
+		it.state = stateDelayed
+		q.delayed.push(entry{k1: it.rec.due, k2: it.pos, it: it})
+		return
+	}
+	it.state = stateReady
+	q.ready.push(entry{k1: it.rec.prio, k2: it.pos, it: it})
+}
+
+// promoteDue moves every delayed item whose time has come to the ready
+// heap, behind the jobs already ready. Caller holds q.mu.
+func (q *Queue) promoteDue(t int64) {
+	for q.delayed.len() > 0 && q.delayed.top().k1 <= t {
+		it := q.delayed.pop().it
+		q.seq++
+		it.pos = q.seq
+		it.state = stateReady
+		q.ready.push(entry{k1: it.rec.prio, k2: it.pos, it: it})
+	}
+}
+
+// kick wakes one blocked Receive, if any. Caller holds q.mu.
+func (q *Queue) kick() {
+	if q.waiters > 0 {
+		select {
+		case q.sig <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// take pops the most urgent ready job, or returns nil when none may be
+// handed out (empty, paused, or prefetch jobs unsettled). Caller holds
+// q.mu.
+func (q *Queue) take() *item {
+	if q.paused || q.active >= q.cfg.Prefetch {
+		return nil
+	}
+	if q.delayed.len() > 0 {
+		q.promoteDue(now())
+	}
+	return q.takeReady()
+}
+
+// takeReady pops the most urgent job of the ready heap, or returns nil
+// when it is empty. An auto-ack job is deleted from the file (by the next
+// commit) as it is handed out. Caller holds q.mu.
+func (q *Queue) takeReady() *item {
+	if q.ready.len() == 0 {
+		return nil
+	}
+	it := q.ready.pop().it
+	if it.rec.autoAck {
+		q.s.enqueue(op{q: q, kind: opDelete, seq: it.seq})
+		q.finish(it)
+		return it
+	}
+	it.state = stateActive
+	q.active++
+	q.unmarked = append(q.unmarked, it)
+	return it
+}
+
+// collectMarks appends a running mark for every job handed out since the
+// last commit and still unsettled. The writer calls it while it builds a
+// commit, after it took the queued changes.
+func (q *Queue) collectMarks(ops []op) []op {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for _, it := range q.unmarked {
+		if it.state == stateActive && !it.marked {
+			it.marked = true
+			ops = append(ops, op{q: q, kind: opMark, seq: it.seq})
+		}
+	}
+	clear(q.unmarked)
+	q.unmarked = q.unmarked[:0]
+	return ops
+}
+
+// Receive hands out the most urgent ready job. It blocks, without polling,
+// until a job is ready and fewer than prefetch deliveries are unsettled,
+// or until ctx is done (it then returns ctx.Err()), or the queue is closed
+// (consumer.ErrClosed). Auto-ack jobs are settled on receipt: their
+// delivery's Settle does nothing.
+func (q *Queue) Receive(ctx context.Context) (*consumer.Delivery, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	q.mu.Lock()
+	for {
+		if q.st != open {
+			q.mu.Unlock()
+			return nil, fmt.Errorf("boltjobs: receive from %q: %w", q.name, consumer.ErrClosed)
+		}
+		if it := q.take(); it != nil {
+			if q.ready.len() > 0 {
+				q.kick() // pass the baton to the next blocked Receive
+			}
+			d := q.deliver(it)
+			q.mu.Unlock()
+			return d, nil
+		}
+		var timer *time.Timer
+		var fire <-chan time.Time
+		if !q.paused && q.active < q.cfg.Prefetch && q.delayed.len() > 0 {
+			timer = time.NewTimer(time.Duration(q.delayed.top().k1 - now()))
+			fire = timer.C
+		}
+		q.waiters++
+		q.mu.Unlock()
+		select {
+		case <-q.sig:
+		case <-fire:
+		case <-q.done:
+		case <-ctx.Done():
+		}
+		if timer != nil {
+			timer.Stop()
+		}
+		q.mu.Lock()
+		q.waiters--
+		if err := ctx.Err(); err != nil {
+			q.kick() // we may have taken the wake-up meant for someone else
+			q.mu.Unlock()
+			return nil, err
+		}
+	}
+}
+
+// deliver wraps an item just taken. Caller holds q.mu.
+func (q *Queue) deliver(it *item) *consumer.Delivery {
+	key := it.rec.key
+	d := &consumer.Delivery{
+		ID:       it.rec.id,
+		Job:      it.rec.name,
+		Pipeline: q.name,
+		Driver:   Driver,
+		Queue:    q.name,
+		Headers:  it.rec.headers,
+		Body:     it.rec.payload,
+		Attempt:  int(it.rec.attempt),
+		Key:      key,
+		Priority: it.rec.prio,
+	}
+	if !it.rec.autoAck {
+		d.SetSettle(func(_ context.Context, o consumer.Outcome) error { return q.settle(it, o) })
+	}
+	return d
+}

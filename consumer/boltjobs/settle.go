@@ -1,0 +1,240 @@
+package boltjobs
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/pipevisor/pipevisor/consumer"
+)
+
+// settle carries out an outcome for the item's current delivery (the
+// Delivery runs it at most once per hand-out). The change is queued for
+// the next commit; settle does not wait for it.
+func (q *Queue) settle(it *item, o consumer.Outcome) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.st == closed {
+		return fmt.Errorf("boltjobs: settle on %q: %w", q.name, consumer.ErrClosed)
+	}
+	if it.state != stateActive {
+		return fmt.Errorf("boltjobs: settle job %q: %w", it.rec.id, ErrNotActive)
+	}
+	q.active--
+	var err error
+	switch o.Action {
+	case consumer.Ack:
+		q.s.enqueue(op{q: q, kind: opDelete, seq: it.seq})
+		q.finish(it)
+		it.rec.payload, it.rec.headers = nil, nil
+	case consumer.Dead:
+		dr := deadRecord{reason: o.Reason, at: now(), rec: it.rec}
+		q.s.enqueue(op{q: q, kind: opDead, seq: it.seq, val: dr.encode(nil)})
+		q.deadN++
+		if q.deadN > DeadListCap {
+			q.s.enqueue(op{q: q, kind: opTrimDead, seq: uint64(q.deadN - DeadListCap)})
+			q.deadN = DeadListCap
+		}
+		q.finish(it)
+		it.rec.payload, it.rec.headers = nil, nil
+	case consumer.Retry, consumer.Requeue:
+		it.rec.attempt++
+		it.rec.headers = consumer.MergeHeaders(it.rec.headers, o.Headers)
+		q.requeue(it, o.Delay, true)
+	case consumer.Release:
+		q.requeue(it, o.Delay, o.Delay > 0)
+	default:
+		q.requeue(it, 0, false)
+		err = fmt.Errorf("boltjobs: settle job %q: %w: %v", it.rec.id, consumer.ErrUnknownAction, o.Action)
+	}
+	it.marked = false
+	if q.st == closing && q.active == 0 && q.idle != nil {
+		close(q.idle)
+		q.idle = nil
+	}
+	q.kick()
+	return err
+}
+
+// requeue puts a settled item back: after delay, or at once at its
+// original position; rewrite says its record changed. Its lane, if any,
+// stays blocked. Caller holds q.mu.
+func (q *Queue) requeue(it *item, delay time.Duration, rewrite bool) {
+	t := now()
+	it.rec.due = 0
+	if delay > 0 {
+		it.rec.due = t + int64(delay)
+	}
+	switch {
+	case rewrite:
+		q.s.enqueue(op{q: q, kind: opPut, seq: it.seq, val: it.rec.encode(nil)}, op{q: q, kind: opUnmark, seq: it.seq})
+	case it.marked:
+		q.s.enqueue(op{q: q, kind: opUnmark, seq: it.seq})
+	}
+	q.schedule(it, t)
+}
+
+// finish marks it done and lets the next job of its lane go. Caller holds
+// q.mu.
+func (q *Queue) finish(it *item) {
+	it.state = stateDone
+	l := it.lane
+	if l == nil {
+		return
+	}
+	it.lane = nil
+	if len(l.pending) == 0 {
+		delete(q.lanes, l.key)
+		return
+	}
+	next := l.pending[0]
+	l.pending[0] = nil
+	l.pending = l.pending[1:]
+	if len(l.pending) == 0 {
+		l.pending = nil
+	}
+	q.pendingN--
+	l.head = next
+	q.schedule(next, now())
+}
+
+// Stat reports the queue's numbers: Ready counts jobs waiting to be
+// handed out (including keyed jobs waiting behind their lane), Delayed the
+// jobs waiting for a delay, Active the deliveries handed out and not
+// settled. Consuming is false while paused or closed. It never fails.
+func (q *Queue) Stat(_ context.Context) (consumer.Stat, error) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.delayed.len() > 0 {
+		q.promoteDue(now())
+	}
+	return consumer.Stat{
+		Pipeline:  q.name,
+		Driver:    Driver,
+		Queue:     q.s.path,
+		Priority:  q.cfg.Priority,
+		Ready:     int64(q.ready.len() + q.pendingN),
+		Delayed:   int64(q.delayed.len()),
+		Active:    int64(q.active),
+		Consuming: q.st == open && !q.paused,
+	}, nil
+}
+
+// Pause stops Receive and ReceiveReady from handing out jobs until
+// Resume; blocked Receive calls keep waiting. Publish and Settle keep
+// working. It is idempotent and returns consumer.ErrClosed on a closed
+// queue.
+func (q *Queue) Pause(_ context.Context) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.st != open {
+		return fmt.Errorf("boltjobs: pause %q: %w", q.name, consumer.ErrClosed)
+	}
+	q.paused = true
+	return nil
+}
+
+// Resume undoes Pause. It is idempotent and returns consumer.ErrClosed on
+// a closed queue.
+func (q *Queue) Resume(_ context.Context) error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.st != open {
+		return fmt.Errorf("boltjobs: resume %q: %w", q.name, consumer.ErrClosed)
+	}
+	q.paused = false
+	q.kick()
+	return nil
+}
+
+// Check returns nil while the queue is open and consumer.ErrClosed after
+// Close.
+func (q *Queue) Check() error {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.st != open {
+		return fmt.Errorf("boltjobs: %q: %w", q.name, consumer.ErrClosed)
+	}
+	return nil
+}
+
+// Close stops the queue: Receive and Publish return consumer.ErrClosed at
+// once, blocked Receive calls included. Deliveries already handed out can
+// still be settled while Close waits for them, until ctx is done. Then
+// every change is committed and the queue leaves its file (the last queue
+// of a file closes it). Jobs not acked stay in the file for the next open;
+// a job still handed out when ctx ended keeps its running mark, so its
+// attempt is counted at the next open. After Close, Settle returns
+// consumer.ErrClosed. Close is idempotent.
+func (q *Queue) Close(ctx context.Context) error {
+	q.mu.Lock()
+	switch q.st {
+	case closed:
+		q.mu.Unlock()
+		return nil
+	case open:
+		q.st = closing
+		close(q.done)
+	}
+	var idle chan struct{}
+	if q.active > 0 {
+		if q.idle == nil {
+			q.idle = make(chan struct{})
+		}
+		idle = q.idle
+	}
+	q.mu.Unlock()
+
+	var waitErr error
+	if idle != nil {
+		select {
+		case <-idle:
+		case <-ctx.Done():
+		}
+	}
+	q.mu.Lock()
+	if q.st == closed { // a concurrent Close finished first
+		q.mu.Unlock()
+		return nil
+	}
+	q.st = closed
+	if n := q.active; n > 0 {
+		waitErr = fmt.Errorf("boltjobs: close %q with %d deliveries unsettled: %w", q.name, n, ctx.Err())
+	}
+	q.mu.Unlock()
+	if err := q.s.detach(q); err != nil {
+		return err
+	}
+	return waitErr
+}
+
+// ReceiveReady hands out, without waiting, the jobs that Receive would hand
+// out right now (consumer.ReadyReceiver), at most max, appended to dst in
+// the order successive Receive calls would return them. It stops at the
+// prefetch cap and when nothing is ready, and it leaves one ready job for
+// each Receive that is waiting. dst comes back unchanged when max < 1 or
+// the queue is paused or closed.
+func (q *Queue) ReceiveReady(dst []*consumer.Delivery, max int) []*consumer.Delivery {
+	if max < 1 {
+		return dst
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.st != open || q.paused {
+		return dst
+	}
+	if q.delayed.len() > 0 {
+		q.promoteDue(now())
+	}
+	for ; max > 0 && q.active < q.cfg.Prefetch && q.ready.len() > q.waiters; max-- {
+		it := q.takeReady()
+		if it == nil {
+			break
+		}
+		dst = append(dst, q.deliver(it))
+	}
+	if q.ready.len() > 0 {
+		q.kick()
+	}
+	return dst
+}
