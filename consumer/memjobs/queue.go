@@ -127,6 +127,11 @@ type Queue struct {
 	st       queueState
 	idle     chan struct{} // closed when active drops to 0 while closing
 	dead     []DeadJob
+	burst    burst       // published since the queue was last empty
+	release  *time.Timer // pending return of a drained burst's memory
+
+	releasing    sync.WaitGroup // a return of memory running
+	freeOSMemory func()         // replaces debug.FreeOSMemory in tests; nil: the real one
 }
 
 // New returns an open, empty queue for the pipeline name. Zero fields of
@@ -172,12 +177,17 @@ func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 		return nil
 	}
 	b := q.encode(jobs)
+	var size int64
+	for i := range jobs {
+		size += int64(len(jobs[i].Payload))
+	}
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.st != open {
 		return fmt.Errorf("memjobs: publish to %q: %w", q.name, consumer.ErrClosed)
 	}
+	q.burst.add(len(jobs), size)
 	var now int64
 	if b.hasDelay || q.delayed.len() > 0 {
 		now = q.now()
@@ -366,7 +376,9 @@ func (q *Queue) deliver(it *item, key string) *consumer.Delivery {
 }
 
 // settle carries out an outcome for the item's current delivery; the
-// Delivery guarantees it runs at most once per hand-out.
+// Delivery guarantees it runs at most once per hand-out. The settle that
+// empties the queue after a burst schedules the return of its memory (see
+// scheduleRelease).
 func (q *Queue) settle(it *item, o consumer.Outcome) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -382,10 +394,12 @@ func (q *Queue) settle(it *item, o consumer.Outcome) error {
 	case consumer.Ack:
 		q.finish(it)
 		it.payload, it.headers = nil, nil
+		q.releaseIfDrained()
 	case consumer.Dead:
 		q.addDead(it, o.Reason)
 		q.finish(it)
 		it.payload, it.headers = nil, nil
+		q.releaseIfDrained()
 	case consumer.Retry, consumer.Requeue:
 		it.attempt++
 		it.headers = consumer.MergeHeaders(it.headers, o.Headers)
@@ -544,6 +558,9 @@ func (q *Queue) Close(ctx context.Context) error {
 	case open:
 		q.st = closing
 		close(q.done)
+		q.mu.Unlock()
+		q.stopRelease()
+		q.mu.Lock()
 	}
 	if q.active == 0 {
 		q.st = closed
