@@ -120,9 +120,10 @@ func pushAction(c *cli.Context) error {
 		Key:      c.String("key"),
 	}
 	return withClient(c, func(ctx context.Context, cl *rpc.Client) error {
-		pushed, lastID := 0, ""
-		for pushed < count {
-			n := min(batch, count-pushed)
+		var sum pushSummary
+		lastID := ""
+		for sum.sent < count {
+			n := min(batch, count-sum.sent)
 			jobs := make([]consumer.Job, n)
 			for i := range jobs {
 				jobs[i] = template
@@ -135,18 +136,66 @@ func pushAction(c *cli.Context) error {
 			} else {
 				err = cl.PushBatch(ctx, jobs)
 			}
+			sum.add(jobs, err)
 			if err != nil {
-				return fmt.Errorf("pushed %d of %d: %w", pushed, count, err)
+				// Later batches are not sent: they count as failed.
+				sum.write(c.App.Writer, count, template.Pipeline)
+				return fmt.Errorf("%d of %d jobs not confirmed: %w", count-sum.confirmed, count, err)
 			}
-			pushed += n
 		}
 		if count > 1 {
-			fmt.Fprintf(c.App.Writer, "pushed %d jobs to %s\n", count, template.Pipeline)
+			sum.write(c.App.Writer, count, template.Pipeline)
 		} else {
 			fmt.Fprintln(c.App.Writer, lastID)
 		}
 		return nil
 	})
+}
+
+// maxDoubtIDs bounds the in-doubt job ids push prints.
+const maxDoubtIDs = 20
+
+// pushSummary counts what became of the jobs of a push command.
+type pushSummary struct {
+	sent                       int // jobs in the calls made so far
+	confirmed, failed, inDoubt int
+	doubtIDs                   []string // the first maxDoubtIDs in-doubt ids
+}
+
+// add counts the jobs of one call that returned err (see rpc.PushReport).
+func (s *pushSummary) add(jobs []consumer.Job, err error) {
+	rep, _ := rpc.PushReport(len(jobs), err) // a report that does not fit the batch leaves it all in doubt
+	s.sent += len(jobs)
+	s.confirmed += len(rep.Confirmed)
+	s.failed += len(rep.Failed)
+	s.inDoubt += len(rep.InDoubt)
+	for _, i := range rep.InDoubt {
+		if len(s.doubtIDs) < maxDoubtIDs {
+			s.doubtIDs = append(s.doubtIDs, jobs[i].ID)
+		}
+	}
+}
+
+// write prints the summary of a push of count jobs: confirmed, failed
+// (jobs never sent included) and in doubt, with what each means.
+func (s *pushSummary) write(w io.Writer, count int, pipeline string) {
+	failed, notSent := s.failed+count-s.sent, count-s.sent
+	if failed == 0 && s.inDoubt == 0 {
+		fmt.Fprintf(w, "pushed %d jobs to %s: %d confirmed\n", count, pipeline, s.confirmed)
+		return
+	}
+	fmt.Fprintf(w, "push of %d jobs to %s: %d confirmed, %d failed, %d in doubt\n", count, pipeline, s.confirmed, failed, s.inDoubt)
+	if failed > 0 {
+		fmt.Fprintf(w, "failed: %d jobs are not in the queue (%d of them never sent after the error); pushing them again is safe\n", failed, notSent)
+	}
+	if s.inDoubt > 0 {
+		fmt.Fprintf(w, "in doubt: %d jobs were sent but their confirm was lost; they may be in the queue, and pushing them again may duplicate them\n", s.inDoubt)
+		more := ""
+		if s.inDoubt > len(s.doubtIDs) {
+			more = fmt.Sprintf(" (and %d more)", s.inDoubt-len(s.doubtIDs))
+		}
+		fmt.Fprintf(w, "in doubt ids: %s%s\n", strings.Join(s.doubtIDs, " "), more)
+	}
 }
 
 // statJSON is one entry of `jobs stat --json`: Pipevisor's exact numbers
