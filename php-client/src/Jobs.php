@@ -17,6 +17,10 @@ namespace Pipevisor;
  * pushBatch() return after the broker confirmed the publish. Errors the
  * supervisor reports (unknown pipeline, invalid declare, ...) are thrown as
  * RPCException with the supervisor's message; so are transport failures.
+ * push() and pushBatch() throw PushException (an RPCException) that sorts
+ * the job ids into confirmed, failed (not in the queue: safe to push again)
+ * and in doubt (sent, confirm lost: may be in the queue; pushing again may
+ * duplicate them).
  *
  * Push options (all optional):
  *   - id        string  job id (default: a random UUIDv4, returned by push)
@@ -57,21 +61,23 @@ final class Jobs
      *
      * @param array{id?: string, delay?: int, priority?: int, key?: string, headers?: array<string, string|list<string>>, autoAck?: bool} $options
      * @return string the job id
-     * @throws RPCException when the supervisor refuses the job or cannot be reached
+     * @throws PushException (an RPCException) when the job was not confirmed:
+     *         getFailed() or getInDoubt() holds its id
      * @throws \InvalidArgumentException for an unknown option or a value of the wrong type
      */
     public function push(string $pipeline, string $job, string $payload, array $options = []): string
     {
         $j = self::job($pipeline, $job, $payload, $options);
-        $this->rpc->call('jobs.Push', ['job' => $j]);
+        $this->pushCall('jobs.Push', ['job' => $j], [$j['id']]);
 
         return $j['id'];
     }
 
     /**
-     * Pushes many jobs in one call (jobs.PushBatch): either all are accepted
-     * or none is published. Each job is an array with the keys pipeline, job,
-     * payload and any of the push options:
+     * Pushes many jobs in one call (jobs.PushBatch). An invalid job or an
+     * unknown pipeline publishes none; otherwise the broker may confirm some
+     * jobs and not others, and the PushException says which. Each job is an
+     * array with the keys pipeline, job, payload and any of the push options:
      *
      *     $jobs->pushBatch([
      *         ['pipeline' => 'images', 'job' => 'Resize', 'payload' => 'img-1', 'key' => 'album-7'],
@@ -80,7 +86,8 @@ final class Jobs
      *
      * @param iterable<array<string, mixed>> $jobs
      * @return list<string> the job ids, in order
-     * @throws RPCException when the supervisor refuses the batch or cannot be reached
+     * @throws PushException (an RPCException) when not every job was
+     *         confirmed: getConfirmed(), getFailed() and getInDoubt() sort the ids
      * @throws \InvalidArgumentException for a job without pipeline/job/payload or with an unknown key
      */
     public function pushBatch(iterable $jobs): array
@@ -102,9 +109,34 @@ final class Jobs
         if ($list === []) {
             return [];
         }
-        $this->rpc->call('jobs.PushBatch', ['jobs' => $list]);
+        $ids = array_column($list, 'id');
+        $this->pushCall('jobs.PushBatch', ['jobs' => $list], $ids);
 
-        return array_column($list, 'id');
+        return $ids;
+    }
+
+    /**
+     * Calls a push method for the jobs $ids; any failure becomes a
+     * PushException that sorts them into confirmed, failed and in doubt.
+     *
+     * @param array<string, mixed> $body
+     * @param list<string> $ids
+     * @throws PushException
+     */
+    private function pushCall(string $method, array $body, array $ids): void
+    {
+        try {
+            $this->rpc->connect();
+        } catch (RPCException $e) {
+            throw PushException::fromRPC($e, $method, $ids, false);
+        }
+        try {
+            $this->rpc->call($method, $body);
+        } catch (PushException $e) {
+            throw $e;
+        } catch (RPCException $e) {
+            throw PushException::fromRPC($e, $method, $ids);
+        }
     }
 
     /**

@@ -7,6 +7,7 @@ namespace Pipevisor\Tests;
 use PHPUnit\Framework\TestCase;
 use Pipevisor\Frame;
 use Pipevisor\Jobs;
+use Pipevisor\PushException;
 use Pipevisor\Queue;
 use Pipevisor\RPC;
 use Pipevisor\RPCException;
@@ -391,5 +392,94 @@ final class JobsTest extends TestCase
     public function testAnEmptyBatchSendsNothing(): void
     {
         self::assertSame([], (new Jobs('tcp://127.0.0.1:1'))->pushBatch([]));
+    }
+
+    /** The error text the supervisor sends when job 1 failed and job 2 is in doubt (pinned in rpc/pushreport_test.go). */
+    private const PUSH_ERROR = 'jobs: push to "emails": consumer: 2 jobs of the batch not confirmed, 1 failed and 1 in doubt (job 1: broker nacked the publish)'
+        . ' pipevisor-push-report={"confirmed":[[0,0],[3,3]],"failed":[[1,1]],"in_doubt":[[2,2]]}';
+
+    /** @return list<array{pipeline: string, job: string, payload: string, id: string}> */
+    private static function fourJobs(): array
+    {
+        return array_map(fn (int $i) => ['pipeline' => 'emails', 'job' => 'J', 'payload' => 'p', 'id' => "id-$i"], range(0, 3));
+    }
+
+    /** Answers the next request (seq 1) of $method with an ERROR frame carrying $text. */
+    private function replyError(string $method, string $text): void
+    {
+        fwrite($this->conn, Frame::encode(Frame::CODEC_JSON | Frame::ERROR, [1, \strlen($method)], $method . $text));
+    }
+
+    public function testAPartlyConfirmedBatchSaysWhichJobsAreConfirmedFailedAndInDoubt(): void
+    {
+        $jobs = $this->jobs();
+        $this->replyError('jobs.PushBatch', self::PUSH_ERROR);
+        try {
+            $jobs->pushBatch(self::fourJobs());
+            self::fail('a partly confirmed batch did not throw');
+        } catch (PushException $e) {
+            self::assertSame(['id-0', 'id-3'], $e->getConfirmed());
+            self::assertSame(['id-1'], $e->getFailed());
+            self::assertSame(['id-2'], $e->getInDoubt());
+            self::assertTrue($e->isServerError());
+            self::assertSame('jobs.PushBatch', $e->getMethod());
+            self::assertStringNotContainsString('pipevisor-push-report', $e->getMessage());
+            self::assertStringStartsWith('jobs: push to "emails"', $e->getMessage());
+            self::assertInstanceOf(RPCException::class, $e);
+        }
+    }
+
+    public function testARefusedPushFailsEveryJob(): void
+    {
+        $jobs = $this->jobs();
+        $this->replyError('jobs.Push', 'jobs: push to "nope": consumer: unknown pipeline');
+        try {
+            $jobs->push('nope', 'J', 'p', ['id' => 'only']);
+            self::fail('a refused push did not throw');
+        } catch (PushException $e) {
+            self::assertSame([], $e->getConfirmed());
+            self::assertSame(['only'], $e->getFailed());
+            self::assertSame([], $e->getInDoubt());
+            self::assertSame('jobs: push to "nope": consumer: unknown pipeline', $e->getMessage());
+        }
+    }
+
+    public function testAConnectionLostDuringAPushLeavesItInDoubt(): void
+    {
+        $jobs = $this->jobs();
+        fclose($this->conn);
+        try {
+            $jobs->pushBatch(self::fourJobs());
+            self::fail('a push on a closed connection did not throw');
+        } catch (PushException $e) {
+            self::assertSame(['id-0', 'id-1', 'id-2', 'id-3'], $e->getInDoubt());
+            self::assertSame([], $e->getFailed());
+            self::assertFalse($e->isServerError());
+        }
+    }
+
+    public function testNoSupervisorFailsEveryJob(): void
+    {
+        $jobs = new Jobs('unix://' . sys_get_temp_dir() . '/pipevisor-nobody-' . bin2hex(random_bytes(6)) . '.sock');
+        try {
+            $jobs->push('emails', 'J', 'p', ['id' => 'x']);
+            self::fail('a push with nothing listening did not throw');
+        } catch (PushException $e) {
+            self::assertSame(['x'], $e->getFailed());
+            self::assertStringContainsString('is the supervisor running?', $e->getMessage());
+        }
+    }
+
+    public function testAReportThatDoesNotFitTheBatchLeavesEveryJobInDoubt(): void
+    {
+        $jobs = $this->jobs();
+        $this->replyError('jobs.PushBatch', 'boom pipevisor-push-report={"confirmed":[[0,4]],"failed":[],"in_doubt":[]}');
+        try {
+            $jobs->pushBatch(self::fourJobs());
+            self::fail('did not throw');
+        } catch (PushException $e) {
+            self::assertSame(['id-0', 'id-1', 'id-2', 'id-3'], $e->getInDoubt());
+            self::assertSame([], $e->getConfirmed());
+        }
     }
 }
