@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import pytest
 
 from fakerpc import FakeServer
-from pipevisor import Jobs, PipelineStat, ProtocolError, PushJob, RPCError
+from pipevisor import Jobs, PipelineStat, ProtocolError, PushError, PushJob, RPCError
 from pipevisor import frame as fr
 from pipevisor.rpc import parse_address
 
@@ -182,8 +182,11 @@ def test_mismatched_sequence_drops_the_connection() -> None:
     s = FakeServer(handler)
     try:
         with Jobs(s.address) as jobs:
-            with pytest.raises(ProtocolError):
-                jobs.push("p", "j", b"")
+            with pytest.raises(PushError) as info:
+                jobs.push("p", "j", b"", id="a")
+            # The push went out; with no valid answer it may have been published.
+            assert isinstance(info.value.__cause__, ProtocolError)
+            assert info.value.in_doubt == ["a"] and not info.value.from_server
             jobs.push("p", "j", b"")  # dials again
         assert s.connections == 2
     finally:

@@ -11,7 +11,7 @@ Standard library only; Python 3.9 or newer.
 """
 
 from .consumer import Consumer
-from .errors import FrameError, PipevisorError, ProtocolError, RPCError
+from .errors import FrameError, PipevisorError, ProtocolError, PushError, RPCError
 from .jobs import Jobs, PipelineStat, PushJob
 from .rpc import RPC
 from .task import ACK, NACK, REQUEUE, Reply, Task
@@ -28,6 +28,7 @@ __all__ = [
     "RPC",
     "PipevisorError",
     "ProtocolError",
+    "PushError",
     "RPCError",
     "Reply",
     "Task",

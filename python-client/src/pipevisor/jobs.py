@@ -28,6 +28,7 @@ import uuid
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Union
 
+from .errors import FrameError, ProtocolError, PushError, RPCError
 from .rpc import DEFAULT_ADDRESS, RPC
 from .task import whole_seconds
 
@@ -162,7 +163,9 @@ class Jobs:
     workers), then ``tcp://127.0.0.1:6001``. ``timeout`` bounds each call in
     seconds. Server errors raise :class:`~pipevisor.errors.RPCError`
     carrying the server's message; transport failures raise
-    :class:`OSError`.
+    :class:`OSError`. :meth:`push` and :meth:`push_batch` raise
+    :class:`~pipevisor.errors.PushError` (an ``RPCError``) for both, with
+    the job ids sorted into confirmed, failed and in doubt.
 
     The connection is opened lazily and reused; close it with
     :meth:`close` or a ``with`` block.
@@ -201,10 +204,11 @@ class Jobs:
         in seconds, a fraction rounded up to a whole second. ``key`` orders jobs: jobs with the same key are handled
         in push order (Kafka record key, SQS FIFO group, memory lane).
         ``id`` defaults to a new UUID4. Returns once the broker confirmed
-        the job.
+        the job; otherwise raises :class:`~pipevisor.errors.PushError`,
+        whose ``failed`` or ``in_doubt`` holds the id.
         """
         j = PushJob(pipeline, job, payload, delay, priority, key, headers, auto_ack, id or str(uuid.uuid4()))
-        self._rpc.call("jobs.Push", {"job": job_json(j)})
+        self._push_call("jobs.Push", {"job": job_json(j)}, [j.id or ""])
         return j.id or ""
 
     def push_batch(self, jobs: Iterable[Union[PushJob, Mapping[str, Any]]]) -> List[str]:
@@ -212,8 +216,12 @@ class Jobs:
 
         Each item is a :class:`PushJob` or a mapping with the keyword
         arguments of :meth:`push` plus ``pipeline``, ``job`` and
-        ``payload``. Jobs without an id get a new UUID4. On an error the
-        server reports which jobs failed in the :class:`RPCError` message.
+        ``payload``. Jobs without an id get a new UUID4. Returns once the
+        broker confirmed every job. Otherwise raises
+        :class:`~pipevisor.errors.PushError`, whose ``confirmed``,
+        ``failed`` (not in the queue: safe to push again) and ``in_doubt``
+        (may be in the queue: pushing again may duplicate them) sort the
+        ids. An invalid job or an unknown pipeline publishes none.
         """
         batch: List[PushJob] = []
         for item in jobs:
@@ -223,8 +231,27 @@ class Jobs:
             batch.append(j)
         if not batch:
             return []
-        self._rpc.call("jobs.PushBatch", {"jobs": [job_json(j) for j in batch]})
-        return [j.id or "" for j in batch]
+        ids = [j.id or "" for j in batch]
+        self._push_call("jobs.PushBatch", {"jobs": [job_json(j) for j in batch]}, ids)
+        return ids
+
+    def _push_call(self, method: str, params: Any, ids: List[str]) -> None:
+        """Call a push method for the jobs ``ids``; any failure becomes a
+        :class:`PushError` that sorts them into confirmed, failed and in
+        doubt."""
+        try:
+            self._rpc.connect()
+        except OSError as exc:
+            raise PushError(method, str(exc), failed=ids, from_server=False) from exc
+        try:
+            self._rpc.call(method, params)
+        except RPCError as exc:
+            raise PushError.from_server_error(exc, ids) from exc
+        except (OSError, ProtocolError, FrameError) as exc:
+            text = str(exc)
+            if text.startswith(method + ": "):
+                text = text[len(method) + 2 :]
+            raise PushError(method, text, in_doubt=ids, from_server=False) from exc
 
     def pause(self, *pipelines: str) -> None:
         """Stop consuming from the named pipelines (pushing still works)."""

@@ -10,6 +10,7 @@ when the ``ERROR`` flag (0x40) is set.
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 from typing import Any, BinaryIO, Optional, Tuple
@@ -48,11 +49,38 @@ def encode_request(seq: int, method: str, params: Any) -> bytes:
     return fr.encode(fr.CODEC_JSON, name + body, (seq, len(name)))
 
 
+_FRAME_LIMIT = re.compile(r" exceeds the RPC frame limit of .*\((\d+) > (\d+) bytes\)$")
+
+
+def _mib(n: int) -> str:
+    """``n`` bytes in MiB, as the supervisor writes them: "64 MiB", "64.1 MiB"."""
+    if n % (1 << 20) == 0:
+        return f"{n >> 20} MiB"
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def server_message(method: str, text: str) -> str:
+    """The text of an error reply as the client reports it.
+
+    A request over the supervisor's RPC frame limit reads "push of 64.0 MiB
+    exceeds the RPC frame limit of 64 MiB (67108912 > 67108864 bytes)" for
+    ``jobs.Push`` and ``jobs.PushBatch`` ("request of ..." for other
+    methods); any other text is returned unchanged.
+    """
+    m = _FRAME_LIMIT.search(text)
+    if m is None:
+        return text
+    size, limit = int(m.group(1)), int(m.group(2))
+    what = "push" if method in ("jobs.Push", "jobs.PushBatch") else "request"
+    return f"{what} of {_mib(size)} exceeds the RPC frame limit of {_mib(limit)} ({size} > {limit} bytes)"
+
+
 def decode_response(f: fr.Frame, seq: int, method: str) -> Any:
     """Check a response frame against the call and return its decoded JSON result.
 
     An empty result decodes to ``None``. Raises
-    :class:`~pipevisor.errors.RPCError` when the server reports an error and
+    :class:`~pipevisor.errors.RPCError` when the server reports an error (its
+    message as :func:`server_message` words it) and
     :class:`~pipevisor.errors.ProtocolError` when the frame does not answer
     this call.
     """
@@ -65,7 +93,7 @@ def decode_response(f: fr.Frame, seq: int, method: str) -> Any:
         raise ProtocolError(f"{method}: method length {mlen} exceeds the payload ({len(f.payload)} bytes)")
     body = f.payload[mlen:]
     if f.flags & fr.ERROR:
-        raise RPCError(method, body.decode("utf-8", "replace"))
+        raise RPCError(method, server_message(method, body.decode("utf-8", "replace")))
     if not body:
         return None
     try:
@@ -134,6 +162,14 @@ class RPC:
             self._sock = sock
             self._reader = sock.makefile("rb")
         return self._sock, self._reader
+
+    def connect(self) -> None:
+        """Open the connection now (a call opens it when needed).
+
+        Raises :class:`OSError` when nothing listens at the address.
+        """
+        with self._lock:
+            self._connect()
 
     def call(self, method: str, params: Any) -> Any:
         """Call ``method`` (for example ``"jobs.Push"``) with ``params``; return the result.
