@@ -122,6 +122,7 @@ func TestPushOverTheFrameLimitSaysTheLimit(t *testing.T) {
 	if !strings.Contains(out, "push of 64.0 MiB exceeds the RPC frame limit of 64 MiB") || strings.Contains(out, "reset by peer") {
 		t.Fatalf("push of 64 MiB says:\n%s\nwant the frame limit named", out)
 	}
+	t.Logf("%s", out)
 	s.mustCLI("push", "--pipeline", "default", "--job", "small", "--payload", "x")
 	s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 1 })
 }
@@ -254,4 +255,48 @@ func TestMemoryReturnedAfterALargeDrain(t *testing.T) {
 	if rss > bound {
 		t.Fatalf("RSS %d MiB 15s after 200k jobs drained (idle %d MiB, peak %d MiB), want below %d MiB", rss>>20, idle>>20, full>>20, bound>>20)
 	}
+}
+
+// TestClientsPushOverTheFrameLimitSayTheLimit: the PHP and Python
+// producers pushing a 64 MiB payload to the supervisor fail with the
+// push's size and the frame limit in their error, not a connection reset.
+func TestClientsPushOverTheFrameLimitSayTheLimit(t *testing.T) {
+	requireTool(t, "php")
+	requireTool(t, "python3")
+	s := startSupervisor(t, limitsConfig(t, 1, ""))
+	addr := s.rpcAddr()
+	for _, c := range []struct {
+		name string
+		cmd  []string
+	}{
+		{"php", []string{"php", "-d", "memory_limit=1G", "-r", `require "php-client/autoload.php";
+try { (new Pipevisor\Jobs($argv[1]))->push("default", "big", str_repeat("x", 64 << 20)); echo "pushed\n"; }
+catch (Throwable $e) { echo get_class($e), ": ", $e->getMessage(), "\n"; exit(1); }`, addr}},
+		{"python", []string{"python3", "-c", `import sys
+sys.path.insert(0, "python-client/src")
+from pipevisor import Jobs
+try:
+    Jobs(sys.argv[1]).push("default", "big", b"x" * (64 << 20))
+    print("pushed")
+except Exception as e:
+    print(type(e).__name__ + ": " + str(e))
+    sys.exit(1)`, addr}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, c.cmd[0], c.cmd[1:]...)
+			cmd.Dir = testEnv.repoRoot
+			out, err := cmd.CombinedOutput()
+			if err == nil {
+				t.Fatalf("the push of 64 MiB succeeded:\n%s", out)
+			}
+			if !strings.Contains(string(out), "push of 85.3 MiB exceeds the RPC frame limit of 64 MiB") {
+				t.Fatalf("the push of 64 MiB says:\n%s\nwant its size and the frame limit", out)
+			}
+			t.Logf("%s", out)
+		})
+	}
+	s.mustCLI("push", "--pipeline", "default", "--job", "small", "--payload", "x")
+	s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 1 })
 }

@@ -87,6 +87,31 @@ final class RPC
     }
 
     /**
+     * The text of an error reply as the client reports it. A request over
+     * the supervisor's RPC frame limit reads "push of 64.0 MiB exceeds the
+     * RPC frame limit of 64 MiB (67108912 > 67108864 bytes)" for jobs.Push
+     * and jobs.PushBatch ("request of ..." for other methods); any other
+     * text is returned unchanged.
+     */
+    public static function serverMessage(string $method, string $text): string
+    {
+        if (preg_match('/ exceeds the RPC frame limit of .*\((\d+) > (\d+) bytes\)$/', $text, $m) !== 1) {
+            return $text;
+        }
+        $size = (int) $m[1];
+        $limit = (int) $m[2];
+        $what = \in_array($method, ['jobs.Push', 'jobs.PushBatch'], true) ? 'push' : 'request';
+
+        return sprintf('%s of %s exceeds the RPC frame limit of %s (%d > %d bytes)', $what, self::mib($size), self::mib($limit), $size, $limit);
+    }
+
+    /** $n bytes in MiB as the supervisor writes them: "64 MiB", "64.1 MiB". */
+    private static function mib(int $n): string
+    {
+        return $n % (1 << 20) === 0 ? sprintf('%d MiB', $n >> 20) : sprintf('%.1f MiB', $n / (1 << 20));
+    }
+
+    /**
      * Calls a method with a JSON body and returns the decoded JSON reply.
      *
      * @param string $method e.g. "jobs.Push"
@@ -121,7 +146,7 @@ final class RPC
         }
         $text = substr($reply->payload, $reply->options[1]);
         if (($reply->flags & Frame::ERROR) !== 0) {
-            throw new RPCException($text, $method, true);
+            throw new RPCException(self::serverMessage($method, $text), $method, true);
         }
         $out = json_decode($text, true);
         if (!\is_array($out)) {
