@@ -35,8 +35,8 @@ func TestLoadFullExample(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	if r.Version != "3" || r.RPC.Listen != "tcp://127.0.0.1:6001" {
-		t.Errorf("version/rpc: got %q %q", r.Version, r.RPC.Listen)
+	if r.Version != "3" || r.RPC.Listen != "tcp://127.0.0.1:6001" || r.RPC.MaxConnections != 256 || r.RPC.MaxInflightBytes != 64<<20 {
+		t.Errorf("version/rpc: got %q %+v", r.Version, r.RPC)
 	}
 	if want := []string{"php", "worker.php"}; !slices.Equal(r.Server.Command, want) {
 		t.Errorf("server.command = %q, want %q", r.Server.Command, want)
