@@ -1,9 +1,6 @@
 package consumer
 
-import (
-	"errors"
-	"sort"
-)
+import "errors"
 
 // PublishState is what became of one published job.
 type PublishState uint8
@@ -99,36 +96,3 @@ func (r *PublishReport) add(i int, s PublishState) {
 
 // Len is the number of jobs the report covers.
 func (r PublishReport) Len() int { return len(r.Confirmed) + len(r.Failed) + len(r.InDoubt) }
-
-// Shift returns the report with every index increased by off (the report
-// of a sub-batch placed at offset off of a larger batch).
-func (r PublishReport) Shift(off int) PublishReport {
-	shift := func(xs []int) []int {
-		if xs == nil {
-			return nil
-		}
-		out := make([]int, len(xs))
-		for k, x := range xs {
-			out[k] = x + off
-		}
-		return out
-	}
-	return PublishReport{Confirmed: shift(r.Confirmed), Failed: shift(r.Failed), InDoubt: shift(r.InDoubt)}
-}
-
-// Merge returns r with the indexes of o added, each list kept sorted.
-func (r PublishReport) Merge(o PublishReport) PublishReport {
-	merge := func(a, b []int) []int {
-		if len(b) == 0 {
-			return a
-		}
-		out := append(append(make([]int, 0, len(a)+len(b)), a...), b...)
-		sort.Ints(out)
-		return out
-	}
-	return PublishReport{
-		Confirmed: merge(r.Confirmed, o.Confirmed),
-		Failed:    merge(r.Failed, o.Failed),
-		InDoubt:   merge(r.InDoubt, o.InDoubt),
-	}
-}

@@ -14,9 +14,10 @@ import (
 // first appear in the batch. When a job names an unknown pipeline nothing
 // is published and the error wraps consumer.ErrUnknownPipeline. When a
 // publish fails, the error holds a *consumer.BatchError indexed into jobs:
-// the jobs the driver reported failed, and every job of the pipelines not
-// yet published (ErrNotPublished). Paused and not-consumed pipelines
-// accept pushes.
+// the jobs the driver did not confirm (failed, or wrapping
+// consumer.ErrInDoubt), and every job of the pipelines not yet published
+// (ErrNotPublished: failed); consumer.ReportOf sorts them. Paused and
+// not-consumed pipelines accept pushes.
 func (m *Manager) Push(ctx context.Context, jobs []consumer.Job) error {
 	if len(jobs) == 0 {
 		return nil

@@ -155,14 +155,17 @@ func (c *Client) fail(err error) error {
 	return err
 }
 
-// Push publishes one job and returns once the supervisor confirmed it.
+// Push publishes one job and returns once the supervisor confirmed it;
+// otherwise PushReport(1, err) tells whether it failed or is in doubt.
 // job.Delay is rounded up to whole seconds. An empty job.ID makes the
 // server generate one.
 func (c *Client) Push(ctx context.Context, job consumer.Job) error {
 	return c.call(ctx, "jobs.Push", &jobsv1.PushRequest{Job: JobToProto(job)}, &jobsv1.Empty{})
 }
 
-// PushBatch publishes the jobs in one call.
+// PushBatch publishes the jobs in one call. When not every job was
+// confirmed, PushReport(len(jobs), err) tells which were confirmed,
+// failed and in doubt.
 func (c *Client) PushBatch(ctx context.Context, jobs []consumer.Job) error {
 	req := &jobsv1.PushBatchRequest{Jobs: make([]*jobsv1.Job, 0, len(jobs))}
 	for _, j := range jobs {

@@ -163,7 +163,8 @@ func (q *Queue) now() int64 { return int64(time.Since(q.start)) }
 
 // Publish queues every job under one lock and returns once all of them are
 // queued; it fails only when the queue is closed (consumer.ErrClosed) or
-// ctx is already done, and then queues none. A job without an ID gets a
+// ctx is already done, and then queues none: a memory publish is never in
+// doubt. A job without an ID gets a
 // random UUID; a job with priority 0 gets the pipeline priority; a job with
 // a Delay becomes ready once the delay has passed. Publish copies plain
 // jobs (no key, no delay) into compact packs (a job published alone, only
