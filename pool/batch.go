@@ -191,8 +191,8 @@ func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, bas
 		default:
 			if out, bad = frame.SplitReply(f); bad == nil && frame.IsStopReply(out) {
 				p.mu.Lock()
-				if w.retire == "" {
-					w.retire = "the worker asked to stop"
+				if !w.retire.set() {
+					w.retire = retireStopRequested
 				}
 				p.mu.Unlock()
 				p.release(w, i, i > 0)

@@ -1,7 +1,5 @@
 package pool
 
-import "strings"
-
 // ExitReason says why a worker process left the pool. Every reason but
 // ExitStartFailed is followed by a replacement.
 type ExitReason string
@@ -41,37 +39,15 @@ func (p *Pool) exitReason(w *worker) ExitReason {
 	case stateReady, stateWorking:
 		return ExitCrashed
 	}
-	if w.retire != "" {
-		return retireReason(w.retire)
+	if w.retire.set() {
+		return w.retire.reason
 	}
 	// Taken out of service after a failed job: the pool kills such a
 	// worker, unless it had exited on its own already.
-	if strings.HasPrefix(w.exit, "signal: killed") {
+	if w.exitKilled {
 		return ExitKilled
 	}
 	return ExitCrashed
-}
-
-// retireReason maps the retire notes of release, check, Reset and run to
-// a reason.
-func retireReason(why string) ExitReason {
-	switch {
-	case why == "max_jobs":
-		return ExitMaxJobs
-	case why == "reset":
-		return ExitReset
-	case strings.HasPrefix(why, "ttl "):
-		return ExitTTL
-	case strings.Contains(why, "(idle_ttl)"):
-		return ExitIdleTTL
-	case strings.Contains(why, "max_worker_memory"):
-		return ExitMemory
-	case strings.Contains(why, "asked to stop"):
-		return ExitStopRequested
-	case why == reasonWroteAfterReply:
-		return ExitStrayOutput
-	}
-	return ExitOther
 }
 
 // observeExit reports reason to the observer; "" reports nothing. Called

@@ -102,21 +102,3 @@ func TestObserverNotToldAboutStop(t *testing.T) {
 		t.Fatalf("Stop reported %d exits: %v", n, obs.n)
 	}
 }
-
-func TestRetireReasonCoversCheckNotes(t *testing.T) {
-	// The notes check() and run() write, as they read today.
-	for why, want := range map[string]ExitReason{
-		"max_jobs":                         ExitMaxJobs,
-		"reset":                            ExitReset,
-		"ttl 1h0m0s reached":               ExitTTL,
-		"idle for 10s (idle_ttl)":          ExitIdleTTL,
-		"rss 90 MB over max_worker_memory": ExitMemory,
-		"the worker asked to stop":         ExitStopRequested,
-		reasonWroteAfterReply:              ExitStrayOutput,
-		"something new":                    ExitOther,
-	} {
-		if got := retireReason(why); got != want {
-			t.Errorf("retireReason(%q) = %s, want %s", why, got, want)
-		}
-	}
-}

@@ -298,7 +298,7 @@ func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
 		default:
 		}
 		if w.wroteAfterReply(true) {
-			p.retireLocked(w, reasonWroteAfterReply)
+			p.retireLocked(w, retireStrayOutput)
 			continue
 		}
 		w.state = stateWorking
@@ -400,8 +400,8 @@ func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payl
 	}
 	if frame.IsStopReply(out) {
 		p.mu.Lock()
-		if w.retire == "" {
-			w.retire = "the worker asked to stop"
+		if !w.retire.set() {
+			w.retire = retireStopRequested
 		}
 		p.mu.Unlock()
 		p.release(w, 1, false)
@@ -487,14 +487,13 @@ func (p *Pool) release(w *worker, ran int, ok bool) {
 func (p *Pool) putBackLocked(w *worker) {
 	w.setJob(nil)
 	p.unwatchLocked(w)
-	if w.retire == "" && w.wroteAfterReply(false) {
+	if !w.retire.set() && w.wroteAfterReply(false) {
 		// Whatever it wrote would be read as the next job's reply.
-		w.retire = reasonWroteAfterReply
+		w.retire = retireStrayOutput
 	}
-	if w.stdout.Tripped() && w.retire == "" {
-		// Interrupted right after the reply came: the worker answered,
-		// but a byte of ours may be in its stdout. Replace it.
-		w.retire = "interrupted after its reply"
+	if w.stdout.Tripped() && !w.retire.set() {
+		// Interrupted right after the reply came: replace it.
+		w.retire = retireInterrupted
 	}
 	if w.goneMidJob {
 		w.state = stateStopping
@@ -502,15 +501,15 @@ func (p *Pool) putBackLocked(w *worker) {
 		w.released <- struct{}{}
 		return
 	}
-	if w.retire == "" && p.cfg.MaxJobs > 0 && w.jobs >= p.cfg.MaxJobs {
-		w.retire = "max_jobs"
+	if !w.retire.set() && p.cfg.MaxJobs > 0 && w.jobs >= p.cfg.MaxJobs {
+		w.retire = retireMaxJobs
 	}
-	if w.retire != "" || p.closed {
-		why := w.retire
-		if why == "" {
-			why = "pool stopping"
+	if w.retire.set() || p.closed {
+		r := w.retire
+		if !r.set() {
+			r = retirePoolStopping
 		}
-		p.retireLocked(w, why)
+		p.retireLocked(w, r)
 		return
 	}
 	p.ready(w)

@@ -59,27 +59,29 @@ func (s state) String() string {
 // by Pool.mu; the others are set at spawn or owned by whoever holds the
 // worker (the Exec running on it, or the goroutine stopping it).
 type worker struct {
-	pid      int
-	cmd      *exec.Cmd
-	stdin    *os.File    // write end of the worker's stdin
-	stdout   *stdoutPipe // read end of the worker's stdout
-	r        *frame.Reader
-	buf      []byte    // frame buffer reused by every Exec
-	opt      [1]uint32 // option 0 of the job frame
-	exec     execTimer // the running job's deadline (blocking stdout only)
-	created  time.Time
-	stderr   *stderrLog
-	exited   chan struct{} // closed once the process is reaped
-	exit     string        // exit status; read only after exited is closed
-	exitOK   bool          // it exited with status 0; read only after exited is closed
-	reading  atomic.Bool   // an Exec is waiting for a reply on stdout
-	window   int           // bytes of job frames that may be written ahead of replies (see pipeWindow)
-	released chan struct{} // cap 1: an Exec let go of a worker whose process exited mid-job
+	pid     int
+	cmd     *exec.Cmd
+	stdin   *os.File    // write end of the worker's stdin
+	stdout  *stdoutPipe // read end of the worker's stdout
+	r       *frame.Reader
+	buf     []byte    // frame buffer reused by every Exec
+	opt     [1]uint32 // option 0 of the job frame
+	exec    execTimer // the running job's deadline (blocking stdout only)
+	created time.Time
+	stderr  *stderrLog
+	exited  chan struct{} // closed once the process is reaped
+	exit    string        // exit status; read only after exited is closed
+	exitOK  bool          // it exited with status 0; read only after exited is closed
+	// exitKilled: SIGKILL ended it; read only after exited is closed.
+	exitKilled bool
+	reading    atomic.Bool   // an Exec is waiting for a reply on stdout
+	window     int           // bytes of job frames that may be written ahead of replies (see pipeWindow)
+	released   chan struct{} // cap 1: an Exec let go of a worker whose process exited mid-job
 
 	// guarded by Pool.mu
 	state      state
-	counted    bool   // counts toward Pool.live
-	retire     string // non-empty: replace after the current job, and why
+	counted    bool       // counts toward Pool.live
+	retire     retirement // set: replace after the current job, and why
 	jobs       uint64
 	lastUsed   time.Time
 	cur        []byte          // context JSON of the running job (CurrentJob); set with setJob
@@ -99,10 +101,31 @@ func (w *worker) setJob(jobCtx []byte) {
 	w.curSince = time.Now()
 }
 
-// reasonWroteAfterReply retires a worker that wrote to stdout when no job
-// was waiting for a reply: those bytes would be read as the reply of the
-// next job, which would fail for nothing.
-const reasonWroteAfterReply = "wrote to stdout after its reply"
+// retirement says why a worker leaves service on purpose: the reason
+// reported to the Observer, and a detail for the log. The zero value
+// means the worker is not retiring.
+type retirement struct {
+	reason ExitReason
+	detail string
+}
+
+// set reports whether r is a retirement (not the zero value).
+func (r retirement) set() bool { return r.reason != "" }
+
+// Retirements with a fixed detail.
+var (
+	retireStopRequested = retirement{ExitStopRequested, "the worker asked to stop"}
+	retireMaxJobs       = retirement{ExitMaxJobs, "max_jobs"}
+	retireReset         = retirement{ExitReset, "reset"}
+	// retireStrayOutput retires a worker that wrote to stdout when no
+	// job was waiting for a reply: those bytes would be read as the reply
+	// of the next job, which would fail for nothing.
+	retireStrayOutput = retirement{ExitStrayOutput, "wrote to stdout after its reply"}
+	// retireInterrupted: the worker answered, but a byte of ours may be
+	// in its stdout.
+	retireInterrupted  = retirement{ExitOther, "interrupted after its reply"}
+	retirePoolStopping = retirement{ExitOther, "pool stopping"}
+)
 
 // wroteAfterReply reports whether w's stdout holds bytes that no job
 // asked for: read ahead with its last reply, or (when inPipe is set, at
@@ -243,6 +266,9 @@ func (p *Pool) reap(w *worker) {
 	w.stderr.flush()
 	w.exit = exitStatus(err, w.cmd.ProcessState)
 	w.exitOK = err == nil
+	if ws, ok := w.cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+		w.exitKilled = ws.Signaled() && ws.Signal() == syscall.SIGKILL
+	}
 	close(w.exited)
 
 	p.mu.Lock()

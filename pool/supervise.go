@@ -136,19 +136,19 @@ func (p *Pool) check(now time.Time) {
 		if !w.counted || (w.state != stateReady && w.state != stateWorking) {
 			continue
 		}
-		var why string
+		var why retirement
 		switch {
 		case s.TTL > 0 && now.Sub(w.created) >= s.TTL:
-			why = fmt.Sprintf("ttl %s reached", s.TTL)
+			why = retirement{ExitTTL, fmt.Sprintf("ttl %s reached", s.TTL)}
 		case s.MaxWorkerMemory > 0 && rss[w.pid] > s.MaxWorkerMemory*mib:
-			why = fmt.Sprintf("rss %d MB over max_worker_memory %d MB", rss[w.pid]/mib, s.MaxWorkerMemory)
+			why = retirement{ExitMemory, fmt.Sprintf("rss %d MB over max_worker_memory %d MB", rss[w.pid]/mib, s.MaxWorkerMemory)}
 		case s.IdleTTL > 0 && w.state == stateReady && now.Sub(w.lastUsed) >= s.IdleTTL:
-			why = fmt.Sprintf("idle for %s (idle_ttl)", s.IdleTTL)
+			why = retirement{ExitIdleTTL, fmt.Sprintf("idle for %s (idle_ttl)", s.IdleTTL)}
 		default:
 			continue
 		}
 		if w.state == stateWorking {
-			if w.retire == "" {
+			if !w.retire.set() {
 				w.retire = why
 			}
 			continue
@@ -161,14 +161,14 @@ func (p *Pool) check(now time.Time) {
 	}
 	p.mu.Unlock()
 	for _, w := range stop {
-		p.log.Info("replacing worker", "pid", w.pid, "reason", w.retireReason())
+		p.log.Info("replacing worker", "pid", w.pid, "reason", w.retirement().detail)
 		p.wg.Go(func() { p.stopWorker(w, "supervisor") })
 	}
 }
 
-// retireReason reads retire for logging after the worker left service
-// (nothing writes it any more by then).
-func (w *worker) retireReason() string { return w.retire }
+// retirement reads retire after the worker left service (nothing writes
+// it any more by then).
+func (w *worker) retirement() retirement { return w.retire }
 
 // Reset replaces every worker, one at a time, while jobs keep running:
 // each replacement is started and has answered its handshake before the
@@ -242,12 +242,12 @@ func (p *Pool) Reset(ctx context.Context) error {
 }
 
 // retireLocked stops w, which is out of the idle list and holds no job,
-// for the reason why; the spawner replaces it. Called with p.mu held.
-func (p *Pool) retireLocked(w *worker, why string) {
+// for r; the spawner replaces it. Called with p.mu held.
+func (p *Pool) retireLocked(w *worker, r retirement) {
 	w.state = stateStopping
-	w.retire = why
+	w.retire = r
 	p.uncount(w)
-	p.wg.Go(func() { p.stopWorker(w, why) })
+	p.wg.Go(func() { p.stopWorker(w, r.detail) })
 }
 
 // retireForReset takes old out of service now if it is idle, or after
@@ -257,10 +257,10 @@ func (p *Pool) retireForReset(old *worker) {
 	switch old.state {
 	case stateReady:
 		p.idle = slices.DeleteFunc(p.idle, func(x *worker) bool { return x == old })
-		p.retireLocked(old, "reset")
+		p.retireLocked(old, retireReset)
 	case stateWorking:
-		if old.retire == "" {
-			old.retire = "reset"
+		if !old.retire.set() {
+			old.retire = retireReset
 		}
 	}
 }
