@@ -2,7 +2,7 @@
 // jobs from RabbitMQ, Kafka, SQS or an in-memory queue (see the README).
 //
 // Subcommands: serve, validate, push, jobs (list|stat|pause|resume|destroy),
-// workers, reset. Client subcommands find the running supervisor through
+// workers, reset, completion, man; `supervisor help [COMMAND]`. Client subcommands find the running supervisor through
 // rpc.listen of the config file (-c, default ./.rr.yaml) or --rpc ADDR.
 //
 // This package is wiring only: it reads the config, constructs the pool, the
@@ -12,6 +12,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -27,7 +28,22 @@ func main() {
 // run executes the CLI and returns the process exit code.
 func run(args []string) int {
 	app := newApp()
-	if err := app.Run(grammarOf(app).interspersed(args)); err != nil {
+	g := grammarOf(app)
+	if len(args) > 1 && !strings.HasPrefix(args[1], "-") {
+		// `supervisor help [COMMAND...]` is `supervisor [COMMAND...] --help`;
+		// an unknown command is an error that lists the commands.
+		if args[1] == "help" {
+			args = append(append([]string{args[0]}, args[2:]...), "--help")
+		} else if g.commands.subs[args[1]] == nil {
+			fmt.Fprintf(os.Stderr, "supervisor: unknown command %q; the commands are:\n", args[1])
+			for _, c := range app.VisibleCommands() {
+				fmt.Fprintf(os.Stderr, "  %-11s %s\n", c.Name, c.Usage)
+			}
+			fmt.Fprintln(os.Stderr, "Run 'supervisor help COMMAND' for its options.")
+			return 2
+		}
+	}
+	if err := app.Run(g.interspersed(args)); err != nil {
 		if ec, ok := err.(cli.ExitCoder); ok {
 			if msg := err.Error(); msg != "" {
 				fmt.Fprintln(os.Stderr, msg)
@@ -58,7 +74,7 @@ func newApp() *cli.App {
 		Name:                 "supervisor",
 		Usage:                "run PHP/Python job workers fed from RabbitMQ, Kafka, SQS or memory",
 		Version:              version,
-		HideHelpCommand:      true,
+		HideHelpCommand:      true, // `supervisor help [COMMAND]` is run's
 		EnableBashCompletion: false,
 		ExitErrHandler:       func(*cli.Context, error) {}, // run() prints errors and picks the exit code
 		Commands: []*cli.Command{
@@ -119,6 +135,8 @@ func newApp() *cli.App {
 				Flags:  clientFlags,
 				Action: resetAction,
 			},
+			completionCommand(),
+			manCommand(),
 		},
 	}
 }
