@@ -123,10 +123,10 @@ func TestMaskRules(t *testing.T) {
 		t.Error("key is a secret only next to a secret")
 	}
 	for in, want := range map[string]string{
-		"amqp://u:p4ss@h:5672/":        "amqp://u:" + Masked + "@h:5672/",
-		"amqp://u:p%zz@h/ and more":    "amqp://u:" + Masked + "@h/ and more",
-		"amqp://h:5672/":               "amqp://h:5672/",
-		"see https://example.com/a@b":  "see https://example.com/a@b",
+		"amqp://u:p4ss@h:5672/":         "amqp://u:" + Masked + "@h:5672/",
+		"amqp://u:p%zz@h/ and more":     "amqp://u:" + Masked + "@h/ and more",
+		"amqp://h:5672/":                "amqp://h:5672/",
+		"see https://example.com/a@b":   "see https://example.com/a@b",
 		"x redis://:onlypass@cache/0 y": "x redis://:" + Masked + "@cache/0 y",
 	} {
 		if got := redactURLs(in); got != want {

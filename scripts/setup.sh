@@ -9,6 +9,8 @@ command -v php >/dev/null 2>&1 || need_apt+=(php-cli)
 command -v phpunit >/dev/null 2>&1 || need_apt+=(phpunit)
 /usr/bin/python3 -m pytest --version >/dev/null 2>&1 || need_apt+=(python3-pytest)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+# Headless Chromium for the dashboard's browser tests (tests/dashboard_test.go).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ "${#need_apt[@]}" -gt 0 ]; then
 	echo "setup: installing ${need_apt[*]}"
 	export DEBIAN_FRONTEND=noninteractive

@@ -40,6 +40,7 @@ type production struct {
 	log    *slog.Logger
 	notify *notify.Notifier
 	met    *metrics.Metrics // nil when metrics.address is empty
+	dash   *dashboardServer // nil when dashboard.address is empty
 
 	statusLn, metricsLn net.Listener
 
@@ -82,6 +83,14 @@ func newProduction(ctx context.Context, root *config.Root, log *slog.Logger) (*p
 			Workers: func() []pool.WorkerInfo { return pr.pool.Workers() },
 		})
 	}
+	if pr.dash, err = newDashboard(ctx, root); err != nil { // see dashboard.go
+		for _, ln := range []net.Listener{pr.statusLn, pr.metricsLn} {
+			if ln != nil {
+				ln.Close()
+			}
+		}
+		return nil, err
+	}
 	pr.ctx, pr.cancel = context.WithCancel(context.Background())
 	return pr, nil
 }
@@ -94,12 +103,14 @@ func (pr *production) poolObserver() pool.Observer {
 	return pr.met
 }
 
-// observer is jobs.Config.Observer: every job's fate for the metrics.
+// observer is jobs.Config.Observer: every job's fate for the metrics
+// and the dashboard's history.
 func (pr *production) observer() pipeline.Observer {
-	if pr.met == nil {
-		return nil
+	var next pipeline.Observer
+	if pr.met != nil {
+		next = pr.met
 	}
-	return pr.met
+	return pr.dash.observer(next)
 }
 
 // jobs wraps the manager for the RPC server: push counts and errors.
@@ -124,8 +135,9 @@ func (j meteredJobs) Push(ctx context.Context, batch []consumer.Job) error {
 
 // serve starts the HTTP servers. /health answers 503 while no worker is
 // up (also while the first workers start); /ready answers 503 until a
-// worker is up and every consumed pipeline is started.
-func (pr *production) serve(mgr *jobs.Manager, p *pool.Pool) {
+// worker is up and every consumed pipeline is started. The dashboard
+// serves too when configured (an error means it could not start).
+func (pr *production) serve(mgr *jobs.Manager, p *pool.Pool) error {
 	pr.mgr, pr.pool = mgr, p
 	if pr.statusLn != nil {
 		srv := status.New(status.Config{
@@ -152,6 +164,7 @@ func (pr *production) serve(mgr *jobs.Manager, p *pool.Pool) {
 			}
 		})
 	}
+	return pr.serveDashboard()
 }
 
 // errNoLiveWorker is the /health reason when the pool has no worker.
@@ -232,6 +245,7 @@ func (pr *production) stopping() {
 func (pr *production) close() {
 	pr.cancel()
 	pr.wg.Wait()
+	pr.dash.close()
 	// Listeners serve never took over.
 	for _, ln := range []net.Listener{pr.statusLn, pr.metricsLn} {
 		if ln != nil {

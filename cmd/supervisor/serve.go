@@ -95,7 +95,11 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 	srv := rpc.NewServer(withTimeout(prod.jobs(mgr), root.Jobs.Timeout), poolWorkers{p}, log, // production: push counts
 		rpc.WithFrameTimeout(root.Jobs.Timeout),
 		rpc.WithMaxConnections(root.RPC.MaxConnections), rpc.WithMaxInflightBytes(root.RPC.MaxInflightBytes))
-	prod.serve(mgr, p) // production: /health, /ready, /metrics
+	if err := prod.serve(mgr, p); err != nil { // production: /health, /ready, /metrics, dashboard
+		ln.Close()
+		shutdown(root, mgr, p, log)
+		return cli.Exit(fmt.Sprintf("supervisor: %v", err), 1)
+	}
 
 	// The pipelines start before the RPC server serves, so no push can
 	// name a pipeline that does not exist yet; clients that connect
