@@ -3,7 +3,8 @@
 //
 // Subcommands: serve, validate, push, jobs (list|stat|pause|resume|destroy),
 // workers, reset, completion, man; `supervisor help [COMMAND]`. Client
-// subcommands find the running supervisor through rpc.listen of the config file (-c, default ./.rr.yaml) or --rpc ADDR.
+// subcommands find the running supervisor through rpc.listen of the
+// config file (-c, default ./.rr.yaml) or --rpc ADDR.
 //
 // This package is wiring only: it reads the config, constructs the pool, the
 // drivers, the pipelines and the RPC server, and connects them.
