@@ -39,6 +39,8 @@ type Config struct {
 	pollStdout bool
 	// steadyAfter overrides steadyUptime (tests).
 	steadyAfter time.Duration
+	// slowHandshake overrides defaultSlowHandshake (tests).
+	slowHandshake time.Duration
 }
 
 // Supervisor holds the per-worker limits. Zero means no limit.

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -209,6 +210,10 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 	return w, nil
 }
 
+// defaultSlowHandshake is how long a worker may take to answer its
+// handshake before a warning says so (with what it printed on stderr).
+const defaultSlowHandshake = 5 * time.Second
+
 // handshake sends {"pid":<ours>} and expects a control frame with the
 // worker's pid, within AllocateTimeout and ctx.
 func (p *Pool) handshake(ctx context.Context, w *worker) error {
@@ -223,6 +228,15 @@ func (p *Pool) handshake(ctx context.Context, w *worker) error {
 		w.interrupt()
 		close(fired)
 	})
+	if slowHandshake := cmp.Or(p.cfg.slowHandshake, defaultSlowHandshake); slowHandshake < p.cfg.AllocateTimeout {
+		// A worker stuck before its handshake (waiting on a database,
+		// on a lock) is reported long before allocate_timeout.
+		slow := time.AfterFunc(slowHandshake, func() {
+			p.log.Warn("worker has not answered its handshake yet", "pid", w.pid, "waited", slowHandshake.String(),
+				"allocate_timeout", p.cfg.AllocateTimeout.String(), "stderr", strings.Join(w.stderr.tail(), "\n"))
+		})
+		defer slow.Stop()
+	}
 	_, werr := w.stdin.Write(frame.EncodeControl(frame.FlagCodecJSON, frame.PidPayload(os.Getpid())))
 	// Read even if the write failed: a worker that exited at once may
 	// have said why on stdout (PHP's "Could not open input file").

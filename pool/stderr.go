@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 )
@@ -55,6 +56,21 @@ func (s *stderrLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// stderrLevel is the level a worker's stderr line is logged at: PHP's
+// fatal and parse errors and a Python traceback's first line at error,
+// PHP warnings at warn, anything else at info.
+func stderrLevel(line string) slog.Level {
+	l := strings.TrimPrefix(line, "PHP ")
+	switch {
+	case strings.HasPrefix(l, "Fatal error:"), strings.HasPrefix(l, "Parse error:"),
+		strings.HasPrefix(line, "Traceback (most recent call last):"):
+		return slog.LevelError
+	case strings.HasPrefix(l, "Warning:"):
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
+}
+
 // flush logs an unterminated last line; called once the process is gone.
 func (s *stderrLog) flush() {
 	s.mu.Lock()
@@ -71,7 +87,7 @@ func (s *stderrLog) line(b []byte) {
 		return
 	}
 	line := string(b)
-	s.log.LogAttrs(context.Background(), slog.LevelInfo, line, slog.Int64("pid", s.pid.Load()))
+	s.log.LogAttrs(context.Background(), stderrLevel(line), line, slog.Int64("pid", s.pid.Load()))
 	if len(line) > maxTailLine {
 		line = line[:maxTailLine] + "…"
 	}

@@ -49,3 +49,30 @@ func TestStderrTailKeepsTheLastLines(t *testing.T) {
 		t.Fatalf("%d bytes still buffered", len(s.partial))
 	}
 }
+
+// PHP's fatal and parse errors and Python tracebacks are logged at error
+// level, PHP warnings at warn, the rest at info.
+func TestStderrLevels(t *testing.T) {
+	rec := &recorder{}
+	s := &stderrLog{log: slog.New(rec)}
+	lines := map[string]slog.Level{
+		"PHP Fatal error:  Uncaught Error: Call to undefined function f() in /app/w.php:3": slog.LevelError,
+		"PHP Parse error:  syntax error, unexpected token \"}\" in /app/w.php on line 9":   slog.LevelError,
+		"Fatal error: Allowed memory size of 134217728 bytes exhausted":                    slog.LevelError,
+		"Traceback (most recent call last):":                                               slog.LevelError,
+		"PHP Warning:  Undefined variable $x in /app/w.php on line 4":                      slog.LevelWarn,
+		"processing job 12": slog.LevelInfo,
+		"PHP Stack trace:":  slog.LevelInfo,
+	}
+	for line := range lines {
+		fmt.Fprintln(s, line)
+	}
+	if len(rec.recs) != len(lines) {
+		t.Fatalf("logged %d records, want %d", len(rec.recs), len(lines))
+	}
+	for _, r := range rec.recs {
+		if want := lines[r.Message]; r.Level != want {
+			t.Errorf("%q logged at %s, want %s", r.Message, r.Level, want)
+		}
+	}
+}
