@@ -160,7 +160,9 @@ func (l Logs) Writer(stdout, stderr io.Writer) (io.Writer, io.Closer, error) {
 
 // NewLogger builds the process logger from the section: Writer's
 // destination, SlogLevel, and a JSON handler for encoding json, else a
-// text handler; mode off discards everything. Close the closer at exit.
+// text handler; mode off discards everything. Durations are written with
+// their unit ("1.5s"), also in JSON, where slog would write nanoseconds.
+// Close the closer at exit.
 func (l Logs) NewLogger(stdout, stderr io.Writer) (*slog.Logger, io.Closer, error) {
 	if l.Level == LevelOff {
 		return slog.New(slog.DiscardHandler), closers(nil), nil
@@ -169,11 +171,19 @@ func (l Logs) NewLogger(stdout, stderr io.Writer) (*slog.Logger, io.Closer, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	opts := &slog.HandlerOptions{Level: l.SlogLevel()}
+	opts := &slog.HandlerOptions{Level: l.SlogLevel(), ReplaceAttr: durationString}
 	if l.Encoding == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts)), c, nil
 	}
 	return slog.New(slog.NewTextHandler(w, opts)), c, nil
+}
+
+// durationString writes a duration attribute as a string with its unit.
+func durationString(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
 
 // closers closes every file it holds.

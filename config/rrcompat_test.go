@@ -83,7 +83,7 @@ func TestLogsNewLogger(t *testing.T) {
 		t.Fatal(err)
 	}
 	log.Debug("not at info")
-	log.Info("hello")
+	log.Info("hello", "took", 1500*time.Millisecond)
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestLogsNewLogger(t *testing.T) {
 	if !strings.HasPrefix(string(data), "before\n{") || !strings.Contains(string(data), `"msg":"hello"`) || strings.Contains(string(data), "not at info") {
 		t.Errorf("file holds %q", data)
 	}
-	if !strings.Contains(stdout.String(), `"msg":"hello"`) || stderr.Len() != 0 {
+	if !strings.Contains(stdout.String(), `"msg":"hello","took":"1.5s"`) || stderr.Len() != 0 {
 		t.Errorf("stdout %q stderr %q", stdout.String(), stderr.String())
 	}
 
