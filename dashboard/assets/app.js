@@ -141,7 +141,7 @@
       const y = T + h - (k * h) / 4;
       g.append(svg('line', { x1: L, x2: L + w, y1: y, y2: y, stroke: '#e3e6ec' }));
       g.append(svg('text', { x: L - 6, y: y + 4, 'text-anchor': 'end' }, rate((maxR * k) / 4)));
-      g.append(svg('text', { x: L + w + 6, y: y + 4 }, ((maxW * k) / 4).toFixed(maxW >= 40 ? 0 : 1)));
+      g.append(svg('text', { x: L + w + 6, y: y + 4 }, ((maxW * k) / 4).toFixed(maxW >= 40 ? 0 : 2)));
     }
     for (let m = 0; m <= 60; m += 10) {
       const i = points.length - 1 - (m * 60) / bucket;
