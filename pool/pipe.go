@@ -20,39 +20,39 @@ import (
 // is blocked meanwhile; Go's runtime runs other goroutines on other
 // threads).
 //
-// A blocking read cannot be cut short by a deadline, so the pool keeps a
-// write end of the same pipe of its own (wake: a separate open file
-// description, non-blocking, opened through /proc/self/fd). Interrupting
-// the read (a deadline passing, the job's ctx ending, the worker exiting
-// with a grandchild holding its stdout) sets tripped and writes one byte
-// to wake: the read returns and reports os.ErrDeadlineExceeded, like an
-// *os.File read past its deadline. A tripped pipe stays tripped: a byte
-// of ours may be in the stream, so the worker must not run another job
-// (the pool retires it).
+// A blocking read cannot be cut short by a deadline. Interrupting it (a
+// deadline passing, the job's ctx ending, the worker exiting with a
+// grandchild holding its stdout) sets tripped, opens a write end of the
+// same pipe (a separate open file description, non-blocking, through
+// /proc/self/fd), writes one byte there and closes it: the read returns
+// and reports os.ErrDeadlineExceeded, like an *os.File read past its
+// deadline. A tripped pipe stays tripped: a byte of ours may be in the
+// stream, so the worker must not run another job (the pool retires it).
 //
-// Because the pool holds a write end, the worker's exit alone does not
-// make reads return EOF: the reaper calls closeWake once the process is
-// gone. Where /proc is not available, newStdoutPipe falls back to the
-// poller (the *os.File and its own deadlines).
+// The pool holds no write end between interruptions, so a read ends with
+// EOF as soon as the worker, and whatever inherited its stdout, closed
+// it: a worker that closes its stdout and lives on fails its job at once,
+// without waiting for exec_ttl. Where /proc is not available,
+// newStdoutPipe falls back to the poller (the *os.File and its own
+// deadlines).
 type stdoutPipe struct {
 	f *os.File // blocking read end (or pollable, when blocking is false)
 
 	blocking bool
-	rfd      int // f's descriptor, to open a wake end after closeWake
+	rfd      int // f's descriptor, to open a write end through /proc/self/fd
 	tripped  atomic.Bool
 
 	mu     sync.Mutex
 	closed bool
-	wake   int         // our non-blocking write end; -1 once closed
 	timer  *time.Timer // trips the pipe at the read deadline; nil if none armed
 	gen    uint64      // bumped whenever the deadline changes: a stale timer does nothing
 }
 
 // newStdoutPipe takes over r, the read end of a worker's stdout (not yet
-// read from). It never fails: without a wake end (or with poll set) it
-// uses the poller.
+// read from). It never fails: when a write end cannot be opened through
+// /proc/self/fd (or with poll set) it uses the poller.
 func newStdoutPipe(r *os.File, poll bool) *stdoutPipe {
-	p := &stdoutPipe{f: r, wake: -1, rfd: -1}
+	p := &stdoutPipe{f: r, rfd: -1}
 	if poll {
 		return p
 	}
@@ -64,17 +64,19 @@ func newStdoutPipe(r *os.File, poll bool) *stdoutPipe {
 	if sc.Control(func(x uintptr) { fd = x }) != nil {
 		return p
 	}
+	// Only interruptions need a write end: check that one can be opened.
 	wake, err := openWake(int(fd))
 	if err != nil {
 		return p
 	}
-	p.rfd, p.wake, p.blocking = int(fd), wake, true
+	_ = syscall.Close(wake)
+	p.rfd, p.blocking = int(fd), true
 	_ = r.Fd() // switches r to blocking mode: reads bypass the poller
 	return p
 }
 
 // openWake opens a new, non-blocking write end of the pipe whose read end
-// is rfd.
+// is rfd; the caller closes it.
 func openWake(rfd int) (int, error) {
 	return syscall.Open(fmt.Sprintf("/proc/self/fd/%d", rfd), syscall.O_WRONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 }
@@ -148,33 +150,22 @@ func (p *stdoutPipe) tripLocked() {
 	if p.tripped.Swap(true) || p.closed {
 		return
 	}
-	fd := p.wake
-	if fd < 0 {
-		// closeWake ran (the worker exited) but something still holds
-		// its stdout open: a read may be waiting.
-		var err error
-		if fd, err = openWake(p.rfd); err != nil {
-			return
-		}
-		defer syscall.Close(fd)
+	fd, err := openWake(p.rfd)
+	if err != nil {
+		return
 	}
 	// EAGAIN means the pipe is full: a read returns at once anyway.
 	_, _ = syscall.Write(fd, []byte{0})
+	_ = syscall.Close(fd)
 }
 
-// closeWake closes the pool's own write end, so that a read sees EOF once
-// the worker (and anything that inherited its stdout) is gone. Called by
-// the reaper when the process has exited.
-func (p *stdoutPipe) closeWake() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.wake >= 0 {
-		_ = syscall.Close(p.wake)
-		p.wake = -1
-	}
-}
+// closeWake is called by the reaper once the worker's process has exited.
+// The pipe keeps no write end of its own between interruptions, so there
+// is nothing to close: a read already ends with EOF once the worker and
+// whatever inherited its stdout closed it.
+func (p *stdoutPipe) closeWake() {}
 
-// Close closes both ends held by the pool and stops the deadline timer.
+// Close closes the read end and stops the deadline timer.
 // No read may be running.
 func (p *stdoutPipe) Close() error {
 	p.mu.Lock()
@@ -186,10 +177,6 @@ func (p *stdoutPipe) Close() error {
 	if p.timer != nil {
 		p.timer.Stop()
 		p.timer = nil
-	}
-	if p.wake >= 0 {
-		_ = syscall.Close(p.wake)
-		p.wake = -1
 	}
 	return p.f.Close()
 }

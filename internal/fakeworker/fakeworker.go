@@ -27,7 +27,8 @@
 // holding its stdin, waits FAKEWORKER_DELAY without reading and exits 0;
 // with FAKEWORKER_ONCE_FILE only the first worker does, the others echo).
 // junk-after (echoes each job, then writes a line of text to stdout after
-// its reply, as a debug print after the ack would).
+// its reply, as a debug print after the ack would). close-stdout (on a job,
+// closes its stdout without answering and lives on, up to a minute).
 //
 // Environment knobs: FAKEWORKER_DELAY (slow: how long a job takes, a Go
 // duration, default 2s; a job whose payload is a Go duration takes that), FAKEWORKER_N (die-after: jobs before exiting,
@@ -67,7 +68,7 @@ func Modes() []string {
 		"echo", "ack", "error-frame", "always-fail", "slow", "crash", "garbage", "garbage-boot",
 		"bad-crc", "stderr-spam", "ignore-stop", "exit-on-boot", "ask-stop", "die-after",
 		"nack-first", "hog", "env", "mute", "exit-after-boot", "exit-idle", "deaf-after-boot", "bad-options", "truncated",
-		"orphan-crash", "crash-after", "leave-stdin", "junk-after",
+		"orphan-crash", "crash-after", "leave-stdin", "junk-after", "close-stdout",
 	}
 }
 
@@ -319,6 +320,13 @@ func (w *worker) job(pl frame.Payload) (code int, done bool) {
 		}
 		w.logf("fakeworker: exiting mid-job, leaving a child on my stdout")
 		return 71, true
+	case "close-stdout":
+		if c, ok := w.out.(io.Closer); ok {
+			_ = c.Close()
+		}
+		w.logf("fakeworker: closed stdout mid-job, living on")
+		time.Sleep(ignoreStopLimit)
+		return 0, true
 	case "bad-options":
 		err = w.send(0, []uint32{0, 7}, []byte(AckBody))
 	case "truncated":
