@@ -256,7 +256,9 @@ type chaosRun struct {
 // were acked by their last delivery and nothing ran after an ack was
 // written; the deadly ones ran up to the attempt cap and never acked; no
 // delivery ran twice; each kind of fault really happened (in a worker the
-// test did not kill), and a worker that bloated ran no job after that.
+// test did not kill); a worker that bloated ran no job after that, and
+// one that closed its stdout was killed for it within a second, long
+// before exec_ttl.
 func checkChaosLog(t *testing.T, lines []string, good, deadly []string, killed map[int]bool) {
 	t.Helper()
 	runs := map[string][]*chaosRun{} // by id, in attempt order
@@ -299,6 +301,8 @@ func checkChaosLog(t *testing.T, lines []string, good, deadly []string, killed m
 			r.ack = true
 		case "done":
 			r.done = true
+		case "alive":
+			t.Errorf("job %s: worker %d still ran 1s after it closed its stdout (exec_ttl 2s): its stdout's end went unseen", id, r.pid)
 		}
 	}
 

@@ -21,7 +21,9 @@
 //                 most 13 exist), with a valid CRC, then waits for a job
 //   huge-length   writes a header announcing a 2 GiB reply, a few bytes of
 //                 it, then hangs (exec_ttl ends it)
-//   close-stdout  closes the protocol stream and sleeps
+//   close-stdout  closes the protocol stream and sleeps; logs, 1 s later,
+//                 alive <id> <attempt> <pid> (the supervisor should have
+//                 killed it by then, as its stdout ended)
 //   orphan        starts `setsid sleep 30` holding the protocol stream
 //                 (and stderr), then exits 70
 //   hang          sleeps (exec_ttl ends it)
@@ -77,6 +79,8 @@ while ($task = $consumer->waitTask()) {
                 exit(1);
             case 'close-stdout':
                 fclose($out);
+                usleep(1_000_000);
+                logLine($log, "alive $id $attempt $pid");
                 sleep(3600);
                 exit(1);
             case 'orphan':
