@@ -3,6 +3,13 @@
 // expressed (Outcome), and the two small interfaces every driver implements
 // (Consumer and Publisher).
 //
+// Flow: the pipeline asks Receive for a delivery only when it has a free
+// concurrency slot, but a broker driver may hold up to its configured
+// prefetch of deliveries ahead of the slots (as RoadRunner does), so that a
+// freed slot does not wait a broker round trip. A delivery is running only
+// once Receive (or ReceiveReady) handed it out; the driver hands back those
+// it holds unstarted on Pause and Close without spending an attempt.
+//
 // Drivers live in sub-packages (memjobs, amqpjobs, kafkajobs, sqsjobs) and
 // import this package, never the reverse. The conformance suite in
 // consumertest pins the behaviour every driver must show.

@@ -4,8 +4,14 @@
 // on the broker.
 //
 // Concurrency is bounded by Config.Concurrency goroutines, each running
-// receive -> exec -> settle in a loop, so nothing is received without a free
-// slot and there is no goroutine per job.
+// receive -> exec -> settle in a loop, so no job starts without a free slot
+// and there is no goroutine per job. A slot calls Receive only when it is
+// free; a driver may hold deliveries ahead of the slots (amqp: up to its
+// prefetch, as RoadRunner does), so that a freed slot takes its next job
+// without a broker round trip. What the driver holds is not running: Stat
+// counts as Active only jobs a slot took, and Pause and Stop hand the rest
+// back through the driver (consumer.Pauser, Close) without spending an
+// attempt.
 package pipeline
 
 import (

@@ -120,7 +120,10 @@ func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 // take reads one delivery of f (holding its turn, if it has one). It
 // reports false with a nil error when the feed ended, was replaced or
 // stopped (the caller looks again), and gives back a delivery read after
-// f was stopped or Close started.
+// f was stopped or Close started. A delivery of a dead session is never
+// handed out: amqp091 may still offer what it had buffered after the
+// channel closed, and the broker redelivers it anyway (a job run now
+// would run twice).
 func (d *Driver) take(ctx context.Context, f *feed, changed <-chan struct{}) (inbound, bool, error) {
 	var (
 		m    amqp.Delivery
@@ -163,7 +166,9 @@ func (d *Driver) take(ctx context.Context, f *feed, changed <-chan struct{}) (in
 	case <-f.stop:
 	case <-d.closing:
 	default:
-		return inbound{s: f.s, m: m}, true, nil
+		if !f.s.dead() {
+			return inbound{s: f.s, m: m}, true, nil
+		}
 	}
 	d.settledOne()
 	d.giveBack(f.s, &m)

@@ -20,9 +20,19 @@
 //     Check reports the outage meanwhile. Deliveries of the dead channel
 //     are never acked on the new one: Settle returns
 //     consumer.ErrStaleDelivery and RabbitMQ redelivers them.
-//   - Flow control: Qos(prefetch) bounds unsettled deliveries, and a
-//     delivery is handed out only to a waiting Receive, or to
-//     ReceiveReady when it is already on this side and no Receive waits.
+//   - Prefetch: basic.qos is the pipeline's prefetch (default 100), not
+//     its free slots, so up to prefetch deliveries wait on this side
+//     ahead of the slots, as under RoadRunner, and a slot that frees
+//     takes the next one without a broker round trip. A delivery is
+//     handed out only to a waiting Receive, or to ReceiveReady when it is
+//     already on this side and no Receive waits; until then it is not
+//     counted as running (Stat, Close) and never charged an attempt:
+//     Pause, Close and a requeue in place (which must not be overtaken)
+//     hand the waiting ones back with basic.nack(requeue=true), keeping
+//     their queue positions and attempts; those of a channel that died
+//     are never handed out (RabbitMQ redelivers them, with the attempt
+//     they had). Across a restart of the supervisor the attempt is not
+//     remembered: RabbitMQ marks them redelivered, which counts one.
 //   - Publishes go over a connection of their own, so a broker that blocks
 //     publishers (memory or disk alarm) does not stall acks.
 //
@@ -276,16 +286,17 @@ func (d *Driver) attemptFor(m *amqp.Delivery, dec decoded) int {
 }
 
 // giveBack returns a delivery that was never handed out to the queue
-// (basic.nack with requeue), remembering its attempt so the redelivery
-// does not count as one.
+// (basic.nack with requeue; on a dead session the broker has taken it
+// back already), remembering its attempt so the redelivery does not
+// count as one.
 func (d *Driver) giveBack(s *session, m *amqp.Delivery) {
-	if s.dead() {
-		s.untrack(m.DeliveryTag)
-		return
-	}
 	dec := decode(m, d.cfg.JobHeader, d.cfg.Priority, func() string { return "" })
 	if !dec.thirdParty || m.MessageId != "" {
 		d.attempts.put(dec.id, d.attemptFor(m, dec))
+	}
+	if s.dead() {
+		s.untrack(m.DeliveryTag)
+		return
 	}
 	_ = s.nack(m.DeliveryTag, true)
 }

@@ -83,8 +83,8 @@ const (
 // takeNow is take without waiting: it reads one delivery of f when one is
 // on offer, the feed is still current and running, Close has not started
 // and f's turn (multiple_ack) is free, and tracks and counts it as take
-// does. A delivery read after f was stopped or Close started goes back to
-// the broker, as in take.
+// does. A delivery read after f was stopped or Close started, or from a
+// dead session, goes back to the broker, as in take.
 func (d *Driver) takeNow(f *feed, changed <-chan struct{}) (inbound, readyState) {
 	select {
 	case <-f.stop:
@@ -128,7 +128,9 @@ func (d *Driver) takeNow(f *feed, changed <-chan struct{}) (inbound, readyState)
 	case <-f.stop:
 	case <-d.closing:
 	default:
-		return inbound{s: f.s, m: m}, readyTaken
+		if !f.s.dead() {
+			return inbound{s: f.s, m: m}, readyTaken
+		}
 	}
 	d.settledOne()
 	d.giveBack(f.s, &m)
