@@ -1,7 +1,9 @@
 // Command amqpbench measures consume+ack throughput of the supervisor on
 // the amqp driver with real PHP echo workers (examples/echo-worker.php),
 // next to a plain amqp091-go consumer (manual ack, the same prefetch) on
-// the same queue.
+// the same queue, for each -pipelining value (default 1 and 8) with a
+// supervisor of its own, at -prefetch (default 100) and otherwise default
+// settings (one pipeline slot per worker).
 //
 // Each round fills the queue with -jobs jobs pushed through the supervisor
 // (PushBatch, confirmed) while its pipeline is paused, then empties it
@@ -9,7 +11,9 @@
 // counts every job acked) or with the plain consumer (timed from
 // basic.consume until the last basic.ack was written and the queue is
 // empty). Rounds alternate plain and supervisor so neither gets the
-// broker's warm-up alone. It prints jobs/s of both and supervisor/plain.
+// broker's warm-up alone. It prints jobs/s of both, supervisor/plain and
+// the supervisor's CPU µs per job (its CPU time while it consumed, over
+// the jobs), and with -cpuprofile writes the supervisor's CPU profile.
 // bench/amqp.sh builds the supervisor and runs it.
 package main
 
@@ -20,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,7 +39,9 @@ type params struct {
 	jobs, batch  int
 	workers      int
 	concurrency  int
-	pipelining   int
+	pipelining   string
+	prefetch     int
+	cpuprofile   string
 	rounds       int
 	payloadBytes int
 	timeout      time.Duration
@@ -51,9 +58,11 @@ func main() {
 	flag.IntVar(&p.jobs, "jobs", 20000, "jobs per round")
 	flag.IntVar(&p.batch, "batch", 1000, "jobs per PushBatch when filling the queue")
 	flag.IntVar(&p.workers, "workers", 2, "PHP worker processes")
-	flag.IntVar(&p.concurrency, "concurrency", 8, "pipeline concurrency; times -pipelining, the prefetch of both consumers")
-	flag.IntVar(&p.pipelining, "pipelining", 1, "jobs.pool.pipelining: jobs written to a worker ahead of its replies")
-	flag.IntVar(&p.rounds, "rounds", 2, "rounds of each consumer (alternating)")
+	flag.IntVar(&p.concurrency, "concurrency", 0, "pipeline concurrency (0: the default, one slot per worker)")
+	flag.StringVar(&p.pipelining, "pipelining", "1,8", "jobs.pool.pipelining values to run, comma-separated: jobs written to a worker ahead of its replies")
+	flag.IntVar(&p.prefetch, "prefetch", 100, "prefetch of the pipeline and of the plain consumer")
+	flag.StringVar(&p.cpuprofile, "cpuprofile", "", "write the supervisor's CPU profile to this file (the pipelining value is added to the name)")
+	flag.IntVar(&p.rounds, "rounds", 3, "rounds of each consumer (alternating)")
 	flag.IntVar(&p.payloadBytes, "payload", 32, "payload size in bytes")
 	flag.DurationVar(&p.timeout, "timeout", 5*time.Minute, "give up after this long")
 	flag.Parse()
@@ -66,41 +75,86 @@ func main() {
 }
 
 func run(ctx context.Context, p params) error {
-	if p.jobs < 1 || p.batch < 1 || p.workers < 1 || p.concurrency < 1 || p.pipelining < 1 || p.rounds < 1 {
-		return errors.New("-jobs, -batch, -workers, -concurrency, -pipelining and -rounds must be at least 1")
+	var levels []int
+	for _, f := range strings.Split(p.pipelining, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-pipelining %q: want comma-separated numbers of at least 1", p.pipelining)
+		}
+		levels = append(levels, n)
 	}
-	prefetch := p.concurrency * p.pipelining
+	if p.jobs < 1 || p.batch < 1 || p.workers < 1 || p.concurrency < 0 || p.prefetch < 1 || p.rounds < 1 {
+		return errors.New("-jobs, -batch, -workers, -prefetch and -rounds must be at least 1, -concurrency at least 0")
+	}
+	var results []result
+	for _, pl := range levels {
+		r, err := runLevel(ctx, p, pl)
+		if err != nil {
+			return fmt.Errorf("pipelining %d: %w", pl, err)
+		}
+		results = append(results, r)
+	}
+	conc := "default (one per worker)"
+	if p.concurrency > 0 {
+		conc = strconv.Itoa(p.concurrency)
+	}
+	fmt.Printf("\namqp driver, classic queue, prefetch %d, concurrency %s, %d PHP echo workers, %d rounds of %d jobs of %d bytes\n",
+		p.prefetch, conc, p.workers, p.rounds, p.jobs, p.payloadBytes)
+	fmt.Printf("%-11s %14s %14s %17s %16s\n", "pipelining", "plain jobs/s", "supervisor", "supervisor/plain", "CPU µs/job")
+	for _, r := range results {
+		fmt.Printf("%-11d %14.0f %14.0f %17.2f %16.1f\n", r.pipelining, r.plain, r.supervisor, r.supervisor/r.plain, r.cpuPerJob)
+	}
+	return nil
+}
+
+// result is one pipelining level's numbers.
+type result struct {
+	pipelining                   int
+	plain, supervisor, cpuPerJob float64
+}
+
+// runLevel starts a supervisor with jobs.pool.pipelining pl and runs the
+// alternating rounds against the plain consumer.
+func runLevel(ctx context.Context, p params, pl int) (result, error) {
 	dir, err := os.MkdirTemp("", "amqpbench-")
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	defer os.RemoveAll(dir)
 	queue := "pv-bench." + strings.ToLower(rand.Text()[:8])
 
 	conn, err := amqp.DialConfig(p.addr, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
 	if err != nil {
-		return fmt.Errorf("RabbitMQ: %w", err)
+		return result{}, fmt.Errorf("RabbitMQ: %w", err)
 	}
 	defer conn.Close()
 	defer deleteQueue(conn, queue)
 
+	conc := ""
+	if p.concurrency > 0 {
+		conc = fmt.Sprintf("\n      concurrency: %d", p.concurrency)
+	}
+	var args []string
+	if p.cpuprofile != "" {
+		args = []string{"--cpuprofile", fmt.Sprintf("%s.p%d", p.cpuprofile, pl)}
+	}
 	sv, err := benchkit.StartSupervisor(ctx, benchkit.Config{
-		Bin: p.bin, Dir: dir, Command: "php examples/echo-worker.php", Ready: benchkit.Consuming,
+		Bin: p.bin, Dir: dir, Command: "php examples/echo-worker.php", Ready: benchkit.Consuming, Args: args,
 		Body: fmt.Sprintf(`amqp: {addr: %q}
 jobs:
   pool: {num_workers: %d, pipelining: %d, allocate_timeout: 10s, destroy_timeout: 5s}
   consume: [bench]
   pipelines:
     bench:
-      driver: amqp
-      concurrency: %d
+      driver: amqp%s
       config: {queue: %q, prefetch: %d}
-`, p.addr, p.workers, p.pipelining, p.concurrency, queue, prefetch),
+`, p.addr, p.workers, pl, conc, queue, p.prefetch),
 	})
 	if err != nil {
-		return err
+		return result{}, err
 	}
 	defer sv.Stop()
+	fmt.Printf("pipelining %d:\n", pl)
 	res, err := benchkit.Rounds{
 		Supervisor: sv, Rounds: p.rounds, Jobs: p.jobs, Batch: p.batch,
 		Payload: []byte(strings.Repeat("x", p.payloadBytes)), Poll: 2 * time.Millisecond,
@@ -118,7 +172,7 @@ jobs:
 			return nil
 		},
 		Plain: func(ctx context.Context) (time.Duration, error) {
-			return consumePlain(ctx, conn, queue, prefetch, p.jobs)
+			return consumePlain(ctx, conn, queue, p.prefetch, p.jobs)
 		},
 		Drained: func(context.Context) error {
 			if n, err := ready(conn, queue); err != nil || n != 0 {
@@ -128,18 +182,15 @@ jobs:
 		},
 	}.Run(ctx)
 	if err != nil {
-		return err
+		return result{}, err
 	}
-
 	total := float64(p.jobs * p.rounds)
-	plainRate, svRate := total/res.Plain.Seconds(), total/res.Supervisor.Seconds()
-	fmt.Printf("amqp driver, classic queue, concurrency %d, pipelining %d, prefetch %d, %d PHP echo workers, %d rounds of %d jobs of %d bytes\n",
-		p.concurrency, p.pipelining, prefetch, p.workers, p.rounds, p.jobs, p.payloadBytes)
-	fmt.Printf("plain amqp091-go consumer (manual ack): %.0f jobs/s\n", plainRate)
-	fmt.Printf("supervisor + PHP echo workers:          %.0f jobs/s\n", svRate)
-	fmt.Printf("supervisor/plain: %.2f\n", svRate/plainRate)
-	fmt.Printf("supervisor CPU while consuming: %.2f µs/job\n", float64(res.CPU.Microseconds())/total)
-	return nil
+	return result{
+		pipelining: pl,
+		plain:      total / res.Plain.Seconds(),
+		supervisor: total / res.Supervisor.Seconds(),
+		cpuPerJob:  float64(res.CPU.Microseconds()) / total,
+	}, nil
 }
 
 // ready returns the ready messages of queue (passive queue.declare on a

@@ -1,9 +1,14 @@
 // Command kafkabench measures the supervisor end to end on the kafka driver
 // with real PHP echo workers against a kfake cluster (tests/kfakecmd): it
 // pushes the jobs through the supervisor while the pipeline is not consumed,
-// then resumes it and times consume+commit, from the resume until every
-// job is acked and the group's committed offsets reached the end of every
-// partition. bench/kafka.sh builds the binaries and runs it.
+// then times consume+commit of the same records twice: first by a plain
+// franz-go consumer in a group of its own that commits the way the driver
+// does (auto-commit off, synchronous commits at most every 5ms), from its
+// start until its group's committed offsets reached the end of every
+// partition; then by the supervisor, from the resume until every job is
+// acked and its group's committed offsets reached the end. It prints both
+// in jobs/s, supervisor/plain, and the supervisor's CPU µs per job.
+// bench/kafka.sh builds the binaries and runs it.
 package main
 
 import (
@@ -108,6 +113,13 @@ jobs:
 	}
 	pushTook := time.Since(t0)
 
+	// The same records, consumed and committed by a plain franz-go client
+	// in a group of its own, before the supervisor starts on them.
+	plainTook, err := consumePlain(ctx, brokers, "bench", int32(p.partitions), int64(p.jobs), admin)
+	if err != nil {
+		return fmt.Errorf("plain franz-go consumer: %w", err)
+	}
+
 	// Consume + commit.
 	cpu0 := sv.CPU()
 	t1 := time.Now()
@@ -129,8 +141,64 @@ jobs:
 	fmt.Printf("push (PushBatch(%d), acks=all): %.0f jobs/s (%s)\n", p.batch, float64(p.jobs)/pushTook.Seconds(), pushTook.Round(time.Millisecond))
 	fmt.Printf("consume+commit: %.0f jobs/s (resume to last commit %s; to last ack %s)\n",
 		float64(p.jobs)/took.Seconds(), took.Round(time.Millisecond), ackTook.Round(time.Millisecond))
+	fmt.Printf("plain franz-go consumer (sync commits every %s): %.0f jobs/s (%s)\n",
+		plainCommitGap, float64(p.jobs)/plainTook.Seconds(), plainTook.Round(time.Millisecond))
+	fmt.Printf("supervisor/plain: %.2f\n", plainTook.Seconds()/took.Seconds())
 	fmt.Printf("supervisor CPU while consuming: %.2f µs/job\n", float64(cpu.Microseconds())/float64(p.jobs))
 	return nil
+}
+
+// plainCommitGap is how often the plain consumer commits: the driver's
+// commitGap, so both commit the same way (synchronous OffsetCommit of
+// what is done, at most one per gap).
+const plainCommitGap = 5 * time.Millisecond
+
+// consumePlain consumes the n records of topic from the start in group
+// "plain" with a franz-go client configured as the driver's consumer
+// (auto-commit off, rebalances blocked while polling), committing
+// synchronously what it has polled at most every plainCommitGap, and
+// returns the time from the client's start until the group's committed
+// offsets cover all n records.
+func consumePlain(ctx context.Context, brokers []string, topic string, partitions int32, n int64, admin *kgo.Client) (time.Duration, error) {
+	start := time.Now()
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(brokers...),
+		kgo.ConsumerGroup("plain"),
+		kgo.ConsumeTopics(topic),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	var seen int64
+	var last time.Time
+	for seen < n {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		fs.EachError(func(t string, p int32, ferr error) {
+			err = errors.Join(err, fmt.Errorf("%s[%d]: %w", t, p, ferr))
+		})
+		if err != nil {
+			return 0, err
+		}
+		seen += int64(fs.NumRecords())
+		if time.Since(last) >= plainCommitGap || seen >= n {
+			if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+				return 0, err
+			}
+			last = time.Now()
+		}
+		cl.AllowRebalance()
+	}
+	if err := waitCommitted(ctx, admin, "plain", topic, partitions, n); err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
 }
 
 // startKfake runs kfakecmd with one topic and returns its brokers.

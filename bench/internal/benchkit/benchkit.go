@@ -165,6 +165,8 @@ type Config struct {
 	// Ready tells from a jobs stat when the supervisor is ready; nil:
 	// as soon as Stat answers.
 	Ready func([]consumer.Stat) bool
+	// Args are extra arguments of serve (e.g. --cpuprofile FILE).
+	Args []string
 }
 
 // Supervisor is a running `supervisor serve` and an RPC client to it.
@@ -204,7 +206,7 @@ func StartSupervisor(ctx context.Context, c Config) (*Supervisor, error) {
 	if err := os.WriteFile(cfg, []byte(b.String()), 0o600); err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(c.Bin, "serve", "-c", cfg)
+	cmd := exec.Command(c.Bin, append([]string{"serve", "-c", cfg}, c.Args...)...)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	p, err := StartProc(cmd)
 	if err != nil {
