@@ -66,3 +66,16 @@ func TestDashboardErrors(t *testing.T) {
 		}
 	}
 }
+
+// The annotated example of every key has a dashboard section.
+func TestDashboardInFullExample(t *testing.T) {
+	t.Setenv("DASHBOARD_PASSWORD", "")
+	r, err := Load("testdata/full.rr.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := r.Dashboard
+	if d.Address != "127.0.0.1:8090" || d.Auth == nil || d.Auth.Basic == nil || d.Auth.Basic.User != "ops" || d.Auth.Basic.Password != "change-me" {
+		t.Errorf("dashboard = %+v", d)
+	}
+}
