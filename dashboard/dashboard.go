@@ -15,6 +15,12 @@
 // The dashboard gets what it shows through small interfaces (Stats,
 // Workers, DeadJobs) and a History it is handed, which the caller feeds
 // as a pipeline.Observer.
+//
+// Failed jobs are read-only: the dead lists the memory driver keeps are
+// shown (DeadJobs); retrying or removing a job, and the dead jobs of the
+// broker drivers, need a failed-jobs store that every driver offers,
+// which does not exist yet. FailedReply.Retry and Remove say so to the
+// page; endpoints for them belong next to failedJob once it does.
 package dashboard
 
 import (
