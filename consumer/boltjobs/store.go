@@ -197,10 +197,12 @@ func openChecked(path string, mode fs.FileMode) (db *bolt.DB, err error) {
 	if info, serr := os.Stat(path); serr == nil && info.Mode().IsRegular() && info.Size() > 0 && info.Size() < 2*int64(os.Getpagesize()) {
 		return nil, fmt.Errorf("boltjobs: file %s: %w (%d bytes: truncated)", path, ErrCorrupt, info.Size())
 	}
+	// The freelist is synced with each commit: without it bbolt rebuilds
+	// the list at open in a goroutine of its own, where a damaged page
+	// is a panic nobody can recover.
 	db, err = bolt.Open(path, mode, &bolt.Options{
-		Timeout:        LockTimeout,
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
+		Timeout:      LockTimeout,
+		FreelistType: bolt.FreelistMapType,
 	})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
