@@ -303,3 +303,88 @@ jobs:
 	}
 	shot("config")
 }
+
+// Through the binary: with a bearer token every endpoint needs it, and
+// no answer carries a configured secret; on every interface without auth
+// the supervisor refuses to start, naming dashboard.auth.
+func TestDashboardBearerAndSecrets(t *testing.T) {
+	requireTool(t, "php")
+	const token = "tok-S3NTINEL-bearer"
+	addr := freeAddr(t)
+	cfg := e2eConfig(t, behaveWorker, filepath.Join(t.TempDir(), "e2e.log"), 1, fmt.Sprintf(`amqp:
+  addr: amqp://guest:S3NTINEL-amqp@127.0.0.1:5672/
+sqs:
+  key: S3NTINEL-key
+  secret: S3NTINEL-secret
+  session_token: S3NTINEL-session
+  region: eu-west-1
+dashboard:
+  address: %s
+  auth:
+    bearer: {token: %s}
+`, addr, token), "      driver: memory\n")
+	// server.env of e2eConfig gets one more secret.
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, []byte(strings.Replace(string(b), "  env:\n", "  env:\n    DB_PASSWORD: S3NTINEL-env\n", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startConsuming(t, cfg)
+	s.rpcPush([]consumer.Job{{ID: "j1", Name: "slow", Pipeline: "default", Payload: []byte("1")}}, 1)
+	s.waitStat("default", 10*time.Second, func(st pipelineStat) bool { return st.Acked == 1 })
+
+	get := func(path, auth string) (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+addr+path, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	for _, p := range []string{"/", "/assets/app.js", "/api/session", "/api/overview", "/api/history", "/api/workers", "/api/failed", "/api/config"} {
+		if code, _ := get(p, ""); code != http.StatusUnauthorized {
+			t.Errorf("GET %s without the token = %d, want 401", p, code)
+		}
+		if code, _ := get(p, "Bearer wrong"); code != http.StatusUnauthorized {
+			t.Errorf("GET %s with a wrong token = %d, want 401", p, code)
+		}
+		code, body := get(p, "Bearer "+token)
+		if code != http.StatusOK {
+			t.Errorf("GET %s with the token = %d %s", p, code, body)
+		}
+		if strings.Contains(body, "S3NTINEL") {
+			t.Errorf("GET %s shows a secret: %s", p, body)
+		}
+	}
+	_, conf := get("/api/config", "Bearer "+token)
+	for _, want := range []string{"amqp://guest:******@127.0.0.1:5672/", "DB_PASSWORD: '******'", "region: eu-west-1", "token: '******'"} {
+		if !strings.Contains(conf, strings.ReplaceAll(want, "'", `\u0027`)) && !strings.Contains(conf, want) {
+			t.Errorf("config lacks %q: %s", want, conf)
+		}
+	}
+	var ov struct {
+		Pipelines []struct {
+			Name    string  `json:"name"`
+			Samples int     `json:"samples"`
+			P50     float64 `json:"p50_ms"`
+		} `json:"pipelines"`
+	}
+	_, body := get("/api/overview", "Bearer "+token)
+	if err := json.Unmarshal([]byte(body), &ov); err != nil || len(ov.Pipelines) != 1 || ov.Pipelines[0].Samples != 1 || ov.Pipelines[0].P50 <= 0 {
+		t.Errorf("overview after one job = %s (%v)", body, err)
+	}
+
+	// On every interface without auth: no start.
+	open := e2eConfig(t, behaveWorker, filepath.Join(t.TempDir(), "e2e.log"), 1, "dashboard:\n  address: 0.0.0.0:"+strings.Split(freeAddr(t), ":")[1]+"\n", "      driver: memory\n")
+	out, code := runCLI(t, "serve", "-c", open)
+	if code == 0 || !strings.Contains(out, "dashboard.auth") || !strings.Contains(out, "loopback") {
+		t.Errorf("serve on 0.0.0.0 without auth: exit %d\n%s", code, out)
+	}
+}
