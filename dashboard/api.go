@@ -23,6 +23,10 @@ var assets embed.FS
 // previewBytes is how much of a dead job's payload the list shows.
 const previewBytes = 200
 
+// DeadListLimit is how many of a pipeline's newest dead jobs the list
+// shows; DeadList.Total counts them all.
+const DeadListLimit = 100
+
 // routes registers every page and endpoint.
 func (s *Server) routes() {
 	static, _ := fs.Sub(assets, "assets")
@@ -209,11 +213,13 @@ type DeadRow struct {
 // DeadList is one pipeline's dead jobs; Available is false (Reason says
 // why) when its driver keeps none here.
 type DeadList struct {
-	Pipeline  string    `json:"pipeline"`
-	Driver    string    `json:"driver"`
-	Available bool      `json:"available"`
-	Reason    string    `json:"reason,omitempty"`
-	Jobs      []DeadRow `json:"jobs"`
+	Pipeline  string `json:"pipeline"`
+	Driver    string `json:"driver"`
+	Available bool   `json:"available"`
+	Reason    string `json:"reason,omitempty"`
+	// Jobs are the newest DeadListLimit of the Total dead jobs.
+	Jobs  []DeadRow `json:"jobs"`
+	Total int       `json:"total"`
 }
 
 // FailedReply is GET /api/failed. Retry and Remove are false: the
@@ -257,7 +263,8 @@ func (s *Server) failed(w http.ResponseWriter, r *http.Request) {
 			l.Reason = err.Error()
 		}
 		// Newest first.
-		for i := len(dead) - 1; i >= 0; i-- {
+		l.Total = len(dead)
+		for i := len(dead) - 1; i >= 0 && len(l.Jobs) < DeadListLimit; i-- {
 			l.Jobs = append(l.Jobs, deadRow(dead[i]))
 		}
 		out.Pipelines = append(out.Pipelines, l)

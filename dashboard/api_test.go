@@ -244,6 +244,9 @@ func TestHistoryWorkersFailed(t *testing.T) {
 	if !or.Available || len(or.Jobs) != 2 || or.Jobs[0].ID != "d2" || or.Jobs[1].ID != "d1" || len(or.Jobs[1].Preview) != previewBytes || or.Jobs[1].Reason != "boom" {
 		t.Errorf("orders = %+v", or)
 	}
+	if or.Total != 2 || em.Total != 0 {
+		t.Errorf("totals = %d, %d", or.Total, em.Total)
+	}
 	var dj DeadJob
 	f.getJSON(t, "/api/failed/orders/d1", &dj)
 	if dj.ID != "d1" || len(dj.Payload) != 300 || dj.Headers["h"][0] != "v" || dj.Attempts != 3 {
@@ -387,5 +390,35 @@ func TestNoAuthLoopbackOnly(t *testing.T) {
 			ln.Close()
 		}
 		t.Errorf("Listen on every interface without auth = %v", err)
+	}
+}
+
+// manyDead is a dead list longer than the page shows.
+type manyDead struct{ n int }
+
+func (m manyDead) Dead(string) ([]memjobs.DeadJob, error) {
+	out := make([]memjobs.DeadJob, m.n)
+	for i := range out {
+		out[i].Job.ID = fmt.Sprint("d", i)
+	}
+	return out, nil
+}
+
+// The failed list shows the newest DeadListLimit jobs and the total.
+func TestFailedListBounded(t *testing.T) {
+	root, _ := config.Parse([]byte(baseYAML))
+	d, err := New(Config{Root: root, Stats: &fakeStats{paused: map[string]bool{}}, DeadJobs: manyDead{n: DeadListLimit + 50}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	d.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/api/failed", nil))
+	var fr FailedReply
+	if err := json.Unmarshal(rec.Body.Bytes(), &fr); err != nil {
+		t.Fatal(err)
+	}
+	l := fr.Pipelines[0]
+	if l.Total != DeadListLimit+50 || len(l.Jobs) != DeadListLimit || l.Jobs[0].ID != fmt.Sprint("d", DeadListLimit+49) {
+		t.Errorf("list: total %d, %d jobs, first %s", l.Total, len(l.Jobs), l.Jobs[0].ID)
 	}
 }

@@ -188,6 +188,7 @@
       } else if (!l.jobs.length) {
         card.append(el('p', { class: 'muted' }, 'No dead jobs.'));
       } else {
+        if (l.total > l.jobs.length) card.append(el('p', { class: 'muted' }, 'The newest ' + l.jobs.length + ' of ' + l.total + ' dead jobs.'));
         card.append(el('table', { class: 'dead' },
           el('thead', null, el('tr', null, el('th', null, 'ID'), el('th', null, 'Name'), el('th', null, 'Reason'),
             el('th', { class: 'num' }, 'Attempts'), el('th', null, 'When'), el('th', null, 'Payload'))),
