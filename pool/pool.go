@@ -70,10 +70,12 @@ type Pool struct {
 	watchWG  sync.WaitGroup // one per watch: its callback, or its successful stop
 	live     int            // counted workers plus spawns in progress
 	failures int            // start failures and crashes since the last good job
-	started  bool           // Start was called
-	closed   bool
-	stopping bool
-	changed  chan struct{} // closed and replaced whenever a worker joins or leaves
+	// lastStartErr is why the spawner's last start failed (Degraded).
+	lastStartErr error
+	started      bool // Start was called
+	closed       bool
+	stopping     bool
+	changed      chan struct{} // closed and replaced whenever a worker joins or leaves
 
 	wake    chan struct{} // cap 1: the spawner has work
 	done    chan struct{} // closed by Stop: spawner and supervisor return
@@ -476,7 +478,7 @@ func (p *Pool) release(w *worker, ran int, ok bool) {
 		w.lastUsed = now
 	}
 	if ok {
-		p.failures = 0
+		p.failures, p.lastStartErr = 0, nil
 	}
 	p.putBackLocked(w)
 }

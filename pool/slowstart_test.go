@@ -2,7 +2,10 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -43,4 +46,30 @@ func TestSlowHandshakeIsReported(t *testing.T) {
 		return
 	}
 	t.Fatalf("no warning about the slow handshake among %d records", len(rec.recs))
+}
+
+// A pool whose replacements keep failing to start says so (Degraded),
+// with how many workers run and why the last start failed; once a
+// replacement starts it is not degraded any more.
+func TestDegradedWhileReplacementsFail(t *testing.T) {
+	dir := t.TempDir()
+	cfg := fakeConfig("crash", 2)
+	cfg.Env["FAKEWORKER_BOOT_ONCE_FILE"] = filepath.Join(dir, "booted")
+	// Only one worker can boot: the other start fails from the outset.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	p, err := New(ctx, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Stop(context.Background()) })
+	eventually(t, 5*time.Second, "the pool to report itself degraded", func() bool {
+		err := p.Degraded()
+		return errors.Is(err, ErrDegraded) && strings.Contains(err.Error(), "1 of 2 workers") &&
+			strings.Contains(err.Error(), "refusing to start")
+	})
+	if err := os.Remove(cfg.Env["FAKEWORKER_BOOT_ONCE_FILE"]); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the pool back at full size", func() bool { return p.Degraded() == nil && len(pids(p)) == 2 })
 }

@@ -3,6 +3,7 @@ package pool
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -70,6 +71,7 @@ func (p *Pool) spawner() {
 			if err != nil {
 				p.live--
 				p.failures++
+				p.lastStartErr = err
 				p.mu.Unlock()
 				if p.life.Err() == nil {
 					p.log.Error("starting a worker failed; retrying with backoff", "err", err)
@@ -263,6 +265,27 @@ func (p *Pool) retireForReset(old *worker) {
 			old.retire = retireReset
 		}
 	}
+}
+
+// ErrDegraded is wrapped by Degraded's error.
+var ErrDegraded = errors.New("pool below its size")
+
+// Degraded returns an error wrapping ErrDegraded while the pool has fewer
+// workers in service than NumWorkers because starting workers keeps
+// failing (the spawner is backing off), saying how many run and why the
+// last start failed; nil otherwise, also while a worker that left is
+// being replaced normally.
+func (p *Pool) Degraded() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.failures == 0 || p.lastStartErr == nil {
+		return nil
+	}
+	if n := p.running(); n < p.cfg.NumWorkers {
+		return fmt.Errorf("%w: %d of %d workers; starting a worker failed %d times in a row, last: %w",
+			ErrDegraded, n, p.cfg.NumWorkers, p.failures, p.lastStartErr)
+	}
+	return nil
 }
 
 // running counts workers in service. Called with p.mu held.

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -45,4 +46,60 @@ jobs:
 	}
 	s.mustCLI("push", "--pipeline", "default", "--job", "ack", "--payload", "x", "--count", "20")
 	s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 20 })
+}
+
+// /health answers 503 with the reason while the pool is below its size
+// because replacements fail to start (a worker died after a deploy of
+// broken code), and 200 again once they start.
+func TestHealthReportsAPoolBelowItsSize(t *testing.T) {
+	requireTool(t, "php")
+	dir := t.TempDir()
+	broken := filepath.Join(dir, "broken")
+	statusAddr := freeAddr(t)
+	cfg := writeConfig(t, `version: "3"
+rpc:
+  listen: tcp://`+freeAddr(t)+`
+status:
+  address: `+statusAddr+`
+server:
+  command: "php tests/testdata/workers/broken-after.php"
+  env:
+    E2E_BROKEN: "`+broken+`"
+jobs:
+  pool: {num_workers: 2, allocate_timeout: 10s, destroy_timeout: 5s}
+  consume: ["default"]
+  pipelines:
+    default: {driver: memory}
+`)
+	s := startSupervisor(t, cfg)
+	waitHealth := func(wantCode int, wantBody string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			code, body := httpGet(t, "http://"+statusAddr+"/health")
+			if code == wantCode && strings.Contains(body, wantBody) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("/health: %d %q, want %d with %q", code, body, wantCode, wantBody)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitHealth(200, "ok")
+	if err := os.WriteFile(broken, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pids := s.workerPids()
+	if err := syscall.Kill(pids[0], syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitHealth(503, "1 of 2 workers")
+	if err := os.Remove(broken); err != nil {
+		t.Fatal(err)
+	}
+	waitHealth(200, "ok")
+	if n := len(s.workerPids()); n != 2 {
+		t.Fatalf("%d workers after the fix, want 2", n)
+	}
 }

@@ -134,7 +134,8 @@ func (j meteredJobs) Push(ctx context.Context, batch []consumer.Job) error {
 }
 
 // serve starts the HTTP servers. /health answers 503 while no worker is
-// up (also while the first workers start); /ready answers 503 until a
+// up (also while the first workers start) and while the pool is below its
+// size because workers fail to start; /ready answers 503 until a
 // worker is up and every consumed pipeline is started. The dashboard
 // serves too when configured (an error means it could not start).
 func (pr *production) serve(mgr *jobs.Manager, p *pool.Pool) error {
@@ -143,7 +144,7 @@ func (pr *production) serve(mgr *jobs.Manager, p *pool.Pool) error {
 		srv := status.New(status.Config{
 			Health: pr.health,
 			Ready: func() error {
-				if err := pr.health(); err != nil {
+				if err := pr.alive(); err != nil {
 					return err
 				}
 				return mgr.Ready()
@@ -170,15 +171,25 @@ func (pr *production) serve(mgr *jobs.Manager, p *pool.Pool) error {
 // errNoLiveWorker is the /health reason when the pool has no worker.
 var errNoLiveWorker = errors.New("pool: no live worker (the worker command keeps failing?)")
 
-// health is /health and the watchdog's test: the pool has at least one
-// worker that is ready or working.
-func (pr *production) health() error {
+// alive is the watchdog's test: the pool has at least one worker that is
+// ready or working. (A restart by systemd would not mend a pool that is
+// merely below its size.)
+func (pr *production) alive() error {
 	for _, w := range pr.pool.Workers() {
 		if w.State == "ready" || w.State == "working" {
 			return nil
 		}
 	}
 	return errNoLiveWorker
+}
+
+// health is /health: alive, and the pool not below its size because
+// its workers keep failing to start (pool.Degraded).
+func (pr *production) health() error {
+	if err := pr.alive(); err != nil {
+		return err
+	}
+	return pr.pool.Degraded()
 }
 
 // readyPoll is how often ready checks whether every consumed pipeline is
@@ -219,7 +230,7 @@ func (pr *production) ready() {
 		if err := pr.notify.Ready(); err != nil {
 			pr.log.Warn("sd_notify READY=1 failed", "err", err)
 		}
-		if err := pr.notify.Watchdog(ctx, pr.health); err != nil {
+		if err := pr.notify.Watchdog(ctx, pr.alive); err != nil {
 			pr.log.Warn("systemd watchdog disabled", "err", err)
 		}
 	})
