@@ -6,9 +6,10 @@
 // number (publish order). Publish returns once its jobs are written and
 // fsynced; Ack deletes the record, Dead moves it to the pipeline's dead
 // bucket, Retry and Requeue rewrite it (attempt, headers, due time).
-// Settle returns once the change is queued for the next commit, which
-// follows within one fsync: a crash before that commit runs the job again,
-// as a crash while it runs does. A job handed out is marked running on
+// Settle returns once Retry, Requeue and Dead are fsynced; an Ack (or a
+// Release) returns once queued for the next commit, which follows within
+// one fsync: a crash before that commit runs the job again, as a crash
+// while it runs does. A job handed out is marked running on
 // disk by the next commit; a job found marked at open has its attempt
 // counted, so a job that crashes the supervisor reaches its retry limit.
 //
@@ -376,7 +377,7 @@ func (q *Queue) deliver(it *item) *consumer.Delivery {
 		Priority: it.rec.prio,
 	}
 	if !it.rec.autoAck {
-		d.SetSettle(func(_ context.Context, o consumer.Outcome) error { return q.settle(it, o) })
+		d.SetSettle(func(ctx context.Context, o consumer.Outcome) error { return q.settle(ctx, it, o) })
 	}
 	return d
 }

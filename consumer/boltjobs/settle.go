@@ -9,19 +9,38 @@ import (
 )
 
 // settle carries out an outcome for the item's current delivery (the
-// Delivery runs it at most once per hand-out). The change is queued for
-// the next commit; settle does not wait for it.
-func (q *Queue) settle(it *item, o consumer.Outcome) error {
+// Delivery runs it at most once per hand-out). An ack or a release is
+// queued for the next commit, which follows within one fsync: settle does
+// not wait for it (a crash before it runs the job again). Retry, Requeue
+// and Dead wait for their commit, until ctx ends: a job's attempts and
+// its death are never lost.
+func (q *Queue) settle(ctx context.Context, it *item, o consumer.Outcome) error {
+	w, err := q.settleLocked(it, o)
+	if w == nil || err != nil {
+		return err
+	}
+	if _, err := w.wait(ctx); err != nil {
+		return fmt.Errorf("boltjobs: settle job %q (%s): %w", it.rec.id, o.Action, err)
+	}
+	return nil
+}
+
+// settleLocked applies o under q.mu and returns the commit to wait for,
+// if any.
+func (q *Queue) settleLocked(it *item, o consumer.Outcome) (*commitWait, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.st == closed {
-		return fmt.Errorf("boltjobs: settle on %q: %w", q.name, consumer.ErrClosed)
+		return nil, fmt.Errorf("boltjobs: settle on %q: %w", q.name, consumer.ErrClosed)
 	}
 	if it.state != stateActive {
-		return fmt.Errorf("boltjobs: settle job %q: %w", it.rec.id, ErrNotActive)
+		return nil, fmt.Errorf("boltjobs: settle job %q: %w", it.rec.id, ErrNotActive)
 	}
 	q.active--
-	var err error
+	var (
+		err error
+		w   *commitWait
+	)
 	switch o.Action {
 	case consumer.Ack:
 		q.s.enqueue(op{q: q, kind: opDelete, seq: it.seq})
@@ -29,7 +48,7 @@ func (q *Queue) settle(it *item, o consumer.Outcome) error {
 		it.rec.payload, it.rec.headers = nil, nil
 	case consumer.Dead:
 		dr := deadRecord{reason: o.Reason, at: now(), rec: it.rec}
-		q.s.enqueue(op{q: q, kind: opDead, seq: it.seq, val: dr.encode(nil)})
+		w = q.s.enqueue(op{q: q, kind: opDead, seq: it.seq, val: dr.encode(nil)})
 		q.deadN++
 		if q.deadN > DeadListCap {
 			q.s.enqueue(op{q: q, kind: opTrimDead, seq: uint64(q.deadN - DeadListCap)})
@@ -40,7 +59,7 @@ func (q *Queue) settle(it *item, o consumer.Outcome) error {
 	case consumer.Retry, consumer.Requeue:
 		it.rec.attempt++
 		it.rec.headers = consumer.MergeHeaders(it.rec.headers, o.Headers)
-		q.requeue(it, o.Delay, true)
+		w = q.requeue(it, o.Delay, true)
 	case consumer.Release:
 		q.requeue(it, o.Delay, o.Delay > 0)
 	default:
@@ -53,25 +72,28 @@ func (q *Queue) settle(it *item, o consumer.Outcome) error {
 		q.idle = nil
 	}
 	q.kick()
-	return err
+	return w, err
 }
 
 // requeue puts a settled item back: after delay, or at once at its
 // original position; rewrite says its record changed. Its lane, if any,
-// stays blocked. Caller holds q.mu.
-func (q *Queue) requeue(it *item, delay time.Duration, rewrite bool) {
+// stays blocked. It returns the commit that carries the change, nil when
+// nothing changed. Caller holds q.mu.
+func (q *Queue) requeue(it *item, delay time.Duration, rewrite bool) *commitWait {
 	t := now()
 	it.rec.due = 0
 	if delay > 0 {
 		it.rec.due = t + int64(delay)
 	}
+	var w *commitWait
 	switch {
 	case rewrite:
-		q.s.enqueue(op{q: q, kind: opPut, seq: it.seq, val: it.rec.encode(nil)}, op{q: q, kind: opUnmark, seq: it.seq})
+		w = q.s.enqueue(op{q: q, kind: opPut, seq: it.seq, val: it.rec.encode(nil)}, op{q: q, kind: opUnmark, seq: it.seq})
 	case it.marked:
 		q.s.enqueue(op{q: q, kind: opUnmark, seq: it.seq})
 	}
 	q.schedule(it, t)
+	return w
 }
 
 // finish marks it done and lets the next job of its lane go. Caller holds
