@@ -21,6 +21,8 @@ type DeadJob struct {
 	Reason   string    // Outcome.Reason
 	Attempts int       // attempt number of the delivery that was dead-lettered
 	At       time.Time // when it was dead-lettered
+
+	seq uint64 // identifies the entry while the list changes
 }
 
 // addDead records it in the dead list. Caller holds q.mu.
@@ -41,9 +43,10 @@ func (q *Queue) addDead(it *item, reason string) {
 			Priority: it.prio,
 			Key:      it.key(),
 		},
-		Reason:   reason,
+		Reason:   consumer.TruncateReason(reason),
 		Attempts: int(it.attempt),
 		At:       time.Now(),
+		seq:      q.nextDeadSeq(),
 	})
 }
 

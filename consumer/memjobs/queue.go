@@ -127,6 +127,8 @@ type Queue struct {
 	st       queueState
 	idle     chan struct{} // closed when active drops to 0 while closing
 	dead     []DeadJob
+	deadSeq  uint64      // last DeadJob.seq given out
+	deadOps  sync.Mutex  // serialises RetryDead and RemoveDead
 	burst    burst       // published since the queue was last empty
 	release  *time.Timer // pending return of a drained burst's memory
 
