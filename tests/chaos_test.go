@@ -63,9 +63,9 @@ const chaosBurst = 20
 // max_worker_memory, and crash 20 times in a row. By job id: every job's
 // last run acked and nothing ran after an ack was written, no delivery ran
 // twice, exactly the jobs built to fail every time are dead; the pool was
-// never left without a worker for seconds (crashes caused by jobs are
-// replaced at once), and at the end it is at full size and /health
-// answers 200.
+// never left without a worker for 5 s (crashes caused by jobs are
+// replaced at once, not after a respawn backoff), and at the end it is at
+// full size and /health answers 200.
 func TestChaosWorkerFaults(t *testing.T) {
 	requireTool(t, "php")
 	requireTool(t, "setsid")
@@ -117,7 +117,11 @@ func TestChaosWorkerFaults(t *testing.T) {
 	}
 	t.Logf("%d jobs settled in %s; %d workers killed with SIGKILL (%d mid-job); longest without a worker %s; stat %+v",
 		len(jobs), settled.Round(time.Millisecond), len(k.killed), k.midJob, k.longestEmpty, st)
-	if k.longestEmpty >= 3*time.Second {
+	// While the poison burst runs, each new worker takes the next crash
+	// job and dies: the pool is empty for about 20 worker starts (1.5 s
+	// seen here). Had each crash counted toward the respawn backoff, it
+	// would be empty for many seconds (over 10 s seen).
+	if k.longestEmpty >= 5*time.Second {
 		t.Fatalf("the pool had no worker ready or working for %s", k.longestEmpty)
 	}
 	if k.midJob < 5 {
