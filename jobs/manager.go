@@ -180,13 +180,22 @@ func (m *Manager) Start(ctx context.Context, consume []string) error {
 	}
 	m.state = stateStarted
 	m.consume = make(map[string]bool, len(consume))
+	var consumed, idle []string
 	for _, name := range consume {
 		m.consume[name] = true
 		if e := m.pipes[name]; e != nil {
 			m.startLocked(e)
 		}
 	}
+	for _, e := range created {
+		if e.running {
+			consumed = append(consumed, e.cfg.Name)
+		} else {
+			idle = append(idle, e.cfg.Name)
+		}
+	}
 	m.mu.Unlock()
+	m.log.Info("pipelines declared", append([]any{"consumed", consumed, "paused", idle}, OriginOf(ctx).LogAttrs()...)...)
 	return nil
 }
 
@@ -251,9 +260,15 @@ func (m *Manager) lookupLocked(names []string) ([]*entry, error) {
 		}
 	}
 	if len(unknown) > 0 {
-		return nil, fmt.Errorf("jobs: %q: %w", unknown, consumer.ErrUnknownPipeline)
+		return nil, fmt.Errorf("jobs: %w", m.unknownLocked(unknown))
 	}
 	return out, nil
+}
+
+// unknownLocked returns the error for the unknown names, listing the
+// pipelines that exist. Caller holds m.mu.
+func (m *Manager) unknownLocked(names []string) *UnknownPipelineError {
+	return &UnknownPipelineError{Names: names, Known: slices.Sorted(maps.Keys(m.pipes))}
 }
 
 // Pause stops consuming the named pipelines; pushing to them still works
@@ -273,7 +288,24 @@ func (m *Manager) Pause(ctx context.Context, names []string) error {
 			errs = append(errs, err)
 		}
 	}
+	m.logAction(ctx, "pipelines paused", es, errs)
 	return errors.Join(errs...)
+}
+
+// logAction logs a control-plane action on es at info level with its
+// origin (see OriginOf), or at error level with the errors when some
+// pipelines failed.
+func (m *Manager) logAction(ctx context.Context, msg string, es []*entry, errs []error) {
+	names := make([]string, len(es))
+	for i, e := range es {
+		names[i] = e.cfg.Name
+	}
+	args := append([]any{"pipelines", names}, OriginOf(ctx).LogAttrs()...)
+	if err := errors.Join(errs...); err != nil {
+		m.log.Error(msg+" with errors", append(args, "err", err)...)
+		return
+	}
+	m.log.Info(msg, args...)
 }
 
 // Resume undoes Pause; for a pipeline that is declared but was not in the
@@ -300,6 +332,7 @@ func (m *Manager) Resume(ctx context.Context, names []string) error {
 		}
 		m.mu.Unlock()
 	}
+	m.logAction(ctx, "pipelines resumed", es, errs)
 	return errors.Join(errs...)
 }
 
@@ -383,6 +416,7 @@ func (m *Manager) Declare(ctx context.Context, opts map[string]string) error {
 		m.startLocked(e)
 	}
 	m.mu.Unlock()
+	m.log.Info("pipeline declared", append([]any{"pipeline", p.Name, "driver", p.Driver, "consuming", run}, OriginOf(ctx).LogAttrs()...)...)
 	return nil
 }
 
@@ -410,6 +444,11 @@ func (m *Manager) Destroy(ctx context.Context, names []string) ([]string, error)
 	for i, e := range es {
 		out[i] = e.cfg.Name
 	}
+	var errs []error
+	if err != nil {
+		errs = []error{err}
+	}
+	m.logAction(ctx, "pipelines destroyed", es, errs)
 	return out, err
 }
 

@@ -37,10 +37,12 @@ func (m *Manager) Push(ctx context.Context, jobs []consumer.Job) error {
 	}
 	if single {
 		e := m.pipes[first]
-		m.mu.RUnlock()
 		if e == nil {
-			return fmt.Errorf("jobs: push to %q: %w", first, consumer.ErrUnknownPipeline)
+			err := m.unknownLocked([]string{first})
+			m.mu.RUnlock()
+			return fmt.Errorf("jobs: push: %w", err)
 		}
+		m.mu.RUnlock()
 		if err := e.drv.Publish(ctx, jobs); err != nil {
 			return fmt.Errorf("jobs: push to %q: %w", first, err)
 		}
@@ -68,10 +70,12 @@ func (m *Manager) Push(ctx context.Context, jobs []consumer.Job) error {
 		}
 		g.idx = append(g.idx, i)
 	}
-	m.mu.RUnlock()
 	if len(unknown) > 0 {
-		return fmt.Errorf("jobs: push to %q: %w", unknown, consumer.ErrUnknownPipeline)
+		err := m.unknownLocked(unknown)
+		m.mu.RUnlock()
+		return fmt.Errorf("jobs: push: %w", err)
 	}
+	m.mu.RUnlock()
 
 	for gi, g := range order {
 		batch := make([]consumer.Job, len(g.idx))

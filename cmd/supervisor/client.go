@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -120,7 +121,7 @@ func pushAction(c *cli.Context) error {
 		Key:      c.String("key"),
 	}
 	return withClient(c, func(ctx context.Context, cl *rpc.Client) error {
-		var sum pushSummary
+		sum := pushSummary{start: time.Now()}
 		lastID := ""
 		for sum.sent < count {
 			n := min(batch, count-sum.sent)
@@ -157,7 +158,8 @@ const maxDoubtIDs = 20
 
 // pushSummary counts what became of the jobs of a push command.
 type pushSummary struct {
-	sent                       int // jobs in the calls made so far
+	start                      time.Time // before the first call
+	sent                       int       // jobs in the calls made so far
 	confirmed, failed, inDoubt int
 	doubtIDs                   []string // the first maxDoubtIDs in-doubt ids
 }
@@ -176,15 +178,24 @@ func (s *pushSummary) add(jobs []consumer.Job, err error) {
 	}
 }
 
+// rate returns " in 1.2s (833 jobs/s)": the time the push took and the
+// confirmed jobs per second.
+func (s *pushSummary) rate(took time.Duration) string {
+	if took <= 0 {
+		took = time.Nanosecond
+	}
+	return fmt.Sprintf(" in %s (%.0f jobs/s)", took.Round(time.Millisecond), float64(s.confirmed)/took.Seconds())
+}
+
 // write prints the summary of a push of count jobs: confirmed, failed
 // (jobs never sent included) and in doubt, with what each means.
 func (s *pushSummary) write(w io.Writer, count int, pipeline string) {
 	failed, notSent := s.failed+count-s.sent, count-s.sent
 	if failed == 0 && s.inDoubt == 0 {
-		fmt.Fprintf(w, "pushed %d jobs to %s: %d confirmed\n", count, pipeline, s.confirmed)
+		fmt.Fprintf(w, "pushed %d jobs to %s: %d confirmed%s\n", count, pipeline, s.confirmed, s.rate(time.Since(s.start)))
 		return
 	}
-	fmt.Fprintf(w, "push of %d jobs to %s: %d confirmed, %d failed, %d in doubt\n", count, pipeline, s.confirmed, failed, s.inDoubt)
+	fmt.Fprintf(w, "push of %d jobs to %s: %d confirmed, %d failed, %d in doubt%s\n", count, pipeline, s.confirmed, failed, s.inDoubt, s.rate(time.Since(s.start)))
 	if failed > 0 {
 		fmt.Fprintf(w, "failed: %d jobs are not in the queue (%d of them never sent after the error); pushing them again is safe\n", failed, notSent)
 	}
@@ -290,7 +301,24 @@ func jobsPauseAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return withClient(c, func(ctx context.Context, cl *rpc.Client) error { return cl.Pause(ctx, names...) })
+	return withClient(c, func(ctx context.Context, cl *rpc.Client) error {
+		if err := cl.Pause(ctx, names...); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.App.Writer, "paused: "+strings.Join(unique(names), ", "))
+		return nil
+	})
+}
+
+// unique returns names without repeats, in their first order.
+func unique(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if !slices.Contains(out, n) {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func jobsResumeAction(c *cli.Context) error {
@@ -298,7 +326,13 @@ func jobsResumeAction(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	return withClient(c, func(ctx context.Context, cl *rpc.Client) error { return cl.Resume(ctx, names...) })
+	return withClient(c, func(ctx context.Context, cl *rpc.Client) error {
+		if err := cl.Resume(ctx, names...); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.App.Writer, "resumed: "+strings.Join(unique(names), ", "))
+		return nil
+	})
 }
 
 func jobsDestroyAction(c *cli.Context) error {
@@ -314,9 +348,7 @@ func jobsDestroyAction(c *cli.Context) error {
 		if c.Bool("json") {
 			return writeJSON(c.App.Writer, done)
 		}
-		for _, n := range done {
-			fmt.Fprintln(c.App.Writer, "destroyed", n)
-		}
+		fmt.Fprintln(c.App.Writer, "destroyed: "+strings.Join(done, ", "))
 		return nil
 	})
 }
