@@ -85,6 +85,10 @@
 //	jobs.Declare    {"pipeline":{"driver":"memory","name":"reports","priority":"10",...}} → {}
 //	jobs.Destroy    {"pipelines":["a"]}                → {"pipelines":["a"]}   (the destroyed ones)
 //	jobs.Stat       {}                                 → {"stats":[STAT,...]}
+//	jobs.FailedList {"pipeline":"emails","limit":50}   → {"jobs":[FAILED,...]}  (pipeline "": every pipeline; limit 0: all)
+//	jobs.FailedShow {"id":"0f8f...","pipeline":""}     → FAILED
+//	jobs.FailedRetry  {"ids":["0f8f..."],"all":false,"pipeline":""} → {"ids":[retried,...]}
+//	jobs.FailedRemove {"ids":["0f8f..."],"all":false,"pipeline":""} → {"ids":[removed,...]}
 //	informer.Workers {"plugin":"jobs"}                 → {"workers":[WORKER,...]}
 //	resetter.Reset   {"plugin":"jobs"}                 → {"ok":true}
 //
@@ -131,6 +135,19 @@
 //	 "memory_usage":31457280,            // RSS bytes
 //	 "current_job":"0f8fad5b-..."}       // empty/absent when idle
 //
+// FAILED (a dead job):
+//
+//	{"job":JOB,                 // as last delivered; options.pipeline is its pipeline
+//	 "reason":"...",            // the worker's NACK message, the error frame, or crash/exec_ttl with stderr
+//	 "attempts":3,              // attempt number of the delivery that died
+//	 "died_at":1763780000000000000}  // Unix nanoseconds, absent when unknown
+//
+// jobs.FailedRetry publishes each selected job to its pipeline again as
+// attempt 1 with its headers and removes it from the dead store only once
+// the publish was confirmed. An id that no dead store holds makes the call
+// an error naming it (the other ids were acted on). A pipeline whose driver
+// keeps no failed jobs is an error when named and skipped otherwise.
+//
 // informer.Workers and resetter.Reset accept an empty plugin or "jobs".
 //
 // # Push errors
@@ -159,7 +176,7 @@
 // rpc/jobsv1/jobs.proto keeps every RoadRunner jobs.v1 field number and
 // type; Pipevisor's additions use numbers from 100 up (Options.key = 100;
 // Stat.queued = 100, acked..dead = 101..104, consuming = 105, error = 106,
-// running = 107, waiting_delay = 108).
+// running = 107, waiting_delay = 108); the Failed* messages are new.
 //
 // # Server and client
 //

@@ -74,6 +74,7 @@ type Server struct {
 	conns        atomic.Int64  // connection goroutines running
 	slots        chan struct{} // one element per connection served; its capacity is the limit
 	budget       *budget       // request bytes in flight across connections
+	failed       FailedJobs    // WithFailedJobs; nil: jobs itself, when it is one
 }
 
 // Option configures a Server built by NewServer.
@@ -196,8 +197,7 @@ func retryableAccept(err error) bool {
 // Listen, to learn the port before serving). It takes ownership of ln and
 // closes it before returning.
 func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
-	srv, err := s.newRPCServer(ctx)
-	if err != nil {
+	if _, err := s.newRPCServer(ctx, ""); err != nil {
 		_ = ln.Close()
 		return err
 	}
@@ -249,6 +249,17 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 			defer t.remove(conn)
 			lc := newLimitConn(conn, s.frameTimeout).withBudget(ctx, s.budget)
 			defer lc.releaseAll() // ServeCodec returns once every reply is written
+			// One net/rpc server per connection, so each call knows its peer
+			// (the origin of the actions it logs).
+			remote := ""
+			if a := conn.RemoteAddr(); a != nil {
+				remote = a.String()
+			}
+			srv, err := s.newRPCServer(ctx, remote)
+			if err != nil {
+				s.log.Error("rpc: serving connection", "err", err)
+				return
+			}
 			srv.ServeCodec(&guardedCodec{
 				inner: goridgerpc.NewCodec(lc),
 				conn:  lc,
@@ -259,15 +270,17 @@ func (s *Server) ServeListener(ctx context.Context, ln net.Listener) error {
 	}
 }
 
-// newRPCServer builds the net/rpc server with the three services bound to
-// ctx (the ctx every call runs under).
-func (s *Server) newRPCServer(ctx context.Context) (*netrpc.Server, error) {
+// newRPCServer builds the net/rpc server of one connection from remote
+// with the three services bound to ctx (the ctx every call runs under,
+// carrying the rpc origin; see withOrigin).
+func (s *Server) newRPCServer(ctx context.Context, remote string) (*netrpc.Server, error) {
+	ctx = withOrigin(ctx, remote)
 	srv := netrpc.NewServer()
 	services := []struct {
 		name string
 		rcvr any
 	}{
-		{"jobs", &jobsService{ctx: ctx, jobs: s.jobs}},
+		{"jobs", &jobsService{ctx: ctx, jobs: s.jobs, failedJobs: s.failed}},
 		{"informer", &informerService{workers: s.workers}},
 		{"resetter", &resetterService{ctx: ctx, workers: s.workers}},
 	}

@@ -8,14 +8,26 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/jobs"
 	"github.com/pipevisor/pipevisor/rpc/jobsv1"
 )
+
+// withOrigin returns ctx marked as the origin of calls from the RPC peer
+// at remote: the manager and the pool log their control-plane actions
+// (pause, resume, declare, destroy, reset) with it.
+func withOrigin(ctx context.Context, remote string) context.Context {
+	if remote == "@" { // an unnamed unix socket peer
+		remote = ""
+	}
+	return jobs.WithOrigin(ctx, jobs.Origin{Source: "rpc", Remote: remote})
+}
 
 // jobsService is registered as "jobs". Its exported methods are the RPC
 // methods; net/rpc requires every exported method to have the RPC shape.
 type jobsService struct {
-	ctx  context.Context
-	jobs Jobs
+	ctx        context.Context
+	jobs       Jobs
+	failedJobs FailedJobs // nil: jobs, when it implements FailedJobs
 }
 
 // Push publishes one job (jobs.Push). When the manager does not confirm

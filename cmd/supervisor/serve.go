@@ -92,8 +92,8 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 	})
 	// A request frame or a reply may take jobs.timeout to cross the
 	// connection, as long as a call may take.
-	srv := rpc.NewServer(withTimeout(prod.jobs(mgr), root.Jobs.Timeout), poolWorkers{p}, log, // production: push counts
-		rpc.WithFrameTimeout(root.Jobs.Timeout),
+	srv := rpc.NewServer(withTimeout(prod.jobs(mgr), root.Jobs.Timeout), poolWorkers{p: p, log: log}, log, // production: push counts
+		rpc.WithFrameTimeout(root.Jobs.Timeout), rpc.WithFailedJobs(mgr),
 		rpc.WithMaxConnections(root.RPC.MaxConnections), rpc.WithMaxInflightBytes(root.RPC.MaxInflightBytes))
 	if err := prod.serve(mgr, p); err != nil { // production: /health, /ready, /metrics, dashboard
 		ln.Close()
@@ -107,7 +107,7 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 	// it serves: a worker may call the RPC (declare, push, stat) before
 	// it answers its handshake, and jobs received meanwhile wait for a
 	// worker as they do when every worker is busy.
-	if err := mgr.Start(ctx, root.Jobs.Consume); err != nil {
+	if err := mgr.Start(jobs.WithOrigin(ctx, jobs.Origin{Source: "startup"}), root.Jobs.Consume); err != nil {
 		ln.Close()
 		shutdown(root, mgr, p, log)
 		return cli.Exit(fmt.Sprintf("supervisor: starting pipelines: %v", err), 1)
@@ -156,10 +156,8 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 				go func() {
 					defer wg.Done()
 					defer resetting.Unlock()
-					log.Info("SIGHUP: replacing every worker")
-					if err := p.Reset(ctx); err != nil {
-						log.Error("reset failed", "err", err)
-					}
+					// Logged (with its origin) and its error too.
+					_ = poolWorkers{p: p, log: log}.Reset(jobs.WithOrigin(ctx, jobs.Origin{Source: "signal"}))
 				}()
 				continue
 			}
@@ -207,8 +205,12 @@ func shutdown(root *config.Root, mgr *jobs.Manager, p *pool.Pool, log *slog.Logg
 	}
 }
 
-// poolWorkers adapts *pool.Pool to rpc.Workers.
-type poolWorkers struct{ p *pool.Pool }
+// poolWorkers adapts *pool.Pool to rpc.Workers. Resets are logged with
+// their origin (jobs.OriginOf).
+type poolWorkers struct {
+	p   *pool.Pool
+	log *slog.Logger
+}
 
 func (w poolWorkers) Workers() []rpc.WorkerInfo {
 	ws := w.p.Workers()
@@ -220,4 +222,15 @@ func (w poolWorkers) Workers() []rpc.WorkerInfo {
 	return out
 }
 
-func (w poolWorkers) Reset(ctx context.Context) error { return w.p.Reset(ctx) }
+// Reset replaces every worker, logging the reset at info with its origin
+// and its failure at error level.
+func (w poolWorkers) Reset(ctx context.Context) error {
+	origin := jobs.OriginOf(ctx).LogAttrs()
+	w.log.Info("workers reset: replacing every worker", origin...)
+	if err := w.p.Reset(ctx); err != nil {
+		w.log.Error("workers reset failed", append(origin, "err", err)...)
+		return err
+	}
+	w.log.Info("workers reset: done", origin...)
+	return nil
+}

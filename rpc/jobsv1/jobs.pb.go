@@ -722,6 +722,343 @@ func (*Empty) Descriptor() ([]byte, []int) {
 	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{9}
 }
 
+// FailedListRequest is the argument of jobs.FailedList.
+type FailedListRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// the pipeline whose failed jobs to list; empty: every pipeline
+	Pipeline string `protobuf:"bytes,1,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	// at most this many jobs; 0: all
+	Limit         int64 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailedListRequest) Reset() {
+	*x = FailedListRequest{}
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailedListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailedListRequest) ProtoMessage() {}
+
+func (x *FailedListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailedListRequest.ProtoReflect.Descriptor instead.
+func (*FailedListRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *FailedListRequest) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+func (x *FailedListRequest) GetLimit() int64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// FailedShowRequest is the argument of jobs.FailedShow.
+type FailedShowRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// the pipeline to look in; empty: every pipeline
+	Pipeline      string `protobuf:"bytes,2,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailedShowRequest) Reset() {
+	*x = FailedShowRequest{}
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailedShowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailedShowRequest) ProtoMessage() {}
+
+func (x *FailedShowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailedShowRequest.ProtoReflect.Descriptor instead.
+func (*FailedShowRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *FailedShowRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *FailedShowRequest) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+// FailedJob is one dead job.
+type FailedJob struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// the job as it was last delivered; options.pipeline is its pipeline
+	Job *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	// why it died: the worker's NACK message, the error frame, or a crash
+	// or exec_ttl with the tail of the worker's stderr
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// attempt number of the delivery that died
+	Attempts int64 `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// when it died, Unix nanoseconds; 0 when unknown
+	DiedAt        int64 `protobuf:"varint,4,opt,name=died_at,json=diedAt,proto3" json:"died_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailedJob) Reset() {
+	*x = FailedJob{}
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailedJob) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailedJob) ProtoMessage() {}
+
+func (x *FailedJob) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailedJob.ProtoReflect.Descriptor instead.
+func (*FailedJob) Descriptor() ([]byte, []int) {
+	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *FailedJob) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *FailedJob) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *FailedJob) GetAttempts() int64 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *FailedJob) GetDiedAt() int64 {
+	if x != nil {
+		return x.DiedAt
+	}
+	return 0
+}
+
+// FailedJobs is the reply of jobs.FailedList.
+type FailedJobs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Jobs          []*FailedJob           `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailedJobs) Reset() {
+	*x = FailedJobs{}
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailedJobs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailedJobs) ProtoMessage() {}
+
+func (x *FailedJobs) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailedJobs.ProtoReflect.Descriptor instead.
+func (*FailedJobs) Descriptor() ([]byte, []int) {
+	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *FailedJobs) GetJobs() []*FailedJob {
+	if x != nil {
+		return x.Jobs
+	}
+	return nil
+}
+
+// FailedRequest is the argument of jobs.FailedRetry and jobs.FailedRemove:
+// the jobs with these ids, or every failed job when all is set, of
+// pipeline (every pipeline when empty).
+type FailedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	All           bool                   `protobuf:"varint,2,opt,name=all,proto3" json:"all,omitempty"`
+	Pipeline      string                 `protobuf:"bytes,3,opt,name=pipeline,proto3" json:"pipeline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailedRequest) Reset() {
+	*x = FailedRequest{}
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailedRequest) ProtoMessage() {}
+
+func (x *FailedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailedRequest.ProtoReflect.Descriptor instead.
+func (*FailedRequest) Descriptor() ([]byte, []int) {
+	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *FailedRequest) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
+func (x *FailedRequest) GetAll() bool {
+	if x != nil {
+		return x.All
+	}
+	return false
+}
+
+func (x *FailedRequest) GetPipeline() string {
+	if x != nil {
+		return x.Pipeline
+	}
+	return ""
+}
+
+// FailedIDs is the reply of jobs.FailedRetry and jobs.FailedRemove: the
+// ids retried or removed.
+type FailedIDs struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Ids           []string               `protobuf:"bytes,1,rep,name=ids,proto3" json:"ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailedIDs) Reset() {
+	*x = FailedIDs{}
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailedIDs) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailedIDs) ProtoMessage() {}
+
+func (x *FailedIDs) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_jobsv1_jobs_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailedIDs.ProtoReflect.Descriptor instead.
+func (*FailedIDs) Descriptor() ([]byte, []int) {
+	return file_rpc_jobsv1_jobs_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FailedIDs) GetIds() []string {
+	if x != nil {
+		return x.Ids
+	}
+	return nil
+}
+
 var File_rpc_jobsv1_jobs_proto protoreflect.FileDescriptor
 
 const file_rpc_jobsv1_jobs_proto_rawDesc = "" +
@@ -780,7 +1117,27 @@ const file_rpc_jobsv1_jobs_proto_rawDesc = "" +
 	"\rwaiting_delay\x18l \x01(\x03R\fwaitingDelay\")\n" +
 	"\tPipelines\x12\x1c\n" +
 	"\tpipelines\x18\x01 \x03(\tR\tpipelines\"\a\n" +
-	"\x05EmptyB2Z0github.com/pipevisor/pipevisor/rpc/jobsv1;jobsv1b\x06proto3"
+	"\x05Empty\"E\n" +
+	"\x11FailedListRequest\x12\x1a\n" +
+	"\bpipeline\x18\x01 \x01(\tR\bpipeline\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x03R\x05limit\"?\n" +
+	"\x11FailedShowRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
+	"\bpipeline\x18\x02 \x01(\tR\bpipeline\"x\n" +
+	"\tFailedJob\x12\x1e\n" +
+	"\x03job\x18\x01 \x01(\v2\f.jobs.v1.JobR\x03job\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1a\n" +
+	"\battempts\x18\x03 \x01(\x03R\battempts\x12\x17\n" +
+	"\adied_at\x18\x04 \x01(\x03R\x06diedAt\"4\n" +
+	"\n" +
+	"FailedJobs\x12&\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x12.jobs.v1.FailedJobR\x04jobs\"O\n" +
+	"\rFailedRequest\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03ids\x12\x10\n" +
+	"\x03all\x18\x02 \x01(\bR\x03all\x12\x1a\n" +
+	"\bpipeline\x18\x03 \x01(\tR\bpipeline\"\x1d\n" +
+	"\tFailedIDs\x12\x10\n" +
+	"\x03ids\x18\x01 \x03(\tR\x03idsB2Z0github.com/pipevisor/pipevisor/rpc/jobsv1;jobsv1b\x06proto3"
 
 var (
 	file_rpc_jobsv1_jobs_proto_rawDescOnce sync.Once
@@ -794,34 +1151,42 @@ func file_rpc_jobsv1_jobs_proto_rawDescGZIP() []byte {
 	return file_rpc_jobsv1_jobs_proto_rawDescData
 }
 
-var file_rpc_jobsv1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_rpc_jobsv1_jobs_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_rpc_jobsv1_jobs_proto_goTypes = []any{
-	(*PushRequest)(nil),      // 0: jobs.v1.PushRequest
-	(*PushBatchRequest)(nil), // 1: jobs.v1.PushBatchRequest
-	(*Job)(nil),              // 2: jobs.v1.Job
-	(*Options)(nil),          // 3: jobs.v1.Options
-	(*HeaderValue)(nil),      // 4: jobs.v1.HeaderValue
-	(*DeclareRequest)(nil),   // 5: jobs.v1.DeclareRequest
-	(*Stats)(nil),            // 6: jobs.v1.Stats
-	(*Stat)(nil),             // 7: jobs.v1.Stat
-	(*Pipelines)(nil),        // 8: jobs.v1.Pipelines
-	(*Empty)(nil),            // 9: jobs.v1.Empty
-	nil,                      // 10: jobs.v1.Job.HeadersEntry
-	nil,                      // 11: jobs.v1.DeclareRequest.PipelineEntry
+	(*PushRequest)(nil),       // 0: jobs.v1.PushRequest
+	(*PushBatchRequest)(nil),  // 1: jobs.v1.PushBatchRequest
+	(*Job)(nil),               // 2: jobs.v1.Job
+	(*Options)(nil),           // 3: jobs.v1.Options
+	(*HeaderValue)(nil),       // 4: jobs.v1.HeaderValue
+	(*DeclareRequest)(nil),    // 5: jobs.v1.DeclareRequest
+	(*Stats)(nil),             // 6: jobs.v1.Stats
+	(*Stat)(nil),              // 7: jobs.v1.Stat
+	(*Pipelines)(nil),         // 8: jobs.v1.Pipelines
+	(*Empty)(nil),             // 9: jobs.v1.Empty
+	(*FailedListRequest)(nil), // 10: jobs.v1.FailedListRequest
+	(*FailedShowRequest)(nil), // 11: jobs.v1.FailedShowRequest
+	(*FailedJob)(nil),         // 12: jobs.v1.FailedJob
+	(*FailedJobs)(nil),        // 13: jobs.v1.FailedJobs
+	(*FailedRequest)(nil),     // 14: jobs.v1.FailedRequest
+	(*FailedIDs)(nil),         // 15: jobs.v1.FailedIDs
+	nil,                       // 16: jobs.v1.Job.HeadersEntry
+	nil,                       // 17: jobs.v1.DeclareRequest.PipelineEntry
 }
 var file_rpc_jobsv1_jobs_proto_depIdxs = []int32{
 	2,  // 0: jobs.v1.PushRequest.job:type_name -> jobs.v1.Job
 	2,  // 1: jobs.v1.PushBatchRequest.jobs:type_name -> jobs.v1.Job
-	10, // 2: jobs.v1.Job.headers:type_name -> jobs.v1.Job.HeadersEntry
+	16, // 2: jobs.v1.Job.headers:type_name -> jobs.v1.Job.HeadersEntry
 	3,  // 3: jobs.v1.Job.options:type_name -> jobs.v1.Options
-	11, // 4: jobs.v1.DeclareRequest.pipeline:type_name -> jobs.v1.DeclareRequest.PipelineEntry
+	17, // 4: jobs.v1.DeclareRequest.pipeline:type_name -> jobs.v1.DeclareRequest.PipelineEntry
 	7,  // 5: jobs.v1.Stats.stats:type_name -> jobs.v1.Stat
-	4,  // 6: jobs.v1.Job.HeadersEntry.value:type_name -> jobs.v1.HeaderValue
-	7,  // [7:7] is the sub-list for method output_type
-	7,  // [7:7] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	2,  // 6: jobs.v1.FailedJob.job:type_name -> jobs.v1.Job
+	12, // 7: jobs.v1.FailedJobs.jobs:type_name -> jobs.v1.FailedJob
+	4,  // 8: jobs.v1.Job.HeadersEntry.value:type_name -> jobs.v1.HeaderValue
+	9,  // [9:9] is the sub-list for method output_type
+	9,  // [9:9] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_rpc_jobsv1_jobs_proto_init() }
@@ -835,7 +1200,7 @@ func file_rpc_jobsv1_jobs_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_jobsv1_jobs_proto_rawDesc), len(file_rpc_jobsv1_jobs_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   12,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
