@@ -8,10 +8,10 @@ import "errors"
 var (
 	// ErrLocked is wrapped by Open's error when another process (another
 	// supervisor) holds the database file.
-	ErrLocked = errors.New("boltjobs: the file is in use by another process (another supervisor?)")
+	ErrLocked = errors.New("the file is in use by another process (another supervisor?)")
 	// ErrCorrupt is wrapped by Open's error when the file is not a usable
 	// database: truncated, garbled, or not a bbolt file at all.
-	ErrCorrupt = errors.New("boltjobs: the file is corrupt or not a job database")
+	ErrCorrupt = errors.New("the file is corrupt or not a job database")
 	// ErrNotActive is returned by Settle when the job is not handed out;
 	// it means a driver bug and should never be seen.
 	ErrNotActive = errors.New("boltjobs: job is not handed out")
