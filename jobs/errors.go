@@ -11,6 +11,10 @@ var (
 	ErrStopped = errors.New("jobs: manager stopped")
 	// ErrStarted is returned by a second Start.
 	ErrStarted = errors.New("jobs: manager already started")
+	// ErrNothingConsumed is returned by Ready while jobs.consume names
+	// pipelines but none of them exists (all destroyed, or not declared
+	// yet).
+	ErrNothingConsumed = errors.New("jobs: no consumed pipeline is consuming")
 	// ErrNotStarted is returned by Ready before Start.
 	ErrNotStarted = errors.New("jobs: manager not started")
 	// ErrNotPublished marks the jobs of a batch that were not published

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -520,6 +521,10 @@ func (m *Manager) Stat(ctx context.Context) ([]consumer.Stat, error) {
 // consumer.Checker) is healthy. A paused pipeline is not consuming, so it
 // is reported (as /ready must: "every consumed pipeline connected and
 // consuming"); pipelines declared but never started do not count.
+// When jobs.consume names pipelines but none of them exists (the last one
+// was destroyed, or none is declared yet) it returns ErrNothingConsumed:
+// nothing is being consumed. An empty jobs.consume (a producer-only
+// supervisor) needs no pipeline.
 // Otherwise the joined errors say which pipeline is down and why.
 func (m *Manager) Ready() error {
 	m.mu.RLock()
@@ -537,7 +542,11 @@ func (m *Manager) Ready() error {
 			es = append(es, e)
 		}
 	}
+	wanted := slices.Sorted(maps.Keys(m.consume))
 	m.mu.RUnlock()
+	if len(es) == 0 && len(wanted) > 0 {
+		return fmt.Errorf("%w (jobs.consume: %s)", ErrNothingConsumed, strings.Join(wanted, ", "))
+	}
 	var errs []error
 	for _, e := range es {
 		if err := e.pl.Check(); err != nil {
