@@ -568,6 +568,7 @@ func (q *Queue) Close(ctx context.Context) error {
 	if q.active == 0 {
 		q.st = closed
 		q.mu.Unlock()
+		q.warnDiscarded()
 		return nil
 	}
 	if q.idle == nil {
@@ -581,12 +582,14 @@ func (q *Queue) Close(ctx context.Context) error {
 		q.mu.Lock()
 		q.st = closed
 		q.mu.Unlock()
+		q.warnDiscarded()
 		return nil
 	case <-ctx.Done():
 		q.mu.Lock()
 		n := q.active
 		q.st = closed
 		q.mu.Unlock()
+		q.warnDiscarded()
 		if n == 0 {
 			return nil
 		}
