@@ -1,7 +1,7 @@
 // Command supervisor runs pools of PHP and Python job workers and feeds them
 // jobs from RabbitMQ, Kafka, SQS or an in-memory queue (see the README).
 //
-// Subcommands: serve, validate, push, jobs (list|stat|pause|resume|destroy),
+// Subcommands: serve, validate, push, jobs (list|stat|pause|resume|destroy|failed),
 // workers, reset, completion, man; `supervisor help [COMMAND]`. Client
 // subcommands find the running supervisor through rpc.listen of the
 // config file (-c, default ./.rr.yaml) or --rpc ADDR.
@@ -119,6 +119,7 @@ func newApp() *cli.App {
 					{Name: "pause", Usage: "stop consuming (pushing still works)", ArgsUsage: "PIPELINE...", Flags: clientFlags, Action: jobsPauseAction},
 					{Name: "resume", Usage: "start consuming again", ArgsUsage: "PIPELINE...", Flags: clientFlags, Action: jobsResumeAction},
 					{Name: "destroy", Usage: "stop and remove pipelines (running jobs finish)", ArgsUsage: "PIPELINE...", Flags: append([]cli.Flag{jsonFlag}, clientFlags...), Action: jobsDestroyAction},
+					failedCommand(jsonFlag, clientFlags),
 				},
 			},
 			{
