@@ -159,12 +159,6 @@ func (p *stdoutPipe) tripLocked() {
 	_ = syscall.Close(fd)
 }
 
-// closeWake is called by the reaper once the worker's process has exited.
-// The pipe keeps no write end of its own between interruptions, so there
-// is nothing to close: a read already ends with EOF once the worker and
-// whatever inherited its stdout closed it.
-func (p *stdoutPipe) closeWake() {}
-
 // Close closes the read end and stops the deadline timer.
 // No read may be running.
 func (p *stdoutPipe) Close() error {

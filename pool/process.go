@@ -276,7 +276,6 @@ func (p *Pool) reap(w *worker) {
 	// Whatever the worker left running in its process group goes with
 	// it (the group id cannot be reused while a member lives).
 	w.kill()
-	w.stdout.closeWake() // a read now ends with EOF unless a grandchild holds stdout
 	w.stderr.flush()
 	w.exit = exitStatus(err, w.cmd.ProcessState)
 	w.exitOK = err == nil
