@@ -60,7 +60,8 @@ type Config struct {
 	// into this struct (Version is 2 then).
 	Version int `yaml:"version"`
 	// Prefetch is the basic.qos prefetch count: the most deliveries the
-	// broker sends before some are settled (default 10).
+	// broker sends before some are settled (default 10). They wait in the
+	// driver ahead of the pipeline's free slots.
 	Prefetch int `yaml:"prefetch"`
 	// Priority is the pipeline priority (default 10).
 	Priority int64 `yaml:"priority"`
@@ -94,7 +95,9 @@ type Config struct {
 	DeleteQueueOnStop bool `yaml:"delete_queue_on_stop"`
 	// MultipleAck acks with multiple=true. The driver sets the flag only
 	// when no earlier delivery of the channel is unsettled, so a multiple
-	// ack never settles a job that another worker is still running.
+	// ack never settles a job that another worker is still running. With
+	// a prefetch of 8 or more the driver also holds acks for a moment and
+	// writes them together that way, whatever this says.
 	MultipleAck bool `yaml:"multiple_ack"`
 	// RequeueOnFail is accepted for RoadRunner compatibility; failures are
 	// settled by the pipeline's retry policy instead.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -19,11 +20,11 @@ type feed struct {
 	s    *session
 	msgs <-chan amqp.Delivery
 	stop chan struct{} // closed by stopConsuming
-	// turn, with multiple_ack only, is held (cap 1) by the Receive that
-	// reads msgs, from the read until the tag is tracked, so tags are
-	// tracked in delivery order (an ack with multiple=true must not
-	// cover a delivery read but not tracked yet). Without multiple_ack
-	// it is nil and every Receive waits on msgs itself.
+	// turn, when the session tracks tags (multiple_ack, or acks held),
+	// is held (cap 1) by the Receive that reads msgs, from the read until
+	// the tag is tracked, so tags are tracked in delivery order (an ack
+	// with multiple=true must not cover a delivery read but not tracked
+	// yet). Otherwise it is nil and every Receive waits on msgs itself.
 	turn chan struct{}
 }
 
@@ -126,26 +127,41 @@ func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 // would run twice).
 func (d *Driver) take(ctx context.Context, f *feed, changed <-chan struct{}) (inbound, bool, error) {
 	var (
-		m    amqp.Delivery
-		ok   bool
-		gone bool
+		m     amqp.Delivery
+		ok    bool
+		gone  bool
+		ready bool
 	)
-	select {
-	case m, ok = <-f.msgs:
-		if ok {
-			f.s.track(m.DeliveryTag)
-			d.handOut()
+	if held := int64(f.s.acks.held.Load()); held > 0 && held+d.outstanding.Load() >= int64(d.cfg.Prefetch) {
+		// The held acks close the broker's window: nothing more comes
+		// until they are written. amqp091's buffer goroutine offers its
+		// next delivery only once it has run again: let it, then look
+		// once more before writing them.
+		if m, ok, ready = poll(f.msgs); !ready {
+			runtime.Gosched()
+			if m, ok, ready = poll(f.msgs); !ready {
+				_ = f.s.flushAcks()
+			}
 		}
-	case <-f.stop:
-		gone = true
-	case <-changed:
-		gone = true
-	case <-ctx.Done():
-		f.done()
-		return inbound{}, false, ctx.Err()
-	case <-d.closing:
-		f.done()
-		return inbound{}, false, consumer.ErrClosed
+	}
+	if !ready {
+		select {
+		case m, ok = <-f.msgs:
+		case <-f.stop:
+			gone = true
+		case <-changed:
+			gone = true
+		case <-ctx.Done():
+			f.done()
+			return inbound{}, false, ctx.Err()
+		case <-d.closing:
+			f.done()
+			return inbound{}, false, consumer.ErrClosed
+		}
+	}
+	if ok {
+		f.s.track(m.DeliveryTag)
+		d.handOut()
 	}
 	f.done()
 	if gone {
@@ -175,6 +191,16 @@ func (d *Driver) take(ctx context.Context, f *feed, changed <-chan struct{}) (in
 	return inbound{}, false, nil
 }
 
+// poll reads msgs without waiting; ready is false when nothing is on offer.
+func poll(msgs <-chan amqp.Delivery) (m amqp.Delivery, ok, ready bool) {
+	select {
+	case m, ok = <-msgs:
+		return m, ok, true
+	default:
+		return m, false, false
+	}
+}
+
 // startConsuming starts the consumer on s and makes it Receive's feed. The
 // caller holds d.consumeMu.
 func (d *Driver) startConsuming(s *session) error {
@@ -189,7 +215,7 @@ func (d *Driver) startConsuming(s *session) error {
 		return fmt.Errorf("basic.consume %q: %w", d.cfg.Queue, err)
 	}
 	f := &feed{s: s, msgs: msgs, stop: make(chan struct{})}
-	if d.cfg.MultipleAck {
+	if s.tracks {
 		f.turn = make(chan struct{}, 1)
 	}
 	s.mu.Lock()
@@ -217,6 +243,7 @@ func (d *Driver) stopConsuming(ctx context.Context, s *session) error {
 	}
 	var err error
 	if !s.dead() {
+		_ = s.flushAcks()
 		// Waits for cancel-ok: every delivery sent before it is buffered.
 		if cerr := s.ch.Cancel(d.tag, false); cerr != nil && !s.dead() {
 			err = fmt.Errorf("basic.cancel: %w", cerr)

@@ -50,9 +50,11 @@ type session struct {
 	done     chan struct{} // closed by kill
 	killOnce sync.Once
 
-	tracks    bool // multiple_ack: keep unsettled
+	// tracks: keep unsettled (multiple_ack, or acks held: ackbatch.go).
+	tracks    bool
 	mu        sync.Mutex
 	unsettled map[uint64]struct{} // tags taken from the feed, not settled
+	acks      ackState            // acks held for one write (ackbatch.go)
 	feed      *feed               // non-nil while consuming
 
 	statMu sync.Mutex
@@ -80,8 +82,8 @@ func (s *session) kill() {
 	})
 }
 
-// track records a delivery tag taken from the feed. Only multiple_ack
-// needs the set (see ack); without it track and untrack do nothing.
+// track records a delivery tag taken from the feed. Only multiple acks
+// need the set (see ack); without them track and untrack do nothing.
 func (s *session) track(tag uint64) {
 	if !s.tracks {
 		return
@@ -101,28 +103,22 @@ func (s *session) untrack(tag uint64) {
 	s.mu.Unlock()
 }
 
-// ack sends basic.ack for tag. With multiple_ack, multiple=true is set
-// only when no earlier tag is unsettled, and that check, the frame and
-// forgetting tag happen under s.mu: a concurrent multiple ack can then
-// never cover a tag whose own settle frame has not gone out yet (it would
-// ack a job meant for a retry, or make the broker close the channel over
-// the second ack of one tag).
-func (s *session) ack(tag uint64) error {
+// ack settles tag as acked. Without tracking it sends basic.ack for tag
+// alone. With tracking (multiple_ack, or acks held: ackbatch.go) the ack
+// is held when hold is set and the session holds acks, and is otherwise
+// written at once with the held ones (flushLocked): multiple=true covers
+// only tags below the lowest unsettled one, and that check, the frames
+// and forgetting the tags happen under s.mu, so a multiple ack can never
+// cover a tag whose own settle frame has not gone out yet (it would ack a
+// job meant for a retry, or make the broker close the channel over the
+// second ack of one tag).
+func (s *session) ack(tag uint64, hold bool) error {
 	if !s.tracks {
 		return s.ch.Ack(tag, false)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	multiple := true
-	for t := range s.unsettled {
-		if t < tag {
-			multiple = false
-			break
-		}
-	}
-	err := s.ch.Ack(tag, multiple)
-	delete(s.unsettled, tag)
-	return err
+	return s.ackLocked(tag, hold)
 }
 
 // nack sends basic.nack for tag alone; with multiple_ack the tag stays
@@ -215,8 +211,12 @@ func (d *Driver) connect(ctx context.Context, gen uint64) (*session, error) {
 		connClosed: conn.NotifyClose(make(chan *amqp.Error, 1)),
 		done:       make(chan struct{}),
 		unsettled:  map[uint64]struct{}{},
-		tracks:     d.cfg.MultipleAck,
+		tracks:     d.cfg.MultipleAck || ackBatch(d.cfg.Prefetch) > 1,
 	}
+	if n := ackBatch(d.cfg.Prefetch); n > 1 {
+		s.acks.limit = n
+	}
+	s.acks.kick = d.ackKick
 	if d.cfg.Consumes() {
 		pc, err := d.dial(ctx, "publish")
 		if err != nil {

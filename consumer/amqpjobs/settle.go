@@ -27,8 +27,12 @@ type settlement struct {
 
 // settle is the consumer.SettleFunc of a delivery:
 //
-//   - Ack: basic.ack (multiple=true when multiple_ack is set and no
-//     earlier delivery of the channel is unsettled).
+//   - Ack: basic.ack, held for up to ackDelay and written with the acks
+//     settled around it when the prefetch allows (ackbatch.go): one
+//     frame with multiple=true for the held tags below the oldest
+//     unsettled delivery. Settle returns once the ack is held; the pv_msg
+//     of the job is remembered, so its redelivery after a channel died
+//     before the write is acked without running again.
 //   - Retry with no delay and no header change: basic.nack(requeue=true);
 //     the next delivery gets Attempt+1 (remembered in memory).
 //   - Retry with a delay, or with changed headers, and Requeue: a
@@ -61,7 +65,7 @@ func (st *settlement) settle(ctx context.Context, o consumer.Outcome) error {
 	}
 	switch o.Action {
 	case consumer.Ack:
-		return d.ack(&st.in)
+		return d.ack(&st.in, true)
 	case consumer.Retry:
 		if o.Delay <= 0 && st.inPlace(o.Headers) {
 			return d.requeueInPlace(ctx, &st.in, st.del.ID, st.del.Attempt+1)
@@ -115,7 +119,7 @@ func (st *settlement) republish(ctx context.Context, o consumer.Outcome, attempt
 	if err != nil {
 		return errors.Join(fmt.Errorf("amqpjobs: republish job %q: %w", st.del.ID, err), d.nack(&st.in, true))
 	}
-	return d.ack(&st.in)
+	return d.ack(&st.in, false)
 }
 
 // dead moves the delivery to the dead-letter target: a confirmed copy
@@ -138,7 +142,7 @@ func (st *settlement) dead(ctx context.Context, o consumer.Outcome) error {
 	if err != nil {
 		return errors.Join(fmt.Errorf("amqpjobs: dead-letter job %q to %q: %w", st.del.ID, d.deadLetter, err), d.nack(&st.in, true))
 	}
-	return d.ack(&st.in)
+	return d.ack(&st.in, false)
 }
 
 // declareDeadLetter makes sure the dead_letter queue exists: an existing
@@ -194,12 +198,16 @@ func (d *Driver) requeueInPlace(ctx context.Context, in *inbound, id string, att
 	return err
 }
 
-// ack acks the delivery on its own channel.
-func (d *Driver) ack(in *inbound) error {
-	if err := in.s.ack(in.m.DeliveryTag); err != nil {
+// ack acks the delivery on its own channel. With hold the ack may be
+// held for a moment and written with others (ackbatch.go), but only for a
+// message with a pv_msg token: its redelivery, should the channel die
+// before the ack is written, is then recognised as done (deliver).
+func (d *Driver) ack(in *inbound, hold bool) error {
+	tok, hasTok := in.m.Headers[hdrMsg].(string)
+	if err := in.s.ack(in.m.DeliveryTag, hold && hasTok); err != nil {
 		return staleOr(in.s, "basic.ack", err)
 	}
-	if tok, ok := in.m.Headers[hdrMsg].(string); ok {
+	if hasTok {
 		d.acked.put(tok, int(in.s.gen))
 	}
 	return nil
