@@ -35,7 +35,7 @@ func TestConformance(t *testing.T) {
 				return openQueue(t, files, "conformance", cfg)
 			},
 			DeadIDs: func(ctx context.Context) ([]string, error) {
-				dead, err := q.Dead(ctx)
+				dead, err := q.ListDead(ctx, 0)
 				if err != nil {
 					// The suite closed q: read the file's dead bucket.
 					dead, err = boltjobs.ReadDead(cfg.File, "conformance")

@@ -146,7 +146,7 @@ func TestReopenDeadStaysDead(t *testing.T) {
 	}
 	settle(t, d, consumer.Outcome{Action: consumer.Dead, Reason: "exec_ttl"})
 	q = reopen(t, q, cfg)
-	dead, err := q.Dead(context.Background())
+	dead, err := q.ListDead(context.Background(), 0)
 	if err != nil || len(dead) != 1 {
 		t.Fatalf("Dead after reopen = %v, %v", dead, err)
 	}
@@ -158,12 +158,12 @@ func TestReopenDeadStaysDead(t *testing.T) {
 		t.Errorf("after reopen got %q, want fine (poison is dead)", d.ID)
 	}
 	settle(t, d, consumer.Outcome{Action: consumer.Ack})
-	if n, err := q.PurgeDead(context.Background()); n != 1 || err != nil {
-		t.Errorf("PurgeDead = %d, %v", n, err)
+	if ids, err := q.RemoveDead(context.Background(), consumer.DeadSelection{All: true}); len(ids) != 1 || ids[0] != "poison" || err != nil {
+		t.Errorf("RemoveDead(all) = %v, %v", ids, err)
 	}
 	q = reopen(t, q, cfg)
-	if dead, err := q.Dead(context.Background()); len(dead) != 0 || err != nil {
-		t.Errorf("Dead after purge and reopen = %v, %v", dead, err)
+	if dead, err := q.ListDead(context.Background(), 0); len(dead) != 0 || err != nil {
+		t.Errorf("ListDead after RemoveDead and reopen = %v, %v", dead, err)
 	}
 }
 
@@ -287,5 +287,34 @@ func TestPipelinesShareAFile(t *testing.T) {
 	a = reopen(t, a, cfg)
 	if d := receive(t, a); d.ID != "for-a" {
 		t.Errorf("a after reopen got %q", d.ID)
+	}
+}
+
+// A retried dead job leaves the dead bucket and is queued again as attempt
+// 1 with its id, headers and payload, in one commit that a reopen keeps;
+// ids not in the bucket are skipped.
+func TestRetryDeadAcrossReopen(t *testing.T) {
+	ctx := context.Background()
+	cfg := tempConfig(t)
+	q := openQueue(t, boltjobs.NewFiles(nil, nil), "dead", cfg)
+	publish(t, q,
+		consumer.Job{ID: "a", Name: "A", Payload: []byte("pa"), Headers: map[string][]string{"x-h": {"1"}}, Key: "k"},
+		consumer.Job{ID: "b", Name: "B"})
+	for range 2 {
+		settle(t, receive(t, q), consumer.Outcome{Action: consumer.Dead, Reason: "failed"})
+	}
+	ids, err := q.RetryDead(ctx, consumer.DeadSelection{IDs: []string{"a", "missing"}})
+	if err != nil || len(ids) != 1 || ids[0] != "a" {
+		t.Fatalf("RetryDead(a, missing) = %v, %v", ids, err)
+	}
+	q = reopen(t, q, cfg)
+	d := receive(t, q)
+	if d.ID != "a" || d.Job != "A" || d.Attempt != 1 || string(d.Body) != "pa" || d.Headers["x-h"][0] != "1" || d.Key != "k" {
+		t.Errorf("retried job = %+v", d)
+	}
+	settle(t, d, consumer.Outcome{Action: consumer.Ack})
+	dead, err := q.ListDead(ctx, 0)
+	if err != nil || len(dead) != 1 || dead[0].Job.ID != "b" || dead[0].Reason != "failed" {
+		t.Errorf("dead after retrying a = %+v, %v; want only b", dead, err)
 	}
 }

@@ -112,6 +112,8 @@ type Queue struct {
 	idle     chan struct{} // closed when active drops to 0 while closing
 	unmarked []*item       // handed out since the last commit
 	deadN    int           // records in the dead bucket
+
+	deadOps sync.Mutex // one dead-store operation at a time
 }
 
 func now() int64 { return time.Now().UnixNano() }

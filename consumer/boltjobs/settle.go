@@ -47,7 +47,7 @@ func (q *Queue) settleLocked(it *item, o consumer.Outcome) (*commitWait, error) 
 		q.finish(it)
 		it.rec.payload, it.rec.headers = nil, nil
 	case consumer.Dead:
-		dr := deadRecord{reason: o.Reason, at: now(), rec: it.rec}
+		dr := deadRecord{reason: consumer.TruncateReason(o.Reason), at: now(), rec: it.rec}
 		w = q.s.enqueue(op{q: q, kind: opDead, seq: it.seq, val: dr.encode(nil)})
 		q.deadN++
 		if q.deadN > DeadListCap {

@@ -140,13 +140,13 @@ type commitWait struct {
 type opKind uint8
 
 const (
-	opPut      opKind = iota + 1 // jobs[seq] = val
-	opDelete                     // delete jobs[seq] and running[seq]
-	opUnmark                     // delete running[seq]
-	opDead                       // delete jobs[seq], running[seq]; dead[seq] = val
-	opPurge                      // delete every dead job
-	opMark                       // running[seq] = ""
-	opTrimDead                   // delete the oldest dead jobs, seq = how many
+	opPut        opKind = iota + 1 // jobs[seq] = val
+	opDelete                       // delete jobs[seq] and running[seq]
+	opUnmark                       // delete running[seq]
+	opDead                         // delete jobs[seq], running[seq]; dead[seq] = val
+	opRemoveDead                   // delete dead[seq]
+	opMark                         // running[seq] = ""
+	opTrimDead                     // delete the oldest dead jobs, seq = how many
 )
 
 // op is one change of a pipeline's buckets.
@@ -364,11 +364,8 @@ func apply(tx *bolt.Tx, ops []op) error {
 			for n, k := o.seq, firstKey(c); n > 0 && k != nil && err == nil; n, k = n-1, firstKey(c) {
 				err = c.Delete()
 			}
-		case opPurge:
-			b := tx.Bucket([]byte(o.q.name))
-			if err = b.DeleteBucket(bucketDead); err == nil {
-				dead, err = b.CreateBucket(bucketDead)
-			}
+		case opRemoveDead:
+			err = dead.Delete(k)
 		}
 		if err != nil {
 			return fmt.Errorf("pipeline %q, job %d: %w", o.q.name, o.seq, err)
