@@ -26,11 +26,13 @@ const (
 )
 
 // Permissions is a file mode written in octal digits, as RoadRunner reads
-// it: 0644, 0o644 and 644 all mean rw-r--r-- (a YAML integer or string;
-// jobs.Declare sends "0755"). Zero means "not set".
+// it: 0644, 0o644 and 644 all mean rw-r--r-- (a YAML integer or string).
+// A number with a digit 8 or 9 and no leading 0 that is at most 511 is
+// the mode in decimal: PHP's BoltdbCreateInfo sends its default 0755 as
+// "493" to jobs.Declare. Zero means "not set".
 type Permissions uint32
 
-// UnmarshalYAML reads the scalar's digits as octal.
+// UnmarshalYAML reads the scalar as ParsePermissions does.
 func (p *Permissions) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return fmt.Errorf("expected octal digits such as 0644, got a %s", kindName(n.Kind))
@@ -43,14 +45,20 @@ func (p *Permissions) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-// ParsePermissions parses octal digits ("0644", "0o644", "644").
+// ParsePermissions parses octal digits ("0644", "0o644", "644"), or a
+// mode in decimal that can not be octal ("493", see Permissions).
 func ParsePermissions(s string) (Permissions, error) {
-	t := strings.TrimPrefix(strings.TrimPrefix(strings.TrimSpace(s), "0o"), "0O")
-	v, err := strconv.ParseUint(t, 8, 32)
-	if err != nil || v > 0o777 {
-		return 0, fmt.Errorf("%q is not a file mode: want octal digits from 0 to 0777, such as 0644", s)
+	t := strings.TrimSpace(s)
+	o := strings.TrimPrefix(strings.TrimPrefix(t, "0o"), "0O")
+	if v, err := strconv.ParseUint(o, 8, 32); err == nil && v <= 0o777 {
+		return Permissions(v), nil
 	}
-	return Permissions(v), nil
+	if !strings.HasPrefix(t, "0") {
+		if v, err := strconv.ParseUint(t, 10, 32); err == nil && v <= 0o777 {
+			return Permissions(v), nil
+		}
+	}
+	return 0, fmt.Errorf("%q is not a file mode: want octal digits from 0 to 0777, such as 0644", s)
 }
 
 // Mode returns p as a file mode.

@@ -318,3 +318,18 @@ func TestRetryDeadAcrossReopen(t *testing.T) {
 		t.Errorf("dead after retrying a = %+v, %v; want only b", dead, err)
 	}
 }
+
+func TestParsePermissions(t *testing.T) {
+	for in, want := range map[string]boltjobs.Permissions{
+		"0644": 0o644, "0o600": 0o600, "755": 0o755, "0": 0, "493": 0o755, "0777": 0o777,
+	} {
+		if got, err := boltjobs.ParsePermissions(in); got != want || err != nil {
+			t.Errorf("ParsePermissions(%q) = %o, %v; want %o", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"0999", "1000", "rw", "-1", "0o1000"} {
+		if got, err := boltjobs.ParsePermissions(in); err == nil {
+			t.Errorf("ParsePermissions(%q) = %o, want an error", in, got)
+		}
+	}
+}
