@@ -3,6 +3,7 @@ package amqpjobs
 import (
 	"maps"
 	"slices"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -65,7 +66,9 @@ func routingHeader(k string) bool {
 //     are; one that changes a foreign header moves it into rr_headers
 //     (the table entry goes, so the message does not carry two values).
 //     Broker headers and x-attempt in o.Headers are ignored.
-//   - extra (dead-letter headers) is added last.
+//   - extra (dead-letter headers) is added last; on a dead_letter copy
+//     HeaderDeadReason is cut to consumer.MaxDeadReason bytes and
+//     HeaderDeadAt is set.
 func (st *settlement) copyOf(o consumer.Outcome, attempt int, target copyTarget, extra amqp.Table) (amqp.Publishing, error) {
 	m := &st.in.m
 	table := make(amqp.Table, len(m.Headers)+len(extra)+1)
@@ -119,6 +122,13 @@ func (st *settlement) copyOf(o consumer.Outcome, attempt int, target copyTarget,
 		table[HeaderOriginalExpiration] = m.Expiration
 	}
 	maps.Copy(table, extra)
+	if target == toDeadLetter {
+		// What an operator reads in `jobs failed list`, bounded.
+		if r, ok := table[HeaderDeadReason].(string); ok {
+			table[HeaderDeadReason] = consumer.TruncateReason(r)
+		}
+		table[HeaderDeadAt] = time.Now().UnixMilli()
+	}
 	pipeline := st.dec.pipeline
 	if pipeline == "" {
 		pipeline = st.d.name
