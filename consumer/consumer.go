@@ -127,6 +127,10 @@ type Delivery struct {
 	Attempt  int                 // 1 on the first delivery
 	Key      string              // ordering key (Kafka key, SQS group, memory lane)
 	Priority int64
+	// Enqueued is when the job was pushed (or became due after its
+	// delay), when the driver knows it; zero otherwise. The pipeline
+	// reports the wait from it to the start of the run.
+	Enqueued time.Time
 
 	// Context, when not nil, adds the driver's own members to the job
 	// context the worker gets (Kafka: topic, partition, offset).
@@ -232,6 +236,10 @@ type Stat struct {
 	// unreachable; Error then says why.
 	Consuming bool
 	Error     string
+	// OldestAge is the age of the oldest job waiting to be received (see
+	// OldestReadyReporter): 0 when none waits, -1 when the driver cannot
+	// tell.
+	OldestAge time.Duration
 }
 
 // BatchError reports the jobs of a batch that were not confirmed, by index
@@ -304,6 +312,14 @@ type ReadyReceiver interface {
 // jobs.Stat use it. A nil error means healthy.
 type Checker interface {
 	Check() error
+}
+
+// OldestReadyReporter is implemented by drivers that know when the oldest
+// job waiting to be received was enqueued; the metrics read it at scrape
+// time (the oldest ready job's age per pipeline). ok is false when no job
+// waits or the time is unknown.
+type OldestReadyReporter interface {
+	OldestReady() (enqueued time.Time, ok bool)
 }
 
 // FieldError is a configuration problem at Key, a dotted YAML path relative

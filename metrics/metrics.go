@@ -25,6 +25,8 @@
 //	jobs_failed_total{pipeline}            executions that failed on the worker: ERROR frame, crash, exec_ttl, broken reply frame
 //	job_duration_seconds{pipeline}         histogram, receive to settle
 //	exec_duration_seconds{pipeline}        histogram, one execution on a worker
+//	queue_wait_seconds{pipeline}           histogram, enqueue (push, or end of delay) to the start of the run; drivers that know the enqueue time (memory)
+//	queue_oldest_age_seconds{pipeline,driver}  age of the oldest job waiting to be received, 0 when none (scrape time; drivers that can tell: memory)
 //	jobs_in_flight{pipeline}               received and not yet settled (scrape time)
 //	queue_ready{pipeline,driver}           waiting: local queue depth, AMQP queue depth, SQS ApproximateNumberOfMessages, Kafka lag
 //	queue_delayed{pipeline,driver}         waiting for a delay to pass
@@ -83,7 +85,7 @@ type Metrics struct {
 	reg *prometheus.Registry
 
 	received, acked, retried, requeued, dead, released, failed *prometheus.CounterVec
-	jobDur, execDur                                            *prometheus.HistogramVec
+	jobDur, execDur, wait                                      *prometheus.HistogramVec
 	pushJobs, pushErrs                                         *prometheus.CounterVec
 	restarts                                                   *prometheus.CounterVec
 
@@ -100,6 +102,7 @@ type series struct {
 	failed   prometheus.Counter
 	jobDur   prometheus.Observer
 	execDur  prometheus.Observer
+	wait     prometheus.Observer
 	pushJobs prometheus.Counter
 	pushErrs prometheus.Counter
 }
@@ -124,6 +127,7 @@ func New(src Sources) *Metrics {
 		failed:   counter("jobs_failed_total", "Executions that failed on the worker: ERROR frame, crash, exec_ttl, broken reply frame."),
 		jobDur:   hist("job_duration_seconds", "Time from receiving a job to settling it."),
 		execDur:  hist("exec_duration_seconds", "Time one execution took on a worker."),
+		wait:     hist("queue_wait_seconds", "Time from a job's enqueue (its push, or the end of its delay) to the start of its run, for drivers that know the enqueue time (memory)."),
 		pushJobs: counter("push_jobs_total", "Jobs published through jobs.Push (RPC, CLI, clients)."),
 		pushErrs: counter("push_errors_total", "Jobs that jobs.Push failed to publish."),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -141,7 +145,7 @@ func New(src Sources) *Metrics {
 	}
 	m.reg.MustRegister(
 		m.received, m.acked, m.retried, m.requeued, m.dead, m.released, m.failed,
-		m.jobDur, m.execDur, m.pushJobs, m.pushErrs, m.restarts,
+		m.jobDur, m.execDur, m.wait, m.pushJobs, m.pushErrs, m.restarts,
 		newScraper(src),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -177,6 +181,7 @@ func (m *Metrics) series(name string) *series {
 		failed:   m.failed.WithLabelValues(name),
 		jobDur:   m.jobDur.WithLabelValues(name),
 		execDur:  m.execDur.WithLabelValues(name),
+		wait:     m.wait.WithLabelValues(name),
 		pushJobs: m.pushJobs.WithLabelValues(name),
 		pushErrs: m.pushErrs.WithLabelValues(name),
 	}
@@ -201,6 +206,9 @@ func (m *Metrics) Observe(name string, f pipeline.Fate) {
 	s.jobDur.Observe(f.Took.Seconds())
 	if f.Action != consumer.Release {
 		s.execDur.Observe(f.Exec.Seconds())
+	}
+	if f.Wait >= 0 {
+		s.wait.Observe(f.Wait.Seconds())
 	}
 	if f.Failed {
 		s.failed.Inc()

@@ -12,6 +12,7 @@ type scraper struct {
 	src Sources
 
 	inFlight, ready, delayed, reserved, consuming *prometheus.Desc
+	oldest                                        *prometheus.Desc
 	workers, rssTotal, rssMax                     *prometheus.Desc
 }
 
@@ -25,6 +26,7 @@ func newScraper(src Sources) *scraper {
 		ready:     desc("queue_ready", "Jobs waiting to be received: local queue depth (memory), queue depth (AMQP), ApproximateNumberOfMessages (SQS), consumer lag (Kafka). Absent when the driver cannot tell.", "pipeline", "driver"),
 		delayed:   desc("queue_delayed", "Jobs waiting for their delay to pass. Absent when the driver cannot tell.", "pipeline", "driver"),
 		reserved:  desc("queue_reserved", "Jobs handed out by the broker and not yet settled.", "pipeline", "driver"),
+		oldest:    desc("queue_oldest_age_seconds", "Age of the oldest job waiting to be received (since its push or the end of its delay), 0 when none waits. Absent when the driver cannot tell (only memory can).", "pipeline", "driver"),
 		consuming: desc("pipeline_consuming", "1 while the pipeline is consuming, 0 while it is paused, not started or its broker is down.", "pipeline"),
 		workers:   desc("workers", "Worker processes by state (starting, ready, working, stopping).", "state"),
 		rssTotal:  desc("workers_rss_bytes", "Resident memory of all worker processes."),
@@ -34,7 +36,7 @@ func newScraper(src Sources) *scraper {
 
 // Describe implements prometheus.Collector.
 func (s *scraper) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{s.inFlight, s.ready, s.delayed, s.reserved, s.consuming, s.workers, s.rssTotal, s.rssMax} {
+	for _, d := range []*prometheus.Desc{s.inFlight, s.ready, s.delayed, s.reserved, s.oldest, s.consuming, s.workers, s.rssTotal, s.rssMax} {
 		ch <- d
 	}
 }
@@ -57,6 +59,9 @@ func (s *scraper) Collect(ch chan<- prometheus.Metric) {
 				}
 				if st.Reserved >= 0 {
 					ch <- prometheus.MustNewConstMetric(s.reserved, prometheus.GaugeValue, float64(st.Reserved), st.Pipeline, st.Driver)
+				}
+				if st.OldestAge >= 0 {
+					ch <- prometheus.MustNewConstMetric(s.oldest, prometheus.GaugeValue, st.OldestAge.Seconds(), st.Pipeline, st.Driver)
 				}
 				consuming := 0.0
 				if st.Consuming {

@@ -229,9 +229,12 @@ func (p *Pipeline) finish(settleBase context.Context, d *consumer.Delivery, repl
 	if p.cfg.Observer != nil {
 		// Release is exactly the outcome of a job that reached no worker
 		// (or was cut off by shutdown): it neither ran nor failed.
-		f := Fate{Action: o.Action, Took: took}
+		f := Fate{Action: o.Action, Took: took, Wait: -1}
 		if o.Action != consumer.Release {
 			f.Exec, f.Failed = execTook, err != nil
+			if !d.Enqueued.IsZero() {
+				f.Wait = max(now.Add(-execTook).Sub(d.Enqueued), 0)
+			}
 		}
 		p.cfg.Observer.Observe(p.cfg.Name, f)
 	}

@@ -59,6 +59,10 @@ type Fate struct {
 	// Failed is true when the execution failed on the worker: an ERROR
 	// frame, a crash, exec_ttl, a reply that is not a valid reply.
 	Failed bool
+	// Wait is the time from the job's enqueue (Delivery.Enqueued: its
+	// push, or the end of its delay) to the start of its run; -1 when the
+	// driver does not tell the enqueue time or the job did not run.
+	Wait time.Duration
 }
 
 // Observer is told the fate of every job once it is settled. It is called
@@ -371,12 +375,19 @@ func (p *Pipeline) Check() error {
 // only when Check would return nil; Error then is empty.
 func (p *Pipeline) Stat(ctx context.Context) consumer.Stat {
 	s := consumer.Stat{
-		Pipeline: p.cfg.Name,
-		Driver:   p.cfg.Driver,
-		Queue:    p.cfg.Queue,
-		Priority: p.cfg.Priority,
-		Ready:    -1,
-		Delayed:  -1,
+		Pipeline:  p.cfg.Name,
+		Driver:    p.cfg.Driver,
+		Queue:     p.cfg.Queue,
+		Priority:  p.cfg.Priority,
+		Ready:     -1,
+		Delayed:   -1,
+		OldestAge: -1,
+	}
+	if r, ok := p.c.(consumer.OldestReadyReporter); ok {
+		s.OldestAge = 0
+		if at, ok := r.OldestReady(); ok {
+			s.OldestAge = max(time.Since(at), 0)
+		}
 	}
 	if st, ok := p.c.(consumer.Stater); ok {
 		ds, err := st.Stat(ctx)

@@ -130,6 +130,7 @@ type Queue struct {
 	deadSeq  uint64      // last DeadJob.seq given out
 	deadOps  sync.Mutex  // serialises RetryDead and RemoveDead
 	burst    burst       // published since the queue was last empty
+	marks    []mark      // when the jobs of each seq range entered (see oldest.go)
 	release  *time.Timer // pending return of a drained burst's memory
 
 	releasing    sync.WaitGroup // a return of memory running
@@ -191,14 +192,14 @@ func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 		return fmt.Errorf("memjobs: publish to %q: %w", q.name, consumer.ErrClosed)
 	}
 	q.burst.add(len(jobs), size)
-	var now int64
-	if b.hasDelay || q.delayed.len() > 0 {
-		now = q.now()
+	now := q.now()
+	if q.delayed.len() > 0 {
 		// Jobs whose delay ended before this publish queue ahead of it.
 		q.promoteDue(now)
 	}
 	// Seqs in the batch are relative: job i has seq i+1.
 	base := q.seq
+	q.markLocked(base+1, now)
 	q.seq += uint64(len(jobs))
 	for _, op := range b.ops {
 		if p := op.pack; p != nil {
@@ -255,6 +256,9 @@ func (q *Queue) schedule(it *item, due, now int64, newest bool) {
 // promoteDue moves every delayed item whose time has come to the ready
 // heap, behind the jobs already ready. Caller holds q.mu.
 func (q *Queue) promoteDue(now int64) {
+	if q.delayed.len() > 0 && q.delayed.top().k1 <= now {
+		q.markLocked(q.seq+1, now)
+	}
 	for q.delayed.len() > 0 && q.delayed.top().k1 <= now {
 		it := q.delayed.pop().it
 		q.seq++
@@ -325,8 +329,11 @@ func (q *Queue) Receive(ctx context.Context) (*consumer.Delivery, error) {
 			if q.ready.len() > 0 {
 				q.kick() // pass the baton to the next blocked Receive
 			}
+			at := q.enqueuedLocked(it.seq)
 			q.mu.Unlock()
-			return q.deliver(it, key), nil
+			d := q.deliver(it, key)
+			d.Enqueued = at
+			return d, nil
 		}
 		var timer *time.Timer
 		var fire <-chan time.Time

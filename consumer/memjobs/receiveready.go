@@ -41,7 +41,9 @@ func (q *Queue) ReceiveReady(dst []*consumer.Delivery, max int) []*consumer.Deli
 		if it == nil {
 			break
 		}
-		dst = append(dst, q.deliver(it, key))
+		d := q.deliver(it, key)
+		d.Enqueued = q.enqueuedLocked(it.seq)
+		dst = append(dst, d)
 	}
 	if q.ready.len() > 0 {
 		q.kick() // pass the baton to the next blocked Receive
