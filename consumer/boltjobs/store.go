@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -291,6 +292,9 @@ func (s *store) run() {
 	for {
 		select {
 		case <-s.wake:
+			// Let the publishers the last commit released enqueue their
+			// next jobs first: they join this commit instead of the next.
+			runtime.Gosched()
 			s.commit()
 		case <-s.stop:
 			s.commit()
