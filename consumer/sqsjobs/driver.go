@@ -143,7 +143,8 @@ type Driver struct {
 	deletes    chan deleteReq
 	deleterEnd chan struct{} // closed to stop the deleter
 
-	st state
+	st  state
+	dlq deadState // the dead_letter queue's scans (deadstore.go)
 
 	closeOnce sync.Once
 	closeErr  error

@@ -141,7 +141,7 @@ func (d *Driver) dead(ctx context.Context, e *entry, reason string) (bool, error
 	case d.deadURL != "":
 		extra := map[string]string{}
 		if reason != "" {
-			extra[attrDeadReason] = reason
+			extra[attrDeadReason] = consumer.TruncateReason(reason)
 		}
 		out := copyMessage(e.msg, e.md, e.md.headers, e.md.attempt, extra)
 		in := &sqs.SendMessageInput{
