@@ -104,7 +104,7 @@ func (p *Pool) ExecBatch(ctx context.Context, pls []frame.Payload, done func(i i
 			fruitless = 0
 			continue
 		}
-		if fruitless++; fruitless > p.cfg.NumWorkers {
+		if fruitless++; fruitless > max(p.cfg.NumWorkers, p.cfg.Scale.Max) {
 			err := fmt.Errorf("%w: %d workers in a row asked to stop, had closed stdin or ended without reading the job", ErrNoWorker, fruitless)
 			for ; next < len(pls); next++ {
 				done(next, frame.Payload{}, err)

@@ -31,8 +31,13 @@ type Config struct {
 	Pipelining int `yaml:"pipelining"`
 	// Supervisor holds the limits checked on every tick.
 	Supervisor Supervisor `yaml:"supervisor"`
-	// Observer, when not nil, is told why each worker left (metrics).
+	// Observer, when not nil, is told why each worker left (metrics);
+	// one that also implements ScaleObserver is told each scaling step.
 	Observer Observer `yaml:"-"`
+	// Scale lets the pool grow past NumWorkers under load and shrink back
+	// when idle; off when Scale.Max <= NumWorkers. NumWorkers is then the
+	// minimum, the size the pool starts with.
+	Scale Scale `yaml:"-"`
 
 	// pollStdout makes workers' stdout go through Go's poller, the
 	// fallback when /proc/self/fd cannot be opened (tests).
@@ -61,6 +66,31 @@ type Supervisor struct {
 	MaxWorkerMemory uint64 `yaml:"max_worker_memory"`
 }
 
+// Scale is how a pool sizes itself between NumWorkers and Max. On every
+// WatchTick the pool grows by up to SpawnRate workers when Exec calls wait
+// for a free worker (for longer than WaitThreshold, when set), never past
+// Max, and retires the workers idle for longer than IdleTimeout, never
+// going below NumWorkers and never stopping a worker that runs a job.
+type Scale struct {
+	// Max is the largest size; <= NumWorkers disables scaling.
+	Max int
+	// SpawnRate is the most workers added per tick (default
+	// DefaultSpawnRate).
+	SpawnRate int
+	// IdleTimeout is how long an extra worker may sit idle before it is
+	// retired (default DefaultScaleIdle).
+	IdleTimeout time.Duration
+	// WaitThreshold, when > 0, makes the pool grow only when the oldest
+	// waiting Exec has waited this long; 0: any waiting Exec.
+	WaitThreshold time.Duration
+}
+
+// Scaling defaults (RoadRunner's dynamic_allocator defaults).
+const (
+	DefaultSpawnRate = 5
+	DefaultScaleIdle = time.Minute
+)
+
 // Defaults used by New for zero Config fields.
 const (
 	DefaultTimeout   = 60 * time.Second // allocate_timeout, destroy_timeout, reset_timeout
@@ -79,6 +109,16 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Supervisor.WatchTick <= 0 {
 		c.Supervisor.WatchTick = DefaultWatchTick
+	}
+	if c.Scale.Max > c.NumWorkers {
+		if c.Scale.SpawnRate <= 0 {
+			c.Scale.SpawnRate = DefaultSpawnRate
+		}
+		if c.Scale.IdleTimeout <= 0 {
+			c.Scale.IdleTimeout = DefaultScaleIdle
+		}
+	} else {
+		c.Scale = Scale{}
 	}
 	return c
 }

@@ -1,7 +1,8 @@
 package pool
 
 // ExitReason says why a worker process left the pool. Every reason but
-// ExitStartFailed is followed by a replacement.
+// ExitStartFailed and ExitScaleDown is followed by a replacement;
+// ExitScaleDown is not reported to an Observer.
 type ExitReason string
 
 // Exit reasons reported to an Observer.
@@ -16,8 +17,16 @@ const (
 	ExitKilled        ExitReason = "killed"            // SIGKILLed after a failed job (exec_ttl, a broken reply, an interrupted job) or by someone else
 	ExitCrashed       ExitReason = "crashed"           // exited on its own, idle or mid-job
 	ExitStartFailed   ExitReason = "start_failed"      // died or failed the handshake while starting
+	ExitScaleDown     ExitReason = "scale_down"        // idle past the scaling idle_timeout with the pool above its minimum; not replaced
 	ExitOther         ExitReason = "other"
 )
+
+// ScaleObserver is implemented by an Observer that wants each scaling
+// step of a pool with Config.Scale: up is true when n workers were
+// added, false when n were retired. Called without the pool's lock.
+type ScaleObserver interface {
+	PoolScaled(up bool, n int)
+}
 
 // Observer is told about every worker process that exits while the pool
 // is in service (workers stopped by Pool.Stop are not reported). It is
@@ -40,6 +49,9 @@ func (p *Pool) exitReason(w *worker) ExitReason {
 		return ExitCrashed
 	}
 	if w.retire.set() {
+		if w.retire.reason == ExitScaleDown {
+			return "" // not a restart: nothing replaces it
+		}
 		return w.retire.reason
 	}
 	// Taken out of service after a failed job: the pool kills such a

@@ -62,14 +62,17 @@ type Pool struct {
 	cmdline   string
 	stopFrame []byte
 
-	mu       sync.Mutex
-	all      []*worker // every worker with a live process, until reaped
-	idle     []*worker // ready workers, oldest first
-	waiters  []*waiter // Exec calls waiting for a worker, oldest first
-	watches  map[<-chan struct{}]*watch
-	watchWG  sync.WaitGroup // one per watch: its callback, or its successful stop
-	live     int            // counted workers plus spawns in progress
-	failures int            // start failures and crashes since the last good job
+	mu      sync.Mutex
+	all     []*worker // every worker with a live process, until reaped
+	idle    []*worker // ready workers, oldest first
+	waiters []*waiter // Exec calls waiting for a worker, oldest first
+	watches map[<-chan struct{}]*watch
+	watchWG sync.WaitGroup // one per watch: its callback, or its successful stop
+	live    int            // counted workers plus spawns in progress
+	target  int            // the size the spawner keeps live at: NumWorkers, or between it and Scale.Max
+	// scaleUps and scaleDowns count scaling steps (Size).
+	scaleUps, scaleDowns uint64
+	failures             int // start failures and crashes since the last good job
 	// lastStartErr is why the spawner's last start failed (Degraded).
 	lastStartErr error
 	started      bool // Start was called
@@ -92,6 +95,7 @@ type waiter struct {
 	ch     chan *worker // cap 1; nil value: the pool closed
 	jobCtx []byte
 	ctx    context.Context
+	since  time.Time // when it started waiting (scaling's wait threshold)
 }
 
 // errRetry: the worker asked to be retired instead of running the job, or
@@ -139,6 +143,7 @@ func Open(cfg Config, log *slog.Logger) (*Pool, error) {
 		done:      make(chan struct{}),
 		killNow:   make(chan struct{}),
 		stopped:   make(chan struct{}),
+		target:    cfg.NumWorkers,
 	}
 	p.life, p.endLife = context.WithCancel(context.Background())
 	return p, nil
@@ -216,6 +221,9 @@ func (p *Pool) Start(ctx context.Context) error {
 	}
 	p.wg.Go(p.spawner)
 	p.wg.Go(p.supervise)
+	if p.cfg.Scale.Max > 0 {
+		p.wg.Go(p.scaler)
+	}
 	return nil
 }
 
@@ -274,7 +282,7 @@ func (p *Pool) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error
 		if err != errRetry { //nolint:errorlint // unexported sentinel, never wrapped
 			return out, err
 		}
-		if tries > p.cfg.NumWorkers {
+		if tries > max(p.cfg.NumWorkers, p.cfg.Scale.Max) {
 			return frame.Payload{}, fmt.Errorf("%w: %d workers in a row asked to stop, had closed stdin or ended without reading the job", ErrNoWorker, tries)
 		}
 	}
@@ -309,7 +317,7 @@ func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
 		p.mu.Unlock()
 		return w, nil
 	}
-	wt := &waiter{ch: make(chan *worker, 1), jobCtx: jobCtx, ctx: ctx}
+	wt := &waiter{ch: make(chan *worker, 1), jobCtx: jobCtx, ctx: ctx, since: time.Now()}
 	p.waiters = append(p.waiters, wt)
 	p.mu.Unlock()
 

@@ -118,6 +118,7 @@ var (
 	retireStopRequested = retirement{ExitStopRequested, "the worker asked to stop"}
 	retireMaxJobs       = retirement{ExitMaxJobs, "max_jobs"}
 	retireReset         = retirement{ExitReset, "reset"}
+	retireScaleDown     = retirement{ExitScaleDown, "idle past idle_timeout above the minimum size"}
 	// retireStrayOutput retires a worker that wrote to stdout when no
 	// job was waiting for a reply: those bytes would be read as the reply
 	// of the next job, which would fail for nothing.

@@ -41,7 +41,7 @@ func backoff(n int) time.Duration {
 	return min(d, backoffMax)
 }
 
-// spawner keeps p.live at NumWorkers: it starts a worker whenever one
+// spawner keeps p.live at p.target (NumWorkers unless scaled): it starts a worker whenever one
 // leaves, waiting backoff(failures) first when starts or workers have
 // been failing, so a broken command never spins.
 func (p *Pool) spawner() {
@@ -53,7 +53,7 @@ func (p *Pool) spawner() {
 		}
 		for {
 			p.mu.Lock()
-			if p.closed || p.live >= p.cfg.NumWorkers {
+			if p.closed || p.live >= p.target {
 				p.mu.Unlock()
 				break
 			}
@@ -271,7 +271,7 @@ func (p *Pool) retireForReset(old *worker) {
 var ErrDegraded = errors.New("pool below its size")
 
 // Degraded returns an error wrapping ErrDegraded while the pool has fewer
-// workers in service than NumWorkers because starting workers keeps
+// workers in service than its size (NumWorkers, or the scaled size) because starting workers keeps
 // failing (the spawner is backing off), saying how many run and why the
 // last start failed; nil otherwise, also while a worker that left is
 // being replaced normally.
@@ -281,9 +281,9 @@ func (p *Pool) Degraded() error {
 	if p.closed || p.failures == 0 || p.lastStartErr == nil {
 		return nil
 	}
-	if n := p.running(); n < p.cfg.NumWorkers {
+	if n := p.running(); n < p.target {
 		return fmt.Errorf("%w: %d of %d workers; starting a worker failed %d times in a row, last: %w",
-			ErrDegraded, n, p.cfg.NumWorkers, p.failures, p.lastStartErr)
+			ErrDegraded, n, p.target, p.failures, p.lastStartErr)
 	}
 	return nil
 }
