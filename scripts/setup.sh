@@ -11,6 +11,10 @@ command -v phpunit >/dev/null 2>&1 || need_apt+=(phpunit)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 # Headless Chromium for the dashboard's browser tests (tests/dashboard_test.go).
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# The packaging tests install php-client with Composer and python-client
+# with pip from the system setuptools, both offline.
+command -v composer >/dev/null 2>&1 || need_apt+=(composer)
+/usr/bin/python3 -c "import setuptools, pip" >/dev/null 2>&1 || need_apt+=(python3-setuptools python3-pip)
 if [ "${#need_apt[@]}" -gt 0 ]; then
 	echo "setup: installing ${need_apt[*]}"
 	export DEBIAN_FRONTEND=noninteractive

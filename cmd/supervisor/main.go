@@ -19,9 +19,6 @@ import (
 	"github.com/urfave/cli/v2"
 )
 
-// version is the supervisor's release; `supervisor --version` prints it.
-const version = "0.1.0"
-
 func main() {
 	os.Exit(run(os.Args))
 }
@@ -74,7 +71,7 @@ func newApp() *cli.App {
 	return &cli.App{
 		Name:                 "supervisor",
 		Usage:                "run PHP/Python job workers fed from RabbitMQ, Kafka, SQS or memory",
-		Version:              version,
+		Version:              versionString(),
 		HideHelpCommand:      true, // `supervisor help [COMMAND]` is run's
 		EnableBashCompletion: false,
 		ExitErrHandler:       func(*cli.Context, error) {}, // run() prints errors and picks the exit code
