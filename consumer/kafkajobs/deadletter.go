@@ -87,7 +87,7 @@ func (d *Driver) settleDead(ctx context.Context, ps *partState, e *entry, o cons
 		return d.finish(ps, e)
 	}
 	rec := copyRecord(d.deadLetter, e, headers, attempt, time.Time{},
-		kgo.RecordHeader{Key: hdrDeadReason, Value: []byte(o.Reason)},
+		kgo.RecordHeader{Key: hdrDeadReason, Value: []byte(consumer.TruncateReason(o.Reason))},
 		kgo.RecordHeader{Key: hdrSourceTopic, Value: []byte(e.rec.Topic)},
 		kgo.RecordHeader{Key: hdrSourcePartition, Value: fmt.Appendf(nil, "%d", e.rec.Partition)},
 		kgo.RecordHeader{Key: hdrSourceOffset, Value: fmt.Appendf(nil, "%d", e.rec.Offset)},

@@ -97,6 +97,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -147,6 +148,9 @@ type Driver struct {
 	prod *producer
 	cons *consumerState // nil for a push-only pipeline
 	conn connHealth
+
+	baseOpts []kgo.Opt // client options without consuming: the dead-letter reader's
+	dlq      deadState // failed jobs (deadstore.go)
 
 	cancel context.CancelFunc // stops the poller, committer and dead-letter retrier
 	wg     sync.WaitGroup     // poller, committer and dead-letter retrier
@@ -204,6 +208,7 @@ func newDriver(ctx context.Context, name string, g Global, cfg Config, deadLette
 	if err != nil {
 		return nil, err
 	}
+	d.baseOpts = slices.Clone(opts)
 	if cfg.Consumes() {
 		d.cons = newConsumerState(cfg)
 		opts = append(opts, d.consumeOpts()...)
