@@ -1,8 +1,10 @@
 package tests
 
 import (
+	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -190,4 +192,78 @@ func TestMemoryFailedJobs(t *testing.T) {
 	s := startConsuming(t, e2eConfigPool(t, failingWorker, log, failedPool, "", "      driver: memory\n"+failedRetry))
 	ids := killFour(t, s)
 	failedLifecycle(t, s, log, ids)
+}
+
+// clientRow is a failed job as tests/testdata/failed_client.{php,py}
+// print it.
+type clientRow struct {
+	ID       string              `json:"id"`
+	Pipeline string              `json:"pipeline"`
+	Job      string              `json:"job"`
+	Payload  string              `json:"payload"`
+	Headers  map[string][]string `json:"headers"`
+	Attempts int                 `json:"attempts"`
+	Reason   string              `json:"reason"`
+	Died     bool                `json:"died"`
+}
+
+// TestClientsFailedJobs: the PHP and Python producer clients list, show,
+// retry and remove the failed jobs of a running supervisor.
+func TestClientsFailedJobs(t *testing.T) {
+	requireTool(t, "php")
+	requireTool(t, "python3")
+	for _, client := range [][]string{{"php", "tests/testdata/failed_client.php"}, {"python3", "tests/testdata/failed_client.py"}} {
+		t.Run(client[0], func(t *testing.T) {
+			log := filepath.Join(t.TempDir(), "jobs.log")
+			s := startConsuming(t, e2eConfigPool(t, failingWorker, log, failedPool, "", "      driver: memory\n"+failedRetry))
+			run := func(out any, args ...string) {
+				t.Helper()
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				cmd := exec.CommandContext(ctx, client[0], append([]string{client[1], s.rpcAddr()}, args...)...)
+				cmd.Dir = testEnv.repoRoot
+				b, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Fatalf("%s %v: %v\n%s", client[0], args, err, b)
+				}
+				if err := json.Unmarshal(b, out); err != nil {
+					t.Fatalf("%s %v printed %q: %v", client[0], args, b, err)
+				}
+			}
+			a := s.pushOne("nack", "pa", "--header", "x-tenant=acme")
+			b := s.pushOne("nack", "pb")
+			s.waitFailed(2, 30*time.Second)
+
+			var rows []clientRow
+			run(&rows, "list")
+			if len(rows) != 2 || rows[0].ID != a || rows[1].ID != b {
+				t.Fatalf("list = %+v, want %s and %s", rows, a, b)
+			}
+			if r := rows[0]; r.Pipeline != "default" || r.Job != "nack" || r.Payload != "pa" || !slices.Equal(r.Headers["x-tenant"], []string{"acme"}) ||
+				r.Attempts != 1 || r.Reason != "bad input: pa" || !r.Died {
+				t.Errorf("list[0] = %+v", r)
+			}
+			var one clientRow
+			run(&one, "show", b)
+			if one.ID != b || one.Payload != "pb" || one.Reason != "bad input: pb" {
+				t.Errorf("show = %+v", one)
+			}
+			if err := os.WriteFile(filepath.Join(filepath.Dir(log), "ok"), nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var ids []string
+			run(&ids, "retry", a)
+			if !slices.Equal(ids, []string{a}) {
+				t.Errorf("retry = %v, want %s", ids, a)
+			}
+			s.waitStat("default", 30*time.Second, func(st pipelineStat) bool { return st.Acked == 1 })
+			run(&ids, "remove-all")
+			if !slices.Equal(ids, []string{b}) {
+				t.Errorf("remove-all = %v, want %s", ids, b)
+			}
+			if left := s.failedList(); len(left) != 0 {
+				t.Errorf("failed jobs left: %+v", left)
+			}
+		})
+	}
 }

@@ -279,6 +279,158 @@ final class Jobs
     }
 
     /**
+     * Failed (dead) jobs (jobs.FailedList): of $pipeline, or of every
+     * pipeline whose driver keeps them when null; at most $limit (0: all).
+     * Each has why it died ("reason": the worker's NACK message, the error
+     * frame, or a crash or exec_ttl with the tail of the worker's stderr),
+     * the attempt that died and when (null when the broker did not record
+     * it).
+     *
+     * @return list<array{id: string, pipeline: string, job: string, payload: string, headers: array<string, list<string>>, priority: int, key: string, attempts: int, reason: string, diedAt: ?\DateTimeImmutable}>
+     * @throws RPCException e.g. for an unknown pipeline or one without a dead-letter target
+     */
+    public function failedList(?string $pipeline = null, int $limit = 0): array
+    {
+        if ($limit < 0) {
+            throw new \InvalidArgumentException('jobs: the limit must not be negative');
+        }
+        $body = [];
+        if ($pipeline !== null && $pipeline !== '') {
+            $body['pipeline'] = $pipeline;
+        }
+        if ($limit > 0) {
+            $body['limit'] = $limit;
+        }
+        $out = [];
+        foreach ($this->rpc->call('jobs.FailedList', $body)['jobs'] ?? [] as $f) {
+            $out[] = self::failedJob((array) $f);
+        }
+
+        return $out;
+    }
+
+    /**
+     * One failed job with its payload (jobs.FailedShow), looked for in
+     * $pipeline or in every pipeline when null.
+     *
+     * @return array{id: string, pipeline: string, job: string, payload: string, headers: array<string, list<string>>, priority: int, key: string, attempts: int, reason: string, diedAt: ?\DateTimeImmutable}
+     * @throws RPCException when no pipeline holds it ("no such failed job")
+     */
+    public function failedShow(string $id, ?string $pipeline = null): array
+    {
+        $body = ['id' => $id];
+        if ($pipeline !== null && $pipeline !== '') {
+            $body['pipeline'] = $pipeline;
+        }
+
+        return self::failedJob($this->rpc->call('jobs.FailedShow', $body));
+    }
+
+    /**
+     * Pushes failed jobs back to their pipelines (jobs.FailedRetry) as
+     * attempt 1 with their headers; each leaves the failed jobs only once
+     * the broker confirmed its push.
+     *
+     * @return list<string> the ids retried
+     * @throws RPCException naming the ids that no pipeline holds (the others were retried)
+     */
+    public function failedRetry(string ...$ids): array
+    {
+        return $this->failedCall('jobs.FailedRetry', ['ids' => array_values($ids)], $ids === []);
+    }
+
+    /**
+     * Pushes every failed job of $pipeline (of every pipeline when null)
+     * back, as failedRetry() does.
+     *
+     * @return list<string> the ids retried
+     */
+    public function failedRetryAll(?string $pipeline = null): array
+    {
+        return $this->failedCall('jobs.FailedRetry', self::allBody($pipeline), false);
+    }
+
+    /**
+     * Deletes failed jobs (jobs.FailedRemove).
+     *
+     * @return list<string> the ids removed
+     * @throws RPCException naming the ids that no pipeline holds (the others were removed)
+     */
+    public function failedRemove(string ...$ids): array
+    {
+        return $this->failedCall('jobs.FailedRemove', ['ids' => array_values($ids)], $ids === []);
+    }
+
+    /**
+     * Deletes every failed job of $pipeline (of every pipeline when null).
+     *
+     * @return list<string> the ids removed
+     */
+    public function failedRemoveAll(?string $pipeline = null): array
+    {
+        return $this->failedCall('jobs.FailedRemove', self::allBody($pipeline), false);
+    }
+
+    /** @return array<string, mixed> */
+    private static function allBody(?string $pipeline): array
+    {
+        $body = ['all' => true];
+        if ($pipeline !== null && $pipeline !== '') {
+            $body['pipeline'] = $pipeline;
+        }
+
+        return $body;
+    }
+
+    /**
+     * @param array<string, mixed> $body
+     * @return list<string>
+     */
+    private function failedCall(string $method, array $body, bool $nothing): array
+    {
+        if ($nothing) {
+            return [];
+        }
+
+        return array_values($this->rpc->call($method, $body)['ids'] ?? []);
+    }
+
+    /**
+     * Reads a FailedJob of the wire (see rpc/doc.go).
+     *
+     * @param array<string, mixed> $f
+     * @return array{id: string, pipeline: string, job: string, payload: string, headers: array<string, list<string>>, priority: int, key: string, attempts: int, reason: string, diedAt: ?\DateTimeImmutable}
+     */
+    private static function failedJob(array $f): array
+    {
+        $j = (array) ($f['job'] ?? []);
+        $o = (array) ($j['options'] ?? []);
+        $headers = [];
+        foreach ((array) ($j['headers'] ?? []) as $k => $v) {
+            $headers[(string) $k] = array_values(array_map('strval', (array) (((array) $v)['value'] ?? [])));
+        }
+        $ns = (int) ($f['died_at'] ?? 0);
+        $at = null;
+        if ($ns !== 0) {
+            $at = \DateTimeImmutable::createFromFormat('U.u', sprintf('%d.%06d', intdiv($ns, 1000000000), intdiv($ns % 1000000000, 1000)));
+            $at = $at === false ? null : $at;
+        }
+
+        return [
+            'id' => (string) ($j['id'] ?? ''),
+            'pipeline' => (string) ($o['pipeline'] ?? ''),
+            'job' => (string) ($j['job'] ?? ''),
+            'payload' => (string) base64_decode((string) ($j['payload'] ?? ''), true),
+            'headers' => $headers,
+            'priority' => (int) ($o['priority'] ?? 0),
+            'key' => (string) ($o['key'] ?? ''),
+            'attempts' => (int) ($f['attempts'] ?? 0),
+            'reason' => (string) ($f['reason'] ?? ''),
+            'diedAt' => $at,
+        ];
+    }
+
+    /**
      * The JSON shape of one job (see rpc/doc.go): zero-valued fields are left
      * out, in the field order of the Go encoder.
      *

@@ -398,6 +398,62 @@ final class JobsTest extends TestCase
     private const PUSH_ERROR = 'jobs: push to "emails": consumer: 2 jobs of the batch not confirmed, 1 failed and 1 in doubt (job 1: broker nacked the publish)'
         . ' pipevisor-push-report={"confirmed":[[0,0],[3,3]],"failed":[[1,1]],"in_doubt":[[2,2]]}';
 
+    /** Answers the next request (seq $seq) of $method with the JSON $body. */
+    private function reply(int $seq, string $method, string $body): void
+    {
+        fwrite($this->conn, Frame::encode(Frame::CODEC_JSON, [$seq, \strlen($method)], $method . $body));
+    }
+
+    /** Reads the request the client sent and checks it is $method with $body. */
+    private function expectRequest(int $seq, string $method, string $body): void
+    {
+        $want = Frame::encode(Frame::CODEC_JSON, [$seq, \strlen($method)], $method . $body);
+        self::assertSame($want, $this->readRequest(\strlen($want)), "request of $method");
+    }
+
+    public function testFailedJobsListShowRetryRemove(): void
+    {
+        $jobs = $this->jobs();
+        $job = '{"job":{"job":"App\\\\Mail","id":"j1","payload":"' . base64_encode("to:\x00a") . '","headers":{"x-tenant":{"value":["acme"]}},'
+            . '"options":{"priority":3,"pipeline":"emails","key":"k"}},"reason":"bad address","attempts":2,"died_at":1765000000123456789}';
+        $this->reply(1, 'jobs.FailedList', '{"jobs":[' . $job . ',{"job":{"id":"j2","options":{"pipeline":"images"}}}]}');
+        $list = $jobs->failedList('emails', 10);
+        $this->expectRequest(1, 'jobs.FailedList', '{"pipeline":"emails","limit":10}');
+        self::assertCount(2, $list);
+        self::assertSame(['id' => 'j1', 'pipeline' => 'emails', 'job' => 'App\Mail', 'payload' => "to:\x00a",
+            'headers' => ['x-tenant' => ['acme']], 'priority' => 3, 'key' => 'k', 'attempts' => 2, 'reason' => 'bad address'],
+            array_diff_key($list[0], ['diedAt' => true]));
+        self::assertSame('1765000000.123456', $list[0]['diedAt']?->format('U.u'));
+        self::assertNull($list[1]['diedAt']);
+        self::assertSame('', $list[1]['reason']);
+
+        $this->reply(2, 'jobs.FailedShow', $job);
+        self::assertSame('bad address', $jobs->failedShow('j1')['reason']);
+        $this->expectRequest(2, 'jobs.FailedShow', '{"id":"j1"}');
+
+        $this->reply(3, 'jobs.FailedRetry', '{"ids":["j1","j2"]}');
+        self::assertSame(['j1', 'j2'], $jobs->failedRetry('j1', 'j2'));
+        $this->expectRequest(3, 'jobs.FailedRetry', '{"ids":["j1","j2"]}');
+
+        $this->reply(4, 'jobs.FailedRemove', '{"ids":["j3"]}');
+        self::assertSame(['j3'], $jobs->failedRemoveAll('emails'));
+        $this->expectRequest(4, 'jobs.FailedRemove', '{"all":true,"pipeline":"emails"}');
+
+        $this->reply(5, 'jobs.FailedRetry', '{}');
+        self::assertSame([], $jobs->failedRetryAll());
+        $this->expectRequest(5, 'jobs.FailedRetry', '{"all":true}');
+
+        self::assertSame([], $jobs->failedRemove(), 'no ids: nothing is sent');
+
+        fwrite($this->conn, Frame::encode(Frame::CODEC_JSON | Frame::ERROR, [6, 15], 'jobs.FailedShowjobs: "zz": consumer: no such failed job'));
+        try {
+            $jobs->failedShow('zz');
+            self::fail('an unknown failed job did not throw');
+        } catch (RPCException $e) {
+            self::assertSame('jobs: "zz": consumer: no such failed job', $e->getMessage());
+        }
+    }
+
     /** @return list<array{pipeline: string, job: string, payload: string, id: string}> */
     private static function fourJobs(): array
     {

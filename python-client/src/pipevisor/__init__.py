@@ -12,7 +12,7 @@ Standard library only; Python 3.9 or newer.
 
 from .consumer import Consumer
 from .errors import FrameError, PipevisorError, ProtocolError, PushError, RPCError
-from .jobs import Jobs, PipelineStat, PushJob
+from .jobs import FailedJob, Jobs, PipelineStat, PushJob
 from .rpc import RPC
 from .task import ACK, NACK, REQUEUE, Reply, Task
 
@@ -21,6 +21,7 @@ __all__ = [
     "NACK",
     "REQUEUE",
     "Consumer",
+    "FailedJob",
     "FrameError",
     "Jobs",
     "PipelineStat",

@@ -12,6 +12,11 @@ JSON codec). Bodies, as sent and received:
 - ``jobs.List``: ``{}`` -> ``{"pipelines": [...]}``.
 - ``jobs.Stat``: ``{}`` -> ``{"stats": [Stat, ...]}``.
 - ``jobs.Declare``: ``{"pipeline": {key: value-string}}``.
+- ``jobs.FailedList``: ``{"pipeline", "limit"}`` -> ``{"jobs": [FailedJob, ...]}``;
+  ``jobs.FailedShow``: ``{"id", "pipeline"}`` -> ``FailedJob``;
+  ``jobs.FailedRetry`` / ``jobs.FailedRemove``: ``{"ids": [...], "all",
+  "pipeline"}`` -> ``{"ids": [...]}``. ``FailedJob`` is ``{"job": Job,
+  "reason", "attempts", "died_at": unix-nanoseconds}``.
 
 The exact bytes are pinned by the golden frames in ``rpc/testdata`` (see
 ``rpc/doc.go``).
@@ -32,7 +37,7 @@ from .errors import FrameError, ProtocolError, PushError, RPCError
 from .rpc import DEFAULT_ADDRESS, RPC
 from .task import whole_seconds
 
-__all__ = ["Jobs", "PushJob", "PipelineStat", "HeadersIn"]
+__all__ = ["Jobs", "PushJob", "PipelineStat", "FailedJob", "HeadersIn"]
 
 HeadersIn = Mapping[str, Union[str, Sequence[str]]]
 """Headers as a producer gives them: a value is a string or a list of strings."""
@@ -89,6 +94,47 @@ class PipelineStat:
         stat = cls(**{k: v for k, v in obj.items() if k in known})
         stat.extra = {k: v for k, v in obj.items() if k not in known}
         return stat
+
+
+@dataclass
+class FailedJob:
+    """A failed (dead) job, from ``jobs.FailedList`` or ``jobs.FailedShow``.
+
+    ``reason`` says why it died: the worker's NACK message, the error frame,
+    or a crash or exec_ttl with the tail of the worker's stderr.
+    ``attempts`` is the attempt that died; ``died_at`` is when, as Unix
+    seconds (``None`` when the broker did not record it).
+    """
+
+    id: str
+    pipeline: str
+    job: str
+    payload: bytes
+    headers: Dict[str, List[str]]
+    priority: int
+    key: str
+    attempts: int
+    reason: str
+    died_at: Optional[float]
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any]) -> "FailedJob":
+        j = obj.get("job") or {}
+        o = j.get("options") or {}
+        headers = {str(k): [str(x) for x in (v or {}).get("value") or []] for k, v in (j.get("headers") or {}).items()}
+        ns = int(obj.get("died_at") or 0)
+        return cls(
+            id=str(j.get("id") or ""),
+            pipeline=str(o.get("pipeline") or ""),
+            job=str(j.get("job") or ""),
+            payload=base64.b64decode(j.get("payload") or ""),
+            headers=headers,
+            priority=int(o.get("priority") or 0),
+            key=str(o.get("key") or ""),
+            attempts=int(obj.get("attempts") or 0),
+            reason=str(obj.get("reason") or ""),
+            died_at=ns / 1e9 if ns else None,
+        )
 
 
 def _payload_bytes(payload: Union[bytes, bytearray, memoryview, str]) -> bytes:
@@ -284,3 +330,48 @@ class Jobs:
         """Stop and remove the named pipelines; return the ones destroyed."""
         result = self._rpc.call("jobs.Destroy", {"pipelines": list(pipelines)}) or {}
         return [str(p) for p in result.get("pipelines") or []]
+
+    def failed_list(self, pipeline: Optional[str] = None, *, limit: int = 0) -> List[FailedJob]:
+        """Failed jobs of ``pipeline``, or of every pipeline whose driver
+        keeps them when ``None``; at most ``limit`` (0: all)."""
+        if limit < 0:
+            raise ValueError("limit must not be negative")
+        body: Dict[str, Any] = {}
+        if pipeline:
+            body["pipeline"] = pipeline
+        if limit:
+            body["limit"] = limit
+        result = self._rpc.call("jobs.FailedList", body) or {}
+        return [FailedJob.from_json(f) for f in result.get("jobs") or []]
+
+    def failed_show(self, id: str, pipeline: Optional[str] = None) -> FailedJob:
+        """One failed job with its payload; raises :class:`RPCError`
+        ("no such failed job") when no pipeline holds it."""
+        body: Dict[str, Any] = {"id": id}
+        if pipeline:
+            body["pipeline"] = pipeline
+        return FailedJob.from_json(self._rpc.call("jobs.FailedShow", body) or {})
+
+    def failed_retry(self, *ids: str, all: bool = False, pipeline: Optional[str] = None) -> List[str]:
+        """Push failed jobs back to their pipelines as attempt 1 with their
+        headers: the ``ids``, or every one (of ``pipeline``) with
+        ``all=True``. Each leaves the failed jobs only once the broker
+        confirmed its push. Returns the ids retried; ids no pipeline holds
+        raise :class:`RPCError` naming them (the others were retried)."""
+        return self._failed_call("jobs.FailedRetry", ids, all, pipeline)
+
+    def failed_remove(self, *ids: str, all: bool = False, pipeline: Optional[str] = None) -> List[str]:
+        """Delete failed jobs: the ``ids``, or every one (of ``pipeline``)
+        with ``all=True``. Returns the ids removed."""
+        return self._failed_call("jobs.FailedRemove", ids, all, pipeline)
+
+    def _failed_call(self, method: str, ids: Sequence[str], all: bool, pipeline: Optional[str]) -> List[str]:
+        if all and ids:
+            raise ValueError("give ids or all=True, not both")
+        if not all and not ids:
+            return []
+        body: Dict[str, Any] = {"all": True} if all else {"ids": list(ids)}
+        if pipeline:
+            body["pipeline"] = pipeline
+        result = self._rpc.call(method, body) or {}
+        return [str(i) for i in result.get("ids") or []]
