@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,10 +38,33 @@ func listDead(t *testing.T, d *Driver, limit int) []consumer.DeadJob {
 // remove empties the queue.
 func TestDeadStore(t *testing.T) {
 	ctx := context.Background()
-	cfg := testConfig(t)
+	addr := testVhost(t)
+	vhost := strings.TrimPrefix(mustURL(t, addr).Path, "/")
+	cfg := Config{Queue: uniqueName(t), Prefetch: 10, RedialTimeout: 5 * time.Second}
 	dlq := uniqueName(t)
-	deleteQueues(t, dlq)
-	d := open(t, cfg, dlq)
+	nctx, ncancel := context.WithTimeout(ctx, 10*time.Second)
+	defer ncancel()
+	d, err := New(nctx, "test", Global{Addr: addr}, cfg, dlq, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer ccancel()
+		_ = d.Close(cctx)
+	})
+	count := func(queue string) int {
+		t.Helper()
+		s, err := d.waitSession(nctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := s.queueDepth(queue)
+		if err != nil {
+			t.Fatalf("depth of %s: %v", queue, err)
+		}
+		return n
+	}
 	for _, id := range []string{"a", "b", "c"} {
 		publish(t, d, consumer.Job{ID: id, Name: "Job" + id, Payload: []byte("p-" + id),
 			Headers: map[string][]string{"tenant": {"t-" + id}}})
@@ -62,7 +86,7 @@ func TestDeadStore(t *testing.T) {
 			t.Errorf("dead job headers carry bookkeeping %q: %v", k, b.Job.Headers)
 		}
 	}
-	if n := queueCount(t, dlq); n != 3 {
+	if n := count(dlq); n != 3 {
 		t.Fatalf("after listing the dead_letter queue holds %d messages, want 3", n)
 	}
 	if two := listDead(t, d, 2); !slices.Equal(deadIDs(two), []string{"a", "b"}) {
@@ -88,8 +112,12 @@ func TestDeadStore(t *testing.T) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	before := d.current()
 	ids, err := d.retryDead(rctx, consumer.DeadSelection{IDs: []string{"b", "zz"}}, func() {
-		_ = d.current().conn.Close() // the broker connection is lost before the acks
+		// The broker drops the connection after the copy's confirm,
+		// before the ack of the dead letter.
+		rabbitmqctl(t, "close_all_connections", "--vhost", vhost, "dead store test")
+		waitFor(t, 10*time.Second, "the connection to drop", before.dead)
 	})
 	if err != nil || !slices.Equal(ids, []string{"b"}) {
 		t.Fatalf("retry cut off by the connection = %v, %v; want b", ids, err)
@@ -97,10 +125,10 @@ func TestDeadStore(t *testing.T) {
 	if left := listDead(t, d, 0); !slices.Equal(deadIDs(left), []string{"a", "c"}) {
 		t.Fatalf("after the cut-off retry ListDead = %v, want a c", deadIDs(left))
 	}
-	if n := queueCount(t, dlq); n != 2 {
+	if n := count(dlq); n != 2 {
 		t.Errorf("dead_letter queue holds %d messages, want 2", n)
 	}
-	if n := queueCount(t, cfg.Queue); n != 1 {
+	if n := count(cfg.Queue); n != 1 {
 		t.Errorf("work queue holds %d messages, want the one copy", n)
 	}
 	if err := d.Resume(ctx); err != nil {
@@ -114,13 +142,13 @@ func TestDeadStore(t *testing.T) {
 		t.Errorf("retried job still carries %s: %v", HeaderDeadReason, del.Headers)
 	}
 	settle(t, del, consumer.Outcome{Action: consumer.Ack})
-	waitFor(t, 10*time.Second, "work queue empty", func() bool { return queueCount(t, cfg.Queue) == 0 })
+	waitFor(t, 10*time.Second, "work queue empty", func() bool { return count(cfg.Queue) == 0 })
 
 	ids, err = d.RemoveDead(ctx, consumer.DeadSelection{All: true})
 	if err != nil || !slices.Equal(ids, []string{"a", "c"}) {
 		t.Fatalf("RemoveDead(all) = %v, %v", ids, err)
 	}
-	if n := queueCount(t, dlq); n != 0 {
+	if n := count(dlq); n != 0 {
 		t.Errorf("after remove the dead_letter queue holds %d", n)
 	}
 }
