@@ -463,12 +463,8 @@ func indexPath(path string, i int) string {
 	return path + "[" + strconv.Itoa(i) + "]"
 }
 
-// unknownKeyReason explains an unknown key: RoadRunner keys Pipevisor does
-// not implement get a specific reason, typos a suggestion.
-func unknownKeyReason(path, key string, known []string) string {
-	if r := unsupportedRoadRunnerKey(path, key, known); r != "" {
-		return r
-	}
+// unknownKeyReason explains an unknown key: typos get a suggestion.
+func unknownKeyReason(_, key string, known []string) string {
 	reason := "unknown key"
 	best, bestDist := "", 3
 	for _, k := range known {

@@ -410,7 +410,7 @@ jobs:
 `))
 	want := []string{
 		`jobs.pool.num_workers: cannot unmarshal !!str "two" into int (line 8)`,
-		`jobs.pool.bogus_key: unknown key (known keys: command, num_workers, max_jobs, allocate_timeout, destroy_timeout, reset_timeout, pipelining, supervisor, debug, max_queue_size, stream_timeout, dynamic_allocator) (line 9)`,
+		`jobs.pool.bogus_key: unknown key (known keys: command, num_workers, max_jobs, allocate_timeout, destroy_timeout, reset_timeout, pipelining, supervisor, env, debug, max_queue_size, stream_timeout, dynamic_allocator, autoscale) (line 9)`,
 		`jobs.pipelines.default.retry.max_attempts: must be >= 1 (1 means no retries; got -1) (line 14)`,
 	}
 	if got := errorStrings(err); !slices.Equal(got, want) {
@@ -486,10 +486,10 @@ func TestSelfReferencingAnchorsTerminate(t *testing.T) {
 		doc  string
 		want string // "" = loads
 	}{
-		{"jobs: &a {\"\": *a}\n", "jobs.: unknown key (known keys: num_pollers, pipeline_size, options, timeout, shutdown_timeout, pool, consume, pipelines) (line 3)"},
+		{"jobs: &a {\"\": *a}\n", "jobs.: unknown key (known keys: num_pollers, pipeline_size, options, timeout, shutdown_timeout, pool, pools, consume, pipelines) (line 3)"},
 		{"jobs: &a {<<: *a}\n", ""},
 		{"jobs: {pipelines: &a {x: {<<: *a}}}\n", "jobs.pipelines.x.driver: required (one of memory, boltdb, amqp, kafka, sqs) (line 3)\n" +
-			"jobs.pipelines.x.x: unknown key (known keys: driver, config, priority, concurrency, retry, dead_letter) (line 3)"},
+			"jobs.pipelines.x.x: unknown key (known keys: driver, config, priority, concurrency, retry, dead_letter, pool) (line 3)"},
 		{"jobs: {pipelines: {x: &b {<<: [*b, *b], driver: memory}}}\n", ""},
 	} {
 		_, err := Parse([]byte("version: \"3\"\nserver: {command: w}\n" + tc.doc))

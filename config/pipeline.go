@@ -53,6 +53,9 @@ type Pipeline struct {
 	// DeadLetter is the driver-specific dead-letter target; empty means
 	// the driver's default (the memory driver keeps a dead list).
 	DeadLetter string
+	// Pool names the worker pool that runs the jobs (a jobs.pools key, or
+	// DefaultPool); empty means DefaultPool.
+	Pool string
 
 	// Memory is set when Driver is DriverMemory.
 	Memory *memjobs.Config
@@ -80,6 +83,7 @@ type pipelineKeys struct {
 	Concurrency *int         `yaml:"concurrency"`
 	Retry       retrySection `yaml:"retry"`
 	DeadLetter  string       `yaml:"dead_letter"`
+	Pool        string       `yaml:"pool"`
 }
 
 // retrySection is a pipeline's retry: key: the policy decoded over
@@ -106,6 +110,7 @@ func decodePipeline(n *yaml.Node, path, configPath string, p *Pipeline) []*Error
 
 	p.Driver = keys.Driver
 	p.DeadLetter = keys.DeadLetter
+	p.Pool = keys.Pool
 	p.Retry = keys.Retry.RetryPolicy
 	errs = append(errs, validateRetry(p.Retry, joinPath(path, "retry"))...)
 	if keys.Concurrency != nil {

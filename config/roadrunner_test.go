@@ -66,10 +66,23 @@ var rrCorpus = map[string]struct {
 		errs: []string{"server.command: required (or jobs.pool.command): the command that starts one worker"},
 	},
 	"pools.rr.yaml": {
-		errs: []string{
-			"jobs.pools: named pools are not implemented yet: use jobs.pool (one pool for every pipeline) (line 18)",
-			"jobs.pipelines.first.pool: named pools are not implemented yet: remove it, every pipeline runs on jobs.pool (line 31)",
-			"jobs.pipelines.second.pool: named pools are not implemented yet: remove it, every pipeline runs on jobs.pool (line 37)",
+		warnings: []string{
+			"jobs.pipeline_size: ignored: there is no shared priority queue to bound; each pipeline holds at most its prefetch (line 17)",
+		},
+		check: func(t *testing.T, r *Root) {
+			if got := r.PoolNames(); !slices.Equal(got, []string{"main", "urgent"}) {
+				t.Errorf("PoolNames = %v, want [main urgent] (no default pool)", got)
+			}
+			first, second := r.Jobs.Pipelines["first"], r.Jobs.Pipelines["second"]
+			if r.Jobs.PoolOf(first) != "main" || r.Jobs.PoolOf(second) != "urgent" || first.Concurrency != 4 || second.Concurrency != 2 {
+				t.Errorf("first %s/%d, second %s/%d", first.Pool, first.Concurrency, second.Pool, second.Concurrency)
+			}
+			m, _ := r.PoolConfigFor("main")
+			u, _ := r.PoolConfigFor("urgent")
+			if m.NumWorkers != 4 || u.NumWorkers != 2 || u.AllocateTimeout != 30*time.Second ||
+				!slices.Equal(m.Command, []string{"php", "jobs_worker.php"}) || m.Env["RR_RPC"] != "tcp://127.0.0.1:6105" {
+				t.Errorf("main %+v, urgent %+v", m, u)
+			}
 		},
 	},
 	"boltdb-init.yaml": {
@@ -253,7 +266,6 @@ var rrCorpus = map[string]struct {
 			"jobs.options.parallelism: ignored: the pipelines of jobs.consume all start at boot (line 99)",
 			"jobs.pool.max_queue_size: ignored: a pipeline takes no job from its broker without a free slot, so nothing queues for workers (line 104)",
 			"jobs.pool.stream_timeout: ignored: jobs have no streamed responses (line 108)",
-			"jobs.pool.dynamic_allocator: ignored: the pool stays at num_workers until named scaling pools land (line 110)",
 		},
 		check: func(t *testing.T, r *Root) {
 			ic, ok := r.Server.InitConfig()
@@ -268,6 +280,9 @@ var rrCorpus = map[string]struct {
 			if !slices.Equal(pc.Command, []string{"php", "jobs_worker.php", "--pool"}) || pc.NumWorkers != 2 || pc.MaxJobs != 100 ||
 				pc.Supervisor.ExecTTL != time.Minute || pc.Supervisor.MaxWorkerMemory != 128 || pc.Env["APP_ENV"] != "test" {
 				t.Errorf("pool = %+v", pc)
+			}
+			if sc := r.PoolConfig().Scale; sc.Max != 22 || sc.SpawnRate != 5 || sc.IdleTimeout != 30*time.Second {
+				t.Errorf("dynamic_allocator: scale = %+v, want max 2+20, spawn_rate 5, idle_timeout 30s", sc)
 			}
 			if r.Jobs.Pool.DynamicAllocator == nil || r.Jobs.Pool.DynamicAllocator.MaxWorkers != 20 || r.Metrics.Collect["app_metric"].Type != "histogram" ||
 				r.OTel == nil || r.OTel.Resource.ServiceName != "rr_test" || r.Endure == nil || r.Endure.GracePeriod != 30*time.Second {

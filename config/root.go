@@ -17,10 +17,12 @@ package config
 
 import (
 	"maps"
-	"runtime"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
+
+	"gopkg.in/yaml.v3"
 
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
 	"github.com/pipevisor/pipevisor/consumer/boltjobs"
@@ -205,9 +207,15 @@ type Jobs struct {
 	// before they are returned to the broker (default
 	// DefaultShutdownTimeout; must be > 0).
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	// Pool is the worker pool. Command and Env are as written under
-	// jobs.pool; Root.PoolConfig merges in server.* and rpc.listen.
+	// Pool is the default worker pool (named DefaultPool wherever a name
+	// is shown). Command and Env are as written under jobs.pool;
+	// Root.PoolConfig merges in server.* and rpc.listen.
 	Pool JobsPool `yaml:"pool"`
+	// Pools are the named worker pools (RoadRunner's jobs.pools); a
+	// pipeline runs on the one its pool key names. A pool named
+	// DefaultPool here is the default pool when jobs.pool is not
+	// written. See Root.PoolNames and Root.PoolConfigFor.
+	Pools map[string]JobsPool `yaml:"pools"`
 	// Consume names the pipelines started at boot; each must be declared
 	// under Pipelines. Others start only through jobs.Resume.
 	Consume []string `yaml:"consume"`
@@ -215,10 +223,14 @@ type Jobs struct {
 	Pipelines map[string]Pipeline `yaml:"pipelines"`
 }
 
-// JobsPool is jobs.pool: the pool's keys plus RoadRunner's pool keys
-// that have no meaning here, accepted and ignored with a warning.
+// JobsPool is jobs.pool or one jobs.pools entry: the pool's keys, its
+// scaling (dynamic_allocator, autoscale), plus RoadRunner's pool keys that
+// have no meaning here, accepted and ignored with a warning.
 type JobsPool struct {
 	pool.Config `yaml:",inline"`
+	// Env is added to server.env for this pool's workers (keys
+	// upper-cased; this pool's value wins).
+	Env map[string]string `yaml:"env"`
 	// Debug (RoadRunner: a new worker per job) is ignored.
 	Debug bool `yaml:"debug"`
 	// MaxQueueSize (RoadRunner: requests waiting for a worker) is
@@ -226,16 +238,43 @@ type JobsPool struct {
 	MaxQueueSize uint64 `yaml:"max_queue_size"`
 	// StreamTimeout (RoadRunner: HTTP streaming) is ignored.
 	StreamTimeout time.Duration `yaml:"stream_timeout"`
-	// DynamicAllocator (RoadRunner: extra workers under load) is
-	// ignored: the pool stays at num_workers.
+	// DynamicAllocator is RoadRunner's scaling: up to max_workers more
+	// than num_workers under load. Load turns it into Config.Scale.
 	DynamicAllocator *DynamicAllocator `yaml:"dynamic_allocator"`
+	// Autoscale is Pipevisor's scaling, with the bounds written as
+	// sizes; Load turns it into Config.Scale (and NumWorkers = Min).
+	Autoscale *Autoscale `yaml:"autoscale"`
+
+	// set is true when the section is written (decodeNode).
+	set bool
 }
 
-// DynamicAllocator is jobs.pool.dynamic_allocator (RoadRunner's keys).
+// decodeNode decodes the pool's keys and records that it is written.
+func (p *JobsPool) decodeNode(n *yaml.Node, path string) []*Error {
+	p.set = true
+	return decodeStruct(n, path, reflect.ValueOf(p).Elem())
+}
+
+// DynamicAllocator is RoadRunner's dynamic_allocator: the pool grows by
+// up to SpawnRate workers per watch_tick while jobs wait for a worker, to
+// at most num_workers + MaxWorkers, and retires the added workers idle
+// for IdleTimeout. Defaults are RoadRunner's: 10, 5, 1m.
 type DynamicAllocator struct {
 	MaxWorkers  uint64        `yaml:"max_workers"`
 	SpawnRate   uint64        `yaml:"spawn_rate"`
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// Autoscale is a pool's autoscale section: its size moves between Min
+// and Max. SpawnRate (default 5) and IdleTimeout (default 1m) are as in
+// DynamicAllocator; WaitThreshold, when set, grows the pool only when a
+// job has waited that long for a worker (0: as soon as one waits).
+type Autoscale struct {
+	Min           int           `yaml:"min"`
+	Max           int           `yaml:"max"`
+	SpawnRate     int           `yaml:"spawn_rate"`
+	IdleTimeout   time.Duration `yaml:"idle_timeout"`
+	WaitThreshold time.Duration `yaml:"wait_threshold"`
 }
 
 // JobsOptions is jobs.options, accepted for RoadRunner compatibility.
@@ -316,18 +355,28 @@ func (j Jobs) PipelineNames() []string {
 	return names
 }
 
-// PoolConfig returns the pool configuration to run: jobs.pool with Command
-// falling back to server.command, and Env holding server.env (keys
-// upper-cased, as RoadRunner does) plus RR_RPC=rpc.listen. The pool adds
-// RR_MODE and RR_RELAY itself. The returned config shares no memory with r.
+// PoolConfig returns the configuration of the default pool (see
+// PoolConfigFor); with no default pool, that of jobs.pool as written.
 func (r *Root) PoolConfig() pool.Config {
-	cfg := r.Jobs.Pool.Config
+	return r.poolConfig(r.jobsPool(DefaultPool))
+}
+
+// poolConfig returns the pool configuration to run for jp: Command
+// falling back to server.command, and Env holding server.env then jp.Env
+// (keys upper-cased, as RoadRunner does) plus RR_RPC=rpc.listen. The pool
+// adds RR_MODE and RR_RELAY itself. The returned config shares no memory
+// with r.
+func (r *Root) poolConfig(jp JobsPool) pool.Config {
+	cfg := jp.Config
 	cfg.Command = slices.Clone(cfg.Command)
 	if len(cfg.Command) == 0 {
 		cfg.Command = slices.Clone(r.Server.Command)
 	}
-	cfg.Env = make(map[string]string, len(r.Server.Env)+1)
+	cfg.Env = make(map[string]string, len(r.Server.Env)+len(jp.Env)+1)
 	for k, v := range r.Server.Env {
+		cfg.Env[strings.ToUpper(k)] = v
+	}
+	for k, v := range jp.Env {
 		cfg.Env[strings.ToUpper(k)] = v
 	}
 	cfg.Env["RR_RPC"] = r.RPC.Listen
@@ -360,20 +409,10 @@ func (r *Root) applyDerivedDefaults() {
 	if r.RPC.MaxInflightBytes == 0 {
 		r.RPC.MaxInflightBytes = DefaultRPCMaxInflightBytes
 	}
-	p := &r.Jobs.Pool
-	if p.NumWorkers == 0 {
-		p.NumWorkers = runtime.NumCPU()
-	}
-	for _, d := range []*time.Duration{&p.AllocateTimeout, &p.DestroyTimeout, &p.ResetTimeout} {
-		if *d == 0 {
-			*d = DefaultPoolTimeout
-		}
-	}
-	if p.Supervisor.WatchTick == 0 {
-		p.Supervisor.WatchTick = DefaultWatchTick
-	}
-	if p.Pipelining == 0 {
-		p.Pipelining = DefaultPipelining
+	r.Jobs.Pool.applyDefaults()
+	for name, jp := range r.Jobs.Pools {
+		jp.applyDefaults()
+		r.Jobs.Pools[name] = jp
 	}
 	if r.Jobs.Timeout == 0 {
 		r.Jobs.Timeout = DefaultJobsTimeout
@@ -381,7 +420,8 @@ func (r *Root) applyDerivedDefaults() {
 	for name, pl := range r.Jobs.Pipelines {
 		pl.Name = name
 		if pl.Concurrency == 0 {
-			pl.Concurrency = p.NumWorkers
+			// One slot per worker the pool may have.
+			pl.Concurrency = max(1, r.jobsPool(r.Jobs.PoolOf(pl)).MaxWorkers())
 		}
 		r.Jobs.Pipelines[name] = pl
 	}

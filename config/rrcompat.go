@@ -61,19 +61,6 @@ func withoutForeignSections(top *yaml.Node) (*yaml.Node, []*Error) {
 	return &out, warnings
 }
 
-// unsupportedRoadRunnerKey returns why a RoadRunner key is rejected, or
-// "". known are the keys of the mapping the key is in.
-func unsupportedRoadRunnerKey(path, key string, known []string) string {
-	switch {
-	case path == "jobs.pools":
-		return "named pools are not implemented yet: use jobs.pool (one pool for every pipeline)"
-	case key == "pool" && slices.Contains(known, "driver") && slices.Contains(known, "dead_letter"):
-		// jobs.pipelines.<name>.pool
-		return "named pools are not implemented yet: remove it, every pipeline runs on jobs.pool"
-	}
-	return ""
-}
-
 // validateCompat checks the RoadRunner sections that have rules of their
 // own (server.on_init).
 func (r *Root) validateCompat() []*Error {
@@ -120,7 +107,6 @@ func (r *Root) ignoredWarnings() []*Error {
 	warn(j.Pool.Debug, "jobs.pool.debug", "ignored: workers are long-lived (max_jobs: 1 replaces a worker after each job)")
 	warn(j.Pool.MaxQueueSize != 0, "jobs.pool.max_queue_size", "ignored: a pipeline takes no job from its broker without a free slot, so nothing queues for workers")
 	warn(j.Pool.StreamTimeout != 0, "jobs.pool.stream_timeout", "ignored: jobs have no streamed responses")
-	warn(j.Pool.DynamicAllocator != nil, "jobs.pool.dynamic_allocator", "ignored: the pool stays at num_workers until named scaling pools land")
 
 	warn(len(r.Metrics.Collect) > 0, "metrics.collect", "ignored: application metrics declared here are not collected")
 	warn(r.Status.CheckTimeout != 0, "status.check_timeout", "ignored: /health and /ready answer from the supervisor's own state without waiting")

@@ -35,17 +35,12 @@ func (r *Root) validate() (errs, warnings []*Error) {
 		add("rpc.max_inflight_bytes", "must be at least %d (1 MiB), in bytes (0 means %d, 128 MiB; got %d)", MinRPCMaxInflightBytes, DefaultRPCMaxInflightBytes, n)
 	}
 
-	if len(r.Server.Command) == 0 && len(r.Jobs.Pool.Command) == 0 {
+	if len(r.Server.Command) == 0 && len(r.Jobs.Pool.Command) == 0 && (r.Jobs.Pool.set || len(r.Jobs.Pools) == 0) {
 		add("server.command", "required (or jobs.pool.command): the command that starts one worker")
 	}
 	for i, arg := range r.Server.Command {
 		if arg == "" {
 			add(indexPath("server.command", i), "must not be empty")
-		}
-	}
-	for i, arg := range r.Jobs.Pool.Command {
-		if arg == "" {
-			add(indexPath("jobs.pool.command", i), "must not be empty")
 		}
 	}
 	switch r.Server.Relay {
@@ -79,20 +74,13 @@ func (r *Root) validate() (errs, warnings []*Error) {
 			add(path, "must be >= 0 (got %d)", v)
 		}
 	}
-	if n := r.Jobs.Pool.NumWorkers; n < 0 || n > MaxNumWorkers {
-		add("jobs.pool.num_workers", "must be from 0 to %d (0 means one per CPU; got %d)", MaxNumWorkers, n)
-	}
-	if n := r.Jobs.Pool.Pipelining; n < 1 || n > MaxPipelining {
-		add("jobs.pool.pipelining", "must be from 1 to %d, the most jobs written to one worker ahead of its replies (0 means 1; got %d)", MaxPipelining, n)
-	}
+	perrs, pwarnings := r.validatePools()
+	errs = append(errs, perrs...)
+	warnings = append(warnings, pwarnings...)
 
 	for name, p := range r.Jobs.Pipelines {
 		if name == "" || strings.ContainsFunc(name, isSpaceOrControl) {
 			add(joinPath("jobs.pipelines", name), "a pipeline name must be non-empty without spaces or control characters")
-		}
-		if p.Concurrency > r.Jobs.Pool.NumWorkers && r.Jobs.Pool.NumWorkers > 0 {
-			warnings = append(warnings, errAt(joinPath(joinPath("jobs.pipelines", name), "concurrency"), 0,
-				"%d is more than jobs.pool.num_workers (%d): the extra jobs wait for a free worker", p.Concurrency, r.Jobs.Pool.NumWorkers))
 		}
 		warnings = append(warnings, p.Warnings...)
 	}

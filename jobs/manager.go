@@ -42,8 +42,14 @@ const CloseTimeout = 5 * time.Second
 type Config struct {
 	// Factory builds each pipeline's driver. Required.
 	Factory Factory
-	// Executor runs the jobs of every pipeline (the worker pool). Required.
+	// Executor runs the jobs of every pipeline (the worker pool) when
+	// Pools is empty. Required then.
 	Executor pipeline.Executor
+	// Pools are the worker pools by name; a pipeline runs on the one
+	// its Pool names (config.DefaultPool when empty). When empty,
+	// Executor, DefaultConcurrency and Pipelining are the one pool,
+	// config.DefaultPool.
+	Pools map[string]Pool
 	// Logger receives the pipelines' log lines; nil discards them.
 	Logger *slog.Logger
 	// Pipelines are the pipelines declared in the configuration file, by
@@ -74,9 +80,10 @@ const (
 
 // entry is one pipeline: its configuration, driver and loop.
 type entry struct {
-	cfg config.Pipeline
-	drv Driver
-	pl  *pipeline.Pipeline
+	cfg  config.Pipeline
+	drv  Driver
+	pl   *pipeline.Pipeline
+	pool string // the name of the pool it runs on
 
 	// running and done are guarded by Manager.mu.
 	running bool
@@ -87,8 +94,9 @@ type entry struct {
 // concurrent use. Every goroutine it starts is awaited by Stop (or by the
 // Destroy that removed its pipeline).
 type Manager struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	log   *slog.Logger
+	pools map[string]Pool // cfg.pools()
 
 	runCtx    context.Context // parent of every pipeline's Run
 	cancelRun context.CancelFunc
@@ -114,6 +122,7 @@ func New(cfg Config) *Manager {
 	return &Manager{
 		cfg:       cfg,
 		log:       log,
+		pools:     cfg.pools(),
 		runCtx:    ctx,
 		cancelRun: cancel,
 		pipes:     make(map[string]*entry),
@@ -147,14 +156,19 @@ func (m *Manager) Start(ctx context.Context, consume []string) error {
 	for _, name := range names {
 		p := m.cfg.Pipelines[name]
 		p.Name = name
-		p.Concurrency = m.concurrency(p.Concurrency)
+		var poolName string
+		var pool Pool
+		if poolName, pool, err = m.poolFor(p); err != nil {
+			break
+		}
+		p.Concurrency = concurrency(p.Concurrency, pool)
 		var drv Driver
 		drv, err = m.cfg.Factory(ctx, p)
 		if err != nil {
 			err = fmt.Errorf("jobs: pipeline %q: %w", name, err)
 			break
 		}
-		e := m.newEntry(p, drv)
+		e := m.newEntry(p, drv, poolName, pool)
 		created = append(created, e)
 		// A pipeline that is not consumed must not hold messages either:
 		// pause its driver (an AMQP consumer would otherwise prefetch).
@@ -201,27 +215,28 @@ func (m *Manager) Start(ctx context.Context, consume []string) error {
 }
 
 // concurrency returns the number of slots of a pipeline configured with
-// conc: conc, or DefaultConcurrency when conc is below 1.
-func (m *Manager) concurrency(conc int) int {
+// conc that runs on pool: conc, or the pool's Concurrency when conc is
+// below 1.
+func concurrency(conc int, pool Pool) int {
 	if conc < 1 {
-		return m.cfg.DefaultConcurrency
+		return pool.Concurrency
 	}
 	return conc
 }
 
-// newEntry wraps a driver in a pipeline.
-func (m *Manager) newEntry(p config.Pipeline, drv Driver) *entry {
+// newEntry wraps a driver in a pipeline that runs on pool.
+func (m *Manager) newEntry(p config.Pipeline, drv Driver, poolName string, pool Pool) *entry {
 	pl := pipeline.New(pipeline.Config{
 		Name:          p.Name,
 		Driver:        p.Driver,
 		Priority:      p.Priority,
-		Concurrency:   m.concurrency(p.Concurrency),
-		Pipelining:    m.cfg.Pipelining,
+		Concurrency:   concurrency(p.Concurrency, pool),
+		Pipelining:    pool.Pipelining,
 		Retry:         p.Retry,
 		SettleTimeout: m.cfg.SettleTimeout,
 		Observer:      m.cfg.Observer,
-	}, drv, m.cfg.Executor, m.log)
-	return &entry{cfg: p, drv: drv, pl: pl}
+	}, drv, pool.Executor, m.log)
+	return &entry{cfg: p, drv: drv, pl: pl, pool: poolName}
 }
 
 // startLocked starts e's loop unless it runs already. Caller holds m.mu
@@ -364,7 +379,11 @@ func (m *Manager) Declare(ctx context.Context, opts map[string]string) error {
 	for _, w := range p.Warnings {
 		m.log.Warn("declare: "+w.Reason, "pipeline", p.Name, "key", w.Path)
 	}
-	p.Concurrency = m.concurrency(p.Concurrency)
+	poolName, pool, err := m.poolFor(p)
+	if err != nil {
+		return fmt.Errorf("jobs: declare: %w", err)
+	}
+	p.Concurrency = concurrency(p.Concurrency, pool)
 	m.mu.Lock()
 	switch {
 	case m.state == stateStopped:
@@ -391,7 +410,7 @@ func (m *Manager) Declare(ctx context.Context, opts map[string]string) error {
 	run := m.consume[p.Name]
 	m.mu.RUnlock()
 	if err == nil {
-		e = m.newEntry(p, drv)
+		e = m.newEntry(p, drv, poolName, pool)
 		if !run {
 			// Not consumed yet: the driver must not hold messages either
 			// (an AMQP consumer would otherwise prefetch).

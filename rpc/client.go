@@ -236,5 +236,11 @@ func (c *Client) Workers(ctx context.Context) ([]WorkerInfo, error) {
 
 // Reset replaces every worker one at a time and returns when done.
 func (c *Client) Reset(ctx context.Context) error {
-	return c.call(ctx, "resetter.Reset", &jobsv1.ResetRequest{Plugin: "jobs"}, &jobsv1.ResetResponse{})
+	return c.ResetPool(ctx, "")
+}
+
+// ResetPool replaces the workers of the pool named pool (every pool when
+// empty) one at a time and returns when done.
+func (c *Client) ResetPool(ctx context.Context, pool string) error {
+	return c.call(ctx, "resetter.Reset", &jobsv1.ResetRequest{Plugin: "jobs", Pool: pool}, &jobsv1.ResetResponse{})
 }

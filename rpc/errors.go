@@ -33,6 +33,9 @@ var (
 	// ErrNoWorkers is returned by informer.Workers and resetter.Reset when
 	// the server was built without a Workers implementation.
 	ErrNoWorkers = errors.New("rpc: no worker pool")
+	// ErrUnknownPool is returned by resetter.Reset for a pool name that
+	// names no pool.
+	ErrUnknownPool = errors.New("rpc: unknown worker pool")
 	// ErrBadResponse is returned by the Client when the reply frame does
 	// not belong to the call (wrong sequence number).
 	ErrBadResponse = errors.New("rpc: response does not match the request")

@@ -51,6 +51,8 @@ type WorkerInfo struct {
 	// CurrentJobSince is when the worker was handed CurrentJob; zero
 	// when idle.
 	CurrentJobSince time.Time
+	// Pool is the name of the worker's pool ("default" for jobs.pool).
+	Pool string
 }
 
 // Workers is the worker pool as seen by informer.Workers and
@@ -60,6 +62,15 @@ type Workers interface {
 	Workers() []WorkerInfo
 	// Reset replaces every worker, one at a time, without losing a job.
 	Reset(ctx context.Context) error
+}
+
+// PoolResetter is implemented by Workers with named pools: resetter.Reset
+// with a pool name resets that pool only. Without it, a request naming a
+// pool fails with ErrUnknownPool.
+type PoolResetter interface {
+	// ResetPool is Reset for the pool named pool; an unknown name is an
+	// error wrapping ErrUnknownPool.
+	ResetPool(ctx context.Context, pool string) error
 }
 
 // Server serves the jobs, informer and resetter RPC services over goridge

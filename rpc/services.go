@@ -128,12 +128,22 @@ type resetterService struct {
 	workers Workers
 }
 
-// Reset replaces every worker (resetter.Reset).
+// Reset replaces every worker (resetter.Reset), or those of the pool the
+// request names.
 func (s *resetterService) Reset(req *jobsv1.ResetRequest, out *jobsv1.ResetResponse) error {
 	if err := checkPlugin(req.GetPlugin(), s.workers); err != nil {
 		return err
 	}
-	if err := s.workers.Reset(s.ctx); err != nil {
+	var err error
+	switch pr, ok := s.workers.(PoolResetter); {
+	case req.GetPool() == "":
+		err = s.workers.Reset(s.ctx)
+	case ok:
+		err = pr.ResetPool(s.ctx, req.GetPool())
+	default:
+		err = fmt.Errorf("%w: %q", ErrUnknownPool, req.GetPool())
+	}
+	if err != nil {
 		return err
 	}
 	out.Ok = true
@@ -334,6 +344,7 @@ func WorkerToProto(w WorkerInfo) *jobsv1.Worker {
 		MemoryUsage:       w.RSS,
 		CurrentJob:        w.CurrentJob,
 		CurrentJobStarted: unixNano(w.CurrentJobSince),
+		Pool:              w.Pool,
 	}
 }
 
@@ -363,5 +374,6 @@ func WorkerFromProto(pw *jobsv1.Worker) WorkerInfo {
 		Created:         fromUnixNano(pw.GetCreated()),
 		CurrentJob:      pw.GetCurrentJob(),
 		CurrentJobSince: fromUnixNano(pw.GetCurrentJobStarted()),
+		Pool:            pw.GetPool(),
 	}
 }

@@ -30,7 +30,8 @@ func runValidate(t *testing.T, file string) (int, string, string) {
 
 // TestValidateRoadRunnerConfigs: RoadRunner-style configs from the corpus
 // validate through the binary, printing what is ignored as warnings;
-// named pools and drivers not shipped fail with exit code 1 naming them.
+// named pools validate (their workers counted together); drivers not
+// shipped fail with exit code 1 naming them.
 func TestValidateRoadRunnerConfigs(t *testing.T) {
 	corpus := func(name string) string {
 		return filepath.Join(testEnv.repoRoot, "config", "testdata", "roadrunner", name)
@@ -60,12 +61,10 @@ func TestValidateRoadRunnerConfigs(t *testing.T) {
 			},
 		},
 		{
-			file: "pools.rr.yaml",
-			code: 1,
+			file:   "pools.rr.yaml",
+			stdout: "pools.rr.yaml: ok (2 pipelines, 2 consumed, 6 workers)",
 			stderr: []string{
-				"pools.rr.yaml: 3 problem(s):",
-				"  jobs.pools: named pools are not implemented yet: use jobs.pool (one pool for every pipeline) (line 18)",
-				"  jobs.pipelines.first.pool: named pools are not implemented yet: remove it, every pipeline runs on jobs.pool (line 31)",
+				"warning: jobs.pipeline_size: ignored: there is no shared priority queue to bound; each pipeline holds at most its prefetch (line 17)",
 			},
 		},
 		{

@@ -60,8 +60,8 @@ func TestWorkersLiveViewShowsTheRunningJob(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// A row: pid, state, jobs, RSS, age, current job, running time.
-	row := regexp.MustCompile(`^\d+\s+working\s+\d+\s+[\d.]+ MB\s+\S+\s+` + regexp.QuoteMeta(id) + `\s+(\S+)$`)
+	// A row: pool, pid, state, jobs, RSS, age, current job, running time.
+	row := regexp.MustCompile(`^default\s+\d+\s+working\s+\d+\s+[\d.]+ MB\s+\S+\s+` + regexp.QuoteMeta(id) + `\s+(\S+)$`)
 	sc := bufio.NewScanner(stdout)
 	var runnings []time.Duration
 	for len(runnings) < 2 && sc.Scan() {

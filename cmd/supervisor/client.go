@@ -179,8 +179,11 @@ func (s *pushSummary) add(jobs []consumer.Job, err error) {
 }
 
 // rate returns " in 1.2s (833 jobs/s)": the time the push took and the
-// confirmed jobs per second.
+// confirmed jobs per second; "" when none was confirmed.
 func (s *pushSummary) rate(took time.Duration) string {
+	if s.confirmed == 0 {
+		return ""
+	}
 	if took <= 0 {
 		took = time.Nanosecond
 	}
@@ -353,10 +356,20 @@ func jobsDestroyAction(c *cli.Context) error {
 	})
 }
 
+// resetAction is `reset [POOL]`: a rolling reset of every pool, or of
+// the pool named.
 func resetAction(c *cli.Context) error {
+	if c.NArg() > 1 {
+		return cli.Exit("supervisor: reset takes at most one pool name", 2)
+	}
+	pool := c.Args().First()
 	return withClient(c, func(ctx context.Context, cl *rpc.Client) error {
-		if err := cl.Reset(ctx); err != nil {
+		if err := cl.ResetPool(ctx, pool); err != nil {
 			return err
+		}
+		if pool != "" {
+			fmt.Fprintf(c.App.Writer, "workers of pool %s reset\n", pool)
+			return nil
 		}
 		fmt.Fprintln(c.App.Writer, "workers reset")
 		return nil

@@ -46,7 +46,7 @@ type production struct {
 
 	// mgr and pool are set by serve, before any goroutine reads them.
 	mgr  *jobs.Manager
-	pool *pool.Pool
+	pool *poolSet
 
 	ctx    context.Context // cancelled by close: stops the HTTP servers
 	cancel context.CancelFunc
@@ -82,6 +82,7 @@ func newProduction(ctx context.Context, root *config.Root, log *slog.Logger) (*p
 			Stat:    func(ctx context.Context) ([]consumer.Stat, error) { return pr.mgr.Stat(ctx) },
 			Workers: func() []pool.WorkerInfo { return pr.pool.Workers() },
 		})
+		pr.met.Registry().MustRegister(metrics.NewPoolCollector(func() []metrics.PoolState { return pr.pool.states() }))
 	}
 	if pr.dash, err = newDashboard(ctx, root); err != nil { // see dashboard.go
 		for _, ln := range []net.Listener{pr.statusLn, pr.metricsLn} {
@@ -95,8 +96,9 @@ func newProduction(ctx context.Context, root *config.Root, log *slog.Logger) (*p
 	return pr, nil
 }
 
-// poolObserver is pool.Config.Observer: worker restarts for the metrics.
-func (pr *production) poolObserver() pool.Observer {
+// poolObserver is pool.Config.Observer of the pool named name: worker
+// restarts for the metrics (its scaling is read at scrape time).
+func (pr *production) poolObserver(name string) pool.Observer {
 	if pr.met == nil {
 		return nil
 	}
@@ -138,7 +140,7 @@ func (j meteredJobs) Push(ctx context.Context, batch []consumer.Job) error {
 // size because workers fail to start; /ready answers 503 until a
 // worker is up and every consumed pipeline is started. The dashboard
 // serves too when configured (an error means it could not start).
-func (pr *production) serve(mgr *jobs.Manager, p *pool.Pool) error {
+func (pr *production) serve(mgr *jobs.Manager, p *poolSet) error {
 	pr.mgr, pr.pool = mgr, p
 	if pr.statusLn != nil {
 		srv := status.New(status.Config{
@@ -171,25 +173,20 @@ func (pr *production) serve(mgr *jobs.Manager, p *pool.Pool) error {
 // errNoLiveWorker is the /health reason when the pool has no worker.
 var errNoLiveWorker = errors.New("pool: no live worker (the worker command keeps failing?)")
 
-// alive is the watchdog's test: the pool has at least one worker that is
-// ready or working. (A restart by systemd would not mend a pool that is
-// merely below its size.)
+// alive is the watchdog's test: every pool has at least one worker that
+// is ready or working. (A restart by systemd would not mend a pool that
+// is merely below its size.)
 func (pr *production) alive() error {
-	for _, w := range pr.pool.Workers() {
-		if w.State == "ready" || w.State == "working" {
-			return nil
-		}
-	}
-	return errNoLiveWorker
+	return pr.pool.alive()
 }
 
-// health is /health: alive, and the pool not below its size because
-// its workers keep failing to start (pool.Degraded).
+// health is /health: alive, and no pool below its size because its
+// workers keep failing to start (pool.Degraded).
 func (pr *production) health() error {
 	if err := pr.alive(); err != nil {
 		return err
 	}
-	return pr.pool.Degraded()
+	return pr.pool.degraded()
 }
 
 // readyPoll is how often ready checks whether every consumed pipeline is
@@ -308,8 +305,15 @@ func shutdownGrace(root *config.Root) time.Duration {
 	return root.Jobs.ShutdownTimeout + destroyTimeout(root) + stopSlack
 }
 
+// destroyTimeout is the longest destroy_timeout of the pools (they stop
+// at once).
 func destroyTimeout(root *config.Root) time.Duration {
-	if d := root.Jobs.Pool.DestroyTimeout; d > 0 {
+	var d time.Duration
+	for _, name := range root.PoolNames() {
+		cfg, _ := root.PoolConfigFor(name)
+		d = max(d, cfg.DestroyTimeout)
+	}
+	if d > 0 {
 		return d
 	}
 	return pool.DefaultTimeout

@@ -73,26 +73,22 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 	}
 	defer prod.close()
 
-	pcfg := root.PoolConfig()
-	pcfg.Observer = prod.poolObserver() // production
-	p, err := pool.Open(pcfg, log)
+	p, err := openPools(root, prod.poolObserver, log) // production: restarts and scaling per pool
 	if err != nil {
 		ln.Close()
 		return cli.Exit(fmt.Sprintf("supervisor: starting workers: %v", err), 1)
 	}
 
 	mgr := jobs.New(jobs.Config{
-		Factory:            newFactory(root, log),
-		Executor:           p,
-		Observer:           prod.observer(), // production: job fates, exec times
-		Logger:             log,
-		Pipelines:          root.Jobs.Pipelines,
-		DefaultConcurrency: pcfg.NumWorkers,
-		Pipelining:         pcfg.Pipelining,
+		Factory:   newFactory(root, log),
+		Pools:     p.jobsPools(),
+		Observer:  prod.observer(), // production: job fates, exec times
+		Logger:    log,
+		Pipelines: root.Jobs.Pipelines,
 	})
 	// A request frame or a reply may take jobs.timeout to cross the
 	// connection, as long as a call may take.
-	srv := rpc.NewServer(withTimeout(prod.jobs(mgr), root.Jobs.Timeout), poolWorkers{p: p, log: log}, log, // production: push counts
+	srv := rpc.NewServer(withTimeout(prod.jobs(mgr), root.Jobs.Timeout), poolWorkers{s: p, log: log}, log, // production: push counts
 		rpc.WithFrameTimeout(root.Jobs.Timeout), rpc.WithFailedJobs(mgr),
 		rpc.WithMaxConnections(root.RPC.MaxConnections), rpc.WithMaxInflightBytes(root.RPC.MaxInflightBytes))
 	if err := prod.serve(mgr, p); err != nil { // production: /health, /ready, /metrics, dashboard
@@ -137,7 +133,7 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 		return cli.Exit(fmt.Sprintf("supervisor: starting workers: %v", err), 1)
 	}
 	prod.ready() // production: READY=1, watchdog
-	log.Info("supervisor ready", "rpc", root.RPC.Listen, "workers", pcfg.NumWorkers, "consume", root.Jobs.Consume)
+	log.Info("supervisor ready", "rpc", root.RPC.Listen, "workers", p.workerCounts(), "consume", root.Jobs.Consume)
 
 	var resetting sync.Mutex
 	for {
@@ -157,7 +153,7 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 					defer wg.Done()
 					defer resetting.Unlock()
 					// Logged (with its origin) and its error too.
-					_ = poolWorkers{p: p, log: log}.Reset(jobs.WithOrigin(ctx, jobs.Origin{Source: "signal"}))
+					_ = poolWorkers{s: p, log: log}.Reset(jobs.WithOrigin(ctx, jobs.Origin{Source: "signal"}))
 				}()
 				continue
 			}
@@ -191,46 +187,16 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 }
 
 // shutdown stops the pipelines (running jobs get jobs.shutdown_timeout) and
-// then the workers.
-func shutdown(root *config.Root, mgr *jobs.Manager, p *pool.Pool, log *slog.Logger) {
+// then the workers of every pool.
+func shutdown(root *config.Root, mgr *jobs.Manager, p *poolSet, log *slog.Logger) {
 	grace, cancel := context.WithTimeout(context.Background(), root.Jobs.ShutdownTimeout)
 	if err := mgr.Stop(grace); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		log.Error("stopping pipelines", "err", err)
 	}
 	cancel()
-	pctx, cancel := context.WithTimeout(context.Background(), root.Jobs.Pool.DestroyTimeout+stopSlack)
+	pctx, cancel := context.WithTimeout(context.Background(), destroyTimeout(root)+stopSlack)
 	defer cancel()
 	if err := p.Stop(pctx); err != nil {
 		log.Error("stopping workers", "err", err)
 	}
-}
-
-// poolWorkers adapts *pool.Pool to rpc.Workers. Resets are logged with
-// their origin (jobs.OriginOf).
-type poolWorkers struct {
-	p   *pool.Pool
-	log *slog.Logger
-}
-
-func (w poolWorkers) Workers() []rpc.WorkerInfo {
-	ws := w.p.Workers()
-	out := make([]rpc.WorkerInfo, len(ws))
-	for i, x := range ws {
-		out[i] = rpc.WorkerInfo{Pid: x.Pid, State: x.State, Jobs: x.Jobs, RSS: x.RSS, Created: x.Created,
-			CurrentJob: x.CurrentJob, CurrentJobSince: x.CurrentJobSince}
-	}
-	return out
-}
-
-// Reset replaces every worker, logging the reset at info with its origin
-// and its failure at error level.
-func (w poolWorkers) Reset(ctx context.Context) error {
-	origin := jobs.OriginOf(ctx).LogAttrs()
-	w.log.Info("workers reset: replacing every worker", origin...)
-	if err := w.p.Reset(ctx); err != nil {
-		w.log.Error("workers reset failed", append(origin, "err", err)...)
-		return err
-	}
-	w.log.Info("workers reset: done", origin...)
-	return nil
 }

@@ -39,9 +39,17 @@ func warnings(root *config.Root, unit string) []string {
 	for _, w := range root.Warnings {
 		out = append(out, w.Error())
 	}
-	if cmd := root.PoolConfig().Command; len(cmd) > 0 {
-		if _, err := exec.LookPath(cmd[0]); err != nil {
-			out = append(out, fmt.Sprintf("server.command: %q is not an executable on this machine: %v", cmd[0], errors.Unwrap(err)))
+	for _, name := range root.PoolNames() {
+		cfg, _ := root.PoolConfigFor(name)
+		if len(cfg.Command) == 0 {
+			continue
+		}
+		if _, err := exec.LookPath(cfg.Command[0]); err != nil {
+			key := "server.command"
+			if names := root.PoolNames(); len(names) > 1 || name != config.DefaultPool {
+				key = "command of pool " + name
+			}
+			out = append(out, fmt.Sprintf("%s: %q is not an executable on this machine: %v", key, cfg.Command[0], errors.Unwrap(err)))
 		}
 	}
 	return append(out, unitWarnings(root, unit)...)
@@ -54,8 +62,13 @@ func validateAction(c *cli.Context) error {
 		return err
 	}
 	printWarnings(c.App.ErrWriter, warnings(root, c.String("unit")))
+	workers := 0
+	for _, name := range root.PoolNames() {
+		cfg, _ := root.PoolConfigFor(name)
+		workers += cfg.NumWorkers
+	}
 	fmt.Fprintf(c.App.Writer, "%s: ok (%d pipelines, %d consumed, %d workers)\n", path,
-		len(root.Jobs.Pipelines), len(root.Jobs.Consume), root.Jobs.Pool.NumWorkers)
+		len(root.Jobs.Pipelines), len(root.Jobs.Consume), workers)
 	return nil
 }
 

@@ -18,6 +18,8 @@ import (
 
 // workerJSON is one entry of `workers --json`.
 type workerJSON struct {
+	// Pool is the name of the worker's pool ("default" for jobs.pool).
+	Pool       string    `json:"pool"`
 	Pid        int       `json:"pid"`
 	State      string    `json:"state"`
 	Jobs       uint64    `json:"jobs"`
@@ -31,7 +33,7 @@ type workerJSON struct {
 func toWorkerJSON(ws []rpc.WorkerInfo) []workerJSON {
 	out := make([]workerJSON, len(ws))
 	for i, w := range ws {
-		out[i] = workerJSON{Pid: w.Pid, State: w.State, Jobs: w.Jobs, RSS: w.RSS, Created: w.Created, CurrentJob: w.CurrentJob}
+		out[i] = workerJSON{Pool: w.Pool, Pid: w.Pid, State: w.State, Jobs: w.Jobs, RSS: w.RSS, Created: w.Created, CurrentJob: w.CurrentJob}
 		if !w.CurrentJobSince.IsZero() {
 			since := w.CurrentJobSince
 			out[i].CurrentJobSince = &since
@@ -63,13 +65,13 @@ func workersAction(c *cli.Context) error {
 // job has been on its worker at now.
 func printWorkers(w io.Writer, ws []rpc.WorkerInfo, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PID\tSTATE\tJOBS\tRSS\tAGE\tCURRENT JOB\tRUNNING")
+	fmt.Fprintln(tw, "POOL\tPID\tSTATE\tJOBS\tRSS\tAGE\tCURRENT JOB\tRUNNING")
 	for _, x := range ws {
 		running := ""
 		if x.CurrentJob != "" && !x.CurrentJobSince.IsZero() {
 			running = now.Sub(x.CurrentJobSince).Round(time.Millisecond).String()
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%d\t%.1f MB\t%s\t%s\t%s\n", x.Pid, x.State, x.Jobs, float64(x.RSS)/(1<<20),
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%.1f MB\t%s\t%s\t%s\n", x.Pool, x.Pid, x.State, x.Jobs, float64(x.RSS)/(1<<20),
 			now.Sub(x.Created).Round(time.Second), x.CurrentJob, running)
 	}
 	return tw.Flush()

@@ -26,7 +26,7 @@ const (
 )
 
 // WorkersRequest is the argument of informer.Workers. plugin may be empty
-// or "jobs"; the supervisor has one worker pool.
+// or "jobs"; the reply lists the workers of every pool.
 type WorkersRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Plugin        string                 `protobuf:"bytes,1,opt,name=plugin,proto3" json:"plugin,omitempty"`
@@ -132,8 +132,10 @@ type Worker struct {
 	CurrentJob string `protobuf:"bytes,6,opt,name=current_job,json=currentJob,proto3" json:"current_job,omitempty"`
 	// when the worker was handed current_job, Unix nanoseconds; 0 when idle
 	CurrentJobStarted int64 `protobuf:"varint,7,opt,name=current_job_started,json=currentJobStarted,proto3" json:"current_job_started,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// the pool the worker belongs to ("default" for jobs.pool)
+	Pool          string `protobuf:"bytes,8,opt,name=pool,proto3" json:"pool,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Worker) Reset() {
@@ -215,11 +217,19 @@ func (x *Worker) GetCurrentJobStarted() int64 {
 	return 0
 }
 
+func (x *Worker) GetPool() string {
+	if x != nil {
+		return x.Pool
+	}
+	return ""
+}
+
 // ResetRequest is the argument of resetter.Reset. plugin may be empty or
-// "jobs".
+// "jobs". pool names the pool to reset; empty resets every pool.
 type ResetRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Plugin        string                 `protobuf:"bytes,1,opt,name=plugin,proto3" json:"plugin,omitempty"`
+	Pool          string                 `protobuf:"bytes,2,opt,name=pool,proto3" json:"pool,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -257,6 +267,13 @@ func (*ResetRequest) Descriptor() ([]byte, []int) {
 func (x *ResetRequest) GetPlugin() string {
 	if x != nil {
 		return x.Plugin
+	}
+	return ""
+}
+
+func (x *ResetRequest) GetPool() string {
+	if x != nil {
+		return x.Pool
 	}
 	return ""
 }
@@ -316,7 +333,7 @@ const file_rpc_jobsv1_workers_proto_rawDesc = "" +
 	"\x06plugin\x18\x01 \x01(\tR\x06plugin\"<\n" +
 	"\n" +
 	"WorkerList\x12.\n" +
-	"\aworkers\x18\x01 \x03(\v2\x14.pipevisor.v1.WorkerR\aworkers\"\xdd\x01\n" +
+	"\aworkers\x18\x01 \x03(\v2\x14.pipevisor.v1.WorkerR\aworkers\"\xf1\x01\n" +
 	"\x06Worker\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x03R\x03pid\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1b\n" +
@@ -325,9 +342,11 @@ const file_rpc_jobsv1_workers_proto_rawDesc = "" +
 	"\fmemory_usage\x18\x05 \x01(\x04R\vmemoryUsage\x12\x1f\n" +
 	"\vcurrent_job\x18\x06 \x01(\tR\n" +
 	"currentJob\x12.\n" +
-	"\x13current_job_started\x18\a \x01(\x03R\x11currentJobStarted\"&\n" +
+	"\x13current_job_started\x18\a \x01(\x03R\x11currentJobStarted\x12\x12\n" +
+	"\x04pool\x18\b \x01(\tR\x04pool\":\n" +
 	"\fResetRequest\x12\x16\n" +
-	"\x06plugin\x18\x01 \x01(\tR\x06plugin\"\x1f\n" +
+	"\x06plugin\x18\x01 \x01(\tR\x06plugin\x12\x12\n" +
+	"\x04pool\x18\x02 \x01(\tR\x04pool\"\x1f\n" +
 	"\rResetResponse\x12\x0e\n" +
 	"\x02ok\x18\x01 \x01(\bR\x02okB2Z0github.com/pipevisor/pipevisor/rpc/jobsv1;jobsv1b\x06proto3"
 
