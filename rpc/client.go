@@ -234,6 +234,24 @@ func (c *Client) Workers(ctx context.Context) ([]WorkerInfo, error) {
 	return infos, nil
 }
 
+// Pools describes the worker pools (empty from a supervisor that does not
+// list them).
+func (c *Client) Pools(ctx context.Context) ([]PoolInfo, error) {
+	out := &jobsv1.WorkerList{}
+	if err := c.call(ctx, "informer.Workers", &jobsv1.WorkersRequest{Plugin: "jobs"}, out); err != nil {
+		return nil, err
+	}
+	pools := make([]PoolInfo, 0, len(out.GetPools()))
+	for _, p := range out.GetPools() {
+		pools = append(pools, PoolInfo{
+			Name: p.GetName(), Min: int(p.GetMinWorkers()), Max: int(p.GetMaxWorkers()),
+			Size: int(p.GetSize()), Running: int(p.GetRunning()), Waiting: int(p.GetWaiting()),
+			ScaleUps: p.GetScaleUps(), ScaleDowns: p.GetScaleDowns(), Pipelines: p.GetPipelines(),
+		})
+	}
+	return pools, nil
+}
+
 // Reset replaces every worker one at a time and returns when done.
 func (c *Client) Reset(ctx context.Context) error {
 	return c.ResetPool(ctx, "")

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -20,6 +21,13 @@ type poolWorkers struct {
 
 func (w *poolWorkers) Workers() []WorkerInfo {
 	return []WorkerInfo{{Pid: 1, State: "ready", Pool: "default"}, {Pid: 2, State: "working", Pool: "py"}}
+}
+
+func (w *poolWorkers) Pools() []PoolInfo {
+	return []PoolInfo{
+		{Name: "default", Min: 1, Max: 1, Size: 1, Running: 1, Pipelines: []string{"a", "b"}},
+		{Name: "py", Min: 1, Max: 4, Size: 3, Running: 2, Waiting: 5, ScaleUps: 2, ScaleDowns: 1, Pipelines: []string{"c"}},
+	}
 }
 
 func (w *poolWorkers) Reset(ctx context.Context) error { return w.ResetPool(ctx, "*") }
@@ -51,6 +59,13 @@ func TestWorkersAndResetByPool(t *testing.T) {
 	}
 	if len(ws) != 2 || ws[0].Pool != "default" || ws[1].Pool != "py" {
 		t.Errorf("Workers = %+v, want each with its pool", ws)
+	}
+	pools, err := cl.Pools(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(pools, w.Pools()) {
+		t.Errorf("Pools = %+v, want %+v", pools, w.Pools())
 	}
 	if err := cl.ResetPool(ctx, "py"); err != nil {
 		t.Fatal(err)

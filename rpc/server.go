@@ -64,6 +64,26 @@ type Workers interface {
 	Reset(ctx context.Context) error
 }
 
+// PoolInfo describes one worker pool for informer.Workers.
+type PoolInfo struct {
+	Name string
+	// Min and Max bound the size (equal when the pool does not scale).
+	Min, Max int
+	// Size is the size the pool keeps now; Running the workers in
+	// service; Waiting the jobs waiting for a free worker.
+	Size, Running, Waiting int
+	// ScaleUps and ScaleDowns count scaling steps since the start.
+	ScaleUps, ScaleDowns uint64
+	// Pipelines are the pipelines that run on the pool, sorted.
+	Pipelines []string
+}
+
+// PoolLister is implemented by Workers that can describe their pools;
+// informer.Workers then lists them next to the workers.
+type PoolLister interface {
+	Pools() []PoolInfo
+}
+
 // PoolResetter is implemented by Workers with named pools: resetter.Reset
 // with a pool name resets that pool only. Without it, a request naming a
 // pool fails with ErrUnknownPool.

@@ -119,6 +119,15 @@ func (s *informerService) Workers(req *jobsv1.WorkersRequest, out *jobsv1.Worker
 	for _, w := range infos {
 		out.Workers = append(out.Workers, WorkerToProto(w))
 	}
+	if pl, ok := s.workers.(PoolLister); ok {
+		for _, p := range pl.Pools() {
+			out.Pools = append(out.Pools, &jobsv1.Pool{
+				Name: p.Name, MinWorkers: int64(p.Min), MaxWorkers: int64(p.Max),
+				Size: int64(p.Size), Running: int64(p.Running), Waiting: int64(p.Waiting),
+				ScaleUps: p.ScaleUps, ScaleDowns: p.ScaleDowns, Pipelines: p.Pipelines,
+			})
+		}
+	}
 	return nil
 }
 

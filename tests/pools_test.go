@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -133,6 +134,24 @@ jobs:
 				t.Errorf("a job of pool %s ran on pid %d, not one of its workers %v", c.pool, pid, ws[c.pool])
 			}
 		}
+	}
+
+	var stats []struct {
+		Pipeline string `json:"pipeline"`
+		Pool     string `json:"pool"`
+	}
+	if err := json.Unmarshal([]byte(s.mustCLI("jobs", "stat", "--json")), &stats); err != nil {
+		t.Fatal(err)
+	}
+	pools := map[string]string{}
+	for _, st := range stats {
+		pools[st.Pipeline] = st.Pool
+	}
+	if want := map[string]string{"php-jobs": "default", "py-jobs": "py"}; !maps.Equal(pools, want) {
+		t.Errorf("jobs stat pools %v, want %v", pools, want)
+	}
+	if out := s.mustCLI("jobs", "stat"); !regexp.MustCompile(`(?m)^py-jobs\s+memory\s+py\s`).MatchString(out) {
+		t.Errorf("jobs stat has no POOL column with py for py-jobs:\n%s", out)
 	}
 
 	if out := s.mustCLI("reset", "py"); !strings.Contains(out, "workers of pool py reset") {

@@ -231,6 +231,8 @@ type statJSON struct {
 	Dead      uint64 `json:"dead"`
 	Consuming bool   `json:"consuming"`
 	Error     string `json:"error,omitempty"`
+	// Pool is the worker pool the pipeline runs on.
+	Pool string `json:"pool,omitempty"`
 }
 
 func jobsStatAction(c *cli.Context) error {
@@ -239,20 +241,30 @@ func jobsStatAction(c *cli.Context) error {
 		if err != nil {
 			return err
 		}
+		pools, err := cl.Pools(ctx)
+		if err != nil {
+			return err
+		}
+		poolOf := map[string]string{}
+		for _, p := range pools {
+			for _, pipe := range p.Pipelines {
+				poolOf[pipe] = p.Name
+			}
+		}
 		out := make([]statJSON, len(stats))
 		for i, s := range stats {
 			out[i] = statJSON{
 				Pipeline: s.Pipeline, Driver: s.Driver, Queue: s.Queue, Priority: s.Priority,
 				Ready: s.Ready, Active: s.Active, Delayed: s.Delayed, Reserved: s.Reserved,
 				Acked: s.Acked, Retried: s.Retried, Requeued: s.Requeued, Dead: s.Dead,
-				Consuming: s.Consuming, Error: s.Error,
+				Consuming: s.Consuming, Error: s.Error, Pool: poolOf[s.Pipeline],
 			}
 		}
 		if c.Bool("json") {
 			return writeJSON(c.App.Writer, out)
 		}
 		tw := tabwriter.NewWriter(c.App.Writer, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "PIPELINE\tDRIVER\tQUEUE\tSTATE\tQUEUED\tRUNNING\tDELAYED\tACKED\tRETRIED\tREQUEUED\tDEAD")
+		fmt.Fprintln(tw, "PIPELINE\tDRIVER\tPOOL\tQUEUE\tSTATE\tQUEUED\tRUNNING\tDELAYED\tACKED\tRETRIED\tREQUEUED\tDEAD")
 		for _, s := range out {
 			state := "consuming"
 			if !s.Consuming {
@@ -261,7 +273,7 @@ func jobsStatAction(c *cli.Context) error {
 					state = "down: " + strings.Join(strings.Fields(s.Error), " ")
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\n", s.Pipeline, s.Driver, s.Queue, state,
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%d\t%d\t%d\t%d\n", s.Pipeline, s.Driver, s.Pool, s.Queue, state,
 				count(s.Ready), s.Active, count(s.Delayed), s.Acked, s.Retried, s.Requeued, s.Dead)
 		}
 		return tw.Flush()

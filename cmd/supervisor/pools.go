@@ -168,6 +168,28 @@ func (s *poolSet) names() []string {
 type poolWorkers struct {
 	s   *poolSet
 	log *slog.Logger
+	// pipelines returns the pool of each pipeline (jobs.Manager.PipelinePools);
+	// nil lists no pipeline.
+	pipelines func() map[string]string
+}
+
+// Pools describes every pool with the pipelines that run on it.
+func (w poolWorkers) Pools() []rpc.PoolInfo {
+	byPool := map[string][]string{}
+	if w.pipelines != nil {
+		for pipe, pool := range w.pipelines() {
+			byPool[pool] = append(byPool[pool], pipe)
+		}
+	}
+	out := make([]rpc.PoolInfo, len(w.s.pools))
+	for i, np := range w.s.pools {
+		sz := np.p.Size()
+		pipes := byPool[np.name]
+		slices.Sort(pipes)
+		out[i] = rpc.PoolInfo{Name: np.name, Min: sz.Min, Max: sz.Max, Size: sz.Target, Running: sz.Running,
+			Waiting: sz.Waiting, ScaleUps: sz.Ups, ScaleDowns: sz.Downs, Pipelines: pipes}
+	}
+	return out
 }
 
 func (w poolWorkers) Workers() []rpc.WorkerInfo {

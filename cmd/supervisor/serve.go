@@ -88,7 +88,7 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 	})
 	// A request frame or a reply may take jobs.timeout to cross the
 	// connection, as long as a call may take.
-	srv := rpc.NewServer(withTimeout(prod.jobs(mgr), root.Jobs.Timeout), poolWorkers{s: p, log: log}, log, // production: push counts
+	srv := rpc.NewServer(withTimeout(prod.jobs(mgr), root.Jobs.Timeout), poolWorkers{s: p, log: log, pipelines: mgr.PipelinePools}, log, // production: push counts
 		rpc.WithFrameTimeout(root.Jobs.Timeout), rpc.WithFailedJobs(mgr),
 		rpc.WithMaxConnections(root.RPC.MaxConnections), rpc.WithMaxInflightBytes(root.RPC.MaxInflightBytes))
 	if err := prod.serve(mgr, p); err != nil { // production: /health, /ready, /metrics, dashboard

@@ -73,8 +73,10 @@ func (x *WorkersRequest) GetPlugin() string {
 
 // WorkerList is the reply of informer.Workers.
 type WorkerList struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Workers       []*Worker              `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Workers []*Worker              `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	// the worker pools, by name
+	Pools         []*Pool `protobuf:"bytes,2,rep,name=pools,proto3" json:"pools,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -116,6 +118,127 @@ func (x *WorkerList) GetWorkers() []*Worker {
 	return nil
 }
 
+func (x *WorkerList) GetPools() []*Pool {
+	if x != nil {
+		return x.Pools
+	}
+	return nil
+}
+
+// Pool is one worker pool: its size and the pipelines it runs.
+type Pool struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// the size bounds (equal when the pool does not scale)
+	MinWorkers int64 `protobuf:"varint,2,opt,name=min_workers,json=minWorkers,proto3" json:"min_workers,omitempty"`
+	MaxWorkers int64 `protobuf:"varint,3,opt,name=max_workers,json=maxWorkers,proto3" json:"max_workers,omitempty"`
+	// the size it keeps now, and the workers in service
+	Size    int64 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	Running int64 `protobuf:"varint,5,opt,name=running,proto3" json:"running,omitempty"`
+	// jobs waiting for a free worker of the pool
+	Waiting int64 `protobuf:"varint,6,opt,name=waiting,proto3" json:"waiting,omitempty"`
+	// scaling steps since the supervisor started
+	ScaleUps   uint64 `protobuf:"varint,7,opt,name=scale_ups,json=scaleUps,proto3" json:"scale_ups,omitempty"`
+	ScaleDowns uint64 `protobuf:"varint,8,opt,name=scale_downs,json=scaleDowns,proto3" json:"scale_downs,omitempty"`
+	// the pipelines whose jobs it runs, sorted
+	Pipelines     []string `protobuf:"bytes,9,rep,name=pipelines,proto3" json:"pipelines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Pool) Reset() {
+	*x = Pool{}
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Pool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Pool) ProtoMessage() {}
+
+func (x *Pool) ProtoReflect() protoreflect.Message {
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Pool.ProtoReflect.Descriptor instead.
+func (*Pool) Descriptor() ([]byte, []int) {
+	return file_rpc_jobsv1_workers_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Pool) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Pool) GetMinWorkers() int64 {
+	if x != nil {
+		return x.MinWorkers
+	}
+	return 0
+}
+
+func (x *Pool) GetMaxWorkers() int64 {
+	if x != nil {
+		return x.MaxWorkers
+	}
+	return 0
+}
+
+func (x *Pool) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *Pool) GetRunning() int64 {
+	if x != nil {
+		return x.Running
+	}
+	return 0
+}
+
+func (x *Pool) GetWaiting() int64 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
+}
+
+func (x *Pool) GetScaleUps() uint64 {
+	if x != nil {
+		return x.ScaleUps
+	}
+	return 0
+}
+
+func (x *Pool) GetScaleDowns() uint64 {
+	if x != nil {
+		return x.ScaleDowns
+	}
+	return 0
+}
+
+func (x *Pool) GetPipelines() []string {
+	if x != nil {
+		return x.Pipelines
+	}
+	return nil
+}
+
 // Worker is one worker process.
 type Worker struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -140,7 +263,7 @@ type Worker struct {
 
 func (x *Worker) Reset() {
 	*x = Worker{}
-	mi := &file_rpc_jobsv1_workers_proto_msgTypes[2]
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -152,7 +275,7 @@ func (x *Worker) String() string {
 func (*Worker) ProtoMessage() {}
 
 func (x *Worker) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_jobsv1_workers_proto_msgTypes[2]
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -165,7 +288,7 @@ func (x *Worker) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Worker.ProtoReflect.Descriptor instead.
 func (*Worker) Descriptor() ([]byte, []int) {
-	return file_rpc_jobsv1_workers_proto_rawDescGZIP(), []int{2}
+	return file_rpc_jobsv1_workers_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Worker) GetPid() int64 {
@@ -236,7 +359,7 @@ type ResetRequest struct {
 
 func (x *ResetRequest) Reset() {
 	*x = ResetRequest{}
-	mi := &file_rpc_jobsv1_workers_proto_msgTypes[3]
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -248,7 +371,7 @@ func (x *ResetRequest) String() string {
 func (*ResetRequest) ProtoMessage() {}
 
 func (x *ResetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_jobsv1_workers_proto_msgTypes[3]
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -261,7 +384,7 @@ func (x *ResetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetRequest.ProtoReflect.Descriptor instead.
 func (*ResetRequest) Descriptor() ([]byte, []int) {
-	return file_rpc_jobsv1_workers_proto_rawDescGZIP(), []int{3}
+	return file_rpc_jobsv1_workers_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ResetRequest) GetPlugin() string {
@@ -289,7 +412,7 @@ type ResetResponse struct {
 
 func (x *ResetResponse) Reset() {
 	*x = ResetResponse{}
-	mi := &file_rpc_jobsv1_workers_proto_msgTypes[4]
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -301,7 +424,7 @@ func (x *ResetResponse) String() string {
 func (*ResetResponse) ProtoMessage() {}
 
 func (x *ResetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_rpc_jobsv1_workers_proto_msgTypes[4]
+	mi := &file_rpc_jobsv1_workers_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -314,7 +437,7 @@ func (x *ResetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResetResponse.ProtoReflect.Descriptor instead.
 func (*ResetResponse) Descriptor() ([]byte, []int) {
-	return file_rpc_jobsv1_workers_proto_rawDescGZIP(), []int{4}
+	return file_rpc_jobsv1_workers_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ResetResponse) GetOk() bool {
@@ -330,10 +453,24 @@ const file_rpc_jobsv1_workers_proto_rawDesc = "" +
 	"\n" +
 	"\x18rpc/jobsv1/workers.proto\x12\fpipevisor.v1\"(\n" +
 	"\x0eWorkersRequest\x12\x16\n" +
-	"\x06plugin\x18\x01 \x01(\tR\x06plugin\"<\n" +
+	"\x06plugin\x18\x01 \x01(\tR\x06plugin\"f\n" +
 	"\n" +
 	"WorkerList\x12.\n" +
-	"\aworkers\x18\x01 \x03(\v2\x14.pipevisor.v1.WorkerR\aworkers\"\xf1\x01\n" +
+	"\aworkers\x18\x01 \x03(\v2\x14.pipevisor.v1.WorkerR\aworkers\x12(\n" +
+	"\x05pools\x18\x02 \x03(\v2\x12.pipevisor.v1.PoolR\x05pools\"\x80\x02\n" +
+	"\x04Pool\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vmin_workers\x18\x02 \x01(\x03R\n" +
+	"minWorkers\x12\x1f\n" +
+	"\vmax_workers\x18\x03 \x01(\x03R\n" +
+	"maxWorkers\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x03R\x04size\x12\x18\n" +
+	"\arunning\x18\x05 \x01(\x03R\arunning\x12\x18\n" +
+	"\awaiting\x18\x06 \x01(\x03R\awaiting\x12\x1b\n" +
+	"\tscale_ups\x18\a \x01(\x04R\bscaleUps\x12\x1f\n" +
+	"\vscale_downs\x18\b \x01(\x04R\n" +
+	"scaleDowns\x12\x1c\n" +
+	"\tpipelines\x18\t \x03(\tR\tpipelines\"\xf1\x01\n" +
 	"\x06Worker\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x03R\x03pid\x12\x16\n" +
 	"\x06status\x18\x02 \x01(\tR\x06status\x12\x1b\n" +
@@ -362,21 +499,23 @@ func file_rpc_jobsv1_workers_proto_rawDescGZIP() []byte {
 	return file_rpc_jobsv1_workers_proto_rawDescData
 }
 
-var file_rpc_jobsv1_workers_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_rpc_jobsv1_workers_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_rpc_jobsv1_workers_proto_goTypes = []any{
 	(*WorkersRequest)(nil), // 0: pipevisor.v1.WorkersRequest
 	(*WorkerList)(nil),     // 1: pipevisor.v1.WorkerList
-	(*Worker)(nil),         // 2: pipevisor.v1.Worker
-	(*ResetRequest)(nil),   // 3: pipevisor.v1.ResetRequest
-	(*ResetResponse)(nil),  // 4: pipevisor.v1.ResetResponse
+	(*Pool)(nil),           // 2: pipevisor.v1.Pool
+	(*Worker)(nil),         // 3: pipevisor.v1.Worker
+	(*ResetRequest)(nil),   // 4: pipevisor.v1.ResetRequest
+	(*ResetResponse)(nil),  // 5: pipevisor.v1.ResetResponse
 }
 var file_rpc_jobsv1_workers_proto_depIdxs = []int32{
-	2, // 0: pipevisor.v1.WorkerList.workers:type_name -> pipevisor.v1.Worker
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	3, // 0: pipevisor.v1.WorkerList.workers:type_name -> pipevisor.v1.Worker
+	2, // 1: pipevisor.v1.WorkerList.pools:type_name -> pipevisor.v1.Pool
+	2, // [2:2] is the sub-list for method output_type
+	2, // [2:2] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_rpc_jobsv1_workers_proto_init() }
@@ -390,7 +529,7 @@ func file_rpc_jobsv1_workers_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rpc_jobsv1_workers_proto_rawDesc), len(file_rpc_jobsv1_workers_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
