@@ -25,7 +25,7 @@
 //	jobs_failed_total{pipeline}            executions that failed on the worker: ERROR frame, crash, exec_ttl, broken reply frame
 //	job_duration_seconds{pipeline}         histogram, receive to settle
 //	exec_duration_seconds{pipeline}        histogram, one execution on a worker
-//	queue_wait_seconds{pipeline}           histogram, enqueue (push, or end of delay) to the start of the run; drivers that know the enqueue time (memory)
+//	queue_wait_seconds{pipeline}           histogram, enqueue (push, or end of delay) to the start of the run; drivers that know the enqueue time (memory, kafka)
 //	queue_oldest_age_seconds{pipeline,driver}  age of the oldest job waiting to be received, 0 when none (scrape time; drivers that can tell: memory)
 //	jobs_in_flight{pipeline}               received and not yet settled (scrape time)
 //	queue_ready{pipeline,driver}           waiting: local queue depth, AMQP queue depth, SQS ApproximateNumberOfMessages, Kafka lag
@@ -127,7 +127,7 @@ func New(src Sources) *Metrics {
 		failed:   counter("jobs_failed_total", "Executions that failed on the worker: ERROR frame, crash, exec_ttl, broken reply frame."),
 		jobDur:   hist("job_duration_seconds", "Time from receiving a job to settling it."),
 		execDur:  hist("exec_duration_seconds", "Time one execution took on a worker."),
-		wait:     hist("queue_wait_seconds", "Time from a job's enqueue (its push, or the end of its delay) to the start of its run, for drivers that know the enqueue time (memory)."),
+		wait:     hist("queue_wait_seconds", "Time from a job's enqueue (its push, or the end of its delay) to the start of its run, for drivers that know the enqueue time (memory, kafka)."),
 		pushJobs: counter("push_jobs_total", "Jobs published through jobs.Push (RPC, CLI, clients)."),
 		pushErrs: counter("push_errors_total", "Jobs that jobs.Push failed to publish."),
 		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{

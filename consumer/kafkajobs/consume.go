@@ -403,6 +403,15 @@ func (d *Driver) handOutLocked(ps *partState, e *entry, now time.Time) *consumer
 	return dl
 }
 
+// enqueued is when e became ready: its record's timestamp (its produce; a
+// retry copy's is the retry), or the end of its delay or in-place retry.
+func enqueued(e *entry) time.Time {
+	if e.readyAt.After(e.rec.Timestamp) {
+		return e.readyAt
+	}
+	return e.rec.Timestamp
+}
+
 // delivery wraps e for the pipeline; called with c.mu held.
 func (d *Driver) delivery(ps *partState, e *entry) *consumer.Delivery {
 	headers := make(map[string][]string, len(e.meta.headers))
@@ -420,6 +429,7 @@ func (d *Driver) delivery(ps *partState, e *entry) *consumer.Delivery {
 		Attempt:  e.attempt,
 		Key:      string(e.rec.Key),
 		Priority: e.meta.priority,
+		Enqueued: enqueued(e),
 		Context:  Position{Topic: e.rec.Topic, Partition: e.rec.Partition, Offset: e.rec.Offset},
 	}
 	dl.SetSettle(func(ctx context.Context, o consumer.Outcome) error {
