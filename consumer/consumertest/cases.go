@@ -465,6 +465,10 @@ func concurrent(h *harness) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*h.f.Timeout)
 	defer cancel()
+	// The receivers stop once every job was seen; a publisher may still be
+	// waiting for the confirm of a job already received, so its ctx lives on.
+	recvCtx, stopReceiving := context.WithCancel(ctx)
+	defer stopReceiving()
 
 	var (
 		wg   sync.WaitGroup
@@ -491,9 +495,9 @@ func concurrent(h *harness) {
 	for range receivers {
 		wg.Go(func() {
 			for {
-				d, err := h.pair.Consumer.Receive(ctx)
+				d, err := h.pair.Consumer.Receive(recvCtx)
 				if err != nil {
-					if ctx.Err() == nil {
+					if recvCtx.Err() == nil {
 						fail(fmt.Errorf("Receive: %w", err))
 					}
 					return
@@ -510,7 +514,7 @@ func concurrent(h *harness) {
 				n := len(seen)
 				mu.Unlock()
 				if n == total {
-					cancel()
+					stopReceiving()
 				}
 			}
 		})
