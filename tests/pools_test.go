@@ -251,18 +251,18 @@ jobs:
 `, freeAddr(t), behaveWorker, log, metricsAddr)))
 	s.waitWorkers("1 worker", func(ws map[string][]int) bool { return len(ws["default"]) == 1 })
 
-	jobs, ids := idJobs("burst", "slow", "b", "150", 200)
-	s.rpcPush(jobs, 100)
+	jobs, ids := idJobs("burst", "slow", "b", "20", 2000)
+	s.rpcPush(jobs, 500)
 	s.waitWorkers("4 workers (1 + max_workers)", func(ws map[string][]int) bool { return len(ws["default"]) == 4 })
-	s.waitStat("burst", 60*time.Second, func(st pipelineStat) bool { return st.Acked == 200 })
+	s.waitStat("burst", 60*time.Second, func(st pipelineStat) bool { return st.Acked == 2000 })
 	d := dones(t, log)
 	for _, id := range ids {
 		if d[id] != 1 {
 			t.Fatalf("job %s done %d times, want once", id, d[id])
 		}
 	}
-	if len(d) != 200 {
-		t.Fatalf("%d distinct jobs done, want 200", len(d))
+	if len(d) != 2000 {
+		t.Fatalf("%d distinct jobs done, want 2000", len(d))
 	}
 	if st := s.stat("burst"); st.Retried+st.Dead != 0 {
 		t.Errorf("stat %+v: a job failed (ran on a stopped worker?)", st)
