@@ -63,6 +63,14 @@ func TestLoadFullExample(t *testing.T) {
 	if got := r.Jobs.Pool.Config; !samePool(got, wantPool) {
 		t.Errorf("jobs.pool = %+v\nwant %+v", got, wantPool)
 	}
+	if rep, ok := r.PoolConfigFor("reports"); !ok || rep.NumWorkers != 1 || rep.Env["REPORTS_BUCKET"] != "reports-prod" ||
+		rep.Scale != (pool.Scale{Max: 6, SpawnRate: 2, IdleTimeout: 2 * time.Minute, WaitThreshold: time.Second}) ||
+		!slices.Equal(rep.Command, []string{"python3", "reports_worker.py"}) || rep.Supervisor.ExecTTL != 30*time.Minute {
+		t.Errorf("jobs.pools.reports = %+v", rep)
+	}
+	if got := r.PoolNames(); !slices.Equal(got, []string{"default", "reports"}) {
+		t.Errorf("PoolNames = %v", got)
+	}
 	if r.Jobs.Timeout != time.Minute || r.Jobs.ShutdownTimeout != 30*time.Second {
 		t.Errorf("jobs.timeout %v, shutdown_timeout %v", r.Jobs.Timeout, r.Jobs.ShutdownTimeout)
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -280,5 +281,30 @@ jobs:
 		if !found || !ok(v) {
 			t.Errorf("%s = %v (found %v)", name, v, found)
 		}
+	}
+}
+
+// TestPoolsExampleServes: examples/pools.rr.yaml validates and serves,
+// each of its pipelines acking on its own pool.
+func TestPoolsExampleServes(t *testing.T) {
+	requireTool(t, "php")
+	requireTool(t, "python3")
+	if out, code := runCLI(t, "validate", "-c", "examples/pools.rr.yaml"); code != 0 || !strings.Contains(out, "ok (3 pipelines, 3 consumed, 5 workers)") {
+		t.Fatalf("validate examples/pools.rr.yaml: exit %d\n%s", code, out)
+	}
+	b, err := os.ReadFile(filepath.Join(testEnv.repoRoot, "examples", "pools.rr.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startSupervisor(t, writeConfig(t, strings.Replace(string(b), "tcp://127.0.0.1:6001", "tcp://"+freeAddr(t), 1)))
+	for _, p := range []string{"emails", "reports", "imports"} {
+		s.mustCLI("push", "--pipeline", p, "--job", "Hello", "--payload", "{}", "--count", "20")
+	}
+	for _, p := range []string{"emails", "reports", "imports"} {
+		s.waitStat(p, 60*time.Second, func(st pipelineStat) bool { return st.Acked == 20 })
+	}
+	ws := s.poolWorkers()
+	if len(ws["default"]) != 2 || len(ws["py"]) != 2 || len(ws["bulk"]) < 1 {
+		t.Errorf("workers by pool %v", ws)
 	}
 }
