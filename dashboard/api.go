@@ -10,22 +10,13 @@ import (
 	"sort"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/pipevisor/pipevisor/consumer"
-	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/pipeline"
 )
 
 //go:embed assets
 var assets embed.FS
-
-// previewBytes is how much of a dead job's payload the list shows.
-const previewBytes = 200
-
-// DeadListLimit is how many of a pipeline's newest dead jobs the list
-// shows; DeadList.Total counts them all.
-const DeadListLimit = 100
 
 // routes registers every page and endpoint.
 func (s *Server) routes() {
@@ -41,6 +32,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("GET /api/workers", s.workers)
 	s.mux.HandleFunc("GET /api/failed", s.failed)
 	s.mux.HandleFunc("GET /api/failed/{pipeline}/{id}", s.failedJob)
+	s.mux.HandleFunc("/api/failed/{pipeline}/{action}", s.failedAction)
 	s.mux.HandleFunc("GET /api/config", s.config)
 	s.mux.HandleFunc("/api/pipelines/{name}/{action}", s.control)
 	s.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -198,125 +190,6 @@ func (s *Server) workers(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.Slice(rows, func(i, j int) bool { return rows[i].Pid < rows[j].Pid })
 	s.reply(w, http.StatusOK, map[string]any{"workers": rows})
-}
-
-// DeadRow is one dead job in a list.
-type DeadRow struct {
-	ID       string    `json:"id"`
-	Name     string    `json:"name"`
-	Reason   string    `json:"reason"`
-	Attempts int       `json:"attempts"`
-	At       time.Time `json:"at"`
-	Preview  string    `json:"preview"`
-}
-
-// DeadList is one pipeline's dead jobs; Available is false (Reason says
-// why) when its driver keeps none here.
-type DeadList struct {
-	Pipeline  string `json:"pipeline"`
-	Driver    string `json:"driver"`
-	Available bool   `json:"available"`
-	Reason    string `json:"reason,omitempty"`
-	// Jobs are the newest DeadListLimit of the Total dead jobs.
-	Jobs  []DeadRow `json:"jobs"`
-	Total int       `json:"total"`
-}
-
-// FailedReply is GET /api/failed. Retry and Remove are false: the
-// failed jobs are shown read-only.
-type FailedReply struct {
-	Available bool       `json:"available"`
-	Reason    string     `json:"reason,omitempty"`
-	Retry     bool       `json:"retry"`
-	Remove    bool       `json:"remove"`
-	Pipelines []DeadList `json:"pipelines"`
-}
-
-// notKept says why a driver's dead jobs are not listed.
-const notKept = "this driver sends dead jobs to the broker (dead_letter); listing them here is not available yet"
-
-func (s *Server) failed(w http.ResponseWriter, r *http.Request) {
-	out := FailedReply{Pipelines: []DeadList{}}
-	if s.cfg.DeadJobs == nil {
-		out.Reason = "failed jobs are not available in this build"
-		s.reply(w, http.StatusOK, out)
-		return
-	}
-	ctx, cancel := s.ctx(r)
-	defer cancel()
-	stats, err := s.cfg.Stats.Stat(ctx)
-	if err != nil {
-		s.fail(w, http.StatusServiceUnavailable, err)
-		return
-	}
-	out.Available = true
-	sort.Slice(stats, func(i, j int) bool { return stats[i].Pipeline < stats[j].Pipeline })
-	for _, st := range stats {
-		l := DeadList{Pipeline: st.Pipeline, Driver: st.Driver, Jobs: []DeadRow{}}
-		dead, err := s.cfg.DeadJobs.Dead(st.Pipeline)
-		switch {
-		case err == nil:
-			l.Available = true
-		case s.cfg.NoDeadList != nil && errors.Is(err, s.cfg.NoDeadList):
-			l.Reason = notKept
-		default:
-			l.Reason = err.Error()
-		}
-		// Newest first.
-		l.Total = len(dead)
-		for i := len(dead) - 1; i >= 0 && len(l.Jobs) < DeadListLimit; i-- {
-			l.Jobs = append(l.Jobs, deadRow(dead[i]))
-		}
-		out.Pipelines = append(out.Pipelines, l)
-	}
-	s.reply(w, http.StatusOK, out)
-}
-
-func deadRow(d memjobs.DeadJob) DeadRow {
-	p := d.Job.Payload
-	if len(p) > previewBytes {
-		p = p[:previewBytes]
-		for len(p) > 0 && !utf8.Valid(p) {
-			p = p[:len(p)-1]
-		}
-	}
-	return DeadRow{ID: d.Job.ID, Name: d.Job.Name, Reason: d.Reason, Attempts: d.Attempts, At: d.At, Preview: string(p)}
-}
-
-// DeadJob is GET /api/failed/{pipeline}/{id}: one dead job in full.
-type DeadJob struct {
-	DeadRow
-	Pipeline string              `json:"pipeline"`
-	Priority int64               `json:"priority"`
-	Headers  map[string][]string `json:"headers"`
-	Payload  string              `json:"payload"`
-}
-
-func (s *Server) failedJob(w http.ResponseWriter, r *http.Request) {
-	if s.cfg.DeadJobs == nil {
-		s.fail(w, http.StatusNotFound, errors.New("failed jobs are not available in this build"))
-		return
-	}
-	name, id := r.PathValue("pipeline"), r.PathValue("id")
-	dead, err := s.cfg.DeadJobs.Dead(name)
-	if err != nil {
-		code := http.StatusNotFound
-		if s.cfg.NoDeadList == nil || !errors.Is(err, s.cfg.NoDeadList) && !errors.Is(err, consumer.ErrUnknownPipeline) {
-			code = http.StatusServiceUnavailable
-		}
-		s.fail(w, code, err)
-		return
-	}
-	for i := len(dead) - 1; i >= 0; i-- {
-		if d := dead[i]; d.Job.ID == id {
-			s.reply(w, http.StatusOK, DeadJob{
-				DeadRow: deadRow(d), Pipeline: name, Priority: d.Job.Priority,
-				Headers: d.Job.Headers, Payload: strings.ToValidUTF8(string(d.Job.Payload), "\uFFFD"),
-			})
-			return
-		}
-	}
-	s.fail(w, http.StatusNotFound, errors.New("no dead job "+id+" in pipeline "+name))
 }
 
 func (s *Server) config(w http.ResponseWriter, r *http.Request) {

@@ -15,7 +15,6 @@ import (
 
 	"github.com/pipevisor/pipevisor/config"
 	"github.com/pipevisor/pipevisor/consumer"
-	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/pipeline"
 	"github.com/pipevisor/pipevisor/pool"
 )
@@ -70,24 +69,13 @@ type fakeWorkers []pool.WorkerInfo
 
 func (w fakeWorkers) Workers() []pool.WorkerInfo { return w }
 
-var errNoDead = errors.New("no dead list")
-
-// fakeDead keeps a dead list for orders only.
-type fakeDead struct{ orders []memjobs.DeadJob }
-
-func (f fakeDead) Dead(name string) ([]memjobs.DeadJob, error) {
-	if name == "orders" {
-		return f.orders, nil
-	}
-	return nil, errNoDead
-}
-
 const baseYAML = "version: \"3\"\nserver:\n  command: php worker.php\njobs:\n  pipelines:\n    orders: {driver: memory}\n"
 
 type fixture struct {
-	srv   *httptest.Server
-	stats *fakeStats
-	hist  *History
+	srv    *httptest.Server
+	stats  *fakeStats
+	hist   *History
+	failed *fakeFailed
 }
 
 // newFixture serves a dashboard over root (baseYAML + extra).
@@ -97,7 +85,7 @@ func newFixture(t *testing.T, extra string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{stats: &fakeStats{paused: map[string]bool{}}, hist: NewHistory(nil)}
+	f := &fixture{stats: &fakeStats{paused: map[string]bool{}}, hist: NewHistory(nil), failed: newFakeFailed()}
 	since := time.Now().Add(-1500 * time.Millisecond)
 	d, err := New(Config{
 		Root:  root,
@@ -106,12 +94,8 @@ func newFixture(t *testing.T, extra string) *fixture {
 			{Pid: 42, State: "working", Jobs: 9, RSS: 32 << 20, Created: time.Now(), CurrentJob: "job-7", CurrentJobSince: since},
 			{Pid: 41, State: "ready", Jobs: 3},
 		},
-		DeadJobs: fakeDead{orders: []memjobs.DeadJob{
-			{Job: consumer.Job{ID: "d1", Name: "App\\Job", Payload: []byte(strings.Repeat("x", 300)), Headers: map[string][]string{"h": {"v"}}}, Reason: "boom", Attempts: 3, At: time.Now()},
-			{Job: consumer.Job{ID: "d2", Name: "App\\Other", Payload: []byte(`{"a":1}`)}, Reason: "bad", Attempts: 1, At: time.Now()},
-		}},
-		NoDeadList: errNoDead,
-		History:    f.hist,
+		Failed:  f.failed,
+		History: f.hist,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -212,8 +196,8 @@ func TestOverview(t *testing.T) {
 	}
 }
 
-// The history, workers, failed jobs and one failed job in full.
-func TestHistoryWorkersFailed(t *testing.T) {
+// The history and the workers.
+func TestHistoryWorkers(t *testing.T) {
 	f := newFixture(t, "")
 	f.hist.Observe("orders", pipeline.Fate{Action: consumer.Ack, Exec: time.Millisecond, Took: 3 * time.Millisecond})
 	var h HistoryReply
@@ -232,34 +216,9 @@ func TestHistoryWorkersFailed(t *testing.T) {
 		t.Errorf("idle worker = %+v", ws.Workers[0])
 	}
 
-	var fr FailedReply
-	f.getJSON(t, "/api/failed", &fr)
-	if !fr.Available || fr.Retry || fr.Remove || len(fr.Pipelines) != 2 {
-		t.Fatalf("failed = %+v", fr)
-	}
-	em, or := fr.Pipelines[0], fr.Pipelines[1]
-	if em.Available || !strings.Contains(em.Reason, "not available yet") || len(em.Jobs) != 0 {
-		t.Errorf("emails = %+v", em)
-	}
-	if !or.Available || len(or.Jobs) != 2 || or.Jobs[0].ID != "d2" || or.Jobs[1].ID != "d1" || len(or.Jobs[1].Preview) != previewBytes || or.Jobs[1].Reason != "boom" {
-		t.Errorf("orders = %+v", or)
-	}
-	if or.Total != 2 || em.Total != 0 {
-		t.Errorf("totals = %d, %d", or.Total, em.Total)
-	}
-	var dj DeadJob
-	f.getJSON(t, "/api/failed/orders/d1", &dj)
-	if dj.ID != "d1" || len(dj.Payload) != 300 || dj.Headers["h"][0] != "v" || dj.Attempts != 3 {
-		t.Errorf("dead job = %+v", dj)
-	}
-	for _, p := range []string{"/api/failed/orders/nope", "/api/failed/emails/d1"} {
-		if code, _ := f.do(t, "GET", p); code != http.StatusNotFound {
-			t.Errorf("GET %s = %d, want 404", p, code)
-		}
-	}
 }
 
-// Without a dead-job source the failed page says it is not available.
+// Without Failed the failed page says it is not available.
 func TestFailedUnavailable(t *testing.T) {
 	root, _ := config.Parse([]byte(baseYAML))
 	d, err := New(Config{Root: root, Stats: &fakeStats{paused: map[string]bool{}}})
@@ -390,35 +349,5 @@ func TestNoAuthLoopbackOnly(t *testing.T) {
 			ln.Close()
 		}
 		t.Errorf("Listen on every interface without auth = %v", err)
-	}
-}
-
-// manyDead is a dead list longer than the page shows.
-type manyDead struct{ n int }
-
-func (m manyDead) Dead(string) ([]memjobs.DeadJob, error) {
-	out := make([]memjobs.DeadJob, m.n)
-	for i := range out {
-		out[i].Job.ID = fmt.Sprint("d", i)
-	}
-	return out, nil
-}
-
-// The failed list shows the newest DeadListLimit jobs and the total.
-func TestFailedListBounded(t *testing.T) {
-	root, _ := config.Parse([]byte(baseYAML))
-	d, err := New(Config{Root: root, Stats: &fakeStats{paused: map[string]bool{}}, DeadJobs: manyDead{n: DeadListLimit + 50}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := httptest.NewRecorder()
-	d.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "http://127.0.0.1/api/failed", nil))
-	var fr FailedReply
-	if err := json.Unmarshal(rec.Body.Bytes(), &fr); err != nil {
-		t.Fatal(err)
-	}
-	l := fr.Pipelines[0]
-	if l.Total != DeadListLimit+50 || len(l.Jobs) != DeadListLimit || l.Jobs[0].ID != fmt.Sprint("d", DeadListLimit+49) {
-		t.Errorf("list: total %d, %d jobs, first %s", l.Total, len(l.Jobs), l.Jobs[0].ID)
 	}
 }

@@ -1,8 +1,8 @@
 // Package dashboard serves the supervisor's web dashboard: an overview of
 // the pipelines (state, queue depths, jobs/s, run-time percentiles,
-// pause and resume), a chart of the last hour, the workers, the jobs in
-// the memory driver's dead lists and the configuration in effect with
-// every secret masked.
+// pause and resume), a chart of the last hour, the workers, the failed
+// (dead) jobs of every pipeline with retry and remove, and the
+// configuration in effect with every secret masked.
 //
 // The pages are static files embedded in the binary (assets/); they read
 // JSON from /api/... every PollInterval. Everything that changes state is
@@ -13,14 +13,8 @@
 // the configuration page and scrubbed from every other answer.
 //
 // The dashboard gets what it shows through small interfaces (Stats,
-// Workers, DeadJobs) and a History it is handed, which the caller feeds
+// Workers, Failed) and a History it is handed, which the caller feeds
 // as a pipeline.Observer.
-//
-// Failed jobs are read-only: the dead lists the memory driver keeps are
-// shown (DeadJobs); retrying or removing a job, and the dead jobs of the
-// broker drivers, need a failed-jobs store that every driver offers,
-// which does not exist yet. FailedReply.Retry and Remove say so to the
-// page; endpoints for them belong next to failedJob once it does.
 package dashboard
 
 import (
@@ -36,7 +30,6 @@ import (
 
 	"github.com/pipevisor/pipevisor/config"
 	"github.com/pipevisor/pipevisor/consumer"
-	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/pool"
 )
 
@@ -58,13 +51,6 @@ type Workers interface {
 	Workers() []pool.WorkerInfo
 }
 
-// DeadJobs reads the dead list a pipeline's driver keeps in memory
-// (*jobs.Manager); an error wrapping ErrNoDeadList (given in Config)
-// means the driver keeps none.
-type DeadJobs interface {
-	Dead(pipeline string) ([]memjobs.DeadJob, error)
-}
-
 // ErrAuthRequired is returned by New for an address that is not a
 // loopback one when no auth is configured.
 var ErrAuthRequired = errors.New("dashboard.auth: required when dashboard.address is not a loopback address")
@@ -76,14 +62,11 @@ type Config struct {
 	Root *config.Root
 	// Stats is required.
 	Stats Stats
-	// Workers, DeadJobs and History may be nil: their pages say so.
-	Workers  Workers
-	DeadJobs DeadJobs
-	// NoDeadList is the error (errors.Is) DeadJobs returns for a
-	// pipeline without a dead list.
-	NoDeadList error
-	History    *History
-	Logger     *slog.Logger
+	// Workers, Failed and History may be nil: their pages say so.
+	Workers Workers
+	Failed  Failed
+	History *History
+	Logger  *slog.Logger
 }
 
 // Server is a dashboard. Its handler is safe for concurrent use.

@@ -2,6 +2,8 @@ package dashboard
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,7 +11,6 @@ import (
 
 	"github.com/pipevisor/pipevisor/config"
 	"github.com/pipevisor/pipevisor/consumer"
-	"github.com/pipevisor/pipevisor/consumer/memjobs"
 )
 
 // sentinel marks every secret of secretYAML; it must appear in no answer.
@@ -56,10 +57,18 @@ func (l *leakyStats) Stat(ctx context.Context) ([]consumer.Stat, error) {
 	return []consumer.Stat{{Pipeline: "orders", Driver: "memory", Error: "dial amqp://guest:S3NTINEL-amqp@127.0.0.1:5672/: refused; sasl S3NTINEL-sasl"}}, nil
 }
 
-type leakyDead struct{}
+// leakyFailed holds a dead job whose payload and reason quote the
+// secrets, and fails retries with an error that quotes one.
+type leakyFailed struct{ fakeFailed }
 
-func (leakyDead) Dead(string) ([]memjobs.DeadJob, error) {
-	return []memjobs.DeadJob{{Job: consumer.Job{ID: "j1", Payload: []byte(`{"dsn":"redis://u:S3NTINEL-payload@cache/0","k":"S3NTINEL-sqssecret"}`)}, Reason: "auth failed for S3NTINEL-dash"}}, nil
+func newLeakyFailed() *leakyFailed {
+	return &leakyFailed{fakeFailed{dead: []consumer.DeadJob{{
+		Job:    consumer.Job{ID: "j1", Pipeline: "orders", Headers: map[string][]string{"auth": {"S3NTINEL-amqp"}}, Payload: []byte(`{"dsn":"redis://u:S3NTINEL-payload@cache/0","k":"S3NTINEL-sqssecret"}`)},
+		Reason: "auth failed for S3NTINEL-dash"}}}}
+}
+
+func (l *leakyFailed) FailedRetry(ctx context.Context, pipeline string, sel consumer.DeadSelection) ([]string, error) {
+	return nil, errors.New("publish: dial amqp://guest:S3NTINEL-amqp@127.0.0.1:5672/: refused")
 }
 
 // The config page masks every secret and keeps the rest; no answer of
@@ -70,7 +79,7 @@ func TestNoSecretInAnyAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := New(Config{Root: root, Stats: &leakyStats{fakeStats{paused: map[string]bool{}}}, DeadJobs: leakyDead{}, History: NewHistory(nil), Workers: fakeWorkers{}})
+	d, err := New(Config{Root: root, Stats: &leakyStats{fakeStats{paused: map[string]bool{}}}, Failed: newLeakyFailed(), History: NewHistory(nil), Workers: fakeWorkers{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,6 +105,20 @@ func TestNoSecretInAnyAnswer(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	if rec.Code != http.StatusUnauthorized || strings.Contains(rec.Body.String(), sentinel) {
 		t.Errorf("POST without auth = %d %s", rec.Code, rec.Body)
+	}
+	var sess sessionReply
+	if _, body := get("/api/session"); json.Unmarshal([]byte(body), &sess) != nil {
+		t.Fatalf("session = %s", body)
+	}
+	for _, p := range []string{"/api/failed/orders/retry", "/api/failed/orders/remove"} {
+		req = httptest.NewRequest("POST", "http://127.0.0.1:8090"+p, strings.NewReader(`{"ids":["j1","S3NTINEL-dash"]}`))
+		req.SetBasicAuth("ops", "S3NTINEL-dash")
+		req.Header.Set(csrfHeader, sess.CSRF)
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code == http.StatusOK || strings.Contains(rec.Body.String(), sentinel) || !strings.Contains(rec.Body.String(), `"error"`) {
+			t.Errorf("POST %s = %d %s, want an error without the secret", p, rec.Code, rec.Body)
+		}
 	}
 
 	_, cfg := get("/api/config")

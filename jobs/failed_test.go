@@ -25,6 +25,12 @@ func (e *switchExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payload,
 	return frame.Payload{Body: []byte(`{"type":2,"data":{}}`)}, nil
 }
 
+// hiddenDead is a driver without a dead store of its own.
+type hiddenDead struct {
+	consumer.Consumer
+	consumer.Publisher
+}
+
 func ids(dead []consumer.DeadJob) []string {
 	out := make([]string, len(dead))
 	for i, d := range dead {

@@ -8,7 +8,6 @@ import (
 
 	"github.com/pipevisor/pipevisor/config"
 	"github.com/pipevisor/pipevisor/dashboard"
-	"github.com/pipevisor/pipevisor/jobs"
 	"github.com/pipevisor/pipevisor/pipeline"
 	"github.com/pipevisor/pipevisor/status"
 )
@@ -64,13 +63,12 @@ func (pr *production) serveDashboard() error {
 		return nil
 	}
 	srv, err := dashboard.New(dashboard.Config{
-		Root:       pr.root,
-		Stats:      pr.mgr,
-		Workers:    pr.pool,
-		DeadJobs:   pr.mgr,
-		NoDeadList: jobs.ErrNoDeadList,
-		History:    d.hist,
-		Logger:     pr.log,
+		Root:    pr.root,
+		Stats:   pr.mgr,
+		Workers: pr.pool,
+		Failed:  pr.mgr,
+		History: d.hist,
+		Logger:  pr.log,
 	})
 	if err != nil {
 		return fmt.Errorf("dashboard: %w", err)

@@ -4,7 +4,7 @@
 'use strict';
 
 (function () {
-  const S = { csrf: '', poll: 2000, page: 'overview', timer: 0, chartPipeline: '', openJob: null, seq: 0 };
+  const S = { csrf: '', poll: 2000, page: 'overview', timer: 0, chartPipeline: '', openJob: null, seq: 0, notice: '', confirm: null };
   const SVG = 'http://www.w3.org/2000/svg';
 
   function el(tag, attrs, ...kids) {
@@ -172,6 +172,42 @@
   }
 
   // ---- failed jobs ----
+  // Retry or remove the jobs ids of pipeline p (all of them when ids is
+  // null); the page says what was done or why not.
+  async function failedDo(p, action, ids) {
+    const body = ids ? { ids } : { all: true };
+    try {
+      const r = await api('/api/failed/' + encodeURIComponent(p) + '/' + action, {
+        method: 'POST', body: JSON.stringify(body),
+        headers: { Accept: 'application/json', 'Content-Type': 'application/json', 'X-CSRF-Token': S.csrf },
+      });
+      showError('');
+      S.notice = (action === 'retry' ? 'Retried ' : 'Removed ') + r.ids.length + ' job' + (r.ids.length === 1 ? '' : 's') + ' of ' + p + '.';
+      if (S.openJob && S.openJob.p === p && (!ids || ids.includes(S.openJob.id))) S.openJob = null;
+    } catch (e) {
+      S.notice = '';
+      showError(action + ' in ' + p + ': ' + e.message);
+    }
+    S.confirm = null;
+    refresh();
+  }
+  // A button that runs fn once; a destructive one (confirm set) asks for
+  // a second click first.
+  function actButton(label, attrs, fn, confirmKey) {
+    const armed = confirmKey && S.confirm && S.confirm.key === confirmKey && S.confirm.until > Date.now();
+    return el('button', Object.assign({ class: armed ? 'danger' : undefined }, attrs, {
+      onclick: (ev) => {
+        ev.stopPropagation();
+        if (confirmKey && !armed) {
+          S.confirm = { key: confirmKey, until: Date.now() + 5000 };
+          refresh();
+          return;
+        }
+        ev.currentTarget.disabled = true;
+        fn();
+      },
+    }), armed ? 'Really ' + label.toLowerCase() + '?' : label);
+  }
   async function failed() {
     const d = await api('/api/failed');
     const out = [el('h2', null, 'Failed jobs')];
@@ -180,31 +216,47 @@
       return out;
     }
     out.push(el('p', { class: 'muted', id: 'failed-note' },
-      'Dead jobs kept by memory pipelines, newest first (read-only: retry and remove are not available yet).'));
+      'Dead jobs of every pipeline, oldest first. Retry pushes a job back to its pipeline as attempt 1 ' +
+      '(it leaves this list once the push is confirmed); Remove deletes it. Click a job to see it in full.'));
+    if (S.notice) out.push(el('p', { class: 'notice', id: 'failed-notice' }, S.notice));
     for (const l of d.pipelines) {
-      const card = el('div', { class: 'card', 'data-pipeline': l.pipeline }, el('h3', null, l.pipeline + ' ', el('span', { class: 'muted' }, '(' + l.driver + ')')));
+      const head = el('h3', null, l.pipeline + ' ', el('span', { class: 'muted' }, '(' + l.driver + ')'));
+      const card = el('div', { class: 'card', 'data-pipeline': l.pipeline }, head);
       if (!l.available) {
         card.append(el('p', { class: 'muted' }, l.reason));
       } else if (!l.jobs.length) {
-        card.append(el('p', { class: 'muted' }, 'No dead jobs.'));
+        card.append(el('p', { class: 'muted', 'data-empty': '' }, 'No dead jobs.'));
       } else {
-        if (l.total > l.jobs.length) card.append(el('p', { class: 'muted' }, 'The newest ' + l.jobs.length + ' of ' + l.total + ' dead jobs.'));
+        head.append(el('span', { class: 'actions' },
+          actButton('Retry all', { 'data-action': 'retry-all' }, () => failedDo(l.pipeline, 'retry', null), 'retry-all:' + l.pipeline),
+          actButton('Remove all', { 'data-action': 'remove-all' }, () => failedDo(l.pipeline, 'remove', null), 'remove-all:' + l.pipeline)));
+        if (l.more) card.append(el('p', { class: 'muted' }, 'The oldest ' + l.jobs.length + ' dead jobs; there are more.'));
         card.append(el('table', { class: 'dead' },
-          el('thead', null, el('tr', null, el('th', null, 'ID'), el('th', null, 'Name'), el('th', null, 'Reason'),
-            el('th', { class: 'num' }, 'Attempts'), el('th', null, 'When'), el('th', null, 'Payload'))),
+          el('thead', null, el('tr', null, el('th', null, 'ID'), el('th', null, 'Job'), el('th', { class: 'num' }, 'Attempts'),
+            el('th', null, 'Died'), el('th', null, 'Reason'), el('th', null, 'Payload'), el('th', null, ''))),
           el('tbody', null, l.jobs.map((j) => el('tr', { class: 'clickable', 'data-job': j.id, onclick: () => { S.openJob = { p: l.pipeline, id: j.id }; refresh(); } },
-            el('td', null, j.id), el('td', null, j.name), el('td', null, j.reason), num('attempts', j.attempts, j.attempts),
-            el('td', null, ago(j.at) + ' ago'), el('td', { class: 'muted' }, j.preview))))));
+            el('td', null, j.id), el('td', null, j.name), num('attempts', j.attempts, j.attempts),
+            el('td', { title: j.at || '' }, j.at ? ago(j.at) + ' ago' : '–'),
+            el('td', { class: 'reason', 'data-field': 'reason', title: j.reason }, j.reason),
+            el('td', { class: 'muted preview' }, j.preview),
+            el('td', { class: 'actions' },
+              actButton('Retry', { 'data-action': 'retry', 'data-job': j.id }, () => failedDo(l.pipeline, 'retry', [j.id])),
+              actButton('Remove', { 'data-action': 'remove', 'data-job': j.id }, () => failedDo(l.pipeline, 'remove', [j.id]))))))));
       }
       out.push(card);
     }
     if (S.openJob) {
       try {
-        const j = await api('/api/failed/' + encodeURIComponent(S.openJob.p) + '/' + encodeURIComponent(S.openJob.id));
+        const o = S.openJob;
+        const j = await api('/api/failed/' + encodeURIComponent(o.p) + '/' + encodeURIComponent(o.id));
+        const payload = j.payload_base64 ? '(binary payload, base64) ' + j.payload_base64 : j.payload;
         out.push(el('div', { class: 'card', id: 'failed-job' }, el('h3', null, 'Job ' + j.id + ' in ' + j.pipeline + ' ',
-          el('button', { onclick: () => { S.openJob = null; refresh(); } }, 'Close')),
-        el('pre', null, JSON.stringify({ name: j.name, reason: j.reason, attempts: j.attempts, at: j.at, priority: j.priority, headers: j.headers }, null, 2)),
-        el('pre', null, j.payload)));
+          el('span', { class: 'actions' },
+            actButton('Retry', { 'data-action': 'retry' }, () => failedDo(o.p, 'retry', [o.id])),
+            actButton('Remove', { 'data-action': 'remove' }, () => failedDo(o.p, 'remove', [o.id])),
+            el('button', { onclick: () => { S.openJob = null; refresh(); } }, 'Close'))),
+        el('pre', null, JSON.stringify({ job: j.name, reason: j.reason, attempts: j.attempts, died_at: j.at || null, priority: j.priority, key: j.key, headers: j.headers }, null, 2)),
+        el('pre', { id: 'failed-payload' }, payload)));
       } catch (e) {
         S.openJob = null;
       }
@@ -243,6 +295,7 @@
     S.page = pages[location.hash.slice(1)] ? location.hash.slice(1) : 'overview';
     for (const a of document.querySelectorAll('nav a')) a.classList.toggle('active', a.dataset.page === S.page);
     showError('');
+    S.notice = '';
     refresh();
   }
 
