@@ -64,7 +64,7 @@ type Pool struct {
 
 	mu      sync.Mutex
 	all     []*worker // every worker with a live process, until reaped
-	idle    []*worker // ready workers, oldest first
+	idle    []*worker // ready workers, oldest first (taken from the front, or the back when scaling)
 	waiters []*waiter // Exec calls waiting for a worker, oldest first
 	watches map[<-chan struct{}]*watch
 	watchWG sync.WaitGroup // one per watch: its callback, or its successful stop
@@ -296,8 +296,17 @@ func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
 		return nil, ErrClosed
 	}
 	for len(p.idle) > 0 {
-		w := p.idle[0]
-		p.idle = p.idle[:copy(p.idle, p.idle[1:])]
+		var w *worker
+		if p.cfg.Scale.Max > 0 {
+			// A scaling pool hands out the worker idle for the shortest
+			// time, so that under a light load the extra workers stay
+			// idle long enough to be retired.
+			w = p.idle[len(p.idle)-1]
+			p.idle = p.idle[:len(p.idle)-1]
+		} else {
+			w = p.idle[0]
+			p.idle = p.idle[:copy(p.idle, p.idle[1:])]
+		}
 		select {
 		case <-w.exited:
 			// Died while idle; its reaper has not taken it out yet.

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -181,5 +182,35 @@ func TestScaleOffWithoutMax(t *testing.T) {
 	}
 	if s := p.Size(); s.Min != 2 || s.Max != 2 || p.cfg.Scale.SpawnRate != 0 {
 		t.Errorf("scaling on with max = num_workers: %+v", s)
+	}
+}
+
+// A scaling pool hands jobs to the worker idle for the shortest time, so
+// under a light load the others stay idle and can be retired.
+func TestScaledPoolReusesTheLastIdleWorker(t *testing.T) {
+	cfg := fakeConfig("slow", 1)
+	cfg.Supervisor.WatchTick = time.Hour
+	cfg.Scale = Scale{Max: 3, SpawnRate: 3, IdleTimeout: time.Hour}
+	p := start(t, cfg, nil)
+	errs := execAll(t, p, "300ms", "300ms", "300ms")
+	eventually(t, 5*time.Second, "2 Exec calls waiting", func() bool { return p.Size().Waiting == 2 })
+	p.scale(time.Now())
+	waitAll(t, errs, 3)
+	eventually(t, 5*time.Second, "3 idle workers", func() bool { return readyCount(p) == 3 })
+	before := map[int]uint64{}
+	for _, w := range p.Workers() {
+		before[w.Pid] = w.Jobs
+	}
+	for i := range 5 {
+		run(t, p, job(fmt.Sprint("seq", i), "1ms"))
+	}
+	var used []int
+	for _, w := range p.Workers() {
+		if w.Jobs != before[w.Pid] {
+			used = append(used, w.Pid)
+		}
+	}
+	if len(used) != 1 {
+		t.Errorf("5 jobs one after another ran on %d workers, want 1", len(used))
 	}
 }
