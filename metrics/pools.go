@@ -26,8 +26,10 @@ type PoolState struct {
 //	pool_waiting_execs{pool}        jobs waiting for a free worker of the pool
 //	pool_scale_ups_total{pool}      scaling steps that added workers
 //	pool_scale_downs_total{pool}    scaling steps that retired idle workers
+//	pool_worker_restarts_total{pool,reason}  workers replaced, by pool.ExitReason (see Observer)
 type PoolCollector struct {
-	src func() []PoolState
+	src      func() []PoolState
+	restarts *prometheus.CounterVec
 
 	workers, size, minW, maxW, waiting, ups, downs *prometheus.Desc
 }
@@ -39,7 +41,11 @@ func NewPoolCollector(src func() []PoolState) *PoolCollector {
 		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil)
 	}
 	return &PoolCollector{
-		src:     src,
+		src: src,
+		restarts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: Namespace, Name: "pool_worker_restarts_total",
+			Help: "Worker processes that left the pool and were replaced, by pool and reason.",
+		}, []string{"pool", "reason"}),
 		workers: desc("pool_workers", "Worker processes of the pool by state (starting, ready, working, stopping).", "pool", "state"),
 		size:    desc("pool_size", "The number of workers the pool keeps now: its minimum, or more while scaled up.", "pool"),
 		minW:    desc("pool_min_workers", "The pool's minimum size (num_workers, autoscale.min).", "pool"),
@@ -55,10 +61,32 @@ func (c *PoolCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.workers, c.size, c.minW, c.maxW, c.waiting, c.ups, c.downs} {
 		ch <- d
 	}
+	c.restarts.Describe(ch)
+}
+
+// Observer returns the pool.Observer of the pool named name: it counts
+// each restart in pool_worker_restarts_total{pool=name} and passes it to
+// next (nil: none).
+func (c *PoolCollector) Observer(name string, next pool.Observer) pool.Observer {
+	return poolObserver{c: c, name: name, next: next}
+}
+
+type poolObserver struct {
+	c    *PoolCollector
+	name string
+	next pool.Observer
+}
+
+func (o poolObserver) WorkerExited(reason pool.ExitReason) {
+	o.c.restarts.WithLabelValues(o.name, string(reason)).Inc()
+	if o.next != nil {
+		o.next.WorkerExited(reason)
+	}
 }
 
 // Collect implements prometheus.Collector.
 func (c *PoolCollector) Collect(ch chan<- prometheus.Metric) {
+	c.restarts.Collect(ch)
 	gauge := func(d *prometheus.Desc, v int, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(v), labels...)
 	}

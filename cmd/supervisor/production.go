@@ -39,8 +39,9 @@ type production struct {
 	root   *config.Root
 	log    *slog.Logger
 	notify *notify.Notifier
-	met    *metrics.Metrics // nil when metrics.address is empty
-	dash   *dashboardServer // nil when dashboard.address is empty
+	met    *metrics.Metrics       // nil when metrics.address is empty
+	pools  *metrics.PoolCollector // nil when metrics.address is empty
+	dash   *dashboardServer       // nil when dashboard.address is empty
 
 	statusLn, metricsLn net.Listener
 
@@ -82,7 +83,8 @@ func newProduction(ctx context.Context, root *config.Root, log *slog.Logger) (*p
 			Stat:    func(ctx context.Context) ([]consumer.Stat, error) { return pr.mgr.Stat(ctx) },
 			Workers: func() []pool.WorkerInfo { return pr.pool.Workers() },
 		})
-		pr.met.Registry().MustRegister(metrics.NewPoolCollector(func() []metrics.PoolState { return pr.pool.states() }))
+		pr.pools = metrics.NewPoolCollector(func() []metrics.PoolState { return pr.pool.states() })
+		pr.met.Registry().MustRegister(pr.pools)
 	}
 	if pr.dash, err = newDashboard(ctx, root); err != nil { // see dashboard.go
 		for _, ln := range []net.Listener{pr.statusLn, pr.metricsLn} {
@@ -97,12 +99,13 @@ func newProduction(ctx context.Context, root *config.Root, log *slog.Logger) (*p
 }
 
 // poolObserver is pool.Config.Observer of the pool named name: worker
-// restarts for the metrics (its scaling is read at scrape time).
+// restarts for the metrics, in total and per pool (its scaling is read at
+// scrape time).
 func (pr *production) poolObserver(name string) pool.Observer {
 	if pr.met == nil {
 		return nil
 	}
-	return pr.met
+	return pr.pools.Observer(name, pr.met)
 }
 
 // observer is jobs.Config.Observer: every job's fate for the metrics
