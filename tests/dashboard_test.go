@@ -93,7 +93,8 @@ func shownState(st pipelineStat) string {
 // The dashboard of a running supervisor, in headless Chromium: the
 // overview shows every pipeline with the numbers of `jobs stat --json`;
 // Pause and Resume on the page pause and resume the pipeline; the other
-// pages show the workers, the dead jobs and the masked config; without
+// pages show the workers, the dead jobs (retried and removed from the
+// page) and the masked config; without
 // the configured auth every page answers 401. A screenshot of each page
 // is saved (to $DASHBOARD_SCREENSHOTS when set, else a temp dir).
 func TestDashboardInBrowser(t *testing.T) {
@@ -157,9 +158,9 @@ jobs:
 	for i := range 4 {
 		jobs = append(jobs, consumer.Job{ID: fmt.Sprintf("ok-%d", i), Name: "slow", Pipeline: "default", Payload: []byte("20")})
 	}
-	for i := range 2 {
-		jobs = append(jobs, consumer.Job{ID: fmt.Sprintf("bad-%d", i), Name: "always-fail", Pipeline: "default", Payload: []byte(`{"order":` + fmt.Sprint(i) + `}`)})
-	}
+	jobs = append(jobs,
+		consumer.Job{ID: "bad-0", Name: "always-fail", Pipeline: "default", Payload: []byte(`{"order":0}`)},
+		consumer.Job{ID: "flaky-0", Name: "nack-first-run", Pipeline: "default", Payload: []byte(`{"order":1}`)})
 	for i := range 6 {
 		jobs = append(jobs, consumer.Job{ID: fmt.Sprintf("rep-%d", i), Name: "slow", Pipeline: "reports", Payload: []byte("1")})
 	}
@@ -285,16 +286,44 @@ jobs:
 	}
 	shot("workers")
 
-	// The failed page lists the two dead jobs; one opens in full.
+	// The failed page lists the two dead jobs with their reasons; one
+	// opens in full. Retrying the other from the page runs it again (acked,
+	// gone from `jobs failed list`); removing the first empties the list.
+	deadRow := func(id string) string { return `.card[data-pipeline="default"] tr[data-job="` + id + `"]` }
 	do("open the failed jobs", chromedp.Navigate(base+"/#failed"),
-		visible(`.card[data-pipeline="default"] tr[data-job="bad-1"]`),
-		visible(`.card[data-pipeline="default"] tr[data-job="bad-0"]`),
-		chromedp.Click(chromedp.CSS(`tr[data-job="bad-0"]`)),
+		visible(deadRow("bad-0")), visible(deadRow("flaky-0")),
+		chromedp.Click(chromedp.CSS(deadRow("bad-0"))),
 		visible(`#failed-job`))
+	if text := text(deadRow("flaky-0") + ` [data-field="reason"]`); text != "first run fails" {
+		t.Errorf("flaky-0 shows the reason %q, want the worker's NACK message", text)
+	}
 	if text := text("#failed-job"); !strings.Contains(text, `{"order":0}`) || !strings.Contains(text, "always fails") {
 		t.Errorf("failed job shows %q, want its payload and reason", text)
 	}
+	if rows := s.failedList(); len(rows) != 2 {
+		t.Fatalf("jobs failed list = %+v, want bad-0 and flaky-0", rows)
+	}
 	shot("failed")
+
+	acked := s.stat("default").Acked
+	do("retry flaky-0", chromedp.Click(chromedp.CSS(deadRow("flaky-0")+` button[data-action="retry"]`)),
+		visible(`#failed-notice`))
+	s.waitStat("default", 10*time.Second, func(st pipelineStat) bool { return st.Acked == acked+1 })
+	if rows := s.failedList(); len(rows) != 1 || rows[0].ID != "bad-0" {
+		t.Errorf("after retry jobs failed list = %+v, want bad-0 alone", rows)
+	}
+	do("see flaky-0 gone", chromedp.WaitNotPresent(chromedp.CSS(deadRow("flaky-0"))))
+	do("remove bad-0", chromedp.Click(chromedp.CSS(deadRow("bad-0")+` button[data-action="remove"]`)),
+		visible(`.card[data-pipeline="default"] [data-empty]`))
+	if rows := s.failedList(); len(rows) != 0 {
+		t.Errorf("after remove jobs failed list = %+v, want none", rows)
+	}
+	if text := text("#failed-notice"); !strings.Contains(text, "Removed 1 job of default") {
+		t.Errorf("notice after remove = %q", text)
+	}
+	if st := s.stat("default"); st.Acked != acked+1 {
+		t.Errorf("default after remove = %+v, want bad-0 not run", st)
+	}
 
 	// The config page masks the dashboard's own password.
 	do("open the config", chromedp.Navigate(base+"/#config"), visible(`#config-yaml`))

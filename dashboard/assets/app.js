@@ -255,7 +255,7 @@
             actButton('Retry', { 'data-action': 'retry' }, () => failedDo(o.p, 'retry', [o.id])),
             actButton('Remove', { 'data-action': 'remove' }, () => failedDo(o.p, 'remove', [o.id])),
             el('button', { onclick: () => { S.openJob = null; refresh(); } }, 'Close'))),
-        el('pre', null, JSON.stringify({ job: j.name, reason: j.reason, attempts: j.attempts, died_at: j.at || null, priority: j.priority, key: j.key, headers: j.headers }, null, 2)),
+        el('pre', null, JSON.stringify({ job: j.name, reason: j.reason, attempts: j.attempts, died_at: j.at || null, priority: j.priority, key: j.key, headers: j.headers || {} }, null, 2)),
         el('pre', { id: 'failed-payload' }, payload)));
       } catch (e) {
         S.openJob = null;

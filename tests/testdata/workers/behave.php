@@ -56,6 +56,19 @@ while ($task = $consumer->waitTask()) {
                 $reply = 'ack';
             }
             break;
+        case 'nack-first-run':
+            // Dies (NACK without redelivery) the first time any worker runs
+            // this job id, whatever the attempt number says; acks after.
+            $mark = dirname($log) . '/died-' . bin2hex($id);
+            if (!file_exists($mark)) {
+                touch($mark);
+                $task->nack('first run fails');
+                $reply = 'nack';
+            } else {
+                $task->ack();
+                $reply = 'ack';
+            }
+            break;
         case 'always-fail':
             $task->nack('always fails', true);
             $reply = 'nack';
