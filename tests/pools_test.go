@@ -308,3 +308,27 @@ func TestPoolsExampleServes(t *testing.T) {
 		t.Errorf("workers by pool %v", ws)
 	}
 }
+
+// TestBrokenPoolStopsTheStartNamingIt: a pool whose workers cannot start
+// fails `serve` with an error naming the pool, even when the other pool
+// starts.
+func TestBrokenPoolStopsTheStartNamingIt(t *testing.T) {
+	requireTool(t, "php")
+	cfg := writeConfig(t, fmt.Sprintf(`version: "3"
+rpc:
+  listen: tcp://%s
+server:
+  command: %q
+jobs:
+  pool: {num_workers: 1}
+  pools:
+    broken: {command: "php -r exit(3);", num_workers: 1, allocate_timeout: 5s}
+  consume: [a]
+  pipelines:
+    a: {driver: memory, pool: broken}
+`, freeAddr(t), behaveWorker))
+	out, code := runCLI(t, "serve", "-c", cfg)
+	if code != 1 || !strings.Contains(out, "starting workers: pool broken: pool: no worker started") {
+		t.Fatalf("serve with a broken pool: exit %d\n%s", code, out)
+	}
+}
