@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -43,7 +44,7 @@ func (cfg Config) pools() map[string]Pool {
 // poolFor returns the name and the pool p runs on (its pool key, or
 // config.DefaultPool), or an error wrapping ErrUnknownPool.
 func (m *Manager) poolFor(p config.Pipeline) (string, Pool, error) {
-	name := cmpOr(p.Pool, config.DefaultPool)
+	name := cmp.Or(p.Pool, config.DefaultPool)
 	pl, ok := m.pools[name]
 	if !ok {
 		return name, Pool{}, fmt.Errorf("jobs: pipeline %q: %w %q (pools: %s)", p.Name, ErrUnknownPool, name,
@@ -64,11 +65,4 @@ func (m *Manager) PipelinePools() map[string]string {
 		out[name] = e.pool
 	}
 	return out
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
