@@ -288,7 +288,8 @@ jobs:
 
 	// The failed page lists the two dead jobs with their reasons; one
 	// opens in full. Retrying the other from the page runs it again (acked,
-	// gone from `jobs failed list`); removing the first empties the list.
+	// gone from `jobs failed list`); Remove all, clicked twice, empties
+	// the list.
 	deadRow := func(id string) string { return `.card[data-pipeline="default"] tr[data-job="` + id + `"]` }
 	do("open the failed jobs", chromedp.Navigate(base+"/#failed"),
 		visible(deadRow("bad-0")), visible(deadRow("flaky-0")),
@@ -313,7 +314,12 @@ jobs:
 		t.Errorf("after retry jobs failed list = %+v, want bad-0 alone", rows)
 	}
 	do("see flaky-0 gone", chromedp.WaitNotPresent(chromedp.CSS(deadRow("flaky-0"))))
-	do("remove bad-0", chromedp.Click(chromedp.CSS(deadRow("bad-0")+` button[data-action="remove"]`)),
+	removeAll := `.card[data-pipeline="default"] button[data-action="remove-all"]`
+	do("click remove all once", chromedp.Click(chromedp.CSS(removeAll)), visible(removeAll+`.danger`))
+	if rows := s.failedList(); len(rows) != 1 {
+		t.Errorf("one click on Remove all changed jobs failed list: %+v", rows)
+	}
+	do("confirm remove all", chromedp.Click(chromedp.CSS(removeAll+`.danger`)),
 		visible(`.card[data-pipeline="default"] [data-empty]`))
 	if rows := s.failedList(); len(rows) != 0 {
 		t.Errorf("after remove jobs failed list = %+v, want none", rows)
