@@ -30,7 +30,9 @@ jobs:
     default: {driver: memory}
 `)
 	s := startSupervisor(t, cfg)
-	before := s.workerPids()
+	// The workers start after the RPC answers: wait for both before the
+	// code breaks.
+	before := s.waitWorkers("2 workers", func(ws map[string][]int) bool { return len(ws["default"]) == 2 })["default"]
 	if err := os.WriteFile(broken, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
