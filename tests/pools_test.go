@@ -155,6 +155,9 @@ jobs:
 		t.Errorf("jobs stat has no POOL column with py for py-jobs:\n%s", out)
 	}
 
+	if out := s.mustCLI("workers"); !regexp.MustCompile(`(?m)^py\s+2\s+2\s+2\s+2\s+0\s+0\s+0\s+py-jobs$`).MatchString(out) {
+		t.Errorf("workers has no summary line for pool py:\n%s", out)
+	}
 	if out := s.mustCLI("reset", "py"); !strings.Contains(out, "workers of pool py reset") {
 		t.Errorf("reset py said %q", out)
 	}

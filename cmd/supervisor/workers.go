@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -57,7 +58,14 @@ func workersAction(c *cli.Context) error {
 		if c.Bool("json") {
 			return writeJSON(c.App.Writer, toWorkerJSON(ws))
 		}
-		return printWorkers(c.App.Writer, ws, time.Now())
+		pools, err := cl.Pools(ctx)
+		if err != nil {
+			return err
+		}
+		if err := printWorkers(c.App.Writer, ws, time.Now()); err != nil {
+			return err
+		}
+		return printPools(c.App.Writer, pools)
 	})
 }
 
@@ -73,6 +81,24 @@ func printWorkers(w io.Writer, ws []rpc.WorkerInfo, now time.Time) error {
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\t%.1f MB\t%s\t%s\t%s\n", x.Pool, x.Pid, x.State, x.Jobs, float64(x.RSS)/(1<<20),
 			now.Sub(x.Created).Round(time.Second), x.CurrentJob, running)
+	}
+	return tw.Flush()
+}
+
+// printPools writes one line per pool: its size, bounds, waiting jobs,
+// scaling steps and pipelines.
+func printPools(w io.Writer, pools []rpc.PoolInfo) error {
+	if len(pools) == 0 {
+		return nil
+	}
+	if _, err := fmt.Fprintln(w); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "POOL\tWORKERS\tSIZE\tMIN\tMAX\tWAITING\tSCALED UP\tSCALED DOWN\tPIPELINES")
+	for _, p := range pools {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%s\n", p.Name, p.Running, p.Size, p.Min, p.Max, p.Waiting,
+			p.ScaleUps, p.ScaleDowns, strings.Join(p.Pipelines, ","))
 	}
 	return tw.Flush()
 }
