@@ -89,8 +89,8 @@
 //	jobs.FailedShow {"id":"0f8f...","pipeline":""}     → FAILED
 //	jobs.FailedRetry  {"ids":["0f8f..."],"all":false,"pipeline":""} → {"ids":[retried,...]}
 //	jobs.FailedRemove {"ids":["0f8f..."],"all":false,"pipeline":""} → {"ids":[removed,...]}
-//	informer.Workers {"plugin":"jobs"}                 → {"workers":[WORKER,...]}
-//	resetter.Reset   {"plugin":"jobs"}                 → {"ok":true}
+//	informer.Workers {"plugin":"jobs"}                 → {"workers":[WORKER,...],"pools":[POOL,...]}
+//	resetter.Reset   {"plugin":"jobs","pool":"py"}     → {"ok":true}   (pool "" or absent: every pool)
 //
 // JOB:
 //
@@ -133,7 +133,17 @@
 //	{"pid":4242,"status":"working","num_execs":17,
 //	 "created":1763780000000000000,     // start time, Unix nanoseconds
 //	 "memory_usage":31457280,            // RSS bytes
-//	 "current_job":"0f8fad5b-..."}       // empty/absent when idle
+//	 "current_job":"0f8fad5b-...",       // empty/absent when idle
+//	 "current_job_started":1763780001000000000,  // Unix nanoseconds, 0 when idle
+//	 "pool":"default"}                   // the worker's pool ("default": jobs.pool)
+//
+// POOL (one worker pool):
+//
+//	{"name":"py","min_workers":1,"max_workers":8,   // equal when it does not scale
+//	 "size":5,"running":4,            // the size it keeps now; workers in service
+//	 "waiting":12,                    // jobs waiting for a free worker
+//	 "scale_ups":3,"scale_downs":1,   // scaling steps since start
+//	 "pipelines":["imports"]}         // the pipelines that run on it
 //
 // FAILED (a dead job):
 //
@@ -149,6 +159,8 @@
 // keeps no failed jobs is an error when named and skipped otherwise.
 //
 // informer.Workers and resetter.Reset accept an empty plugin or "jobs".
+// A resetter.Reset naming a pool that does not exist is an error listing
+// the pools ("rpc: unknown worker pool "php" (pools: default, py)").
 //
 // # Push errors
 //
