@@ -30,8 +30,8 @@ type Driver interface {
 // Factory constructs the driver of one pipeline from its configuration. It
 // is supplied by cmd (the only place that knows every driver). The Manager
 // owns the returned driver and closes it. p.Concurrency is the number of
-// slots the pipeline will have (Config.DefaultConcurrency filled in), so a
-// driver's prefetch can follow it.
+// slots the pipeline will have (Config.DefaultConcurrency filled in); a
+// driver may hold up to its own prefetch of deliveries ahead of them.
 type Factory func(ctx context.Context, p config.Pipeline) (Driver, error)
 
 // CloseTimeout bounds closing a driver when the caller's ctx is already
