@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pipevisor/pipevisor/pipeline"
+	"github.com/pipevisor/pipevisor/retry"
 )
 
 func TestPipelineFromDeclare(t *testing.T) {
@@ -16,7 +16,7 @@ func TestPipelineFromDeclare(t *testing.T) {
 	if err != nil {
 		t.Fatalf("PipelineFromDeclare: %v", err)
 	}
-	if p.Name != "local" || p.Driver != DriverMemory || p.Priority != 3 || p.Concurrency != 0 || p.Retry != pipeline.Defaults() {
+	if p.Name != "local" || p.Driver != DriverMemory || p.Priority != 3 || p.Concurrency != 0 || p.Retry != retry.Defaults() {
 		t.Errorf("pipeline = %+v", p)
 	}
 	if p.Memory == nil || p.Memory.Priority != 3 || p.Memory.Prefetch != 100 {
@@ -34,7 +34,7 @@ func TestPipelineFromDeclare(t *testing.T) {
 	if err != nil {
 		t.Fatalf("PipelineFromDeclare: %v", err)
 	}
-	wantRetry := pipeline.RetryPolicy{MaxAttempts: 6, Backoff: pipeline.Backoff{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0}, Configured: true}
+	wantRetry := retry.Policy{MaxAttempts: 6, Backoff: retry.Backoff{Initial: 250 * time.Millisecond, Max: 5 * time.Second, Multiplier: 2, Jitter: 0}, Configured: true}
 	if p.Concurrency != 4 || p.Retry != wantRetry || p.Priority != DefaultPriority || p.Memory.Prefetch != 100000 {
 		t.Errorf("pipeline = %+v (memory %+v)", p, p.Memory)
 	}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
 	"github.com/pipevisor/pipevisor/consumer/sqsjobs"
-	"github.com/pipevisor/pipevisor/pipeline"
 	"github.com/pipevisor/pipevisor/pool"
+	"github.com/pipevisor/pipevisor/retry"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/invalid/*.want from the current output")
@@ -82,7 +82,7 @@ func TestLoadFullExample(t *testing.T) {
 	}
 
 	orders := r.Jobs.Pipelines["orders"]
-	wantRetry := pipeline.RetryPolicy{MaxAttempts: 5, Backoff: pipeline.Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 2, Jitter: 0.1}, Configured: true}
+	wantRetry := retry.Policy{MaxAttempts: 5, Backoff: retry.Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 2, Jitter: 0.1}, Configured: true}
 	if orders.Name != "orders" || orders.Driver != DriverMemory || orders.Concurrency != 4 || orders.Priority != 10 || orders.Retry != wantRetry {
 		t.Errorf("orders = %+v", orders)
 	}
@@ -90,7 +90,7 @@ func TestLoadFullExample(t *testing.T) {
 		t.Errorf("orders memory config = %+v", orders.Memory)
 	}
 	emails := r.Jobs.Pipelines["emails"]
-	if emails.Priority != 20 || emails.Memory == nil || emails.Memory.Priority != 20 || emails.Retry != pipeline.Defaults() || emails.Concurrency != 4 {
+	if emails.Priority != 20 || emails.Memory == nil || emails.Memory.Priority != 20 || emails.Retry != retry.Defaults() || emails.Concurrency != 4 {
 		t.Errorf("emails = %+v (memory %+v)", emails, emails.Memory)
 	}
 
@@ -141,7 +141,7 @@ jobs:
 		t.Errorf("jobs timeouts: %v %v", r.Jobs.ShutdownTimeout, r.Jobs.Timeout)
 	}
 	d := r.Jobs.Pipelines["default"]
-	if d.Name != "default" || d.Concurrency != runtime.NumCPU() || d.Priority != DefaultPriority || d.Retry != pipeline.Defaults() || d.DeadLetter != "" {
+	if d.Name != "default" || d.Concurrency != runtime.NumCPU() || d.Priority != DefaultPriority || d.Retry != retry.Defaults() || d.DeadLetter != "" {
 		t.Errorf("pipeline defaults: %+v", d)
 	}
 	if d.Memory == nil || d.Memory.Prefetch != 100000 {

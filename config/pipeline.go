@@ -13,7 +13,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer/kafkajobs"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/consumer/sqsjobs"
-	"github.com/pipevisor/pipevisor/pipeline"
+	"github.com/pipevisor/pipevisor/retry"
 	"gopkg.in/yaml.v3"
 )
 
@@ -49,7 +49,7 @@ type Pipeline struct {
 	Concurrency int
 	// Retry is complete (no zero fields standing for defaults);
 	// Retry.Configured is true when the pipeline has a retry: section.
-	Retry pipeline.RetryPolicy
+	Retry retry.Policy
 	// DeadLetter is the driver-specific dead-letter target; empty means
 	// the driver's default (the memory driver keeps a dead list).
 	DeadLetter string
@@ -87,13 +87,13 @@ type pipelineKeys struct {
 }
 
 // retrySection is a pipeline's retry: key: the policy decoded over
-// pipeline.Defaults(), Configured when the key is there with a value
+// retry.Defaults(), Configured when the key is there with a value
 // (written or merged in; retry: with no value, or ~, is no section).
-type retrySection struct{ pipeline.RetryPolicy }
+type retrySection struct{ retry.Policy }
 
 func (r *retrySection) decodeNode(n *yaml.Node, path string) []*Error {
 	r.Configured = true
-	return decodeStruct(n, path, reflect.ValueOf(&r.RetryPolicy).Elem())
+	return decodeStruct(n, path, reflect.ValueOf(&r.Policy).Elem())
 }
 
 // decodeNode decodes jobs.pipelines.<name>; Name is set by the caller.
@@ -105,13 +105,13 @@ func (p *Pipeline) decodeNode(n *yaml.Node, path string) []*Error {
 // config keys are reported under configPath (path.config in a file; the
 // top level for Declare, whose driver keys are flat).
 func decodePipeline(n *yaml.Node, path, configPath string, p *Pipeline) []*Error {
-	keys := pipelineKeys{Retry: retrySection{pipeline.Defaults()}}
+	keys := pipelineKeys{Retry: retrySection{retry.Defaults()}}
 	errs := decodeStruct(n, path, reflect.ValueOf(&keys).Elem())
 
 	p.Driver = keys.Driver
 	p.DeadLetter = keys.DeadLetter
 	p.Pool = keys.Pool
-	p.Retry = keys.Retry.RetryPolicy
+	p.Retry = keys.Retry.Policy
 	errs = append(errs, validateRetry(p.Retry, joinPath(path, "retry"))...)
 	if keys.Concurrency != nil {
 		p.Concurrency = *keys.Concurrency
@@ -167,11 +167,11 @@ func decodePipeline(n *yaml.Node, path, configPath string, p *Pipeline) []*Error
 	return errs
 }
 
-// validateRetry checks a retry policy decoded over pipeline.Defaults().
-// It is stricter than pipeline.RetryPolicy.Validate: an explicit 0 is an
+// validateRetry checks a retry policy decoded over retry.Defaults().
+// It is stricter than retry.Policy.Validate: an explicit 0 is an
 // error here, not "the default", because a user writing
 // max_attempts: 0 or initial: 0 does not mean 3 or 1s.
-func validateRetry(r pipeline.RetryPolicy, path string) []*Error {
+func validateRetry(r retry.Policy, path string) []*Error {
 	var errs []*Error
 	add := func(key, format string, args ...any) {
 		errs = append(errs, errAt(joinPath(path, key), 0, format, args...))

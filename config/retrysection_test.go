@@ -3,11 +3,11 @@ package config
 import (
 	"testing"
 
-	"github.com/pipevisor/pipevisor/pipeline"
+	"github.com/pipevisor/pipevisor/retry"
 )
 
 // TestRetryConfigured: a pipeline's Retry.Configured says whether it has a
-// retry: section, which decides who the policy governs (pipeline.RetryPolicy).
+// retry: section, which decides who the policy governs (retry.Policy).
 func TestRetryConfigured(t *testing.T) {
 	r, err := Parse([]byte(`
 version: "3"
@@ -31,12 +31,12 @@ jobs:
 	if err != nil {
 		t.Fatalf("Parse: %v", err)
 	}
-	defaults := pipeline.Defaults()
+	defaults := retry.Defaults()
 	withDefaults := defaults
 	withDefaults.Configured = true
 	five := withDefaults
 	five.MaxAttempts = 5
-	for name, want := range map[string]pipeline.RetryPolicy{
+	for name, want := range map[string]retry.Policy{
 		"none": defaults, "null": defaults, "empty": withDefaults, "set": five, "merged": five,
 	} {
 		if got := r.Jobs.Pipelines[name].Retry; got != want {

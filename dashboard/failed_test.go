@@ -19,7 +19,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/frame"
 	"github.com/pipevisor/pipevisor/jobs"
-	"github.com/pipevisor/pipevisor/pipeline"
+	"github.com/pipevisor/pipevisor/retry"
 )
 
 // fakeFailed is the dead store of the fake pipelines: orders keeps its
@@ -317,7 +317,7 @@ func TestFailedRetryRunsTheJob(t *testing.T) {
 	ctx := context.Background()
 	exec := &switchExec{}
 	p := config.Pipeline{Name: "orders", Driver: config.DriverMemory, Concurrency: 1,
-		Retry: pipeline.RetryPolicy{MaxAttempts: 1}, Memory: &memjobs.Config{}}
+		Retry: retry.Policy{MaxAttempts: 1}, Memory: &memjobs.Config{}}
 	m := jobs.New(jobs.Config{
 		Factory: func(ctx context.Context, p config.Pipeline) (jobs.Driver, error) {
 			return memjobs.New(p.Name, *p.Memory, nil), nil

@@ -12,7 +12,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/frame"
-	"github.com/pipevisor/pipevisor/pipeline"
+	"github.com/pipevisor/pipevisor/retry"
 )
 
 // switchExec fails every job until ok is set, then acks them.
@@ -47,7 +47,7 @@ func TestFailedJobs(t *testing.T) {
 	pipes := map[string]config.Pipeline{"other": memPipeline("other")}
 	for _, name := range []string{"a", "b"} {
 		p := memPipeline(name)
-		p.Retry = pipeline.RetryPolicy{MaxAttempts: 1}
+		p.Retry = retry.Policy{MaxAttempts: 1}
 		pipes[name] = p
 	}
 	m := New(Config{

@@ -17,6 +17,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/frame"
 	"github.com/pipevisor/pipevisor/pipeline"
+	"github.com/pipevisor/pipevisor/retry"
 )
 
 // testExec acks every job; while hold is set, jobs wait until it is
@@ -102,7 +103,7 @@ func (b *bundle) driver(name string) *testDriver {
 
 func memPipeline(name string) config.Pipeline {
 	return config.Pipeline{Name: name, Driver: config.DriverMemory, Concurrency: 2,
-		Retry: pipeline.Defaults(), Memory: &memjobs.Config{}}
+		Retry: retry.Defaults(), Memory: &memjobs.Config{}}
 }
 
 // setup returns a started manager with the memory pipelines "a" (consumed)

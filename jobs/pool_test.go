@@ -10,8 +10,8 @@ import (
 	"github.com/pipevisor/pipevisor/config"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/internal/fakeworker"
-	"github.com/pipevisor/pipevisor/pipeline"
 	"github.com/pipevisor/pipevisor/pool"
+	"github.com/pipevisor/pipevisor/retry"
 )
 
 // TestHelperProcess is the fake worker when this test binary is started
@@ -51,7 +51,7 @@ func withPool(t *testing.T, mode string, env map[string]string) (*Manager, *memj
 		}
 	})
 	pc := memPipeline("a")
-	pc.Retry = pipeline.RetryPolicy{MaxAttempts: 2, Backoff: pipeline.Backoff{Initial: 10 * time.Millisecond}}
+	pc.Retry = retry.Policy{MaxAttempts: 2, Backoff: retry.Backoff{Initial: 10 * time.Millisecond}}
 	var q *memjobs.Queue
 	m := New(Config{
 		Factory: func(ctx context.Context, p config.Pipeline) (Driver, error) {

@@ -21,6 +21,7 @@ import (
 	"github.com/pipevisor/pipevisor/metrics"
 	"github.com/pipevisor/pipevisor/pipeline"
 	"github.com/pipevisor/pipevisor/pool"
+	"github.com/pipevisor/pipevisor/retry"
 )
 
 // sample returns the value of the metric name whose labels include every
@@ -222,7 +223,7 @@ func TestThroughManager(t *testing.T) {
 		Executor: okExec{},
 		Observer: m,
 		Pipelines: map[string]config.Pipeline{
-			"emails": {Driver: config.DriverMemory, Concurrency: 4, Retry: pipeline.Defaults(), Memory: &memjobs.Config{}},
+			"emails": {Driver: config.DriverMemory, Concurrency: 4, Retry: retry.Defaults(), Memory: &memjobs.Config{}},
 		},
 	})
 	t.Cleanup(func() {

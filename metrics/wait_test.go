@@ -11,7 +11,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/jobs"
 	"github.com/pipevisor/pipevisor/metrics"
-	"github.com/pipevisor/pipevisor/pipeline"
+	"github.com/pipevisor/pipevisor/retry"
 )
 
 // histSum returns the sample sum of histogram name for pipeline.
@@ -52,7 +52,7 @@ func TestQueueWaitAndOldestAge(t *testing.T) {
 		Executor: okExec{},
 		Observer: m,
 		Pipelines: map[string]config.Pipeline{
-			"later": {Driver: config.DriverMemory, Concurrency: 2, Retry: pipeline.Defaults(), Memory: &memjobs.Config{}},
+			"later": {Driver: config.DriverMemory, Concurrency: 2, Retry: retry.Defaults(), Memory: &memjobs.Config{}},
 		},
 	})
 	t.Cleanup(func() {

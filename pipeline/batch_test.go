@@ -12,6 +12,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/frame"
+	"github.com/pipevisor/pipevisor/retry"
 )
 
 // batchExec is a BatchExecutor that records the batches it gets and
@@ -109,7 +110,7 @@ func TestPipeliningSettlesEachJobByItsReply(t *testing.T) {
 		return frame.Payload{}, nil
 	}}
 	p := New(Config{Name: "mem", Concurrency: 1, Pipelining: 8, Rand: fixedRand,
-		Retry: RetryPolicy{MaxAttempts: 3, Backoff: Backoff{Initial: time.Millisecond}}}, q, ex, nil)
+		Retry: retry.Policy{MaxAttempts: 3, Backoff: retry.Backoff{Initial: time.Millisecond}}}, q, ex, nil)
 	start(t, p)
 	waitFor(t, "6 acked", func() bool { return p.Stat(context.Background()).Acked == 6 })
 	st := p.Stat(context.Background())

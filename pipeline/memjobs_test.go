@@ -13,6 +13,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/frame"
+	"github.com/pipevisor/pipevisor/retry"
 )
 
 // TestWithMemjobs runs the pipeline on the real memory driver: a job that
@@ -47,7 +48,7 @@ func TestWithMemjobs(t *testing.T) {
 		return frame.Payload{}, nil
 	})
 	p := New(Config{Name: "mem", Concurrency: 4, Rand: fixedRand,
-		Retry: RetryPolicy{MaxAttempts: 2, Backoff: Backoff{Initial: 10 * time.Millisecond}, Configured: true}}, q, ex, nil)
+		Retry: retry.Policy{MaxAttempts: 2, Backoff: retry.Backoff{Initial: 10 * time.Millisecond}, Configured: true}}, q, ex, nil)
 	start(t, p)
 	waitFor(t, "all settled", func() bool {
 		st := p.Stat(ctx)
@@ -131,7 +132,7 @@ func TestWithMemjobsWorkerDecidesWithoutRetry(t *testing.T) {
 		}
 	})
 	p := New(Config{Name: "mem", Concurrency: 3, Rand: fixedRand,
-		Retry: RetryPolicy{MaxAttempts: 3, Backoff: Backoff{Initial: 10 * time.Millisecond}}}, q, ex, nil)
+		Retry: retry.Policy{MaxAttempts: 3, Backoff: retry.Backoff{Initial: 10 * time.Millisecond}}}, q, ex, nil)
 	start(t, p)
 	waitFor(t, "all settled", func() bool {
 		st := p.Stat(ctx)

@@ -8,6 +8,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/frame"
 	"github.com/pipevisor/pipevisor/pool"
+	"github.com/pipevisor/pipevisor/retry"
 )
 
 // NoWorkerDelay is how long a job waits before it is handed out again when
@@ -42,7 +43,7 @@ const NoWorkerDelay = time.Second
 // which the driver keeps counting itself.
 //
 // policy must have gone through WithDefaults; rnd feeds the backoff jitter.
-func outcomeFor(reply frame.Reply, err error, attempt int, policy RetryPolicy, rnd func() float64) consumer.Outcome {
+func outcomeFor(reply frame.Reply, err error, attempt int, policy retry.Policy, rnd func() float64) consumer.Outcome {
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrShutdown), errors.Is(err, ErrPaused):
@@ -52,7 +53,7 @@ func outcomeFor(reply frame.Reply, err error, attempt int, policy RetryPolicy, r
 		}
 		return retryOrDead(consumer.Outcome{
 			Action: consumer.Retry,
-			Delay:  policy.backoff(attempt, rnd),
+			Delay:  policy.Delay(attempt, rnd),
 			Reason: err.Error(),
 		}, attempt, policy)
 	}
@@ -73,7 +74,7 @@ func outcomeFor(reply frame.Reply, err error, attempt int, policy RetryPolicy, r
 			return consumer.Outcome{Action: consumer.Dead, Reason: reason}
 		}
 		if delay == 0 && policy.Configured {
-			delay = policy.backoff(attempt, rnd)
+			delay = policy.Delay(attempt, rnd)
 		}
 		o := consumer.Outcome{Action: consumer.Retry, Delay: delay, Reason: reason}
 		if reply.Type == frame.ReplyError {
@@ -96,7 +97,7 @@ func outcomeFor(reply frame.Reply, err error, attempt int, policy RetryPolicy, r
 		// might. Never ack what we do not understand.
 		return retryOrDead(consumer.Outcome{
 			Action: consumer.Retry,
-			Delay:  policy.backoff(attempt, rnd),
+			Delay:  policy.Delay(attempt, rnd),
 			Reason: fmt.Sprintf("%v: unknown reply type %d", frame.ErrBadReply, reply.Type),
 		}, attempt, policy)
 	}
@@ -105,7 +106,7 @@ func outcomeFor(reply frame.Reply, err error, attempt int, policy RetryPolicy, r
 // workerDecided returns o, a redelivery the worker asked for: as is when
 // the pipeline has no retry: section (RoadRunner's behaviour), else
 // through retryOrDead.
-func workerDecided(o consumer.Outcome, attempt int, policy RetryPolicy) consumer.Outcome {
+func workerDecided(o consumer.Outcome, attempt int, policy retry.Policy) consumer.Outcome {
 	if !policy.Configured {
 		return o
 	}
@@ -113,7 +114,7 @@ func workerDecided(o consumer.Outcome, attempt int, policy RetryPolicy) consumer
 }
 
 // retryOrDead returns o, or Dead when attempt was the last one allowed.
-func retryOrDead(o consumer.Outcome, attempt int, policy RetryPolicy) consumer.Outcome {
+func retryOrDead(o consumer.Outcome, attempt int, policy retry.Policy) consumer.Outcome {
 	if attempt < policy.MaxAttempts {
 		return o
 	}

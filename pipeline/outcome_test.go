@@ -12,6 +12,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/frame"
 	"github.com/pipevisor/pipevisor/pool"
+	"github.com/pipevisor/pipevisor/retry"
 )
 
 // Errors as the pool returns them.
@@ -26,9 +27,9 @@ func poolClosedErr() error { return pool.ErrClosed }
 func TestOutcomeFor(t *testing.T) {
 	// noRetry is the policy of a pipeline without a retry: section (the
 	// defaults); withRetry of one that has retry: {max_attempts: 3}.
-	noRetry := RetryPolicy{
+	noRetry := retry.Policy{
 		MaxAttempts: 3,
-		Backoff:     Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 2, Jitter: 0.1},
+		Backoff:     retry.Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 2, Jitter: 0.1},
 	}
 	withRetry := noRetry
 	withRetry.Configured = true
@@ -194,87 +195,10 @@ func TestOutcomeFor(t *testing.T) {
 func TestOutcomeForCopiesRequeueHeaders(t *testing.T) {
 	for _, typ := range []frame.ReplyType{frame.ReplyRequeue, frame.ReplyError} {
 		h := map[string][]string{"k": {"v"}, frame.AttemptHeader: {"1"}}
-		o := outcomeFor(frame.Reply{Type: typ, Data: frame.ReplyData{Requeue: true, Headers: h}}, nil, 1, Defaults(), fixedRand)
+		o := outcomeFor(frame.Reply{Type: typ, Data: frame.ReplyData{Requeue: true, Headers: h}}, nil, 1, retry.Defaults(), fixedRand)
 		o.Headers["other"] = []string{"x"}
 		if len(h) != 2 || len(h[frame.AttemptHeader]) != 1 {
 			t.Fatalf("type %d: outcome headers alias the reply headers: %v", typ, h)
 		}
-	}
-}
-
-func TestBackoff(t *testing.T) {
-	p := RetryPolicy{Backoff: Backoff{Initial: 100 * time.Millisecond, Max: time.Second, Multiplier: 3}}.WithDefaults()
-	for attempt, want := range map[int]time.Duration{
-		0: 100 * time.Millisecond, 1: 100 * time.Millisecond, 2: 300 * time.Millisecond,
-		3: 900 * time.Millisecond, 4: time.Second, 60: time.Second, 5000: time.Second,
-	} {
-		if got := p.backoff(attempt, fixedRand); got != want {
-			t.Errorf("backoff(%d) = %v, want %v", attempt, got, want)
-		}
-	}
-
-	p.Backoff.Jitter = 0.1
-	low := p.backoff(2, func() float64 { return 0 })
-	high := p.backoff(2, func() float64 { return 0.999999 })
-	if low != 270*time.Millisecond {
-		t.Errorf("backoff with rnd 0 = %v, want 270ms", low)
-	}
-	if high < 329*time.Millisecond || high > 330*time.Millisecond {
-		t.Errorf("backoff with rnd ~1 = %v, want just under 330ms", high)
-	}
-}
-
-func TestDefaultsAndWithDefaults(t *testing.T) {
-	want := RetryPolicy{MaxAttempts: 3, Backoff: Backoff{Initial: time.Second, Max: time.Minute, Multiplier: 2, Jitter: 0.1}}
-	if got := Defaults(); got != want {
-		t.Errorf("Defaults() = %+v, want %+v", got, want)
-	}
-	if err := Defaults().Validate(); err != nil {
-		t.Errorf("Defaults().Validate() = %v", err)
-	}
-	got := RetryPolicy{}.WithDefaults()
-	want.Backoff.Jitter = 0
-	if got != want {
-		t.Errorf("zero.WithDefaults() = %+v, want %+v", got, want)
-	}
-	if got := (RetryPolicy{Backoff: Backoff{Initial: 2 * time.Minute}}).WithDefaults(); got.Backoff.Max != 2*time.Minute {
-		t.Errorf("Max below a large Initial: %v", got.Backoff.Max)
-	}
-	if got := (RetryPolicy{Configured: true}).WithDefaults(); !got.Configured || got.MaxAttempts != DefaultMaxAttempts {
-		t.Errorf("WithDefaults of a configured policy = %+v, want it still Configured with the defaults", got)
-	}
-}
-
-func TestRetryPolicyValidate(t *testing.T) {
-	tests := []struct {
-		name string
-		p    RetryPolicy
-		keys []string
-	}{
-		{name: "zero is valid", p: RetryPolicy{}},
-		{name: "negative attempts", p: RetryPolicy{MaxAttempts: -1}, keys: []string{"max_attempts"}},
-		{name: "negative durations", p: RetryPolicy{Backoff: Backoff{Initial: -1, Max: -1}}, keys: []string{"backoff.initial", "backoff.max"}},
-		{name: "max below initial", p: RetryPolicy{Backoff: Backoff{Initial: time.Minute, Max: time.Second}}, keys: []string{"backoff.max"}},
-		{name: "multiplier below 1", p: RetryPolicy{Backoff: Backoff{Multiplier: 0.5}}, keys: []string{"backoff.multiplier"}},
-		{name: "jitter above 1", p: RetryPolicy{Backoff: Backoff{Jitter: 1.5}}, keys: []string{"backoff.jitter"}},
-		{name: "jitter negative", p: RetryPolicy{Backoff: Backoff{Jitter: -0.1}}, keys: []string{"backoff.jitter"}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := tt.p.Validate()
-			var keys []string
-			if err != nil {
-				for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-					var fe *consumer.FieldError
-					if !errors.As(e, &fe) {
-						t.Fatalf("error %v is not a *consumer.FieldError", e)
-					}
-					keys = append(keys, fe.Key)
-				}
-			}
-			if !reflect.DeepEqual(keys, tt.keys) {
-				t.Errorf("Validate() keys = %v, want %v (err %v)", keys, tt.keys, err)
-			}
-		})
 	}
 }

@@ -25,6 +25,7 @@ import (
 
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/frame"
+	"github.com/pipevisor/pipevisor/retry"
 )
 
 // Executor runs one job on a worker and returns the worker's reply.
@@ -93,8 +94,8 @@ type Config struct {
 	// Executor a BatchExecutor; values below 2 mean one job at a time.
 	Pipelining int
 	// Retry is the retry policy; zero fields take their defaults
-	// (RetryPolicy.WithDefaults).
-	Retry RetryPolicy
+	// (retry.Policy.WithDefaults).
+	Retry retry.Policy
 	// SettleTimeout bounds each Settle call (default DefaultSettleTimeout).
 	// Settling is not cancelled by Stop.
 	SettleTimeout time.Duration

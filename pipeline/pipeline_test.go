@@ -14,6 +14,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/frame"
 	"github.com/pipevisor/pipevisor/pool"
+	"github.com/pipevisor/pipevisor/retry"
 )
 
 func ackExec(context.Context, frame.Payload) (frame.Payload, error) {
@@ -110,7 +111,7 @@ func TestRetryThenAck(t *testing.T) {
 		}
 		return replyBody(t, frame.Reply{Type: frame.ReplyAck}), nil
 	})
-	p := New(Config{Name: "p", Retry: RetryPolicy{Backoff: Backoff{Initial: 250 * time.Millisecond}}, Rand: fixedRand}, fc, ex, nil)
+	p := New(Config{Name: "p", Retry: retry.Policy{Backoff: retry.Backoff{Initial: 250 * time.Millisecond}}, Rand: fixedRand}, fc, ex, nil)
 	start(t, p)
 
 	first := fc.next(t)
@@ -140,7 +141,7 @@ func TestMaxAttemptsDead(t *testing.T) {
 	})
 	// A retry: section caps what the worker decided (without one, NACK
 	// with redelivery has no cap).
-	p := New(Config{Name: "p", Retry: RetryPolicy{MaxAttempts: 3, Backoff: Backoff{Initial: time.Millisecond}, Configured: true}}, fc, ex, nil)
+	p := New(Config{Name: "p", Retry: retry.Policy{MaxAttempts: 3, Backoff: retry.Backoff{Initial: time.Millisecond}, Configured: true}}, fc, ex, nil)
 	start(t, p)
 	for attempt := 1; attempt <= 3; attempt++ {
 		s := fc.next(t)

@@ -13,7 +13,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/frame"
 	"github.com/pipevisor/pipevisor/jobs"
-	"github.com/pipevisor/pipevisor/pipeline"
+	"github.com/pipevisor/pipevisor/retry"
 )
 
 // recorder is a slog.Handler keeping every record with its attributes.
@@ -76,7 +76,7 @@ func (w *originWorkers) Reset(ctx context.Context) error {
 func TestRPCActionsCarryTheirOrigin(t *testing.T) {
 	rec := &recorder{}
 	mem := func(name string) config.Pipeline {
-		return config.Pipeline{Name: name, Driver: config.DriverMemory, Retry: pipeline.Defaults(), Memory: &memjobs.Config{}}
+		return config.Pipeline{Name: name, Driver: config.DriverMemory, Retry: retry.Defaults(), Memory: &memjobs.Config{}}
 	}
 	m := jobs.New(jobs.Config{
 		Factory: func(_ context.Context, p config.Pipeline) (jobs.Driver, error) {

@@ -22,7 +22,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	frm "github.com/pipevisor/pipevisor/frame"
 	"github.com/pipevisor/pipevisor/jobs"
-	"github.com/pipevisor/pipevisor/pipeline"
+	"github.com/pipevisor/pipevisor/retry"
 	"github.com/pipevisor/pipevisor/rpc/jobsv1"
 	"google.golang.org/protobuf/proto"
 )
@@ -237,8 +237,8 @@ func startSDKServer(t *testing.T) *sdkServer {
 		},
 		Executor: s.exec,
 		Pipelines: map[string]config.Pipeline{
-			"sdk-busy": {Driver: config.DriverMemory, Priority: 10, Concurrency: 1, Retry: pipeline.Defaults(), Memory: &mem},
-			"sdk-amqp": {Driver: config.DriverAMQP, Priority: 10, Concurrency: 1, Retry: pipeline.Defaults(),
+			"sdk-busy": {Driver: config.DriverMemory, Priority: 10, Concurrency: 1, Retry: retry.Defaults(), Memory: &mem},
+			"sdk-amqp": {Driver: config.DriverAMQP, Priority: 10, Concurrency: 1, Retry: retry.Defaults(),
 				AMQP: &amqpjobs.Config{Queue: sdkStatQueue, Prefetch: 10, Priority: 10, RedialTimeout: time.Minute,
 					Exchange: amqpjobs.DefaultExchange, ExchangeType: amqpjobs.DefaultExchangeType, ConfirmTimeout: 30 * time.Second}},
 		},

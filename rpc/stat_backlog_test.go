@@ -13,7 +13,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/jobs"
-	"github.com/pipevisor/pipevisor/pipeline"
+	"github.com/pipevisor/pipevisor/retry"
 	"github.com/pipevisor/pipevisor/rpc/jobsv1"
 )
 
@@ -30,7 +30,7 @@ func TestStatBacklogOfAPausedMemoryPipeline(t *testing.T) {
 		},
 		Executor: &busyExec{release: make(chan struct{})},
 		Pipelines: map[string]config.Pipeline{
-			"idle": {Driver: config.DriverMemory, Priority: 10, Concurrency: 2, Retry: pipeline.Defaults(), Memory: &mem},
+			"idle": {Driver: config.DriverMemory, Priority: 10, Concurrency: 2, Retry: retry.Defaults(), Memory: &mem},
 		},
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

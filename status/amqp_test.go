@@ -15,7 +15,7 @@ import (
 	"github.com/pipevisor/pipevisor/config"
 	"github.com/pipevisor/pipevisor/consumer/amqpjobs"
 	"github.com/pipevisor/pipevisor/jobs"
-	"github.com/pipevisor/pipevisor/pipeline"
+	"github.com/pipevisor/pipevisor/retry"
 	"github.com/pipevisor/pipevisor/status"
 )
 
@@ -80,7 +80,7 @@ func TestReadyFollowsRabbitMQConnection(t *testing.T) {
 		},
 		Executor: ackExec{},
 		Pipelines: map[string]config.Pipeline{
-			"orders": {Driver: config.DriverAMQP, Concurrency: 1, Retry: pipeline.Defaults(), AMQP: func() *amqpjobs.Config {
+			"orders": {Driver: config.DriverAMQP, Concurrency: 1, Retry: retry.Defaults(), AMQP: func() *amqpjobs.Config {
 				c := &amqpjobs.Config{Queue: "orders", RedialTimeout: 5 * time.Second}
 				c.Defaults()
 				return c

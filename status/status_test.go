@@ -17,7 +17,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/frame"
 	"github.com/pipevisor/pipevisor/jobs"
-	"github.com/pipevisor/pipevisor/pipeline"
+	"github.com/pipevisor/pipevisor/retry"
 	"github.com/pipevisor/pipevisor/status"
 )
 
@@ -113,9 +113,9 @@ func TestReadyFollowsPipelines(t *testing.T) {
 		},
 		Executor: ackExec{},
 		Pipelines: map[string]config.Pipeline{
-			"emails": {Driver: config.DriverMemory, Concurrency: 1, Retry: pipeline.Defaults(), Memory: &memjobs.Config{}},
-			"orders": {Driver: config.DriverMemory, Concurrency: 1, Retry: pipeline.Defaults(), Memory: &memjobs.Config{}},
-			"idle":   {Driver: config.DriverMemory, Concurrency: 1, Retry: pipeline.Defaults(), Memory: &memjobs.Config{}},
+			"emails": {Driver: config.DriverMemory, Concurrency: 1, Retry: retry.Defaults(), Memory: &memjobs.Config{}},
+			"orders": {Driver: config.DriverMemory, Concurrency: 1, Retry: retry.Defaults(), Memory: &memjobs.Config{}},
+			"idle":   {Driver: config.DriverMemory, Concurrency: 1, Retry: retry.Defaults(), Memory: &memjobs.Config{}},
 		},
 	})
 	t.Cleanup(func() {

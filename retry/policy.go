@@ -1,4 +1,8 @@
-package pipeline
+// Package retry holds the retry policy of a pipeline: how many deliveries
+// a failing job may have and how long it waits between them. The config
+// package decodes it from a pipeline's retry: section; the pipeline applies
+// it in its outcome table.
+package retry
 
 import (
 	"errors"
@@ -8,7 +12,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer"
 )
 
-// RetryPolicy is the per-pipeline retry configuration
+// Policy is the per-pipeline retry configuration
 // (jobs.pipelines.<name>.retry in .rr.yaml).
 //
 // Who it governs depends on Configured. Without a retry: section it
@@ -18,7 +22,7 @@ import (
 // runs as RoadRunner runs it: no attempt cap, the worker's own delay and
 // headers. With a retry: section it governs both, and a NACK or legacy
 // fail with requeue that names no delay waits for the backoff.
-type RetryPolicy struct {
+type Policy struct {
 	// MaxAttempts is the total number of deliveries a job may have; past it
 	// a failing job is dead-lettered. 0 means the default (3).
 	MaxAttempts int `yaml:"max_attempts"`
@@ -50,8 +54,8 @@ const (
 // Defaults returns the default policy: 3 attempts, backoff from 1s doubling
 // up to 1m, with 10% jitter, not Configured. The config package decodes
 // YAML over it, so an explicit `jitter: 0` in the file disables jitter.
-func Defaults() RetryPolicy {
-	return RetryPolicy{
+func Defaults() Policy {
+	return Policy{
 		MaxAttempts: DefaultMaxAttempts,
 		Backoff: Backoff{
 			Initial:    DefaultInitial,
@@ -65,7 +69,7 @@ func Defaults() RetryPolicy {
 // WithDefaults returns p with every zero field that has no meaningful zero
 // value (MaxAttempts, Initial, Max, Multiplier) set to its default. Jitter is
 // left as is: zero jitter is a valid choice.
-func (p RetryPolicy) WithDefaults() RetryPolicy {
+func (p Policy) WithDefaults() Policy {
 	if p.MaxAttempts == 0 {
 		p.MaxAttempts = DefaultMaxAttempts
 	}
@@ -85,7 +89,7 @@ func (p RetryPolicy) WithDefaults() RetryPolicy {
 // Key is relative to the retry section ("max_attempts", "backoff.max", ...),
 // joined with errors.Join. Zero values are accepted: they mean "default"
 // (see WithDefaults).
-func (p RetryPolicy) Validate() error {
+func (p Policy) Validate() error {
 	var errs []error
 	add := func(key, reason string) {
 		errs = append(errs, &consumer.FieldError{Key: key, Reason: reason})
@@ -112,12 +116,12 @@ func (p RetryPolicy) Validate() error {
 	return errors.Join(errs...)
 }
 
-// backoff returns the delay before attempt+1 after attempt (1-based) failed:
+// Delay returns the delay before attempt+1 after attempt (1-based) failed:
 // Initial * Multiplier^(attempt-1), capped at Max, then scaled by a factor
 // drawn uniformly from [1-Jitter, 1+Jitter) using rnd, which returns a value
 // in [0, 1). The result never exceeds Max * (1+Jitter) and is never negative.
 // p must have gone through WithDefaults.
-func (p RetryPolicy) backoff(attempt int, rnd func() float64) time.Duration {
+func (p Policy) Delay(attempt int, rnd func() float64) time.Duration {
 	b := p.Backoff
 	if attempt < 1 {
 		attempt = 1
