@@ -258,7 +258,6 @@ var rrCorpus = map[string]struct {
 			"logs.file_logger_options: ignored: log rotation is not implemented (write to a file with logs.output and rotate it with logrotate) (line 34)",
 			"logs.channels: ignored: one logger serves the whole supervisor (per-plugin settings do not apply) (line 40)",
 			"endure: ignored: RoadRunner's plugin container settings (the shutdown grace period is jobs.shutdown_timeout; the systemd watchdog follows WatchdogSec) (line 50)",
-			"otel: ignored: tracing is not implemented yet (line 56)",
 			"status.check_timeout: ignored: /health and /ready answer from the supervisor's own state without waiting (line 76)",
 			"metrics.collect: ignored: application metrics declared here are not collected (line 80)",
 			"jobs.num_pollers: ignored: each pipeline fetches only as many jobs as it has free slots (concurrency) (line 95)",

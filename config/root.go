@@ -323,28 +323,6 @@ type Endure struct {
 	WatchdogSec int           `yaml:"watchdog_sec"`
 }
 
-// OTel is RoadRunner's otel: section.
-type OTel struct {
-	Resource       *OTelResource     `yaml:"resource"`
-	Insecure       bool              `yaml:"insecure"`
-	Compress       bool              `yaml:"compress"`
-	Exporter       string            `yaml:"exporter"`
-	CustomURL      string            `yaml:"custom_url"`
-	Endpoint       string            `yaml:"endpoint"`
-	Client         string            `yaml:"client"`
-	ServiceName    string            `yaml:"service_name"`
-	ServiceVersion string            `yaml:"service_version"`
-	Headers        map[string]string `yaml:"headers"`
-}
-
-// OTelResource is otel.resource.
-type OTelResource struct {
-	ServiceName       string `yaml:"service_name"`
-	ServiceVersion    string `yaml:"service_version"`
-	ServiceNamespace  string `yaml:"service_namespace"`
-	ServiceInstanceID string `yaml:"service_instance_id"`
-}
-
 // PipelineNames returns the names of the declared pipelines, sorted.
 func (j Jobs) PipelineNames() []string {
 	names := make([]string, 0, len(j.Pipelines))

@@ -62,9 +62,9 @@ func withoutForeignSections(top *yaml.Node) (*yaml.Node, []*Error) {
 }
 
 // validateCompat checks the RoadRunner sections that have rules of their
-// own (server.on_init).
+// own (server.on_init, otel).
 func (r *Root) validateCompat() []*Error {
-	var errs []*Error
+	errs := r.OTel.checkErrors()
 	if o := r.Server.OnInit; o != nil {
 		if len(o.Command) == 0 {
 			errs = append(errs, errAt("server.on_init.command", 0, "required: the command to run before the workers start"))
@@ -115,7 +115,7 @@ func (r *Root) ignoredWarnings() []*Error {
 		warn(b.File != "", "boltdb.file", "ignored: the key of RoadRunner's boltdb kv storage, which Pipevisor does not run; a jobs pipeline names its file in its config.file")
 		warn(b.Interval != 0, "boltdb.interval", "ignored: the key of RoadRunner's boltdb kv storage (TTL checks), which Pipevisor does not run")
 	}
-	warn(r.OTel != nil, "otel", "ignored: tracing is not implemented yet")
+	w = append(w, r.OTel.warnings()...)
 
 	return w
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/pipevisor/pipevisor/config"
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/pipeline"
+	"github.com/pipevisor/pipevisor/tracing"
 )
 
 // Driver is what a Factory returns for one pipeline: a consumer that can
@@ -67,6 +68,9 @@ type Config struct {
 	SettleTimeout time.Duration
 	// Observer, when not nil, is told every job's fate (metrics).
 	Observer pipeline.Observer
+	// Tracer, when not nil, makes a span for every push, run and
+	// settlement, and carries the traceparent in the jobs' headers.
+	Tracer *tracing.Tracer
 }
 
 type managerState uint8
@@ -118,7 +122,7 @@ func New(cfg Config) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(tracing.NewContext(context.Background(), cfg.Tracer))
 	return &Manager{
 		cfg:       cfg,
 		log:       log,

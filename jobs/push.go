@@ -18,10 +18,25 @@ import (
 // consumer.ErrInDoubt), and every job of the pipelines not yet published
 // (ErrNotPublished: failed); consumer.ReportOf sorts them. Paused and
 // not-consumed pipelines accept pushes.
+//
+// With Config.Tracer set, each job gets a push span, a child of the
+// traceparent in its headers when it has one, and is published with the
+// span's traceparent in its headers (jobs itself is not modified).
 func (m *Manager) Push(ctx context.Context, jobs []consumer.Job) error {
 	if len(jobs) == 0 {
 		return nil
 	}
+	if m.cfg.Tracer == nil {
+		return m.push(ctx, jobs)
+	}
+	traced, spans := m.cfg.Tracer.StartPush(ctx, jobs)
+	err := m.push(ctx, traced)
+	spans.End(err)
+	return err
+}
+
+// push is Push without tracing.
+func (m *Manager) push(ctx context.Context, jobs []consumer.Job) error {
 	m.mu.RLock()
 	if m.state == stateStopped {
 		m.mu.RUnlock()

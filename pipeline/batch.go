@@ -6,6 +6,7 @@ import (
 
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/frame"
+	"github.com/pipevisor/pipevisor/tracing"
 )
 
 // batcher is a slot's state for pipelining: after Receive returned one
@@ -21,6 +22,8 @@ type batcher struct {
 	ds   []*consumer.Delivery
 	pls  []frame.Payload
 	bufs [][]byte // the job context JSON of each position, reused
+	tr   *tracing.Tracer
+	tjs  []tracing.Job // the tracing of each position; nil when tr is nil
 
 	// The batch running now, for settled (made once: a func value
 	// passed to ExecBatch would otherwise be allocated per batch).
@@ -32,8 +35,9 @@ type batcher struct {
 
 // newBatcher returns a slot's batcher, or nil when jobs go one at a time
 // (Pipelining below 2, a consumer that is not a ReadyReceiver or an
-// executor that is not a BatchExecutor).
-func (p *Pipeline) newBatcher() *batcher {
+// executor that is not a BatchExecutor). tr (nil: off) traces each job's
+// run and settlement.
+func (p *Pipeline) newBatcher(tr *tracing.Tracer) *batcher {
 	if p.cfg.Pipelining < 2 {
 		return nil
 	}
@@ -50,6 +54,10 @@ func (p *Pipeline) newBatcher() *batcher {
 		ds:   make([]*consumer.Delivery, 0, p.cfg.Pipelining),
 		pls:  make([]frame.Payload, p.cfg.Pipelining),
 		bufs: make([][]byte, p.cfg.Pipelining),
+		tr:   tr,
+	}
+	if tr != nil {
+		b.tjs = make([]tracing.Job, p.cfg.Pipelining)
 	}
 	b.settledFn = b.settled
 	return b
@@ -74,10 +82,17 @@ func (b *batcher) run(workCtx, settleBase context.Context, first *consumer.Deliv
 	b.workCtx, b.settleBase = workCtx, settleBase
 	b.start = time.Now()
 	b.prev, b.rest = b.start, consumer.Outcome{}
+	if b.tjs != nil {
+		for i, d := range b.ds {
+			b.tjs[i] = b.tr.Received(d)
+			b.tjs[i].StartRun(b.start)
+		}
+	}
 	b.bx.ExecBatch(workCtx, b.pls[:len(b.ds)], b.settledFn)
 	rest := b.rest
 	clear(b.ds)
 	clear(b.pls)
+	clear(b.tjs)
 	b.workCtx, b.settleBase, b.rest = nil, nil, consumer.Outcome{}
 	return rest
 }
@@ -86,7 +101,12 @@ func (b *batcher) run(workCtx, settleBase context.Context, first *consumer.Deliv
 func (b *batcher) settled(i int, out frame.Payload, err error) {
 	now := time.Now()
 	reply, err := b.p.reply(b.workCtx, out, err)
-	o := b.p.finish(b.settleBase, b.ds[i], reply, err, b.start, now, now.Sub(b.prev))
+	var tj tracing.Job
+	if b.tjs != nil {
+		tj = b.tjs[i]
+		tj.EndRun(runErr(reply, err), now)
+	}
+	o := b.p.finish(b.settleBase, b.ds[i], reply, err, b.start, now, now.Sub(b.prev), &tj)
 	b.prev = now
 	if b.rest.Action != consumer.Release || b.rest.Delay == 0 {
 		b.rest = o

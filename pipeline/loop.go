@@ -9,6 +9,7 @@ import (
 
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/frame"
+	"github.com/pipevisor/pipevisor/tracing"
 )
 
 // Bounds of the wait between failed Receive calls.
@@ -25,12 +26,14 @@ const receiveRecovered = time.Second
 
 // loop is one concurrency slot: acquire -> Receive -> exec -> settle, until
 // the pipeline stops. workCtx is cancelled (cause ErrShutdown) when running
-// jobs must be interrupted.
+// jobs must be interrupted. When workCtx carries a tracer (Run's ctx made
+// by tracing.NewContext), each job gets a run span and a settle span.
 func (p *Pipeline) loop(workCtx context.Context) {
 	wait := minReceiveBackoff
 	settleBase := context.WithoutCancel(workCtx) // settling survives Stop
 	var ctxBuf []byte                            // this slot's job context JSON, reused
-	b := p.newBatcher()                          // nil: one job at a time
+	tr := tracing.FromContext(workCtx)           // nil: no tracing
+	b := p.newBatcher(tr)                        // nil: one job at a time
 	for {
 		rctx, ok := p.acquire(workCtx)
 		if !ok {
@@ -81,7 +84,7 @@ func (p *Pipeline) loop(workCtx context.Context) {
 		if b != nil && refuse == nil && !p.stopping() {
 			o = b.run(workCtx, settleBase, d, rctx)
 		} else {
-			o = p.handle(workCtx, settleBase, d, &ctxBuf, refuse)
+			o = p.handle(workCtx, settleBase, d, &ctxBuf, refuse, tr)
 		}
 		if o.Action == consumer.Release && o.Delay > 0 {
 			// No worker was free: do not churn through the queue
@@ -178,9 +181,11 @@ func (p *Pipeline) consumerClosed(err error) {
 // from settleBase, which is not cancelled by Stop, bounded by SettleTimeout.
 // It returns the outcome. *buf is the slot's buffer for the job context.
 // A non-nil refuse (wrapping ErrPaused) releases d without running it.
-func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Delivery, buf *[]byte, refuse error) consumer.Outcome {
+// tr (nil: off) traces the run and the settlement.
+func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Delivery, buf *[]byte, refuse error, tr *tracing.Tracer) consumer.Outcome {
 	start := time.Now()
 	p.active.Add(1)
+	tj := tr.Received(d)
 
 	var (
 		reply    frame.Reply
@@ -195,24 +200,34 @@ func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Deliv
 	case refuse != nil:
 		err = refuse
 	default:
+		tj.StartRun(start)
 		reply, err = p.exec(workCtx, d, buf)
 		now = time.Now()
 		execTook = now.Sub(start)
+		tj.EndRun(runErr(reply, err), now)
 	}
-	return p.finish(settleBase, d, reply, err, start, now, execTook)
+	return p.finish(settleBase, d, reply, err, start, now, execTook, &tj)
 }
 
 // finish settles d after its execution (reply, or err) ended at now, and
 // counts and reports its fate. start is when d was taken for a slot,
 // execTook the time it spent on a worker. It ends d's count in Active.
-func (p *Pipeline) finish(settleBase context.Context, d *consumer.Delivery, reply frame.Reply, err error, start, now time.Time, execTook time.Duration) consumer.Outcome {
+// tj records the settle span.
+func (p *Pipeline) finish(settleBase context.Context, d *consumer.Delivery, reply frame.Reply, err error, start, now time.Time, execTook time.Duration, tj *tracing.Job) consumer.Outcome {
 	defer p.active.Add(-1)
 	o := outcomeFor(reply, err, d.Attempt, p.cfg.Retry, p.cfg.Rand)
 
+	var settleStart time.Time
+	if tj.Enabled() {
+		settleStart = time.Now()
+	}
 	sctx := newSettleCtx(settleBase, now, p.cfg.SettleTimeout)
 	serr := d.Settle(sctx, o)
 	sctx.cancel()
 	took := time.Since(start)
+	if tj.Enabled() {
+		tj.Settled(o, serr, settleStart, start.Add(took))
+	}
 
 	if serr == nil {
 		switch o.Action {

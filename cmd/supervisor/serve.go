@@ -18,6 +18,7 @@ import (
 	"github.com/pipevisor/pipevisor/jobs"
 	"github.com/pipevisor/pipevisor/pool"
 	"github.com/pipevisor/pipevisor/rpc"
+	"github.com/pipevisor/pipevisor/tracing"
 )
 
 // stopSlack is added to the shutdown grace period for stopping the pool and
@@ -73,6 +74,14 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 	}
 	defer prod.close()
 
+	tr, err := tracing.New(ctx, root.OTel, tracing.Options{Version: version})
+	if err != nil {
+		ln.Close()
+		return cli.Exit(fmt.Sprintf("supervisor: otel: %v", err), 1)
+	}
+	// Runs after shutdown: the spans of the last settlements are sent.
+	defer flushTraces(tr, log)
+
 	p, err := openPools(root, prod.poolObserver, log) // production: restarts and scaling per pool
 	if err != nil {
 		ln.Close()
@@ -85,6 +94,7 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 		Observer:  prod.observer(), // production: job fates, exec times
 		Logger:    log,
 		Pipelines: root.Jobs.Pipelines,
+		Tracer:    tr,
 	})
 	// A request frame or a reply may take jobs.timeout to cross the
 	// connection, as long as a call may take.
@@ -183,6 +193,18 @@ func serve(parent context.Context, root *config.Root, log *slog.Logger) error {
 				}
 			}
 		}
+	}
+}
+
+// traceFlushTimeout bounds sending the buffered spans at exit.
+const traceFlushTimeout = 5 * time.Second
+
+// flushTraces sends the spans tr still buffers and stops its exporter.
+func flushTraces(tr *tracing.Tracer, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), traceFlushTimeout)
+	defer cancel()
+	if err := tr.Shutdown(ctx); err != nil {
+		log.Warn("otel: sending the last spans", "err", err)
 	}
 }
 
