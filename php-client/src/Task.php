@@ -188,6 +188,23 @@ final class Task
         return implode(', ', $this->getHeader($name));
     }
 
+    /**
+     * The W3C traceparent of the job, or null without tracing. With otel:
+     * configured the supervisor sets it to its push span (a child of the
+     * producer's own traceparent when the job was pushed with one): start
+     * the worker's spans as its children to continue the trace.
+     */
+    public function getTraceparent(): ?string
+    {
+        return $this->getHeader('traceparent')[0] ?? null;
+    }
+
+    /** The W3C tracestate that goes with getTraceparent(), or null. */
+    public function getTracestate(): ?string
+    {
+        return $this->getHeader('tracestate')[0] ?? null;
+    }
+
     /** Seconds requeue() and nack($reason, true) wait before the job is visible again. */
     public function getDelay(): int
     {

@@ -90,6 +90,17 @@ final class TaskTest extends TestCase
         self::assertSame('', $t->getHeaderLine('x-missing'));
     }
 
+    public function testTraceparentAndTracestateReadTheTraceHeaders(): void
+    {
+        $tp = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+        $t = $this->task(['headers' => ['Traceparent' => [$tp], 'tracestate' => ['v=1']]]);
+
+        self::assertSame($tp, $t->getTraceparent());
+        self::assertSame('v=1', $t->getTracestate());
+        self::assertNull($this->task(['headers' => ['x' => ['y']]])->getTraceparent());
+        self::assertNull($this->task()->getTracestate());
+    }
+
     public function testAHeaderWithANullValueHasNoValues(): void
     {
         // The supervisor writes "name":null for a header without values.

@@ -209,6 +209,31 @@ class Task:
         """Report whether header ``name`` is present with at least one value."""
         return bool(self.headers.get(name))
 
+    @property
+    def traceparent(self) -> Optional[str]:
+        """The W3C ``traceparent`` of the job, or ``None`` without tracing.
+
+        With ``otel:`` configured the supervisor sets it to its push span
+        (a child of the producer's own traceparent when the job was pushed
+        with one): start the worker's spans as its children to continue
+        the trace. Header names are matched case-insensitively.
+        """
+        return self._trace_header("traceparent")
+
+    @property
+    def tracestate(self) -> Optional[str]:
+        """The W3C ``tracestate`` that goes with :attr:`traceparent`, or ``None``."""
+        return self._trace_header("tracestate")
+
+    def _trace_header(self, name: str) -> Optional[str]:
+        values = self.headers.get(name)
+        if not values:
+            for key, v in self.headers.items():
+                if key.lower() == name and v:
+                    values = v
+                    break
+        return values[0] if values else None
+
     # Reply state.
 
     @property
