@@ -19,10 +19,12 @@ import (
 	"github.com/pipevisor/pipevisor/tracing"
 )
 
-// headerExec acks every job and records the traceparent each run saw.
+// headerExec acks every job, but NACKs (no redelivery) the first run of
+// job "doomed", and records the traceparent each run saw.
 type headerExec struct {
 	mu   sync.Mutex
 	seen map[string]string // job id -> traceparent header
+	runs map[string]int
 }
 
 func (x *headerExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
@@ -33,6 +35,10 @@ func (x *headerExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payload,
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	x.seen[jc.ID] = strings.Join(jc.Headers["traceparent"], ",")
+	x.runs[jc.ID]++
+	if jc.ID == "doomed" && x.runs[jc.ID] == 1 {
+		return frame.Payload{Body: []byte(`{"type":3,"data":{"message":"bad job"}}`)}, nil
+	}
 	return frame.Payload{}, nil
 }
 
@@ -49,7 +55,7 @@ func tracedManager(t *testing.T) (*Manager, *headerExec, *tracetest.SpanRecorder
 	t.Helper()
 	sr := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
-	x := &headerExec{seen: map[string]string{}}
+	x := &headerExec{seen: map[string]string{}, runs: map[string]int{}}
 	m := New(Config{
 		Factory: func(ctx context.Context, p config.Pipeline) (Driver, error) {
 			return memjobs.New(p.Name, memjobs.Config{}, nil), nil
@@ -139,5 +145,50 @@ func TestPushSpanFailure(t *testing.T) {
 	s := spansNamed(sr, "push nope")["lost"]
 	if s == nil || !strings.Contains(s.Status().Description, "nope") {
 		t.Errorf("push span of a failed push: %+v", s)
+	}
+}
+
+// TestDeadJobKeepsTrace: a dead-lettered job keeps the push span's
+// traceparent in its headers, and its run after `failed retry` is a child
+// of that push span.
+func TestDeadJobKeepsTrace(t *testing.T) {
+	m, x, sr := tracedManager(t)
+	ctx := context.Background()
+	if err := m.Push(ctx, []consumer.Job{{ID: "doomed", Name: "j", Pipeline: "a"}}); err != nil {
+		t.Fatal(err)
+	}
+	var dead consumer.DeadJob
+	waitFor(t, "the dead job", func() bool {
+		var err error
+		dead, err = m.FailedShow(ctx, "a", "doomed")
+		return err == nil
+	})
+	push := spansNamed(sr, "push a")["doomed"].SpanContext()
+	want := "00-" + push.TraceID().String() + "-" + push.SpanID().String() + "-01"
+	if got := strings.Join(dead.Job.Headers["traceparent"], ","); got != want {
+		t.Errorf("dead job's traceparent %q, want the push span's %q", got, want)
+	}
+	if _, err := m.FailedRetry(ctx, "a", consumer.DeadSelection{IDs: []string{"doomed"}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the second run", func() bool {
+		x.mu.Lock()
+		defer x.mu.Unlock()
+		return x.runs["doomed"] == 2
+	})
+	waitFor(t, "two run spans", func() bool {
+		n := 0
+		for _, s := range sr.Ended() {
+			if s.Name() == "run a" {
+				n++
+				if s.Parent().SpanID() != push.SpanID() || s.SpanContext().TraceID() != push.TraceID() {
+					t.Fatalf("run span parent %s, want the push span %s", s.Parent().SpanID(), push.SpanID())
+				}
+			}
+		}
+		return n == 2
+	})
+	if tp, _ := x.get("doomed"); tp != want {
+		t.Errorf("retried run saw traceparent %q, want %q", tp, want)
 	}
 }
