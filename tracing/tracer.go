@@ -66,9 +66,15 @@ func New(ctx context.Context, cfg *config.OTel, opt Options) (*Tracer, error) {
 	if err != nil || exp == nil {
 		return nil, err
 	}
+	// OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME fill what the file
+	// leaves out; the file's keys win.
+	env := resource.Environment()
 	name, version := cfg.Service()
 	if name == "" {
 		name = DefaultServiceName
+		if v, ok := env.Set().Value("service.name"); ok && v.AsString() != "" {
+			name = v.AsString()
+		}
 	}
 	if version == "" {
 		version = opt.Version
@@ -87,9 +93,7 @@ func New(ctx context.Context, cfg *config.OTel, opt Options) (*Tracer, error) {
 			attrs = append(attrs, attribute.String("service.instance.id", r.ServiceInstanceID))
 		}
 	}
-	// OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME fill what the file
-	// leaves out; the file's keys win.
-	res, err := resource.Merge(resource.Environment(), resource.NewSchemaless(attrs...))
+	res, err := resource.Merge(env, resource.NewSchemaless(attrs...))
 	if err != nil {
 		res = resource.NewSchemaless(attrs...)
 	}

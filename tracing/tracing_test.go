@@ -100,3 +100,30 @@ func TestHeaderCarrier(t *testing.T) {
 		t.Errorf("Set: %v", h)
 	}
 }
+
+// TestServiceNameFromEnvironment: without a service name in the file,
+// OTEL_SERVICE_NAME names the service; the file's name wins over it.
+func TestServiceNameFromEnvironment(t *testing.T) {
+	t.Setenv("OTEL_SERVICE_NAME", "from-env")
+	for _, tc := range []struct {
+		cfg  *config.OTel
+		want string
+	}{
+		{&config.OTel{Exporter: "stdout"}, "from-env"},
+		{&config.OTel{Exporter: "stdout", ServiceName: "from-file"}, "from-file"},
+	} {
+		var buf bytes.Buffer
+		tr, err := New(context.Background(), tc.cfg, Options{Stdout: &buf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, p := tr.StartPush(context.Background(), []consumer.Job{{ID: "x"}})
+		p.End(nil)
+		if err := tr.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(buf.Bytes(), []byte(`{"Key":"service.name","Value":{"Type":"STRING","Value":"`+tc.want+`"}}`)) {
+			t.Errorf("service.name is not %q: %s", tc.want, buf.String())
+		}
+	}
+}
