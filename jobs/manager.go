@@ -122,7 +122,7 @@ func New(cfg Config) *Manager {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	ctx, cancel := context.WithCancel(tracing.NewContext(context.Background(), cfg.Tracer))
+	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{
 		cfg:       cfg,
 		log:       log,
@@ -239,6 +239,7 @@ func (m *Manager) newEntry(p config.Pipeline, drv Driver, poolName string, pool 
 		Retry:         p.Retry,
 		SettleTimeout: m.cfg.SettleTimeout,
 		Observer:      m.cfg.Observer,
+		Tracer:        m.cfg.Tracer,
 	}, drv, pool.Executor, m.log)
 	return &entry{cfg: p, drv: drv, pl: pl, pool: poolName}
 }

@@ -26,13 +26,13 @@ const receiveRecovered = time.Second
 
 // loop is one concurrency slot: acquire -> Receive -> exec -> settle, until
 // the pipeline stops. workCtx is cancelled (cause ErrShutdown) when running
-// jobs must be interrupted. When workCtx carries a tracer (Run's ctx made
-// by tracing.NewContext), each job gets a run span and a settle span.
+// jobs must be interrupted. With Config.Tracer, each job gets a run span
+// and a settle span.
 func (p *Pipeline) loop(workCtx context.Context) {
 	wait := minReceiveBackoff
 	settleBase := context.WithoutCancel(workCtx) // settling survives Stop
 	var ctxBuf []byte                            // this slot's job context JSON, reused
-	tr := tracing.FromContext(workCtx)           // nil: no tracing
+	tr := p.cfg.Tracer                           // nil: no tracing
 	b := p.newBatcher(tr)                        // nil: one job at a time
 	for {
 		rctx, ok := p.acquire(workCtx)

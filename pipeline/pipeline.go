@@ -26,6 +26,7 @@ import (
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/frame"
 	"github.com/pipevisor/pipevisor/retry"
+	"github.com/pipevisor/pipevisor/tracing"
 )
 
 // Executor runs one job on a worker and returns the worker's reply.
@@ -104,6 +105,9 @@ type Config struct {
 	// Rand returns a uniform value in [0, 1) for the backoff jitter
 	// (default math/rand/v2.Float64). Tests inject a fixed source.
 	Rand func() float64
+	// Tracer, when not nil, gives each job a run span and a settle span
+	// (children of the trace its traceparent header names).
+	Tracer *tracing.Tracer
 }
 
 type state uint8

@@ -32,14 +32,13 @@ func recorded(t *testing.T) (*tracing.Tracer, *tracetest.SpanRecorder) {
 	return tracing.NewWithProvider(tp), sr
 }
 
-// startTraced runs p under a context carrying tr; it is stopped at the
-// end of the test.
-func startTraced(t *testing.T, p *Pipeline, tr *tracing.Tracer) {
+// startTraced runs p; it is stopped at the end of the test.
+func startTraced(t *testing.T, p *Pipeline) {
 	t.Helper()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = p.Run(tracing.NewContext(context.Background(), tr))
+		_ = p.Run(context.Background())
 	}()
 	t.Cleanup(func() {
 		_ = p.Stop(context.Background())
@@ -93,8 +92,8 @@ func TestTracingRunAndSettleSpans(t *testing.T) {
 				}
 				return frame.Payload{}, nil
 			})
-			p := New(Config{Name: "mem", Concurrency: 2, Pipelining: pipelining, Rand: fixedRand}, q, batchExecFunc(ex), nil)
-			startTraced(t, p, tr)
+			p := New(Config{Name: "mem", Concurrency: 2, Pipelining: pipelining, Rand: fixedRand, Tracer: tr}, q, batchExecFunc(ex), nil)
+			startTraced(t, p)
 			waitFor(t, "all acked", func() bool { return p.Stat(context.Background()).Acked == n })
 
 			mu.Lock()
@@ -168,7 +167,7 @@ func TestTracingOffLeavesHeaders(t *testing.T) {
 		return frame.Payload{}, nil
 	})
 	p := New(Config{Name: "mem"}, q, ex, nil)
-	startTraced(t, p, nil)
+	startTraced(t, p)
 	h := <-got
 	if _, ok := h["traceparent"]; ok || len(h["k"]) != 1 {
 		t.Errorf("headers = %v, want only k", h)

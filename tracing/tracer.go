@@ -205,20 +205,3 @@ func (t *Tracer) Shutdown(ctx context.Context) error {
 	}
 	return nil
 }
-
-type ctxKey struct{}
-
-// NewContext returns ctx carrying t, for code that gets the tracer from
-// the context its work runs under (a pipeline's Run).
-func NewContext(ctx context.Context, t *Tracer) context.Context {
-	if t == nil {
-		return ctx
-	}
-	return context.WithValue(ctx, ctxKey{}, t)
-}
-
-// FromContext returns the tracer NewContext put in ctx, or nil.
-func FromContext(ctx context.Context) *Tracer {
-	t, _ := ctx.Value(ctxKey{}).(*Tracer)
-	return t
-}
