@@ -203,7 +203,7 @@ func (q *Queue) placeCommitted(items []item) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	t := now()
-	if q.delayed.len() > 0 {
+	if q.delayed.Len() > 0 {
 		q.promoteDue(t)
 	}
 	for i := range items {
@@ -235,22 +235,22 @@ func (q *Queue) place(it *item, t int64) {
 func (q *Queue) schedule(it *item, t int64) {
 	if it.rec.due > t {
 		it.state = stateDelayed
-		q.delayed.push(entry{k1: it.rec.due, k2: it.pos, it: it})
+		q.delayed.Push(entry{K1: it.rec.due, K2: it.pos, Item: it})
 		return
 	}
 	it.state = stateReady
-	q.ready.push(entry{k1: it.rec.prio, k2: it.pos, it: it})
+	q.ready.Push(entry{K1: it.rec.prio, K2: it.pos, Item: it})
 }
 
 // promoteDue moves every delayed item whose time has come to the ready
 // heap, behind the jobs already ready. Caller holds q.mu.
 func (q *Queue) promoteDue(t int64) {
-	for q.delayed.len() > 0 && q.delayed.top().k1 <= t {
-		it := q.delayed.pop().it
+	for q.delayed.Len() > 0 && q.delayed.Top().K1 <= t {
+		it := q.delayed.Pop().Item
 		q.seq++
 		it.pos = q.seq
 		it.state = stateReady
-		q.ready.push(entry{k1: it.rec.prio, k2: it.pos, it: it})
+		q.ready.Push(entry{K1: it.rec.prio, K2: it.pos, Item: it})
 	}
 }
 
@@ -271,7 +271,7 @@ func (q *Queue) take() *item {
 	if q.paused || q.active >= q.cfg.Prefetch {
 		return nil
 	}
-	if q.delayed.len() > 0 {
+	if q.delayed.Len() > 0 {
 		q.promoteDue(now())
 	}
 	return q.takeReady()
@@ -281,10 +281,10 @@ func (q *Queue) take() *item {
 // when it is empty. An auto-ack job is deleted from the file (by the next
 // commit) as it is handed out. Caller holds q.mu.
 func (q *Queue) takeReady() *item {
-	if q.ready.len() == 0 {
+	if q.ready.Len() == 0 {
 		return nil
 	}
-	it := q.ready.pop().it
+	it := q.ready.Pop().Item
 	if it.rec.autoAck {
 		q.s.enqueue(op{q: q, kind: opDelete, seq: it.seq})
 		q.finish(it)
@@ -329,7 +329,7 @@ func (q *Queue) Receive(ctx context.Context) (*consumer.Delivery, error) {
 			return nil, fmt.Errorf("boltjobs: receive from %q: %w", q.name, consumer.ErrClosed)
 		}
 		if it := q.take(); it != nil {
-			if q.ready.len() > 0 {
+			if q.ready.Len() > 0 {
 				q.kick() // pass the baton to the next blocked Receive
 			}
 			d := q.deliver(it)
@@ -338,8 +338,8 @@ func (q *Queue) Receive(ctx context.Context) (*consumer.Delivery, error) {
 		}
 		var timer *time.Timer
 		var fire <-chan time.Time
-		if !q.paused && q.active < q.cfg.Prefetch && q.delayed.len() > 0 {
-			timer = time.NewTimer(time.Duration(q.delayed.top().k1 - now()))
+		if !q.paused && q.active < q.cfg.Prefetch && q.delayed.Len() > 0 {
+			timer = time.NewTimer(time.Duration(q.delayed.Top().K1 - now()))
 			fire = timer.C
 		}
 		q.waiters++

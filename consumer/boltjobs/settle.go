@@ -127,7 +127,7 @@ func (q *Queue) finish(it *item) {
 func (q *Queue) Stat(_ context.Context) (consumer.Stat, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.delayed.len() > 0 {
+	if q.delayed.Len() > 0 {
 		q.promoteDue(now())
 	}
 	return consumer.Stat{
@@ -135,8 +135,8 @@ func (q *Queue) Stat(_ context.Context) (consumer.Stat, error) {
 		Driver:    Driver,
 		Queue:     q.s.path,
 		Priority:  q.cfg.Priority,
-		Ready:     int64(q.ready.len() + q.pendingN),
-		Delayed:   int64(q.delayed.len()),
+		Ready:     int64(q.ready.Len() + q.pendingN),
+		Delayed:   int64(q.delayed.Len()),
 		Active:    int64(q.active),
 		Consuming: q.st == open && !q.paused,
 	}, nil
@@ -245,17 +245,17 @@ func (q *Queue) ReceiveReady(dst []*consumer.Delivery, max int) []*consumer.Deli
 	if q.st != open || q.paused {
 		return dst
 	}
-	if q.delayed.len() > 0 {
+	if q.delayed.Len() > 0 {
 		q.promoteDue(now())
 	}
-	for ; max > 0 && q.active < q.cfg.Prefetch && q.ready.len() > q.waiters; max-- {
+	for ; max > 0 && q.active < q.cfg.Prefetch && q.ready.Len() > q.waiters; max-- {
 		it := q.takeReady()
 		if it == nil {
 			break
 		}
 		dst = append(dst, q.deliver(it))
 	}
-	if q.ready.len() > 0 {
+	if q.ready.Len() > 0 {
 		q.kick()
 	}
 	return dst

@@ -69,9 +69,9 @@ func (q *Queue) OldestReady() (time.Time, bool) {
 			}
 		}
 	}
-	for _, e := range q.ready.heap.s {
-		if !found || e.k2 < oldest {
-			oldest, found = e.k2, true
+	for _, e := range q.ready.heap.Entries() {
+		if !found || e.K2 < oldest {
+			oldest, found = e.K2, true
 		}
 	}
 	if !found {

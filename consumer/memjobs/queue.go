@@ -193,7 +193,7 @@ func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 	}
 	q.burst.add(len(jobs), size)
 	now := q.now()
-	if q.delayed.len() > 0 {
+	if q.delayed.Len() > 0 {
 		// Jobs whose delay ended before this publish queue ahead of it.
 		q.promoteDue(now)
 	}
@@ -242,7 +242,7 @@ func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 func (q *Queue) schedule(it *item, due, now int64, newest bool) {
 	if due > now {
 		it.state = stateDelayed
-		q.delayed.push(entry{k1: due, k2: it.seq, it: it})
+		q.delayed.Push(entry{K1: due, K2: it.seq, Item: it})
 		return
 	}
 	it.state = stateReady
@@ -256,11 +256,11 @@ func (q *Queue) schedule(it *item, due, now int64, newest bool) {
 // promoteDue moves every delayed item whose time has come to the ready
 // heap, behind the jobs already ready. Caller holds q.mu.
 func (q *Queue) promoteDue(now int64) {
-	if q.delayed.len() > 0 && q.delayed.top().k1 <= now {
+	if q.delayed.Len() > 0 && q.delayed.Top().K1 <= now {
 		q.markLocked(q.seq+1, now)
 	}
-	for q.delayed.len() > 0 && q.delayed.top().k1 <= now {
-		it := q.delayed.pop().it
+	for q.delayed.Len() > 0 && q.delayed.Top().K1 <= now {
+		it := q.delayed.Pop().Item
 		q.seq++
 		it.seq = q.seq
 		it.state = stateReady
@@ -285,7 +285,7 @@ func (q *Queue) take() (*item, string) {
 	if q.paused || q.active >= q.cfg.Prefetch {
 		return nil, ""
 	}
-	if q.delayed.len() > 0 {
+	if q.delayed.Len() > 0 {
 		q.promoteDue(q.now())
 	}
 	return q.takeReady()
@@ -337,8 +337,8 @@ func (q *Queue) Receive(ctx context.Context) (*consumer.Delivery, error) {
 		}
 		var timer *time.Timer
 		var fire <-chan time.Time
-		if !q.paused && q.active < q.cfg.Prefetch && q.delayed.len() > 0 {
-			timer = time.NewTimer(time.Duration(q.delayed.top().k1 - q.now()))
+		if !q.paused && q.active < q.cfg.Prefetch && q.delayed.Len() > 0 {
+			timer = time.NewTimer(time.Duration(q.delayed.Top().K1 - q.now()))
 			fire = timer.C
 		}
 		q.waiters++
@@ -436,7 +436,7 @@ func (q *Queue) requeue(it *item, delay time.Duration) {
 			it = it.detach()
 		}
 		it.state = stateDelayed
-		q.delayed.push(entry{k1: q.now() + int64(delay), k2: it.seq, it: it})
+		q.delayed.Push(entry{K1: q.now() + int64(delay), K2: it.seq, Item: it})
 		return
 	}
 	it.state = stateReady
@@ -499,7 +499,7 @@ func (q *Queue) finish(it *item) {
 func (q *Queue) Stat(_ context.Context) (consumer.Stat, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.delayed.len() > 0 {
+	if q.delayed.Len() > 0 {
 		q.promoteDue(q.now())
 	}
 	return consumer.Stat{
@@ -508,7 +508,7 @@ func (q *Queue) Stat(_ context.Context) (consumer.Stat, error) {
 		Queue:     q.name,
 		Priority:  q.cfg.Priority,
 		Ready:     int64(q.ready.len() + q.pendingN),
-		Delayed:   int64(q.delayed.len()),
+		Delayed:   int64(q.delayed.Len()),
 		Active:    int64(q.active),
 		Consuming: q.st == open && !q.paused,
 	}, nil

@@ -42,7 +42,7 @@ func (s slot) seq() uint64 {
 	return s.it.seq
 }
 
-func (r *readySet) len() int { return r.n + r.heap.len() }
+func (r *readySet) len() int { return r.n + r.heap.Len() }
 
 // pushNewest adds it, whose seq is larger than that of every job in the
 // set.
@@ -114,19 +114,19 @@ func (r *readySet) fifoOf(prio int64) *fifo {
 // pushBack adds it at its own position (it.seq), which may be older than
 // jobs already in the set.
 func (r *readySet) pushBack(it *item) {
-	r.heap.push(entry{k1: it.prio, k2: it.seq, it: it})
+	r.heap.Push(entry{K1: it.prio, K2: it.seq, Item: it})
 }
 
 // pop removes and returns the job with the smallest (priority, seq); the
 // set must not be empty.
 func (r *readySet) pop() *item {
 	if len(r.fifos) == 0 {
-		return r.heap.pop().it
+		return r.heap.Pop().Item
 	}
 	f := r.fifos[0]
 	s := f.buf[f.head]
-	if r.heap.len() > 0 && r.heap.top().less(entry{k1: f.prio, k2: s.seq()}) {
-		return r.heap.pop().it
+	if r.heap.Len() > 0 && r.heap.Top().Less(entry{K1: f.prio, K2: s.seq()}) {
+		return r.heap.Pop().Item
 	}
 	r.n--
 	head := s.it

@@ -31,7 +31,7 @@ func (q *Queue) ReceiveReady(dst []*consumer.Delivery, max int) []*consumer.Deli
 		q.mu.Unlock()
 		return dst
 	}
-	if q.delayed.len() > 0 {
+	if q.delayed.Len() > 0 {
 		q.promoteDue(q.now())
 	}
 	// As take, but paused and due jobs are checked once: neither changes

@@ -40,7 +40,7 @@ func (b *burst) add(jobs int, bytes int64) {
 // after a burst, and starts counting the next burst once it is empty.
 // Caller holds q.mu.
 func (q *Queue) releaseIfDrained() {
-	if q.active > 0 || q.ready.len() > 0 || q.delayed.len() > 0 || q.pendingN > 0 {
+	if q.active > 0 || q.ready.len() > 0 || q.delayed.Len() > 0 || q.pendingN > 0 {
 		return
 	}
 	big := q.burst.jobs >= releaseAfterJobs || q.burst.bytes >= releaseAfterBytes
