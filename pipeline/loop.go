@@ -204,7 +204,9 @@ func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Deliv
 		reply, err = p.exec(workCtx, d, buf)
 		now = time.Now()
 		execTook = now.Sub(start)
-		tj.EndRun(runErr(reply, err), now)
+		if tj.Enabled() {
+			tj.EndRun(runErr(reply, err), now)
+		}
 	}
 	return p.finish(settleBase, d, reply, err, start, now, execTook, &tj)
 }
