@@ -1,6 +1,6 @@
 package config
 
-import "slices"
+import "net/url"
 
 // Values of otel.exporter and otel.client.
 const (
@@ -10,21 +10,28 @@ const (
 	// standard output or error.
 	OTelStdout = "stdout"
 	OTelStderr = "stderr"
+	// OTelZipkin posts spans as Zipkin v2 JSON to otel.endpoint, the
+	// collector's URL.
+	OTelZipkin = "zipkin"
 	// OTelHTTP and OTelGRPC are the OTLP clients.
 	OTelHTTP = "http"
 	OTelGRPC = "grpc"
 )
 
-// otelDropped are RoadRunner's deprecated exporters, which Pipevisor does
-// not ship: tracing stays off with a warning.
-var otelDropped = []string{"zipkin", "jaeger"}
+// OTelJaeger is RoadRunner's former jaeger exporter, which sent Jaeger
+// Thrift to otel.endpoint (a collector's /api/traces URL). The exporter is
+// gone upstream (RoadRunner refuses it too) and that URL does not speak
+// OTLP, so it is not mapped to the otlp exporter: tracing stays off with a
+// warning that says what to write instead.
+const OTelJaeger = "jaeger"
 
 // OTel is RoadRunner's otel: section: tracing of pushes, runs and
 // settlements with OpenTelemetry.
 //
-// A missing section means no tracing. After Load, Exporter is one of
-// OTelOTLP (the default), OTelStdout, OTelStderr, or "" when the written
-// exporter is not supported (a warning says so and tracing is off); Client
+// A missing section means no tracing. After Load, Export() is one of
+// OTelOTLP (the default), OTelStdout, OTelStderr, OTelZipkin, or "" when
+// the written exporter is not supported (jaeger: a warning says so and
+// tracing is off); Client
 // is "" (http, unless OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or
 // OTEL_EXPORTER_OTLP_PROTOCOL says grpc), OTelHTTP or OTelGRPC.
 type OTel struct {
@@ -35,14 +42,17 @@ type OTel struct {
 	Insecure bool `yaml:"insecure"`
 	// Compress gzips OTLP requests.
 	Compress bool `yaml:"compress"`
-	// Exporter is otlp, stdout or stderr.
+	// Exporter is otlp, stdout, stderr or zipkin.
 	Exporter string `yaml:"exporter"`
 	// CustomURL is the URL path of the OTLP http client (default
 	// /v1/traces).
 	CustomURL string `yaml:"custom_url"`
 	// Endpoint is the OTLP collector's host:port (default: the
 	// OTEL_EXPORTER_OTLP_* environment, else localhost:4318 for http or
-	// localhost:4317 for grpc).
+	// localhost:4317 for grpc). For the zipkin exporter it is the
+	// collector's URL, as in RoadRunner (default: the
+	// OTEL_EXPORTER_ZIPKIN_ENDPOINT environment, else
+	// http://localhost:9411/api/v2/spans).
 	Endpoint string `yaml:"endpoint"`
 	// Client is the OTLP transport: http or grpc.
 	Client string `yaml:"client"`
@@ -50,7 +60,8 @@ type OTel struct {
 	// of resource.service_name and resource.service_version.
 	ServiceName    string `yaml:"service_name"`
 	ServiceVersion string `yaml:"service_version"`
-	// Headers are sent with every OTLP request (e.g. an API key).
+	// Headers are sent with every OTLP or Zipkin request (e.g. an API
+	// key).
 	Headers map[string]string `yaml:"headers"`
 }
 
@@ -63,15 +74,15 @@ type OTelResource struct {
 }
 
 // Export returns the exporter to use: OTelOTLP (when otel.exporter is
-// empty), OTelStdout or OTelStderr; "" when there is no otel section or
-// its exporter is not supported (no tracing).
+// empty), OTelStdout, OTelStderr or OTelZipkin; "" when there is no otel
+// section or its exporter is not supported (no tracing).
 func (o *OTel) Export() string {
 	switch {
 	case o == nil:
 		return ""
 	case o.Exporter == "":
 		return OTelOTLP
-	case o.Exporter == OTelOTLP, o.Exporter == OTelStdout, o.Exporter == OTelStderr:
+	case o.Exporter == OTelOTLP, o.Exporter == OTelStdout, o.Exporter == OTelStderr, o.Exporter == OTelZipkin:
 		return o.Exporter
 	}
 	return ""
@@ -106,26 +117,34 @@ func (o *OTel) Service() (name, version string) {
 }
 
 // checkErrors validates the otel section (nothing when absent): an
-// unknown exporter is an error.
+// unknown exporter is an error, and so is a zipkin endpoint that is not
+// an absolute URL (the exporter would refuse it at start).
 func (o *OTel) checkErrors() []*Error {
-	if o == nil || o.Export() != "" || slices.Contains(otelDropped, o.Exporter) {
+	switch {
+	case o == nil || o.Exporter == OTelJaeger:
 		return nil
+	case o.Export() == "":
+		return []*Error{errAt("otel.exporter", 0, "unknown exporter %q (otlp, stdout, stderr or zipkin)", o.Exporter)}
+	case o.Export() == OTelZipkin && o.Endpoint != "":
+		if u, err := url.Parse(o.Endpoint); err != nil || u.Scheme == "" || u.Host == "" {
+			return []*Error{errAt("otel.endpoint", 0, "the zipkin exporter needs the collector's URL (like http://zipkin:9411/api/v2/spans), not %q", o.Endpoint)}
+		}
 	}
-	return []*Error{errAt("otel.exporter", 0, "unknown exporter %q (otlp, stdout or stderr)", o.Exporter)}
+	return nil
 }
 
-// warnings returns what of the otel section has no effect: a RoadRunner
-// exporter Pipevisor does not ship (tracing is then off), an unknown
-// client (http is used, as in RoadRunner), collector keys with a
-// non-otlp exporter.
+// warnings returns what of the otel section has no effect: the jaeger
+// exporter (tracing is then off), an unknown client (http is used, as in
+// RoadRunner), collector keys with the stdout exporters, OTLP-only keys
+// with the zipkin exporter.
 func (o *OTel) warnings() []*Error {
 	if o == nil {
 		return nil
 	}
 	var w []*Error
-	if slices.Contains(otelDropped, o.Exporter) {
+	if o.Exporter == OTelJaeger {
 		w = append(w, errAt("otel.exporter", 0,
-			"ignored: the %s exporter is not supported (use otlp, which Jaeger and Zipkin collectors accept): no spans are exported", o.Exporter))
+			"ignored: the jaeger exporter is gone (Jaeger collectors accept OTLP: set exporter: otlp and endpoint: <jaeger host>:4318, or client: grpc with port 4317): no spans are exported"))
 	}
 	if o.Client != "" && o.Client != OTelHTTP && o.Client != OTelGRPC {
 		w = append(w, errAt("otel.client", 0, "unknown client %q: using http", o.Client))
@@ -140,6 +159,17 @@ func (o *OTel) warnings() []*Error {
 		set(o.CustomURL != "", "custom_url")
 		set(o.Client != "", "client")
 		set(len(o.Headers) > 0, "headers")
+	}
+	if o.Export() == OTelZipkin {
+		set := func(ok bool, key string) {
+			if ok {
+				w = append(w, errAt(joinPath("otel", key), 0, "ignored with the zipkin exporter: endpoint is the collector's whole URL"))
+			}
+		}
+		set(o.CustomURL != "", "custom_url")
+		set(o.Client != "", "client")
+		set(o.Insecure, "insecure")
+		set(o.Compress, "compress")
 	}
 	return w
 }

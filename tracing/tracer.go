@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	"go.opentelemetry.io/otel/exporters/zipkin"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -58,9 +59,14 @@ type Options struct {
 
 // New returns the tracer of the otel section cfg, exporting in batches, or
 // nil (tracing off) when cfg is nil or its exporter is not supported
-// (cfg.Export() is ""). The OTLP exporters connect lazily: a collector that
-// is down costs dropped spans, not a failed start. The caller must call
-// Shutdown to flush the spans still buffered.
+// (cfg.Export() is ""). The OTLP and Zipkin exporters connect lazily: a
+// collector that is down costs dropped spans, not a failed start. The
+// Zipkin exporter posts Zipkin v2 JSON to otel.endpoint (the collector's
+// URL, default OTEL_EXPORTER_ZIPKIN_ENDPOINT, else
+// http://localhost:9411/api/v2/spans) with otel.headers; upstream has
+// deprecated that exporter module, so otlp stays the one to recommend.
+// The caller must
+// call Shutdown to flush the spans still buffered.
 func New(ctx context.Context, cfg *config.OTel, opt Options) (*Tracer, error) {
 	exp, err := exporter(ctx, cfg, opt)
 	if err != nil || exp == nil {
@@ -124,6 +130,12 @@ func exporter(ctx context.Context, cfg *config.OTel, opt Options) (sdktrace.Span
 			w = os.Stderr
 		}
 		exp, err = stdouttrace.New(stdouttrace.WithWriter(w))
+	case config.OTelZipkin:
+		var o []zipkin.Option
+		if len(cfg.Headers) > 0 {
+			o = append(o, zipkin.WithHeaders(cfg.Headers))
+		}
+		exp, err = zipkin.New(cfg.Endpoint, o...)
 	default:
 		exp, err = otlptrace.New(ctx, otlpClient(cfg))
 	}

@@ -16,7 +16,7 @@ import (
 )
 
 func TestNewOff(t *testing.T) {
-	for _, cfg := range []*config.OTel{nil, {Exporter: "zipkin"}, {Exporter: "jaeger"}} {
+	for _, cfg := range []*config.OTel{nil, {Exporter: "jaeger"}, {Exporter: "kafka"}} {
 		tr, err := New(context.Background(), cfg, Options{})
 		if tr != nil || err != nil {
 			t.Errorf("New(%+v) = %v, %v; want no tracer", cfg, tr, err)
