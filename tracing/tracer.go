@@ -65,8 +65,7 @@ type Options struct {
 // URL, default OTEL_EXPORTER_ZIPKIN_ENDPOINT, else
 // http://localhost:9411/api/v2/spans) with otel.headers; upstream has
 // deprecated that exporter module, so otlp stays the one to recommend.
-// The caller must
-// call Shutdown to flush the spans still buffered.
+// The caller must call Shutdown to flush the spans still buffered.
 func New(ctx context.Context, cfg *config.OTel, opt Options) (*Tracer, error) {
 	exp, err := exporter(ctx, cfg, opt)
 	if err != nil || exp == nil {
