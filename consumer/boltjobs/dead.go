@@ -136,7 +136,7 @@ func (q *Queue) changeDead(ctx context.Context, sel consumer.DeadSelection, retr
 		ops = append(ops, op{q: q, kind: opRemoveDead, seq: e.seq})
 		if retry {
 			r := e.rec.rec
-			r.attempt, r.due = 1, 0
+			r.attempt, r.due, r.enq = 1, 0, now()
 			items = append(items, item{rec: r})
 		}
 	}

@@ -44,6 +44,12 @@ func (s *store) openQueue(name string, cfg Config, log *slog.Logger) (*Queue, er
 	for i := range recs {
 		it := &items[i]
 		it.rec, it.seq, it.pos = recs[i], seqs[i], seqs[i]
+		if it.rec.enq == 0 { // a version 1 record: dated from its due time, else from now
+			it.rec.enq = it.rec.due
+			if it.rec.enq == 0 {
+				it.rec.enq = t
+			}
+		}
 		q.place(it, t)
 	}
 	s.mu.Lock()

@@ -155,8 +155,10 @@ func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 		if r.prio == 0 {
 			r.prio = q.cfg.Priority
 		}
+		r.enq = t
 		if j.Delay > 0 {
 			r.due = t + int64(j.Delay)
+			r.enq = r.due
 		}
 		items[i].rec = r
 		size += r.encodedSize()
@@ -377,6 +379,9 @@ func (q *Queue) deliver(it *item) *consumer.Delivery {
 		Attempt:  int(it.rec.attempt),
 		Key:      key,
 		Priority: it.rec.prio,
+	}
+	if it.rec.enq != 0 {
+		d.Enqueued = time.Unix(0, it.rec.enq)
 	}
 	if !it.rec.autoAck {
 		d.SetSettle(func(ctx context.Context, o consumer.Outcome) error { return q.settle(ctx, it, o) })

@@ -7,9 +7,14 @@ import (
 	"sort"
 )
 
-// recordVersion is the first byte of every job record; a record with
-// another first byte is reported as corrupt.
-const recordVersion = 1
+// recordVersion is the first byte of every job record written; a record
+// whose first byte is neither it nor recordVersion1 is reported as
+// corrupt.
+const recordVersion = 2
+
+// recordVersion1 records have no enqueue time (record.enq): decodeRecord
+// leaves it zero.
+const recordVersion1 = 1
 
 const flagAutoAck = 1
 
@@ -26,6 +31,10 @@ type record struct {
 	attempt       int32
 	autoAck       bool
 	due           int64 // wall-clock deadline in Unix ns; 0: none
+	// enq is when the job entered the ready order, in Unix ns: its push,
+	// or the end of its latest delay (then equal to due). A job handed
+	// back without a delay keeps it. Zero: unknown (a version 1 record).
+	enq int64
 }
 
 // seqKey returns the bucket key of sequence number seq.
@@ -54,6 +63,7 @@ func (r *record) encode(dst []byte) []byte {
 	dst = binary.AppendUvarint(dst, uint64(r.attempt))
 	dst = binary.AppendVarint(dst, r.prio)
 	dst = binary.AppendVarint(dst, r.due)
+	dst = binary.AppendVarint(dst, r.enq)
 	dst = appendString(dst, r.id)
 	dst = appendString(dst, r.name)
 	dst = appendString(dst, r.key)
@@ -79,7 +89,7 @@ func (r *record) encode(dst []byte) []byte {
 
 // encodedSize is about the size of the encoded record, for buffer hints.
 func (r *record) encodedSize() int {
-	n := 2 + 3*binary.MaxVarintLen64 + 4*binary.MaxVarintLen32 + len(r.id) + len(r.name) + len(r.key) + len(r.payload)
+	n := 2 + 4*binary.MaxVarintLen64 + 4*binary.MaxVarintLen32 + len(r.id) + len(r.name) + len(r.key) + len(r.payload)
 	for k, vs := range r.headers {
 		n += 2*binary.MaxVarintLen32 + len(k)
 		for _, v := range vs {
@@ -99,13 +109,17 @@ func appendString(dst []byte, s string) []byte {
 func decodeRecord(b []byte) (record, error) {
 	d := decoder{b: b}
 	var r record
-	if v := d.byte(); v != recordVersion {
+	v := d.byte()
+	if v != recordVersion && v != recordVersion1 {
 		return r, fmt.Errorf("%w: version %d", errBadRecord, v)
 	}
 	r.autoAck = d.byte()&flagAutoAck != 0
 	r.attempt = int32(d.uvarint())
 	r.prio = d.varint()
 	r.due = d.varint()
+	if v != recordVersion1 {
+		r.enq = d.varint()
+	}
 	r.id = d.string()
 	r.name = d.string()
 	r.key = d.string()

@@ -84,6 +84,7 @@ func (q *Queue) requeue(it *item, delay time.Duration, rewrite bool) *commitWait
 	it.rec.due = 0
 	if delay > 0 {
 		it.rec.due = t + int64(delay)
+		it.rec.enq = it.rec.due
 	}
 	var w *commitWait
 	switch {
