@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/pipevisor/pipevisor/internal/exectest"
+	"github.com/pipevisor/pipevisor/pool"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -308,6 +310,11 @@ func (e *switchExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payload,
 		return frame.Payload{}, errors.New("worker says no")
 	}
 	return frame.Payload{Body: []byte(`{"type":2,"data":{}}`)}, nil
+}
+
+// Run runs a batch job by job through Exec.
+func (e *switchExec) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
+	exectest.Func(e.Exec).Run(ctx, pls, res)
 }
 
 // With a jobs manager and the memory driver: jobs that died are listed

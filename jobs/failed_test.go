@@ -3,6 +3,8 @@ package jobs
 import (
 	"context"
 	"errors"
+	"github.com/pipevisor/pipevisor/internal/exectest"
+	"github.com/pipevisor/pipevisor/pool"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -23,6 +25,11 @@ func (e *switchExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payload,
 		return frame.Payload{}, errors.New("worker says no")
 	}
 	return frame.Payload{Body: []byte(`{"type":2,"data":{}}`)}, nil
+}
+
+// Run runs a batch job by job through Exec.
+func (e *switchExec) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
+	exectest.Func(e.Exec).Run(ctx, pls, res)
 }
 
 // hiddenDead is a driver without a dead store of its own.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pipevisor/pipevisor/internal/exectest"
+	"github.com/pipevisor/pipevisor/pool"
 	"maps"
 	"slices"
 	"strings"
@@ -45,6 +47,11 @@ func (x *testExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, e
 		}
 	}
 	return frame.Payload{}, nil
+}
+
+// Run runs a batch job by job through Exec.
+func (x *testExec) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
+	exectest.Func(x.Exec).Run(ctx, pls, res)
 }
 
 // testDriver is a memjobs queue whose health and publishing can be broken.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/pipevisor/pipevisor/internal/exectest"
+	"github.com/pipevisor/pipevisor/pool"
 	"strings"
 	"sync"
 	"testing"
@@ -40,6 +42,11 @@ func (x *headerExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payload,
 		return frame.Payload{Body: []byte(`{"type":3,"data":{"message":"bad job"}}`)}, nil
 	}
 	return frame.Payload{}, nil
+}
+
+// Run runs a batch job by job through Exec.
+func (x *headerExec) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
+	exectest.Func(x.Exec).Run(ctx, pls, res)
 }
 
 func (x *headerExec) get(id string) (string, bool) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pipevisor/pipevisor/internal/exectest"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -128,8 +129,13 @@ func TestObserveDoesNotAllocate(t *testing.T) {
 
 type okExec struct{}
 
-func (okExec) Exec(context.Context, frame.Payload) (frame.Payload, error) {
+func (x okExec) Exec(context.Context, frame.Payload) (frame.Payload, error) {
 	return frame.Payload{}, nil
+}
+
+// Run runs a batch job by job through Exec.
+func (x okExec) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
+	exectest.Func(x.Exec).Run(ctx, pls, res)
 }
 
 func TestPushed(t *testing.T) {

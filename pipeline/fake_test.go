@@ -9,6 +9,7 @@ import (
 
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/frame"
+	"github.com/pipevisor/pipevisor/internal/exectest"
 )
 
 // settled is one settlement seen by the fake consumer.
@@ -111,12 +112,8 @@ func (f *fakeConsumer) next(t *testing.T) settled {
 	}
 }
 
-// execFunc adapts a function to Executor.
-type execFunc func(ctx context.Context, pl frame.Payload) (frame.Payload, error)
-
-func (f execFunc) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
-	return f(ctx, pl)
-}
+// execFunc adapts a function that runs one job to Executor.
+type execFunc = exectest.Func
 
 // replyBody encodes a worker reply.
 func replyBody(t *testing.T, r frame.Reply) frame.Payload {

@@ -31,9 +31,7 @@ const receiveRecovered = time.Second
 func (p *Pipeline) loop(workCtx context.Context) {
 	wait := minReceiveBackoff
 	settleBase := context.WithoutCancel(workCtx) // settling survives Stop
-	var ctxBuf []byte                            // this slot's job context JSON, reused
-	tr := p.cfg.Tracer                           // nil: no tracing
-	b := p.newBatcher(tr)                        // nil: one job at a time
+	s := p.newSlot()
 	for {
 		rctx, ok := p.acquire(workCtx)
 		if !ok {
@@ -74,17 +72,17 @@ func (p *Pipeline) loop(workCtx context.Context) {
 		if d == nil {
 			continue
 		}
-		var refuse error
-		if rctx.Err() != nil && errors.Is(context.Cause(rctx), ErrPaused) {
+		var o consumer.Outcome
+		switch {
+		case p.stopping():
+			// Received while Stop was interrupting Receive: do not start it.
+			o = p.turnAway(settleBase, d, fmt.Errorf("%w: received during shutdown", ErrShutdown))
+		case rctx.Err() != nil && errors.Is(context.Cause(rctx), ErrPaused):
 			// Pause won the race with this Receive: the job goes back
 			// to the broker unstarted, as Pause promises.
-			refuse = errReceivedWhilePausing
-		}
-		var o consumer.Outcome
-		if b != nil && refuse == nil && !p.stopping() {
-			o = b.run(workCtx, settleBase, d, rctx)
-		} else {
-			o = p.handle(workCtx, settleBase, d, &ctxBuf, refuse, tr)
+			o = p.turnAway(settleBase, d, errReceivedWhilePausing)
+		default:
+			o = s.run(workCtx, settleBase, d, rctx)
 		}
 		if o.Action == consumer.Release && o.Delay > 0 {
 			// No worker was free: do not churn through the queue
@@ -176,39 +174,13 @@ func (p *Pipeline) consumerClosed(err error) {
 	}
 }
 
-// handle runs one delivery to its settlement. It never returns before the
-// delivery is settled (or Settle failed). Settle gets a context derived
-// from settleBase, which is not cancelled by Stop, bounded by SettleTimeout.
-// It returns the outcome. *buf is the slot's buffer for the job context.
-// A non-nil refuse (wrapping ErrPaused) releases d without running it.
-// tr (nil: off) traces the run and the settlement.
-func (p *Pipeline) handle(workCtx, settleBase context.Context, d *consumer.Delivery, buf *[]byte, refuse error, tr *tracing.Tracer) consumer.Outcome {
+// turnAway settles d, which did not run because of err (wrapping
+// ErrShutdown or ErrPaused): it goes back to the broker unstarted.
+func (p *Pipeline) turnAway(settleBase context.Context, d *consumer.Delivery, err error) consumer.Outcome {
 	start := time.Now()
 	p.active.Add(1)
-	tj := tr.Received(d)
-
-	var (
-		reply    frame.Reply
-		err      error
-		execTook time.Duration
-		now      = start
-	)
-	switch {
-	case p.stopping():
-		// Received while Stop was interrupting Receive: do not start it.
-		err = fmt.Errorf("%w: received during shutdown", ErrShutdown)
-	case refuse != nil:
-		err = refuse
-	default:
-		tj.StartRun(start)
-		reply, err = p.exec(workCtx, d, buf)
-		now = time.Now()
-		execTook = now.Sub(start)
-		if tj.Enabled() {
-			tj.EndRun(runErr(reply, err), now)
-		}
-	}
-	return p.finish(settleBase, d, reply, err, start, now, execTook, &tj)
+	tj := p.cfg.Tracer.Received(d)
+	return p.finish(settleBase, d, frame.Reply{}, err, start, start, 0, &tj)
 }
 
 // finish settles d after its execution (reply, or err) ended at now, and
@@ -257,18 +229,6 @@ func (p *Pipeline) finish(settleBase context.Context, d *consumer.Delivery, repl
 	}
 	p.logFate(sctx, d, o, err, serr, took)
 	return o
-}
-
-// exec runs d on the executor and parses the reply. An error caused by the
-// shutdown of running jobs wraps ErrShutdown. The job context is written
-// into *buf, which is kept for the next job unless it grew very large.
-func (p *Pipeline) exec(ctx context.Context, d *consumer.Delivery, buf *[]byte) (frame.Reply, error) {
-	pl := appendPayload(*buf, d)
-	if cap(pl.Context) <= maxKeptCtxBuf {
-		*buf = pl.Context
-	}
-	out, err := p.ex.Exec(ctx, pl)
-	return p.reply(ctx, out, err)
 }
 
 // reply parses what the executor returned for a job run under ctx. An

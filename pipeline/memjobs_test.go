@@ -174,7 +174,7 @@ func benchMemjobsAck(b *testing.B, pipelining int) {
 		done.Add(1)
 		return frame.Payload{}, nil
 	})
-	p := New(Config{Name: "bench", Concurrency: 2, Pipelining: pipelining}, q, batchExecFunc(ex), nil)
+	p := New(Config{Name: "bench", Concurrency: 2, Pipelining: pipelining}, q, ex, nil)
 	res := make(chan error, 1)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -191,18 +191,4 @@ func benchMemjobsAck(b *testing.B, pipelining int) {
 	b.StopTimer()
 	_ = p.Stop(ctx)
 	<-res
-}
-
-// batchExecFunc is an execFunc that also runs batches, job by job.
-type batchExecFunc execFunc
-
-func (f batchExecFunc) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
-	return f(ctx, pl)
-}
-
-func (f batchExecFunc) ExecBatch(ctx context.Context, pls []frame.Payload, done func(int, frame.Payload, error)) {
-	for i, pl := range pls {
-		out, err := f(ctx, pl)
-		done(i, out, err)
-	}
 }

@@ -25,27 +25,20 @@ import (
 
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/frame"
+	"github.com/pipevisor/pipevisor/pool"
 	"github.com/pipevisor/pipevisor/retry"
 	"github.com/pipevisor/pipevisor/tracing"
 )
 
-// Executor runs one job on a worker and returns the worker's reply.
-// *pool.Pool satisfies it. Exec must return once ctx is done (the pool
-// kills the worker); context.Cause(ctx) tells why. pl is only valid until
-// Exec returns: the pipeline reuses its memory for the next job.
+// Executor runs jobs on workers. *pool.Pool satisfies it.
 type Executor interface {
-	Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error)
-}
-
-// BatchExecutor runs several jobs on one worker, each written before the
-// reply to the one before it has come. *pool.Pool satisfies it.
-type BatchExecutor interface {
-	// ExecBatch runs the jobs in pls and calls done exactly once per job,
-	// in the order the replies come, with what Exec would have returned
-	// for that job. It returns once done was called for every job. The
-	// payloads are only valid until their done call; done must not call
-	// back into the executor.
-	ExecBatch(ctx context.Context, pls []frame.Payload, done func(i int, out frame.Payload, err error))
+	// Run runs the jobs in pls (one, or up to Config.Pipelining written
+	// to one worker ahead of their replies) and sets res[i] to what job i
+	// came to (see pool.Run for the errors), returning once every job has
+	// its result and no worker is held. Run must return once ctx is done
+	// (the pool kills the worker); context.Cause(ctx) tells why. pls is
+	// only valid until Run returns: the pipeline reuses its memory.
+	Run(ctx context.Context, pls []frame.Payload, res []pool.Result)
 }
 
 // Fate is what an Observer learns about one settled job.
@@ -91,8 +84,8 @@ type Config struct {
 	Concurrency int
 	// Pipelining is the most jobs a slot takes at once and hands to one
 	// worker, written ahead of their replies (jobs.pool.pipelining). It
-	// applies when the consumer is a consumer.ReadyReceiver and the
-	// Executor a BatchExecutor; values below 2 mean one job at a time.
+	// applies when the consumer is a consumer.ReadyReceiver; values below
+	// 2 mean one job at a time.
 	Pipelining int
 	// Retry is the retry policy; zero fields take their defaults
 	// (retry.Policy.WithDefaults).

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pipevisor/pipevisor/internal/exectest"
 	"reflect"
 	"strings"
 	"sync"
@@ -181,6 +182,11 @@ func (b *blockingExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payloa
 	case <-ctx.Done():
 		return frame.Payload{}, fmt.Errorf("worker killed: %w", context.Cause(ctx))
 	}
+}
+
+// Run runs a batch job by job through Exec.
+func (b *blockingExec) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
+	exectest.Func(b.Exec).Run(ctx, pls, res)
 }
 
 func (b *blockingExec) waitStarted(t *testing.T, n int) {

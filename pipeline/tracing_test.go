@@ -92,7 +92,7 @@ func TestTracingRunAndSettleSpans(t *testing.T) {
 				}
 				return frame.Payload{}, nil
 			})
-			p := New(Config{Name: "mem", Concurrency: 2, Pipelining: pipelining, Rand: fixedRand, Tracer: tr}, q, batchExecFunc(ex), nil)
+			p := New(Config{Name: "mem", Concurrency: 2, Pipelining: pipelining, Rand: fixedRand, Tracer: tr}, q, ex, nil)
 			startTraced(t, p)
 			waitFor(t, "all acked", func() bool { return p.Stat(context.Background()).Acked == n })
 

@@ -25,10 +25,8 @@ import (
 	"log/slog"
 	"os"
 	"sync"
-	"syscall"
 	"time"
 
-	"github.com/pipevisor/pipevisor/frame"
 )
 
 // WorkerInfo describes one worker for `supervisor workers`.
@@ -92,48 +90,6 @@ type waiter struct {
 	jobCtx []byte
 	ctx    context.Context
 	since  time.Time // when it started waiting (scaling's wait threshold)
-}
-
-// errRetry: the worker asked to be retired instead of running the job, or
-// could not be sent it.
-var errRetry = errors.New("pool: worker asked to stop")
-
-// Exec runs one job: it takes a free worker (waiting up to
-// AllocateTimeout, else ErrNoWorker), writes one frame (option 0 =
-// len(pl.Context), payload = Context ‖ Body) and returns the worker's
-// reply split the same way. The reply's slices are new memory; pl is not
-// retained after Exec returns and must not change while it runs.
-//
-// Errors:
-//   - ErrNoWorker: no worker in time (or ctx ended before the job was sent);
-//   - ErrExecTimeout: ExecTTL passed or ctx ended while the job ran; the
-//     worker was killed and is replaced;
-//   - *WorkerError (wraps ErrWorkerCrashed): the worker died, closed
-//     stdout or sent an invalid frame mid-job; killed and replaced;
-//   - *JobError: the worker sent an ERROR frame; it stays in the pool;
-//   - ErrClosed: the pool is stopping.
-//
-// A reply with context {"stop":true} and an empty body retires that worker
-// and runs the job on another one; so does a worker whose stdin has no
-// reader left when the job is written (it exited, or closed stdin, while
-// idle), and one that ends without having read any of the job's frame
-// (it was exiting, or left its stdin to a process that does not read it):
-// that worker is replaced and the job, which did not start there, runs
-// elsewhere.
-func (p *Pool) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
-	for tries := 1; ; tries++ {
-		w, err := p.take(ctx, pl.Context)
-		if err != nil {
-			return frame.Payload{}, err
-		}
-		out, err := p.run(ctx, w, pl)
-		if err != errRetry { //nolint:errorlint // unexported sentinel, never wrapped
-			return out, err
-		}
-		if tries > max(p.cfg.NumWorkers, p.cfg.Scale.Max) {
-			return frame.Payload{}, fmt.Errorf("%w: %d workers in a row asked to stop, had closed stdin or ended without reading the job", ErrNoWorker, tries)
-		}
-	}
 }
 
 // take returns a worker in state working, with cur set to jobCtx.
@@ -210,72 +166,6 @@ func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
 		p.mu.Unlock()
 	}
 	return nil, err
-}
-
-// run executes pl on w, which the caller took. It settles w (release or
-// discard) before returning.
-func (p *Pool) run(ctx context.Context, w *worker, pl frame.Payload) (frame.Payload, error) {
-	if ctx.Err() != nil {
-		p.release(w, 0, false)
-		return frame.Payload{}, fmt.Errorf("%w: job not sent: %w", ErrNoWorker, context.Cause(ctx))
-	}
-	// From here on, ctx ending interrupts the pipes (see watchLocked).
-	dl := jobDeadline{p: p, w: w, ctx: ctx}
-	dl.arm(time.Now())
-
-	w.opt[0] = uint32(len(pl.Context))
-	w.buf = frame.AppendFrame(w.buf[:0], frame.FlagCodecRaw, w.opt[:], pl.Context, pl.Body)
-	_, err := w.stdin.Write(w.buf)
-	if cap(w.buf) > maxKeptBuf {
-		w.buf = nil
-	}
-	var f frame.Frame
-	if err == nil {
-		w.reading.Store(true)
-		f, err = w.r.ReadFrame()
-		w.reading.Store(false)
-	}
-	dl.disarm()
-	if err != nil {
-		var ferr error
-		unread := errors.Is(err, syscall.EPIPE)
-		if unread {
-			ferr = p.fail(ctx, w, err, false)
-		} else {
-			var started bool
-			started, ferr = p.abandon(ctx, w, err, execFrameSize(pl), false)
-			unread = !started
-		}
-		if unread && !errors.Is(ferr, ErrClosed) {
-			// No reader was left on the worker's stdin, or the worker
-			// ended without reading the frame: the job did not run
-			// there.
-			return frame.Payload{}, errRetry
-		}
-		return frame.Payload{}, ferr
-	}
-	switch {
-	case f.Flags&frame.FlagError != 0:
-		p.release(w, 1, true)
-		return frame.Payload{}, &JobError{Pid: w.pid, Message: string(f.Payload)}
-	case f.Flags&frame.FlagControl != 0:
-		return frame.Payload{}, p.fail(ctx, w, fmt.Errorf("%w (%.64q) in reply to a job", frame.ErrUnexpectedControl, f.Payload), true)
-	}
-	out, err := frame.SplitReply(f)
-	if err != nil {
-		return frame.Payload{}, p.fail(ctx, w, err, true)
-	}
-	if frame.IsStopReply(out) {
-		p.mu.Lock()
-		if !w.retire.set() {
-			w.retire = retireStopRequested
-		}
-		p.mu.Unlock()
-		p.release(w, 1, false)
-		return frame.Payload{}, errRetry
-	}
-	p.release(w, 1, true)
-	return out, nil
 }
 
 // fail handles a broken exec: the worker is killed and replaced, and the

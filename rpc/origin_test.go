@@ -2,6 +2,8 @@ package rpc
 
 import (
 	"context"
+	"github.com/pipevisor/pipevisor/internal/exectest"
+	"github.com/pipevisor/pipevisor/pool"
 	"log/slog"
 	"strings"
 	"sync"
@@ -51,8 +53,13 @@ func (r *recorder) find(msg string) map[string]string {
 
 type ackExec struct{}
 
-func (ackExec) Exec(context.Context, frame.Payload) (frame.Payload, error) {
+func (x ackExec) Exec(context.Context, frame.Payload) (frame.Payload, error) {
 	return frame.Payload{}, nil
+}
+
+// Run runs a batch job by job through Exec.
+func (x ackExec) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
+	exectest.Func(x.Exec).Run(ctx, pls, res)
 }
 
 // originWorkers records the origin its Reset was called with.

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"github.com/pipevisor/pipevisor/internal/exectest"
+	"github.com/pipevisor/pipevisor/pool"
 	"os"
 	"slices"
 	"sync"
@@ -190,6 +192,11 @@ func (x *busyExec) Exec(ctx context.Context, _ frm.Payload) (frm.Payload, error)
 		return frm.Payload{}, context.Cause(ctx)
 	}
 	return frm.Payload{}, nil
+}
+
+// Run runs a batch job by job through Exec.
+func (x *busyExec) Run(ctx context.Context, pls []frm.Payload, res []pool.Result) {
+	exectest.Func(x.Exec).Run(ctx, pls, res)
 }
 
 func (x *busyExec) count() int {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/pipevisor/pipevisor/internal/exectest"
+	"github.com/pipevisor/pipevisor/pool"
 	"io"
 	"net/http"
 	"strings"
@@ -24,8 +26,13 @@ import (
 // ackExec acks every job.
 type ackExec struct{}
 
-func (ackExec) Exec(context.Context, frame.Payload) (frame.Payload, error) {
+func (x ackExec) Exec(context.Context, frame.Payload) (frame.Payload, error) {
 	return frame.Payload{}, nil
+}
+
+// Run runs a batch job by job through Exec.
+func (x ackExec) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
+	exectest.Func(x.Exec).Run(ctx, pls, res)
 }
 
 // flakyQueue is a memory queue whose broker connection can be "lost".

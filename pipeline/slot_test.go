@@ -5,17 +5,17 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/consumer/memjobs"
 	"github.com/pipevisor/pipevisor/frame"
+	"github.com/pipevisor/pipevisor/pool"
 	"github.com/pipevisor/pipevisor/retry"
 )
 
-// batchExec is a BatchExecutor that records the batches it gets and
+// batchExec is an Executor that records the batches it gets and
 // answers each job with reply, in order.
 type batchExec struct {
 	t     *testing.T
@@ -23,15 +23,9 @@ type batchExec struct {
 
 	mu      sync.Mutex
 	batches [][]string // job ids and attempts, per batch
-	singles atomic.Int32
 }
 
-func (b *batchExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
-	b.singles.Add(1)
-	return b.reply(ctx, jobContext(b.t, pl))
-}
-
-func (b *batchExec) ExecBatch(ctx context.Context, pls []frame.Payload, done func(int, frame.Payload, error)) {
+func (b *batchExec) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
 	ids := make([]string, len(pls))
 	jcs := make([]frame.JobContext, len(pls))
 	for i, pl := range pls {
@@ -43,7 +37,7 @@ func (b *batchExec) ExecBatch(ctx context.Context, pls []frame.Payload, done fun
 	b.mu.Unlock()
 	for i := range pls {
 		out, err := b.reply(ctx, jcs[i])
-		done(i, out, err)
+		res[i] = pool.Result{Out: out, Err: err, At: time.Now()}
 	}
 }
 
@@ -84,9 +78,6 @@ func TestPipeliningTakesReadyJobsTogether(t *testing.T) {
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("batches %v, want %v", got, want)
-	}
-	if n := ex.singles.Load(); n != 0 {
-		t.Errorf("%d jobs went through Exec", n)
 	}
 	if st := p.Stat(context.Background()); st.Active != 0 || st.Ready != 0 || st.Retried != 0 {
 		t.Errorf("Stat = %+v", st)
@@ -149,7 +140,7 @@ func TestPipeliningBatchCountsAsActive(t *testing.T) {
 }
 
 // A consumer that cannot hand out ready jobs, or pipelining 1, runs jobs
-// one at a time through Exec.
+// in batches of one.
 func TestPipeliningNeedsAReadyReceiver(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -169,9 +160,11 @@ func TestPipeliningNeedsAReadyReceiver(t *testing.T) {
 			ex := &batchExec{t: t, reply: func(context.Context, frame.JobContext) (frame.Payload, error) { return frame.Payload{}, nil }}
 			p := New(Config{Name: "mem", Concurrency: 1, Pipelining: tc.pipelining}, tc.c(t), ex, nil)
 			start(t, p)
-			waitFor(t, "4 through Exec", func() bool { return ex.singles.Load() == 4 })
-			if b := ex.seen(); len(b) != 0 {
-				t.Errorf("batches %v, want none", b)
+			waitFor(t, "4 batches", func() bool { return len(ex.seen()) == 4 })
+			for _, b := range ex.seen() {
+				if len(b) != 1 {
+					t.Errorf("batch %v, want one job", b)
+				}
 			}
 		})
 	}

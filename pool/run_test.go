@@ -13,34 +13,37 @@ import (
 	"github.com/pipevisor/pipevisor/internal/fakeworker"
 )
 
-// result is what ExecBatch reported for one job.
+// result is what Run reported for one job.
 type result struct {
-	out   frame.Payload
-	err   error
-	calls int
+	out frame.Payload
+	err error
 }
 
-// execBatch runs pls through p.ExecBatch and returns what done got for
-// each job, failing the test if done was not called exactly once per job
-// in order.
+// execBatch runs pls through p.Run and returns each job's result, failing
+// the test if a job has no result time or the times go backwards, or if
+// the pool still holds a worker for the batch after Run returned.
 func execBatch(t *testing.T, ctx context.Context, p *Pool, pls []frame.Payload) []result {
 	t.Helper()
-	res := make([]result, len(pls))
-	next := 0
-	p.ExecBatch(ctx, pls, func(i int, out frame.Payload, err error) {
-		if i != next {
-			t.Errorf("done(%d) called when %d was expected", i, next)
-		}
-		next = i + 1
-		res[i].out, res[i].err = out, err
-		res[i].calls++
-	})
+	res := make([]Result, len(pls))
+	p.Run(ctx, pls, res)
+	out := make([]result, len(pls))
 	for i, r := range res {
-		if r.calls != 1 {
-			t.Errorf("job %d: done called %d times", i, r.calls)
+		if r.At.IsZero() {
+			t.Errorf("job %d: no result time", i)
+		}
+		if i > 0 && r.At.Before(res[i-1].At) {
+			t.Errorf("job %d: result at %v, before job %d's", i, r.At, i-1)
+		}
+		out[i] = result{r.Out, r.Err}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, w := range p.all {
+		if w.state == stateWorking {
+			t.Errorf("worker %d still working after Run returned", w.pid)
 		}
 	}
-	return res
+	return out
 }
 
 // jobs returns n echo jobs whose bodies are "body-<i>".
@@ -52,7 +55,7 @@ func jobs(n int) []frame.Payload {
 	return pls
 }
 
-func TestExecBatchRunsEveryJobOnOneWorker(t *testing.T) {
+func TestRunRunsEveryJobOnOneWorker(t *testing.T) {
 	cfg := fakeConfig("echo", 1)
 	cfg.Pipelining = 8
 	p := start(t, cfg, nil)
@@ -72,7 +75,7 @@ func TestExecBatchRunsEveryJobOnOneWorker(t *testing.T) {
 
 // Frames larger than the window go one at a time; none is lost or
 // mixed up.
-func TestExecBatchFramesLargerThanTheWindow(t *testing.T) {
+func TestRunFramesLargerThanTheWindow(t *testing.T) {
 	cfg := fakeConfig("echo", 1)
 	cfg.Pipelining = 16
 	p := start(t, cfg, nil)
@@ -90,7 +93,7 @@ func TestExecBatchFramesLargerThanTheWindow(t *testing.T) {
 // A worker that exits on its own after a reply (PHP workers that end
 // after so many jobs) leaves the jobs written behind it unread: they run
 // on another worker, without an error.
-func TestExecBatchWorkerExitingBetweenJobsLosesNone(t *testing.T) {
+func TestRunWorkerExitingBetweenJobsLosesNone(t *testing.T) {
 	cfg := fakeConfig("die-after", 2)
 	cfg.Env["FAKEWORKER_N"] = "3"
 	cfg.Pipelining = 8
@@ -106,7 +109,7 @@ func TestExecBatchWorkerExitingBetweenJobsLosesNone(t *testing.T) {
 
 // A crash fails the job that was running and only that one; the jobs
 // written behind it run elsewhere.
-func TestExecBatchCrashFailsOnlyTheRunningJob(t *testing.T) {
+func TestRunCrashFailsOnlyTheRunningJob(t *testing.T) {
 	cfg := fakeConfig("crash-after", 1)
 	cfg.Env["FAKEWORKER_N"] = "3"
 	cfg.Env["FAKEWORKER_ONCE_FILE"] = filepath.Join(t.TempDir(), "once")
@@ -130,7 +133,7 @@ func TestExecBatchCrashFailsOnlyTheRunningJob(t *testing.T) {
 
 // A worker that asks to stop runs neither that job nor the ones behind
 // it; all of them run on its replacement.
-func TestExecBatchWorkerAskingToStop(t *testing.T) {
+func TestRunWorkerAskingToStop(t *testing.T) {
 	cfg := fakeConfig("ask-stop", 1)
 	cfg.Env["FAKEWORKER_ONCE_FILE"] = filepath.Join(t.TempDir(), "once")
 	cfg.Pipelining = 8
@@ -145,7 +148,7 @@ func TestExecBatchWorkerAskingToStop(t *testing.T) {
 }
 
 // A worker whose stdin has no reader gets none of the batch.
-func TestExecBatchWorkerWithoutStdin(t *testing.T) {
+func TestRunWorkerWithoutStdin(t *testing.T) {
 	cfg := fakeConfig("deaf-after-boot", 2)
 	cfg.Env["FAKEWORKER_ONCE_FILE"] = filepath.Join(t.TempDir(), "once")
 	cfg.Pipelining = 4
@@ -164,7 +167,7 @@ func TestExecBatchWorkerWithoutStdin(t *testing.T) {
 // exec_ttl counts for each job from the reply before it: four jobs of
 // 150ms each pass an exec_ttl of 400ms, one of 2s does not, and the job
 // behind it runs elsewhere.
-func TestExecBatchExecTTLPerJob(t *testing.T) {
+func TestRunExecTTLPerJob(t *testing.T) {
 	cfg := fakeConfig("slow", 1)
 	cfg.Pipelining = 8
 	cfg.Supervisor.ExecTTL = 400 * time.Millisecond
@@ -185,7 +188,7 @@ func TestExecBatchExecTTLPerJob(t *testing.T) {
 }
 
 // max_jobs holds within a batch: a worker runs at most max_jobs jobs.
-func TestExecBatchMaxJobs(t *testing.T) {
+func TestRunMaxJobs(t *testing.T) {
 	log := filepath.Join(t.TempDir(), "starts")
 	cfg := fakeConfig("echo", 1)
 	cfg.Env["FAKEWORKER_LOG"] = log
@@ -215,7 +218,7 @@ func TestExecBatchMaxJobs(t *testing.T) {
 
 // A ctx that ends mid-batch interrupts the running job; the jobs behind
 // it are not sent anywhere.
-func TestExecBatchCtxEnds(t *testing.T) {
+func TestRunCtxEnds(t *testing.T) {
 	cfg := fakeConfig("slow", 1)
 	cfg.Pipelining = 4
 	p := start(t, cfg, nil)
@@ -231,66 +234,9 @@ func TestExecBatchCtxEnds(t *testing.T) {
 	}
 }
 
-// A slow settle of one job (done) does not count against the exec_ttl of
-// the job behind it, which answered in time.
-func TestExecBatchSlowSettleIsNotTheNextJobsTime(t *testing.T) {
-	for _, poll := range []bool{false, true} {
-		t.Run(fmt.Sprint("poll=", poll), func(t *testing.T) {
-			cfg := fakeConfig("slow", 1)
-			cfg.Pipelining = 2
-			cfg.pollStdout = poll
-			cfg.Supervisor.ExecTTL = 200 * time.Millisecond
-			p := start(t, cfg, nil)
-			var errs [2]error
-			p.ExecBatch(context.Background(), []frame.Payload{job("0", "1ms"), job("1", "50ms")}, func(i int, _ frame.Payload, err error) {
-				errs[i] = err
-				if i == 0 {
-					time.Sleep(500 * time.Millisecond) // a slow Settle
-				}
-			})
-			for i, err := range errs {
-				if err != nil {
-					t.Errorf("job %d: %v", i, err)
-				}
-			}
-		})
-	}
-}
-
-// A worker that answers the last job it takes and exits cleanly while the
-// job before is being settled slowly: the answer is kept, and the exit is
-// no failure for the respawn backoff.
-func TestExecBatchCleanExitDuringASlowSettle(t *testing.T) {
-	cfg := fakeConfig("die-after", 1)
-	cfg.Env["FAKEWORKER_N"] = "2"
-	cfg.Pipelining = 3
-	cfg.steadyAfter = time.Minute
-	p := start(t, cfg, nil)
-	for round := range 3 {
-		var errs [3]error
-		p.ExecBatch(context.Background(), jobs(3), func(i int, _ frame.Payload, err error) {
-			errs[i] = err
-			if i == 0 {
-				time.Sleep(400 * time.Millisecond)
-			}
-		})
-		for i, err := range errs {
-			if err != nil {
-				t.Fatalf("round %d, job %d: %v", round, i, err)
-			}
-		}
-		p.mu.Lock()
-		failures := p.failures
-		p.mu.Unlock()
-		if failures != 0 {
-			t.Fatalf("round %d: failures = %d, want 0 (clean exits)", round, failures)
-		}
-	}
-}
-
 // In poller mode, a deadline an earlier job left on the pipes does not
 // fail a batch run without one.
-func TestExecBatchNoStaleDeadline(t *testing.T) {
+func TestRunNoStaleDeadline(t *testing.T) {
 	cfg := fakeConfig("echo", 1)
 	cfg.Pipelining = 4
 	cfg.pollStdout = true

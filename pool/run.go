@@ -57,73 +57,102 @@ func execFrameSize(pl frame.Payload) int {
 	return frame.HeaderSize + 4 + len(pl.Context) + len(pl.Body)
 }
 
-// ExecBatch runs the jobs in pls and calls done once per job, in order,
-// with what Exec would have returned for it. Up to Config.Pipelining jobs
-// go to one worker: their frames are written ahead of the replies (as
-// many as fit in a small window; the rest follow as replies come), so the
+// Result is what one job came to: the worker's reply, or why there is
+// none (the errors are Exec's).
+type Result struct {
+	Out frame.Payload
+	Err error
+	// At is when the result was known (the reply read, or the failure
+	// seen): the job's run ends there.
+	At time.Time
+}
+
+// Exec runs one job: Run with a batch of one. It returns the worker's
+// reply split as the job was (option 0 = len(Context), payload = Context
+// ‖ Body); the reply's slices are new memory.
+func (p *Pool) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
+	pls := [1]frame.Payload{pl}
+	var res [1]Result
+	p.Run(ctx, pls[:], res[:])
+	return res[0].Out, res[0].Err
+}
+
+// Run runs the jobs in pls and sets res[i] (len(res) >= len(pls)) to what
+// job i came to. It returns once every job has its result and no worker
+// is held: the caller settles the jobs after Run, outside the pool.
+//
+// A worker takes a batch of up to Config.Pipelining jobs (one by
+// default): each job frame has option 0 = len(Context) and payload =
+// Context ‖ Body. Their frames are written ahead of the replies (as many
+// as fit in a small window; the rest follow as replies come), so the
 // worker finds its next job waiting instead of sleeping until the pool
-// writes it. done runs while the jobs after it are running; it must not
-// call back into the pool.
+// writes it. A free worker is waited for up to AllocateTimeout.
 //
 // Each job's deadline (exec_ttl, ctx's deadline) counts from when the job
-// before it was answered and its done returned (a slow settle is not the
-// next job's time), or from the write for the first. A job the worker
-// did not start runs on another worker and costs nothing: the jobs behind
-// one that crashed, timed out or was answered with a stop request, and a
-// job whose frame the worker never read (it died, or left its stdin to a
-// process that does not read it). A worker that asks to stop must not run
-// the jobs written behind that job (the clients of this project do not).
-func (p *Pool) ExecBatch(ctx context.Context, pls []frame.Payload, done func(i int, out frame.Payload, err error)) {
+// before it was answered, or from the write for the first. A job the
+// worker did not start runs on another worker and costs nothing: the jobs
+// behind one that crashed, timed out or was answered with a stop request
+// ({"stop":true} and an empty body, which also retires that worker), and
+// a job whose frame the worker never read (it exited or closed stdin
+// while idle, or left its stdin to a process that does not read it). A
+// worker that asks to stop must not run the jobs written behind that job
+// (the clients of this project do not).
+//
+// Errors in res:
+//   - ErrNoWorker: no worker in time (or ctx ended before the job was sent);
+//   - ErrExecTimeout: ExecTTL passed or ctx ended while the job ran; the
+//     worker was killed and is replaced;
+//   - *WorkerError (wraps ErrWorkerCrashed): the worker died, closed
+//     stdout or sent an invalid frame mid-job; killed and replaced;
+//   - *JobError: the worker sent an ERROR frame; it stays in the pool;
+//   - ErrClosed: the pool is stopping.
+//
+// pls is not retained after Run returns and must not change while it
+// runs.
+func (p *Pool) Run(ctx context.Context, pls []frame.Payload, res []Result) {
 	depth := min(max(p.cfg.Pipelining, 1), MaxPipelining)
-	if depth == 1 {
-		for i, pl := range pls {
-			out, err := p.Exec(ctx, pl)
-			done(i, out, err)
-		}
-		return
-	}
 	next, fruitless := 0, 0
 	for next < len(pls) {
 		w, err := p.take(ctx, pls[next].Context)
 		if err != nil {
-			for ; next < len(pls); next++ {
-				done(next, frame.Payload{}, err)
-			}
+			failRest(res[next:len(pls)], err)
 			return
 		}
 		n := min(len(pls)-next, depth)
-		if p.cfg.MaxJobs > 0 {
+		if p.cfg.MaxJobs > 0 && n > 1 {
 			p.mu.Lock()
 			left := p.cfg.MaxJobs - min(w.jobs, p.cfg.MaxJobs)
 			p.mu.Unlock()
 			n = min(n, int(max(left, 1)))
 		}
-		k := p.runBatch(ctx, w, pls[next:next+n], next, done)
+		k := p.runOn(ctx, w, pls[next:next+n], res[next:next+n])
 		next += k
 		if k > 0 {
 			fruitless = 0
 			continue
 		}
 		if fruitless++; fruitless > max(p.cfg.NumWorkers, p.cfg.Scale.Max) {
-			err := fmt.Errorf("%w: %d workers in a row asked to stop, had closed stdin or ended without reading the job", ErrNoWorker, fruitless)
-			for ; next < len(pls); next++ {
-				done(next, frame.Payload{}, err)
-			}
+			failRest(res[next:len(pls)], fmt.Errorf("%w: %d workers in a row asked to stop, had closed stdin or ended without reading the job", ErrNoWorker, fruitless))
 			return
 		}
 	}
 }
 
-// runBatch runs pls on w, which the caller took, and settles w (release or
-// discard) before returning. It calls done(base+i, ...) for the first k
-// jobs, in order, and returns k; the jobs from k on did not start on w.
-func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, base int, done func(int, frame.Payload, error)) int {
+// failRest gives every job in res the error err.
+func failRest(res []Result, err error) {
+	now := time.Now()
+	for i := range res {
+		res[i] = Result{Err: err, At: now}
+	}
+}
+
+// runOn runs pls on w, which the caller took, and settles w (release or
+// discard) before returning. It sets res[i] for the first k jobs and
+// returns k; the jobs from k on did not start on w.
+func (p *Pool) runOn(ctx context.Context, w *worker, pls []frame.Payload, res []Result) int {
 	if ctx.Err() != nil {
 		p.release(w, 0, false)
-		err := fmt.Errorf("%w: job not sent: %w", ErrNoWorker, context.Cause(ctx))
-		for i := range pls {
-			done(base+i, frame.Payload{}, err)
-		}
+		failRest(res[:len(pls)], fmt.Errorf("%w: job not sent: %w", ErrNoWorker, context.Cause(ctx)))
 		return len(pls)
 	}
 	var sizes [MaxPipelining]int
@@ -156,11 +185,18 @@ func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, bas
 	}
 	if err := write(); err != nil {
 		b.disarm()
-		ferr := p.fail(ctx, w, err, false)
-		if errors.Is(err, syscall.EPIPE) && !errors.Is(ferr, ErrClosed) {
-			return 0 // nothing reached the worker
+		var started bool
+		var ferr error
+		if errors.Is(err, syscall.EPIPE) {
+			// No reader was left on the worker's stdin.
+			ferr = p.fail(ctx, w, err, false)
+		} else {
+			started, ferr = p.abandon(ctx, w, err, inflight, false)
 		}
-		done(base, frame.Payload{}, ferr)
+		if !started && !errors.Is(ferr, ErrClosed) {
+			return 0 // the job did not start there
+		}
+		res[0] = Result{Err: ferr, At: time.Now()}
 		return 1
 	}
 	writeErr := false
@@ -168,16 +204,15 @@ func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, bas
 		w.reading.Store(true)
 		f, err := w.r.ReadFrame()
 		w.reading.Store(false)
-		// No deadline runs while this reply is handled and settled: a
-		// slow settle must not count against the next job.
 		b.disarm()
+		now := time.Now()
 		if err != nil {
 			// inflight still counts job i: did it start?
 			started, ferr := p.abandon(ctx, w, err, inflight, i > 0)
 			if !started && !errors.Is(ferr, ErrClosed) {
 				return i
 			}
-			done(base+i, frame.Payload{}, ferr)
+			res[i] = Result{Err: ferr, At: now}
 			return i + 1
 		}
 		inflight -= sizes[i]
@@ -202,44 +237,40 @@ func (p *Pool) runBatch(ctx context.Context, w *worker, pls []frame.Payload, bas
 		if bad != nil {
 			// Job i fails; the job behind it may have started too.
 			nextStarted, ferr := p.abandon(ctx, w, bad, inflight, true)
-			done(base+i, frame.Payload{}, ferr)
+			res[i] = Result{Err: ferr, At: now}
 			if i+1 < sent && nextStarted && !errors.Is(ferr, ErrClosed) {
-				done(base+i+1, frame.Payload{}, ferr)
+				res[i+1] = Result{Err: ferr, At: now}
 				return i + 2
 			}
 			return i + 1
 		}
-		last := i+1 == len(pls)
-		if !last {
-			// Top up the pipe before settling this job, so the worker
-			// has its next one.
-			if !writeErr && sent < len(pls) {
-				before, beforeBytes := sent, inflight
-				if write() != nil {
-					// Its stdin is broken (no reader, or interrupted):
-					// what was written before still runs, the rest goes
-					// elsewhere.
-					writeErr = true
-					sent, inflight = before, beforeBytes
-				}
-			}
-			if i+1 == sent {
-				// Nothing in flight and nothing more can be written.
-				p.mu.Lock()
-				w.jobs += uint64(i + 1)
-				p.discard(w)
-				p.mu.Unlock()
-				w.kill()
-				done(base+i, out, jerr)
-				return i + 1
-			}
-			p.setCurrent(w, pls[i+1].Context)
+		res[i] = Result{Out: out, Err: jerr, At: now}
+		if i+1 == len(pls) {
+			break
 		}
-		done(base+i, out, jerr)
-		if !last {
-			// The next job's deadline counts from now.
-			b.arm(time.Now())
+		// Top up the pipe, so the worker has its next job.
+		if !writeErr && sent < len(pls) {
+			before, beforeBytes := sent, inflight
+			if write() != nil {
+				// Its stdin is broken (no reader, or interrupted): what
+				// was written before still runs, the rest goes
+				// elsewhere.
+				writeErr = true
+				sent, inflight = before, beforeBytes
+			}
 		}
+		if i+1 == sent {
+			// Nothing in flight and nothing more can be written.
+			p.mu.Lock()
+			w.jobs += uint64(i + 1)
+			p.discard(w)
+			p.mu.Unlock()
+			w.kill()
+			return i + 1
+		}
+		p.setCurrent(w, pls[i+1].Context)
+		// The next job's deadline counts from this reply.
+		b.arm(now)
 	}
 	p.release(w, len(pls), true)
 	return len(pls)

@@ -1,0 +1,24 @@
+// Package exectest holds executors for tests of the packages that run
+// jobs through a pipeline.Executor without a worker pool.
+package exectest
+
+import (
+	"context"
+	"time"
+
+	"github.com/pipevisor/pipevisor/frame"
+	"github.com/pipevisor/pipevisor/pool"
+)
+
+// Func runs one job; as an executor, it runs the jobs of a batch one
+// after the other on the calling goroutine, each result timed when f
+// returned.
+type Func func(ctx context.Context, pl frame.Payload) (frame.Payload, error)
+
+// Run sets res[i] to f's result for pls[i], in order.
+func (f Func) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
+	for i, pl := range pls {
+		out, err := f(ctx, pl)
+		res[i] = pool.Result{Out: out, Err: err, At: time.Now()}
+	}
+}
