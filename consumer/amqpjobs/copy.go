@@ -58,7 +58,8 @@ func routingHeader(k string) bool {
 //     broker's records of earlier hops (x-death, x-first-death-*,
 //     x-last-death-*, x-delivery-count) and CC/BCC (see routingHeader).
 //   - The bookkeeping is written as Publish writes it (rr_* headers,
-//     x-attempt = attempt, a fresh pv_msg), rr_headers holding the
+//     x-attempt = attempt, a fresh pv_msg, pv_due = now, plus o.Delay
+//     through the delay queue), rr_headers holding the
 //     delivery's rr_headers (less stale bookkeeping and broker headers)
 //     with o.Headers merged in. An o.Headers entry
 //     equal to what the worker was given is no change, so a worker that
@@ -121,6 +122,11 @@ func (st *settlement) copyOf(o consumer.Outcome, attempt int, target copyTarget,
 	case m.Expiration != "":
 		table[HeaderOriginalExpiration] = m.Expiration
 	}
+	due := time.Now()
+	if target == viaDelay {
+		due = due.Add(o.Delay)
+	}
+	table[hdrDue] = dueHeader(due)
 	maps.Copy(table, extra)
 	if target == toDeadLetter {
 		// What an operator reads in `jobs failed list`, bounded.

@@ -267,6 +267,7 @@ func (d *Driver) deliver(in inbound) *consumer.Delivery {
 	del.Attempt = d.attemptFor(m, st.dec)
 	del.Key = dec.key
 	del.Priority = dec.priority
+	del.Enqueued = enqueued(m)
 	if dec.autoAck {
 		err := d.ack(&st.in, false)
 		d.settledOne()

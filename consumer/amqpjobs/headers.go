@@ -54,7 +54,7 @@ const (
 // handed to the worker as a user header.
 func internal(k string) bool {
 	switch k {
-	case hdrID, hdrJob, hdrPipeline, hdrHeaders, hdrPriority, hdrDelay, hdrAutoAck, hdrKey, hdrAttempt, hdrMsg:
+	case hdrID, hdrJob, hdrPipeline, hdrHeaders, hdrPriority, hdrDelay, hdrAutoAck, hdrKey, hdrAttempt, hdrMsg, hdrDue:
 		return true
 	}
 	return false
@@ -142,8 +142,9 @@ type message struct {
 }
 
 // encode builds the AMQP message of j. pipeline is used when j.Pipeline is
-// empty; attempt is written as x-attempt. It also returns the routing key
-// to use (the per-job x-routing-key header, else fallback).
+// empty; attempt is written as x-attempt, now plus j.Delay as pv_due
+// (extra may override it). It also returns the routing key to use (the
+// per-job x-routing-key header, else fallback).
 func encode(j consumer.Job, pipeline string, attempt int, fallbackKey string, extra amqp.Table) (amqp.Publishing, string, error) {
 	user := maps.Clone(j.Headers)
 	key := fallbackKey
@@ -161,6 +162,7 @@ func encode(j consumer.Job, pipeline string, attempt int, fallbackKey string, ex
 	if j.Pipeline == "" {
 		j.Pipeline = pipeline
 	}
+	now := time.Now()
 	t := amqp.Table{
 		hdrID:       j.ID,
 		hdrJob:      j.Name,
@@ -171,6 +173,7 @@ func encode(j consumer.Job, pipeline string, attempt int, fallbackKey string, ex
 		hdrAutoAck:  j.AutoAck,
 		hdrAttempt:  int64(attempt),
 		hdrMsg:      uuid.NewString(),
+		hdrDue:      dueHeader(now.Add(j.Delay)),
 	}
 	if j.Key != "" {
 		t[hdrKey] = j.Key
@@ -181,7 +184,7 @@ func encode(j consumer.Job, pipeline string, attempt int, fallbackKey string, ex
 		ContentType:  "application/octet-stream",
 		DeliveryMode: amqp.Persistent,
 		MessageId:    j.ID,
-		Timestamp:    time.Now(),
+		Timestamp:    now,
 		Body:         j.Payload,
 	}, key, nil
 }

@@ -132,10 +132,10 @@ func (d *Driver) Publish(ctx context.Context, jobs []consumer.Job) error {
 // messages for delay and then dead-letters them to exchange with key.
 func delayQueue(delay time.Duration, exchange, key string) (string, amqp.Table) {
 	ms := max(delay.Milliseconds(), 1)
-	name := fmt.Sprintf("pipevisor.delay.%d.%s.%s", ms, exchange, key)
+	name := fmt.Sprintf("%s%d.%s.%s", delayPrefix, ms, exchange, key)
 	if len(name) > 255 {
 		sum := sha256.Sum256([]byte(exchange + "\x00" + key))
-		name = fmt.Sprintf("pipevisor.delay.%d.%x", ms, sum[:16])
+		name = fmt.Sprintf("%s%d.%x", delayPrefix, ms, sum[:16])
 	}
 	return name, amqp.Table{
 		"x-message-ttl":             ms,
