@@ -31,16 +31,17 @@ func main() {
 	latencyFor := flag.Duration("latency-for", 3*time.Second, "how long the latency run pushes")
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
 	pipelining := flag.Int("pipelining", 1, "jobs.pool.pipelining: jobs written to a worker ahead of its replies")
+	cpuprofile := flag.String("cpuprofile", "", "write the CPU profile of the throughput run's supervisor to this file")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	if err := run(ctx, *bin, *jobs, *batch, *workers, max(1, *rounds), *latencyFor, max(1, *pipelining)); err != nil {
+	if err := run(ctx, *bin, *jobs, *batch, *workers, max(1, *rounds), *latencyFor, max(1, *pipelining), *cpuprofile); err != nil {
 		fmt.Fprintln(os.Stderr, "membench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, bin string, n, batch, workers, rounds int, latencyFor time.Duration, depth int) error {
+func run(ctx context.Context, bin string, n, batch, workers, rounds int, latencyFor time.Duration, depth int, cpuprofile string) error {
 	dir, err := os.MkdirTemp("", "membench-")
 	if err != nil {
 		return err
@@ -49,7 +50,11 @@ func run(ctx context.Context, bin string, n, batch, workers, rounds int, latency
 
 	// Run 1: throughput and CPU per job (rounds of n jobs), then RSS with n
 	// jobs queued.
-	sv, err := start(ctx, bin, dir, "echo", workers, depth, "php examples/echo-worker.php", "")
+	var args []string
+	if cpuprofile != "" {
+		args = []string{"--cpuprofile", cpuprofile}
+	}
+	sv, err := start(ctx, bin, dir, "echo", workers, depth, "php examples/echo-worker.php", "", args...)
 	if err != nil {
 		return err
 	}
@@ -204,9 +209,9 @@ func medianRound(rs []round) round {
 // workers processes of command, with exec_ttl set as in the example
 // config and jobs.pool.pipelining depth; latLog goes to the workers as
 // BENCH_LATENCY_LOG.
-func start(ctx context.Context, bin, dir, name string, workers, depth int, command, latLog string) (*benchkit.Supervisor, error) {
+func start(ctx context.Context, bin, dir, name string, workers, depth int, command, latLog string, args ...string) (*benchkit.Supervisor, error) {
 	return benchkit.StartSupervisor(ctx, benchkit.Config{
-		Bin: bin, Dir: dir, Name: name, Command: command,
+		Bin: bin, Dir: dir, Name: name, Command: command, Args: args,
 		Env: map[string]string{"BENCH_LATENCY_LOG": latLog},
 		Body: fmt.Sprintf(`jobs:
   pool: {num_workers: %d, pipelining: %d, allocate_timeout: 10s, destroy_timeout: 5s, supervisor: {exec_ttl: 60s}}
