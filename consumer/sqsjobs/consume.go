@@ -38,6 +38,7 @@ func (d *Driver) delivery(e *entry) *consumer.Delivery {
 		Attempt:  e.md.attempt,
 		Key:      e.group,
 		Priority: e.md.priority,
+		Enqueued: e.enqueued,
 	}
 	dl.SetSettle(func(ctx context.Context, o consumer.Outcome) error { return d.settle(ctx, e, o) })
 	return dl
@@ -134,6 +135,8 @@ func (d *Driver) entries(msgs []types.Message, start time.Time) []*entry {
 			e.group = e.md.group
 		}
 		e.unspent = d.st.takeUnspent(aws.ToString(m.MessageId))
+		due, ok := d.due.take(aws.ToString(m.MessageId))
+		e.enqueued = d.enqueued(e.md, due, ok)
 		e.md.attempt = max(1, e.md.attempt-e.unspent)
 		e.visibleUntil.Store(until)
 		if e.md.autoAck {

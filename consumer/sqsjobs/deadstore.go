@@ -181,6 +181,7 @@ func (d *Driver) ListDead(ctx context.Context, limit int) ([]consumer.DeadJob, e
 func (d *Driver) RetryDead(ctx context.Context, sel consumer.DeadSelection) ([]string, error) {
 	return d.doDead(ctx, sel, func(h heldDead) error {
 		out := jobMessage(h.md.id, h.md.job, d.name, h.md.body, h.dead.Job.Headers, h.md.priority, false, 0)
+		out.attrs[attrDue] = stringAttr(dueAttr(d.dueAfter(time.Now(), 0)))
 		in := &sqs.SendMessageInput{
 			QueueUrl:          aws.String(d.queueURL),
 			MessageBody:       aws.String(out.body),

@@ -132,6 +132,8 @@ type Driver struct {
 	deadFIFO  bool          // the dead_letter queue is a FIFO queue
 	redrive   bool          // the queue has a RedrivePolicy
 	vis       time.Duration // visibility timeout of received messages
+	// queueDelay is the queue's DelaySeconds, read at New.
+	queueDelay time.Duration
 
 	pollCtx    context.Context // cancelled when Close begins
 	stopPoll   context.CancelFunc
@@ -145,6 +147,7 @@ type Driver struct {
 
 	st  state
 	dlq deadState // the dead_letter queue's scans (deadstore.go)
+	due dueMemo   // due dates of messages made visible again
 
 	closeOnce sync.Once
 	closeErr  error
@@ -230,6 +233,7 @@ func newDriver(ctx context.Context, name string, client api, cfg Config, deadLet
 		QueueUrl: aws.String(d.queueURL),
 		AttributeNames: []types.QueueAttributeName{
 			types.QueueAttributeNameVisibilityTimeout, types.QueueAttributeNameRedrivePolicy,
+			types.QueueAttributeNameDelaySeconds,
 		},
 	})
 	if err != nil {
@@ -243,6 +247,9 @@ func newDriver(ctx context.Context, name string, client api, cfg Config, deadLet
 			n = 30 // SQS's default
 		}
 		d.vis = time.Duration(n) * time.Second
+	}
+	if n, err := strconv.Atoi(attrs.Attributes[string(types.QueueAttributeNameDelaySeconds)]); err == nil && n > 0 {
+		d.queueDelay = time.Duration(n) * time.Second
 	}
 	d.st.init(cfg.Prefetch, d.fifo)
 

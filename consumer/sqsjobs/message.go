@@ -15,8 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 )
 
-// Message attributes written and read by the driver. The first six are
-// RoadRunner's; the others are ours.
+// Message attributes written and read by the driver. The first six and
+// rr_delay are RoadRunner's; the others are ours.
 const (
 	attrID       = "rr_id"
 	attrJob      = "rr_job"
@@ -33,6 +33,12 @@ const (
 	attrEncoding = "rr_encoding"
 	// attrDeadReason is set on copies sent to the dead-letter queue.
 	attrDeadReason = "rr_dead_reason"
+	// attrDelay is the DelaySeconds of a RoadRunner producer's send
+	// (read only, to know that a message was delayed).
+	attrDelay = "rr_delay"
+	// attrDue is when the message becomes due, in Unix milliseconds:
+	// written on every send (see Driver.enqueued).
+	attrDue = "pv_due"
 
 	encodingBase64 = "base64"
 	encodingEmpty  = "empty"
@@ -42,6 +48,7 @@ const (
 	// System attribute holding the receive count.
 	sysReceiveCount = "ApproximateReceiveCount"
 	sysGroupID      = "MessageGroupId"
+	sysSent         = "SentTimestamp"
 )
 
 // meta is what the driver reads out of a received message.
@@ -56,6 +63,10 @@ type meta struct {
 	base     int // attempts spent before this copy was sent
 	autoAck  bool
 	group    string
+	count    int       // ApproximateReceiveCount (1 when absent)
+	due      time.Time // attrDue; zero when absent
+	sent     time.Time // SentTimestamp; zero when absent
+	delayed  bool      // rr_delay says the send was delayed
 }
 
 // readMessage decodes m. queue is the job name of foreign messages (no rr
@@ -106,6 +117,16 @@ func readMessage(m types.Message, queue string, priority int64) meta {
 	if v, ok := str(attrAutoAck); ok {
 		md.autoAck, _ = strconv.ParseBool(v)
 	}
+	if v, ok := str(attrDue); ok {
+		md.due = parseDue(v)
+	}
+	if v, ok := str(attrDelay); ok {
+		n, err := strconv.Atoi(v)
+		md.delayed = err != nil || n > 0
+	}
+	if ms, err := strconv.ParseInt(m.Attributes[sysSent], 10, 64); err == nil && ms > 0 {
+		md.sent = time.UnixMilli(ms)
+	}
 	if v, ok := str(attrAttempts); ok {
 		if n, err := strconv.Atoi(v); err == nil && n > 0 {
 			md.base = n
@@ -132,6 +153,7 @@ func readMessage(m types.Message, queue string, priority int64) meta {
 	if n, err := strconv.Atoi(m.Attributes[sysReceiveCount]); err == nil && n > 0 {
 		count = n
 	}
+	md.count = count
 	md.attempt = md.base + count
 	return md
 }
@@ -139,7 +161,7 @@ func readMessage(m types.Message, queue string, priority int64) meta {
 // isReserved reports whether a message attribute is driver metadata.
 func isReserved(k string) bool {
 	switch k {
-	case attrID, attrJob, attrPipeline, attrHeaders, attrPriority, attrAutoAck, attrAttempts, attrEncoding, attrDeadReason:
+	case attrID, attrJob, attrPipeline, attrHeaders, attrPriority, attrAutoAck, attrAttempts, attrEncoding, attrDeadReason, attrDelay, attrDue:
 		return true
 	}
 	return false
@@ -232,7 +254,7 @@ func jobMessage(id, name, pipeline string, payload []byte, headers map[string][]
 // copyMessage builds a copy of a received message: its body and
 // attributes (foreign attributes kept as far as SQS's limit of ten
 // allows), the job identity, the given headers and attempt count, and
-// the extra attributes.
+// the extra attributes (attrDue among them: see dueAttr).
 func copyMessage(m types.Message, md meta, headers map[string][]string, attempts int, extra map[string]string) outgoing {
 	out := jobMessage(md.id, md.job, md.pipeline, md.body, headers, md.priority, false, attempts)
 	for _, k := range slices.Sorted(maps.Keys(extra)) {

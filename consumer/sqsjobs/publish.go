@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -102,6 +103,7 @@ func (d *Driver) entryFor(j consumer.Job, i int) (types.SendMessageBatchRequestE
 		priority = d.cfg.Priority
 	}
 	out := jobMessage(id, j.Name, pipeline, j.Payload, j.Headers, priority, j.AutoAck, 0)
+	out.attrs[attrDue] = stringAttr(dueAttr(d.dueAfter(time.Now(), j.Delay)))
 	e := types.SendMessageBatchRequestEntry{
 		Id:                aws.String(strconv.Itoa(i)),
 		MessageBody:       aws.String(out.body),

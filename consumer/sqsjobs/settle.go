@@ -88,7 +88,12 @@ func (d *Driver) requeueCopy(ctx context.Context, e *entry, headers map[string][
 	if delay > MaxDelay {
 		return fmt.Errorf("%w: requeue with changed headers after %s (SQS allows %s)", ErrDelayTooLong, delay, MaxDelay)
 	}
-	out := copyMessage(e.msg, e.md, headers, e.md.attempt, nil)
+	sendDelay := delay
+	if d.fifo {
+		sendDelay = 0 // a FIFO message has no delay of its own
+	}
+	due := d.dueAfter(time.Now(), sendDelay)
+	out := copyMessage(e.msg, e.md, headers, e.md.attempt, map[string]string{attrDue: dueAttr(due)})
 	in := &sqs.SendMessageInput{
 		QueueUrl:          aws.String(d.queueURL),
 		MessageBody:       aws.String(out.body),
@@ -109,13 +114,18 @@ func (d *Driver) requeueCopy(ctx context.Context, e *entry, headers map[string][
 // sendBack sends again, at Close, the auto-ack messages that were
 // received (and so deleted) but never handed out: their jobs never ran.
 // Each copy keeps the job id, headers, auto-ack flag and the attempts
-// spent (the next receive is the same attempt); on a FIFO queue it goes
-// to its group's tail with a fresh deduplication id. A job whose copy
-// could not be sent is lost: it is logged and in the error.
+// spent (the next receive is the same attempt) and its due date; on a
+// FIFO queue it goes to its group's tail with a fresh deduplication id.
+// A job whose copy could not be sent is lost: it is logged and in the
+// error.
 func (d *Driver) sendBack(ctx context.Context, es []*entry) error {
 	var errs []error
 	for _, e := range es {
-		out := copyMessage(e.msg, e.md, e.md.headers, e.md.attempt-1, map[string]string{attrAutoAck: "true"})
+		due := e.enqueued
+		if due.IsZero() || d.queueDelay > 0 {
+			due = d.dueAfter(time.Now(), 0)
+		}
+		out := copyMessage(e.msg, e.md, e.md.headers, e.md.attempt-1, map[string]string{attrAutoAck: "true", attrDue: dueAttr(due)})
 		in := &sqs.SendMessageInput{
 			QueueUrl:          aws.String(d.queueURL),
 			MessageBody:       aws.String(out.body),
@@ -139,7 +149,7 @@ func (d *Driver) sendBack(ctx context.Context, es []*entry) error {
 func (d *Driver) dead(ctx context.Context, e *entry, reason string) (bool, error) {
 	switch {
 	case d.deadURL != "":
-		extra := map[string]string{}
+		extra := map[string]string{attrDue: dueAttr(time.Now())}
 		if reason != "" {
 			extra[attrDeadReason] = consumer.TruncateReason(reason)
 		}
@@ -265,7 +275,8 @@ func (d *Driver) deleteBatch(ctx context.Context, es []*entry) []error {
 }
 
 // changeVisibility sets the visibility timeout of every entry to delay
-// (rounded up to seconds), 10 per call; it returns the joined errors.
+// (rounded up to seconds), 10 per call, and remembers when each becomes
+// due (dueMemo); it returns the joined errors.
 func (d *Driver) changeVisibility(ctx context.Context, es []*entry, delay time.Duration) error {
 	if delay > MaxVisibility {
 		return fmt.Errorf("%w: %s (SQS allows %s)", ErrDelayTooLong, delay, MaxVisibility)
@@ -274,8 +285,10 @@ func (d *Driver) changeVisibility(ctx context.Context, es []*entry, delay time.D
 	for len(es) > 0 {
 		chunk := es[:min(len(es), 10)]
 		es = es[len(chunk):]
+		d.due.remember(chunk, delay, time.Now())
 		for i, err := range d.visibilityBatch(ctx, chunk, delay) {
 			if err != nil {
+				d.due.forget(chunk[i])
 				all = append(all, fmt.Errorf("change visibility of %s: %w", chunk[i].md.id, err))
 			}
 		}

@@ -20,6 +20,8 @@ type entry struct {
 	msg   types.Message // as received: receipt handle, attributes
 	md    meta
 	group string // FIFO message group; "" on standard queues
+	// enqueued is when the job became due (Driver.enqueued).
+	enqueued time.Time
 
 	// hb serialises visibility changes of the heartbeat with the settle
 	// that takes the message over; done is guarded by it.
