@@ -65,9 +65,9 @@ func (e *deadEntry) toConsumer(pipeline string) consumer.DeadJob {
 // bucket. It fails after Close.
 func (q *Queue) deadEntries(ctx context.Context) ([]deadEntry, error) {
 	q.mu.Lock()
-	if q.st == closed {
+	if q.core.IsClosed() {
 		q.mu.Unlock()
-		return nil, fmt.Errorf("boltjobs: dead jobs of %q: %w", q.name, consumer.ErrClosed)
+		return nil, q.core.ErrClosed("dead jobs of")
 	}
 	w := q.s.enqueue()
 	q.mu.Unlock()
@@ -144,9 +144,9 @@ func (q *Queue) changeDead(ctx context.Context, sel consumer.DeadSelection, retr
 		return nil, nil
 	}
 	q.mu.Lock()
-	if q.st != open {
+	if !q.core.IsOpen() {
 		q.mu.Unlock()
-		return nil, fmt.Errorf("boltjobs: failed jobs of %q: %w", q.name, consumer.ErrClosed)
+		return nil, q.core.ErrClosed("failed jobs of")
 	}
 	for i := range items {
 		it := &items[i]

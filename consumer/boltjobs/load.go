@@ -7,6 +7,8 @@ import (
 	"slices"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/pipevisor/pipevisor/consumer/internal/localq"
 )
 
 // openQueue creates the pipeline's buckets when missing, loads its jobs
@@ -27,14 +29,14 @@ func (s *store) openQueue(name string, cfg Config, log *slog.Logger) (*Queue, er
 		log = slog.New(slog.DiscardHandler)
 	}
 	q := &Queue{
-		name:  name,
-		cfg:   cfg,
-		log:   log.With("file", s.path),
-		s:     s,
-		sig:   make(chan struct{}, 1),
-		done:  make(chan struct{}),
-		lanes: make(map[string]*lane),
+		name: name,
+		cfg:  cfg,
+		log:  log.With("file", s.path),
+		s:    s,
 	}
+	q.core.Init(&q.mu, localq.Config{Prefix: "boltjobs", Driver: Driver, Name: name,
+		Priority: cfg.Priority, Prefetch: cfg.Prefetch})
+	q.lanes.Init()
 	recs, seqs, err := s.load(name, q)
 	if err != nil {
 		return nil, err

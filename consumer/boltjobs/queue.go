@@ -36,6 +36,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/consumer/internal/localq"
 )
 
 // Driver is the driver name reported in deliveries and stats.
@@ -51,41 +52,18 @@ var (
 	_ consumer.ReadyReceiver = (*Queue)(nil)
 )
 
-type itemState uint8
-
-const (
-	stateReady   itemState = iota + 1 // in the ready heap
-	stateDelayed                      // in the delay heap
-	statePending                      // behind the head of its lane
-	stateActive                       // handed out, not settled
-	stateDone                         // acked, dead or auto-acked
-)
-
 // item is one job of the queue: its record and where it is.
 type item struct {
 	rec    record
 	seq    uint64 // key on disk: publish order
 	pos    uint64 // position among ready jobs of its priority
 	lane   *lane  // the job's key, until it is done; nil without a key
-	state  itemState
+	state  localq.State
 	marked bool // a running mark is on disk or in the commit being built
 }
 
-// lane holds the jobs of one key: head is the one job of the key that may
-// be ready, delayed or handed out; pending wait behind it in publish order.
-type lane struct {
-	key     string
-	head    *item
-	pending []*item
-}
-
-type queueState uint8
-
-const (
-	open    queueState = iota
-	closing            // Close is waiting for handed-out deliveries
-	closed
-)
+// lane holds the jobs of one key (see localq.Lanes).
+type lane = localq.Lane[*item]
 
 // Queue is one boltdb pipeline. It implements consumer.Consumer,
 // consumer.Publisher, consumer.Stater, consumer.Pauser, consumer.Checker
@@ -96,22 +74,14 @@ type Queue struct {
 	log  *slog.Logger
 	s    *store
 
-	sig  chan struct{} // capacity 1: wakes one blocked Receive
-	done chan struct{} // closed when Close starts
-
-	mu       sync.Mutex
-	ready    itemHeap // by (priority, pos)
-	delayed  itemHeap // by (due, pos)
-	lanes    map[string]*lane
-	pendingN int
-	seq      uint64 // last sequence number used (disk keys and positions)
-	active   int
-	waiters  int
-	paused   bool
-	st       queueState
-	idle     chan struct{} // closed when active drops to 0 while closing
-	unmarked []*item       // handed out since the last commit
-	deadN    int           // records in the dead bucket
+	mu       sync.Mutex  // guards core and everything below
+	core     localq.Core // life cycle, pause, prefetch, blocked Receives
+	ready    itemHeap    // by (priority, pos)
+	delayed  itemHeap    // by (due, pos)
+	lanes    localq.Lanes[*item]
+	seq      uint64  // last sequence number used (disk keys and positions)
+	unmarked []*item // handed out since the last commit
+	deadN    int     // records in the dead bucket
 
 	deadOps sync.Mutex // one dead-store operation at a time
 }
@@ -172,9 +142,9 @@ func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 	}
 
 	q.mu.Lock()
-	if q.st != open {
+	if !q.core.IsOpen() {
 		q.mu.Unlock()
-		return fmt.Errorf("boltjobs: publish to %q: %w", q.name, consumer.ErrClosed)
+		return q.core.ErrClosed("publish to")
 	}
 	for i := range items {
 		it := &items[i]
@@ -211,23 +181,19 @@ func (q *Queue) placeCommitted(items []item) {
 	for i := range items {
 		q.place(&items[i], t)
 	}
-	q.kick()
+	q.core.KickLocked()
 }
 
 // place queues a new or loaded item: behind its lane's head when its key
 // has one, else ready or delayed. Caller holds q.mu.
 func (q *Queue) place(it *item, t int64) {
 	if k := it.rec.key; k != "" {
-		if l := q.lanes[k]; l != nil {
-			it.lane = l
-			it.state = statePending
-			l.pending = append(l.pending, it)
-			q.pendingN++
+		l, head := q.lanes.Join(k, it, it.rec.due)
+		it.lane = l
+		if !head {
+			it.state = localq.Pending
 			return
 		}
-		l := &lane{key: k, head: it}
-		it.lane = l
-		q.lanes[k] = l
 	}
 	q.schedule(it, t)
 }
@@ -236,11 +202,11 @@ func (q *Queue) place(it *item, t int64) {
 // in the ready heap at its position. Caller holds q.mu.
 func (q *Queue) schedule(it *item, t int64) {
 	if it.rec.due > t {
-		it.state = stateDelayed
+		it.state = localq.Delayed
 		q.delayed.Push(entry{K1: it.rec.due, K2: it.pos, Item: it})
 		return
 	}
-	it.state = stateReady
+	it.state = localq.Ready
 	q.ready.Push(entry{K1: it.rec.prio, K2: it.pos, Item: it})
 }
 
@@ -251,32 +217,9 @@ func (q *Queue) promoteDue(t int64) {
 		it := q.delayed.Pop().Item
 		q.seq++
 		it.pos = q.seq
-		it.state = stateReady
+		it.state = localq.Ready
 		q.ready.Push(entry{K1: it.rec.prio, K2: it.pos, Item: it})
 	}
-}
-
-// kick wakes one blocked Receive, if any. Caller holds q.mu.
-func (q *Queue) kick() {
-	if q.waiters > 0 {
-		select {
-		case q.sig <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// take pops the most urgent ready job, or returns nil when none may be
-// handed out (empty, paused, or prefetch jobs unsettled). Caller holds
-// q.mu.
-func (q *Queue) take() *item {
-	if q.paused || q.active >= q.cfg.Prefetch {
-		return nil
-	}
-	if q.delayed.Len() > 0 {
-		q.promoteDue(now())
-	}
-	return q.takeReady()
 }
 
 // takeReady pops the most urgent job of the ready heap, or returns nil
@@ -292,8 +235,8 @@ func (q *Queue) takeReady() *item {
 		q.finish(it)
 		return it
 	}
-	it.state = stateActive
-	q.active++
+	it.state = localq.Active
+	q.core.HandOutLocked()
 	q.unmarked = append(q.unmarked, it)
 	return it
 }
@@ -305,7 +248,7 @@ func (q *Queue) collectMarks(ops []op) []op {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for _, it := range q.unmarked {
-		if it.state == stateActive && !it.marked {
+		if it.state == localq.Active && !it.marked {
 			it.marked = true
 			ops = append(ops, op{q: q, kind: opMark, seq: it.seq})
 		}
@@ -321,51 +264,52 @@ func (q *Queue) collectMarks(ops []op) []op {
 // (consumer.ErrClosed). Auto-ack jobs are settled on receipt: their
 // delivery's Settle does nothing.
 func (q *Queue) Receive(ctx context.Context) (*consumer.Delivery, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	q.mu.Lock()
-	for {
-		if q.st != open {
-			q.mu.Unlock()
-			return nil, fmt.Errorf("boltjobs: receive from %q: %w", q.name, consumer.ErrClosed)
-		}
-		if it := q.take(); it != nil {
-			if q.ready.Len() > 0 {
-				q.kick() // pass the baton to the next blocked Receive
-			}
-			d := q.deliver(it)
-			q.mu.Unlock()
-			return d, nil
-		}
-		var timer *time.Timer
-		var fire <-chan time.Time
-		if !q.paused && q.active < q.cfg.Prefetch && q.delayed.Len() > 0 {
-			timer = time.NewTimer(time.Duration(q.delayed.Top().K1 - now()))
-			fire = timer.C
-		}
-		q.waiters++
-		q.mu.Unlock()
-		select {
-		case <-q.sig:
-		case <-fire:
-		case <-q.done:
-		case <-ctx.Done():
-		}
-		if timer != nil {
-			timer.Stop()
-		}
-		q.mu.Lock()
-		q.waiters--
-		if err := ctx.Err(); err != nil {
-			q.kick() // we may have taken the wake-up meant for someone else
-			q.mu.Unlock()
-			return nil, err
-		}
+	return localq.Receive(ctx, &q.core, (*source)(q))
+}
+
+// ReceiveReady hands out, without waiting, the jobs that Receive would hand
+// out right now (consumer.ReadyReceiver), at most max, appended to dst in
+// the order successive Receive calls would return them. It stops at the
+// prefetch cap and when nothing is ready, and it leaves one ready job for
+// each Receive that is waiting. dst comes back unchanged when max < 1 or
+// the queue is paused or closed.
+func (q *Queue) ReceiveReady(dst []*consumer.Delivery, max int) []*consumer.Delivery {
+	return localq.ReceiveReady(&q.core, (*source)(q), dst, max)
+}
+
+// source is the Queue as localq sees its jobs (localq.Source); its
+// methods but Deliver run with q.mu held.
+type source Queue
+
+// PromoteDue moves the delayed jobs that are due to the ready heap.
+func (s *source) PromoteDue() {
+	if s.delayed.Len() > 0 {
+		(*Queue)(s).promoteDue(now())
 	}
 }
 
-// deliver wraps an item just taken. Caller holds q.mu.
+// TakeReady takes the most urgent ready job (see Queue.takeReady).
+func (s *source) TakeReady() (*item, bool) {
+	it := (*Queue)(s).takeReady()
+	return it, it != nil
+}
+
+// ReadyLen counts the ready jobs.
+func (s *source) ReadyLen() int { return s.ready.Len() }
+
+// NextDue is the wait until the earliest delayed job is due.
+func (s *source) NextDue() (time.Duration, bool) {
+	if s.delayed.Len() == 0 {
+		return 0, false
+	}
+	return time.Duration(s.delayed.Top().K1 - now()), true
+}
+
+// Deliver wraps a taken job.
+func (s *source) Deliver(it *item) *consumer.Delivery { return (*Queue)(s).deliver(it) }
+
+// deliver wraps an item just taken. It needs no lock: the item belongs to
+// this hand-out until its delivery is settled.
 func (q *Queue) deliver(it *item) *consumer.Delivery {
 	key := it.rec.key
 	d := &consumer.Delivery{

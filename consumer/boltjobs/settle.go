@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/consumer/internal/localq"
 )
 
 // settle carries out an outcome for the item's current delivery (the
@@ -30,13 +31,13 @@ func (q *Queue) settle(ctx context.Context, it *item, o consumer.Outcome) error 
 func (q *Queue) settleLocked(it *item, o consumer.Outcome) (*commitWait, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.st == closed {
-		return nil, fmt.Errorf("boltjobs: settle on %q: %w", q.name, consumer.ErrClosed)
+	if q.core.IsClosed() {
+		return nil, q.core.ErrClosed("settle on")
 	}
-	if it.state != stateActive {
+	if it.state != localq.Active {
 		return nil, fmt.Errorf("boltjobs: settle job %q: %w", it.rec.id, ErrNotActive)
 	}
-	q.active--
+	q.core.SettledLocked()
 	var (
 		err error
 		w   *commitWait
@@ -67,11 +68,6 @@ func (q *Queue) settleLocked(it *item, o consumer.Outcome) (*commitWait, error) 
 		err = fmt.Errorf("boltjobs: settle job %q: %w: %v", it.rec.id, consumer.ErrUnknownAction, o.Action)
 	}
 	it.marked = false
-	if q.st == closing && q.active == 0 && q.idle != nil {
-		close(q.idle)
-		q.idle = nil
-	}
-	q.kick()
 	return w, err
 }
 
@@ -100,86 +96,44 @@ func (q *Queue) requeue(it *item, delay time.Duration, rewrite bool) *commitWait
 // finish marks it done and lets the next job of its lane go. Caller holds
 // q.mu.
 func (q *Queue) finish(it *item) {
-	it.state = stateDone
+	it.state = localq.Done
 	l := it.lane
 	if l == nil {
 		return
 	}
 	it.lane = nil
-	if len(l.pending) == 0 {
-		delete(q.lanes, l.key)
-		return
+	if next, _, ok := q.lanes.Next(l); ok {
+		q.schedule(next, now())
 	}
-	next := l.pending[0]
-	l.pending[0] = nil
-	l.pending = l.pending[1:]
-	if len(l.pending) == 0 {
-		l.pending = nil
-	}
-	q.pendingN--
-	l.head = next
-	q.schedule(next, now())
 }
 
 // Stat reports the queue's numbers: Ready counts jobs waiting to be
 // handed out (including keyed jobs waiting behind their lane), Delayed the
 // jobs waiting for a delay, Active the deliveries handed out and not
-// settled. Consuming is false while paused or closed. It never fails.
+// settled; Queue is the file. Consuming is false while paused or closed.
+// It never fails.
 func (q *Queue) Stat(_ context.Context) (consumer.Stat, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.delayed.Len() > 0 {
 		q.promoteDue(now())
 	}
-	return consumer.Stat{
-		Pipeline:  q.name,
-		Driver:    Driver,
-		Queue:     q.s.path,
-		Priority:  q.cfg.Priority,
-		Ready:     int64(q.ready.Len() + q.pendingN),
-		Delayed:   int64(q.delayed.Len()),
-		Active:    int64(q.active),
-		Consuming: q.st == open && !q.paused,
-	}, nil
+	return q.core.StatLocked(q.s.path, q.ready.Len()+q.lanes.Pending(), q.delayed.Len()), nil
 }
 
 // Pause stops Receive and ReceiveReady from handing out jobs until
 // Resume; blocked Receive calls keep waiting. Publish and Settle keep
 // working. It is idempotent and returns consumer.ErrClosed on a closed
 // queue.
-func (q *Queue) Pause(_ context.Context) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.st != open {
-		return fmt.Errorf("boltjobs: pause %q: %w", q.name, consumer.ErrClosed)
-	}
-	q.paused = true
-	return nil
-}
+func (q *Queue) Pause(ctx context.Context) error { return q.core.Pause(ctx) }
 
 // Resume undoes Pause. It is idempotent and returns consumer.ErrClosed on
 // a closed queue.
-func (q *Queue) Resume(_ context.Context) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.st != open {
-		return fmt.Errorf("boltjobs: resume %q: %w", q.name, consumer.ErrClosed)
-	}
-	q.paused = false
-	q.kick()
-	return nil
-}
+func (q *Queue) Resume(ctx context.Context) error { return q.core.Resume(ctx) }
 
 // Check returns nil while the queue is open and consumer.ErrClosed after
 // Close.
-func (q *Queue) Check() error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.st != open {
-		return fmt.Errorf("boltjobs: %q: %w", q.name, consumer.ErrClosed)
-	}
-	return nil
-}
+func (q *Queue) Check() error { return q.core.Check() }
 
 // Close stops the queue: Receive and Publish return consumer.ErrClosed at
 // once, blocked Receive calls included. Deliveries already handed out can
@@ -190,74 +144,12 @@ func (q *Queue) Check() error {
 // attempt is counted at the next open. After Close, Settle returns
 // consumer.ErrClosed. Close is idempotent.
 func (q *Queue) Close(ctx context.Context) error {
-	q.mu.Lock()
-	switch q.st {
-	case closed:
-		q.mu.Unlock()
-		return nil
-	case open:
-		q.st = closing
-		close(q.done)
-	}
-	var idle chan struct{}
-	if q.active > 0 {
-		if q.idle == nil {
-			q.idle = make(chan struct{})
-		}
-		idle = q.idle
-	}
-	q.mu.Unlock()
-
-	var waitErr error
-	if idle != nil {
-		select {
-		case <-idle:
-		case <-ctx.Done():
-		}
-	}
-	q.mu.Lock()
-	if q.st == closed { // a concurrent Close finished first
-		q.mu.Unlock()
+	last, err := q.core.Close(ctx, nil)
+	if !last {
 		return nil
 	}
-	q.st = closed
-	if n := q.active; n > 0 {
-		waitErr = fmt.Errorf("boltjobs: close %q with %d deliveries unsettled: %w", q.name, n, ctx.Err())
+	if derr := q.s.detach(q); derr != nil {
+		return derr
 	}
-	q.mu.Unlock()
-	if err := q.s.detach(q); err != nil {
-		return err
-	}
-	return waitErr
-}
-
-// ReceiveReady hands out, without waiting, the jobs that Receive would hand
-// out right now (consumer.ReadyReceiver), at most max, appended to dst in
-// the order successive Receive calls would return them. It stops at the
-// prefetch cap and when nothing is ready, and it leaves one ready job for
-// each Receive that is waiting. dst comes back unchanged when max < 1 or
-// the queue is paused or closed.
-func (q *Queue) ReceiveReady(dst []*consumer.Delivery, max int) []*consumer.Delivery {
-	if max < 1 {
-		return dst
-	}
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.st != open || q.paused {
-		return dst
-	}
-	if q.delayed.Len() > 0 {
-		q.promoteDue(now())
-	}
-	for ; max > 0 && q.active < q.cfg.Prefetch && q.ready.Len() > q.waiters; max-- {
-		it := q.takeReady()
-		if it == nil {
-			break
-		}
-		dst = append(dst, q.deliver(it))
-	}
-	if q.ready.Len() > 0 {
-		q.kick()
-	}
-	return dst
+	return err
 }

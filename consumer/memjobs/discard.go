@@ -6,7 +6,7 @@ package memjobs
 // restart, so they are dropped with the process.
 func (q *Queue) warnDiscarded() {
 	q.mu.Lock()
-	n := q.ready.len() + q.pendingN + q.delayed.Len() + q.active
+	n := q.ready.len() + q.lanes.Pending() + q.delayed.Len() + q.core.Active()
 	q.mu.Unlock()
 	if n > 0 {
 		q.log.Warn("stopped with jobs queued in memory: they are discarded (driver: boltdb keeps them across restarts)", "jobs", n)

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/consumer/internal/localq"
 )
 
 // Driver is the driver name reported in deliveries and stats.
@@ -43,16 +44,6 @@ var (
 
 var _ consumer.ReadyReceiver = (*Queue)(nil)
 
-type itemState uint8
-
-const (
-	stateReady   itemState = iota + 1 // in the ready heap
-	stateDelayed                      // in the delay heap
-	statePending                      // behind the head of its lane
-	stateActive                       // handed out, not settled
-	stateDone                         // acked, dead or auto-acked
-)
-
 // item is one job outside a pack: handed out, put back, delayed, keyed,
 // or dead. The items of a pack share one allocation, made when its first
 // job is taken; the keyed and delayed jobs of one Publish call share
@@ -68,7 +59,7 @@ type item struct {
 	lane    *lane  // the job's key, until it is done; nil without a key
 	attempt int32
 	autoAck bool
-	state   itemState
+	state   localq.State
 	packed  bool // taken from a pack: id and payload alias the pack's buffers
 }
 
@@ -77,31 +68,12 @@ func (it *item) key() string {
 	if it.lane == nil {
 		return ""
 	}
-	return it.lane.key
+	return it.lane.Key
 }
 
-// lane holds the jobs of one key: head is the one job of the key that may
-// be ready, delayed or handed out; pending wait behind it in publish order.
-type lane struct {
-	key     string
-	head    *item
-	pending []pending
-	off     int // index of the first pending item
-}
-
-// pending is a job waiting behind its lane's head.
-type pending struct {
-	it  *item
-	due int64 // publish delay deadline, ns since Queue start; 0: none
-}
-
-type queueState uint8
-
-const (
-	open    queueState = iota
-	closing            // Close is waiting for handed-out deliveries
-	closed
-)
+// lane holds the jobs of one key (see localq.Lanes); the due times of the
+// jobs waiting in it are in ns since Queue start.
+type lane = localq.Lane[*item]
 
 // Queue is an in-memory pipeline. It implements consumer.Consumer,
 // consumer.Publisher, consumer.Stater, consumer.Pauser, consumer.Checker
@@ -112,26 +84,18 @@ type Queue struct {
 	log   *slog.Logger
 	start time.Time // origin of the monotonic due times
 
-	sig  chan struct{} // capacity 1: wakes one blocked Receive
-	done chan struct{} // closed when Close starts
-
-	mu       sync.Mutex
-	ready    readySet // by (priority, seq)
-	delayed  itemHeap // by (due, seq)
-	lanes    map[string]*lane
-	pendingN int // items waiting behind lane heads
-	seq      uint64
-	active   int // handed out and not settled (auto-acked jobs excluded)
-	waiters  int // Receive calls blocked
-	paused   bool
-	st       queueState
-	idle     chan struct{} // closed when active drops to 0 while closing
-	dead     []DeadJob
-	deadSeq  uint64      // last DeadJob.seq given out
-	deadOps  sync.Mutex  // serialises RetryDead and RemoveDead
-	burst    burst       // published since the queue was last empty
-	marks    []mark      // when the jobs of each seq range entered (see oldest.go)
-	release  *time.Timer // pending return of a drained burst's memory
+	mu      sync.Mutex  // guards core and everything below
+	core    localq.Core // life cycle, pause, prefetch, blocked Receives
+	ready   readySet    // by (priority, seq)
+	delayed itemHeap    // by (due, seq)
+	lanes   localq.Lanes[*item]
+	seq     uint64
+	dead    []DeadJob
+	deadSeq uint64      // last DeadJob.seq given out
+	deadOps sync.Mutex  // serialises RetryDead and RemoveDead
+	burst   burst       // published since the queue was last empty
+	marks   []mark      // when the jobs of each seq range entered (see oldest.go)
+	release *time.Timer // pending return of a drained burst's memory
 
 	releasing    sync.WaitGroup // a return of memory running
 	freeOSMemory func()         // replaces debug.FreeOSMemory in tests; nil: the real one
@@ -148,15 +112,16 @@ func New(name string, cfg Config, log *slog.Logger) *Queue {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Queue{
+	q := &Queue{
 		name:  name,
 		cfg:   cfg,
 		log:   log.With("pipeline", name, "driver", Driver),
 		start: time.Now(),
-		sig:   make(chan struct{}, 1),
-		done:  make(chan struct{}),
-		lanes: make(map[string]*lane),
 	}
+	q.core.Init(&q.mu, localq.Config{Prefix: "memjobs", Driver: Driver, Name: name,
+		Priority: cfg.Priority, Prefetch: cfg.Prefetch})
+	q.lanes.Init()
+	return q
 }
 
 // Name returns the pipeline name given to New.
@@ -188,8 +153,8 @@ func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.st != open {
-		return fmt.Errorf("memjobs: publish to %q: %w", q.name, consumer.ErrClosed)
+	if !q.core.IsOpen() {
+		return q.core.ErrClosed("publish to")
 	}
 	q.burst.add(len(jobs), size)
 	now := q.now()
@@ -214,25 +179,21 @@ func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 			due = now + int64(op.delay)
 		}
 		if op.key != "" {
-			if l := q.lanes[op.key]; l != nil {
-				it.lane = l
-				it.state = statePending
-				l.pending = append(l.pending, pending{it: it, due: due})
-				q.pendingN++
+			l, head := q.lanes.Join(op.key, it, due)
+			it.lane = l
+			if !head {
+				it.state = localq.Pending
 				continue
 			}
-			l := &lane{key: op.key, head: it}
-			it.lane = l
-			q.lanes[op.key] = l
 		} else if due == 0 {
 			// Neither keyed nor delayed: a plain job published alone.
-			it.state = stateReady
+			it.state = localq.Ready
 			q.ready.pushAlone(it)
 			continue
 		}
 		q.schedule(it, due, now, true)
 	}
-	q.kick()
+	q.core.KickLocked()
 	return nil
 }
 
@@ -241,11 +202,11 @@ func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 // larger seq. Caller holds q.mu.
 func (q *Queue) schedule(it *item, due, now int64, newest bool) {
 	if due > now {
-		it.state = stateDelayed
+		it.state = localq.Delayed
 		q.delayed.Push(entry{K1: due, K2: it.seq, Item: it})
 		return
 	}
-	it.state = stateReady
+	it.state = localq.Ready
 	if newest {
 		q.ready.pushNewest(it)
 	} else {
@@ -263,32 +224,9 @@ func (q *Queue) promoteDue(now int64) {
 		it := q.delayed.Pop().Item
 		q.seq++
 		it.seq = q.seq
-		it.state = stateReady
+		it.state = localq.Ready
 		q.ready.pushNewest(it)
 	}
-}
-
-// kick wakes one blocked Receive, if any. Caller holds q.mu.
-func (q *Queue) kick() {
-	if q.waiters > 0 {
-		select {
-		case q.sig <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// take pops the most urgent ready job, or returns nil when none may be
-// handed out (empty, paused, or prefetch jobs unsettled), and the job's
-// key. Caller holds q.mu.
-func (q *Queue) take() (*item, string) {
-	if q.paused || q.active >= q.cfg.Prefetch {
-		return nil, ""
-	}
-	if q.delayed.Len() > 0 {
-		q.promoteDue(q.now())
-	}
-	return q.takeReady()
 }
 
 // takeReady pops the most urgent job of the ready set, or returns nil when
@@ -304,8 +242,8 @@ func (q *Queue) takeReady() (*item, string) {
 	if it.autoAck {
 		q.finish(it) // drops the lane, and with it the key
 	} else {
-		it.state = stateActive
-		q.active++
+		it.state = localq.Active
+		q.core.HandOutLocked()
 	}
 	return it, key
 }
@@ -316,51 +254,7 @@ func (q *Queue) takeReady() (*item, string) {
 // (consumer.ErrClosed). Auto-ack jobs are settled on receipt: their
 // delivery's Settle does nothing.
 func (q *Queue) Receive(ctx context.Context) (*consumer.Delivery, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	q.mu.Lock()
-	for {
-		if q.st != open {
-			q.mu.Unlock()
-			return nil, fmt.Errorf("memjobs: receive from %q: %w", q.name, consumer.ErrClosed)
-		}
-		if it, key := q.take(); it != nil {
-			if q.ready.len() > 0 {
-				q.kick() // pass the baton to the next blocked Receive
-			}
-			at := q.enqueuedLocked(it.seq)
-			q.mu.Unlock()
-			d := q.deliver(it, key)
-			d.Enqueued = at
-			return d, nil
-		}
-		var timer *time.Timer
-		var fire <-chan time.Time
-		if !q.paused && q.active < q.cfg.Prefetch && q.delayed.Len() > 0 {
-			timer = time.NewTimer(time.Duration(q.delayed.Top().K1 - q.now()))
-			fire = timer.C
-		}
-		q.waiters++
-		q.mu.Unlock()
-		select {
-		case <-q.sig:
-		case <-fire:
-		case <-q.done:
-		case <-ctx.Done():
-		}
-		if timer != nil {
-			timer.Stop()
-		}
-		q.mu.Lock()
-		q.waiters--
-		if err := ctx.Err(); err != nil {
-			// We may have taken the wake-up meant for someone else.
-			q.kick()
-			q.mu.Unlock()
-			return nil, err
-		}
-	}
+	return localq.Receive(ctx, &q.core, (*source)(q))
 }
 
 // deliver wraps an item taken by Receive or ReceiveReady. It needs no
@@ -392,13 +286,13 @@ func (q *Queue) deliver(it *item, key string) *consumer.Delivery {
 func (q *Queue) settle(it *item, o consumer.Outcome) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	if q.st == closed {
-		return fmt.Errorf("memjobs: settle on %q: %w", q.name, consumer.ErrClosed)
+	if q.core.IsClosed() {
+		return q.core.ErrClosed("settle on")
 	}
-	if it.state != stateActive {
+	if it.state != localq.Active {
 		return fmt.Errorf("memjobs: settle job %q: %w", it.id, ErrNotActive)
 	}
-	q.active--
+	q.core.SettledLocked()
 	var err error
 	switch o.Action {
 	case consumer.Ack:
@@ -420,11 +314,6 @@ func (q *Queue) settle(it *item, o consumer.Outcome) error {
 		q.requeue(it, 0)
 		err = fmt.Errorf("memjobs: settle job %q: %w: %v", it.id, consumer.ErrUnknownAction, o.Action)
 	}
-	if q.st == closing && q.active == 0 && q.idle != nil {
-		close(q.idle)
-		q.idle = nil
-	}
-	q.kick()
 	return err
 }
 
@@ -435,11 +324,11 @@ func (q *Queue) requeue(it *item, delay time.Duration) {
 		if it.packed {
 			it = it.detach()
 		}
-		it.state = stateDelayed
+		it.state = localq.Delayed
 		q.delayed.Push(entry{K1: q.now() + int64(delay), K2: it.seq, Item: it})
 		return
 	}
-	it.state = stateReady
+	it.state = localq.Ready
 	q.ready.pushBack(it)
 }
 
@@ -452,7 +341,7 @@ func (it *item) detach() *item {
 	c.id = strings.Clone(it.id)
 	c.payload = bytes.Clone(it.payload)
 	c.packed = false
-	it.state = stateDone
+	it.state = localq.Done
 	it.payload, it.headers = nil, nil
 	return &c
 }
@@ -460,36 +349,21 @@ func (it *item) detach() *item {
 // finish marks it done and lets the next job of its lane go. Caller holds
 // q.mu.
 func (q *Queue) finish(it *item) {
-	it.state = stateDone
+	it.state = localq.Done
 	l := it.lane
 	if l == nil {
 		return
 	}
 	it.lane = nil
-	if l.off == len(l.pending) {
-		delete(q.lanes, l.key)
+	next, due, ok := q.lanes.Next(l)
+	if !ok {
 		return
 	}
-	next := l.pending[l.off]
-	l.pending[l.off] = pending{}
-	l.off++
-	q.pendingN--
-	switch {
-	case l.off == len(l.pending):
-		l.pending = l.pending[:0]
-		l.off = 0
-	case l.off >= 64 && 2*l.off >= len(l.pending):
-		n := copy(l.pending, l.pending[l.off:])
-		clear(l.pending[n:])
-		l.pending = l.pending[:n]
-		l.off = 0
-	}
-	l.head = next.it
 	var now int64
-	if next.due > 0 {
+	if due > 0 {
 		now = q.now()
 	}
-	q.schedule(next.it, next.due, now, false)
+	q.schedule(next, due, now, false)
 }
 
 // Stat reports the queue's numbers: Ready counts jobs waiting to be
@@ -502,55 +376,22 @@ func (q *Queue) Stat(_ context.Context) (consumer.Stat, error) {
 	if q.delayed.Len() > 0 {
 		q.promoteDue(q.now())
 	}
-	return consumer.Stat{
-		Pipeline:  q.name,
-		Driver:    Driver,
-		Queue:     q.name,
-		Priority:  q.cfg.Priority,
-		Ready:     int64(q.ready.len() + q.pendingN),
-		Delayed:   int64(q.delayed.Len()),
-		Active:    int64(q.active),
-		Consuming: q.st == open && !q.paused,
-	}, nil
+	return q.core.StatLocked(q.name, q.ready.len()+q.lanes.Pending(), q.delayed.Len()), nil
 }
 
 // Pause stops Receive and ReceiveReady from handing out jobs until
 // Resume; blocked Receive calls keep waiting. Publish and Settle keep
 // working. It is idempotent and returns consumer.ErrClosed on a closed
 // queue.
-func (q *Queue) Pause(_ context.Context) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.st != open {
-		return fmt.Errorf("memjobs: pause %q: %w", q.name, consumer.ErrClosed)
-	}
-	q.paused = true
-	return nil
-}
+func (q *Queue) Pause(ctx context.Context) error { return q.core.Pause(ctx) }
 
 // Resume undoes Pause. It is idempotent and returns consumer.ErrClosed on
 // a closed queue.
-func (q *Queue) Resume(_ context.Context) error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.st != open {
-		return fmt.Errorf("memjobs: resume %q: %w", q.name, consumer.ErrClosed)
-	}
-	q.paused = false
-	q.kick()
-	return nil
-}
+func (q *Queue) Resume(ctx context.Context) error { return q.core.Resume(ctx) }
 
 // Check returns nil while the queue is open and consumer.ErrClosed after
 // Close.
-func (q *Queue) Check() error {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.st != open {
-		return fmt.Errorf("memjobs: %q: %w", q.name, consumer.ErrClosed)
-	}
-	return nil
-}
+func (q *Queue) Check() error { return q.core.Check() }
 
 // Close stops the queue: Receive and Publish return consumer.ErrClosed at
 // once, blocked Receive calls included. Deliveries already handed out can
@@ -558,48 +399,11 @@ func (q *Queue) Check() error {
 // Close returns, Settle returns consumer.ErrClosed. Close returns nil when
 // every delivery was settled, else an error wrapping ctx.Err(). Queued
 // jobs stay in the queue (Stat and Dead keep working) and are dropped with
-// it. Close is idempotent.
+// it, with a warning that counts them. Close is idempotent.
 func (q *Queue) Close(ctx context.Context) error {
-	q.mu.Lock()
-	switch q.st {
-	case closed:
-		q.mu.Unlock()
-		return nil
-	case open:
-		q.st = closing
-		close(q.done)
-		q.mu.Unlock()
-		q.stopRelease()
-		q.mu.Lock()
-	}
-	if q.active == 0 {
-		q.st = closed
-		q.mu.Unlock()
+	last, err := q.core.Close(ctx, q.stopRelease)
+	if last {
 		q.warnDiscarded()
-		return nil
 	}
-	if q.idle == nil {
-		q.idle = make(chan struct{})
-	}
-	idle := q.idle
-	q.mu.Unlock()
-
-	select {
-	case <-idle:
-		q.mu.Lock()
-		q.st = closed
-		q.mu.Unlock()
-		q.warnDiscarded()
-		return nil
-	case <-ctx.Done():
-		q.mu.Lock()
-		n := q.active
-		q.st = closed
-		q.mu.Unlock()
-		q.warnDiscarded()
-		if n == 0 {
-			return nil
-		}
-		return fmt.Errorf("memjobs: close %q with %d deliveries unsettled: %w", q.name, n, ctx.Err())
-	}
+	return err
 }

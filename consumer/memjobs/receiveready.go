@@ -1,6 +1,11 @@
 package memjobs
 
-import "github.com/pipevisor/pipevisor/consumer"
+import (
+	"time"
+
+	"github.com/pipevisor/pipevisor/consumer"
+	"github.com/pipevisor/pipevisor/consumer/internal/localq"
+)
 
 // ReceiveReady hands out, without waiting, the jobs that Receive would hand
 // out right now (consumer.ReadyReceiver). It appends to dst at most max
@@ -23,31 +28,53 @@ import "github.com/pipevisor/pipevisor/consumer"
 // with room for max). When jobs are still ready after the batch, a blocked
 // Receive is woken, as Receive itself passes the baton.
 func (q *Queue) ReceiveReady(dst []*consumer.Delivery, max int) []*consumer.Delivery {
-	if max < 1 {
-		return dst
-	}
-	q.mu.Lock()
-	if q.st != open || q.paused {
-		q.mu.Unlock()
-		return dst
-	}
+	return localq.ReceiveReady(&q.core, (*source)(q), dst, max)
+}
+
+// source is the Queue as localq sees its jobs (localq.Source); its
+// methods but deliver run with q.mu held.
+type source Queue
+
+// taken is a job handed out, with its key and enqueue time read under
+// q.mu.
+type taken struct {
+	it  *item
+	key string
+	at  time.Time
+}
+
+// PromoteDue moves the delayed jobs that are due to the ready set.
+func (s *source) PromoteDue() {
+	q := (*Queue)(s)
 	if q.delayed.Len() > 0 {
 		q.promoteDue(q.now())
 	}
-	// As take, but paused and due jobs are checked once: neither changes
-	// while q.mu is held. The prefetch cap does, with each job taken.
-	for ; max > 0 && q.active < q.cfg.Prefetch && q.ready.len() > q.waiters; max-- {
-		it, key := q.takeReady()
-		if it == nil {
-			break
-		}
-		d := q.deliver(it, key)
-		d.Enqueued = q.enqueuedLocked(it.seq)
-		dst = append(dst, d)
+}
+
+// TakeReady takes the most urgent ready job (see Queue.takeReady).
+func (s *source) TakeReady() (taken, bool) {
+	q := (*Queue)(s)
+	it, key := q.takeReady()
+	if it == nil {
+		return taken{}, false
 	}
-	if q.ready.len() > 0 {
-		q.kick() // pass the baton to the next blocked Receive
+	return taken{it: it, key: key, at: q.enqueuedLocked(it.seq)}, true
+}
+
+// ReadyLen counts the ready jobs.
+func (s *source) ReadyLen() int { return s.ready.len() }
+
+// NextDue is the wait until the earliest delayed job is due.
+func (s *source) NextDue() (time.Duration, bool) {
+	if s.delayed.Len() == 0 {
+		return 0, false
 	}
-	q.mu.Unlock()
-	return dst
+	return time.Duration(s.delayed.Top().K1 - (*Queue)(s).now()), true
+}
+
+// Deliver wraps a taken job.
+func (s *source) Deliver(t taken) *consumer.Delivery {
+	d := (*Queue)(s).deliver(t.it, t.key)
+	d.Enqueued = t.at
+	return d
 }

@@ -40,12 +40,12 @@ func (b *burst) add(jobs int, bytes int64) {
 // after a burst, and starts counting the next burst once it is empty.
 // Caller holds q.mu.
 func (q *Queue) releaseIfDrained() {
-	if q.active > 0 || q.ready.len() > 0 || q.delayed.Len() > 0 || q.pendingN > 0 {
+	if q.core.Active() > 0 || q.ready.len() > 0 || q.delayed.Len() > 0 || q.lanes.Pending() > 0 {
 		return
 	}
 	big := q.burst.jobs >= releaseAfterJobs || q.burst.bytes >= releaseAfterBytes
 	q.burst = burst{}
-	if big && q.release == nil && q.st == open {
+	if big && q.release == nil && q.core.IsOpen() {
 		q.release = time.AfterFunc(releaseDelay, q.releaseNow)
 	}
 }
@@ -55,7 +55,7 @@ func (q *Queue) releaseIfDrained() {
 func (q *Queue) releaseNow() {
 	q.mu.Lock()
 	q.release = nil
-	if q.st != open {
+	if !q.core.IsOpen() {
 		q.mu.Unlock()
 		return
 	}
