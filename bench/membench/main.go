@@ -32,16 +32,17 @@ func main() {
 	timeout := flag.Duration("timeout", 10*time.Minute, "give up after this long")
 	pipelining := flag.Int("pipelining", 1, "jobs.pool.pipelining: jobs written to a worker ahead of its replies")
 	cpuprofile := flag.String("cpuprofile", "", "write the CPU profile of the throughput run's supervisor to this file")
+	traceFile := flag.String("trace", "", "write the runtime execution trace of the latency run's supervisor to this file")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	if err := run(ctx, *bin, *jobs, *batch, *workers, max(1, *rounds), *latencyFor, max(1, *pipelining), *cpuprofile); err != nil {
+	if err := run(ctx, *bin, *jobs, *batch, *workers, max(1, *rounds), *latencyFor, max(1, *pipelining), *cpuprofile, *traceFile); err != nil {
 		fmt.Fprintln(os.Stderr, "membench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, bin string, n, batch, workers, rounds int, latencyFor time.Duration, depth int, cpuprofile string) error {
+func run(ctx context.Context, bin string, n, batch, workers, rounds int, latencyFor time.Duration, depth int, cpuprofile, traceFile string) error {
 	dir, err := os.MkdirTemp("", "membench-")
 	if err != nil {
 		return err
@@ -101,7 +102,11 @@ func run(ctx context.Context, bin string, n, batch, workers, rounds int, latency
 
 	// Run 2: latency at half the measured rate.
 	latLog := filepath.Join(dir, "latency.log")
-	lv, err := start(ctx, bin, dir, "latency", workers, depth, "php bench/latency-worker.php", latLog)
+	var latArgs []string
+	if traceFile != "" {
+		latArgs = []string{"--trace", traceFile}
+	}
+	lv, err := start(ctx, bin, dir, "latency", workers, depth, "php bench/latency-worker.php", latLog, latArgs...)
 	if err != nil {
 		return err
 	}

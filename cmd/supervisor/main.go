@@ -81,6 +81,8 @@ func newApp() *cli.App {
 				Usage: "run the supervisor in the foreground",
 				Flags: []cli.Flag{configFlag, &cli.StringFlag{
 					Name: "cpuprofile", Hidden: true, Usage: "write a CPU profile to this file (for performance work)",
+				}, &cli.StringFlag{
+					Name: "trace", Hidden: true, Usage: "write a runtime execution trace to this file (for performance work)",
 				}},
 				Action: serveAction,
 			},

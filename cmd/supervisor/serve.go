@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"sync"
 	"syscall"
 	"time"
@@ -44,6 +45,17 @@ func serveAction(c *cli.Context) error {
 			return cli.Exit("supervisor: --cpuprofile: "+err.Error(), 1)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if path := c.String("trace"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return cli.Exit("supervisor: --trace: "+err.Error(), 1)
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			return cli.Exit("supervisor: --trace: "+err.Error(), 1)
+		}
+		defer trace.Stop()
 	}
 	return serve(c.Context, root, log)
 }
