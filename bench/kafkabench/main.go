@@ -1,13 +1,15 @@
-// Command kafkabench measures the supervisor end to end on the kafka driver
-// with real PHP echo workers against a kfake cluster (tests/kfakecmd): it
-// pushes the jobs through the supervisor while the pipeline is not consumed,
-// then times consume+commit of the same records twice: first by a plain
-// franz-go consumer in a group of its own that commits the way the driver
-// does (auto-commit off, synchronous commits at most every 5ms), from its
-// start until its group's committed offsets reached the end of every
-// partition; then by the supervisor, from the resume until every job is
-// acked and its group's committed offsets reached the end. It prints both
-// in jobs/s, supervisor/plain, and the supervisor's CPU µs per job.
+// Command kafkabench compares the supervisor's kafka driver with a plain
+// franz-go consumer doing the same work, end to end against a kfake
+// cluster (tests/kfakecmd) with real PHP echo workers.
+//
+// Each round pushes the same records through the supervisor into the
+// topic while its pipeline is paused, then both consume them, in turn
+// (the order alternates from round to round), each in its own group: the
+// supervisor from the resume, the plain consumer (plain.go, in a process
+// of its own) from its go, each until its group's committed offsets reach
+// the end of every partition. It prints each round, then the median
+// jobs/s of each, the ratio supervisor/plain, and the CPU µs per record
+// of the supervisor and of the plain consumer's process.
 // bench/kafka.sh builds the binaries and runs it.
 package main
 
@@ -19,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,35 +37,81 @@ import (
 type params struct {
 	bin, kfake   string
 	jobs, batch  int
+	rounds       int
 	workers      int
+	pipelining   int
 	partitions   int
 	keys         int
 	ordering     string
 	payloadBytes int
 	timeout      time.Duration
 	trace        bool
+	cpuprofile   string
+	plainProfile string
+	command      string
 }
 
 func main() {
 	var p params
+	var child bool
+	var brokers, topic, group string
 	flag.StringVar(&p.bin, "bin", "bin/supervisor", "supervisor binary")
 	flag.StringVar(&p.kfake, "kfake", "bin/kfakecmd", "kfakecmd binary")
-	flag.IntVar(&p.jobs, "jobs", 50000, "jobs to push and consume")
+	flag.IntVar(&p.jobs, "jobs", 50000, "jobs to push and consume a round")
 	flag.IntVar(&p.batch, "batch", 1000, "jobs per PushBatch")
+	flag.IntVar(&p.rounds, "rounds", 3, "rounds; the median is reported")
 	flag.IntVar(&p.workers, "workers", 2, "PHP worker processes")
+	flag.IntVar(&p.pipelining, "pipelining", 1, "jobs.pool.pipelining: jobs written to a worker ahead of its replies")
 	flag.IntVar(&p.partitions, "partitions", 4, "partitions of the topic")
 	flag.IntVar(&p.keys, "keys", 1024, "distinct job keys, spread over the partitions by hash (1 = one hot partition)")
 	flag.StringVar(&p.ordering, "ordering", "partition", "pipeline ordering: partition or key")
 	flag.IntVar(&p.payloadBytes, "payload", 32, "payload size in bytes")
-	flag.DurationVar(&p.timeout, "timeout", 5*time.Minute, "give up after this long")
-	flag.BoolVar(&p.trace, "trace", false, "print the acked count every 100ms to stderr while consuming")
+	flag.DurationVar(&p.timeout, "timeout", 10*time.Minute, "give up after this long")
+	flag.BoolVar(&p.trace, "trace", false, "print the acked count every 100ms to stderr while the supervisor consumes")
+	flag.StringVar(&p.cpuprofile, "cpuprofile", "", "write the supervisor's CPU profile (whole run) to this file")
+	flag.StringVar(&p.plainProfile, "plain-cpuprofile", "", "write the plain consumer's CPU profile (whole run) to this file")
+	flag.StringVar(&p.command, "command", "php examples/echo-worker.php", "worker command of both")
+	flag.BoolVar(&child, "plain-child", false, "run as the plain consumer (internal)")
+	flag.StringVar(&brokers, "brokers", "", "plain consumer: seed brokers (internal)")
+	flag.StringVar(&topic, "topic", "bench", "plain consumer: topic (internal)")
+	flag.StringVar(&group, "group", "plain", "plain consumer: group (internal)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
-	if err := run(ctx, p); err != nil {
+	var err error
+	if child {
+		err = runPlainChild(ctx, plainConfig{
+			brokers: strings.Split(brokers, ","), topic: topic, group: group,
+			workers: p.workers, depth: max(1, p.pipelining), ordering: p.ordering,
+			command: strings.Fields(p.command), pipeline: "bench", drv: "kafka",
+		}, p.plainProfile)
+	} else {
+		err = run(ctx, p)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "kafkabench:", err)
 		os.Exit(1)
 	}
+}
+
+// side is one consumer's results over the rounds.
+type side struct {
+	rates []float64 // jobs/s of each round
+	cpu   []float64 // CPU µs per record of each round
+}
+
+func (s *side) add(jobs int, took, cpu time.Duration) {
+	s.rates = append(s.rates, float64(jobs)/took.Seconds())
+	s.cpu = append(s.cpu, float64(cpu.Microseconds())/float64(jobs))
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func run(ctx context.Context, p params) error {
@@ -71,17 +120,23 @@ func run(ctx context.Context, p params) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	p.rounds = max(1, p.rounds)
+	p.pipelining = max(1, p.pipelining)
 
 	kf, brokers, err := startKfake(ctx, p.kfake, fmt.Sprintf("bench:%d", p.partitions))
 	if err != nil {
 		return err
 	}
 	defer kf.Stop()
+	var args []string
+	if p.cpuprofile != "" {
+		args = []string{"--cpuprofile", p.cpuprofile}
+	}
 	sv, err := benchkit.StartSupervisor(ctx, benchkit.Config{
-		Bin: p.bin, Dir: dir, Command: "php examples/echo-worker.php",
+		Bin: p.bin, Dir: dir, Command: p.command, Args: args,
 		Body: fmt.Sprintf(`kafka: {brokers: ["%s"]}
 jobs:
-  pool: {num_workers: %d, allocate_timeout: 10s, destroy_timeout: 5s}
+  pool: {num_workers: %d, pipelining: %d, allocate_timeout: 10s, destroy_timeout: 5s}
   consume: []
   pipelines:
     bench:
@@ -90,115 +145,126 @@ jobs:
         ordering: %s
         consumer_options: {topics: [bench]}
         group_options: {group_id: bench}
-`, strings.Join(brokers, `", "`), p.workers, p.ordering),
+`, strings.Join(brokers, `", "`), p.workers, p.pipelining, p.ordering),
 	})
 	if err != nil {
 		return err
 	}
 	defer sv.Stop()
+	plain, err := startPlain(ctx, plainConfig{
+		brokers: brokers, topic: "bench", group: "plain",
+		workers: p.workers, depth: p.pipelining, ordering: p.ordering,
+		command: strings.Fields(p.command),
+	}, p.plainProfile)
+	if err != nil {
+		return fmt.Errorf("plain consumer: %w", err)
+	}
+	defer plain.stop()
 	admin, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		return err
 	}
 	defer admin.Close()
 
-	// Fill: the pipeline is not in jobs.consume, so pushes only produce.
+	fmt.Printf("kafka (kfake, %d partitions, %d keys, ordering %s), %d PHP echo workers, pipelining %d, %d jobs of %d bytes a round\n",
+		p.partitions, p.keys, p.ordering, p.workers, p.pipelining, p.jobs, p.payloadBytes)
 	payload := []byte(strings.Repeat("x", p.payloadBytes))
-	t0 := time.Now()
-	err = benchkit.PushAll(ctx, sv.Client, p.jobs, p.batch, func(i int) consumer.Job {
-		return consumer.Job{ID: strconv.Itoa(i), Name: "Bench", Pipeline: "bench", Payload: payload, Key: "k" + strconv.Itoa(i%p.keys)}
-	})
-	if err != nil {
-		return err
+	var sup, pl side
+	var pushRates []float64
+	for round := range p.rounds {
+		// Fill: the pipeline is paused (not in jobs.consume), so pushes
+		// only produce; the plain consumer is not polling.
+		t0 := time.Now()
+		err = benchkit.PushAll(ctx, sv.Client, p.jobs, p.batch, func(i int) consumer.Job {
+			return consumer.Job{ID: fmt.Sprintf("%d-%d", round, i), Name: "Bench", Pipeline: "bench", Payload: payload, Key: "k" + strconv.Itoa(i%p.keys)}
+		})
+		if err != nil {
+			return err
+		}
+		pushRates = append(pushRates, float64(p.jobs)/time.Since(t0).Seconds())
+		total := int64(p.jobs) * int64(round+1)
+		order := []bool{true, false} // plain first
+		if round%2 == 1 {
+			order = []bool{false, true}
+		}
+		for _, isPlain := range order {
+			if isPlain {
+				took, cpu, err := plainRound(ctx, plain, admin, int32(p.partitions), total)
+				if err != nil {
+					return fmt.Errorf("plain consumer: %w", err)
+				}
+				pl.add(p.jobs, took, cpu)
+				fmt.Printf("round %d plain franz-go: %8.0f jobs/s  %6.2f µs CPU/record\n", round+1, pl.rates[round], pl.cpu[round])
+				continue
+			}
+			took, cpu, err := supervisorRound(ctx, sv, admin, int32(p.partitions), total, p.trace)
+			if err != nil {
+				return err
+			}
+			sup.add(p.jobs, took, cpu)
+			fmt.Printf("round %d supervisor:     %8.0f jobs/s  %6.2f µs CPU/record\n", round+1, sup.rates[round], sup.cpu[round])
+		}
 	}
-	pushTook := time.Since(t0)
-
-	// The same records, consumed and committed by a plain franz-go client
-	// in a group of its own, before the supervisor starts on them.
-	plainTook, err := consumePlain(ctx, brokers, "bench", int32(p.partitions), int64(p.jobs), admin)
-	if err != nil {
-		return fmt.Errorf("plain franz-go consumer: %w", err)
-	}
-
-	// Consume + commit.
-	cpu0 := sv.CPU()
-	t1 := time.Now()
-	if err := sv.Client.Resume(ctx, "bench"); err != nil {
-		return fmt.Errorf("resume: %w", err)
-	}
-	if err := sv.WaitAcked(ctx, uint64(p.jobs), 5*time.Millisecond, traceAcked(p.trace)); err != nil {
-		return err
-	}
-	ackTook := time.Since(t1)
-	if err := waitCommitted(ctx, admin, "bench", "bench", int32(p.partitions), int64(p.jobs)); err != nil {
-		return err
-	}
-	took := time.Since(t1)
-	cpu := sv.CPU() - cpu0
-
-	fmt.Printf("kafka driver (kfake, %d partitions, %d keys, ordering %s), %d PHP echo workers, %d jobs of %d bytes\n",
-		p.partitions, p.keys, p.ordering, p.workers, p.jobs, p.payloadBytes)
-	fmt.Printf("push (PushBatch(%d), acks=all): %.0f jobs/s (%s)\n", p.batch, float64(p.jobs)/pushTook.Seconds(), pushTook.Round(time.Millisecond))
-	fmt.Printf("consume+commit: %.0f jobs/s (resume to last commit %s; to last ack %s)\n",
-		float64(p.jobs)/took.Seconds(), took.Round(time.Millisecond), ackTook.Round(time.Millisecond))
-	fmt.Printf("plain franz-go consumer (sync commits every %s): %.0f jobs/s (%s)\n",
-		plainCommitGap, float64(p.jobs)/plainTook.Seconds(), plainTook.Round(time.Millisecond))
-	fmt.Printf("supervisor/plain: %.2f\n", plainTook.Seconds()/took.Seconds())
-	fmt.Printf("supervisor CPU while consuming: %.2f µs/job\n", float64(cpu.Microseconds())/float64(p.jobs))
+	ms, mp := median(sup.rates), median(pl.rates)
+	fmt.Printf("push (PushBatch(%d), acks=all): %.0f jobs/s (median)\n", p.batch, median(pushRates))
+	fmt.Printf("supervisor consume+commit:       %8.0f jobs/s (median of %d; %.0f-%.0f)\n", ms, p.rounds, slices.Min(sup.rates), slices.Max(sup.rates))
+	fmt.Printf("plain franz-go, same PHP work:   %8.0f jobs/s (median of %d; %.0f-%.0f)\n", mp, p.rounds, slices.Min(pl.rates), slices.Max(pl.rates))
+	fmt.Printf("supervisor/plain: %.2f\n", ms/mp)
+	fmt.Printf("supervisor CPU: %.2f µs/record (median)\n", median(sup.cpu))
+	fmt.Printf("plain consumer CPU: %.2f µs/record (median)\n", median(pl.cpu))
 	return nil
 }
 
-// plainCommitGap is how often the plain consumer commits: the driver's
-// commitGap, so both commit the same way (synchronous OffsetCommit of
-// what is done, at most one per gap).
-const plainCommitGap = 5 * time.Millisecond
+// plainRound lets the plain consumer consume up to total records and
+// returns the time until its group committed them all and its CPU time.
+func plainRound(ctx context.Context, plain *plainProc, admin *kgo.Client, partitions int32, total int64) (time.Duration, time.Duration, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { // ends with this round (cancel) at the latest
+		select {
+		case <-plain.Exited():
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	cpu0 := plain.CPU()
+	t0 := time.Now()
+	if err := plain.consumeUpTo(total); err != nil {
+		return 0, 0, err
+	}
+	if err := waitCommitted(ctx, admin, "plain", "bench", partitions, total); err != nil {
+		select {
+		case <-plain.Exited():
+			return 0, 0, errors.New("the plain consumer exited")
+		default:
+		}
+		return 0, 0, err
+	}
+	return time.Since(t0), plain.CPU() - cpu0, nil
+}
 
-// consumePlain consumes the n records of topic from the start in group
-// "plain" with a franz-go client configured as the driver's consumer
-// (auto-commit off, rebalances blocked while polling), committing
-// synchronously what it has polled at most every plainCommitGap, and
-// returns the time from the client's start until the group's committed
-// offsets cover all n records.
-func consumePlain(ctx context.Context, brokers []string, topic string, partitions int32, n int64, admin *kgo.Client) (time.Duration, error) {
-	start := time.Now()
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(brokers...),
-		kgo.ConsumerGroup("plain"),
-		kgo.ConsumeTopics(topic),
-		kgo.DisableAutoCommit(),
-		kgo.BlockRebalanceOnPoll(),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-	)
-	if err != nil {
-		return 0, err
+// supervisorRound resumes the pipeline until its group committed total
+// records, pauses it again and returns the time from the resume to the
+// last commit and the supervisor's CPU time meanwhile.
+func supervisorRound(ctx context.Context, sv *benchkit.Supervisor, admin *kgo.Client, partitions int32, total int64, trace bool) (time.Duration, time.Duration, error) {
+	cpu0 := sv.CPU()
+	t0 := time.Now()
+	if err := sv.Client.Resume(ctx, "bench"); err != nil {
+		return 0, 0, fmt.Errorf("resume: %w", err)
 	}
-	defer cl.Close()
-	var seen int64
-	var last time.Time
-	for seen < n {
-		fs := cl.PollFetches(ctx)
-		if err := ctx.Err(); err != nil {
-			return 0, err
+	if trace {
+		if err := sv.WaitAcked(ctx, uint64(total), 5*time.Millisecond, traceAcked(true)); err != nil {
+			return 0, 0, err
 		}
-		fs.EachError(func(t string, p int32, ferr error) {
-			err = errors.Join(err, fmt.Errorf("%s[%d]: %w", t, p, ferr))
-		})
-		if err != nil {
-			return 0, err
-		}
-		seen += int64(fs.NumRecords())
-		if time.Since(last) >= plainCommitGap || seen >= n {
-			if err := cl.CommitUncommittedOffsets(ctx); err != nil {
-				return 0, err
-			}
-			last = time.Now()
-		}
-		cl.AllowRebalance()
 	}
-	if err := waitCommitted(ctx, admin, "plain", topic, partitions, n); err != nil {
-		return 0, err
+	if err := waitCommitted(ctx, admin, "bench", "bench", partitions, total); err != nil {
+		return 0, 0, err
 	}
-	return time.Since(start), nil
+	took, cpu := time.Since(t0), sv.CPU()-cpu0
+	if err := sv.Client.Pause(ctx, "bench"); err != nil {
+		return 0, 0, fmt.Errorf("pause: %w", err)
+	}
+	return took, cpu, nil
 }
 
 // startKfake runs kfakecmd with one topic and returns its brokers.
