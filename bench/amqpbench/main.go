@@ -1,19 +1,24 @@
 // Command amqpbench measures consume+ack throughput of the supervisor on
 // the amqp driver with real PHP echo workers (examples/echo-worker.php),
-// next to a plain amqp091-go consumer (manual ack, the same prefetch) on
-// the same queue, for each -pipelining value (default 1 and 8) with a
-// supervisor of its own, at -prefetch (default 100) and otherwise default
-// settings (one pipeline slot per worker).
+// next to a plain amqp091-go consumer that does the same work per message
+// (plain.go: manual acks, the same prefetch, each message run on one of
+// the same number of PHP echo workers over the same goridge pipes, with
+// the same pipelining) on the same queue, for each -pipelining value
+// (default 1 and 8) with a supervisor of its own, at -prefetch (default
+// 100) and otherwise default settings (one pipeline slot per worker).
 //
 // Each round fills the queue with -jobs jobs pushed through the supervisor
 // (PushBatch, confirmed) while its pipeline is paused, then empties it
 // either by resuming the pipeline (timed from the resume until jobs stat
 // counts every job acked) or with the plain consumer (timed from
-// basic.consume until the last basic.ack was written and the queue is
-// empty). Rounds alternate plain and supervisor so neither gets the
-// broker's warm-up alone. It prints jobs/s of both, supervisor/plain and
-// the supervisor's CPU µs per job (its CPU time while it consumed, over
-// the jobs), and with -cpuprofile writes the supervisor's CPU profile.
+// basic.consume until the last basic.ack was written). Rounds alternate
+// plain and supervisor so neither gets the broker's warm-up alone. The
+// plain consumer runs in a process of its own (this program with
+// -plain-child), so the CPU time of each is measured alike. It prints
+// jobs/s of both, supervisor/plain and the CPU µs per job of both (the
+// process's CPU time while it consumed, over the jobs), and with
+// -cpuprofile writes the CPU profile of both (".plain" added to the
+// plain consumer's file name).
 // bench/amqp.sh builds the supervisor and runs it.
 package main
 
@@ -45,6 +50,10 @@ type params struct {
 	rounds       int
 	payloadBytes int
 	timeout      time.Duration
+	// plain child (child.go)
+	plainChild      bool
+	queue, command  string
+	plainCPUProfile string
 }
 
 func main() {
@@ -65,9 +74,27 @@ func main() {
 	flag.IntVar(&p.rounds, "rounds", 3, "rounds of each consumer (alternating)")
 	flag.IntVar(&p.payloadBytes, "payload", 32, "payload size in bytes")
 	flag.DurationVar(&p.timeout, "timeout", 5*time.Minute, "give up after this long")
+	flag.BoolVar(&p.plainChild, "plain-child", false, "run as the plain consumer's process (internal)")
+	flag.StringVar(&p.queue, "queue", "", "queue of the plain consumer (with -plain-child)")
+	flag.StringVar(&p.command, "command", "php examples/echo-worker.php", "worker command")
+	flag.StringVar(&p.plainCPUProfile, "plain-cpuprofile", "", "CPU profile of the plain consumer (with -plain-child)")
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), p.timeout)
 	defer cancel()
+	if p.plainChild {
+		depth, err := strconv.Atoi(p.pipelining)
+		if err == nil {
+			err = runPlainChild(ctx, plainConfig{
+				addr: p.addr, queue: p.queue, prefetch: p.prefetch, workers: p.workers,
+				depth: depth, command: strings.Fields(p.command),
+			}, p.plainCPUProfile)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "amqpbench plain consumer:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(ctx, p); err != nil {
 		fmt.Fprintln(os.Stderr, "amqpbench:", err)
 		os.Exit(1)
@@ -100,9 +127,9 @@ func run(ctx context.Context, p params) error {
 	}
 	fmt.Printf("\namqp driver, classic queue, prefetch %d, concurrency %s, %d PHP echo workers, %d rounds of %d jobs of %d bytes\n",
 		p.prefetch, conc, p.workers, p.rounds, p.jobs, p.payloadBytes)
-	fmt.Printf("%-11s %14s %14s %17s %16s\n", "pipelining", "plain jobs/s", "supervisor", "supervisor/plain", "CPU µs/job")
+	fmt.Printf("%-11s %14s %14s %17s %16s %16s\n", "pipelining", "plain jobs/s", "supervisor", "supervisor/plain", "CPU µs/job", "plain CPU µs/job")
 	for _, r := range results {
-		fmt.Printf("%-11d %14.0f %14.0f %17.2f %16.1f\n", r.pipelining, r.plain, r.supervisor, r.supervisor/r.plain, r.cpuPerJob)
+		fmt.Printf("%-11d %14.0f %14.0f %17.2f %16.1f %16.1f\n", r.pipelining, r.plain, r.supervisor, r.supervisor/r.plain, r.cpuPerJob, r.plainCPUPerJob)
 	}
 	return nil
 }
@@ -111,6 +138,7 @@ func run(ctx context.Context, p params) error {
 type result struct {
 	pipelining                   int
 	plain, supervisor, cpuPerJob float64
+	plainCPUPerJob               float64
 }
 
 // runLevel starts a supervisor with jobs.pool.pipelining pl and runs the
@@ -135,11 +163,13 @@ func runLevel(ctx context.Context, p params, pl int) (result, error) {
 		conc = fmt.Sprintf("\n      concurrency: %d", p.concurrency)
 	}
 	var args []string
+	plainProfile := ""
 	if p.cpuprofile != "" {
 		args = []string{"--cpuprofile", fmt.Sprintf("%s.p%d", p.cpuprofile, pl)}
+		plainProfile = fmt.Sprintf("%s.p%d.plain", p.cpuprofile, pl)
 	}
 	sv, err := benchkit.StartSupervisor(ctx, benchkit.Config{
-		Bin: p.bin, Dir: dir, Command: "php examples/echo-worker.php", Ready: benchkit.Consuming, Args: args,
+		Bin: p.bin, Dir: dir, Command: p.command, Ready: benchkit.Consuming, Args: args,
 		Body: fmt.Sprintf(`amqp: {addr: %q}
 jobs:
   pool: {num_workers: %d, pipelining: %d, allocate_timeout: 10s, destroy_timeout: 5s}
@@ -154,6 +184,15 @@ jobs:
 		return result{}, err
 	}
 	defer sv.Stop()
+	pp, err := startPlain(ctx, plainConfig{
+		addr: p.addr, queue: queue, prefetch: p.prefetch, workers: p.workers,
+		depth: pl, command: strings.Fields(p.command),
+	}, plainProfile)
+	if err != nil {
+		return result{}, err
+	}
+	defer pp.stop()
+	var plainCPU time.Duration
 	fmt.Printf("pipelining %d:\n", pl)
 	res, err := benchkit.Rounds{
 		Supervisor: sv, Rounds: p.rounds, Jobs: p.jobs, Batch: p.batch,
@@ -172,7 +211,9 @@ jobs:
 			return nil
 		},
 		Plain: func(ctx context.Context) (time.Duration, error) {
-			return consumePlain(ctx, conn, queue, p.prefetch, p.jobs)
+			took, cpu, err := pp.consume(ctx, p.jobs)
+			plainCPU += cpu
+			return took, err
 		},
 		Drained: func(context.Context) error {
 			if n, err := ready(conn, queue); err != nil || n != 0 {
@@ -190,6 +231,8 @@ jobs:
 		plain:      total / res.Plain.Seconds(),
 		supervisor: total / res.Supervisor.Seconds(),
 		cpuPerJob:  float64(res.CPU.Microseconds()) / total,
+
+		plainCPUPerJob: float64(plainCPU.Microseconds()) / total,
 	}, nil
 }
 
@@ -212,37 +255,4 @@ func deleteQueue(conn *amqp.Connection, queue string) {
 	}
 	defer ch.Close()
 	_, _ = ch.QueueDelete(queue, false, false, false)
-}
-
-// consumePlain consumes n messages of queue with manual acks and
-// Qos(prefetch), one ack per message, and returns the time from
-// basic.consume to the last ack.
-func consumePlain(ctx context.Context, conn *amqp.Connection, queue string, prefetch, n int) (time.Duration, error) {
-	ch, err := conn.Channel()
-	if err != nil {
-		return 0, err
-	}
-	defer ch.Close()
-	if err := ch.Qos(prefetch, 0, false); err != nil {
-		return 0, err
-	}
-	start := time.Now()
-	msgs, err := ch.ConsumeWithContext(ctx, queue, "", false, false, false, false, nil)
-	if err != nil {
-		return 0, err
-	}
-	for range n {
-		select {
-		case m, ok := <-msgs:
-			if !ok {
-				return 0, errors.New("plain consumer: channel closed")
-			}
-			if err := m.Ack(false); err != nil {
-				return 0, err
-			}
-		case <-ctx.Done():
-			return 0, fmt.Errorf("%w in the plain round", benchkit.ErrTimeout)
-		}
-	}
-	return time.Since(start), nil
 }
