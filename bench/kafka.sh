@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The kafka driver next to a plain franz-go consumer doing the same work,
 # against a kfake cluster, with real PHP echo workers: builds the
-# supervisor and tests/kfakecmd, then runs rounds (3 by default). Each
+# supervisor and tests/kfakecmd, then runs rounds (5 by default). Each
 # round pushes 50,000 jobs of 32 bytes through the supervisor into a
 # 4-partition topic (its pipeline paused), then both consume the same
 # records, in turn (the order alternates), each in its own group, each
