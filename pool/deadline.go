@@ -5,14 +5,14 @@ import (
 	"time"
 )
 
-// jobDeadline enforces the deadline of the job running on w (exec_ttl,
-// or ctx's deadline when earlier): through w's exec timer when stdout is
+// jobDeadline enforces the deadline of the job running on pr (exec_ttl,
+// or ctx's deadline when earlier): through pr's exec timer when stdout is
 // read in blocking mode (an interrupted worker is retired, so its pipes
 // carry no deadline between jobs), else through the pipes' own deadlines,
 // which are always set so that none of an earlier job's is left.
 type jobDeadline struct {
 	p     *Pool
-	w     *worker
+	pr    *proc
 	ctx   context.Context
 	armed bool
 }
@@ -27,16 +27,16 @@ func (b *jobDeadline) arm(now time.Time) {
 	if d, ok := b.ctx.Deadline(); ok && (dl.IsZero() || d.Before(dl)) {
 		dl = d
 	}
-	if b.w.stdout.blocking {
+	if b.pr.stdout.blocking {
 		if !dl.IsZero() {
 			b.armed = true
-			b.w.exec.set(dl)
+			b.pr.exec.set(dl)
 		}
 		return
 	}
 	b.armed = true
-	_ = b.w.stdout.SetReadDeadline(dl)
-	_ = b.w.stdin.SetWriteDeadline(dl)
+	_ = b.pr.stdout.SetReadDeadline(dl)
+	_ = b.pr.stdin.SetWriteDeadline(dl)
 }
 
 // disarm clears the deadline between jobs.
@@ -45,10 +45,10 @@ func (b *jobDeadline) disarm() {
 		return
 	}
 	b.armed = false
-	if b.w.stdout.blocking {
-		b.w.exec.set(time.Time{})
+	if b.pr.stdout.blocking {
+		b.pr.exec.set(time.Time{})
 		return
 	}
-	_ = b.w.stdout.SetReadDeadline(time.Time{})
-	_ = b.w.stdin.SetWriteDeadline(time.Time{})
+	_ = b.pr.stdout.SetReadDeadline(time.Time{})
+	_ = b.pr.stdin.SetWriteDeadline(time.Time{})
 }

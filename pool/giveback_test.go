@@ -49,7 +49,7 @@ func TestGiveBackOfAWorkerThatExitedDoesNotHangStop(t *testing.T) {
 	go p.release(w, 1, true) // A got its reply           (queues 1st)
 	time.Sleep(20 * time.Millisecond)
 	_ = syscall.Kill(w.pid, syscall.SIGKILL) // w exits right after replying
-	<-w.exited                               // its reaper   (queues 2nd)
+	<-w.proc.exited()                        // its reaper   (queues 2nd)
 	time.Sleep(20 * time.Millisecond)
 	bcancel() //                                B gives up   (queues 3rd)
 	time.Sleep(20 * time.Millisecond)
@@ -69,7 +69,7 @@ func TestGiveBackOfAWorkerThatExitedDoesNotHangStop(t *testing.T) {
 	p.mu.Lock()
 	for _, x := range p.all {
 		select {
-		case <-x.exited:
+		case <-x.proc.exited():
 			stuck = append(stuck, fmt.Sprintf("pid %d state %s goneMidJob %v", x.pid, x.state, x.goneMidJob))
 		default:
 		}

@@ -16,6 +16,7 @@ func barePool(cfg Config) *Pool {
 	p := &Pool{cfg: cfg, log: slog.New(slog.DiscardHandler), env: buildEnv(nil), cmdline: "x",
 		changed: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{}),
 		killNow: make(chan struct{}), stopped: make(chan struct{})}
+	p.launch = p.launchProc
 	p.life, p.endLife = context.WithCancel(context.Background())
 	return p
 }

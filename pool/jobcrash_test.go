@@ -59,7 +59,7 @@ func TestStrayOutputAfterAReplyChargesNoJob(t *testing.T) {
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			for _, w := range p.idle {
-				if !w.wroteAfterReply(true) {
+				if !w.proc.strayOutput(true) {
 					return false
 				}
 			}

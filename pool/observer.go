@@ -56,7 +56,7 @@ func (p *Pool) exitReason(w *worker) ExitReason {
 	}
 	// Taken out of service after a failed job: the pool kills such a
 	// worker, unless it had exited on its own already.
-	if w.exitKilled {
+	if w.proc.exitInfo().killed {
 		return ExitKilled
 	}
 	return ExitCrashed

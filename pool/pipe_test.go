@@ -161,7 +161,7 @@ func TestPollerFallback(t *testing.T) {
 			}
 		}
 		p.mu.Lock()
-		blocking := p.all[0].stdout.blocking
+		blocking := p.all[0].proc.(*proc).stdout.blocking
 		p.mu.Unlock()
 		if blocking {
 			t.Fatal("stdout in blocking mode despite pollStdout")

@@ -26,7 +26,6 @@ import (
 	"os"
 	"sync"
 	"time"
-
 )
 
 // WorkerInfo describes one worker for `supervisor workers`.
@@ -55,6 +54,8 @@ type Pool struct {
 	env       []string
 	cmdline   string
 	stopFrame []byte
+	// launch starts a worker process (launchProc; a fake in tests).
+	launch func() (process, error)
 
 	mu      sync.Mutex
 	all     []*worker // every worker with a live process, until reaped
@@ -112,7 +113,7 @@ func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
 			p.idle = p.idle[:copy(p.idle, p.idle[1:])]
 		}
 		select {
-		case <-w.exited:
+		case <-w.proc.exited():
 			// Died while idle; its reaper has not taken it out yet.
 			w.state = stateStopping
 			p.uncount(w)
@@ -120,7 +121,7 @@ func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
 			continue
 		default:
 		}
-		if w.wroteAfterReply(true) {
+		if w.proc.strayOutput(true) {
 			p.retireLocked(w, retireStrayOutput)
 			continue
 		}
@@ -191,7 +192,7 @@ func (p *Pool) failGone(ctx context.Context, w *worker, cause error, gone, start
 		p.failures++
 	}
 	p.mu.Unlock()
-	w.kill()
+	w.proc.kill()
 	select {
 	case <-p.killNow:
 		return fmt.Errorf("%w: worker %d killed mid-job because the pool stop timed out: %w", ErrClosed, w.pid, cause)
@@ -208,14 +209,14 @@ func (p *Pool) failGone(ctx context.Context, w *worker, cause error, gone, start
 	}
 	t := time.NewTimer(time.Second)
 	select {
-	case <-w.exited:
+	case <-w.proc.exited():
 	case <-t.C:
 	}
 	t.Stop()
-	we := &WorkerError{Pid: w.pid, Stderr: w.stderr.tail(), Err: cause}
+	we := &WorkerError{Pid: w.pid, Stderr: w.proc.stderrTail(), Err: cause}
 	select {
-	case <-w.exited:
-		we.Exit = w.exit
+	case <-w.proc.exited():
+		we.Exit = w.proc.exitInfo().status
 	default:
 	}
 	return we
@@ -244,11 +245,11 @@ func (p *Pool) release(w *worker, ran int, ok bool) {
 func (p *Pool) putBackLocked(w *worker) {
 	w.setJob(nil)
 	p.unwatchLocked(w)
-	if !w.retire.set() && w.wroteAfterReply(false) {
+	if !w.retire.set() && w.proc.strayOutput(false) {
 		// Whatever it wrote would be read as the next job's reply.
 		w.retire = retireStrayOutput
 	}
-	if w.stdout.Tripped() && !w.retire.set() {
+	if w.proc.tripped() && !w.retire.set() {
 		// Interrupted right after the reply came: replace it.
 		w.retire = retireInterrupted
 	}
@@ -306,8 +307,7 @@ func (p *Pool) add(w *worker) {
 	if w.state == stateDead {
 		// It exited right after its handshake and was already reaped
 		// (forget left its pipes to us).
-		_ = w.stdin.Close()
-		_ = w.stdout.Close()
+		w.proc.close()
 		p.live--
 		p.failures++
 		p.kick()
@@ -318,7 +318,7 @@ func (p *Pool) add(w *worker) {
 	if p.closed {
 		p.live--
 		w.state = stateStopping
-		w.kill() // never ran a job: no need to be gentle
+		w.proc.kill() // never ran a job: no need to be gentle
 		return
 	}
 	w.counted = true
@@ -348,7 +348,7 @@ func (p *Pool) forget(w *worker) {
 			}
 		}
 		p.idleExitLocked(w)
-		p.log.Warn("worker exited while idle", "pid", w.pid, "status", w.exit)
+		p.log.Warn("worker exited while idle", "pid", w.pid, "status", w.proc.exitInfo().status)
 	}
 	w.state = stateDead
 	p.uncount(w)
@@ -358,12 +358,10 @@ func (p *Pool) forget(w *worker) {
 			break
 		}
 	}
-	w.exec.stop()
 	if !starting {
 		// A worker still in its handshake: spawn reads its pipes and
 		// closes them when the handshake fails.
-		_ = w.stdin.Close()
-		_ = w.stdout.Close()
+		w.proc.close()
 	}
 	p.broadcast()
 }

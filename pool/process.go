@@ -1,11 +1,11 @@
 package pool
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -30,134 +30,87 @@ const (
 	maxKeptBuf = 1 << 20
 )
 
-// state is where a worker is in its life.
-type state uint8
-
-const (
-	stateStarting state = iota // spawned, not yet in the pool
-	stateReady                 // idle, in Pool.idle
-	stateWorking               // running a job
-	stateStopping              // retired: being stopped, no new jobs
-	stateDead                  // process exited
-)
-
-func (s state) String() string {
-	switch s {
-	case stateStarting:
-		return "starting"
-	case stateReady:
-		return "ready"
-	case stateWorking:
-		return "working"
-	case stateStopping:
-		return "stopping"
-	default:
-		return "dead"
-	}
+// process is what the scheduler (take, release, retire, replace, scale,
+// reap, stop) needs of a worker process. *proc is the real one; tests
+// drive the scheduler with fakes that start nothing. Every method is safe
+// for concurrent use unless it says otherwise.
+//
+// The job path (Run) writes and reads the process's pipes and needs the
+// real *proc: a fake process never runs a job.
+type process interface {
+	// id is the process id (stable; also after the process exited).
+	id() int
+	// handshake runs the pid handshake within timeout and ctx, warning on
+	// log when the worker has not answered after slowAfter. Called once,
+	// right after the process started, by its only user.
+	handshake(ctx context.Context, timeout, slowAfter time.Duration, log *slog.Logger) error
+	// wait blocks until the process is reaped (and its process group
+	// killed), then closes exited. Called once, by the reaper.
+	wait()
+	// exited is closed once the process is reaped.
+	exited() <-chan struct{}
+	// exitInfo says how the process ended; valid once exited is closed.
+	exitInfo() exitInfo
+	// strayOutput reports whether stdout holds bytes that no job asked
+	// for: read ahead with the last reply, or, when inPipe is set (at the
+	// price of a system call), still in the pipe. Only while no job is in
+	// flight.
+	strayOutput(inPipe bool) bool
+	// tripped reports whether a read of stdout was interrupted for good
+	// (see stdoutPipe): the process must not run another job.
+	tripped() bool
+	// readingReply reports whether a job is blocked reading the reply.
+	readingReply() bool
+	// interrupt makes a pending read or write on the pipes return at
+	// once with os.ErrDeadlineExceeded.
+	interrupt()
+	// kill sends SIGKILL to the process group; any number of times, also
+	// after the process exited.
+	kill()
+	// stop writes stopFrame, waits up to grace (or until now is closed)
+	// for the process to exit, then kills its group; it returns once the
+	// process is reaped, saying whether grace ran out.
+	stop(stopFrame []byte, grace time.Duration, now <-chan struct{}) (ignored bool)
+	// close releases the pipes and the job timer. No job may be running.
+	close()
+	// stderrTail returns the last stderr lines, oldest first.
+	stderrTail() []string
 }
 
-// worker is one worker process. The fields after the comment are guarded
-// by Pool.mu; the others are set at spawn or owned by whoever holds the
-// worker (the Exec running on it, or the goroutine stopping it).
-type worker struct {
-	pid     int
-	cmd     *exec.Cmd
-	stdin   *os.File    // write end of the worker's stdin
-	stdout  *stdoutPipe // read end of the worker's stdout
-	r       *frame.Reader
-	buf     []byte    // frame buffer reused by every Exec
-	opt     [1]uint32 // option 0 of the job frame
-	exec    execTimer // the running job's deadline (blocking stdout only)
-	created time.Time
-	stderr  *stderrLog
-	exited  chan struct{} // closed once the process is reaped
-	exit    string        // exit status; read only after exited is closed
-	exitOK  bool          // it exited with status 0; read only after exited is closed
-	// exitKilled: SIGKILL ended it; read only after exited is closed.
-	exitKilled bool
-	reading    atomic.Bool   // an Exec is waiting for a reply on stdout
-	window     int           // bytes of job frames that may be written ahead of replies (see pipeWindow)
-	released   chan struct{} // cap 1: an Exec let go of a worker whose process exited mid-job
-
-	// guarded by Pool.mu
-	state      state
-	counted    bool       // counts toward Pool.live
-	retire     retirement // set: replace after the current job, and why
-	jobs       uint64
-	lastUsed   time.Time
-	cur        []byte          // context JSON of the running job (CurrentJob); set with setJob
-	curSince   time.Time       // when cur was handed to the worker
-	done       <-chan struct{} // Done of the running job's ctx (see watchLocked)
-	goneMidJob bool            // the process exited while a job was running
+// exitInfo is how a process ended.
+type exitInfo struct {
+	status string // as os/exec renders it ("exit status 1", "signal: killed")
+	ok     bool   // it exited with status 0
+	killed bool   // SIGKILL ended it
 }
 
-// setJob records the job w runs now (its context JSON, nil for none) and
-// when it got it, for Workers. Called with Pool.mu held.
-func (w *worker) setJob(jobCtx []byte) {
-	w.cur = jobCtx
-	if jobCtx == nil {
-		w.curSince = time.Time{}
-		return
-	}
-	w.curSince = time.Now()
+// proc is one worker process: the OS side of a worker. The fields are
+// set by startProc; stdin, r and exec belong to whoever holds the worker
+// (the job running on it, or the goroutine stopping it); info is written
+// by wait before done is closed.
+type proc struct {
+	pid    int
+	cmd    *exec.Cmd
+	stdin  *os.File    // write end of the worker's stdin
+	stdout *stdoutPipe // read end of the worker's stdout
+	r      *frame.Reader
+	stderr *stderrLog
+	exec   execTimer // the running job's deadline (blocking stdout only)
+	// window is how many bytes of job frames may be written ahead of
+	// replies (see pipeWindow).
+	window  int
+	reading atomic.Bool // a job is waiting for a reply on stdout
+	done    chan struct{}
+	info    exitInfo
 }
 
-// retirement says why a worker leaves service on purpose: the reason
-// reported to the Observer, and a detail for the log. The zero value
-// means the worker is not retiring.
-type retirement struct {
-	reason ExitReason
-	detail string
-}
+var _ process = (*proc)(nil)
 
-// set reports whether r is a retirement (not the zero value).
-func (r retirement) set() bool { return r.reason != "" }
-
-// Retirements with a fixed detail.
-var (
-	retireStopRequested = retirement{ExitStopRequested, "the worker asked to stop"}
-	retireMaxJobs       = retirement{ExitMaxJobs, "max_jobs"}
-	retireReset         = retirement{ExitReset, "reset"}
-	retireScaleDown     = retirement{ExitScaleDown, "idle past idle_timeout above the minimum size"}
-	// retireStrayOutput retires a worker that wrote to stdout when no
-	// job was waiting for a reply: those bytes would be read as the reply
-	// of the next job, which would fail for nothing.
-	retireStrayOutput = retirement{ExitStrayOutput, "wrote to stdout after its reply"}
-	// retireInterrupted: the worker answered, but a byte of ours may be
-	// in its stdout.
-	retireInterrupted  = retirement{ExitOther, "interrupted after its reply"}
-	retirePoolStopping = retirement{ExitOther, "pool stopping"}
-)
-
-// wroteAfterReply reports whether w's stdout holds bytes that no job
-// asked for: read ahead with its last reply, or (when inPipe is set, at
-// the price of a system call) still in the pipe. Call it only when w has
-// no job in flight.
-func (w *worker) wroteAfterReply(inPipe bool) bool {
-	if w.r.Buffered() > 0 {
-		return true
-	}
-	return inPipe && unreadBytes(w.stdout.f) > 0
-}
-
-// kill sends SIGKILL to the worker's process group. Safe to call any
-// number of times, also after the process exited.
-func (w *worker) kill() {
-	_ = syscall.Kill(-w.pid, syscall.SIGKILL)
-}
-
-// interrupt makes a pending read or write on the worker's pipes return
-// os.ErrDeadlineExceeded at once. When stdout is read in blocking mode
-// this is for good: the worker must not run another job.
-func (w *worker) interrupt() {
-	w.stdout.trip()
-	_ = w.stdin.SetWriteDeadline(time.Unix(1, 0))
-}
-
-// spawn starts one worker and runs the pid handshake, bounded by
-// AllocateTimeout and ctx. On failure the process is killed and reaped
-// and the error names the command and quotes the worker's stderr.
-func (p *Pool) spawn(ctx context.Context) (*worker, error) {
+// startProc starts command (argv, env) as its own process group, with
+// its stdin and stdout as pipes to us and its stderr logged to log line
+// by line with its pid. poll reads stdout through Go's poller instead of
+// blocking reads (see stdoutPipe). The handshake is not run.
+func startProc(argv, env []string, poll bool, log *slog.Logger) (*proc, error) {
 	inR, inW, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("pool: stdin pipe: %w", err)
@@ -168,9 +121,9 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 		inW.Close()
 		return nil, fmt.Errorf("pool: stdout pipe: %w", err)
 	}
-	sl := &stderrLog{log: p.log}
-	cmd := exec.Command(p.cfg.Command[0], p.cfg.Command[1:]...)
-	cmd.Env = p.env
+	sl := &stderrLog{log: log}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = env
 	cmd.Stdin = inR
 	cmd.Stdout = outW
 	cmd.Stderr = sl
@@ -182,66 +135,103 @@ func (p *Pool) spawn(ctx context.Context) (*worker, error) {
 	if err != nil {
 		inW.Close()
 		outR.Close()
-		return nil, fmt.Errorf("pool: start worker %s: %w", p.cmdline, err)
+		return nil, err
 	}
-	stdout := newStdoutPipe(outR, p.cfg.pollStdout)
-	w := &worker{
-		window:   writeAheadWindow(inW),
-		pid:      cmd.Process.Pid,
-		cmd:      cmd,
-		stdin:    inW,
-		stdout:   stdout,
-		r:        frame.NewReader(stdout),
-		created:  time.Now(),
-		stderr:   sl,
-		exited:   make(chan struct{}),
-		released: make(chan struct{}, 1),
+	stdout := newStdoutPipe(outR, poll)
+	pr := &proc{
+		window: writeAheadWindow(inW),
+		pid:    cmd.Process.Pid,
+		cmd:    cmd,
+		stdin:  inW,
+		stdout: stdout,
+		r:      frame.NewReader(stdout),
+		stderr: sl,
+		done:   make(chan struct{}),
 	}
-	w.lastUsed = w.created
-	w.exec.expire = w.interrupt
-	sl.pid.Store(int64(w.pid))
-	p.wg.Go(func() { p.reap(w) })
-	if err := p.handshake(ctx, w); err != nil {
-		w.kill()
-		<-w.exited
-		_ = w.stdin.Close()
-		_ = w.stdout.Close()
-		return nil, fmt.Errorf("pool: worker %s (pid %d) did not start: %w%s", p.cmdline, w.pid, err, describeExit(w.exit, sl.tail()))
-	}
-	return w, nil
+	pr.exec.expire = pr.interrupt
+	sl.pid.Store(int64(pr.pid))
+	return pr, nil
 }
+
+func (pr *proc) id() int                 { return pr.pid }
+func (pr *proc) exited() <-chan struct{} { return pr.done }
+func (pr *proc) exitInfo() exitInfo      { return pr.info }
+func (pr *proc) tripped() bool           { return pr.stdout.Tripped() }
+func (pr *proc) readingReply() bool      { return pr.reading.Load() }
+func (pr *proc) stderrTail() []string    { return pr.stderr.tail() }
+
+// strayOutput implements process.
+func (pr *proc) strayOutput(inPipe bool) bool {
+	if pr.r.Buffered() > 0 {
+		return true
+	}
+	return inPipe && unreadBytes(pr.stdout.f) > 0
+}
+
+// kill implements process.
+func (pr *proc) kill() {
+	_ = syscall.Kill(-pr.pid, syscall.SIGKILL)
+}
+
+// interrupt implements process. When stdout is read in blocking mode
+// this is for good: the worker must not run another job.
+func (pr *proc) interrupt() {
+	pr.stdout.trip()
+	_ = pr.stdin.SetWriteDeadline(time.Unix(1, 0))
+}
+
+// write writes b (whole job frames) to the worker's stdin. Only by the
+// holder of the worker.
+func (pr *proc) write(b []byte) error {
+	_, err := pr.stdin.Write(b)
+	return err
+}
+
+// readFrame reads the next frame from the worker's stdout, marked as
+// waiting for a reply meanwhile (see readingReply). Only by the holder of
+// the worker.
+func (pr *proc) readFrame() (frame.Frame, error) {
+	pr.reading.Store(true)
+	f, err := pr.r.ReadFrame()
+	pr.reading.Store(false)
+	return f, err
+}
+
+// unanswered returns how many bytes written to stdin the worker has not
+// read yet, or -1 if that cannot be told.
+func (pr *proc) unanswered() int { return unreadBytes(pr.stdin) }
 
 // defaultSlowHandshake is how long a worker may take to answer its
 // handshake before a warning says so (with what it printed on stderr).
 const defaultSlowHandshake = 5 * time.Second
 
 // handshake sends {"pid":<ours>} and expects a control frame with the
-// worker's pid, within AllocateTimeout and ctx.
-func (p *Pool) handshake(ctx context.Context, w *worker) error {
-	dl := time.Now().Add(p.cfg.AllocateTimeout)
+// worker's pid, within timeout and ctx.
+func (pr *proc) handshake(ctx context.Context, timeout, slowAfter time.Duration, log *slog.Logger) error {
+	dl := time.Now().Add(timeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(dl) {
 		dl = d
 	}
-	_ = w.stdout.SetReadDeadline(dl)
-	_ = w.stdin.SetWriteDeadline(dl)
+	_ = pr.stdout.SetReadDeadline(dl)
+	_ = pr.stdin.SetWriteDeadline(dl)
 	fired := make(chan struct{})
 	stop := context.AfterFunc(ctx, func() {
-		w.interrupt()
+		pr.interrupt()
 		close(fired)
 	})
-	if slowHandshake := cmp.Or(p.cfg.slowHandshake, defaultSlowHandshake); slowHandshake < p.cfg.AllocateTimeout {
+	if slowAfter < timeout {
 		// A worker stuck before its handshake (waiting on a database,
 		// on a lock) is reported long before allocate_timeout.
-		slow := time.AfterFunc(slowHandshake, func() {
-			p.log.Warn("worker has not answered its handshake yet", "pid", w.pid, "waited", slowHandshake.String(),
-				"allocate_timeout", p.cfg.AllocateTimeout.String(), "stderr", strings.Join(w.stderr.tail(), "\n"))
+		slow := time.AfterFunc(slowAfter, func() {
+			log.Warn("worker has not answered its handshake yet", "pid", pr.pid, "waited", slowAfter.String(),
+				"allocate_timeout", timeout.String(), "stderr", strings.Join(pr.stderr.tail(), "\n"))
 		})
 		defer slow.Stop()
 	}
-	_, werr := w.stdin.Write(frame.EncodeControl(frame.FlagCodecJSON, frame.PidPayload(os.Getpid())))
+	_, werr := pr.stdin.Write(frame.EncodeControl(frame.FlagCodecJSON, frame.PidPayload(os.Getpid())))
 	// Read even if the write failed: a worker that exited at once may
 	// have said why on stdout (PHP's "Could not open input file").
-	f, err := w.r.ReadFrame()
+	f, err := pr.r.ReadFrame()
 	if werr != nil && (err == nil || errors.Is(err, io.EOF) || errors.Is(err, os.ErrDeadlineExceeded)) {
 		err = fmt.Errorf("sending the pid request: %w", werr)
 	}
@@ -251,7 +241,7 @@ func (p *Pool) handshake(ctx context.Context, w *worker) error {
 	}
 	switch {
 	case errors.Is(err, os.ErrDeadlineExceeded):
-		return fmt.Errorf("%w: no pid reply within allocate_timeout (%s)", frame.ErrHandshake, p.cfg.AllocateTimeout)
+		return fmt.Errorf("%w: no pid reply within allocate_timeout (%s)", frame.ErrHandshake, timeout)
 	case err != nil:
 		return err
 	case f.Flags&frame.FlagControl == 0:
@@ -260,85 +250,52 @@ func (p *Pool) handshake(ctx context.Context, w *worker) error {
 	if _, err := frame.ParsePid(f.Payload); err != nil {
 		return err
 	}
-	_ = w.stdout.SetReadDeadline(time.Time{})
-	_ = w.stdin.SetWriteDeadline(time.Time{})
-	if w.stdout.Tripped() {
+	_ = pr.stdout.SetReadDeadline(time.Time{})
+	_ = pr.stdin.SetWriteDeadline(time.Time{})
+	if pr.stdout.Tripped() {
 		// The deadline passed just after the reply came.
-		return fmt.Errorf("%w: no pid reply within allocate_timeout (%s)", frame.ErrHandshake, p.cfg.AllocateTimeout)
+		return fmt.Errorf("%w: no pid reply within allocate_timeout (%s)", frame.ErrHandshake, timeout)
 	}
 	return nil
 }
 
-// reap waits for the process, records how it ended and takes the worker
-// out of the pool. If a job is running on it, the Exec gets exitGrace to
-// read what the worker wrote before its read is interrupted.
-func (p *Pool) reap(w *worker) {
-	err := w.cmd.Wait()
-	// Whatever the worker left running in its process group goes with
-	// it (the group id cannot be reused while a member lives).
-	w.kill()
-	w.stderr.flush()
-	w.exit = exitStatus(err, w.cmd.ProcessState)
-	w.exitOK = err == nil
-	if ws, ok := w.cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-		w.exitKilled = ws.Signaled() && ws.Signal() == syscall.SIGKILL
+// wait implements process: whatever the worker left running in its
+// process group goes with it (the group id cannot be reused while a
+// member lives), and its stderr is flushed before exited is closed.
+func (pr *proc) wait() {
+	err := pr.cmd.Wait()
+	pr.kill()
+	pr.stderr.flush()
+	pr.info = exitInfo{status: exitStatus(err, pr.cmd.ProcessState), ok: err == nil}
+	if ws, ok := pr.cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
+		pr.info.killed = ws.Signaled() && ws.Signal() == syscall.SIGKILL
 	}
-	close(w.exited)
-
-	p.mu.Lock()
-	why := p.exitReason(w)
-	busy := w.state == stateWorking
-	if busy {
-		w.goneMidJob = true
-	} else {
-		p.forget(w)
-	}
-	p.mu.Unlock()
-	p.observeExit(why)
-	if !busy {
-		return
-	}
-	// The Exec may be busy elsewhere (settling a job of its batch) with a
-	// reply still to read: interrupt only a read that has waited a whole
-	// grace without an end (a grandchild holds stdout).
-	t := time.NewTicker(exitGrace)
-	for waiting := true; waiting; {
-		select {
-		case <-w.released:
-			waiting = false
-		case <-t.C:
-			if w.reading.Load() {
-				w.interrupt()
-				<-w.released
-				waiting = false
-			}
-		}
-	}
-	t.Stop()
-	p.mu.Lock()
-	p.forget(w)
-	p.mu.Unlock()
+	close(pr.done)
 }
 
-// stopWorker stops a retired worker (state stopping, not in use): a stop
-// frame, then up to DestroyTimeout for it to exit (less if Stop runs out
-// of time), then SIGKILL to its process group. It returns once the
-// process is reaped.
-func (p *Pool) stopWorker(w *worker, why string) {
-	p.log.Debug("stopping worker", "pid", w.pid, "reason", why)
-	_ = w.stdin.SetWriteDeadline(time.Now().Add(stopWriteTimeout))
-	_, _ = w.stdin.Write(p.stopFrame)
-	t := time.NewTimer(p.cfg.DestroyTimeout)
+// stop implements process.
+func (pr *proc) stop(stopFrame []byte, grace time.Duration, now <-chan struct{}) (ignored bool) {
+	_ = pr.stdin.SetWriteDeadline(time.Now().Add(stopWriteTimeout))
+	_, _ = pr.stdin.Write(stopFrame)
+	t := time.NewTimer(grace)
 	defer t.Stop()
 	select {
-	case <-w.exited:
-		return
+	case <-pr.done:
+		return false
 	case <-t.C:
-		p.log.Warn("worker ignored the stop frame, killing it", "pid", w.pid, "destroy_timeout", p.cfg.DestroyTimeout)
-	case <-p.killNow:
+		ignored = true
+	case <-now:
 	}
-	w.kill()
-	<-w.exited
+	pr.kill()
+	<-pr.done
+	return ignored
+}
+
+// close implements process. Closing twice is harmless.
+func (pr *proc) close() {
+	pr.exec.stop()
+	_ = pr.stdin.Close()
+	_ = pr.stdout.Close()
 }
 
 // exitStatus renders how a process ended.

@@ -155,9 +155,11 @@ func (p *Pool) runOn(ctx context.Context, w *worker, pls []frame.Payload, res []
 		failRest(res[:len(pls)], fmt.Errorf("%w: job not sent: %w", ErrNoWorker, context.Cause(ctx)))
 		return len(pls)
 	}
+	// The job path needs the real process (fakes run no jobs).
+	pr := w.proc.(*proc)
 	var sizes [MaxPipelining]int
 	sent, inflight := 0, 0 // frames written; their bytes not yet answered
-	b := jobDeadline{p: p, w: w, ctx: ctx}
+	b := jobDeadline{p: p, pr: pr, ctx: ctx}
 	b.arm(time.Now())
 	// write sends the frames that fit in the window, at least one when
 	// nothing is in flight.
@@ -165,7 +167,7 @@ func (p *Pool) runOn(ctx context.Context, w *worker, pls []frame.Payload, res []
 		w.buf = w.buf[:0]
 		for sent < len(pls) {
 			sz := execFrameSize(pls[sent])
-			if inflight > 0 && inflight+sz > w.window {
+			if inflight > 0 && inflight+sz > pr.window {
 				break
 			}
 			w.opt[0] = uint32(len(pls[sent].Context))
@@ -177,7 +179,7 @@ func (p *Pool) runOn(ctx context.Context, w *worker, pls []frame.Payload, res []
 		if len(w.buf) == 0 {
 			return nil
 		}
-		_, err := w.stdin.Write(w.buf)
+		err := pr.write(w.buf)
 		if cap(w.buf) > maxKeptBuf {
 			w.buf = nil
 		}
@@ -191,7 +193,7 @@ func (p *Pool) runOn(ctx context.Context, w *worker, pls []frame.Payload, res []
 			// No reader was left on the worker's stdin.
 			ferr = p.fail(ctx, w, err, false)
 		} else {
-			started, ferr = p.abandon(ctx, w, err, inflight, false)
+			started, ferr = p.abandon(ctx, w, pr, err, inflight, false)
 		}
 		if !started && !errors.Is(ferr, ErrClosed) {
 			return 0 // the job did not start there
@@ -201,14 +203,12 @@ func (p *Pool) runOn(ctx context.Context, w *worker, pls []frame.Payload, res []
 	}
 	writeErr := false
 	for i := range pls {
-		w.reading.Store(true)
-		f, err := w.r.ReadFrame()
-		w.reading.Store(false)
+		f, err := pr.readFrame()
 		b.disarm()
 		now := time.Now()
 		if err != nil {
 			// inflight still counts job i: did it start?
-			started, ferr := p.abandon(ctx, w, err, inflight, i > 0)
+			started, ferr := p.abandon(ctx, w, pr, err, inflight, i > 0)
 			if !started && !errors.Is(ferr, ErrClosed) {
 				return i
 			}
@@ -236,7 +236,7 @@ func (p *Pool) runOn(ctx context.Context, w *worker, pls []frame.Payload, res []
 		}
 		if bad != nil {
 			// Job i fails; the job behind it may have started too.
-			nextStarted, ferr := p.abandon(ctx, w, bad, inflight, true)
+			nextStarted, ferr := p.abandon(ctx, w, pr, bad, inflight, true)
 			res[i] = Result{Err: ferr, At: now}
 			if i+1 < sent && nextStarted && !errors.Is(ferr, ErrClosed) {
 				res[i+1] = Result{Err: ferr, At: now}
@@ -265,7 +265,7 @@ func (p *Pool) runOn(ctx context.Context, w *worker, pls []frame.Payload, res []
 			w.jobs += uint64(i + 1)
 			p.discard(w)
 			p.mu.Unlock()
-			w.kill()
+			pr.kill()
 			return i + 1
 		}
 		p.setCurrent(w, pls[i+1].Context)
@@ -276,21 +276,21 @@ func (p *Pool) runOn(ctx context.Context, w *worker, pls []frame.Payload, res []
 	return len(pls)
 }
 
-// abandon kills w, whose batch cause broke, and replaces it. inflight is
+// abandon kills w (whose process is pr), whose batch cause broke, and replaces it. inflight is
 // the size of the frames written to w and not answered; started reports
 // whether w read any of them (the first of them started), which is how a
 // job a worker never started is told from one it crashed in. ran says w
 // ran a job before (or answered the one that broke it): only a worker
 // that neither ran nor started a job counts toward the respawn backoff
 // (see failGone). The error is what the job that was running gets.
-func (p *Pool) abandon(ctx context.Context, w *worker, cause error, inflight int, ran bool) (started bool, err error) {
+func (p *Pool) abandon(ctx context.Context, w *worker, pr *proc, cause error, inflight int, ran bool) (started bool, err error) {
 	p.mu.Lock()
 	gone := w.goneMidJob
 	ran = ran || w.jobs > 0
 	p.mu.Unlock()
 	// Stop the worker before looking at what it left unread.
-	w.kill()
-	started = unreadBytes(w.stdin) < inflight
+	pr.kill()
+	started = pr.unanswered() < inflight
 	return started, p.failGone(ctx, w, cause, gone, started || ran)
 }
 

@@ -60,6 +60,7 @@ func Open(cfg Config, log *slog.Logger) (*Pool, error) {
 		stopped:   make(chan struct{}),
 		target:    cfg.NumWorkers,
 	}
+	p.launch = p.launchProc
 	p.life, p.endLife = context.WithCancel(context.Background())
 	return p, nil
 }

@@ -27,7 +27,7 @@ const defaultSteadyUptime = 10 * time.Second
 // p.mu held.
 func (p *Pool) idleExitLocked(w *worker) {
 	steady := cmp.Or(p.cfg.steadyAfter, defaultSteadyUptime)
-	if time.Since(w.created) < steady && (w.jobs == 0 || !w.exitOK) {
+	if time.Since(w.created) < steady && (w.jobs == 0 || !w.proc.exitInfo().ok) {
 		p.failures++
 	}
 }
@@ -226,7 +226,7 @@ func (p *Pool) Reset(ctx context.Context) error {
 		case !w.counted:
 			p.mu.Unlock()
 			return fmt.Errorf("pool: reset: replacement %d of %d (pid %d) exited right after its handshake, the other workers keep running%s",
-				i+1, len(olds), w.pid, describeExit(w.exit, w.stderr.tail()))
+				i+1, len(olds), w.pid, describeExit(w.proc.exitInfo().status, w.proc.stderrTail()))
 		}
 		p.retireForReset(old)
 		p.mu.Unlock()
@@ -353,7 +353,7 @@ func (p *Pool) shutdown(ctx context.Context) error {
 		p.mu.Unlock()
 		p.log.Warn("workers still running after destroy_timeout; killing them", "count", len(left))
 		for _, w := range left {
-			w.kill()
+			w.proc.kill()
 		}
 	}
 	p.wg.Wait()

@@ -44,7 +44,7 @@ func (p *Pool) watchLocked(ctx context.Context, w *worker) {
 		}
 		for _, x := range p.all {
 			if x.done == done && x.state == stateWorking {
-				x.interrupt()
+				x.proc.interrupt()
 			}
 		}
 	})
