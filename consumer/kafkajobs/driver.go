@@ -136,8 +136,8 @@ var (
 // Driver is one kafka pipeline: a producer, and a consumer (in a group,
 // or reading partitions directly) when the pipeline has topics or
 // partitions. It implements consumer.Consumer, consumer.Publisher,
-// consumer.Stater, consumer.Checker and consumer.ReadyReceiver. All methods
-// are safe for concurrent use.
+// consumer.Stater, consumer.Checker, consumer.ReadyReceiver and
+// consumer.OldestReadyReporter. All methods are safe for concurrent use.
 type Driver struct {
 	name       string
 	cfg        Config

@@ -2,11 +2,8 @@ package kafkajobs
 
 import (
 	"context"
-	"maps"
-	"sync"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -60,60 +57,6 @@ const (
 	// sent its next fetch before the resume.
 	fetchMaxWait = 500 * time.Millisecond
 )
-
-// kgoBuffer counts, per partition, the records kgo fetched and holds in
-// its buffer, not polled yet; kgo's fetch hooks keep it. Its lock is
-// taken after consumerState.mu, never before.
-type kgoBuffer struct {
-	mu sync.Mutex
-	n  map[topicPartition]int
-	// kick wakes a poller that waits for room when a partition gets
-	// buffered records (capacity 1).
-	kick chan struct{}
-}
-
-var (
-	_ kgo.HookFetchRecordBuffered   = (*kgoBuffer)(nil)
-	_ kgo.HookFetchRecordUnbuffered = (*kgoBuffer)(nil)
-)
-
-func newKgoBuffer() *kgoBuffer {
-	return &kgoBuffer{n: make(map[topicPartition]int), kick: make(chan struct{}, 1)}
-}
-
-// OnFetchRecordBuffered implements kgo.HookFetchRecordBuffered.
-func (b *kgoBuffer) OnFetchRecordBuffered(r *kgo.Record) {
-	tp := topicPartition{r.Topic, r.Partition}
-	b.mu.Lock()
-	b.n[tp]++
-	first := b.n[tp] == 1
-	b.mu.Unlock()
-	if first {
-		select {
-		case b.kick <- struct{}{}:
-		default:
-		}
-	}
-}
-
-// OnFetchRecordUnbuffered implements kgo.HookFetchRecordUnbuffered.
-func (b *kgoBuffer) OnFetchRecordUnbuffered(r *kgo.Record, _ bool) {
-	tp := topicPartition{r.Topic, r.Partition}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.n[tp] <= 1 {
-		delete(b.n, tp)
-		return
-	}
-	b.n[tp]--
-}
-
-// counts returns a copy of the per-partition counts.
-func (b *kgoBuffer) counts() map[topicPartition]int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return maps.Clone(b.n)
-}
 
 // lag is the number of records of ps known to be at the broker or in
 // kgo's buffer and not polled yet: the high watermark (of the last fetch

@@ -86,6 +86,7 @@ func (d *Driver) ingest(fetches kgo.Fetches) {
 			}
 			ps.entries = append(ps.entries, e)
 		}
+		c.kgoBuf.take(tp, ftp.Records)
 		if skipped {
 			ps.advance()
 			ps.dirty = true
