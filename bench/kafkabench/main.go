@@ -223,8 +223,10 @@ jobs:
 // returns the time until its group committed them all and its CPU time.
 func plainRound(ctx context.Context, plain *plainProc, admin *kgo.Client, partitions int32, total int64) (time.Duration, time.Duration, error) {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() { // ends with this round (cancel) at the latest
+	watched := make(chan struct{})
+	defer func() { cancel(); <-watched }()
+	go func() { // ends this round's wait if the child exits; ends with the round
+		defer close(watched)
 		select {
 		case <-plain.Exited():
 			cancel()
