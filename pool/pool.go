@@ -4,6 +4,13 @@
 // job, supervision (max_jobs, ttl, idle_ttl, max_worker_memory, exec_ttl),
 // rolling reset and a stop that leaves no process or goroutine behind.
 //
+// A worker is a process (proc in process.go: spawn, handshake, write,
+// read, interrupt, kill, stop, wait) plus its scheduling state (worker.go:
+// its states and the one function, move, that changes them). The
+// scheduler (take, release, retire, replace, scale, reset) reaches the
+// process only through the process interface, so it runs with fakes in
+// tests; the job path (run.go) writes and reads the real process's pipes.
+//
 // Each worker is its own process group (Setpgid), so a terminal's Ctrl-C
 // does not reach the workers and SIGKILL reaches a worker's children too.
 // Its stdout is the protocol; its stderr is logged line by line with its
@@ -101,22 +108,17 @@ func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
 		return nil, ErrClosed
 	}
 	for len(p.idle) > 0 {
-		var w *worker
+		// A scaling pool hands out the worker idle for the shortest
+		// time, so that under a light load the extra workers stay idle
+		// long enough to be retired.
+		w := p.idle[0]
 		if p.cfg.Scale.Max > 0 {
-			// A scaling pool hands out the worker idle for the shortest
-			// time, so that under a light load the extra workers stay
-			// idle long enough to be retired.
 			w = p.idle[len(p.idle)-1]
-			p.idle = p.idle[:len(p.idle)-1]
-		} else {
-			w = p.idle[0]
-			p.idle = p.idle[:copy(p.idle, p.idle[1:])]
 		}
 		select {
 		case <-w.proc.exited():
 			// Died while idle; its reaper has not taken it out yet.
-			w.state = stateStopping
-			p.uncount(w)
+			p.move(w, stateStopping, retirement{})
 			p.idleExitLocked(w)
 			continue
 		default:
@@ -125,9 +127,7 @@ func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
 			p.retireLocked(w, retireStrayOutput)
 			continue
 		}
-		w.state = stateWorking
-		w.setJob(jobCtx)
-		p.watchLocked(ctx, w)
+		p.assign(w, ctx, jobCtx)
 		p.mu.Unlock()
 		return w, nil
 	}
@@ -243,8 +243,6 @@ func (p *Pool) release(w *worker, ran int, ok bool) {
 // given to its reaper, one to retire (or any, once the pool is closed) is
 // stopped, any other goes to a waiting Exec or idle. Called with p.mu held.
 func (p *Pool) putBackLocked(w *worker) {
-	w.setJob(nil)
-	p.unwatchLocked(w)
 	if !w.retire.set() && w.proc.strayOutput(false) {
 		// Whatever it wrote would be read as the next job's reply.
 		w.retire = retireStrayOutput
@@ -254,9 +252,7 @@ func (p *Pool) putBackLocked(w *worker) {
 		w.retire = retireInterrupted
 	}
 	if w.goneMidJob {
-		w.state = stateStopping
-		p.uncount(w)
-		w.released <- struct{}{}
+		p.move(w, stateStopping, retirement{})
 		return
 	}
 	if !w.retire.set() && p.cfg.MaxJobs > 0 && w.jobs >= p.cfg.MaxJobs {
@@ -276,29 +272,20 @@ func (p *Pool) putBackLocked(w *worker) {
 // discard takes a broken worker out of service; the caller kills it.
 // Called with p.mu held.
 func (p *Pool) discard(w *worker) {
-	w.setJob(nil)
-	p.unwatchLocked(w)
-	w.state = stateStopping
-	p.uncount(w)
-	if w.goneMidJob {
-		w.released <- struct{}{}
-	}
+	p.move(w, stateStopping, retirement{})
 }
 
-// ready hands w to the oldest waiting Exec, or makes it idle. Called with
-// p.mu held.
+// ready hands w (starting, or working on a job that ended) to the oldest
+// waiting Exec, or makes it idle. Called with p.mu held.
 func (p *Pool) ready(w *worker) {
 	if len(p.waiters) > 0 {
 		wt := p.waiters[0]
 		p.waiters = p.waiters[:copy(p.waiters, p.waiters[1:])]
-		w.state = stateWorking
-		w.setJob(wt.jobCtx)
-		p.watchLocked(wt.ctx, w)
+		p.assign(w, wt.ctx, wt.jobCtx)
 		wt.ch <- w
 		return
 	}
-	w.state = stateReady
-	p.idle = append(p.idle, w)
+	p.move(w, stateReady, retirement{})
 }
 
 // add puts a freshly started worker into service (its slot in p.live is
@@ -313,15 +300,12 @@ func (p *Pool) add(w *worker) {
 		p.kick()
 		return
 	}
-	p.all = append(p.all, w)
-	p.broadcast()
 	if p.closed {
 		p.live--
-		w.state = stateStopping
+		p.move(w, stateStopping, retirement{})
 		w.proc.kill() // never ran a job: no need to be gentle
 		return
 	}
-	w.counted = true
 	p.ready(w)
 }
 
@@ -338,32 +322,18 @@ func (p *Pool) uncount(w *worker) {
 // forget removes a reaped worker from the pool and closes its pipes.
 // Called with p.mu held.
 func (p *Pool) forget(w *worker) {
-	starting := w.state == stateStarting
-	if w.state == stateReady {
+	from := w.state
+	if from == stateReady {
 		// It exited on its own while idle.
-		for i, x := range p.idle {
-			if x == w {
-				p.idle = append(p.idle[:i], p.idle[i+1:]...)
-				break
-			}
-		}
 		p.idleExitLocked(w)
 		p.log.Warn("worker exited while idle", "pid", w.pid, "status", w.proc.exitInfo().status)
 	}
-	w.state = stateDead
-	p.uncount(w)
-	for i, x := range p.all {
-		if x == w {
-			p.all = append(p.all[:i], p.all[i+1:]...)
-			break
-		}
-	}
-	if !starting {
+	p.move(w, stateDead, retirement{})
+	if from != stateStarting {
 		// A worker still in its handshake: spawn reads its pipes and
 		// closes them when the handshake fails.
 		w.proc.close()
 	}
-	p.broadcast()
 }
 
 // broadcast wakes everything waiting in waitFor. Called with p.mu held.

@@ -79,7 +79,6 @@ func (p *Pool) scale(now time.Time) {
 			continue
 		}
 		// Only an idle worker (in p.idle, so holding no job) is retired.
-		p.idle = slices.DeleteFunc(p.idle, func(x *worker) bool { return x == w })
 		p.target--
 		p.retireLocked(w, retireScaleDown)
 		stop = append(stop, w)

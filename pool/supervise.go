@@ -155,10 +155,7 @@ func (p *Pool) check(now time.Time) {
 			}
 			continue
 		}
-		p.idle = slices.DeleteFunc(p.idle, func(x *worker) bool { return x == w })
-		w.state = stateStopping
-		w.retire = why
-		p.uncount(w)
+		p.move(w, stateStopping, why)
 		stop = append(stop, w)
 	}
 	p.mu.Unlock()
@@ -243,12 +240,10 @@ func (p *Pool) Reset(ctx context.Context) error {
 	return nil
 }
 
-// retireLocked stops w, which is out of the idle list and holds no job,
-// for r; the spawner replaces it. Called with p.mu held.
+// retireLocked stops w, idle or back from its job (holding none), for r;
+// the spawner replaces it. Called with p.mu held.
 func (p *Pool) retireLocked(w *worker, r retirement) {
-	w.state = stateStopping
-	w.retire = r
-	p.uncount(w)
+	p.move(w, stateStopping, r)
 	p.wg.Go(func() { p.stopWorker(w, r.detail) })
 }
 
@@ -258,7 +253,6 @@ func (p *Pool) retireLocked(w *worker, r retirement) {
 func (p *Pool) retireForReset(old *worker) {
 	switch old.state {
 	case stateReady:
-		p.idle = slices.DeleteFunc(p.idle, func(x *worker) bool { return x == old })
 		p.retireLocked(old, retireReset)
 	case stateWorking:
 		if !old.retire.set() {
@@ -332,11 +326,9 @@ func (p *Pool) shutdown(ctx context.Context) error {
 		wt.ch <- nil
 	}
 	p.waiters = nil
-	idle := p.idle
-	p.idle = nil
+	idle := slices.Clone(p.idle)
 	for _, w := range idle {
-		w.state = stateStopping
-		p.uncount(w)
+		p.move(w, stateStopping, retirement{})
 	}
 	p.mu.Unlock()
 	for _, w := range idle {

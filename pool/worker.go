@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -30,6 +31,107 @@ func (s state) String() string {
 		return "stopping"
 	default:
 		return "dead"
+	}
+}
+
+// canMove reports whether a worker may go from one state to another:
+//
+//	starting -> ready, working, stopping, dead
+//	ready    -> working, stopping, dead
+//	working  -> ready, working (handed straight to a waiting job), stopping, dead
+//	stopping -> dead
+//
+// and nothing leaves dead.
+func canMove(from, to state) bool {
+	switch from {
+	case stateStarting, stateWorking:
+		return to != stateStarting
+	case stateReady:
+		return to == stateWorking || to == stateStopping || to == stateDead
+	case stateStopping:
+		return to == stateDead
+	}
+	return false
+}
+
+// move is the one place a worker changes state. Called with p.mu held.
+// An illegal transition (see canMove) is a bug in the pool: move panics.
+//
+// Leaving a state undoes what entering it did, and entering one does its
+// bookkeeping:
+//   - leaving starting (for anything but dead): w joins p.all (broadcast);
+//     into ready or working it is counted (it takes the slot in p.live
+//     its spawner reserved);
+//   - ready: w is in p.idle exactly while ready;
+//   - leaving working: its job and its ctx watch end; a job that let go
+//     of a worker whose process exited mid-job tells the reaper
+//     (released). assign is the way into working: it records the job;
+//   - entering stopping: why, when set, is recorded as the retirement,
+//     and w is uncounted (the spawner replaces it);
+//   - entering dead: uncounted, out of p.all (broadcast).
+//
+// The process is not touched: stopping, killing or closing it is the
+// caller's.
+func (p *Pool) move(w *worker, to state, why retirement) {
+	from := w.state
+	if !canMove(from, to) {
+		panic(fmt.Sprintf("pool: worker %d: illegal transition %s -> %s", w.pid, from, to))
+	}
+	switch from {
+	case stateStarting:
+		if to != stateDead {
+			p.all = append(p.all, w)
+			p.broadcast()
+		}
+		if to == stateReady || to == stateWorking {
+			w.counted = true
+		}
+	case stateReady:
+		p.dropIdle(w)
+	case stateWorking:
+		w.setJob(nil)
+		p.unwatchLocked(w)
+		if w.goneMidJob && to != stateWorking {
+			w.released <- struct{}{}
+		}
+	}
+	w.state = to
+	switch to {
+	case stateReady:
+		p.idle = append(p.idle, w)
+	case stateStopping:
+		if why.set() {
+			w.retire = why
+		}
+		p.uncount(w)
+	case stateDead:
+		p.uncount(w)
+		if i := slices.Index(p.all, w); i >= 0 {
+			p.all = slices.Delete(p.all, i, i+1)
+		}
+		p.broadcast()
+	}
+}
+
+// assign moves w to working for a job under ctx whose context JSON is
+// jobCtx (Workers shows it; ctx ending interrupts w). Called with p.mu
+// held.
+func (p *Pool) assign(w *worker, ctx context.Context, jobCtx []byte) {
+	p.move(w, stateWorking, retirement{})
+	w.setJob(jobCtx)
+	p.watchLocked(ctx, w)
+}
+
+// dropIdle takes w out of p.idle: at once when it is the last or the
+// first entry, the ones take hands out. Called with p.mu held.
+func (p *Pool) dropIdle(w *worker) {
+	if n := len(p.idle); n > 0 && p.idle[n-1] == w {
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		return
+	}
+	if i := slices.Index(p.idle, w); i >= 0 {
+		p.idle = slices.Delete(p.idle, i, i+1)
 	}
 }
 
