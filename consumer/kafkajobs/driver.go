@@ -491,12 +491,14 @@ func (d *Driver) Check() error {
 }
 
 // Stat reports the broker side numbers: Ready is the lag of the assigned
-// partitions (high watermark minus what was handed out, taken from the
-// last fetch) plus local records not yet handed out, Delayed the records
-// waiting for a delay or an in-place retry, Active the records handed out
-// and not settled. A dead record whose dead-letter copy is pending counts
-// in none of them: it is settled and never runs again. A push-only
-// pipeline reports -1 for Ready and Delayed.
+// partitions (the high watermark of the last fetch past what was polled,
+// or the records kgo fetched since when they are more; before anything
+// was polled, the records kgo fetched) plus local records not yet handed
+// out, Delayed the records waiting for a delay or an in-place retry,
+// Active the records handed out and not settled. A dead record whose
+// dead-letter copy is pending counts in none of them: it is settled and
+// never runs again. A push-only pipeline reports -1 for Ready and
+// Delayed.
 func (d *Driver) Stat(context.Context) (consumer.Stat, error) {
 	st := consumer.Stat{
 		Pipeline: d.name,

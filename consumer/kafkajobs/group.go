@@ -465,10 +465,16 @@ func (c *consumerState) fillStat(st *consumer.Stat, now time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var ready, delayed int64
+	held := c.kgoBuf.heldCounts()
 	for _, ps := range c.parts {
-		if ps.hasHWM && ps.next >= 0 && ps.hwm > ps.next {
-			ready += ps.hwm - ps.next
+		// Past what was polled: the lag of the last fetch, or the
+		// records kgo fetched since, when more (kgo fetches from next).
+		lag := int64(held[ps.tp])
+		delete(held, ps.tp)
+		if ps.hasHWM && ps.next >= 0 && ps.hwm-ps.next > lag {
+			lag = ps.hwm - ps.next
 		}
+		ready += lag
 		for _, e := range ps.entries {
 			if e.state != statePending {
 				continue
@@ -479,6 +485,9 @@ func (c *consumerState) fillStat(st *consumer.Stat, now time.Time) {
 				ready++
 			}
 		}
+	}
+	for _, n := range held { // partitions nothing was polled from yet
+		ready += int64(n)
 	}
 	st.Ready, st.Delayed, st.Active = ready, delayed, int64(c.active)
 	st.Consuming = !c.closing && c.fetchErr == nil

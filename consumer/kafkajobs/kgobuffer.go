@@ -119,6 +119,20 @@ func (b *kgoBuffer) counts() map[topicPartition]int {
 	return out
 }
 
+// heldCounts returns the per-partition numbers of held records (fetched,
+// not filed into entries yet).
+func (b *kgoBuffer) heldCounts() map[topicPartition]int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[topicPartition]int, len(b.parts))
+	for tp, bp := range b.parts {
+		if n := bp.held.len(); n > 0 {
+			out[tp] = n
+		}
+	}
+	return out
+}
+
 // recQueue is a partition's held records in the order kgo buffered them
 // (offset order). Records normally leave from the front; remove finds
 // one elsewhere by a scan.

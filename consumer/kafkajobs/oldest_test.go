@@ -152,6 +152,36 @@ func TestOldestReadyPushOnlyAndClosed(t *testing.T) {
 	checkOldest(t, d, time.Time{})
 }
 
+// TestStatReadyCountsFetchedRecords: records kgo fetched before anything
+// was received count as ready, as OldestReady sees them.
+func TestStatReadyCountsFetchedRecords(t *testing.T) {
+	c := newCluster(t, 2, "orders")
+	at := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	produceDated(t, c, "orders", 0, time.Time{}, at, at, at)
+	produceDated(t, c, "orders", 1, time.Time{}, at, at)
+	d := open(t, c, testConfig("orders"), "")
+	waitReady := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			st, err := d.Stat(testCtx(t, time.Second))
+			if err == nil && st.Ready == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Stat = %+v, %v; want Ready %d", st, err, want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitReady(5)
+	checkOldest(t, d, at)
+	dl := receive(t, d)
+	waitReady(4)
+	settle(t, dl, consumer.Outcome{Action: consumer.Ack})
+	waitReady(4)
+}
+
 // TestRecQueueRemove: records leave the held queue by identity, from the
 // front or elsewhere, and the queue keeps the others in order.
 func TestRecQueueRemove(t *testing.T) {
