@@ -26,7 +26,7 @@
 //	job_duration_seconds{pipeline}         histogram, receive to settle
 //	exec_duration_seconds{pipeline}        histogram, one execution on a worker
 //	queue_wait_seconds{pipeline}           histogram, enqueue (push, or end of delay) to the start of the run; drivers that know the enqueue time (memory, kafka)
-//	queue_oldest_age_seconds{pipeline,driver}  age of the oldest job waiting to be received, 0 when none (scrape time; drivers that can tell: memory)
+//	queue_oldest_age_seconds{pipeline,driver}  age of the oldest job waiting to be received, 0 when none (scrape time; drivers that can tell: memory, boltdb, kafka)
 //	jobs_in_flight{pipeline}               received and not yet settled (scrape time)
 //	queue_ready{pipeline,driver}           waiting: local queue depth, AMQP queue depth, SQS ApproximateNumberOfMessages, Kafka lag
 //	queue_delayed{pipeline,driver}         waiting for a delay to pass

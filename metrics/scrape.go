@@ -26,7 +26,7 @@ func newScraper(src Sources) *scraper {
 		ready:     desc("queue_ready", "Jobs waiting to be received: local queue depth (memory), queue depth (AMQP), ApproximateNumberOfMessages (SQS), consumer lag (Kafka). Absent when the driver cannot tell.", "pipeline", "driver"),
 		delayed:   desc("queue_delayed", "Jobs waiting for their delay to pass. Absent when the driver cannot tell.", "pipeline", "driver"),
 		reserved:  desc("queue_reserved", "Jobs handed out by the broker and not yet settled.", "pipeline", "driver"),
-		oldest:    desc("queue_oldest_age_seconds", "Age of the oldest job waiting to be received (since its push or the end of its delay), 0 when none waits. Absent when the driver cannot tell (only memory can).", "pipeline", "driver"),
+		oldest:    desc("queue_oldest_age_seconds", "Age of the oldest job waiting to be received (since its push or the end of its delay), 0 when none waits. Absent when the driver cannot tell (memory, boltdb and kafka can; kafka sees only the records it has fetched).", "pipeline", "driver"),
 		consuming: desc("pipeline_consuming", "1 while the pipeline is consuming, 0 while it is paused, not started or its broker is down.", "pipeline"),
 		workers:   desc("workers", "Worker processes by state (starting, ready, working, stopping).", "state"),
 		rssTotal:  desc("workers_rss_bytes", "Resident memory of all worker processes."),
