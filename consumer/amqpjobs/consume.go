@@ -38,6 +38,16 @@ func (f *feed) stopped() bool {
 	}
 }
 
+// takeTurn takes f's turn if it is free, without waiting.
+func (f *feed) takeTurn() bool {
+	select {
+	case f.turn <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
 // done gives up the turn taken for one read (no-op without turns).
 func (f *feed) done() {
 	if f.turn != nil {
@@ -92,7 +102,7 @@ func (d *Driver) Receive(ctx context.Context) (*consumer.Delivery, error) {
 				return nil, consumer.ErrClosed
 			}
 		}
-		if f.turn != nil {
+		if f.turn != nil && !f.takeTurn() {
 			select {
 			case f.turn <- struct{}{}:
 			case <-f.stop:
@@ -145,6 +155,12 @@ func (d *Driver) take(ctx context.Context, f *feed, changed <-chan struct{}) (in
 		}
 	}
 	if !ready {
+		// Mostly a delivery is on offer: take it without the cost of
+		// the select below (the checks after the read cover a feed
+		// stopped or a Close begun meanwhile).
+		m, ok, ready = poll(f.msgs)
+	}
+	if !ready {
 		select {
 		case m, ok = <-f.msgs:
 		case <-f.stop:
@@ -178,17 +194,22 @@ func (d *Driver) take(ctx context.Context, f *feed, changed <-chan struct{}) (in
 			return inbound{}, false, consumer.ErrClosed
 		}
 	}
-	select {
-	case <-f.stop:
-	case <-d.closing:
-	default:
-		if !f.s.dead() {
-			return inbound{s: f.s, m: m}, true, nil
-		}
+	if !f.stopped() && !d.isClosing() && !f.s.dead() {
+		return inbound{s: f.s, m: m}, true, nil
 	}
 	d.settledOne()
 	d.giveBack(f.s, &m)
 	return inbound{}, false, nil
+}
+
+// isClosing reports whether Close has started.
+func (d *Driver) isClosing() bool {
+	select {
+	case <-d.closing:
+		return true
+	default:
+		return false
+	}
 }
 
 // poll reads msgs without waiting; ready is false when nothing is on offer.

@@ -155,6 +155,9 @@ func closeErr(closed <-chan *amqp.Error) error {
 func (d *Driver) deadJob(m *amqp.Delivery) consumer.DeadJob {
 	dec := decode(m, d.cfg.JobHeader, d.cfg.Priority, uuid.NewString)
 	headers := maps.Clone(dec.headers)
+	if headers == nil {
+		headers = map[string][]string{}
+	}
 	maps.DeleteFunc(headers, func(k string, _ []string) bool { return deadHeader(k) || brokerHeader(k) })
 	out := consumer.DeadJob{
 		Job: consumer.Job{

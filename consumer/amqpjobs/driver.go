@@ -490,59 +490,83 @@ func (d *Driver) isFinished() bool {
 // attemptMemo remembers the attempt number a message should have on its
 // next delivery after basic.nack(requeue=true), which keeps the headers
 // as they were, and the session generation of recent acks. It holds at
-// most size ids, forgetting the oldest: a ring of the ids in put order
-// (grown up to size, then overwritten) next to the map, so a put costs no
-// allocation once the ring is full.
+// most size ids, forgetting the oldest.
+//
+// A put runs once per ack, a take only for a redelivered message (or a
+// requeued one), so put only writes the id into a ring of the last size
+// puts; the map from id to its newest put is brought up to date by the
+// next take (index), over the puts since the last one, or rebuilt from
+// the ring when more than size came in between. A map entry whose ring
+// slot has been overwritten since is an id forgotten by the bound.
 type attemptMemo struct {
-	mu   sync.Mutex
-	m    map[string]memoEntry
-	ring []memoSlot
-	next int // slot of the next put once the ring is full
-	seq  uint64
-	size int
+	mu      sync.Mutex
+	m       map[string]uint64 // id -> seq of its newest put, as of indexed
+	ring    []memoSlot        // slot seq%size holds put seq
+	puts    uint64            // puts so far; the next put's seq
+	indexed uint64            // puts reflected in m
+	size    int
 }
 
-// memoEntry is a remembered value and the seq of the put that stored it.
-type memoEntry struct {
+// memoSlot is one put: the id, its value and its seq. A slot taken out
+// has an empty id.
+type memoSlot struct {
+	id  string
 	v   int
 	seq uint64
 }
 
-// memoSlot is a ring slot: the id put with seq. An id taken out or put
-// again since leaves a slot whose seq no longer matches the map's.
-type memoSlot struct {
-	id  string
-	seq uint64
-}
-
 func newAttemptMemo(size int) *attemptMemo {
-	return &attemptMemo{m: map[string]memoEntry{}, size: max(size, 1)}
+	return &attemptMemo{m: map[string]uint64{}, size: max(size, 1)}
 }
 
-func (a *attemptMemo) put(id string, attempt int) {
+func (a *attemptMemo) put(id string, v int) {
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.seq++
-	slot := memoSlot{id: id, seq: a.seq}
+	slot := memoSlot{id: id, v: v, seq: a.puts}
 	if len(a.ring) < a.size {
 		a.ring = append(a.ring, slot)
 	} else {
-		old := a.ring[a.next]
-		if e, ok := a.m[old.id]; ok && e.seq == old.seq {
-			delete(a.m, old.id)
-		}
-		a.ring[a.next] = slot
-		a.next = (a.next + 1) % a.size
+		a.ring[a.puts%uint64(a.size)] = slot
 	}
-	a.m[id] = memoEntry{v: attempt, seq: a.seq}
+	a.puts++
+	a.mu.Unlock()
+}
+
+// index brings m up to date with the ring. The caller holds a.mu.
+func (a *attemptMemo) index() {
+	if a.indexed == a.puts {
+		return
+	}
+	from := a.indexed
+	if a.puts-a.indexed > uint64(a.size) || len(a.m) > 2*a.size {
+		// Every entry of m is stale or about to be replaced, or stale
+		// entries piled up: start over from the ring.
+		clear(a.m)
+		from = a.puts - uint64(len(a.ring))
+	}
+	for seq := from; seq < a.puts; seq++ {
+		if s := &a.ring[seq%uint64(a.size)]; s.id != "" {
+			a.m[s.id] = seq
+		}
+	}
+	a.indexed = a.puts
 }
 
 func (a *attemptMemo) take(id string) (int, bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	e, ok := a.m[id]
-	if ok {
-		delete(a.m, id)
+	if a.puts == 0 {
+		return 0, false
 	}
-	return e.v, ok
+	a.index()
+	seq, ok := a.m[id]
+	if !ok {
+		return 0, false
+	}
+	delete(a.m, id)
+	s := &a.ring[seq%uint64(a.size)]
+	if s.seq != seq || s.id != id {
+		return 0, false // overwritten since: forgotten
+	}
+	s.id = ""
+	return s.v, true
 }

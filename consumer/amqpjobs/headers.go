@@ -193,7 +193,8 @@ func encode(j consumer.Job, pipeline string, attempt int, fallbackKey string, ex
 type decoded struct {
 	id, job, key string
 	pipeline     string
-	headers      map[string][]string
+	// headers are the user headers (nil when there are none).
+	headers map[string][]string
 	// own is rr_headers as decoded (nil when absent, empty or not
 	// JSON): the headers a copy keeps in rr_headers, apart from the
 	// message's other table entries, which it keeps as they are.
@@ -213,13 +214,15 @@ type decoded struct {
 func decode(m *amqp.Delivery, jobHeader string, defPriority int64, newID func() string) decoded {
 	h := m.Headers
 	out := decoded{
-		headers:  map[string][]string{},
 		priority: defPriority,
 		attempt:  1,
 	}
 	for k, v := range h {
 		if internal(k) {
 			continue
+		}
+		if out.headers == nil {
+			out.headers = make(map[string][]string, len(h))
 		}
 		out.headers[k] = []string{stringify(v)}
 	}
@@ -235,6 +238,9 @@ func decode(m *amqp.Delivery, jobHeader string, defPriority int64, newID func() 
 		// the decoder for it.
 		if len(b) > 2 {
 			if user, ok := decodeUserHeaders(b); ok {
+				if out.headers == nil {
+					out.headers = make(map[string][]string, len(user))
+				}
 				maps.Copy(out.headers, user)
 				out.own = user
 			}

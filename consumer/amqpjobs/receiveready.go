@@ -3,8 +3,6 @@ package amqpjobs
 import (
 	"runtime"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/pipevisor/pipevisor/consumer"
 )
 
@@ -71,6 +69,16 @@ func (d *Driver) ReceiveReady(dst []*consumer.Delivery, max int) []*consumer.Del
 	return dst
 }
 
+// closedChan reports whether c is closed (it carries no values).
+func closedChan(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
 // readyState is what takeNow found.
 type readyState uint8
 
@@ -86,51 +94,26 @@ const (
 // does. A delivery read after f was stopped or Close started, or from a
 // dead session, goes back to the broker, as in take.
 func (d *Driver) takeNow(f *feed, changed <-chan struct{}) (inbound, readyState) {
-	select {
-	case <-f.stop:
+	if f.stopped() || closedChan(changed) || d.isClosing() {
 		return inbound{}, readyStop
-	case <-changed:
-		return inbound{}, readyStop
-	case <-d.closing:
-		return inbound{}, readyStop
-	default:
 	}
-	if f.turn != nil {
-		select {
-		case f.turn <- struct{}{}:
-		default:
-			return inbound{}, readyStop
-		}
+	if f.turn != nil && !f.takeTurn() {
+		return inbound{}, readyStop
 	}
-	var (
-		m      amqp.Delivery
-		ok     bool
-		closed bool
-	)
-	select {
-	case m, ok = <-f.msgs:
-		if ok {
-			f.s.track(m.DeliveryTag)
-			d.handOut()
-		} else {
-			closed = true // cancelled or the channel died
-		}
-	default:
+	m, ok, offered := poll(f.msgs)
+	if ok {
+		f.s.track(m.DeliveryTag)
+		d.handOut()
 	}
 	f.done()
 	switch {
-	case closed:
-		return inbound{}, readyStop
+	case offered && !ok:
+		return inbound{}, readyStop // cancelled or the channel died
 	case !ok:
 		return inbound{}, readyNone
 	}
-	select {
-	case <-f.stop:
-	case <-d.closing:
-	default:
-		if !f.s.dead() {
-			return inbound{s: f.s, m: m}, readyTaken
-		}
+	if !f.stopped() && !d.isClosing() && !f.s.dead() {
+		return inbound{s: f.s, m: m}, readyTaken
 	}
 	d.settledOne()
 	d.giveBack(f.s, &m)
