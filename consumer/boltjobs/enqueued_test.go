@@ -87,8 +87,8 @@ func TestEnqueuedAcrossReopen(t *testing.T) {
 		t.Errorf("OldestReady after reopen = %v, %v; want the original push %v", at, ok, pushed)
 	}
 	d := receive(t, q)
-	if d.ID != "plain" || !d.Enqueued.Equal(pushed) {
-		t.Errorf("after reopen: %q Enqueued %v, want plain, %v", d.ID, d.Enqueued, pushed)
+	if d.ID != "plain" || !d.Enqueued.Equal(pushed) || d.Attempt != 2 {
+		t.Errorf("after reopen: %q Enqueued %v attempt %d, want plain, %v, attempt 2 (it was running)", d.ID, d.Enqueued, d.Attempt, pushed)
 	}
 	settle(t, d, consumer.Outcome{Action: consumer.Ack})
 	q = reopen(t, q, cfg)

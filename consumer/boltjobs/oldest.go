@@ -22,9 +22,11 @@ func (q *Queue) OldestReady() (time.Time, bool) {
 		q.promoteDue(now())
 	}
 	var oldest int64
-	for _, e := range q.ready.Entries() {
-		if at := e.Item.rec.enq; at != 0 && (oldest == 0 || at < oldest) {
-			oldest = at
+	for _, h := range []*itemHeap{&q.ready, &q.ahead} {
+		for _, e := range h.Entries() {
+			if at := e.Item.rec.enq; at != 0 && (oldest == 0 || at < oldest) {
+				oldest = at
+			}
 		}
 	}
 	if oldest == 0 {

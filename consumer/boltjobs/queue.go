@@ -9,9 +9,16 @@
 // Settle returns once Retry, Requeue and Dead are fsynced; an Ack (or a
 // Release) returns once queued for the next commit, which follows within
 // one fsync: a crash before that commit runs the job again, as a crash
-// while it runs does. A job handed out is marked running on
-// disk by the next commit; a job found marked at open has its attempt
-// counted, so a job that crashes the supervisor reaches its retry limit.
+// while it runs does. A job is handed out only once a running mark for it
+// is on disk, and a job found marked at open has its attempt counted, so
+// a job that crashes the supervisor, however soon after it starts,
+// reaches its retry limit. So that Receive seldom waits for an fsync, the
+// next ready jobs are marked ahead of their hand-out by the commits that
+// go on anyway (group commits, a Publish's): about as many as are handed
+// out over two commits, at most MarkAhead. A crash counts an attempt for
+// those of them that had not started too; Pause and Close take their
+// marks off. A Receive whose job is not marked yet wakes the writer and
+// waits for the commit that marks it.
 //
 // One goroutine per file (owned by Files, stopped when the file's last
 // queue closes) writes: it commits whatever changes accumulated, of every
@@ -54,12 +61,12 @@ var (
 
 // item is one job of the queue: its record and where it is.
 type item struct {
-	rec    record
-	seq    uint64 // key on disk: publish order
-	pos    uint64 // position among ready jobs of its priority
-	lane   *lane  // the job's key, until it is done; nil without a key
-	state  localq.State
-	marked bool // a running mark is on disk or in the commit being built
+	rec   record
+	seq   uint64 // key on disk: publish order
+	pos   uint64 // position among ready jobs of its priority
+	lane  *lane  // the job's key, until it is done; nil without a key
+	state localq.State
+	mark  mark // where its running mark is (see takeReady)
 }
 
 // lane holds the jobs of one key (see localq.Lanes).
@@ -74,14 +81,19 @@ type Queue struct {
 	log  *slog.Logger
 	s    *store
 
-	mu       sync.Mutex  // guards core and everything below
-	core     localq.Core // life cycle, pause, prefetch, blocked Receives
-	ready    itemHeap    // by (priority, pos)
-	delayed  itemHeap    // by (due, pos)
-	lanes    localq.Lanes[*item]
-	seq      uint64  // last sequence number used (disk keys and positions)
-	unmarked []*item // handed out since the last commit
-	deadN    int     // records in the dead bucket
+	mu        sync.Mutex  // guards core and everything below
+	core      localq.Core // life cycle, pause, prefetch, blocked Receives
+	ready     itemHeap    // by (priority, pos): ready jobs without a running mark
+	ahead     itemHeap    // by (priority, pos): ready jobs marked ahead (marks.go)
+	delayed   itemHeap    // by (due, pos)
+	lanes     localq.Lanes[*item]
+	seq       uint64 // last sequence number used (disk keys and positions)
+	deadN     int    // records in the dead bucket
+	handed    int    // jobs handed out since the last commit was built
+	starved   int    // takes that waited for a mark since the last commit was built
+	window    int    // how many ready jobs to keep marked ahead
+	pubMarked int    // jobs marked in a Publish whose commit is not done
+	lost      int    // jobs of ahead whose mark a failed commit carried
 
 	deadOps sync.Mutex // one dead-store operation at a time
 }
@@ -152,7 +164,8 @@ func (q *Queue) Publish(ctx context.Context, jobs []consumer.Job) error {
 		it.seq, it.pos = q.seq, q.seq
 		ops[i].seq = it.seq
 	}
-	w := q.s.enqueueAfter(func() { q.placeCommitted(items) }, ops...)
+	ops, marked := q.markPublished(ops, items)
+	w := q.s.enqueueWith(func() { q.placeCommitted(items) }, marked, ops...)
 	q.mu.Unlock()
 
 	if inDoubt, err := w.wait(ctx); err != nil {
@@ -199,7 +212,8 @@ func (q *Queue) place(it *item, t int64) {
 }
 
 // schedule puts it in the delay heap when its due time is after t, else
-// in the ready heap at its position. Caller holds q.mu.
+// in the ready heap at its position (q.ahead when it is marked). Caller
+// holds q.mu.
 func (q *Queue) schedule(it *item, t int64) {
 	if it.rec.due > t {
 		it.state = localq.Delayed
@@ -207,7 +221,12 @@ func (q *Queue) schedule(it *item, t int64) {
 		return
 	}
 	it.state = localq.Ready
-	q.ready.Push(entry{K1: it.rec.prio, K2: it.pos, Item: it})
+	e := entry{K1: it.rec.prio, K2: it.pos, Item: it}
+	if it.mark != markNone {
+		q.ahead.Push(e)
+		return
+	}
+	q.ready.Push(e)
 }
 
 // promoteDue moves every delayed item whose time has come to the ready
@@ -222,46 +241,10 @@ func (q *Queue) promoteDue(t int64) {
 	}
 }
 
-// takeReady pops the most urgent job of the ready heap, or returns nil
-// when it is empty. An auto-ack job is deleted from the file (by the next
-// commit) as it is handed out. Caller holds q.mu.
-func (q *Queue) takeReady() *item {
-	if q.ready.Len() == 0 {
-		return nil
-	}
-	it := q.ready.Pop().Item
-	if it.rec.autoAck {
-		q.s.enqueue(op{q: q, kind: opDelete, seq: it.seq})
-		q.finish(it)
-		return it
-	}
-	it.state = localq.Active
-	q.core.HandOutLocked()
-	q.unmarked = append(q.unmarked, it)
-	return it
-}
-
-// collectMarks appends a running mark for every job handed out since the
-// last commit and still unsettled. The writer calls it while it builds a
-// commit, after it took the queued changes.
-func (q *Queue) collectMarks(ops []op) []op {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for _, it := range q.unmarked {
-		if it.state == localq.Active && !it.marked {
-			it.marked = true
-			ops = append(ops, op{q: q, kind: opMark, seq: it.seq})
-		}
-	}
-	clear(q.unmarked)
-	q.unmarked = q.unmarked[:0]
-	return ops
-}
-
 // Receive hands out the most urgent ready job. It blocks, without polling,
-// until a job is ready and fewer than prefetch deliveries are unsettled,
-// or until ctx is done (it then returns ctx.Err()), or the queue is closed
-// (consumer.ErrClosed). Auto-ack jobs are settled on receipt: their
+// until a job is ready, its running mark is on disk (see Queue) and fewer
+// than prefetch deliveries are unsettled, or until ctx is done (it then
+// returns ctx.Err()), or the queue is closed (consumer.ErrClosed). Auto-ack jobs are settled on receipt: their
 // delivery's Settle does nothing.
 func (q *Queue) Receive(ctx context.Context) (*consumer.Delivery, error) {
 	return localq.Receive(ctx, &q.core, (*source)(q))
@@ -270,7 +253,8 @@ func (q *Queue) Receive(ctx context.Context) (*consumer.Delivery, error) {
 // ReceiveReady hands out, without waiting, the jobs that Receive would hand
 // out right now (consumer.ReadyReceiver), at most max, appended to dst in
 // the order successive Receive calls would return them. It stops at the
-// prefetch cap and when nothing is ready, and it leaves one ready job for
+// prefetch cap, when nothing is ready and at a job whose running mark is
+// not on disk yet (it has the writer mark it), and it leaves one ready job for
 // each Receive that is waiting. dst comes back unchanged when max < 1 or
 // the queue is paused or closed.
 func (q *Queue) ReceiveReady(dst []*consumer.Delivery, max int) []*consumer.Delivery {
@@ -294,8 +278,8 @@ func (s *source) TakeReady() (*item, bool) {
 	return it, it != nil
 }
 
-// ReadyLen counts the ready jobs.
-func (s *source) ReadyLen() int { return s.ready.Len() }
+// ReadyLen counts the ready jobs, marked ahead or not.
+func (s *source) ReadyLen() int { return s.ready.Len() + s.ahead.Len() }
 
 // NextDue is the wait until the earliest delayed job is due.
 func (s *source) NextDue() (time.Duration, bool) {

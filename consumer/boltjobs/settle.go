@@ -67,7 +67,7 @@ func (q *Queue) settleLocked(it *item, o consumer.Outcome) (*commitWait, error) 
 		q.requeue(it, 0, false)
 		err = fmt.Errorf("boltjobs: settle job %q: %w: %v", it.rec.id, consumer.ErrUnknownAction, o.Action)
 	}
-	it.marked = false
+	it.mark = markNone
 	return w, err
 }
 
@@ -86,9 +86,10 @@ func (q *Queue) requeue(it *item, delay time.Duration, rewrite bool) *commitWait
 	switch {
 	case rewrite:
 		w = q.s.enqueue(op{q: q, kind: opPut, seq: it.seq, val: it.rec.encode(nil)}, op{q: q, kind: opUnmark, seq: it.seq})
-	case it.marked:
+	case it.mark != markNone:
 		q.s.enqueue(op{q: q, kind: opUnmark, seq: it.seq})
 	}
+	it.mark = markNone
 	q.schedule(it, t)
 	return w
 }
@@ -118,14 +119,24 @@ func (q *Queue) Stat(_ context.Context) (consumer.Stat, error) {
 	if q.delayed.Len() > 0 {
 		q.promoteDue(now())
 	}
-	return q.core.StatLocked(q.s.path, q.ready.Len()+q.lanes.Pending(), q.delayed.Len()), nil
+	return q.core.StatLocked(q.s.path, q.ready.Len()+q.ahead.Len()+q.lanes.Pending(), q.delayed.Len()), nil
 }
 
 // Pause stops Receive and ReceiveReady from handing out jobs until
 // Resume; blocked Receive calls keep waiting. Publish and Settle keep
-// working. It is idempotent and returns consumer.ErrClosed on a closed
-// queue.
-func (q *Queue) Pause(ctx context.Context) error { return q.core.Pause(ctx) }
+// working. The running marks of jobs marked ahead are taken off the file
+// by the next commit (Pause does not wait for it): a crash while paused
+// counts the attempts of the jobs handed out only. It is idempotent and
+// returns consumer.ErrClosed on a closed queue.
+func (q *Queue) Pause(ctx context.Context) error {
+	if err := q.core.Pause(ctx); err != nil {
+		return err
+	}
+	q.mu.Lock()
+	q.dropAhead()
+	q.mu.Unlock()
+	return nil
+}
 
 // Resume undoes Pause. It is idempotent and returns consumer.ErrClosed on
 // a closed queue.
@@ -138,7 +149,8 @@ func (q *Queue) Check() error { return q.core.Check() }
 // Close stops the queue: Receive and Publish return consumer.ErrClosed at
 // once, blocked Receive calls included. Deliveries already handed out can
 // still be settled while Close waits for them, until ctx is done. Then
-// every change is committed and the queue leaves its file (the last queue
+// every change is committed, the running marks of jobs marked ahead and
+// not handed out taken off, and the queue leaves its file (the last queue
 // of a file closes it). Jobs not acked stay in the file for the next open;
 // a job still handed out when ctx ended keeps its running mark, so its
 // attempt is counted at the next open. After Close, Settle returns
@@ -148,6 +160,9 @@ func (q *Queue) Close(ctx context.Context) error {
 	if !last {
 		return nil
 	}
+	q.mu.Lock()
+	q.dropAhead()
+	q.mu.Unlock()
 	if derr := q.s.detach(q); derr != nil {
 		return derr
 	}

@@ -135,7 +135,8 @@ type store struct {
 type commitWait struct {
 	done  chan struct{}
 	err   error
-	after []func() // run by the writer, in order, once the commit succeeded
+	after []func()      // run by the writer, in order, once the commit succeeded
+	marks []func(error) // run by the writer with the commit's result, before after
 }
 
 type opKind uint8
@@ -253,11 +254,21 @@ func (s *store) enqueue(ops ...op) *commitWait {
 // enqueueAfter is enqueue that also has the writer run after (when not
 // nil) once the commit succeeded, before its waiters are told.
 func (s *store) enqueueAfter(after func(), ops ...op) *commitWait {
+	return s.enqueueWith(after, nil, ops...)
+}
+
+// enqueueWith is enqueueAfter that also has the writer call marked (when
+// not nil) with the commit's result (nil: on disk) once it is done,
+// before after.
+func (s *store) enqueueWith(after func(), marked func(error), ops ...op) *commitWait {
 	s.mu.Lock()
 	s.ops = append(s.ops, ops...)
 	w := s.cur
 	if after != nil {
 		w.after = append(w.after, after)
+	}
+	if marked != nil {
+		w.marks = append(w.marks, marked)
 	}
 	s.mu.Unlock()
 	select {
@@ -303,10 +314,11 @@ func (s *store) run() {
 	}
 }
 
-// commit writes the accumulated ops and the marks of the jobs handed out
-// since the last commit in one transaction, and reports its result to the
-// commit's waiters. The marks are collected after the ops are taken: a job
-// settled before then has its changes in this commit, after its mark.
+// commit writes the accumulated ops and the running marks of the jobs
+// each queue marks ahead (Queue.collectMarks) in one transaction, and
+// reports its result to the queues whose marks it carries and to its
+// waiters. The marks are collected after the ops are taken: a mark taken
+// off before then is in this commit before the mark written again.
 func (s *store) commit() {
 	s.mu.Lock()
 	ops, w := s.ops, s.cur
@@ -318,7 +330,10 @@ func (s *store) commit() {
 	}
 	s.mu.Unlock()
 	for _, q := range queues {
-		ops = q.collectMarks(ops)
+		var marked func(error)
+		if ops, marked = q.collectMarks(ops); marked != nil {
+			w.marks = append(w.marks, marked)
+		}
 	}
 	if len(ops) > 0 {
 		w.err = s.db.Update(func(tx *bolt.Tx) error { return apply(tx, ops) })
@@ -326,6 +341,9 @@ func (s *store) commit() {
 			w.err = fmt.Errorf("boltjobs: file %s: write: %w", s.path, w.err)
 			s.log.Error("writing jobs to the database failed", "error", w.err)
 		}
+	}
+	for _, fn := range w.marks {
+		fn(w.err)
 	}
 	if w.err == nil {
 		for _, fn := range w.after {

@@ -90,6 +90,10 @@ func (c *Core) IsOpen() bool { return c.st == open }
 // settled. Caller holds the mutex.
 func (c *Core) IsClosed() bool { return c.st == closed }
 
+// PausedLocked reports whether the queue is paused (Pause without a
+// Resume since).
+func (c *Core) PausedLocked() bool { return c.paused }
+
 // Active returns the number of deliveries handed out and not settled.
 // Caller holds the mutex.
 func (c *Core) Active() int { return c.active }
