@@ -74,7 +74,9 @@ func waitDone(t *testing.T, log string, n int, timeout time.Duration) {
 // random points while it works, and restarted each time. Every job is
 // acked at least once; a job runs again after its ack only when the
 // supervisor was killed in between (its ack was in the last moment before
-// the crash), and its attempt never goes down.
+// the crash); its attempt never goes down, and a job that runs again after
+// a crash does so with a higher attempt than at its last run before the
+// crash (the crash counted it, however soon after its start it came).
 func TestBoltDBKill9LosesNoJob(t *testing.T) {
 	requireTool(t, "php")
 	const n = 10000
@@ -113,10 +115,13 @@ func TestBoltDBKill9LosesNoJob(t *testing.T) {
 		ackedGen   int // generation of the worker that acked it last
 		lastPID    string
 		maxAttempt int
+		ran        bool
+		lastGen    int // generation of the worker of its last run
+		lastAtt    int // attempt of its last run
 	}
 	jobsSeen := map[string]*state{}
 	genOf := map[string]int{}
-	kills, reruns := 0, 0
+	kills, reruns, crashReruns := 0, 0, 0
 	for _, l := range readLines(t, log) {
 		f := strings.Fields(l)
 		switch f[0] {
@@ -137,6 +142,13 @@ func TestBoltDBKill9LosesNoJob(t *testing.T) {
 				t.Errorf("job %s ran with attempt %d after attempt %d", f[1], attempt, st.maxAttempt)
 			}
 			st.maxAttempt = max(st.maxAttempt, attempt)
+			if gen := genOf[pid]; st.ran && gen > st.lastGen {
+				crashReruns++
+				if attempt <= st.lastAtt {
+					t.Errorf("job %s ran with attempt %d after a crash, at attempt %d before it: the crash did not count it", f[1], attempt, st.lastAtt)
+				}
+			}
+			st.ran, st.lastGen, st.lastAtt = true, genOf[pid], attempt
 			if st.acked {
 				reruns++
 				if st.ackedGen == genOf[pid] {
@@ -167,7 +179,7 @@ func TestBoltDBKill9LosesNoJob(t *testing.T) {
 	if reruns > n/4 {
 		t.Errorf("%d jobs ran again after their ack over %d crashes", reruns, kills)
 	}
-	t.Logf("%d jobs, %d crashes, %d ran again after an ack settled just before a crash", n, kills, reruns)
+	t.Logf("%d jobs, %d crashes, %d ran again after an ack settled just before a crash, %d ran again after a crash (each with its attempt counted)", n, kills, reruns, crashReruns)
 }
 
 // doneAt returns when the worker log first has a done line for id,
