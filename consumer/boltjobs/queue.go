@@ -11,8 +11,8 @@
 // one fsync: a crash before that commit runs the job again, as a crash
 // while it runs does. A job is handed out only once a running mark for it
 // is on disk, and a job found marked at open has its attempt counted, so
-// a job that crashes the supervisor, however soon after it starts,
-// reaches its retry limit. So that Receive seldom waits for an fsync, the
+// every run of a job is counted, however soon after its start the
+// supervisor dies. So that Receive seldom waits for an fsync, the
 // next ready jobs are marked ahead of their hand-out by the commits that
 // go on anyway (group commits, a Publish's): about as many as are handed
 // out over two commits, at most MarkAhead. A crash counts an attempt for
