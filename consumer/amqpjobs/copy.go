@@ -58,7 +58,7 @@ func routingHeader(k string) bool {
 //     broker's records of earlier hops (x-death, x-first-death-*,
 //     x-last-death-*, x-delivery-count) and CC/BCC (see routingHeader).
 //   - The bookkeeping is written as Publish writes it (rr_* headers,
-//     x-attempt = attempt, a fresh pv_msg, pv_due = now, plus o.Delay
+//     x-attempt = attempt, a fresh pv_msg due now, plus o.Delay
 //     through the delay queue), rr_headers holding the
 //     delivery's rr_headers (less stale bookkeeping and broker headers)
 //     with o.Headers merged in. An o.Headers entry
@@ -126,7 +126,6 @@ func (st *settlement) copyOf(o consumer.Outcome, attempt int, target copyTarget,
 	if target == viaDelay {
 		due = due.Add(o.Delay)
 	}
-	table[hdrDue] = dueHeader(due)
 	maps.Copy(table, extra)
 	if target == toDeadLetter {
 		// What an operator reads in `jobs failed list`, bounded.
@@ -150,7 +149,7 @@ func (st *settlement) copyOf(o consumer.Outcome, attempt int, target copyTarget,
 	}
 	// The routing key encode returns is not used: a copy goes to a queue
 	// by name.
-	enc, _, err := encode(j, st.d.name, attempt, "", table)
+	enc, _, err := encode(j, st.d.name, attempt, due, "", table)
 	if err != nil {
 		return amqp.Publishing{}, err
 	}

@@ -44,8 +44,9 @@
 //
 // Message layout written by Publish: headers rr_id, rr_job, rr_pipeline,
 // rr_headers (JSON of the user headers), rr_priority, rr_delay,
-// rr_auto_ack, x-attempt (and rr_key for a job key); persistent delivery
-// mode, MessageId = job id. Messages without rr_id (third-party producers)
+// rr_auto_ack, pv_msg (a UUID and when the job is due), rr_key for a job
+// key, x-attempt on copies past the first attempt (none means 1);
+// persistent delivery mode, MessageId = job id. Messages without rr_id (third-party producers)
 // are consumed with the MessageId or a generated UUID as id, the job name
 // from the job_header header or else the routing key, and every table
 // entry as a header.

@@ -1,16 +1,21 @@
 package amqpjobs
 
 import (
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// hdrDue (ours) is when a message becomes due, in Unix milliseconds:
-// written by Publish (push time plus the job's delay) and on every copy
-// the driver sends (the copy's publish time plus its delay). It is the
-// source of consumer.Delivery.Enqueued and is not a user header.
+// When a message becomes due (ours), in Unix milliseconds: push time plus
+// the job's delay for Publish, the copy's publish time plus its delay for
+// every copy the driver sends. It is the source of
+// consumer.Delivery.Enqueued and travels in pv_msg after the publish's
+// UUID ("UUID/MS", msgToken), which saves the consumer a table entry.
+// Messages published before carry it in a pv_due header of its own,
+// which is still read; neither is a user header.
 const hdrDue = "pv_due"
 
 // delayPrefix starts the name of every delay queue of the driver.
@@ -23,8 +28,26 @@ const (
 	hdrXDeath = "x-death"
 )
 
-// dueHeader is the hdrDue value of a message due at t.
-func dueHeader(t time.Time) int64 { return t.UnixMilli() }
+// msgToken is the pv_msg of a publish due at t: a fresh UUID, a slash
+// and t in Unix milliseconds.
+func msgToken(t time.Time) string {
+	return uuid.NewString() + "/" + strconv.FormatInt(t.UnixMilli(), 10)
+}
+
+// dueMillis returns when the message with table h is due, in Unix
+// milliseconds (see hdrDue), or false when it does not say.
+func dueMillis(h amqp.Table) (int64, bool) {
+	if ms, ok := toInt(h[hdrDue]); ok && ms > 0 {
+		return ms, true
+	}
+	tok, _ := h[hdrMsg].(string)
+	i := strings.LastIndexByte(tok, '/')
+	if i < 0 {
+		return 0, false
+	}
+	ms, err := strconv.ParseInt(tok[i+1:], 10, 64)
+	return ms, err == nil && ms > 0
+}
 
 // enqueued returns when the job of m became due, the Delivery.Enqueued
 // of its delivery, or the zero time when that is not known:
@@ -32,7 +55,7 @@ func dueHeader(t time.Time) int64 { return t.UnixMilli() }
 //   - A message the broker dead-lettered to this queue from another one
 //     (its last x-death hop is not one of the driver's delay queues)
 //     came due at that hop, which no header dates precisely: zero.
-//   - pv_due when the message has it (our publishes and copies). A
+//   - The due time when the message has it (our publishes and copies). A
 //     message requeued in place (basic.nack with requeue) keeps it: it
 //     goes back to its position in the queue, as it was.
 //   - Otherwise (a foreign producer) the timestamp property, but only
@@ -48,7 +71,7 @@ func enqueued(m *amqp.Delivery) time.Time {
 			return time.Time{}
 		}
 	}
-	if ms, ok := toInt(m.Headers[hdrDue]); ok && ms > 0 {
+	if ms, ok := dueMillis(m.Headers); ok {
 		return time.UnixMilli(ms)
 	}
 	if m.Timestamp.IsZero() || dead {

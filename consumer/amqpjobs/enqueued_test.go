@@ -134,3 +134,25 @@ func TestEnqueuedForeign(t *testing.T) {
 	}
 	settle(t, del, consumer.Outcome{Action: consumer.Ack})
 }
+
+// TestEnqueuedOlderLayout: a message published with the due time in a
+// pv_due header of its own (before it moved into pv_msg) is dated by it.
+func TestEnqueuedOlderLayout(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	d := open(t, cfg, "")
+	due := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	publishRaw(t, cfg.Queue, amqp.Publishing{
+		Timestamp: time.Now(),
+		Headers: amqp.Table{hdrID: "old", hdrJob: "T", hdrAttempt: int64(1), hdrDue: due.UnixMilli(),
+			hdrMsg: "0b3f5c8e-8d0e-4a57-9a51-6d1c0e2c1f00"},
+	})
+	del := recv(t, d)
+	if del.ID != "old" || !del.Enqueued.Equal(due) {
+		t.Errorf("job %q: Enqueued = %v, want %v", del.ID, del.Enqueued, due)
+	}
+	if del.Attempt != 1 || len(del.Headers) != 0 {
+		t.Errorf("attempt %d, headers %v; want 1 and none", del.Attempt, del.Headers)
+	}
+	settle(t, del, consumer.Outcome{Action: consumer.Ack})
+}

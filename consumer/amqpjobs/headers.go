@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/pipevisor/pipevisor/consumer"
@@ -27,11 +26,13 @@ const (
 	hdrAutoAck  = "rr_auto_ack"
 	// hdrKey carries consumer.Job.Key (ours).
 	hdrKey = "rr_key"
-	// hdrMsg is a UUID unique to each publish (ours): a redelivered message
-	// whose hdrMsg was acked on a connection that died since is a
-	// duplicate of a job already done (the ack was lost in the close).
+	// hdrMsg is unique to each publish (ours): a UUID, then after a slash
+	// when the job is due (hdrDue). A redelivered message whose hdrMsg
+	// was acked on a connection that died since is a duplicate of a job
+	// already done (the ack was lost in the close).
 	hdrMsg = "pv_msg"
-	// hdrAttempt is the attempt number of a republished copy.
+	// hdrAttempt is the attempt number of a message, written when it is
+	// not 1 (a republished copy).
 	hdrAttempt = "x-attempt"
 	// hdrDeliveryCount is set by quorum queues on redelivered messages.
 	hdrDeliveryCount = "x-delivery-count"
@@ -142,10 +143,17 @@ type message struct {
 }
 
 // encode builds the AMQP message of j. pipeline is used when j.Pipeline is
-// empty; attempt is written as x-attempt, now plus j.Delay as pv_due
-// (extra may override it). It also returns the routing key to use (the
-// per-job x-routing-key header, else fallback).
-func encode(j consumer.Job, pipeline string, attempt int, fallbackKey string, extra amqp.Table) (amqp.Publishing, string, error) {
+// empty; attempt is written as x-attempt when it is not 1 (a message
+// without x-attempt is read as attempt 1), and pv_msg names the publish
+// and when the job is due: due, or when due is zero now plus j.Delay
+// (msgToken). extra is added last. It also returns the routing key to
+// use (the per-job x-routing-key header, else fallback).
+//
+// A first publish without key has 8 table entries: RoadRunner's 7 and
+// pv_msg. Every entry costs the consumer a decode and an allocation or
+// two in amqp091-go, and up to 8 fit in the smallest Go map it decodes
+// them into.
+func encode(j consumer.Job, pipeline string, attempt int, due time.Time, fallbackKey string, extra amqp.Table) (amqp.Publishing, string, error) {
 	user := maps.Clone(j.Headers)
 	key := fallbackKey
 	if v := user[hdrRoutingKey]; len(v) > 0 {
@@ -163,17 +171,20 @@ func encode(j consumer.Job, pipeline string, attempt int, fallbackKey string, ex
 		j.Pipeline = pipeline
 	}
 	now := time.Now()
-	t := amqp.Table{
-		hdrID:       j.ID,
-		hdrJob:      j.Name,
-		hdrPipeline: j.Pipeline,
-		hdrHeaders:  hj,
-		hdrPriority: j.Priority,
-		hdrDelay:    int64(j.Delay / time.Second),
-		hdrAutoAck:  j.AutoAck,
-		hdrAttempt:  int64(attempt),
-		hdrMsg:      uuid.NewString(),
-		hdrDue:      dueHeader(now.Add(j.Delay)),
+	if due.IsZero() {
+		due = now.Add(j.Delay)
+	}
+	t := make(amqp.Table, 9+len(extra))
+	t[hdrID] = j.ID
+	t[hdrJob] = j.Name
+	t[hdrPipeline] = j.Pipeline
+	t[hdrHeaders] = hj
+	t[hdrPriority] = j.Priority
+	t[hdrDelay] = int64(j.Delay / time.Second)
+	t[hdrAutoAck] = j.AutoAck
+	t[hdrMsg] = msgToken(due)
+	if attempt != 1 {
+		t[hdrAttempt] = int64(attempt)
 	}
 	if j.Key != "" {
 		t[hdrKey] = j.Key

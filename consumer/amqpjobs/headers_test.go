@@ -17,7 +17,7 @@ func TestEncodeDecode(t *testing.T) {
 		Delay:   5 * time.Second,
 		Headers: map[string][]string{"x-a": {"1", "2"}, hdrRoutingKey: {"other"}},
 	}
-	pub, key, err := encode(j, "pipe", 4, "rk", amqp.Table{"extra": "e"})
+	pub, key, err := encode(j, "pipe", 4, time.Time{}, "rk", amqp.Table{"extra": "e"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,5 +97,31 @@ func TestDelayQueueName(t *testing.T) {
 	long := string(make([]byte, 300))
 	if name, _ := delayQueue(time.Microsecond, "", long); len(name) > 255 || name[:18] != "pipevisor.delay.1." {
 		t.Errorf("long delay queue name %q (%d bytes)", name, len(name))
+	}
+}
+
+// TestEncodeFirstPublishTable: a first publish carries RoadRunner's seven
+// entries and pv_msg, which says when the job is due, and no x-attempt
+// (read as 1): eight entries, what fits in the smallest map amqp091-go
+// decodes a table into.
+func TestEncodeFirstPublishTable(t *testing.T) {
+	before := time.Now()
+	pub, _, err := encode(consumer.Job{ID: "a", Name: "J", Delay: 2 * time.Second}, "pipe", 1, time.Time{}, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pub.Headers) != 8 {
+		t.Errorf("table of %d entries, want 8: %v", len(pub.Headers), pub.Headers)
+	}
+	if _, ok := pub.Headers[hdrAttempt]; ok {
+		t.Errorf("x-attempt written for attempt 1: %v", pub.Headers)
+	}
+	m := amqp.Delivery{Headers: pub.Headers}
+	if dec := decode(&m, "", 0, func() string { return "" }); dec.attempt != 1 {
+		t.Errorf("decoded attempt %d, want 1", dec.attempt)
+	}
+	ms, ok := dueMillis(pub.Headers)
+	if want := before.Add(2 * time.Second).UnixMilli(); !ok || ms < want || ms > time.Now().Add(2*time.Second).UnixMilli() {
+		t.Errorf("due %d, %v; want about %d", ms, ok, want)
 	}
 }

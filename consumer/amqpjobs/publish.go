@@ -116,7 +116,7 @@ func (d *Driver) Publish(ctx context.Context, jobs []consumer.Job) error {
 	defer context.AfterFunc(d.closeCtx, func() { cancel(consumer.ErrClosed) })()
 	msgs := make([]message, len(jobs))
 	for i, j := range jobs {
-		pub, key, err := encode(j, d.name, 1, d.cfg.Key(), nil)
+		pub, key, err := encode(j, d.name, 1, time.Time{}, d.cfg.Key(), nil)
 		if err != nil {
 			return notSent(len(jobs), i, err)
 		}
