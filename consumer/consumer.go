@@ -139,6 +139,9 @@ type Delivery struct {
 	mu      sync.Mutex
 	settled bool
 	settle  SettleFunc
+	// whenFinal, when set, registers a function to run once the outcome
+	// Settle recorded is final (see SetWhenFinal).
+	whenFinal func(fn func(error))
 }
 
 // NewDelivery returns a delivery whose Settle calls fn at most once.
@@ -168,6 +171,31 @@ func (d *Delivery) Settle(ctx context.Context, o Outcome) error {
 		return nil
 	}
 	return fn(ctx, o)
+}
+
+// SetWhenFinal is for drivers whose Settle records an outcome that becomes
+// final later (boltdb: on disk with the next group commit): register must
+// arrange for fn to run once the outcome is final, with nil, or with the
+// error that kept it from being so (the outcome was not carried out), on
+// any goroutine, at once if it already is. A driver that sets it sets it
+// before handing the delivery out; one whose Settle is final when it
+// returns does not set it.
+func (d *Delivery) SetWhenFinal(register func(fn func(error))) { d.whenFinal = register }
+
+// Final reports whether an outcome Settle recorded without an error is
+// final when Settle returns; when it is not, WhenFinal tells when it is.
+func (d *Delivery) Final() bool { return d.whenFinal == nil }
+
+// WhenFinal runs fn once the outcome Settle recorded is final (see
+// SetWhenFinal): at once, on the calling goroutine, for a delivery whose
+// Settle is final when it returns. Call it only after Settle returned nil;
+// fn must be cheap and must not block.
+func (d *Delivery) WhenFinal(fn func(error)) {
+	if d.whenFinal == nil {
+		fn(nil)
+		return
+	}
+	d.whenFinal(fn)
 }
 
 // Settled reports whether Settle has been called.

@@ -34,6 +34,8 @@ type fakeConsumer struct {
 	maxUnsettled int
 	holdReleased bool
 	closeOnce    sync.Once
+	// whenFinal, when set before pushing, is each delivery's SetWhenFinal.
+	whenFinal func(fn func(error))
 }
 
 func newFakeConsumer(capacity int) *fakeConsumer {
@@ -65,6 +67,9 @@ func (f *fakeConsumer) push(id string, attempt int, headers map[string][]string)
 		}
 		return nil
 	})
+	if f.whenFinal != nil {
+		d.SetWhenFinal(f.whenFinal)
+	}
 	f.queue <- d
 }
 

@@ -184,25 +184,55 @@ func (p *Pipeline) turnAway(settleBase context.Context, d *consumer.Delivery, er
 }
 
 // finish settles d after its execution (reply, or err) ended at now, and
-// counts and reports its fate. start is when d was taken for a slot,
-// execTook the time it spent on a worker. It ends d's count in Active.
-// tj records the settle span.
+// counts and reports its fate once the outcome is final (see report). start
+// is when d was taken for a slot, execTook the time it spent on a worker.
+// It ends d's count in Active. tj records the settle span.
 func (p *Pipeline) finish(settleBase context.Context, d *consumer.Delivery, reply frame.Reply, err error, start, now time.Time, execTook time.Duration, tj *tracing.Job) consumer.Outcome {
 	defer p.active.Add(-1)
-	o := outcomeFor(reply, err, d.Attempt, p.cfg.Retry, p.cfg.Rand)
-
-	var settleStart time.Time
+	f := fate{p: p, d: d, o: outcomeFor(reply, err, d.Attempt, p.cfg.Retry, p.cfg.Rand), err: err,
+		start: start, now: now, execTook: execTook}
 	if tj.Enabled() {
-		settleStart = time.Now()
+		f.settleStart = time.Now()
 	}
 	sctx := newSettleCtx(settleBase, now, p.cfg.SettleTimeout)
-	serr := d.Settle(sctx, o)
+	serr := d.Settle(sctx, f.o)
 	sctx.cancel()
-	took := time.Since(start)
-	if tj.Enabled() {
-		tj.Settled(o, serr, settleStart, start.Add(took))
+	if serr != nil || d.Final() {
+		f.tj = tj
+		f.report(serr)
+		return f.o
 	}
+	// The driver makes the outcome final later (boltdb: on disk): the
+	// counters, metrics, span and log line say it was settled only then,
+	// so that a crash never loses an outcome reported as settled.
+	later := f
+	later.tjv = *tj
+	later.tj = &later.tjv
+	d.WhenFinal(later.report)
+	return f.o
+}
 
+// fate is a settled job waiting to be reported.
+type fate struct {
+	p           *Pipeline
+	d           *consumer.Delivery
+	o           consumer.Outcome
+	err         error // the execution's
+	start, now  time.Time
+	settleStart time.Time
+	execTook    time.Duration
+	tj          *tracing.Job
+	tjv         tracing.Job // tj's value when the report runs later
+}
+
+// report counts and reports the fate of a job whose outcome is final, or
+// failed with serr.
+func (f *fate) report(serr error) {
+	p, d, o := f.p, f.d, f.o
+	took := time.Since(f.start)
+	if f.tj.Enabled() {
+		f.tj.Settled(o, serr, f.settleStart, f.start.Add(took))
+	}
 	if serr == nil {
 		switch o.Action {
 		case consumer.Ack:
@@ -218,17 +248,16 @@ func (p *Pipeline) finish(settleBase context.Context, d *consumer.Delivery, repl
 	if p.cfg.Observer != nil {
 		// Release is exactly the outcome of a job that reached no worker
 		// (or was cut off by shutdown): it neither ran nor failed.
-		f := Fate{Action: o.Action, Took: took, Wait: -1}
+		fa := Fate{Action: o.Action, Took: took, Wait: -1}
 		if o.Action != consumer.Release {
-			f.Exec, f.Failed = execTook, err != nil
+			fa.Exec, fa.Failed = f.execTook, f.err != nil
 			if !d.Enqueued.IsZero() {
-				f.Wait = max(now.Add(-execTook).Sub(d.Enqueued), 0)
+				fa.Wait = max(f.now.Add(-f.execTook).Sub(d.Enqueued), 0)
 			}
 		}
-		p.cfg.Observer.Observe(p.cfg.Name, f)
+		p.cfg.Observer.Observe(p.cfg.Name, fa)
 	}
-	p.logFate(sctx, d, o, err, serr, took)
-	return o
+	p.logFate(d, o, f.err, serr, took)
 }
 
 // reply parses what the executor returned for a job run under ctx. An
@@ -245,7 +274,8 @@ func (p *Pipeline) reply(ctx context.Context, out frame.Payload, err error) (fra
 
 // logFate writes the one log line of a job: debug for the expected fates,
 // warn for failures.
-func (p *Pipeline) logFate(ctx context.Context, d *consumer.Delivery, o consumer.Outcome, err, serr error, took time.Duration) {
+func (p *Pipeline) logFate(d *consumer.Delivery, o consumer.Outcome, err, serr error, took time.Duration) {
+	ctx := context.Background()
 	lvl := slog.LevelDebug
 	if serr != nil || o.Action == consumer.Dead || (err != nil && o.Action == consumer.Retry) ||
 		(o.Action == consumer.Release && !errors.Is(err, ErrShutdown) && !errors.Is(err, ErrPaused)) {
