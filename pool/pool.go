@@ -245,18 +245,18 @@ func (p *Pool) release(w *worker, ran int, ok bool) {
 func (p *Pool) putBackLocked(w *worker) {
 	if !w.retire.set() && w.proc.strayOutput(false) {
 		// Whatever it wrote would be read as the next job's reply.
-		w.retire = retireStrayOutput
+		w.markRetire(retireStrayOutput)
 	}
-	if w.proc.tripped() && !w.retire.set() {
+	if w.proc.tripped() {
 		// Interrupted right after the reply came: replace it.
-		w.retire = retireInterrupted
+		w.markRetire(retireInterrupted)
 	}
 	if w.goneMidJob {
 		p.move(w, stateStopping, retirement{})
 		return
 	}
-	if !w.retire.set() && p.cfg.MaxJobs > 0 && w.jobs >= p.cfg.MaxJobs {
-		w.retire = retireMaxJobs
+	if p.cfg.MaxJobs > 0 && w.jobs >= p.cfg.MaxJobs {
+		w.markRetire(retireMaxJobs)
 	}
 	if w.retire.set() || p.closed {
 		r := w.retire

@@ -226,9 +226,7 @@ func (p *Pool) runOn(ctx context.Context, w *worker, pls []frame.Payload, res []
 		default:
 			if out, bad = frame.SplitReply(f); bad == nil && frame.IsStopReply(out) {
 				p.mu.Lock()
-				if !w.retire.set() {
-					w.retire = retireStopRequested
-				}
+				w.markRetire(retireStopRequested)
 				p.mu.Unlock()
 				p.release(w, i, i > 0)
 				return i

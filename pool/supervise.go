@@ -150,9 +150,7 @@ func (p *Pool) check(now time.Time) {
 			continue
 		}
 		if w.state == stateWorking {
-			if !w.retire.set() {
-				w.retire = why
-			}
+			w.markRetire(why)
 			continue
 		}
 		p.move(w, stateStopping, why)
@@ -255,9 +253,7 @@ func (p *Pool) retireForReset(old *worker) {
 	case stateReady:
 		p.retireLocked(old, retireReset)
 	case stateWorking:
-		if !old.retire.set() {
-			old.retire = retireReset
-		}
+		old.markRetire(retireReset)
 	}
 }
 

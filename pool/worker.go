@@ -170,6 +170,14 @@ func (w *worker) setJob(jobCtx []byte) {
 	w.curSince = time.Now()
 }
 
+// markRetire marks w, busy with a job, to leave service for r once the
+// job is over; the first reason given wins. Called with Pool.mu held.
+func (w *worker) markRetire(r retirement) {
+	if !w.retire.set() {
+		w.retire = r
+	}
+}
+
 // retirement says why a worker leaves service on purpose: the reason
 // reported to the Observer, and a detail for the log. The zero value
 // means the worker is not retiring.
