@@ -10,7 +10,7 @@ import (
 // before they are handed out (see Queue): after a crash, at most this many
 // jobs that had not started get an attempt counted, besides the ones that
 // were running.
-const MarkAhead = 1024
+const MarkAhead = 2048
 
 // markAheadMin is the fewest jobs marked at once when a Receive finds the
 // next job without a durable mark.
@@ -31,8 +31,8 @@ const (
 // To keep Receive from waiting for an fsync per job, the commits that go
 // on anyway also mark the next ready jobs in order (a window that follows
 // the rate jobs are handed out at, up to MarkAhead): every group commit
-// tops the marked jobs up (collectMarks), and a Publish marks its own jobs
-// when every ready job is marked already (markPublished). Marked ready
+// tops the marked jobs up (collectMarks), and so does a Publish, its own
+// jobs included (markPublished). Marked ready
 // jobs wait in q.ahead, the others in q.ready; Receive takes the most
 // urgent job of both heaps, and when that job's mark is not on disk yet it
 // marks it (and the next ones) in the next commit, which it wakes, and
@@ -97,20 +97,16 @@ func (q *Queue) markOnDemand() {
 // collectMarks tops the marked jobs up to the window before a commit: it
 // appends to ops a running mark for the next ready jobs (and again for
 // those whose mark a failed commit carried), and returns the function the
-// writer calls with the commit's result. The window is twice the jobs
-// handed out (or waited for) since the last commit, shrinking by half a
-// commit when none are, at most MarkAhead; past it, the least urgent
+// writer calls with the commit's result. The window (nextWindow) is at
+// least twice the jobs handed out (or waited for) since the last commit,
+// grows at once and shrinks slowly; past MarkAhead, the least urgent
 // marked jobs lose their mark. Nothing is marked while the queue is paused
 // or closing. The writer calls it while it builds a commit, after it took
 // the queued changes.
 func (q *Queue) collectMarks(ops []op) ([]op, func(error)) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	grow := q.window / 2
-	if q.starved > 0 {
-		grow = 2 * q.window
-	}
-	q.window = min(MarkAhead, max(2*(q.handed+q.starved), grow))
+	q.window = nextWindow(q.window, q.handed, q.starved)
 	q.handed, q.starved = 0, 0
 	if !q.core.IsOpen() || q.core.PausedLocked() {
 		return ops, nil
@@ -126,19 +122,26 @@ func (q *Queue) collectMarks(ops []op) ([]op, func(error)) {
 	return ops, func(err error) { q.marksWritten(items, err) }
 }
 
-// markPublished appends to ops, the changes of a Publish of items, a
-// running mark for its first jobs when every ready job is marked already
-// (they are then the next ones but for the marked jobs), within the
-// window; keyed, delayed and auto-ack jobs are left unmarked. It returns
-// the function the writer calls with the commit's result, nil when it
-// marked none. Caller holds q.mu.
+// markPublished appends to ops, the changes of a Publish of items,
+// running marks within the window: first for the next ready jobs not
+// marked yet (as collectMarks would), then for the Publish's own jobs,
+// which come after them; keyed, delayed and auto-ack jobs of the Publish
+// are left unmarked. So jobs published while the consumers keep up are
+// marked by their own commit. It returns the function the writer calls
+// with the commit's result, nil when it marked none. Caller holds q.mu.
 func (q *Queue) markPublished(ops []op, items []item) ([]op, func(error)) {
 	room := max(q.window, markAheadMin) - q.ahead.Len() - q.pubMarked
-	if q.ready.Len() > 0 || room <= 0 || !q.core.IsOpen() || q.core.PausedLocked() {
+	if room <= 0 || !q.core.IsOpen() || q.core.PausedLocked() {
 		return ops, nil
 	}
-	var marked []*item
+	var ready, marked []*item
+	n := q.ahead.Len()
+	ops = q.markNext(ops, &ready, room)
+	room -= q.ahead.Len() - n
 	for i := range items {
+		if room <= 0 {
+			break
+		}
 		it := &items[i]
 		if it.rec.key != "" || it.rec.due != 0 || it.rec.autoAck {
 			continue
@@ -146,17 +149,16 @@ func (q *Queue) markPublished(ops []op, items []item) ([]op, func(error)) {
 		it.mark = markPending
 		ops = append(ops, op{q: q, kind: opMark, seq: it.seq})
 		marked = append(marked, it)
-		if len(marked) == room {
-			break
-		}
+		room--
 	}
-	if len(marked) == 0 {
+	if len(ready) == 0 && len(marked) == 0 {
 		return ops, nil
 	}
 	q.pubMarked += len(marked)
 	return ops, func(err error) {
 		q.mu.Lock()
 		defer q.mu.Unlock()
+		q.marksWrittenLocked(ready, err)
 		q.pubMarked -= len(marked)
 		// Paused or closing since: the marks come off again.
 		off := !q.core.IsOpen() || q.core.PausedLocked()
@@ -176,6 +178,25 @@ func (q *Queue) markPublished(ops []op, items []item) ([]op, func(error)) {
 			q.s.enqueue(unmark...)
 		}
 	}
+}
+
+// nextWindow returns the window after a commit interval in which handed
+// jobs were handed out and starved takes found their job not marked on
+// disk yet: it doubles when a take had to wait, takes at least twice what
+// the interval used, and otherwise shrinks by 1/256 per commit (commits
+// come in all sizes and fsyncs stall now and then: the window keeps what
+// the slow ones needed lately), at most MarkAhead.
+func nextWindow(window, handed, starved int) int {
+	need := 2 * (handed + starved)
+	switch {
+	case starved > 0:
+		window = max(need, 2*window)
+	case need > window:
+		window = need
+	default:
+		window -= (window + 255) / 256
+	}
+	return min(window, MarkAhead)
 }
 
 // markNext moves up to n jobs from the top of q.ready to q.ahead and
@@ -270,6 +291,11 @@ func (q *Queue) unmarkAll(ops []op, es []entry) []op {
 func (q *Queue) marksWritten(items []*item, err error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	q.marksWrittenLocked(items, err)
+}
+
+// marksWrittenLocked is marksWritten with q.mu held.
+func (q *Queue) marksWrittenLocked(items []*item, err error) {
 	for _, it := range items {
 		if it.mark != markPending {
 			continue

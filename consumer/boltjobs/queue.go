@@ -14,8 +14,8 @@
 // every run of a job is counted, however soon after its start the
 // supervisor dies. So that Receive seldom waits for an fsync, the
 // next ready jobs are marked ahead of their hand-out by the commits that
-// go on anyway (group commits, a Publish's): about as many as are handed
-// out over two commits, at most MarkAhead. A crash counts an attempt for
+// go on anyway (group commits, a Publish's): about as many as were handed
+// out over two of the slower recent commits, at most MarkAhead. A crash counts an attempt for
 // those of them that had not started too; Pause and Close take their
 // marks off. A Receive whose job is not marked yet wakes the writer and
 // waits for the commit that marks it.
