@@ -172,3 +172,18 @@ func TestPauseAndCloseTakeMarksAheadOff(t *testing.T) {
 		check(t, openQueue(t, boltjobs.NewFiles(nil, nil), "p", cfg), nil)
 	})
 }
+
+// A job published to an idle queue is marked by its own commit: it is
+// handed out as soon as Publish returns, without waiting for another
+// fsync.
+func TestPublishedJobIsReadyAtOnce(t *testing.T) {
+	q := openQueue(t, boltjobs.NewFiles(nil, nil), "idle", tempConfig(t))
+	for i := range 3 {
+		publish(t, q, consumer.Job{ID: fmt.Sprintf("job-%d", i)})
+		ds := q.ReceiveReady(nil, 1)
+		if len(ds) != 1 || ds[0].ID != fmt.Sprintf("job-%d", i) {
+			t.Fatalf("ReceiveReady right after Publish of job-%d returned %d deliveries, want it", i, len(ds))
+		}
+		settle(t, ds[0], consumer.Outcome{Action: consumer.Ack})
+	}
+}
