@@ -6,6 +6,9 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
 
 	"github.com/pipevisor/pipevisor/consumer"
 	"github.com/pipevisor/pipevisor/consumer/boltjobs"
@@ -185,5 +188,76 @@ func TestPublishedJobIsReadyAtOnce(t *testing.T) {
 			t.Fatalf("ReceiveReady right after Publish of job-%d returned %d deliveries, want it", i, len(ds))
 		}
 		settle(t, ds[0], consumer.Outcome{Action: consumer.Ack})
+	}
+}
+
+// After a crash while paused (no job marked ahead) only the jobs that
+// were running count an attempt: a job retried, released (with or without
+// a delay) or acked before it does not count one more.
+func TestCrashCountsOnlyRunningJobs(t *testing.T) {
+	cfg := tempConfig(t)
+	q := openQueue(t, boltjobs.NewFiles(nil, nil), "settled", cfg)
+	publish(t, q, consumer.Job{ID: "retried"}, consumer.Job{ID: "released"}, consumer.Job{ID: "released-later"},
+		consumer.Job{ID: "running"}, consumer.Job{ID: "acked"})
+	ds := map[string]*consumer.Delivery{}
+	for range 5 {
+		d := receive(t, q)
+		ds[d.ID] = d
+	}
+	settle(t, ds["retried"], consumer.Outcome{Action: consumer.Retry, Delay: time.Millisecond})
+	settle(t, ds["released"], consumer.Outcome{Action: consumer.Release})
+	settle(t, ds["released-later"], consumer.Outcome{Action: consumer.Release, Delay: time.Millisecond})
+	settle(t, ds["acked"], consumer.Outcome{Action: consumer.Ack})
+	if err := q.Pause(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, q, consumer.Job{ID: "after"}) // a commit after the settlements
+	crashed := openQueue(t, boltjobs.NewFiles(nil, nil), "settled", crashCopy(t, q, cfg))
+	if err := crashed.Resume(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, ds["running"], consumer.Outcome{Action: consumer.Ack})
+	got := map[string]int{}
+	for range 5 {
+		d := receive(t, crashed)
+		got[d.ID] = d.Attempt
+		settle(t, d, consumer.Outcome{Action: consumer.Ack})
+	}
+	want := map[string]int{"retried": 2, "released": 1, "released-later": 1, "running": 2, "after": 1}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("attempts after the crash = %v, want %v", got, want)
+	}
+}
+
+// A running mark an earlier version left in the running bucket still
+// counts the job's attempt at open.
+func TestRunningBucketOfEarlierVersionCounts(t *testing.T) {
+	cfg := tempConfig(t)
+	q := openQueue(t, boltjobs.NewFiles(nil, nil), "old", cfg)
+	publish(t, q, consumer.Job{ID: "was-running"}, consumer.Job{ID: "was-waiting"})
+	if err := q.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bolt.Open(cfg.File, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		jobs := tx.Bucket([]byte("old")).Bucket([]byte("jobs"))
+		k, _ := jobs.Cursor().First()
+		return tx.Bucket([]byte("old")).Bucket([]byte("running")).Put(k, nil)
+	})
+	if cerr := db.Close(); err != nil || cerr != nil {
+		t.Fatal(err, cerr)
+	}
+	q = openQueue(t, boltjobs.NewFiles(nil, nil), "old", cfg)
+	got := map[string]int{}
+	for range 2 {
+		d := receive(t, q)
+		got[d.ID] = d.Attempt
+		settle(t, d, consumer.Outcome{Action: consumer.Ack})
+	}
+	if got["was-running"] != 2 || got["was-waiting"] != 1 {
+		t.Errorf("attempts = %v, want was-running 2, was-waiting 1", got)
 	}
 }

@@ -12,9 +12,11 @@ import (
 )
 
 // openQueue creates the pipeline's buckets when missing, loads its jobs
-// and registers the queue with the writer. A job that was handed out when
-// the file was last written (its running mark is there) gets its attempt
-// counted; every mark is then cleared. Caller holds the Files lock.
+// and registers the queue with the writer. A job that was handed out (or
+// marked ahead) when the file was last written gets its attempt counted:
+// its running mark is there, in a mark set at the attempt its record has
+// (see markSet), or in the running bucket of an earlier version; every
+// mark is then cleared. Caller holds the Files lock.
 func (s *store) openQueue(name string, cfg Config, log *slog.Logger) (*Queue, error) {
 	if name == "" {
 		return nil, fmt.Errorf("boltjobs: file %s: a pipeline needs a name", s.path)
@@ -81,13 +83,20 @@ func (s *store) load(name string, q *Queue) (recs []record, seqs []uint64, err e
 		if err != nil {
 			return err
 		}
-		var bs [3]*bolt.Bucket
-		for i, n := range [][]byte{bucketJobs, bucketRunning, bucketDead} {
+		var bs [4]*bolt.Bucket
+		for i, n := range [][]byte{bucketJobs, bucketRunning, bucketMarks, bucketDead} {
 			if bs[i], err = b.CreateBucketIfNotExists(n); err != nil {
 				return err
 			}
 		}
-		jobs, running, dead := bs[0], bs[1], bs[2]
+		jobs, running, marks, dead := bs[0], bs[1], bs[2], bs[3]
+		marked := map[markKey]bool{}
+		mc := marks.Cursor()
+		for k, v := mc.First(); k != nil; k, v = mc.Next() {
+			if err := decodeMarkSet(v, marked); err != nil {
+				return fmt.Errorf("%w: running marks %x: %w", ErrCorrupt, k, err)
+			}
+		}
 		var rewrite []uint64
 		c := jobs.Cursor()
 		for k, v := c.First(); k != nil; k, v = c.Next() {
@@ -99,7 +108,7 @@ func (s *store) load(name string, q *Queue) (recs []record, seqs []uint64, err e
 			if err != nil {
 				return fmt.Errorf("%w: job %d: %w", ErrCorrupt, seq, err)
 			}
-			if running.Get(k) != nil {
+			if running.Get(k) != nil || marked[markKey{seq: seq, attempt: r.attempt}] {
 				r.attempt++
 				rewrite = append(rewrite, seq)
 			}
@@ -112,11 +121,14 @@ func (s *store) load(name string, q *Queue) (recs []record, seqs []uint64, err e
 				return err
 			}
 		}
-		if running.Stats().KeyN > 0 {
-			if err := b.DeleteBucket(bucketRunning); err != nil {
+		for _, n := range [][]byte{bucketRunning, bucketMarks} {
+			if b.Bucket(n).Stats().KeyN == 0 {
+				continue
+			}
+			if err := b.DeleteBucket(n); err != nil {
 				return err
 			}
-			if _, err := b.CreateBucket(bucketRunning); err != nil {
+			if _, err := b.CreateBucket(n); err != nil {
 				return err
 			}
 		}

@@ -85,13 +85,12 @@ func (q *Queue) takeReady() *item {
 // that it wakes the writer for. Caller holds q.mu.
 func (q *Queue) markOnDemand() {
 	var items []*item
-	ops := q.remarkLost(nil, &items)
-	n := max(1, max(q.window, markAheadMin)-q.ahead.Len()-q.pubMarked)
-	ops = q.markNext(ops, &items, n)
-	if len(ops) == 0 {
+	q.remarkLost(&items)
+	q.markNext(&items, max(1, max(q.window, markAheadMin)-q.ahead.Len()-q.pubMarked))
+	if len(items) == 0 {
 		return
 	}
-	q.s.enqueueWith(nil, func(err error) { q.marksWritten(items, err) }, ops...)
+	q.s.enqueueWith(nil, func(err error) { q.marksWritten(items, err) }, q.newMarkSet(nil, items)...)
 }
 
 // collectMarks tops the marked jobs up to the window before a commit: it
@@ -112,11 +111,11 @@ func (q *Queue) collectMarks(ops []op) ([]op, func(error)) {
 		return ops, nil
 	}
 	var items []*item
-	start := len(ops)
-	ops = q.remarkLost(ops, &items)
-	ops = q.markNext(ops, &items, q.window-q.ahead.Len()-q.pubMarked)
+	q.remarkLost(&items)
+	q.markNext(&items, q.window-q.ahead.Len()-q.pubMarked)
+	ops = q.newMarkSet(ops, items)
 	ops = q.trimAhead(ops)
-	if len(ops) == start || len(items) == 0 {
+	if len(items) == 0 {
 		return ops, nil
 	}
 	return ops, func(err error) { q.marksWritten(items, err) }
@@ -136,7 +135,7 @@ func (q *Queue) markPublished(ops []op, items []item) ([]op, func(error)) {
 	}
 	var ready, marked []*item
 	n := q.ahead.Len()
-	ops = q.markNext(ops, &ready, room)
+	q.markNext(&ready, room)
 	room -= q.ahead.Len() - n
 	for i := range items {
 		if room <= 0 {
@@ -147,35 +146,37 @@ func (q *Queue) markPublished(ops []op, items []item) ([]op, func(error)) {
 			continue
 		}
 		it.mark = markPending
-		ops = append(ops, op{q: q, kind: opMark, seq: it.seq})
 		marked = append(marked, it)
 		room--
 	}
 	if len(ready) == 0 && len(marked) == 0 {
 		return ops, nil
 	}
+	ops = q.newMarkSet(ops, append(ready, marked...)) // the set keeps a copy
 	q.pubMarked += len(marked)
 	return ops, func(err error) {
 		q.mu.Lock()
 		defer q.mu.Unlock()
-		q.marksWrittenLocked(ready, err)
 		q.pubMarked -= len(marked)
-		// Paused or closing since: the marks come off again.
-		off := !q.core.IsOpen() || q.core.PausedLocked()
-		var unmark []op
+		if err != nil {
+			// Not queued: the Publish failed (its set goes, in case).
+			q.s.enqueue(q.dropMarks(nil, false, marked...)...)
+		}
+		q.marksWrittenLocked(ready, err)
+		if err != nil {
+			return
+		}
+		if !q.core.IsOpen() || q.core.PausedLocked() {
+			// Paused or closing since: the marks come off again.
+			if ops := q.dropMarks(nil, true, marked...); len(ops) > 0 {
+				q.s.enqueue(ops...)
+			}
+			return
+		}
 		for _, it := range marked {
-			switch {
-			case err != nil:
-				it.mark = markNone // not queued: the Publish failed
-			case off:
-				it.mark = markNone
-				unmark = append(unmark, op{q: q, kind: opUnmark, seq: it.seq})
-			default:
+			if it.mark == markPending {
 				it.mark = markDurable
 			}
-		}
-		if len(unmark) > 0 {
-			q.s.enqueue(unmark...)
 		}
 	}
 }
@@ -199,37 +200,34 @@ func nextWindow(window, handed, starved int) int {
 	return min(window, MarkAhead)
 }
 
-// markNext moves up to n jobs from the top of q.ready to q.ahead and
-// appends their running marks to ops (auto-ack jobs move unmarked).
-// Caller holds q.mu.
-func (q *Queue) markNext(ops []op, items *[]*item, n int) []op {
+// markNext moves up to n jobs from the top of q.ready to q.ahead, marks
+// them pending and appends them to items, for a mark set (auto-ack jobs
+// move unmarked). Caller holds q.mu.
+func (q *Queue) markNext(items *[]*item, n int) {
 	for ; n > 0 && q.ready.Len() > 0; n-- {
 		e := q.ready.Pop()
 		if it := e.Item; !it.rec.autoAck {
 			it.mark = markPending
-			ops = append(ops, op{q: q, kind: opMark, seq: it.seq})
 			*items = append(*items, it)
 		}
 		q.ahead.Push(e)
 	}
-	return ops
 }
 
-// remarkLost marks again the jobs of q.ahead whose mark a failed commit
-// carried. Caller holds q.mu.
-func (q *Queue) remarkLost(ops []op, items *[]*item) []op {
+// remarkLost marks the jobs of q.ahead whose mark a failed commit carried
+// pending again and appends them to items, for a mark set. Caller holds
+// q.mu.
+func (q *Queue) remarkLost(items *[]*item) {
 	if q.lost == 0 {
-		return ops
+		return
 	}
 	q.lost = 0
 	for _, e := range q.ahead.Entries() {
 		if it := e.Item; it.mark == markLost {
 			it.mark = markPending
-			ops = append(ops, op{q: q, kind: opMark, seq: it.seq})
 			*items = append(*items, it)
 		}
 	}
-	return ops
 }
 
 // trimAhead takes the marks off the least urgent jobs of q.ahead past
@@ -268,19 +266,15 @@ func (q *Queue) dropAhead() *commitWait {
 	return q.s.enqueue(ops...)
 }
 
-// unmarkAll puts the entries es of q.ahead back in q.ready, appending an
-// unmark to ops for each whose mark is or may be on its way to the file.
-// Caller holds q.mu.
+// unmarkAll puts the entries es of q.ahead back in q.ready and appends to
+// ops what takes their marks off the file. Caller holds q.mu.
 func (q *Queue) unmarkAll(ops []op, es []entry) []op {
-	for _, e := range es {
-		it := e.Item
-		if it.mark != markNone {
-			it.mark = markNone
-			ops = append(ops, op{q: q, kind: opUnmark, seq: it.seq})
-		}
+	its := make([]*item, len(es))
+	for i, e := range es {
+		its[i] = e.Item
 		q.ready.Push(e)
 	}
-	return ops
+	return q.dropMarks(ops, true, its...)
 }
 
 // marksWritten records the result of the commit that carried the marks of
@@ -296,18 +290,28 @@ func (q *Queue) marksWritten(items []*item, err error) {
 
 // marksWrittenLocked is marksWritten with q.mu held.
 func (q *Queue) marksWrittenLocked(items []*item, err error) {
+	var lost []*item
 	for _, it := range items {
 		if it.mark != markPending {
 			continue
 		}
 		if err != nil {
-			it.mark = markLost
-			q.lost++
+			lost = append(lost, it)
 			continue
 		}
 		it.mark = markDurable
 	}
 	if err == nil {
 		q.core.KickLocked()
+		return
 	}
+	if len(lost) == 0 {
+		return
+	}
+	// The set may be on disk or not: it goes, and its jobs get a new one.
+	q.s.enqueue(q.dropMarks(nil, false, lost...)...)
+	for _, it := range lost {
+		it.mark = markLost
+	}
+	q.lost += len(lost)
 }

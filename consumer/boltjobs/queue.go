@@ -61,12 +61,14 @@ var (
 
 // item is one job of the queue: its record and where it is.
 type item struct {
-	rec   record
-	seq   uint64 // key on disk: publish order
-	pos   uint64 // position among ready jobs of its priority
-	lane  *lane  // the job's key, until it is done; nil without a key
-	state localq.State
-	mark  mark // where its running mark is (see takeReady)
+	rec    record
+	seq    uint64 // key on disk: publish order
+	pos    uint64 // position among ready jobs of its priority
+	lane   *lane  // the job's key, until it is done; nil without a key
+	state  localq.State
+	mark   mark     // where its running mark is (see takeReady)
+	set    *markSet // the set holding its mark, if any
+	setIdx int      // its index in set
 }
 
 // lane holds the jobs of one key (see localq.Lanes).
@@ -94,6 +96,7 @@ type Queue struct {
 	window    int    // how many ready jobs to keep marked ahead
 	pubMarked int    // jobs marked in a Publish whose commit is not done
 	lost      int    // jobs of ahead whose mark a failed commit carried
+	setID     uint64 // last mark set id used
 
 	deadOps sync.Mutex // one dead-store operation at a time
 }

@@ -44,12 +44,12 @@ func (q *Queue) settleLocked(it *item, o consumer.Outcome) (*commitWait, error) 
 	)
 	switch o.Action {
 	case consumer.Ack:
-		q.s.enqueue(op{q: q, kind: opDelete, seq: it.seq})
+		q.s.enqueue(q.dropMarks([]op{{q: q, kind: opDelete, seq: it.seq}}, false, it)...)
 		q.finish(it)
 		it.rec.payload, it.rec.headers = nil, nil
 	case consumer.Dead:
 		dr := deadRecord{reason: consumer.TruncateReason(o.Reason), at: now(), rec: it.rec}
-		w = q.s.enqueue(op{q: q, kind: opDead, seq: it.seq, val: dr.encode(nil)})
+		w = q.s.enqueue(q.dropMarks([]op{{q: q, kind: opDead, seq: it.seq, val: dr.encode(nil)}}, false, it)...)
 		q.deadN++
 		if q.deadN > DeadListCap {
 			q.s.enqueue(op{q: q, kind: opTrimDead, seq: uint64(q.deadN - DeadListCap)})
@@ -83,11 +83,14 @@ func (q *Queue) requeue(it *item, delay time.Duration, rewrite bool) *commitWait
 		it.rec.enq = it.rec.due
 	}
 	var w *commitWait
+	// A mark counts while the record keeps the attempt it was made at: a
+	// rewrite with the next attempt voids it, else its set drops it.
+	stays := it.set != nil && it.set.att[it.setIdx] == it.rec.attempt
 	switch {
 	case rewrite:
-		w = q.s.enqueue(op{q: q, kind: opPut, seq: it.seq, val: it.rec.encode(nil)}, op{q: q, kind: opUnmark, seq: it.seq})
-	case it.mark != markNone:
-		q.s.enqueue(op{q: q, kind: opUnmark, seq: it.seq})
+		w = q.s.enqueue(q.dropMarks([]op{{q: q, kind: opPut, seq: it.seq, val: it.rec.encode(nil)}}, stays, it)...)
+	case it.set != nil:
+		q.s.enqueue(q.dropMarks(nil, stays, it)...)
 	}
 	it.mark = markNone
 	q.schedule(it, t)

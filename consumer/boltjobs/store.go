@@ -24,7 +24,8 @@ const LockTimeout = 500 * time.Millisecond
 // Bucket names inside a pipeline's bucket.
 var (
 	bucketJobs    = []byte("jobs")    // seq -> record: queued, delayed or handed out
-	bucketRunning = []byte("running") // seq -> empty: handed out when last written
+	bucketRunning = []byte("running") // seq -> empty: running marks of earlier versions, read at open
+	bucketMarks   = []byte("marks")   // set id -> markSet: running marks
 	bucketDead    = []byte("dead")    // seq -> deadRecord
 )
 
@@ -143,11 +144,11 @@ type opKind uint8
 
 const (
 	opPut        opKind = iota + 1 // jobs[seq] = val
-	opDelete                       // delete jobs[seq] and running[seq]
-	opUnmark                       // delete running[seq]
-	opDead                         // delete jobs[seq], running[seq]; dead[seq] = val
+	opDelete                       // delete jobs[seq]
+	opDead                         // delete jobs[seq]; dead[seq] = val
 	opRemoveDead                   // delete dead[seq]
-	opMark                         // running[seq] = ""
+	opPutMarks                     // marks[seq] = val (seq: a mark set id)
+	opDelMarks                     // delete marks[seq]
 	opTrimDead                     // delete the oldest dead jobs, seq = how many
 )
 
@@ -356,8 +357,8 @@ func (s *store) commit() {
 // apply carries out ops in order.
 func apply(tx *bolt.Tx, ops []op) error {
 	var (
-		last                *Queue
-		jobs, running, dead *bolt.Bucket
+		last              *Queue
+		jobs, marks, dead *bolt.Bucket
 	)
 	for _, o := range ops {
 		if o.q != last {
@@ -365,7 +366,7 @@ func apply(tx *bolt.Tx, ops []op) error {
 			if b == nil {
 				return fmt.Errorf("bucket of pipeline %q missing", o.q.name)
 			}
-			jobs, running, dead = b.Bucket(bucketJobs), b.Bucket(bucketRunning), b.Bucket(bucketDead)
+			jobs, marks, dead = b.Bucket(bucketJobs), b.Bucket(bucketMarks), b.Bucket(bucketDead)
 			last = o.q
 		}
 		k := seqKey(o.seq)
@@ -374,13 +375,13 @@ func apply(tx *bolt.Tx, ops []op) error {
 		case opPut:
 			err = jobs.Put(k, o.val)
 		case opDelete:
-			err = errors.Join(jobs.Delete(k), running.Delete(k))
-		case opMark:
-			err = running.Put(k, nil)
-		case opUnmark:
-			err = running.Delete(k)
+			err = jobs.Delete(k)
+		case opPutMarks:
+			err = marks.Put(k, o.val)
+		case opDelMarks:
+			err = marks.Delete(k)
 		case opDead:
-			err = errors.Join(jobs.Delete(k), running.Delete(k), dead.Put(k, o.val))
+			err = errors.Join(jobs.Delete(k), dead.Put(k, o.val))
 		case opTrimDead:
 			c := dead.Cursor()
 			for n, k := o.seq, firstKey(c); n > 0 && k != nil && err == nil; n, k = n-1, firstKey(c) {
