@@ -12,9 +12,15 @@ import (
 // follows is held for a moment and written together with the acks settled
 // around it: one basic.ack with multiple=true for the held tags below the
 // oldest delivery still out (running, or held in a batch), and one frame
-// each for the few above it. The held acks are written
+// each for the few above it. Those few are mostly acks of jobs that
+// finished while an older one still runs, which a multiple ack covers a
+// moment later: so a timed or full flush that wrote a multiple ack keeps
+// them held for one more round (carried) rather than write a frame for
+// each, and the next flush writes whatever is left of them. The held
+// acks are written
 //
-//   - once ackDelay has passed since the first of them (flushLoop),
+//   - once ackDelay has passed since the first of them (flushLoop); a
+//     carried ack waits one ackDelay more,
 //   - once ackBatch(prefetch) of them are held (so the broker keeps
 //     sending: it counts them as unacked until then),
 //   - when a Receive finds nothing to hand out (the pipeline is idle),
@@ -24,7 +30,8 @@ import (
 // An ack held when the channel dies is lost with it: RabbitMQ redelivers
 // the job, and deliver recognises the copy by its pv_msg (remembered in
 // Driver.acked when Settle returned) and acks it without running it. Only
-// a supervisor killed within ackDelay of an ack runs such a job again.
+// a supervisor killed within ackDelay of an ack (twice that for a carried
+// one) runs such a job again.
 
 // ackDelay is the longest an ack is held (Driver.ackDelay; tests change
 // it).
@@ -42,9 +49,12 @@ func ackBatch(prefetch int) int {
 type ackState struct {
 	limit    int      // most acks held; 0: every ack is written at once
 	deferred []uint64 // tags acked by Settle whose frame is not written yet
-	held     atomic.Int32
-	since    atomic.Int64 // UnixNano of the oldest held ack
-	kick     chan<- struct{}
+	// carried counts the tags of deferred kept by the last flush; the
+	// next flush writes them.
+	carried int
+	held    atomic.Int32
+	since   atomic.Int64 // UnixNano of the oldest held ack
+	kick    chan<- struct{}
 }
 
 // ackLocked settles tag as acked: it is held when hold is set and fewer
@@ -65,17 +75,19 @@ func (s *session) ackLocked(tag uint64, hold bool) error {
 		s.acks.held.Store(int32(n))
 		return nil
 	}
-	return s.flushLocked()
+	return s.flushLocked(!hold)
 }
 
-// flushLocked writes every held ack: one basic.ack with multiple=true for
+// flushLocked writes the held acks: one basic.ack with multiple=true for
 // the held tags below the lowest unsettled one (a multiple ack covers
 // every unacked tag up to it, and each tag below the lowest unsettled one
 // is settled: acked here, or its own nack has gone out), and one frame
-// each for the others. The caller holds s.mu. It returns the first write
-// error; the held acks are forgotten either way (a failed write means the
-// channel is gone and the broker redelivers them).
-func (s *session) flushLocked() error {
+// each for the others, unless this flush wrote a multiple ack, none are
+// carried from the last flush and all is false: then they stay held, as
+// carried, for the next flush. The caller holds s.mu. It returns the
+// first write error; the held acks are forgotten after an error (a failed
+// write means the channel is gone and the broker redelivers them).
+func (s *session) flushLocked(all bool) error {
 	d := s.acks.deferred
 	if len(d) == 0 {
 		return nil
@@ -90,24 +102,42 @@ func (s *session) flushLocked() error {
 	if below > 0 {
 		err = s.ch.Ack(d[below-1], true)
 	}
+	if rest := len(d) - below; err == nil && !all && below > 0 && rest > 0 && s.acks.carried == 0 {
+		s.acks.deferred = append(d[:0], d[below:]...)
+		s.acks.carried = rest
+		s.acks.held.Store(int32(rest))
+		s.acks.since.Store(time.Now().UnixNano())
+		select {
+		case s.acks.kick <- struct{}{}:
+		default:
+		}
+		return nil
+	}
 	for _, t := range d[below:] {
 		if e := s.ch.Ack(t, false); err == nil {
 			err = e
 		}
 	}
 	s.acks.deferred = d[:0]
+	s.acks.carried = 0
 	s.acks.held.Store(0)
 	return err
 }
 
-// flushAcks writes the held acks of s, if any.
+// flushAcks writes every held ack of s, if any.
 func (s *session) flushAcks() error {
+	return s.flush(true)
+}
+
+// flush writes the held acks of s, if any; without all, those above a
+// running job may be carried (flushLocked).
+func (s *session) flush(all bool) error {
 	if s.acks.held.Load() == 0 {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.flushLocked()
+	return s.flushLocked(all)
 }
 
 // flushDue writes the held acks of s once the oldest is delay old.
@@ -115,7 +145,7 @@ func (s *session) flushDue(now time.Time, delay time.Duration) {
 	if s.acks.held.Load() == 0 || now.UnixNano()-s.acks.since.Load() < int64(delay) {
 		return
 	}
-	_ = s.flushAcks()
+	_ = s.flush(false)
 }
 
 // flushLoop writes held acks of the current session d.ackDelay after the

@@ -121,3 +121,53 @@ func TestHeldAckAboveARunningJob(t *testing.T) {
 		t.Fatalf("%d messages back in the queue after Close", n)
 	}
 }
+
+// TestHeldAcksAboveARunningJobAreCarried: a flush that writes a multiple
+// ack keeps the acks above a still running job held for one more round,
+// the next writes them one by one; either way the broker gets every ack
+// once, the running job can still be acked, and nothing is left.
+func TestHeldAcksAboveARunningJobAreCarried(t *testing.T) {
+	for _, finishFirst := range []bool{true, false} {
+		cfg := heldConfig(t)
+		d := open(t, cfg, "")
+		d.ackDelay = time.Hour // flushes only where the test says
+		publish(t, d, numbered("c", 4)...)
+		dels := receiveN(t, d, 4)
+		for _, i := range []int{0, 2, 3} {
+			settle(t, dels[i], consumer.Outcome{Action: consumer.Ack})
+		}
+		s := d.current()
+		if err := s.flush(false); err != nil {
+			t.Fatal(err)
+		}
+		if n := s.acks.held.Load(); n != 2 {
+			t.Fatalf("%d acks held after the first flush, want the 2 above the running job", n)
+		}
+		if !finishFirst {
+			if err := s.flush(false); err != nil {
+				t.Fatal(err)
+			}
+			if n := s.acks.held.Load(); n != 0 {
+				t.Fatalf("%d acks held after the second flush, want 0", n)
+			}
+		}
+		settle(t, dels[1], consumer.Outcome{Action: consumer.Ack})
+		if err := s.flush(false); err != nil {
+			t.Fatal(err)
+		}
+		if n := s.acks.held.Load(); n != 0 {
+			t.Fatalf("%d acks held after the last flush, want 0", n)
+		}
+		if cur := d.current(); cur != s || s.dead() {
+			t.Fatal("the channel was closed over a settlement")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := d.Close(ctx); err != nil {
+			t.Fatalf("Close: %v", err)
+		}
+		cancel()
+		if n := queueCount(t, cfg.Queue); n != 0 {
+			t.Fatalf("%d messages back in the queue after Close: an ack was lost", n)
+		}
+	}
+}

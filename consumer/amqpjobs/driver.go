@@ -35,10 +35,12 @@
 //     remembered: RabbitMQ marks them redelivered, which counts one.
 //   - Acks are held for up to 2ms (or a quarter of the prefetch) and
 //     written together, with multiple=true below the oldest unsettled
-//     delivery: one write instead of one per job. A job acked on a
-//     channel that died before the write is recognised on redelivery
-//     and not run again; only a supervisor killed (SIGKILL) within those
-//     2ms runs such a job again.
+//     delivery: one write instead of one per job (an ack above a job
+//     still running waits one more round, 4ms at most, for the multiple
+//     ack that covers it). A job acked on a channel that died before the
+//     write is recognised on redelivery and not run again; only a
+//     supervisor killed (SIGKILL) within those milliseconds runs such a
+//     job again.
 //   - Publishes go over a connection of their own, so a broker that blocks
 //     publishers (memory or disk alarm) does not stall acks.
 //

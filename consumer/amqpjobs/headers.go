@@ -250,9 +250,13 @@ func decode(m *amqp.Delivery, jobHeader string, defPriority int64, newID func() 
 		if len(b) > 2 {
 			if user, ok := decodeUserHeaders(b); ok {
 				if out.headers == nil {
-					out.headers = make(map[string][]string, len(user))
+					// The usual case: no table entries for the
+					// worker. Nobody writes to either map (copies
+					// clone own), so they can be one.
+					out.headers = user
+				} else {
+					maps.Copy(out.headers, user)
 				}
-				maps.Copy(out.headers, user)
 				out.own = user
 			}
 		}
