@@ -93,11 +93,15 @@ func TestBoltDBKill9LosesNoJob(t *testing.T) {
 	s.kill9(log)
 
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	// reported[g]: the acks the supervisor of generation g (the number of
+	// kills before it) reported as settled just before it was killed.
+	reported := map[int]uint64{}
 	for round := range 2 {
 		s = startConsuming(t, cfg)
 		at := countDone(t, log) + 500 + rng.IntN(2500)
 		waitDone(t, log, min(at, n-200), 60*time.Second)
-		t.Logf("round %d: killed at %d done lines", round+1, countDone(t, log))
+		reported[round+1] = s.stat("default").Acked
+		t.Logf("round %d: killed at %d done lines, %d acks reported", round+1, countDone(t, log), reported[round+1])
 		s.kill9(log)
 	}
 	s = startConsuming(t, cfg)
@@ -116,8 +120,9 @@ func TestBoltDBKill9LosesNoJob(t *testing.T) {
 		lastPID    string
 		maxAttempt int
 		ran        bool
-		lastGen    int // generation of the worker of its last run
-		lastAtt    int // attempt of its last run
+		lastGen    int  // generation of the worker of its last run
+		lastAtt    int  // attempt of its last run
+		ackPending bool // acked, and not run since
 	}
 	jobsSeen := map[string]*state{}
 	genOf := map[string]int{}
@@ -149,6 +154,7 @@ func TestBoltDBKill9LosesNoJob(t *testing.T) {
 				}
 			}
 			st.ran, st.lastGen, st.lastAtt = true, genOf[pid], attempt
+			st.ackPending = false
 			if st.acked {
 				reruns++
 				if st.ackedGen == genOf[pid] {
@@ -158,12 +164,26 @@ func TestBoltDBKill9LosesNoJob(t *testing.T) {
 			st.lastPID = pid
 		case "done":
 			if st := jobsSeen[f[1]]; st != nil && f[3] == "ack" {
-				st.acked, st.ackedGen = true, genOf[st.lastPID]
+				st.acked, st.ackedGen, st.ackPending = true, genOf[st.lastPID], true
 			}
 		}
 	}
 	if kills != 3 {
 		t.Fatalf("%d kill lines, want 3", kills)
+	}
+	// An ack the supervisor reported as settled is on disk: the job never
+	// runs again, so each killed supervisor has at least as many acks
+	// that held as it reported.
+	held := map[int]uint64{}
+	for _, st := range jobsSeen {
+		if st.ackPending {
+			held[st.ackedGen]++
+		}
+	}
+	for g, n := range reported {
+		if held[g] < n {
+			t.Errorf("the supervisor killed after %d crashes reported %d acks, but only %d of its acks held after the crash", g, n, held[g])
+		}
 	}
 	for _, j := range jobs {
 		if st := jobsSeen[j.ID]; st == nil || !st.acked {

@@ -69,6 +69,9 @@ type item struct {
 	mark   mark     // where its running mark is (see takeReady)
 	set    *markSet // the set holding its mark, if any
 	setIdx int      // its index in set
+	// settledIn is the commit carrying its last settlement (guarded by
+	// Queue.mu; see whenFinal).
+	settledIn *commitWait
 }
 
 // lane holds the jobs of one key (see localq.Lanes).
@@ -316,6 +319,7 @@ func (q *Queue) deliver(it *item) *consumer.Delivery {
 	}
 	if !it.rec.autoAck {
 		d.SetSettle(func(ctx context.Context, o consumer.Outcome) error { return q.settle(ctx, it, o) })
+		d.SetWhenFinal(func(fn func(error)) { q.whenFinal(it, fn) })
 	}
 	return d
 }

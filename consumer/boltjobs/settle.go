@@ -12,12 +12,13 @@ import (
 // settle carries out an outcome for the item's current delivery (the
 // Delivery runs it at most once per hand-out). An ack or a release is
 // queued for the next commit, which follows within one fsync: settle does
-// not wait for it (a crash before it runs the job again). Retry, Requeue
-// and Dead wait for their commit, until ctx ends: a job's attempts and
-// its death are never lost.
+// not wait for it, and the delivery's WhenFinal tells when it is on disk
+// (a crash before then runs the job again). Retry, Requeue and Dead wait
+// for their commit, until ctx ends: a job's attempts and its death are
+// never lost.
 func (q *Queue) settle(ctx context.Context, it *item, o consumer.Outcome) error {
-	w, err := q.settleLocked(it, o)
-	if w == nil || err != nil {
+	w, wait, err := q.settleLocked(it, o)
+	if !wait || err != nil {
 		return err
 	}
 	if _, err := w.wait(ctx); err != nil {
@@ -26,16 +27,17 @@ func (q *Queue) settle(ctx context.Context, it *item, o consumer.Outcome) error 
 	return nil
 }
 
-// settleLocked applies o under q.mu and returns the commit to wait for,
-// if any.
-func (q *Queue) settleLocked(it *item, o consumer.Outcome) (*commitWait, error) {
+// settleLocked applies o under q.mu and returns the commit that carries
+// it (nil: nothing to write), recorded as the item's for WhenFinal, and
+// whether settle waits for it.
+func (q *Queue) settleLocked(it *item, o consumer.Outcome) (_ *commitWait, wait bool, _ error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.core.IsClosed() {
-		return nil, q.core.ErrClosed("settle on")
+		return nil, false, q.core.ErrClosed("settle on")
 	}
 	if it.state != localq.Active {
-		return nil, fmt.Errorf("boltjobs: settle job %q: %w", it.rec.id, ErrNotActive)
+		return nil, false, fmt.Errorf("boltjobs: settle job %q: %w", it.rec.id, ErrNotActive)
 	}
 	q.core.SettledLocked()
 	var (
@@ -44,12 +46,13 @@ func (q *Queue) settleLocked(it *item, o consumer.Outcome) (*commitWait, error) 
 	)
 	switch o.Action {
 	case consumer.Ack:
-		q.s.enqueue(q.dropMarks([]op{{q: q, kind: opDelete, seq: it.seq}}, false, it)...)
+		w = q.s.enqueue(q.dropMarks([]op{{q: q, kind: opDelete, seq: it.seq}}, false, it)...)
+		wait = false
 		q.finish(it)
 		it.rec.payload, it.rec.headers = nil, nil
 	case consumer.Dead:
 		dr := deadRecord{reason: consumer.TruncateReason(o.Reason), at: now(), rec: it.rec}
-		w = q.s.enqueue(q.dropMarks([]op{{q: q, kind: opDead, seq: it.seq, val: dr.encode(nil)}}, false, it)...)
+		w, wait = q.s.enqueue(q.dropMarks([]op{{q: q, kind: opDead, seq: it.seq, val: dr.encode(nil)}}, false, it)...), true
 		q.deadN++
 		if q.deadN > DeadListCap {
 			q.s.enqueue(op{q: q, kind: opTrimDead, seq: uint64(q.deadN - DeadListCap)})
@@ -60,15 +63,26 @@ func (q *Queue) settleLocked(it *item, o consumer.Outcome) (*commitWait, error) 
 	case consumer.Retry, consumer.Requeue:
 		it.rec.attempt++
 		it.rec.headers = consumer.MergeHeaders(it.rec.headers, o.Headers)
-		w = q.requeue(it, o.Delay, true)
+		w, wait = q.requeue(it, o.Delay, true), true
 	case consumer.Release:
-		q.requeue(it, o.Delay, o.Delay > 0)
+		w = q.requeue(it, o.Delay, o.Delay > 0)
 	default:
 		q.requeue(it, 0, false)
 		err = fmt.Errorf("boltjobs: settle job %q: %w: %v", it.rec.id, consumer.ErrUnknownAction, o.Action)
 	}
 	it.mark = markNone
-	return w, err
+	it.settledIn = w
+	return w, wait, err
+}
+
+// whenFinal runs fn once the outcome of it's last settlement is on disk
+// (consumer.Delivery.WhenFinal). A later settlement of a new hand-out of
+// the same job can only be in the same commit or a later one.
+func (q *Queue) whenFinal(it *item, fn func(error)) {
+	q.mu.Lock()
+	w := it.settledIn
+	q.mu.Unlock()
+	q.s.whenDone(w, fn)
 }
 
 // requeue puts a settled item back: after delay, or at once at its

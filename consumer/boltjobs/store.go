@@ -138,6 +138,11 @@ type commitWait struct {
 	err   error
 	after []func()      // run by the writer, in order, once the commit succeeded
 	marks []func(error) // run by the writer with the commit's result, before after
+	// finals are run by the writer with the commit's result, last (see
+	// whenDone); sealed, once set, says they have been taken. Both are
+	// guarded by store.mu.
+	finals []func(error)
+	sealed bool
 }
 
 type opKind uint8
@@ -351,7 +356,33 @@ func (s *store) commit() {
 			fn()
 		}
 	}
+	s.mu.Lock()
+	w.sealed = true
+	finals := w.finals
+	w.finals = nil
+	s.mu.Unlock()
+	for _, fn := range finals {
+		fn(w.err)
+	}
 	close(w.done)
+}
+
+// whenDone runs fn with the result of w's commit once it is done (nil:
+// on disk): later, on the writer, or at once when it is done already.
+// A nil w stands for nothing to write: fn(nil) at once.
+func (s *store) whenDone(w *commitWait, fn func(error)) {
+	if w == nil {
+		fn(nil)
+		return
+	}
+	s.mu.Lock()
+	if !w.sealed {
+		w.finals = append(w.finals, fn)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	fn(w.err)
 }
 
 // apply carries out ops in order.
