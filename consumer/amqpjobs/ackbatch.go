@@ -14,13 +14,13 @@ import (
 // oldest delivery still out (running, or held in a batch), and one frame
 // each for the few above it. Those few are mostly acks of jobs that
 // finished while an older one still runs, which a multiple ack covers a
-// moment later: so a timed or full flush that wrote a multiple ack keeps
-// them held for one more round (carried) rather than write a frame for
-// each, and the next flush writes whatever is left of them. The held
-// acks are written
+// moment later: so a timed or full flush keeps them held (carried) rather
+// than write a frame for each, for up to ackDelay from the first flush
+// that carried them; the flush after that writes whatever is left. The
+// held acks are written
 //
 //   - once ackDelay has passed since the first of them (flushLoop); a
-//     carried ack waits one ackDelay more,
+//     carried ack waits up to one ackDelay more,
 //   - once ackBatch(prefetch) of them are held (so the broker keeps
 //     sending: it counts them as unacked until then),
 //   - when a Receive finds nothing to hand out (the pipeline is idle),
@@ -49,12 +49,14 @@ func ackBatch(prefetch int) int {
 type ackState struct {
 	limit    int      // most acks held; 0: every ack is written at once
 	deferred []uint64 // tags acked by Settle whose frame is not written yet
-	// carried counts the tags of deferred kept by the last flush; the
-	// next flush writes them.
-	carried int
-	held    atomic.Int32
-	since   atomic.Int64 // UnixNano of the oldest held ack
-	kick    chan<- struct{}
+	// carriedAt is when a flush first kept acks above a running job
+	// held (UnixNano; 0: none are carried). Flushes keep doing so for
+	// delay from then, the first after writes them all.
+	carriedAt int64
+	delay     time.Duration
+	held      atomic.Int32
+	since     atomic.Int64 // UnixNano of the oldest held ack
+	kick      chan<- struct{}
 }
 
 // ackLocked settles tag as acked: it is held when hold is set and fewer
@@ -82,11 +84,12 @@ func (s *session) ackLocked(tag uint64, hold bool) error {
 // the held tags below the lowest unsettled one (a multiple ack covers
 // every unacked tag up to it, and each tag below the lowest unsettled one
 // is settled: acked here, or its own nack has gone out), and one frame
-// each for the others, unless this flush wrote a multiple ack, none are
-// carried from the last flush and all is false: then they stay held, as
-// carried, for the next flush. The caller holds s.mu. It returns the
-// first write error; the held acks are forgotten after an error (a failed
-// write means the channel is gone and the broker redelivers them).
+// each for the others. Unless all is set, those others stay held
+// (carried) instead while less than the session's ackDelay has passed
+// since a flush first carried acks; a multiple ack of a later flush
+// mostly covers them. The caller holds s.mu. It returns the first write
+// error; the held acks are forgotten after an error (a failed write means
+// the channel is gone and the broker redelivers them).
 func (s *session) flushLocked(all bool) error {
 	d := s.acks.deferred
 	if len(d) == 0 {
@@ -102,16 +105,24 @@ func (s *session) flushLocked(all bool) error {
 	if below > 0 {
 		err = s.ch.Ack(d[below-1], true)
 	}
-	if rest := len(d) - below; err == nil && !all && below > 0 && rest > 0 && s.acks.carried == 0 {
-		s.acks.deferred = append(d[:0], d[below:]...)
-		s.acks.carried = rest
-		s.acks.held.Store(int32(rest))
-		s.acks.since.Store(time.Now().UnixNano())
-		select {
-		case s.acks.kick <- struct{}{}:
-		default:
+	rest := len(d) - below
+	if err == nil && !all && rest > 0 {
+		now := time.Now().UnixNano()
+		if s.acks.carriedAt == 0 {
+			s.acks.carriedAt = now
 		}
-		return nil
+		if now-s.acks.carriedAt < int64(s.acks.delay) {
+			s.acks.deferred = append(d[:0], d[below:]...)
+			s.acks.held.Store(int32(rest))
+			// The timer writes them delay after they were first
+			// carried.
+			s.acks.since.Store(s.acks.carriedAt)
+			select {
+			case s.acks.kick <- struct{}{}:
+			default:
+			}
+			return nil
+		}
 	}
 	for _, t := range d[below:] {
 		if e := s.ch.Ack(t, false); err == nil {
@@ -119,7 +130,7 @@ func (s *session) flushLocked(all bool) error {
 		}
 	}
 	s.acks.deferred = d[:0]
-	s.acks.carried = 0
+	s.acks.carriedAt = 0
 	s.acks.held.Store(0)
 	return err
 }

@@ -36,8 +36,8 @@
 //   - Acks are held for up to 2ms (or a quarter of the prefetch) and
 //     written together, with multiple=true below the oldest unsettled
 //     delivery: one write instead of one per job (an ack above a job
-//     still running waits one more round, 4ms at most, for the multiple
-//     ack that covers it). A job acked on a channel that died before the
+//     still running waits up to 2ms more, 4ms in all, for a multiple ack
+//     that covers it). A job acked on a channel that died before the
 //     write is recognised on redelivery and not run again; only a
 //     supervisor killed (SIGKILL) within those milliseconds runs such a
 //     job again.

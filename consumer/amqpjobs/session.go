@@ -217,6 +217,7 @@ func (d *Driver) connect(ctx context.Context, gen uint64) (*session, error) {
 		s.acks.limit = n
 	}
 	s.acks.kick = d.ackKick
+	s.acks.delay = d.ackDelay
 	if d.cfg.Consumes() {
 		pc, err := d.dial(ctx, "publish")
 		if err != nil {
