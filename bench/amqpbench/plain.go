@@ -12,6 +12,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/pipevisor/pipevisor/bench/internal/benchkit"
 	"github.com/pipevisor/pipevisor/frame"
 )
 
@@ -39,7 +40,7 @@ type plainConfig struct {
 type plainConsumer struct {
 	cfg     plainConfig
 	conn    *amqp.Connection
-	workers []*phpWorker
+	workers []*benchkit.PHPWorker
 }
 
 // newPlainConsumer connects and starts the workers. The caller must call
@@ -51,7 +52,7 @@ func newPlainConsumer(ctx context.Context, cfg plainConfig) (*plainConsumer, err
 	}
 	p := &plainConsumer{cfg: cfg, conn: conn}
 	for range cfg.workers {
-		w, err := startPHPWorker(ctx, cfg.command)
+		w, err := benchkit.StartPHPWorker(ctx, cfg.command)
 		if err != nil {
 			p.close()
 			return nil, err
@@ -64,7 +65,7 @@ func newPlainConsumer(ctx context.Context, cfg plainConfig) (*plainConsumer, err
 // close stops the workers and closes the connection.
 func (p *plainConsumer) close() {
 	for _, w := range p.workers {
-		w.stop()
+		w.Stop()
 	}
 	_ = p.conn.Close()
 }
@@ -131,7 +132,7 @@ func (q *quota) unclaim() { q.taken.Add(-1) }
 // none running, takes the deliveries on offer up to depth running,
 // writes their frames in one write, then reads one reply and acks its
 // delivery.
-func (p *plainConsumer) work(ctx context.Context, w *phpWorker, msgs <-chan amqp.Delivery, q *quota) error {
+func (p *plainConsumer) work(ctx context.Context, w *benchkit.PHPWorker, msgs <-chan amqp.Delivery, q *quota) error {
 	var (
 		running []amqp.Delivery
 		buf     []byte
@@ -180,14 +181,14 @@ func (p *plainConsumer) work(ctx context.Context, w *phpWorker, msgs <-chan amqp
 			buf = frame.AppendFrame(buf, frame.FlagCodecRaw, []uint32{uint32(len(cbuf))}, cbuf, m.Body)
 		}
 		if len(running) > start {
-			if err := w.write(buf); err != nil {
+			if err := w.Write(buf); err != nil {
 				return err
 			}
 		}
 		if len(running) == 0 {
 			continue
 		}
-		if err := w.readAck(); err != nil {
+		if err := w.ReadAck(); err != nil {
 			return err
 		}
 		if err := running[0].Ack(false); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/pipevisor/pipevisor/bench/internal/benchkit"
 	"github.com/pipevisor/pipevisor/frame"
 )
 
@@ -85,7 +86,7 @@ type plainLane struct {
 type plainConsumer struct {
 	cfg     plainConfig
 	cl      *kgo.Client
-	workers []*phpWorker
+	workers []*benchkit.PHPWorker
 
 	mu      sync.Mutex
 	cond    *sync.Cond // a lane became ready, or closing
@@ -112,7 +113,7 @@ func newPlainConsumer(ctx context.Context, cfg plainConfig) (*plainConsumer, err
 	}
 	p.cond = sync.NewCond(&p.mu)
 	for range cfg.workers {
-		w, err := startPHPWorker(ctx, cfg.command)
+		w, err := benchkit.StartPHPWorker(ctx, cfg.command)
 		if err != nil {
 			p.stopWorkers()
 			return nil, err
@@ -138,7 +139,7 @@ func newPlainConsumer(ctx context.Context, cfg plainConfig) (*plainConsumer, err
 
 func (p *plainConsumer) stopWorkers() {
 	for _, w := range p.workers {
-		w.stop()
+		w.Stop()
 	}
 }
 
@@ -362,7 +363,7 @@ func (p *plainConsumer) finish(rec *plainRec) {
 
 // work runs records on w: up to depth of them written at once, then each
 // reply read and its record finished.
-func (p *plainConsumer) work(ctx context.Context, w *phpWorker) error {
+func (p *plainConsumer) work(ctx context.Context, w *benchkit.PHPWorker) error {
 	var (
 		batch []*plainRec
 		buf   []byte
@@ -384,11 +385,11 @@ func (p *plainConsumer) work(ctx context.Context, w *phpWorker) error {
 			opt[0] = uint32(len(jctx))
 			buf = frame.AppendFrame(buf, frame.FlagCodecRaw, opt[:], jctx, rec.r.Value)
 		}
-		if err := w.write(buf); err != nil {
+		if err := w.Write(buf); err != nil {
 			return err
 		}
 		for _, rec := range batch {
-			if err := w.readAck(); err != nil {
+			if err := w.ReadAck(); err != nil {
 				return err
 			}
 			p.finish(rec)

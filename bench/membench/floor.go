@@ -5,12 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/pipevisor/pipevisor/bench/internal/benchkit"
 	"github.com/pipevisor/pipevisor/frame"
 )
 
@@ -42,14 +41,14 @@ func measureFloor(ctx context.Context, command []string, workers, n, depth int) 
 		Context: []byte(`{"id":"1","job":"Bench","driver":"memory","queue":"bench","headers":{"x-attempt":["1"]},"pipeline":"bench"}`),
 		Body:    []byte("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
 	})
-	ws := make([]*bareWorker, 0, workers)
+	ws := make([]*benchkit.PHPWorker, 0, workers)
 	defer func() {
 		for _, w := range ws {
-			w.stop()
+			w.Stop()
 		}
 	}()
 	for range workers {
-		w, err := startBare(ctx, command)
+		w, err := benchkit.StartPHPWorker(ctx, command)
 		if err != nil {
 			return floor{}, err
 		}
@@ -62,7 +61,7 @@ func measureFloor(ctx context.Context, command []string, workers, n, depth int) 
 	var wg sync.WaitGroup
 	for i, w := range ws {
 		wg.Go(func() {
-			errs[i] = w.run(job, n/len(ws), depth)
+			errs[i] = runBare(w, job, n/len(ws), depth)
 		})
 	}
 	wg.Wait()
@@ -79,78 +78,22 @@ func measureFloor(ctx context.Context, command []string, workers, n, depth int) 
 	}, nil
 }
 
-// bareWorker is a PHP worker driven directly over its pipes.
-type bareWorker struct {
-	cmd   *exec.Cmd
-	stdin *os.File
-	out   *os.File
-	r     *frame.Reader
-}
-
-// startBare starts command with the environment the pool gives workers
-// and runs the pid handshake.
-func startBare(ctx context.Context, command []string) (*bareWorker, error) {
-	inR, inW, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		inR.Close()
-		inW.Close()
-		return nil, err
-	}
-	cmd := exec.CommandContext(ctx, command[0], command[1:]...)
-	cmd.Env = append(os.Environ(), "RR_MODE=jobs", "RR_RELAY=pipes")
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, os.Stderr
-	err = cmd.Start()
-	inR.Close()
-	outW.Close()
-	if err != nil {
-		inW.Close()
-		outR.Close()
-		return nil, fmt.Errorf("floor: start %v: %w", command, err)
-	}
-	_ = outR.Fd() // blocking reads, as the pool's
-	w := &bareWorker{cmd: cmd, stdin: inW, out: outR, r: frame.NewReader(outR)}
-	if _, err := inW.Write(frame.EncodeControl(frame.FlagCodecJSON, frame.PidPayload(os.Getpid()))); err != nil {
-		w.stop()
-		return nil, fmt.Errorf("floor: pid request: %w", err)
-	}
-	if _, err := w.r.ReadFrame(); err != nil {
-		w.stop()
-		return nil, fmt.Errorf("floor: pid reply: %w", err)
-	}
-	return w, nil
-}
-
-// run sends the job frame n times, keeping depth of them (at least one)
-// written ahead of the replies, and reads every reply.
-func (w *bareWorker) run(job []byte, n, depth int) error {
+// runBare sends the job frame n times to w, keeping depth of them (at
+// least one) written ahead of the replies, and reads every reply.
+func runBare(w *benchkit.PHPWorker, job []byte, n, depth int) error {
 	ahead := bytes.Repeat(job, max(depth, 1))
 	written := 0
 	for read := 0; read < n; read++ {
 		if written == read {
 			k := min(max(depth, 1), n-written)
-			if _, err := w.stdin.Write(ahead[:k*len(job)]); err != nil {
-				return fmt.Errorf("floor: write job: %w", err)
+			if err := w.Write(ahead[:k*len(job)]); err != nil {
+				return fmt.Errorf("floor: %w", err)
 			}
 			written += k
 		}
-		f, err := w.r.ReadFrame()
-		if err != nil {
-			return fmt.Errorf("floor: read reply: %w", err)
-		}
-		if f.Flags&frame.FlagError != 0 {
-			return fmt.Errorf("floor: the worker failed the job: %q", f.Payload)
+		if _, err := w.ReadReply(); err != nil {
+			return fmt.Errorf("floor: %w", err)
 		}
 	}
 	return nil
-}
-
-// stop closes the worker's stdin (it exits on EOF) and waits for it.
-func (w *bareWorker) stop() {
-	_ = w.stdin.Close()
-	_ = w.cmd.Wait()
-	_ = w.out.Close()
 }
