@@ -84,6 +84,25 @@ func (p JobsPool) MaxWorkers() int {
 	return max(p.NumWorkers, p.Scale.Max)
 }
 
+// DefaultConcurrency is the number of slots a pipeline on the pool gets
+// unless it sets its concurrency: one per worker the pool may run, two
+// with pipelining. A slot settles its batch after the worker answered
+// it; with batches of several jobs that takes long enough that the worker
+// would wait, so a second slot hands it its next batch meanwhile.
+func (p JobsPool) DefaultConcurrency() int {
+	n := max(1, p.MaxWorkers())
+	if p.Pipelining > 1 {
+		n *= 2
+	}
+	return n
+}
+
+// DefaultConcurrency is JobsPool.DefaultConcurrency of the pool named
+// name (one of PoolNames).
+func (r *Root) DefaultConcurrency(name string) int {
+	return r.jobsPool(name).DefaultConcurrency()
+}
+
 // applyDefaults fills in the defaults of a pool section, and turns
 // dynamic_allocator or autoscale into Config.Scale.
 func (p *JobsPool) applyDefaults() {
@@ -197,9 +216,9 @@ func (r *Root) validatePools() (errs, warnings []*Error) {
 			add(path, "unknown pool %s (pools: %s)", quote(p.Pool), strings.Join(names, ", "))
 		default:
 			jp := r.jobsPool(r.Jobs.PoolOf(p))
-			if n := jp.MaxWorkers(); p.Concurrency > n && n > 0 {
+			if n := jp.DefaultConcurrency(); p.Concurrency > n && jp.MaxWorkers() > 0 {
 				warnings = append(warnings, errAt(joinPath(joinPath("jobs.pipelines", name), "concurrency"), 0,
-					"%d is more than %s can run at once (%d workers): the extra jobs wait for a free worker", p.Concurrency, r.poolPath(r.Jobs.PoolOf(p)), n))
+					"%d is more than %s keeps busy (%d workers, %d slots): the extra jobs wait for a free worker", p.Concurrency, r.poolPath(r.Jobs.PoolOf(p)), jp.MaxWorkers(), n))
 			}
 		}
 	}

@@ -56,7 +56,7 @@ jobs:
 	for name, want := range map[string]struct {
 		pool string
 		conc int
-	}{"emails": {"default", 3}, "reports": {"py", 2}, "invoices": {"default", 1}} {
+	}{"emails": {"default", 3}, "reports": {"py", 4}, "invoices": {"default", 1}} { // py pipelines: two slots per worker
 		if got := r.Jobs.PoolOf(p[name]); got != want.pool || p[name].Concurrency != want.conc {
 			t.Errorf("%s: pool %s, concurrency %d; want %s, %d", name, got, p[name].Concurrency, want.pool, want.conc)
 		}
@@ -222,5 +222,32 @@ jobs:
 		if !slices.Contains(got, want) {
 			t.Errorf("missing warning %q in %v", want, got)
 		}
+	}
+}
+
+// A pipeline gets two slots per worker with pipelining; only a
+// concurrency above that is warned about.
+func TestConcurrencyAboveTheSlotsAPoolKeepsBusyWarns(t *testing.T) {
+	r, err := Parse([]byte(poolsHead + `
+jobs:
+  pool: {num_workers: 2, pipelining: 4}
+  pipelines:
+    fits: {driver: memory, concurrency: 4}
+    over: {driver: memory, concurrency: 5}
+    unset: {driver: memory}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range r.Warnings {
+		got = append(got, w.Error())
+	}
+	want := "jobs.pipelines.over.concurrency: 5 is more than jobs.pool keeps busy (2 workers, 4 slots): the extra jobs wait for a free worker"
+	if len(got) != 1 || !strings.HasPrefix(got[0], want) {
+		t.Errorf("warnings %q; want one: %q", got, want)
+	}
+	if c := r.Jobs.Pipelines["unset"].Concurrency; c != 4 {
+		t.Errorf("unset concurrency %d, want 4 (two slots per worker with pipelining)", c)
 	}
 }

@@ -398,8 +398,7 @@ func (r *Root) applyDerivedDefaults() {
 	for name, pl := range r.Jobs.Pipelines {
 		pl.Name = name
 		if pl.Concurrency == 0 {
-			// One slot per worker the pool may have.
-			pl.Concurrency = max(1, r.jobsPool(r.Jobs.PoolOf(pl)).MaxWorkers())
+			pl.Concurrency = r.jobsPool(r.Jobs.PoolOf(pl)).DefaultConcurrency()
 		}
 		r.Jobs.Pipelines[name] = pl
 	}

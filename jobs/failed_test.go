@@ -28,8 +28,8 @@ func (e *switchExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payload,
 }
 
 // Run runs a batch job by job through Exec.
-func (e *switchExec) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
-	exectest.Func(e.Exec).Run(ctx, pls, res)
+func (e *switchExec) Run(ctx, send context.Context, pls []frame.Payload, res []pool.Result) {
+	exectest.Func(e.Exec).Run(ctx, send, pls, res)
 }
 
 // hiddenDead is a driver without a dead store of its own.

@@ -50,8 +50,8 @@ func (x *testExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, e
 }
 
 // Run runs a batch job by job through Exec.
-func (x *testExec) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
-	exectest.Func(x.Exec).Run(ctx, pls, res)
+func (x *testExec) Run(ctx, send context.Context, pls []frame.Payload, res []pool.Result) {
+	exectest.Func(x.Exec).Run(ctx, send, pls, res)
 }
 
 // testDriver is a memjobs queue whose health and publishing can be broken.

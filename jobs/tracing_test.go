@@ -45,8 +45,8 @@ func (x *headerExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payload,
 }
 
 // Run runs a batch job by job through Exec.
-func (x *headerExec) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
-	exectest.Func(x.Exec).Run(ctx, pls, res)
+func (x *headerExec) Run(ctx, send context.Context, pls []frame.Payload, res []pool.Result) {
+	exectest.Func(x.Exec).Run(ctx, send, pls, res)
 }
 
 func (x *headerExec) get(id string) (string, bool) {

@@ -134,8 +134,8 @@ func (x okExec) Exec(context.Context, frame.Payload) (frame.Payload, error) {
 }
 
 // Run runs a batch job by job through Exec.
-func (x okExec) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
-	exectest.Func(x.Exec).Run(ctx, pls, res)
+func (x okExec) Run(ctx, send context.Context, pls []frame.Payload, res []pool.Result) {
+	exectest.Func(x.Exec).Run(ctx, send, pls, res)
 }
 
 func TestPushed(t *testing.T) {

@@ -185,8 +185,8 @@ func (b *blockingExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payloa
 }
 
 // Run runs a batch job by job through Exec.
-func (b *blockingExec) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
-	exectest.Func(b.Exec).Run(ctx, pls, res)
+func (b *blockingExec) Run(ctx, send context.Context, pls []frame.Payload, res []pool.Result) {
+	exectest.Func(b.Exec).Run(ctx, send, pls, res)
 }
 
 func (b *blockingExec) waitStarted(t *testing.T, n int) {

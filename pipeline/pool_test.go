@@ -97,3 +97,47 @@ func TestSettlingHoldsNoWorker(t *testing.T) {
 		})
 	}
 }
+
+// With more slots than workers, a batch waiting for a worker when the
+// pipeline stops goes back to the queue unstarted; the batch on the
+// worker finishes.
+func TestStopReleasesABatchWaitingForAWorker(t *testing.T) {
+	pl, err := pool.New(context.Background(), pool.Config{
+		Command:         fakeworker.HelperCommand(),
+		Env:             map[string]string{fakeworker.HelperEnv: "slow"},
+		NumWorkers:      1,
+		Pipelining:      4,
+		AllocateTimeout: 10 * time.Second,
+		DestroyTimeout:  5 * time.Second,
+		Supervisor:      pool.Supervisor{WatchTick: 50 * time.Millisecond},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pl.Stop(context.Background()) })
+	q := memjobs.New("mem", memjobs.Config{}, nil)
+	t.Cleanup(func() { _ = q.Close(context.Background()) })
+	jobs := make([]consumer.Job, 20)
+	for i := range jobs {
+		jobs[i] = consumer.Job{ID: fmt.Sprint(i), Name: "j", Pipeline: "mem", Payload: []byte("200ms")}
+	}
+	if err := q.Publish(context.Background(), jobs); err != nil {
+		t.Fatal(err)
+	}
+	p := New(Config{Name: "mem", Concurrency: 2, Pipelining: 4}, q, pl, nil)
+	r := start(t, p)
+	waitFor(t, "a batch running and one waiting", func() bool { return p.Stat(context.Background()).Active == 8 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.wait(t); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	st := p.Stat(context.Background())
+	qs, _ := q.Stat(context.Background())
+	if st.Acked != 4 || st.Retried != 0 || qs.Ready != 16 {
+		t.Errorf("after Stop: %d acked, %d retried, %d ready; want the running batch of 4 acked and 16 ready", st.Acked, st.Retried, qs.Ready)
+	}
+}

@@ -73,7 +73,9 @@ func (s *slot) run(workCtx, settleBase context.Context, first *consumer.Delivery
 			s.tjs[i].StartRun(start)
 		}
 	}
-	p.ex.Run(workCtx, s.pls[:n], s.res[:n])
+	// Jobs still waiting for a worker when the pipeline pauses or stops
+	// (rctx ends) go back unstarted.
+	p.ex.Run(workCtx, rctx, s.pls[:n], s.res[:n])
 
 	prev := start
 	var rest consumer.Outcome

@@ -25,7 +25,7 @@ type batchExec struct {
 	batches [][]string // job ids and attempts, per batch
 }
 
-func (b *batchExec) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
+func (b *batchExec) Run(ctx, send context.Context, pls []frame.Payload, res []pool.Result) {
 	ids := make([]string, len(pls))
 	jcs := make([]frame.JobContext, len(pls))
 	for i, pl := range pls {

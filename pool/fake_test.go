@@ -145,7 +145,7 @@ func takeNow(t *testing.T, p *Pool, id string) *worker {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	w, err := p.take(ctx, []byte(`{"id":"`+id+`"}`))
+	w, err := p.take(ctx, ctx, []byte(`{"id":"`+id+`"}`))
 	if err != nil {
 		t.Fatalf("take: %v", err)
 	}

@@ -31,7 +31,7 @@ func TestGiveBackOfAWorkerThatExitedDoesNotHangStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Exec A holds the only worker.
-	w, err := p.take(context.Background(), nil)
+	w, err := p.take(context.Background(), context.Background(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

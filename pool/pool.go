@@ -101,7 +101,7 @@ type waiter struct {
 }
 
 // take returns a worker in state working, with cur set to jobCtx.
-func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
+func (p *Pool) take(ctx, send context.Context, jobCtx []byte) (*worker, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -146,6 +146,8 @@ func (p *Pool) take(ctx context.Context, jobCtx []byte) (*worker, error) {
 		return w, nil
 	case <-t.C:
 		err = fmt.Errorf("%w within allocate_timeout (%s)", ErrNoWorker, p.cfg.AllocateTimeout)
+	case <-send.Done():
+		err = fmt.Errorf("%w: %w", ErrNoWorker, context.Cause(send))
 	case <-ctx.Done():
 		err = fmt.Errorf("%w: %w", ErrNoWorker, context.Cause(ctx))
 	}

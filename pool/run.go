@@ -73,13 +73,15 @@ type Result struct {
 func (p *Pool) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error) {
 	pls := [1]frame.Payload{pl}
 	var res [1]Result
-	p.Run(ctx, pls[:], res[:])
+	p.Run(ctx, ctx, pls[:], res[:])
 	return res[0].Out, res[0].Err
 }
 
 // Run runs the jobs in pls and sets res[i] (len(res) >= len(pls)) to what
-// job i came to. It returns once every job has its result and no worker
-// is held: the caller settles the jobs after Run, outside the pool.
+// job i came to. A job not sent to a worker yet when send (or ctx) ends is
+// not sent; ctx ending interrupts the jobs running (see the errors). It
+// returns once every job has its result and no worker is held: the
+// caller settles the jobs after Run, outside the pool.
 //
 // A worker takes a batch of up to Config.Pipelining jobs (one by
 // default): each job frame has option 0 = len(Context) and payload =
@@ -99,7 +101,8 @@ func (p *Pool) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error
 // (the clients of this project do not).
 //
 // Errors in res:
-//   - ErrNoWorker: no worker in time (or ctx ended before the job was sent);
+//   - ErrNoWorker: no worker in time, or send ended before the job was
+//     sent (it wraps send's cause then);
 //   - ErrExecTimeout: ExecTTL passed or ctx ended while the job ran; the
 //     worker was killed and is replaced;
 //   - *WorkerError (wraps ErrWorkerCrashed): the worker died, closed
@@ -109,11 +112,11 @@ func (p *Pool) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, error
 //
 // pls is not retained after Run returns and must not change while it
 // runs.
-func (p *Pool) Run(ctx context.Context, pls []frame.Payload, res []Result) {
+func (p *Pool) Run(ctx, send context.Context, pls []frame.Payload, res []Result) {
 	depth := min(max(p.cfg.Pipelining, 1), MaxPipelining)
 	next, fruitless := 0, 0
 	for next < len(pls) {
-		w, err := p.take(ctx, pls[next].Context)
+		w, err := p.take(ctx, send, pls[next].Context)
 		if err != nil {
 			failRest(res[next:len(pls)], err)
 			return
@@ -125,7 +128,7 @@ func (p *Pool) Run(ctx context.Context, pls []frame.Payload, res []Result) {
 			p.mu.Unlock()
 			n = min(n, int(max(left, 1)))
 		}
-		k := p.runOn(ctx, w, pls[next:next+n], res[next:next+n])
+		k := p.runOn(ctx, send, w, pls[next:next+n], res[next:next+n])
 		next += k
 		if k > 0 {
 			fruitless = 0
@@ -149,10 +152,13 @@ func failRest(res []Result, err error) {
 // runOn runs pls on w, which the caller took, and settles w (release or
 // discard) before returning. It sets res[i] for the first k jobs and
 // returns k; the jobs from k on did not start on w.
-func (p *Pool) runOn(ctx context.Context, w *worker, pls []frame.Payload, res []Result) int {
-	if ctx.Err() != nil {
+func (p *Pool) runOn(ctx, send context.Context, w *worker, pls []frame.Payload, res []Result) int {
+	for _, c := range [2]context.Context{send, ctx} {
+		if c.Err() == nil {
+			continue
+		}
 		p.release(w, 0, false)
-		failRest(res[:len(pls)], fmt.Errorf("%w: job not sent: %w", ErrNoWorker, context.Cause(ctx)))
+		failRest(res[:len(pls)], fmt.Errorf("%w: job not sent: %w", ErrNoWorker, context.Cause(c)))
 		return len(pls)
 	}
 	// The job path needs the real process (fakes run no jobs).

@@ -25,7 +25,7 @@ type result struct {
 func execBatch(t *testing.T, ctx context.Context, p *Pool, pls []frame.Payload) []result {
 	t.Helper()
 	res := make([]Result, len(pls))
-	p.Run(ctx, pls, res)
+	p.Run(ctx, ctx, pls, res)
 	out := make([]result, len(pls))
 	for i, r := range res {
 		if r.At.IsZero() {

@@ -81,7 +81,7 @@ func TestSchedulerWaiterGetsTheReleasedWorker(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		x, err := p.take(ctx, []byte(`{"id":"b"}`))
+		x, err := p.take(ctx, ctx, []byte(`{"id":"b"}`))
 		if err != nil {
 			t.Errorf("waiting take: %v", err)
 		}
@@ -212,7 +212,7 @@ func TestSchedulerScalingNeverRetiresABusyWorker(t *testing.T) {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
-			w, err := p.take(ctx, []byte(fmt.Sprintf(`{"id":"w%d"}`, i)))
+			w, err := p.take(ctx, ctx, []byte(fmt.Sprintf(`{"id":"w%d"}`, i)))
 			if err != nil {
 				t.Errorf("waiting take: %v", err)
 			}

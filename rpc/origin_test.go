@@ -58,8 +58,8 @@ func (x ackExec) Exec(context.Context, frame.Payload) (frame.Payload, error) {
 }
 
 // Run runs a batch job by job through Exec.
-func (x ackExec) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
-	exectest.Func(x.Exec).Run(ctx, pls, res)
+func (x ackExec) Run(ctx, send context.Context, pls []frame.Payload, res []pool.Result) {
+	exectest.Func(x.Exec).Run(ctx, send, pls, res)
 }
 
 // originWorkers records the origin its Reset was called with.

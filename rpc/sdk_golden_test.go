@@ -195,8 +195,8 @@ func (x *busyExec) Exec(ctx context.Context, _ frm.Payload) (frm.Payload, error)
 }
 
 // Run runs a batch job by job through Exec.
-func (x *busyExec) Run(ctx context.Context, pls []frm.Payload, res []pool.Result) {
-	exectest.Func(x.Exec).Run(ctx, pls, res)
+func (x *busyExec) Run(ctx, send context.Context, pls []frm.Payload, res []pool.Result) {
+	exectest.Func(x.Exec).Run(ctx, send, pls, res)
 }
 
 func (x *busyExec) count() int {

@@ -425,3 +425,18 @@ func TestPipeliningSIGTERMUnderLoad(t *testing.T) {
 		}
 	}
 }
+
+// With pipelining, a pipeline has two slots per worker by default: while
+// one slot settles the batch its worker answered, the other has the next
+// batch at the worker already. With one worker and pipelining 8, sixteen
+// jobs are taken at once: eight running, eight waiting for the worker.
+func TestPipeliningTwoSlotsPerWorker(t *testing.T) {
+	requireTool(t, "php")
+	log := filepath.Join(t.TempDir(), "jobs.log")
+	s := startConsuming(t, pipeliningConfig(t, behaveWorker, log, 1, "", 3))
+	s.pushAll([]string{"--job", "slow", "--payload", "200", "--count", "20"})
+	s.waitStat("default", 10*time.Second, func(st pipelineStat) bool { return st.Active == 16 })
+	if st := s.settled(20, 60*time.Second); st.Acked != 20 {
+		t.Fatalf("want 20 acked; got %+v", st)
+	}
+}

@@ -21,6 +21,8 @@ type namedPool struct {
 	name string
 	cfg  pool.Config
 	p    *pool.Pool
+	// concurrency is the slots of a pipeline on it that sets none.
+	concurrency int
 }
 
 // poolSet is the supervisor's worker pools (config.Root.PoolNames), in
@@ -48,17 +50,18 @@ func openPools(root *config.Root, observer func(name string) pool.Observer, log 
 		if err != nil {
 			return nil, fmt.Errorf("pool %s: %w", name, err)
 		}
-		s.pools = append(s.pools, namedPool{name: name, cfg: cfg, p: p})
+		s.pools = append(s.pools, namedPool{name: name, cfg: cfg, p: p, concurrency: root.DefaultConcurrency(name)})
 	}
 	return s, nil
 }
 
-// jobsPools returns the pools for jobs.Config.Pools: a pipeline gets one
-// slot per worker its pool may run unless it sets its concurrency.
+// jobsPools returns the pools for jobs.Config.Pools, each with the
+// concurrency its pipelines get unless they set their own
+// (config.JobsPool.DefaultConcurrency).
 func (s *poolSet) jobsPools() map[string]jobs.Pool {
 	out := make(map[string]jobs.Pool, len(s.pools))
 	for _, np := range s.pools {
-		out[np.name] = jobs.Pool{Executor: np.p, Concurrency: max(np.cfg.NumWorkers, np.cfg.Scale.Max), Pipelining: np.cfg.Pipelining}
+		out[np.name] = jobs.Pool{Executor: np.p, Concurrency: np.concurrency, Pipelining: np.cfg.Pipelining}
 	}
 	return out
 }

@@ -4,6 +4,7 @@ package exectest
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/pipevisor/pipevisor/frame"
@@ -15,9 +16,14 @@ import (
 // returned.
 type Func func(ctx context.Context, pl frame.Payload) (frame.Payload, error)
 
-// Run sets res[i] to f's result for pls[i], in order.
-func (f Func) Run(ctx context.Context, pls []frame.Payload, res []pool.Result) {
+// Run sets res[i] to f's result for pls[i], in order; the jobs left
+// when send ends fail as not sent (pool.ErrNoWorker wrapping its cause).
+func (f Func) Run(ctx, send context.Context, pls []frame.Payload, res []pool.Result) {
 	for i, pl := range pls {
+		if send.Err() != nil {
+			res[i] = pool.Result{Err: fmt.Errorf("%w: job not sent: %w", pool.ErrNoWorker, context.Cause(send)), At: time.Now()}
+			continue
+		}
 		out, err := f(ctx, pl)
 		res[i] = pool.Result{Out: out, Err: err, At: time.Now()}
 	}
