@@ -65,14 +65,27 @@ func run(ctx context.Context, bin string, n, batch, workers, rounds int, latency
 		return consumer.Job{ID: strconv.Itoa(i), Name: "Bench", Pipeline: "bench", Payload: payload}
 	}
 	// Throughput and CPU vary by ±20% from one round to the next on a
-	// shared 2-core host: report the median round and the range.
-	var rs []round
+	// shared 2-core host, and the host's speed drifts over a run: each
+	// round is followed by a round of the same jobs through a bare pipe
+	// (no supervisor, see measureFloor), and the report gives the median
+	// round of each, the range, and the median of the rounds' ratios.
+	var (
+		rs     []round
+		fl     []floor
+		ratios []float64
+	)
 	for r := range rounds {
 		x, err := throughputRound(ctx, sv, n, batch, uint64(r*n), echoJob)
 		if err != nil {
 			return err
 		}
 		rs = append(rs, x)
+		f, err := measureFloor(ctx, []string{"php", "examples/echo-worker.php"}, workers, n, depth)
+		if err != nil {
+			return err
+		}
+		fl = append(fl, f)
+		ratios = append(ratios, f.took.Seconds()/x.took.Seconds())
 	}
 	med := medianRound(rs)
 	rate := float64(n) / med.took.Seconds()
@@ -139,17 +152,9 @@ func run(ctx context.Context, bin string, n, batch, workers, rounds int, latency
 		return err
 	}
 
-	// Run 3: the same jobs through the same workers with no supervisor.
-	var fl []floor
-	for range rounds {
-		f, err := measureFloor(ctx, []string{"php", "examples/echo-worker.php"}, workers, n, depth)
-		if err != nil {
-			return err
-		}
-		fl = append(fl, f)
-	}
 	slices.SortFunc(fl, func(a, b floor) int { return cmp.Compare(a.user+a.sys, b.user+b.sys) })
 	bare := fl[len(fl)/2]
+	slices.Sort(ratios)
 
 	fmt.Printf("memory driver, %d PHP echo workers, %d jobs of 32 bytes, PushBatch(%d), pipelining %d\n", workers, n, batch, depth)
 	perJob := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
@@ -168,6 +173,8 @@ func run(ctx context.Context, bin string, n, batch, workers, rounds int, latency
 	bu, bs := bare.perJob()
 	fmt.Printf("bare pipe round trip (no supervisor: this process writes the job frames to the same workers, %d ahead, and reads the replies): %.2f µs/job (user %.1f, kernel %.1f), %.0f jobs/s, median of %d; supervisor beyond that: %.2f µs/job\n",
 		depth, bu+bs, bu, bs, float64(bare.jobs)/bare.took.Seconds(), rounds, perJob(med.cpu)-(bu+bs))
+	fmt.Printf("throughput / bare pipe, round by round (each round next to its own bare round): median %.0f%% (%.0f%%-%.0f%%)\n",
+		100*ratios[len(ratios)/2], 100*ratios[0], 100*ratios[len(ratios)-1])
 	fmt.Printf("RSS with %d jobs queued: %.1f MB; peak RSS: %.1f MB\n", n, float64(rssQueued)/1024, float64(peak)/1024)
 	fmt.Printf("latency at %.0f jobs/s (%d jobs): p50 %s p99 %s max %s\n", float64(sent)/latencyFor.Seconds(), len(lats),
 		benchkit.Percentile(lats, 0.50), benchkit.Percentile(lats, 0.99), benchkit.Percentile(lats, 1))
