@@ -30,6 +30,15 @@ func deadDoneKey(tok string) string { return "dead:" + tok }
 // another one (of this or another supervisor) holds the dead_letter queue.
 const deadScanRetry = 50 * time.Millisecond
 
+// deadScanSettle bounds how long a scan that finds the dead_letter queue
+// empty but consumed waits for it: a scan that just ended hands its
+// messages back to the queue a moment after its channel closed.
+const deadScanSettle = 2 * time.Second
+
+// errDeadHeld: the dead_letter queue shows no ready message while a
+// consumer holds it (see deadScanSettle).
+var errDeadHeld = errors.New("amqpjobs: dead_letter queue held by a consumer")
+
 // deadScan holds the messages of the dead_letter queue, unacked, on a
 // channel of its own with an exclusive consumer, so scans of the same
 // queue take turns (across supervisors too) and nothing is lost: closing
@@ -54,6 +63,7 @@ func (d *Driver) openDeadScan(ctx context.Context, limit int) (*deadScan, error)
 	if d.deadLetter == "" {
 		return nil, fmt.Errorf("amqpjobs: pipeline %q: %w", d.name, consumer.ErrNoDeadStore)
 	}
+	settleBy := time.Now().Add(deadScanSettle)
 	for {
 		s, err := d.waitSession(ctx)
 		if err != nil {
@@ -62,9 +72,9 @@ func (d *Driver) openDeadScan(ctx context.Context, limit int) (*deadScan, error)
 		if err := d.declareDeadLetter(s); err != nil {
 			return nil, fmt.Errorf("amqpjobs: dead_letter queue %q: %w", d.deadLetter, err)
 		}
-		sc, err := d.scanOnce(ctx, s, limit)
+		sc, err := d.scanOnce(ctx, s, limit, time.Now().Before(settleBy))
 		var ae *amqp.Error
-		if err == nil || !errors.As(err, &ae) || ae.Code != amqp.AccessRefused {
+		if err == nil || (!errors.Is(err, errDeadHeld) && (!errors.As(err, &ae) || ae.Code != amqp.AccessRefused)) {
 			return sc, err
 		}
 		// Another scan holds the queue (exclusive consumer): wait for it.
@@ -76,8 +86,10 @@ func (d *Driver) openDeadScan(ctx context.Context, limit int) (*deadScan, error)
 	}
 }
 
-// scanOnce is one attempt of openDeadScan on session s.
-func (d *Driver) scanOnce(ctx context.Context, s *session, limit int) (*deadScan, error) {
+// scanOnce is one attempt of openDeadScan on session s. With waitHeld, a
+// queue with no ready message and a consumer is errDeadHeld (the messages
+// of a scan that just ended may not be back yet); without, it is empty.
+func (d *Driver) scanOnce(ctx context.Context, s *session, limit int, waitHeld bool) (*deadScan, error) {
 	ch, err := s.conn.Channel()
 	if err != nil {
 		return nil, err
@@ -95,6 +107,9 @@ func (d *Driver) scanOnce(ctx context.Context, s *session, limit int) (*deadScan
 		return nil, err
 	}
 	n := q.Messages
+	if n == 0 && q.Consumers > 0 && waitHeld {
+		return nil, errDeadHeld
+	}
 	if n == 0 {
 		ok = true
 		return sc, nil
