@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/pipevisor/pipevisor/internal/exectest"
-	"github.com/pipevisor/pipevisor/pool"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -312,11 +311,6 @@ func (e *switchExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payload,
 	return frame.Payload{Body: []byte(`{"type":2,"data":{}}`)}, nil
 }
 
-// Run runs a batch job by job through Exec.
-func (e *switchExec) Run(ctx, send context.Context, pls []frame.Payload, res []pool.Result) {
-	exectest.Func(e.Exec).Run(ctx, send, pls, res)
-}
-
 // With a jobs manager and the memory driver: jobs that died are listed
 // with the worker's reason; retrying one from the dashboard runs it again
 // (acked) and takes it off the list; removing the other empties it.
@@ -329,7 +323,7 @@ func TestFailedRetryRunsTheJob(t *testing.T) {
 		Factory: func(ctx context.Context, p config.Pipeline) (jobs.Driver, error) {
 			return memjobs.New(p.Name, *p.Memory, nil), nil
 		},
-		Executor:  exec,
+		Executor:  exectest.Func(exec.Exec),
 		Pipelines: map[string]config.Pipeline{"orders": p},
 	})
 	t.Cleanup(func() {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"github.com/pipevisor/pipevisor/internal/exectest"
-	"github.com/pipevisor/pipevisor/pool"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -25,11 +24,6 @@ func (e *switchExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payload,
 		return frame.Payload{}, errors.New("worker says no")
 	}
 	return frame.Payload{Body: []byte(`{"type":2,"data":{}}`)}, nil
-}
-
-// Run runs a batch job by job through Exec.
-func (e *switchExec) Run(ctx, send context.Context, pls []frame.Payload, res []pool.Result) {
-	exectest.Func(e.Exec).Run(ctx, send, pls, res)
 }
 
 // hiddenDead is a driver without a dead store of its own.
@@ -65,7 +59,7 @@ func TestFailedJobs(t *testing.T) {
 			}
 			return q, nil
 		},
-		Executor:  exec,
+		Executor:  exectest.Func(exec.Exec),
 		Pipelines: pipes,
 	})
 	t.Cleanup(func() {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"github.com/pipevisor/pipevisor/internal/exectest"
-	"github.com/pipevisor/pipevisor/pool"
 	"maps"
 	"slices"
 	"strings"
@@ -47,11 +46,6 @@ func (x *testExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payload, e
 		}
 	}
 	return frame.Payload{}, nil
-}
-
-// Run runs a batch job by job through Exec.
-func (x *testExec) Run(ctx, send context.Context, pls []frame.Payload, res []pool.Result) {
-	exectest.Func(x.Exec).Run(ctx, send, pls, res)
 }
 
 // testDriver is a memjobs queue whose health and publishing can be broken.
@@ -138,7 +132,7 @@ func newBundle(t *testing.T, pipes map[string]config.Pipeline) *bundle {
 			b.mu.Unlock()
 			return d, nil
 		},
-		Executor:  b.exec,
+		Executor:  exectest.Func(b.exec.Exec),
 		Pipelines: pipes,
 	})
 	t.Cleanup(func() {
@@ -360,7 +354,7 @@ func TestFactorySeesSlots(t *testing.T) {
 			mu.Unlock()
 			return &testDriver{Queue: memjobs.New(p.Name, *p.Memory, nil)}, nil
 		},
-		Executor:           &testExec{},
+		Executor:           exectest.Func((&testExec{}).Exec),
 		Pipelines:          map[string]config.Pipeline{"a": pa, "b": pb},
 		DefaultConcurrency: 3,
 		Pipelining:         4,

@@ -3,6 +3,7 @@ package jobs
 import (
 	"context"
 	"errors"
+	"github.com/pipevisor/pipevisor/internal/exectest"
 	"maps"
 	"testing"
 	"time"
@@ -30,8 +31,8 @@ func poolsManager(t *testing.T) (m *Manager, slow, fast *testExec, conc map[stri
 			return memjobs.New(p.Name, *p.Memory, nil), nil
 		},
 		Pools: map[string]Pool{
-			"slow":             {Executor: slow, Concurrency: 2},
-			config.DefaultPool: {Executor: fast, Concurrency: 4},
+			"slow":             {Executor: exectest.Func(slow.Exec), Concurrency: 2},
+			config.DefaultPool: {Executor: exectest.Func(fast.Exec), Concurrency: 4},
 		},
 		Pipelines: map[string]config.Pipeline{"a": pipe("a", "slow"), "b": pipe("b", "default"), "c": pipe("c", "")},
 	})
@@ -95,7 +96,7 @@ func TestUnknownPool(t *testing.T) {
 		Factory: func(context.Context, config.Pipeline) (Driver, error) {
 			return memjobs.New("x", memjobs.Config{}, nil), nil
 		},
-		Executor:  &testExec{},
+		Executor:  exectest.Func((&testExec{}).Exec),
 		Pipelines: map[string]config.Pipeline{"x": p},
 	})
 	if err := m2.Start(context.Background(), nil); !errors.Is(err, ErrUnknownPool) {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"github.com/pipevisor/pipevisor/internal/exectest"
-	"github.com/pipevisor/pipevisor/pool"
 	"strings"
 	"sync"
 	"testing"
@@ -44,11 +43,6 @@ func (x *headerExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payload,
 	return frame.Payload{}, nil
 }
 
-// Run runs a batch job by job through Exec.
-func (x *headerExec) Run(ctx, send context.Context, pls []frame.Payload, res []pool.Result) {
-	exectest.Func(x.Exec).Run(ctx, send, pls, res)
-}
-
 func (x *headerExec) get(id string) (string, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -67,7 +61,7 @@ func tracedManager(t *testing.T) (*Manager, *headerExec, *tracetest.SpanRecorder
 		Factory: func(ctx context.Context, p config.Pipeline) (Driver, error) {
 			return memjobs.New(p.Name, memjobs.Config{}, nil), nil
 		},
-		Executor:  x,
+		Executor:  exectest.Func(x.Exec),
 		Pipelines: map[string]config.Pipeline{"a": {Name: "a", Driver: config.DriverMemory, Concurrency: 1, Memory: &memjobs.Config{}}},
 		Tracer:    tracing.NewWithProvider(tp),
 	})

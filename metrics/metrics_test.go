@@ -133,11 +133,6 @@ func (x okExec) Exec(context.Context, frame.Payload) (frame.Payload, error) {
 	return frame.Payload{}, nil
 }
 
-// Run runs a batch job by job through Exec.
-func (x okExec) Run(ctx, send context.Context, pls []frame.Payload, res []pool.Result) {
-	exectest.Func(x.Exec).Run(ctx, send, pls, res)
-}
-
 func TestPushed(t *testing.T) {
 	m := metrics.New(metrics.Sources{})
 	batch := []consumer.Job{{Pipeline: "a"}, {Pipeline: "a"}, {Pipeline: "b"}, {Pipeline: "a"}}
@@ -226,7 +221,7 @@ func TestThroughManager(t *testing.T) {
 		Factory: func(_ context.Context, p config.Pipeline) (jobs.Driver, error) {
 			return memjobs.New(p.Name, *p.Memory, nil), nil
 		},
-		Executor: okExec{},
+		Executor: exectest.Func(okExec{}.Exec),
 		Observer: m,
 		Pipelines: map[string]config.Pipeline{
 			"emails": {Driver: config.DriverMemory, Concurrency: 4, Retry: retry.Defaults(), Memory: &memjobs.Config{}},

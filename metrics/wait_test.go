@@ -2,6 +2,7 @@ package metrics_test
 
 import (
 	"context"
+	"github.com/pipevisor/pipevisor/internal/exectest"
 	"runtime"
 	"testing"
 	"time"
@@ -49,7 +50,7 @@ func TestQueueWaitAndOldestAge(t *testing.T) {
 		Factory: func(_ context.Context, p config.Pipeline) (jobs.Driver, error) {
 			return memjobs.New(p.Name, *p.Memory, nil), nil
 		},
-		Executor: okExec{},
+		Executor: exectest.Func(okExec{}.Exec),
 		Observer: m,
 		Pipelines: map[string]config.Pipeline{
 			"later": {Driver: config.DriverMemory, Concurrency: 2, Retry: retry.Defaults(), Memory: &memjobs.Config{}},

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pipevisor/pipevisor/internal/exectest"
 	"reflect"
 	"strings"
 	"sync"
@@ -184,11 +183,6 @@ func (b *blockingExec) Exec(ctx context.Context, pl frame.Payload) (frame.Payloa
 	}
 }
 
-// Run runs a batch job by job through Exec.
-func (b *blockingExec) Run(ctx, send context.Context, pls []frame.Payload, res []pool.Result) {
-	exectest.Func(b.Exec).Run(ctx, send, pls, res)
-}
-
 func (b *blockingExec) waitStarted(t *testing.T, n int) {
 	t.Helper()
 	for range n {
@@ -207,7 +201,7 @@ func TestStopReleasesInterruptedJobs(t *testing.T) {
 		fc.push(fmt.Sprint(i), 1, nil)
 	}
 	ex := newBlockingExec()
-	p := New(Config{Name: "p", Concurrency: 2}, fc, ex, nil)
+	p := New(Config{Name: "p", Concurrency: 2}, fc, execFunc(ex.Exec), nil)
 	r := start(t, p)
 	ex.waitStarted(t, 2)
 
@@ -243,7 +237,7 @@ func TestStopWaitsForRunningJobs(t *testing.T) {
 		fc.push(fmt.Sprint(i), 1, nil)
 	}
 	ex := newBlockingExec()
-	p := New(Config{Name: "p", Concurrency: 1}, fc, ex, nil)
+	p := New(Config{Name: "p", Concurrency: 1}, fc, execFunc(ex.Exec), nil)
 	r := start(t, p)
 	ex.waitStarted(t, 1)
 
@@ -283,7 +277,7 @@ func TestRunContextCancelInterrupts(t *testing.T) {
 	fc.holdReleased = true
 	fc.push("j", 1, nil)
 	ex := newBlockingExec()
-	p := New(Config{Name: "p"}, fc, ex, nil)
+	p := New(Config{Name: "p"}, fc, execFunc(ex.Exec), nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	res := make(chan error, 1)
 	go func() { res <- p.Run(ctx) }()

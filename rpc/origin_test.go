@@ -3,7 +3,6 @@ package rpc
 import (
 	"context"
 	"github.com/pipevisor/pipevisor/internal/exectest"
-	"github.com/pipevisor/pipevisor/pool"
 	"log/slog"
 	"strings"
 	"sync"
@@ -57,11 +56,6 @@ func (x ackExec) Exec(context.Context, frame.Payload) (frame.Payload, error) {
 	return frame.Payload{}, nil
 }
 
-// Run runs a batch job by job through Exec.
-func (x ackExec) Run(ctx, send context.Context, pls []frame.Payload, res []pool.Result) {
-	exectest.Func(x.Exec).Run(ctx, send, pls, res)
-}
-
 // originWorkers records the origin its Reset was called with.
 type originWorkers struct {
 	mu     sync.Mutex
@@ -89,7 +83,7 @@ func TestRPCActionsCarryTheirOrigin(t *testing.T) {
 		Factory: func(_ context.Context, p config.Pipeline) (jobs.Driver, error) {
 			return memjobs.New(p.Name, memjobs.Config{}, nil), nil
 		},
-		Executor:  ackExec{},
+		Executor:  exectest.Func(ackExec{}.Exec),
 		Logger:    slog.New(rec),
 		Pipelines: map[string]config.Pipeline{"orders": mem("orders"), "emails": mem("emails")},
 	})

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"github.com/pipevisor/pipevisor/internal/exectest"
-	"github.com/pipevisor/pipevisor/pool"
 	"os"
 	"slices"
 	"sync"
@@ -194,11 +193,6 @@ func (x *busyExec) Exec(ctx context.Context, _ frm.Payload) (frm.Payload, error)
 	return frm.Payload{}, nil
 }
 
-// Run runs a batch job by job through Exec.
-func (x *busyExec) Run(ctx, send context.Context, pls []frm.Payload, res []pool.Result) {
-	exectest.Func(x.Exec).Run(ctx, send, pls, res)
-}
-
 func (x *busyExec) count() int {
 	x.mu.Lock()
 	defer x.mu.Unlock()
@@ -242,7 +236,7 @@ func startSDKServer(t *testing.T) *sdkServer {
 				return memjobs.New(p.Name, mem, nil), nil
 			}
 		},
-		Executor: s.exec,
+		Executor: exectest.Func(s.exec.Exec),
 		Pipelines: map[string]config.Pipeline{
 			"sdk-busy": {Driver: config.DriverMemory, Priority: 10, Concurrency: 1, Retry: retry.Defaults(), Memory: &mem},
 			"sdk-amqp": {Driver: config.DriverAMQP, Priority: 10, Concurrency: 1, Retry: retry.Defaults(),

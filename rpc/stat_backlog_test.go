@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"fmt"
+	"github.com/pipevisor/pipevisor/internal/exectest"
 	"testing"
 	"time"
 
@@ -28,7 +29,7 @@ func TestStatBacklogOfAPausedMemoryPipeline(t *testing.T) {
 		Factory: func(_ context.Context, p config.Pipeline) (jobs.Driver, error) {
 			return memjobs.New(p.Name, *p.Memory, nil), nil
 		},
-		Executor: &busyExec{release: make(chan struct{})},
+		Executor: exectest.Func((&busyExec{release: make(chan struct{})}).Exec),
 		Pipelines: map[string]config.Pipeline{
 			"idle": {Driver: config.DriverMemory, Priority: 10, Concurrency: 2, Retry: retry.Defaults(), Memory: &mem},
 		},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"github.com/pipevisor/pipevisor/internal/exectest"
 	"net/http"
 	"net/url"
 	"os"
@@ -78,7 +79,7 @@ func TestReadyFollowsRabbitMQConnection(t *testing.T) {
 			g.Defaults()
 			return amqpjobs.New(ctx, p.Name, g, *p.AMQP, "", nil)
 		},
-		Executor: ackExec{},
+		Executor: exectest.Func(ackExec{}.Exec),
 		Pipelines: map[string]config.Pipeline{
 			"orders": {Driver: config.DriverAMQP, Concurrency: 1, Retry: retry.Defaults(), AMQP: func() *amqpjobs.Config {
 				c := &amqpjobs.Config{Queue: "orders", RedialTimeout: 5 * time.Second}

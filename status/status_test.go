@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"github.com/pipevisor/pipevisor/internal/exectest"
-	"github.com/pipevisor/pipevisor/pool"
 	"io"
 	"net/http"
 	"strings"
@@ -28,11 +27,6 @@ type ackExec struct{}
 
 func (x ackExec) Exec(context.Context, frame.Payload) (frame.Payload, error) {
 	return frame.Payload{}, nil
-}
-
-// Run runs a batch job by job through Exec.
-func (x ackExec) Run(ctx, send context.Context, pls []frame.Payload, res []pool.Result) {
-	exectest.Func(x.Exec).Run(ctx, send, pls, res)
 }
 
 // flakyQueue is a memory queue whose broker connection can be "lost".
@@ -118,7 +112,7 @@ func TestReadyFollowsPipelines(t *testing.T) {
 			mu.Unlock()
 			return q, nil
 		},
-		Executor: ackExec{},
+		Executor: exectest.Func(ackExec{}.Exec),
 		Pipelines: map[string]config.Pipeline{
 			"emails": {Driver: config.DriverMemory, Concurrency: 1, Retry: retry.Defaults(), Memory: &memjobs.Config{}},
 			"orders": {Driver: config.DriverMemory, Concurrency: 1, Retry: retry.Defaults(), Memory: &memjobs.Config{}},
