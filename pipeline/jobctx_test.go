@@ -22,7 +22,7 @@ func (position) AppendContext(b []byte) []byte {
 func TestPayloadCarriesTheDelivery(t *testing.T) {
 	d := &consumer.Delivery{ID: "1", Job: "j", Driver: "kafka", Queue: "q", Pipeline: "p", Attempt: 4,
 		Headers: map[string][]string{"h": {"v"}}, Body: []byte("body"), Context: position{}}
-	pl := payload(d)
+	pl := appendPayload(nil, d)
 	var got frame.JobContext
 	if err := json.Unmarshal(pl.Context, &got); err != nil {
 		t.Fatalf("%v in %s", err, pl.Context)

@@ -34,8 +34,8 @@ import (
 type Executor interface {
 	// Run runs the jobs in pls (one, or up to Config.Pipelining written
 	// to one worker ahead of their replies) and sets res[i] to what job i
-	// came to (see pool.Run for the errors), returning once every job has
-	// its result and no worker is held. A job not sent to a worker when
+	// came to, At included (see pool.Run for the errors), returning once
+	// every job has its result and no worker is held. A job not sent to a worker when
 	// send ends is not sent (its error wraps context.Cause(send)); Run
 	// must return once ctx is done (the pool kills the worker);
 	// context.Cause(ctx) tells why. pls is only valid until Run returns:

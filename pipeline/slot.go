@@ -82,9 +82,6 @@ func (s *slot) run(workCtx, settleBase context.Context, first *consumer.Delivery
 	for i, d := range s.ds {
 		r := &s.res[i]
 		at := r.At
-		if at.IsZero() {
-			at = time.Now()
-		}
 		reply, err := p.reply(workCtx, r.Out, r.Err)
 		tj := &s.tjs[i]
 		if tj.Enabled() {
